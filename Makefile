@@ -1,0 +1,36 @@
+# Quick start: `make demo` and `make test` work from a fresh clone on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel; never let an unpinned dependency pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: demo test test-slow test-all bench install clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
+
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/curvature_vs_pyhessian.py | tee results/curvature_vs_pyhessian.txt
+	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
+	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,105 @@
+"""torch.distributed helpers: every reduction over data goes through here, so `torchrun` just works.
+
+Launched with `torchrun`, the environment holds WORLD_SIZE/RANK/MASTER_ADDR; `init()` joins the group
+(NCCL on CUDA, gloo on CPU). Without it every function degrades to the single-process case.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+import torch.distributed as tdist
+
+
+def init(device: torch.device | str = "cpu") -> None:
+    """Join the process group described by torchrun's environment, once; a no-op otherwise."""
+    if tdist.is_available() and not tdist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        tdist.init_process_group(backend=backend)
+
+
+_local_depth = 0
+
+
+def active() -> bool:
+    """Whether more than one process takes part in collectives right now (False inside `local()`)."""
+    return _local_depth == 0 and tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1
+
+
+def launched_rank() -> int:
+    """This process's rank in the launched group, also inside `local()` (0 when not distributed)."""
+    return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0
+
+
+def launched_world_size() -> int:
+    """Size of the launched group, also inside `local()` (1 when not distributed)."""
+    return tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1
+
+
+@contextlib.contextmanager
+def local() -> Iterator[None]:
+    """Run a whole job on this rank alone: no sharding, no collectives (for independent jobs of a study)."""
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
+
+
+def rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return tdist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 when not distributed)."""
+    return tdist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """True on the process that prints and writes files."""
+    return rank() == 0
+
+
+def shard(n: int, index: int | None = None, parts: int | None = None) -> range:
+    """The contiguous block of `range(n)` that rank `index` of `parts` owns (sizes differ by at most 1)."""
+    index = rank() if index is None else index
+    parts = world_size() if parts is None else parts
+    base, extra = divmod(n, parts)
+    start = index * base + min(index, extra)
+    return range(start, start + base + (1 if index < extra else 0))
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum `t` over all ranks in place and return it."""
+    if active():
+        tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t
+
+
+def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Copy rank `src`'s `t` to every rank in place and return it."""
+    if active():
+        tdist.broadcast(t, src=src)
+    return t
+
+
+def barrier() -> None:
+    """Wait for all ranks."""
+    if active():
+        tdist.barrier()
+
+
+def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
+    """Concatenate the per-rank blocks of `shard(n_total)` rows into the full tensor on every rank."""
+    if not active():
+        return local
+    full = local.new_zeros((n_total,) + tuple(local.shape[1:]))
+    full[shard(n_total).start:shard(n_total).stop] = local
+    return all_reduce_sum(full)
