@@ -7,7 +7,7 @@ import click
 
 from landscape.errors import LandscapeError
 
-from . import train as train_cmds
+from . import curvature, fusion, geometry, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for module in (train_cmds,):
+for module in (train, fusion, curvature, geometry, study):
     for cmd in module.COMMANDS:
         cli.add_command(cmd)
 

@@ -1,0 +1,2 @@
+"""Placeholder: filled by the curvature work."""
+COMMANDS: list = []

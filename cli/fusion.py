@@ -1,0 +1,2 @@
+"""Placeholder: filled by the fusion work."""
+COMMANDS: list = []

@@ -1,0 +1,2 @@
+"""Placeholder: filled by the geometry work."""
+COMMANDS: list = []

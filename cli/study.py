@@ -1,0 +1,2 @@
+"""Placeholder: filled by the study work."""
+COMMANDS: list = []
