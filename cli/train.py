@@ -6,7 +6,7 @@ import json
 import click
 
 from landscape.checkpoint import file_hash, model_spec, save_checkpoint, wrap
-from landscape.data import load_data
+from landscape.data import check_labels, load_data
 from landscape.errors import LandscapeError
 from landscape.evaluate import evaluate, evaluate_ensemble
 from landscape.store import write_result
@@ -81,8 +81,9 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, 
             extra["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
         except ValueError:
             raise LandscapeError(f"--hidden: expected comma-separated integers, got {hidden!r}") from None
-    kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, width=width, bn=bn, bias=bias, **extra)
+    kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, **{"width": width, "bn": bn, "bias": bias, **extra})
     model = init_model(arch, kwargs, init_seed).to(dev)
+    check_labels(data.train, kwargs["num_classes"])
     cfg = _config(kw)
     result = train(model, data, cfg, desc=f"train {out}")
     _finish(result, data, cfg, out, as_json, {"init_seed": init_seed, "arch": arch})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,24 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None 
     dist.barrier()
 
 
+class _UnsafePickle(Exception):
+    """A torch file that holds objects weights_only loading refuses."""
+
+
 def _torch_load(path: Path, weights_only: bool = True) -> Any:
     if not path.is_file():
         raise LandscapeError(f"file not found: {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic not in (b"PK", b"\x80\x02"):  # zip (torch.save) or legacy pickle protocol 2
+        raise LandscapeError(f"{path}: not a readable torch file")
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        if weights_only:
+            raise _UnsafePickle(str(exc)) from None
+        raise LandscapeError(f"{path}: not a readable torch file ({exc})") from None
     except Exception as exc:
-        if weights_only and "weights_only" in str(exc):
-            raise
         raise LandscapeError(f"{path}: not a readable torch file ({type(exc).__name__})") from None
 
 
@@ -56,9 +67,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         payload = _torch_load(path)
-    except LandscapeError:
-        raise
-    except Exception:
+    except _UnsafePickle:
         raise LandscapeError(f"{path}: not a landscape checkpoint (it holds objects other than tensors; "
                              "use `landscape wrap` for foreign files)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -133,9 +142,7 @@ def wrap(source: str | os.PathLike, out: str | os.PathLike, arch: str, arch_kwar
     source = Path(source)
     try:
         obj = _torch_load(source)
-    except LandscapeError:
-        raise
-    except Exception:
+    except _UnsafePickle:
         # Lightning checkpoints pickle hyper-parameters and callback state: the user vouches for their file.
         obj = _torch_load(source, weights_only=False)
     model = build_model(arch, arch_kwargs)

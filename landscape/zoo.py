@@ -176,8 +176,8 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
     return model
 
 
-def arch_kwargs_for(arch: str, input_shape: Sequence[int], num_classes: int, **overrides) -> dict:
-    """The full `arch_kwargs` for `arch` on data of `input_shape` with `num_classes` (None overrides dropped)."""
+def arch_kwargs_for(arch: str, input_shape: Sequence[int], num_classes: int, /, **overrides) -> dict:
+    """The full `arch_kwargs` for data of `input_shape` with `num_classes`; non-None `overrides` win."""
     kwargs = {"input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)}
     kwargs.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None})
     return kwargs

@@ -1,0 +1,45 @@
+"""Bad input: one `error:` line on stderr, exit code 2, no traceback, no file left behind."""
+import numpy as np
+import pytest
+import torch
+
+from landscape.checkpoint import save_checkpoint
+from landscape.zoo import build_model
+
+
+@pytest.fixture
+def files(tmp_path):
+    model = build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8]})
+    save_checkpoint(model, tmp_path / "ok.pt")
+    save_checkpoint(build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 3, "hidden": [8]}), tmp_path / "c3.pt")
+    torch.save({"a": torch.zeros(2)}, tmp_path / "plain.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    np.savez(tmp_path / "wide.npz", x_train=np.zeros((20, 1, 8, 8), np.float32), y_train=np.arange(20) % 12)
+    return tmp_path
+
+
+CASES = [
+    (["eval", "{d}/missing.pt"], "file not found"),
+    (["eval", "{d}/plain.pt"], "not a landscape checkpoint"),
+    (["eval", "{d}/junk.pt"], "not a readable torch file"),
+    (["train", "--arch", "alexnet", "--epochs", "1", "--out", "{d}/o.pt"], "unknown arch"),
+    (["wrap", "{d}/sd.pt", "--arch", "mlp", "--data", "digits", "--arch-kwargs", '{{"hidden": [9]}}', "--out", "{d}/o.pt"],
+     "does not fit"),
+    (["eval", "{d}/ok.pt", "--data", "imagenet"], "unknown dataset"),
+    (["eval", "{d}/c3.pt"], "labels out of range"),
+    (["train", "--data", "{d}/wide.npz", "--epochs", "1", "--out", "{d}/o.pt", "--arch-kwargs", '{{"num_classes": 5}}'],
+     "labels out of range"),
+    (["train", "--epochs", "1", "--out", "{d}/o.pt", "--batch-size", "0"], "must be positive"),
+    (["train", "--no-such-option"], "no such option"),
+]
+
+
+@pytest.mark.parametrize("args,message", CASES)
+def test_one_line_error_exit_2(files, run_cli, args, message):
+    code, out, err = run_cli(*[a.format(d=files) for a in args])
+    assert code == 2
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+    assert message in err.lower()
+    assert "Traceback" not in err and out == ""
+    assert not (files / "o.pt").exists() and not list(files.glob("*.tmp"))

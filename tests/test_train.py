@@ -1,0 +1,57 @@
+"""Training: determinism, seeds that matter, accuracy on digits, and the train/eval/finetune commands."""
+import json
+
+import torch
+
+from landscape.checkpoint import load_checkpoint
+from tests.conftest import train_mlp
+
+
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+def test_same_seeds_give_bitwise_identical_weights(digits):
+    a, b = train_mlp(digits, 7, 8, epochs=2), train_mlp(digits, 7, 8, epochs=2)
+    assert torch.equal(_flat(a), _flat(b))
+    assert not torch.equal(_flat(a), _flat(train_mlp(digits, 7, 9, epochs=2)))   # data order matters
+    assert not torch.equal(_flat(a), _flat(train_mlp(digits, 6, 8, epochs=2)))   # init matters
+
+
+def test_trained_mlp_reaches_90_percent(mlp_pair, digits):
+    from landscape.evaluate import evaluate
+
+    for model in mlp_pair:
+        assert evaluate(model, digits.test).acc >= 0.90
+
+
+def test_train_eval_finetune_commands(tmp_path, run_cli):
+    a, b, f = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "f.pt"
+    code, out, _ = run_cli("train", "--hidden", "32", "--epochs", "4", "--batch-size", "64", "--lr", "0.1",
+                           "--schedule", "step", "--step-size", "2", "--init-seed", "1", "--data-seed", "2",
+                           "--out", a, "--json")
+    assert code == 0
+    summary = json.loads(out)
+    _, meta = load_checkpoint(a)
+    assert meta["init_seed"] == 1 and meta["data_seed"] == 2 and meta["batch_size"] == 64
+    assert meta["schedule"] == "step" and len(meta["history"]["val_acc"]) == 4
+    assert meta["test_acc"] == summary["test_acc"]
+    assert meta["best_val_acc"] == max(meta["history"]["val_acc"])
+    assert run_cli("train", "--hidden", "32", "--epochs", "2", "--init-seed", "3", "--out", b, "--quiet")[0] == 0
+    code, out, _ = run_cli("eval", a, b, "--json")
+    rows = json.loads(out)["models"]
+    assert code == 0 and set(rows) == {str(a), str(b), "ensemble"}
+    assert abs(rows[str(a)]["test"]["acc"] - meta["test_acc"]) < 1e-12
+    code, out, _ = run_cli("finetune", a, "--epochs", "2", "--lr", "0.01", "--schedule", "plateau",
+                           "--patience", "1", "--out", f, "--json")
+    assert code == 0
+    _, fmeta = load_checkpoint(f)
+    assert fmeta["finetuned_from"] == str(a) and fmeta["lr"] == 0.01
+
+
+def test_early_stopping_stops(tmp_path, run_cli):
+    out = tmp_path / "e.pt"
+    assert run_cli("train", "--hidden", "8", "--epochs", "30", "--lr", "1e-9", "--patience", "2", "--out", out,
+                   "--quiet")[0] == 0
+    _, meta = load_checkpoint(out)
+    assert meta["epochs_run"] < 30
