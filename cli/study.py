@@ -1,2 +1,55 @@
-"""Placeholder: filled by the study work."""
-COMMANDS: list = []
+"""`landscape study` and `landscape report`: the batch-size comparison study, end to end."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from landscape import dist
+from landscape.errors import LandscapeError
+from landscape.report import write_report
+from landscape.study import StudyRun
+from landscape.study_config import load_config, preset_path, presets
+
+from .common import emit, start
+
+
+@click.command("study")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", default=None, help=f"A bundled config instead of a file: {', '.join(presets())}.")
+@click.option("--data", "data_spec", default=None, help="Override the config's dataset.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Checkpoints and study.h5 go here (default runs/<name>).")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="Where report.md and figures go (default <workdir>/report).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def study_cmd(config, preset, data_spec, workdir, report_dir, device, quiet, as_json):
+    """Train, fuse, fine-tune and measure as in the seed study; cached and resumable; ends with the report."""
+    if config and preset:
+        raise LandscapeError("give a CONFIG file or --preset, not both")
+    dev = start(device, quiet, as_json)
+    cfg = load_config(config or preset_path(preset or "quick"), data=data_spec)
+    workdir = Path(workdir or Path("runs") / cfg.name)
+    import fusion
+
+    run = StudyRun(cfg, workdir, fusion, dev)
+    run.run()
+    report = None
+    if dist.launched_rank() == 0:
+        report = write_report(run.store, report_dir or workdir / "report")
+    emit({"store": str(run.store), "report": str(report)}, as_json, f"store {run.store}\nreport {report}")
+
+
+@click.command("report")
+@click.argument("store", type=click.Path(dir_okay=False))
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Where report.md and figures go (default: beside the store, in report/).")
+def report_cmd(store, out_dir):
+    """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""
+    report = write_report(store, out_dir or Path(store).parent / "report")
+    click.echo(str(report))
+
+
+COMMANDS = [study_cmd, report_cmd]

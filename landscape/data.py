@@ -200,7 +200,10 @@ def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.dev
     (xtr, ytr), (xva, yva) = _holdout(xtr, ytr, val_fraction)
     mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
     std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
-    norm = lambda a: torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
+
+    def norm(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
+
     ds = Dataset(spec, Split(norm(xtr), torch.from_numpy(ytr)), Split(norm(xva), torch.from_numpy(yva)),
                  Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]), augment)
     return ds.to(device)

@@ -44,21 +44,28 @@ def _attr(value: Any) -> Any:
 def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
                  attrs: Mapping[str, Any] | None = None) -> None:
     """Replace `group` in the HDF5 file at `path` with `arrays` and `attrs`, atomically."""
+    write_results(path, {group: (arrays, attrs or {})})
+
+
+def write_results(path: str | os.PathLike,
+                  groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
+    """Replace several groups `{group: (arrays, attrs)}` in one atomic rewrite of the file; rank 0 only."""
     if not dist.is_main():
         return
     path = Path(path)
+    stamp = {"written_at": time.time(), **{f"version_{k}": v for k, v in versions().items()}}
     with atomic_path(path) as tmp:
         if path.exists():
             shutil.copyfile(path, tmp)
         with h5py.File(tmp, "a") as f:
-            if group in f:
-                del f[group]
-            g = f.require_group(group)
-            for name, value in arrays.items():
-                g.create_dataset(name, data=np.asarray(value))
-            for key, value in {**(attrs or {}), "written_at": time.time(), **{
-                    f"version_{k}": v for k, v in versions().items()}}.items():
-                g.attrs[key] = _attr(value)
+            for group, (arrays, attrs) in groups.items():
+                if group in f:
+                    del f[group]
+                g = f.require_group(group)
+                for name, value in arrays.items():
+                    g.create_dataset(name, data=np.asarray(value))
+                for key, value in {**attrs, **stamp}.items():
+                    g.attrs[key] = _attr(value)
 
 
 def read_result(path: str | os.PathLike, group: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -1,0 +1,83 @@
+"""torchrun with 2 gloo processes on CPU gives the single-process numbers, printed and written once."""
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from landscape.checkpoint import save_checkpoint
+from landscape.train import init_model
+from landscape.zoo import arch_kwargs_for
+
+LANDSCAPE = shutil.which("landscape") or str(Path(sys.executable).with_name("landscape"))
+TIMING_KEYS = ("seconds", "time", "written_at")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(args: list[str], procs: int, cwd: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if procs == 1:
+        cmd = [LANDSCAPE, *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_addr=127.0.0.1",
+               f"--master_port={_free_port()}", LANDSCAPE, *args]
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stdout  # rank 0 alone prints, one JSON object
+    return json.loads(lines[0])
+
+
+def _assert_close(a, b, path="") -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            if not any(t in k for t in TIMING_KEYS) and k != "out":
+                _assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    for name, seed in (("a", 1), ("b", 2)):
+        kwargs = arch_kwargs_for("mlp", (1, 8, 8), 10, hidden=[16])
+        save_checkpoint(init_model("mlp", kwargs, seed), d / f"{name}.pt")
+    return d
+
+
+COMMANDS = {
+    "eval": ["eval", "a.pt", "b.pt"],
+    "eig": ["eig", "a.pt", "-k", "2", "--samples", "300"],
+    "trace": ["trace", "a.pt", "--samples", "300", "--seed", "3"],
+    "barrier": ["barrier", "a.pt", "b.pt", "--align", "none", "--points", "5", "--samples", "300"],
+    "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300"],
+}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_two_processes_match_one(models, tmp_path, name):
+    args = COMMANDS[name]
+    one = _run([*args, "--json"], 1, models)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    two = _run([*args, "--json", "--out", str(out_dir / "r.h5")], 2, models)
+    _assert_close(one, two)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["r.h5"]
