@@ -1,2 +1,149 @@
-"""Placeholder: filled by the curvature work."""
-COMMANDS: list = []
+"""`landscape eig`, `trace` and `esd`: Hessian curvature of a checkpoint's loss (eval mode, mean cross-entropy)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from landscape.checkpoint import file_hash
+from landscape.data import subsample
+from landscape.density import spectral_density
+from landscape.eigen import METHODS as EIG_METHODS
+from landscape.eigen import WHICH, top_eigenvalues
+from landscape.errors import LandscapeError
+from landscape.store import write_result
+from landscape.study import result_arrays
+from landscape.trace import METHODS as TRACE_METHODS
+from landscape.trace import hessian_trace
+
+from .common import data_for, data_options, emit, load_model, output_options, start
+
+BACKENDS = ("landscape", "pyhessian")
+
+
+def _common(f: Callable) -> Callable:
+    f = output_options(data_options(f))
+    f = click.option("--name", default=None, help="Store under /models/NAME (default: the checkpoint's file stem).")(f)
+    return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
+
+
+def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Callable[[Any], str],
+         omit_from_json: tuple[str, ...] = ()) -> None:
+    """Load the model and data, compute, print, and store `/models/<name>/<what>` when --out is given."""
+    dev = start(opts["device"], opts["quiet"], opts["as_json"])
+    model = load_model(checkpoint, dev)[0]
+    data = data_for(model, opts["data_spec"], dev)
+    split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"])
+    result = compute(model, split)
+    arrays, attrs = result_arrays(result)
+    settings = {"data": opts["data_spec"], "split": opts["split"], "samples": opts["samples"],
+                "batch_size": opts["batch_size"], "seed": opts["seed"], "checkpoint": checkpoint,
+                "sha256": file_hash(checkpoint)}
+    if opts["out"]:
+        name = opts["name"] or Path(checkpoint).stem
+        write_result(opts["out"], f"/models/{name}/{what}", arrays, {**attrs, **settings})
+    shown = {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
+    emit({**shown, **settings}, opts["as_json"], describe(result))
+
+
+def _method(method: str | None, backend: str, default: str, pyhessian: str) -> str:
+    """The method to run: the default of the backend, and only `pyhessian`'s own one with --backend pyhessian."""
+    if backend == "pyhessian":
+        if method not in (None, pyhessian):
+            raise LandscapeError(f"--backend pyhessian has only --method {pyhessian}")
+        return pyhessian
+    return method or default
+
+
+def _eig_text(checkpoint: str):
+    def describe(r) -> str:
+        kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
+        lines = [(f"{checkpoint}: top-{r.k} Hessian eigenvalues ({r.backend} {r.method}, {kind}) "
+                  f"on {r.n_examples} examples, {r.n_params} parameters")]
+        lines += [f"  {i + 1:>3}  {v: .6g}   residual {res:.2e}" for i, (v, res) in
+                  enumerate(zip(r.eigenvalues, r.residuals))]
+        state = {True: "converged", False: "NOT converged: raise --max-hvps or --tol", None: ""}[r.converged]
+        lines.append(f"  {r.hvps} Hessian-vector products, {r.seconds:.2f} s, tol {r.tol:g}"
+                     + (f", {state}" if state else ""))
+        return "\n".join(lines)
+    return describe
+
+
+@click.command("eig")
+@_common
+@click.option("-k", "k", type=int, default=1, show_default=True, help="Number of top eigenvalues.")
+@click.option("--method", type=click.Choice(EIG_METHODS), default=None,
+              help="lanczos (default), or PyHessian-style power iteration (the only one --backend pyhessian has).")
+@click.option("--which", type=click.Choice(WHICH), default=None,
+              help="Largest algebraic (Lanczos default) or largest magnitude (what power iteration finds).")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="Lanczos: residual <= tol*|lambda|; power: relative change between iterations.")
+@click.option("--max-hvps", type=int, default=None, help="Budget of Hessian-vector products [100 per eigenvalue].")
+@click.option("--eigenvectors", is_flag=True, help="Store the eigenvectors in --out.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
+              help="pyhessian: PyHessian 0.1's own power iteration.")
+def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, **opts):
+    """Top-k eigenvalues of the Hessian of the training loss."""
+    if eigenvectors and not opts["out"]:
+        raise LandscapeError("--eigenvectors are stored in the HDF5 file: give --out FILE.h5")
+    method = _method(method, backend, "lanczos", "power")
+
+    def compute(model, split):
+        return top_eigenvalues(model, split, k=k, batch_size=opts["batch_size"], method=method, tol=tol,
+                               max_hvps=max_hvps, seed=opts["seed"], which=which, eigenvectors=eigenvectors,
+                               backend=backend)
+    _run(checkpoint, "eigenvalues", opts, compute, _eig_text(checkpoint), omit_from_json=("eigenvectors",))
+
+
+@click.command("trace")
+@_common
+@click.option("--method", type=click.Choice(TRACE_METHODS), default=None,
+              help="hutch++ (default) or hutchinson (the only one --backend pyhessian has).")
+@click.option("--max-hvps", type=int, default=100, show_default=True, help="Budget of Hessian-vector products.")
+@click.option("--target-rse", type=float, default=None,
+              help="Stop once the relative standard error is at most this (after 10 probes).")
+@click.option("--block", type=int, default=8, show_default=True, help="Probes per batched product.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
+              help="pyhessian: PyHessian 0.1's own Hutchinson loop and stopping rule.")
+def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
+    """Trace of the Hessian of the training loss (Hutch++ or Hutchinson), with a standard error."""
+    method = _method(method, backend, "hutch++", "hutchinson")
+
+    def compute(model, split):
+        return hessian_trace(model, split, method=method, batch_size=opts["batch_size"], max_hvps=max_hvps,
+                             target_rse=target_rse, seed=opts["seed"], block=block, backend=backend)
+
+    def describe(r) -> str:
+        text = (f"{checkpoint}: Hessian trace {r.trace:.6g} +- {r.stderr:.3g} (relative standard error "
+                f"{r.rel_stderr:.2%}) by {r.backend} {r.method}\n  {r.probes} probes"
+                + (f" after a sketch of {r.sketch}" if r.sketch else "")
+                + f", {r.hvps} Hessian-vector products, {r.seconds:.2f} s, {r.n_examples} examples")
+        return text + (f"\n  note: {r.note}" if r.note else "")
+    _run(checkpoint, "trace", opts, compute, describe)
+
+
+@click.command("esd")
+@_common
+@click.option("--steps", type=int, default=90, show_default=True, help="Lanczos steps per run (m).")
+@click.option("--runs", type=int, default=1, show_default=True, help="Random start vectors (n_v).")
+@click.option("--sigma2", type=float, default=None,
+              help="Gaussian kernel variance [1e-5 * max(1, eigenvalue range)].")
+@click.option("--grid-points", type=int, default=None, help="Points of the density grid [>= 10000, auto].")
+@click.option("--block", type=int, default=8, show_default=True, help="Runs advanced together per product.")
+def esd_cmd(checkpoint, steps, runs, sigma2, grid_points, block, **opts):
+    """Eigenvalue spectral density of the Hessian by stochastic Lanczos quadrature (`landscape plot` draws it)."""
+    def compute(model, split):
+        return spectral_density(model, split, steps=steps, runs=runs, batch_size=opts["batch_size"],
+                                seed=opts["seed"], grid_points=grid_points, sigma2=sigma2, block=block)
+
+    def describe(r) -> str:
+        return (f"{checkpoint}: spectral density from {r.runs} run(s) x {r.steps} Lanczos steps, Ritz values in "
+                f"[{r.nodes.min():.4g}, {r.nodes.max():.4g}], kernel variance {r.sigma2:.3g}\n"
+                f"  {r.hvps} Hessian-vector products, {r.seconds:.2f} s"
+                + ("" if opts["out"] else "; give --out FILE.h5 to keep the density for `landscape plot`"))
+    _run(checkpoint, "esd", opts, compute, describe, omit_from_json=("grid", "density"))
+
+
+COMMANDS = [eig_cmd, trace_cmd, esd_cmd]

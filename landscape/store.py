@@ -32,6 +32,8 @@ def versions() -> dict[str, str]:
 def _attr(value: Any) -> Any:
     if value is None:
         return "None"
+    if isinstance(value, str):
+        return str(value)  # plain str: h5py cannot store str subclasses such as torch.__version__
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         return np.array(value, dtype=h5py.string_dtype())
     if isinstance(value, dict):

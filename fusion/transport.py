@@ -1,0 +1,97 @@
+"""Transport maps between the units of a model (n) and of the fused-model estimate (m), with POT.
+
+`plan` solves OT(a, b; C) (paper eq. 1) exactly (EMD) or with entropic regularisation (Sinkhorn). `Map`
+turns the plan T (n x m) into the two linear maps that move a model into the estimate's basis:
+- rows (m x n) = diag(1/beta) T^T, beta = T^T 1 (Algorithm 1 line 14): unit j of the aligned model is the
+  barycentric projection of the model's units, a convex combination with weights T[:, j] / beta_j;
+- cols (n x m) = diag(1/alpha) T, alpha = T 1: applied to the input dimension of every consumer
+  (line 9). For equal widths and uniform marginals this is the paper's `T diag(1/beta)`; scaling by the
+  source's own mass alpha instead keeps the function when widths differ (a unit split into two copies gives
+  each copy half of its outgoing weight, two merged units add theirs).
+With EMD, uniform marginals and equal widths, n * T is a permutation matrix and both maps are exact.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from landscape.errors import LandscapeError
+
+SOLVERS = ("emd", "sinkhorn")
+
+
+def uniform(n: int) -> np.ndarray:
+    """The uniform histogram on n units (the paper's default marginals)."""
+    return np.full(n, 1.0 / n)
+
+
+def normalised(weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """A histogram proportional to non-negative `weights`; every unit keeps at least `floor` of the mean mass."""
+    w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    w = w + floor * max(float(w.mean()), 1e-12)
+    return w / w.sum()
+
+
+def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", reg: float = 0.01) -> np.ndarray:
+    """The optimal transport plan T (n x m) with T 1 = a and T^T 1 = b for the ground cost `cost`."""
+    import ot  # POT takes a second to import: only commands that solve a transport problem pay for it
+
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if not np.isfinite(cost).all():
+        raise LandscapeError("the ground cost has non-finite entries (the models' weights or activations overflow)")
+    if solver == "emd":
+        return ot.emd(a, b, cost, numItermax=max(100_000, 50 * cost.size))
+    if solver == "sinkhorn":
+        if reg <= 0:
+            raise LandscapeError(f"--reg must be positive for Sinkhorn, got {reg}")
+        scale = float(cost.max()) or 1.0   # reg is relative to the largest cost, so one value fits every layer
+        with warnings.catch_warnings():   # a plan short of full convergence is still rescaled by its own marginals
+            warnings.simplefilter("ignore", UserWarning)
+            t = ot.sinkhorn(a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7)
+        if not np.isfinite(t).all() or t.sum() <= 0:
+            raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger --reg or the exact solver")
+        return t
+    raise LandscapeError(f"unknown OT solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+
+
+@dataclass(frozen=True)
+class Map:
+    """How one group's units move into the estimate's basis: `rows` for producers, `cols` for consumers."""
+
+    rows: torch.Tensor   # (m, n)
+    cols: torch.Tensor   # (n, m)
+    index: torch.Tensor | None = None   # when the plan is a permutation: unit j of the result is unit index[j]
+
+    @staticmethod
+    def from_plan(t: np.ndarray, device: torch.device | str = "cpu") -> Map:
+        """The barycentric maps of plan `t` (see the module docstring)."""
+        t = torch.as_tensor(t, dtype=torch.float64, device=device)
+        beta = t.sum(0).clamp_min(torch.finfo(t.dtype).tiny)
+        alpha = t.sum(1).clamp_min(torch.finfo(t.dtype).tiny)
+        rows, cols = (t / beta).T.contiguous(), t / alpha[:, None]
+        best, index = rows.max(1)
+        one_to_one = t.shape[0] == t.shape[1] and bool((best > 1 - 1e-9).all()) and \
+            int(torch.unique(index).numel()) == t.shape[0]
+        return Map(rows, cols, index if one_to_one else None)
+
+    def move_units(self, v: torch.Tensor) -> torch.Tensor:
+        """Parameters indexed by this group's units along dim 0 (weight rows, biases, BatchNorm), moved."""
+        if self.index is not None:
+            return v[self.index.to(v.device)]
+        rows = self.rows.to(v.device)
+        return (rows @ v.reshape(v.shape[0], -1).to(rows.dtype)).reshape(rows.shape[0], *v.shape[1:])
+
+    def move_inputs(self, w: torch.Tensor, block: int = 1) -> torch.Tensor:
+        """A consumer's weight (out, units * block, ...) with its inputs moved; blocks are channel-major."""
+        n, m = self.cols.shape
+        per_unit = w.reshape(w.shape[0], n, -1)
+        if self.index is not None:
+            moved = per_unit[:, self.index.to(w.device)]
+        else:
+            cols = self.cols.to(w.device)
+            moved = (cols.T @ per_unit.transpose(0, 1).reshape(n, -1).to(cols.dtype)).reshape(m, w.shape[0], -1)
+            moved = moved.transpose(0, 1)
+        return moved.reshape(w.shape[0], m * block, *w.shape[2:])

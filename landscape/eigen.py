@@ -1,0 +1,207 @@
+"""Top-k Hessian eigenvalues: Lanczos with full reorthogonalisation (default) and PyHessian's power iteration.
+
+"Top" means largest algebraic by default (`which="algebraic"`): the most positive curvature. Power iteration
+converges to the eigenvalues of largest magnitude, which is what PyHessian-based papers report as the "top
+eigenvalue" (a negative number when the most negative curvature dominates); `which="magnitude"` makes Lanczos
+answer that question too.
+
+Lanczos (Lanczos 1950; Golub & Van Loan, Matrix Computations, sec. 10.1) builds an orthonormal basis Q_m of the
+Krylov space of a random start vector, H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T, with every new vector
+reorthogonalised against all previous ones twice (classical Gram-Schmidt, "twice is enough"), so no spurious
+copies of converged eigenvalues appear. The Ritz pairs (theta_i, Q_m s_i) of the tridiagonal T_m have residual
+norm ||H y_i - theta_i y_i|| = |beta_m s_{m,i}|, and the iteration stops once that is at most `tol * |theta_i|`
+for each of the k wanted pairs, which bounds the relative error of each theta_i by `tol` (and in practice by
+about tol^2 * |theta_i| / gap).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Split
+from .errors import LandscapeError
+from .hessian import HessianOperator, Operator, probes
+
+METHODS = ("lanczos", "power")
+WHICH = ("algebraic", "magnitude")
+
+
+@dataclass
+class EigenResult:
+    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, and the run's cost."""
+
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    eigenvectors: np.ndarray | None
+    k: int
+    method: str
+    backend: str
+    which: str
+    tol: float
+    hvps: int
+    seconds: float
+    converged: bool | None  # None: the backend does not say (PyHessian)
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+
+
+@dataclass
+class Tridiagonal:
+    """The output of `lanczos` for b start vectors: T's diagonals (b, m) and the bases Q (b, m, size)."""
+
+    alpha: torch.Tensor
+    beta: torch.Tensor
+    basis: torch.Tensor
+
+    def matrix(self) -> torch.Tensor:
+        """The (b, m, m) tridiagonal matrices T_m (float64, CPU); beta's last column couples to step m+1."""
+        b = self.beta[:, :-1]
+        return torch.diag_embed(self.alpha) + torch.diag_embed(b, 1) + torch.diag_embed(b, -1)
+
+
+def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Remove from each row of w (b, n) its components along the rows of basis (b, j, n), twice."""
+    for _ in range(2):
+        w = w - torch.einsum("bj,bjn->bn", torch.einsum("bjn,bn->bj", basis, w), basis)
+    return w
+
+
+def lanczos(op: Operator, start: torch.Tensor, steps: int, generator: torch.Generator,
+            stop: Callable[[Tridiagonal, int], bool] | None = None) -> Tridiagonal:
+    """`steps` Lanczos steps with full reorthogonalisation from each row of `start` (b, size), run in lockstep.
+
+    One batched product per step serves all b runs. On breakdown (an invariant subspace is found) a run goes
+    on with a random vector orthogonal to its basis and a zero coupling, so T stays exact. `stop(T, j)` is
+    asked after step j (0-based) and may end the iteration early; the result is truncated to the steps done.
+    """
+    runs, steps = start.shape[0], min(steps, op.size)
+    basis = torch.zeros(runs, min(steps, 32), op.size, dtype=op.dtype, device=op.device)  # grows by doubling
+    alpha = torch.zeros(runs, steps, dtype=torch.float64)
+    beta = torch.zeros(runs, steps, dtype=torch.float64)
+    basis[:, 0] = start / start.norm(dim=1, keepdim=True)
+    tiny = 100 * torch.finfo(op.dtype).eps
+    j = 0
+    while True:
+        w = op.matmat(basis[:, j])
+        alpha[:, j] = torch.einsum("bn,bn->b", basis[:, j], w).double().cpu()
+        w = _orthogonalise(w, basis[:, :j + 1])
+        beta[:, j] = w.norm(dim=1).double().cpu()
+        done = Tridiagonal(alpha[:, :j + 1], beta[:, :j + 1], basis[:, :j + 1])
+        if (stop is not None and stop(done, j)) or j + 1 == steps:
+            return done
+        scale = torch.maximum(alpha[:, :j + 1].abs().amax(1), beta[:, :j + 1].amax(1))
+        for r in torch.nonzero(beta[:, j] <= tiny * scale).flatten().tolist():
+            w[r] = _orthogonalise(probes(op, 1, generator, "normal"), basis[r:r + 1, :j + 1])[0]
+            beta[r, j] = 0.0
+        if j + 1 == basis.shape[1]:
+            basis = torch.cat([basis, torch.zeros_like(basis[:, :min(basis.shape[1], steps - j - 1)])], dim=1)
+        basis[:, j + 1] = w / w.norm(dim=1, keepdim=True)
+        j += 1
+
+
+def _ritz(t: Tridiagonal, k: int, which: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The k wanted Ritz values, their residual norms and the eigenvectors of T (columns), for run 0."""
+    theta, s = torch.linalg.eigh(t.matrix()[0])
+    key = theta if which == "algebraic" else theta.abs()
+    order = torch.argsort(key, descending=True)[:k]
+    return theta[order], (t.beta[0, -1] * s[-1, order]).abs(), s[:, order]
+
+
+def lanczos_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator,
+                which: str = "algebraic", vectors: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """Top-k Ritz pairs of `op` by Lanczos, stopping when every residual is at most tol*|theta_i|."""
+    converged = False
+
+    def stop(t: Tridiagonal, j: int) -> bool:
+        nonlocal converged
+        if j + 1 < k:
+            return False
+        theta, res, _ = _ritz(t, k, which)
+        converged = bool((res <= tol * theta.abs()).all()) or j + 1 == op.size
+        return converged
+
+    t = lanczos(op, probes(op, 1, generator, "normal"), max_hvps, generator, stop)
+    if t.alpha.shape[1] < k:
+        raise LandscapeError(f"asked for {k} eigenvalues of a Hessian of size {op.size}")
+    theta, res, s = _ritz(t, k, which)
+    vecs = None
+    if vectors:
+        vecs = (s.T.to(dtype=op.dtype, device=op.device) @ t.basis[0]).cpu().numpy()
+    return theta.numpy(), res.numpy(), vecs, converged
+
+
+def power_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator, vectors: bool = False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """PyHessian's power iteration with deflation: for each of k eigenvalues at most max_hvps // k products,
+    stopping when the Rayleigh quotient changes by less than tol (relative) between two iterations."""
+    found: list[torch.Tensor] = []
+    values, residuals, converged = [], [], True
+    for _ in range(k):
+        v = probes(op, 1, generator, "normal")[0]
+        lam, vec, done, res = None, v, False, float("nan")
+        for _ in range(max(1, max_hvps // k)):
+            for u in found:
+                v = v - (u @ v) * u
+            v = v / v.norm()
+            hv = op.matmat(v[None])[0]
+            new = float(v @ hv)
+            res = float((hv - new * v).norm())
+            done = lam is not None and abs(lam - new) / (abs(lam) + 1e-6) < tol
+            lam, vec, v = new, v, hv
+            if done:
+                break
+        converged &= done
+        values.append(lam)
+        residuals.append(res)
+        found.append(vec)
+    vecs = torch.stack(found).cpu().numpy() if vectors else None
+    return np.array(values), np.array(residuals), vecs, converged
+
+
+def top_eigenvalues(model: nn.Module, split: Split, k: int = 1, batch_size: int = 256, method: str = "lanczos",
+                    tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0, which: str | None = None,
+                    eigenvectors: bool = False, backend: str = "landscape", cache: bool | None = None
+                    ) -> EigenResult:
+    """Top-k eigenvalues of the Hessian of the mean cross-entropy of `model` on `split` (eval mode).
+
+    `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the Hessian-vector products;
+    `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
+    """
+    if method not in METHODS:
+        raise LandscapeError(f"unknown eigenvalue method {method!r}; choose one of {', '.join(METHODS)}")
+    which = which or ("algebraic" if method == "lanczos" else "magnitude")
+    if which not in WHICH:
+        raise LandscapeError(f"unknown --which {which!r}; choose one of {', '.join(WHICH)}")
+    if (method == "power" or backend == "pyhessian") and which != "magnitude":
+        raise LandscapeError("power iteration finds the eigenvalues of largest magnitude; use --method lanczos "
+                             "for the largest algebraic ones")
+    if k < 1 or tol <= 0:
+        raise LandscapeError(f"-k must be at least 1 and --tol positive, got k={k}, tol={tol}")
+    max_hvps = 100 * k if max_hvps is None else max_hvps
+    if max_hvps < k:
+        raise LandscapeError(f"--max-hvps {max_hvps} is fewer than the {k} eigenvalues asked for")
+    if backend == "pyhessian":
+        from .pyhessian_backend import pyhessian_eigenvalues
+
+        return pyhessian_eigenvalues(model, split, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,
+                                     seed=seed, eigenvectors=eigenvectors)
+    if backend != "landscape":
+        raise LandscapeError(f"unknown backend {backend!r}; choose landscape or pyhessian")
+    start = time.perf_counter()
+    op = HessianOperator(model, split, batch_size, cache=cache)
+    generator = torch.Generator().manual_seed(seed)
+    with op.progress(max_hvps, f"{method} top-{k}"):
+        if method == "lanczos":
+            values, residuals, vecs, converged = lanczos_top(op, k, tol, max_hvps, generator, which, eigenvectors)
+        else:
+            values, residuals, vecs, converged = power_top(op, k, tol, max_hvps, generator, eigenvectors)
+    return EigenResult(values, residuals, vecs, k, method, "landscape", which, tol, op.hvps,
+                       time.perf_counter() - start, converged, op.size, op.n_examples, batch_size, seed)

@@ -1,0 +1,107 @@
+"""`landscape fuse` and `landscape align`: checkpoints with their lineage, BatchNorm reset, one-line errors."""
+import json
+
+import pytest
+import torch
+
+import fusion
+from landscape.bn import reset_bn
+from landscape.checkpoint import file_hash, load_checkpoint, save_checkpoint
+from landscape.data import subsample
+from landscape.evaluate import evaluate
+from landscape.zoo import build_model
+from tests.conftest import train_mlp
+from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
+from tests.test_fusion_trained import pair  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory, pair, digits):  # noqa: F811
+    d = tmp_path_factory.mktemp("fusion_cli")
+    save_checkpoint(pair[0], d / "a.pt")
+    save_checkpoint(pair[1], d / "b.pt")
+    for i, seed in enumerate((1, 2)):
+        save_checkpoint(train_mlp(digits, seed, seed, hidden=(16,), epochs=2, bn=True), d / f"bn{i}.pt")
+    save_checkpoint(build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [32, 16, 8]}),
+                    d / "deep.pt")
+    save_checkpoint(build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 9, "hidden": [32, 16]}),
+                    d / "c9.pt")
+    nan = build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [32, 16]})
+    nan.classifier.bias.data[3] = float("nan")
+    save_checkpoint(nan, d / "nan.pt")
+    return d
+
+
+def test_fuse_records_parents_method_and_settings(ckpts, run_cli, digits):
+    a, b, out = ckpts / "a.pt", ckpts / "b.pt", ckpts / "f.pt"
+    code, stdout, _ = run_cli("fuse", a, b, "--out", out, "--samples", "150", "--seed", "3", "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    fused, meta = load_checkpoint(out)
+    assert meta["parents"] == [{"path": str(a), "sha256": file_hash(a)}, {"path": str(b), "sha256": file_hash(b)}]
+    assert {k: meta[k] for k in ("method", "mode", "solver", "reg", "marginals", "samples", "seed", "weights",
+                                 "anchor", "iterations", "reset_bn_samples")} == \
+        {"method": "ot", "mode": "acts", "solver": "emd", "reg": 0.01, "marginals": "uniform", "samples": 150,
+         "seed": 3, "weights": [0.5, 0.5], "anchor": 1, "iterations": 1, "reset_bn_samples": 0}
+    assert meta["seconds"] > 0 and summary["test_acc"] == meta["test_acc"] == evaluate(fused, digits.test).acc
+    # the CLI computes exactly what the Python API does
+    m_a, m_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
+    expected = fusion.fuse([m_a, m_b], x=subsample(digits.train, 150, 3).x)
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in fused.state_dict().items())
+
+
+def test_fuse_vanilla_weights_three_models_and_sinkhorn(ckpts, run_cli):
+    a, b = ckpts / "a.pt", ckpts / "b.pt"
+    code, stdout, _ = run_cli("fuse", a, b, a, "--align", "vanilla", "--weights", "1,1,2", "--out", ckpts / "v.pt",
+                              "--no-eval")
+    assert code == 0 and "vanilla fusion of 3 models" in stdout
+    fused, meta = load_checkpoint(ckpts / "v.pt")
+    m_a, m_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
+    assert torch.allclose(fused.classifier.weight, 0.75 * m_a.classifier.weight + 0.25 * m_b.classifier.weight)
+    assert meta["weights"] == [0.25, 0.25, 0.5] and "test_acc" not in meta
+    code, _, _ = run_cli("fuse", a, b, "--mode", "wts", "--reg", "0.05", "--anchor", "0", "--iterations", "2",
+                         "--out", ckpts / "s.pt", "--quiet")
+    _, meta = load_checkpoint(ckpts / "s.pt")
+    assert code == 0 and (meta["solver"], meta["reg"], meta["anchor"], meta["iterations"]) == ("sinkhorn", 0.05, 0, 2)
+    assert meta["samples"] is None   # weight-based alignment uses no data
+
+
+def test_reset_bn_after_fusion(ckpts, run_cli, digits):
+    p0, p1 = ckpts / "bn0.pt", ckpts / "bn1.pt"
+    assert run_cli("fuse", p0, p1, "--out", ckpts / "plain.pt", "--quiet")[0] == 0
+    assert run_cli("fuse", p0, p1, "--out", ckpts / "reset.pt", "--reset-bn-samples", "300", "--quiet")[0] == 0
+    plain, _ = load_checkpoint(ckpts / "plain.pt")
+    reset, meta = load_checkpoint(ckpts / "reset.pt")
+    assert meta["reset_bn_samples"] == 300
+    expected = reset_bn(plain, subsample(digits.train, 300, 0), 100)
+    assert torch.allclose(reset.features[1].running_var, expected.features[1].running_var)
+    assert not torch.allclose(reset.features[1].running_var, load_checkpoint(ckpts / "plain.pt")[0].features[1].running_var)
+
+
+def test_align_command(ckpts, run_cli, digits):
+    a, b, out = ckpts / "a.pt", ckpts / "b.pt", ckpts / "al.pt"
+    code, stdout, _ = run_cli("align", a, b, "--mode", "wts", "--out", out)
+    assert code == 0 and "aligned to" in stdout
+    aligned, meta = load_checkpoint(out)
+    assert meta["aligned_to"] == str(b) and meta["method"] == "align" and meta["parents"][0]["sha256"] == file_hash(a)
+    assert torch.allclose(aligned(digits.test.x), load_checkpoint(a)[0](digits.test.x), atol=1e-4)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["fuse", "a.pt", "c9.pt"], "different numbers of classes"),
+    (["fuse", "a.pt", "deep.pt", "--mode", "wts"], "different depths"),
+    (["align", "deep.pt", "a.pt"], "different depths"),
+    (["fuse", "a.pt", "nan.pt"], "non-finite values"),
+    (["fuse", "a.pt", "nan.pt", "--align", "vanilla"], "non-finite values"),
+    (["fuse", "a.pt"], "at least two checkpoints"),
+    (["fuse", "a.pt", "b.pt", "--weights", "1,2,3"], "3 weights for 2 models"),
+    (["fuse", "a.pt", "b.pt", "--anchor", "5"], "out of range"),
+    (["fuse", "a.pt", "b.pt", "--mode", "grads"], "Invalid value"),
+    (["fuse", "a.pt", "missing.pt"], "file not found"),
+])
+def test_errors_are_one_line_with_exit_2(ckpts, run_cli, args, message):
+    args = [str(ckpts / a) if a.endswith(".pt") else a for a in args]
+    code, out, err = run_cli(*args, "--out", ckpts / "o.pt")
+    assert code == 2 and out == ""
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (ckpts / "o.pt").exists()

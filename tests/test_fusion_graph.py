@@ -1,0 +1,188 @@
+"""The alignment graph derived by torch.fx, user modules, transport maps on hand-computed cases, and errors."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fusion
+from fusion.transport import Map, plan
+from landscape.errors import LandscapeError
+from landscape.zoo import build_model
+from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
+
+SHAPE = [1, 8, 8]
+X = torch.randn(32, *SHAPE, generator=torch.Generator().manual_seed(0))
+
+
+def _graph(model):
+    return fusion.build_graph(model, X[:2])
+
+
+def test_resnet18_residual_streams_share_one_group():
+    g = _graph(build_model("resnet18", {"input_shape": SHAPE, "num_classes": 10, "width": 0.125}))
+    groups = {frozenset(grp.producers) for grp in g.groups if not grp.fixed}
+    streams = [{"conv1", "layer1.0.conv2", "layer1.1.conv2"}] + \
+              [{f"layer{s}.0.conv2", f"layer{s}.0.shortcut.0", f"layer{s}.1.conv2"} for s in (2, 3, 4)]
+    inner = [{f"layer{s}.{b}.conv1"} for s in (1, 2, 3, 4) for b in (0, 1)]
+    assert groups == {frozenset(s) for s in streams + inner}
+    assert g.groups[g.output_group].producers == ("linear",) and g.groups[g.output_group].fixed
+    stem = next(grp for grp in g.groups if "conv1" in grp.producers)
+    assert stem.features == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # pre-activations: after BatchNorm
+    assert g.layer("linear").in_group == g.layer("layer4.1.conv2").group
+    assert g.layer("layer2.0.shortcut.0").in_group == g.layer("conv1").group
+
+
+def test_flatten_from_conv_to_linear_is_a_block_per_channel():
+    g = _graph(build_model("tests.factories:tiny_cnn", {"input_shape": SHAPE, "num_classes": 10, "channels": 5}))
+    assert g.layer("3").in_block == 64 and g.layer("3").in_group == g.layer("0").group
+    mlp = _graph(build_model("mlp", {"input_shape": SHAPE, "num_classes": 10, "hidden": [7]}))
+    assert mlp.layer("features.0").in_group == mlp.input_group and mlp.layer("features.0").in_block == 64
+
+
+class UserNet(nn.Module):
+    """Functional ReLU, a residual add inside a conv stream, a scalar scale, pooling and a view-flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc, self.out = nn.Linear(6 * 4 * 4, 12), nn.Linear(12, 10)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.conv(x)))
+        h = torch.relu(self.conv2(h) + h) * 0.5
+        h = self.pool(h)
+        h = h.view(h.size(0), -1)
+        return self.out(F.relu(self.fc(h)))
+
+
+@pytest.mark.parametrize("mode", ["acts", "wts"])
+def test_user_module_with_functional_ops_and_residual(mode):
+    torch.manual_seed(0)
+    b = UserNet().eval()
+    b.bn.running_mean.normal_(0, 0.3)
+    units = [{"n": 6, "rows": ["conv", "conv2"], "norms": ["bn"], "cols": [("conv2", 1), ("fc", 16)]},
+             {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}]
+    a = _permute(b, units)
+    assert torch.allclose(a(X), b(X), atol=1e-5)
+    aligned = fusion.align(a, b, mode=mode, x=X)
+    for key, value in b.state_dict().items():
+        assert torch.allclose(aligned.state_dict()[key], value, atol=1e-5), key
+
+
+class WithLayerNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.norm, self.out = nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.out(self.norm(self.fc(x.flatten(1))))
+
+
+class WithCat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(64, 4), nn.Linear(64, 4), nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.out(torch.cat([self.a(x), self.b(x)], 1))
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.mid, self.out = nn.Linear(64, 8), nn.Linear(8, 8), nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.out(self.mid(self.mid(self.fc(x.flatten(1)))))
+
+
+@pytest.mark.parametrize("net,message", [(WithLayerNorm, "layer 'norm' (LayerNorm)"), (WithCat, "function 'cat'"),
+                                         (Shared, "layer 'mid' (Linear) is called more than once")])
+def test_unsupported_operation_is_named(net, message):
+    with pytest.raises(LandscapeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        fusion.align(net(), net(), mode="wts", x=X)
+
+
+def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
+    # two units of a wide model (n=4) are merged into each unit of a narrow one (m=2)
+    t = plan(np.array([[0.0, 1], [0, 1], [1, 0], [1, 0]]), np.full(4, 0.25), np.full(2, 0.5))
+    assert np.allclose(t, [[0.25, 0], [0.25, 0], [0, 0.25], [0, 0.25]])
+    m = Map.from_plan(t)
+    assert torch.allclose(m.rows, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], dtype=torch.float64))
+    assert torch.allclose(m.cols, torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64))
+    w = torch.tensor([[1.0, 2, 3, 4]])   # a consumer of the wide layer: merged inputs add up
+    assert torch.equal(m.move_inputs(w), torch.tensor([[3.0, 7]], dtype=torch.float64))
+    blocks = torch.arange(8.0)[None]      # the same with blocks of 2 inputs per unit (a flatten)
+    assert torch.equal(m.move_inputs(blocks, 2), torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
+    units = torch.tensor([[1.0, 1], [3, 3], [5, 5], [7, 7]])   # producer rows: merged units are averaged
+    assert torch.equal(m.move_units(units), torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
+
+
+def test_exact_and_sinkhorn_plans_have_the_marginals():
+    rng = np.random.default_rng(0)
+    cost, a, b = rng.random((5, 3)), np.full(5, 0.2), np.array([0.5, 0.3, 0.2])
+    for solver in ("emd", "sinkhorn"):
+        t = plan(cost, a, b, solver, reg=0.05)
+        assert np.allclose(t.sum(1), a, atol=1e-6) and np.allclose(t.sum(0), b, atol=1e-6)
+    with pytest.raises(LandscapeError, match="unknown OT solver"):
+        plan(cost, a, b, "greedy")
+
+
+def _mlp(hidden, classes=10, seed=0):
+    torch.manual_seed(seed)
+    return build_model("mlp", {"input_shape": SHAPE, "num_classes": classes, "hidden": hidden}).eval()
+
+
+@pytest.mark.parametrize("other,message", [
+    (lambda: _mlp([8, 8]), "different depths"),
+    (lambda: _mlp([8], classes=3), "different numbers of classes"),
+    (lambda: build_model("mlp", {"input_shape": [3, 8, 8], "num_classes": 10, "hidden": [8]}), "different inputs"),
+    (lambda: _model("tests.factories:tiny_cnn", channels=8), "incompatible architectures"),
+])
+def test_incompatible_models_raise_one_line(other, message):
+    for call in (lambda: fusion.fuse([_mlp([8]), other()], mode="wts"),
+                 lambda: fusion.align(other(), _mlp([8]), mode="wts")):
+        with pytest.raises(LandscapeError, match=message):
+            call()
+
+
+def test_bad_inputs_raise_one_line():
+    a, b = _mlp([8]), _mlp([8], seed=1)
+    a.features[0].weight.data[0, 0] = float("nan")
+    with pytest.raises(LandscapeError, match="non-finite values .* in features.0.weight"):
+        fusion.fuse([a, b], mode="wts")
+    with pytest.raises(LandscapeError, match="non-finite"):
+        fusion.fuse([a, b], method="vanilla")
+    b2 = _mlp([8], seed=2)
+    with pytest.raises(LandscapeError, match="need x"):
+        fusion.align(b, b2, mode="acts")
+    with pytest.raises(LandscapeError, match="equal shapes"):
+        fusion.fuse([b, _mlp([9])], method="vanilla")
+    with pytest.raises(LandscapeError, match="3 weights for 2 models"):
+        fusion.fuse([b, b2], mode="wts", weights=[1, 2, 3])
+    with pytest.raises(LandscapeError, match="at least two models"):
+        fusion.fuse([b], mode="wts")
+    with pytest.raises(LandscapeError, match="unknown alignment mode"):
+        fusion.fuse([b, b2], mode="grads")
+
+
+def test_vanilla_is_the_weighted_average_of_parameters_and_buffers():
+    a, b = _model("mlp", hidden=[8], bn=True, seed=0), _model("mlp", hidden=[8], bn=True, seed=1)
+    f = fusion.fuse([a, b], method="vanilla", weights=[3, 1])
+    for key, value in f.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * a.state_dict()[key] + 0.25 * b.state_dict()[key]), key
+    assert f.landscape_spec == b.landscape_spec and not any(p is q for p, q in zip(f.parameters(), b.parameters()))
+
+
+def test_inputs_are_not_modified():
+    a, b = _model("resnet18", width=0.125, seed=0), _model("resnet18", width=0.125, seed=1)
+    before = copy.deepcopy(a.state_dict())
+    fusion.fuse([a, b], mode="wts")
+    assert all(torch.equal(before[k], v) for k, v in a.state_dict().items())
