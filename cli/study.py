@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+import fusion
 from landscape import dist
 from landscape.errors import LandscapeError
 from landscape.report import write_report
@@ -32,8 +33,6 @@ def study_cmd(config, preset, data_spec, workdir, report_dir, device, quiet, as_
     dev = start(device, quiet, as_json)
     cfg = load_config(config or preset_path(preset or "quick"), data=data_spec)
     workdir = Path(workdir or Path("runs") / cfg.name)
-    import fusion
-
     run = StudyRun(cfg, workdir, fusion, dev)
     run.run()
     report = None

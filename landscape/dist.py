@@ -5,6 +5,7 @@ Launched with `torchrun`, the environment holds WORLD_SIZE/RANK/MASTER_ADDR; `in
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 from typing import Iterator
@@ -21,6 +22,14 @@ def init(device: torch.device | str = "cpu") -> None:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         tdist.init_process_group(backend=backend)
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Leave the group before the interpreter tears down (gloo aborts otherwise)."""
+    if tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
 
 
 _local_depth = 0

@@ -69,6 +69,10 @@ COMMANDS = {
     "trace": ["trace", "a.pt", "--samples", "300", "--seed", "3"],
     "barrier": ["barrier", "a.pt", "b.pt", "--align", "none", "--points", "5", "--samples", "300"],
     "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300"],
+    "barrier-by-points": ["barrier", "a.pt", "b.pt", "--align", "ot", "--points", "5", "--samples", "300",
+                          "--parallel", "points"],
+    "contour-by-points": ["contour", "a.pt", "b.pt", "a.pt", "--kind", "path", "--steps", "4", "--samples", "300", "--parallel",
+                          "points"],
 }
 
 
@@ -81,3 +85,15 @@ def test_two_processes_match_one(models, tmp_path, name):
     two = _run([*args, "--json", "--out", str(out_dir / "r.h5")], 2, models)
     _assert_close(one, two)
     assert sorted(p.name for p in out_dir.iterdir()) == ["r.h5"]
+
+
+def test_study_jobs_spread_over_two_processes(tmp_path):
+    """Independent study jobs run round-robin on the ranks; the store holds the single-process numbers."""
+    from tests.test_study import TINY, _values
+
+    (tmp_path / "tiny.toml").write_text(TINY.format(hvps=20))
+    one = _run(["study", "tiny.toml", "--workdir", "w1", "--json", "--quiet"], 1, tmp_path)
+    two = _run(["study", "tiny.toml", "--workdir", "w2", "--json", "--quiet"], 2, tmp_path)
+    first, second = (_values(tmp_path / r["store"]) for r in (one, two))
+    assert len(first) > 50
+    _assert_close(first, second)

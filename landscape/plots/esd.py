@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
+from .figure import save_figure
 
 FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
 
@@ -34,7 +34,4 @@ def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: pat
                 f"Ritz values in [{nodes.min():.3g}, {nodes.max():.3g}]\n"
                 f"kernel variance {float(attrs.get('sigma2', float('nan'))):.2g}",
                 transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.3")
-    fig.tight_layout()
-    out_path = pathlib.Path(out_path)
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format=out_path.suffix.lstrip(".") or "png", dpi=150)
+    save_figure(fig, out_path, dpi=150)

@@ -1,0 +1,144 @@
+"""Loss and accuracy at many points of parameter space, each point a linear combination of a few states.
+
+A barrier path is `(1-a) A + a B`, a random-direction contour `θ + x d1 + y d2`, the plane through three
+models an affine combination of them: every geometry measurement evaluates `Σ_k c[p, k] S_k` for a
+coefficient matrix `c` (points x anchors) and anchor state dicts `S_k` (parameters and buffers). This module
+does that once for all of them.
+
+By default a chunk of points goes through the network together: `torch.func.functional_call` under `vmap`
+over stacked parameters and buffers, so a 21-point path or a 25x25 grid is a few batched passes instead of
+one Python loop per point (benchmarks/surface_speed.py measures the ratio). `vectorize=False` runs the plain
+loop (load the point, evaluate), the reference the tests compare with, and the only way when BatchNorm
+statistics are recomputed at every point (`reset_on`), since that needs train-mode passes per point.
+
+Under torchrun, `parallel="data"` shards the examples and all-reduces the per-point sums (each rank
+evaluates every point); `parallel="points"` gives each rank a block of points on all examples and gathers the
+rows. Both give the single-process numbers.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from . import dist
+from .bn import reset_bn
+from .data import Split, batches
+from .errors import LandscapeError
+
+State = Mapping[str, torch.Tensor]
+PARALLEL = ("data", "points")
+EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a chunk)
+
+
+def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stacked states `(P, ...)` with `Σ_k coeffs[p, k] anchors[k]`; integer buffers come from the first anchor.
+
+    A `running_var` that an extrapolating combination would make negative is clamped at 0.
+    """
+    out = {}
+    for key, first in anchors[0].items():
+        if first.is_floating_point():
+            stacked = torch.stack([a[key].to(first.dtype) for a in anchors])          # (K, ...)
+            value = torch.tensordot(coeffs.to(first.dtype), stacked, dims=1)         # (P, ...)
+            out[key] = value.clamp_min(0) if key.endswith("running_var") else value
+        else:
+            out[key] = first.expand(len(coeffs), *first.shape)
+    return out
+
+
+def _point(states: dict[str, torch.Tensor], p: int) -> dict[str, torch.Tensor]:
+    return {k: v[p] for k, v in states.items()}
+
+
+def _sums_loop(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
+               reset_on: Split | None, sharded: bool) -> torch.Tensor:
+    """(P, 2) sums of cross-entropy and correct predictions, one point at a time."""
+    n_points = next(iter(states.values())).shape[0]
+    sums = torch.zeros(n_points, 2, dtype=torch.float64, device=split.x.device)
+    for p in range(n_points):
+        model.load_state_dict(_point(states, p))
+        if reset_on is not None:
+            reset_bn(model, reset_on, batch_size)
+        model.eval()
+        with torch.no_grad():
+            for x, y in batches(split, batch_size, sharded=sharded):
+                out = model(x)
+                sums[p, 0] += F.cross_entropy(out, y, reduction="sum").double()
+                sums[p, 1] += (out.argmax(1) == y).sum()
+    return sums
+
+
+def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
+               sharded: bool) -> torch.Tensor:
+    """(P, 2) sums of cross-entropy and correct predictions, all points of `states` in one batched pass."""
+    model.eval()
+    sums = torch.zeros(next(iter(states.values())).shape[0], 2, dtype=torch.float64, device=split.x.device)
+
+    def one(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, state, (x,))
+        return torch.stack([F.cross_entropy(out, y, reduction="sum"), (out.argmax(1) == y).sum().to(out.dtype)])
+
+    batched = vmap(one, in_dims=(0, None, None))
+    with torch.no_grad():
+        for x, y in batches(split, batch_size, sharded=sharded):
+            sums += batched(states, x, y).double()
+    return sums
+
+
+def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Tensor, split: Split,
+                    batch_size: int = 256, *, reset_on: Split | None = None, vectorize: bool = True,
+                    parallel: str = "data", chunk: int | None = None,
+                    on_chunk: Callable[[range, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """Mean loss and accuracy `(P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on `split`.
+
+    `reset_on`: recompute BatchNorm statistics on this split at every point (plain loop). `chunk`: points per
+    batched pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
+    the finished rows (for progress and resumable stores). `model` is left with its own state restored.
+    """
+    if parallel not in PARALLEL:
+        raise LandscapeError(f"parallel must be one of {PARALLEL}, got {parallel!r}")
+    if batch_size <= 0:
+        raise LandscapeError(f"--batch-size must be positive, got {batch_size}")
+    coeffs = torch.as_tensor(coeffs, dtype=torch.float64)
+    n_points = coeffs.shape[0]
+    device = split.x.device
+    chunk = chunk or max(1, EXAMPLES_PER_PASS // min(batch_size, max(len(split), 1)))
+    if not vectorize or reset_on is not None:
+        chunk = min(chunk, 8)
+    by_points = parallel == "points" and dist.active()
+    mine = dist.shard(n_points) if by_points else range(n_points)
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    result = torch.zeros(n_points, 2, dtype=torch.float64, device=device)
+    total = torch.tensor(float(len(split)), dtype=torch.float64, device=device)
+    try:
+        for start in range(0, len(mine) if by_points else n_points, chunk):
+            rows = range(mine.start + start, min(mine.start + start + chunk, mine.stop))
+            states = combine(anchors, coeffs[rows.start:rows.stop].to(device))
+            if by_points:  # this rank alone, on every example
+                with dist.local():
+                    sums = _evaluate_sums(model, states, split, batch_size, reset_on, vectorize, sharded=False)
+            else:
+                sums = dist.all_reduce_sum(_evaluate_sums(model, states, split, batch_size, reset_on, vectorize,
+                                                          sharded=True))
+            result[rows.start:rows.stop] = sums / total
+            if on_chunk is not None and not by_points:
+                on_chunk(rows, result[rows.start:rows.stop])
+        if by_points:
+            result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
+            if on_chunk is not None:
+                on_chunk(range(n_points), result)
+    finally:
+        model.load_state_dict(saved)
+        model.eval()
+    return result
+
+
+def _evaluate_sums(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
+                   reset_on: Split | None, vectorize: bool, sharded: bool) -> torch.Tensor:
+    if vectorize and reset_on is None:
+        return _sums_vmap(model, states, split, batch_size, sharded)
+    return _sums_loop(model, states, split, batch_size, reset_on, sharded)

@@ -1,0 +1,258 @@
+"""Barriers, batched multi-point evaluation, random-direction and plane surfaces, resumable contours, plots."""
+import copy
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import fusion
+from landscape.barrier import barrier, interpolation_curve
+from landscape.bn import reset_bn
+from landscape.checkpoint import save_checkpoint
+from landscape.data import subsample
+from landscape.directions import filter_normalised_direction, grid_coefficients, plane_axes, trainable_names
+from landscape.evaluate import evaluate
+from landscape.plots import plot_file
+from landscape.surface import compute_surface, path_surface, plane_surface, random_surface
+from landscape.train import TrainConfig, init_model, train
+from landscape.zoo import arch_kwargs_for
+
+
+@pytest.fixture(scope="module")
+def splits(digits):
+    return {s: subsample(digits.split(s), 400, 0) for s in ("train", "test")}
+
+
+@pytest.fixture(scope="module")
+def bn_cnn(digits):
+    """A VGG11 with BatchNorm trained for one epoch (non-trivial running statistics)."""
+    kwargs = arch_kwargs_for("vgg11", digits.input_shape, digits.num_classes, width=0.125, bn=True)
+    cfg = TrainConfig(batch_size=64, lr=0.05, epochs=1, data_seed=0)
+    return [train(init_model("vgg11", kwargs, s), digits, cfg).model.eval() for s in (1, 2)]
+
+
+def permuted_copy(mlp: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same function with the hidden units of every layer permuted."""
+    out = copy.deepcopy(mlp)
+    linears = [m for m in out.modules() if isinstance(m, torch.nn.Linear)]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer, following in zip(linears[:-1], linears[1:]):
+            p = torch.randperm(layer.out_features, generator=g)
+            layer.weight.copy_(layer.weight[p])
+            if layer.bias is not None:
+                layer.bias.copy_(layer.bias[p])
+            following.weight.copy_(following.weight[:, p])
+    return out
+
+
+# ---- barrier formula --------------------------------------------------------------------------------------------
+def test_barrier_formula_by_hand():
+    assert barrier(np.array([0, 0.5, 1]), np.array([1.0, 3.0, 2.0])) == (1.5, 0.5)
+    # the linear part is subtracted: a convex curve under the chord has barrier 0 at the ends
+    value, at = barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0]))
+    assert value == 0.0 and at == 0.0
+    value, at = barrier(np.linspace(0, 1, 5), np.array([0.0, 1.0, 3.0, 1.0, 4.0]))
+    assert value == pytest.approx(3.0 - 2.0) and at == 0.5
+
+
+def test_barrier_of_model_with_itself_is_zero(mlp_pair, splits):
+    curve = interpolation_curve(mlp_pair[0], mlp_pair[0], splits, points=11)
+    assert abs(curve.barrier_train) < 1e-6 and abs(curve.barrier_test) < 1e-6
+    assert np.allclose(curve.train_loss, curve.train_loss[0], atol=1e-6)
+
+
+def test_endpoints_are_the_models_own_loss(mlp_pair, splits):
+    a, b = mlp_pair
+    curve = interpolation_curve(a, b, splits, points=7)
+    for split in ("train", "test"):
+        ends = [evaluate(m, splits[split]) for m in (a, b)]
+        assert getattr(curve, f"{split}_loss")[[0, -1]] == pytest.approx([e.loss for e in ends], abs=1e-6)
+        assert getattr(curve, f"{split}_acc")[[0, -1]] == pytest.approx([e.acc for e in ends], abs=1e-9)
+
+
+def test_permuted_copy_has_a_barrier_that_alignment_removes(mlp_pair, splits, digits):
+    a = mlp_pair[0]
+    p = permuted_copy(a)
+    assert torch.allclose(a(splits["test"].x), p(splits["test"].x), atol=1e-5)  # same function
+    pre = interpolation_curve(p, a, splits, points=11)
+    aligned = fusion.align(p, a, mode="acts", x=subsample(digits.train, 200, 0).x)
+    post = interpolation_curve(aligned, a, splits, points=11)
+    assert pre.barrier_train > 0.05
+    assert post.barrier_train < 1e-5 and post.barrier_test < 1e-5
+
+
+def test_alignment_lowers_the_barrier_of_independently_trained_mlps(mlp_pair, splits, digits):
+    a, b = mlp_pair
+    pre = interpolation_curve(a, b, splits)
+    post = interpolation_curve(fusion.align(a, b, mode="acts", x=subsample(digits.train, 200, 0).x), b, splits)
+    assert pre.barrier_train > 0 and post.barrier_train < pre.barrier_train
+    assert post.barrier_test < pre.barrier_test
+
+
+# ---- batched evaluation equals the loop ------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["mlp", "bn_cnn"])
+def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
+    a, b = mlp_pair if which == "mlp" else bn_cnn
+    batched = interpolation_curve(a, b, splits, points=9, batch_size=128)
+    loop = interpolation_curve(a, b, splits, points=9, batch_size=128, vectorize=False)
+    for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert np.allclose(getattr(batched, field), getattr(loop, field), rtol=0, atol=1e-6), field
+    assert batched.barrier_train == pytest.approx(loop.barrier_train, abs=1e-6)
+
+
+def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
+    a, b = bn_cnn
+    curve = interpolation_curve(a, b, splits, points=3, reset_bn=True)
+    for model, i in ((a, 0), (b, -1)):
+        reset = reset_bn(copy.deepcopy(model), splits["train"])
+        assert curve.train_loss[i] == pytest.approx(evaluate(reset, splits["train"]).loss, abs=1e-6)
+    plain = interpolation_curve(a, b, splits, points=3)
+    assert not np.allclose(curve.train_loss[1], plain.train_loss[1], atol=1e-4)  # the midpoint really changed
+
+
+# ---- directions and surfaces ------------------------------------------------------------------------------------
+def test_filter_normalisation_per_filter(bn_cnn):
+    model = bn_cnn[0]
+    state = model.state_dict()
+    d = filter_normalised_direction(model, torch.Generator().manual_seed(0))
+    params = set(trainable_names(model))
+    for key, w in state.items():
+        if key in params and w.dim() > 1:
+            assert torch.allclose(d[key].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5), key
+        elif w.is_floating_point():
+            assert torch.count_nonzero(d[key]) == 0, key  # biases, BN parameters and buffers stay put
+    with_1d = filter_normalised_direction(model, torch.Generator().manual_seed(0), include_1d=True)
+    bias = next(k for k in params if state[k].dim() == 1)
+    assert torch.equal(with_1d[bias], state[bias])
+
+
+def test_contour_centre_is_the_models_loss(mlp_pair, splits):
+    model = mlp_pair[0]
+    surface = random_surface(model, 2, -1, 1, 5, seed=0)
+    arrays, attrs = compute_surface(model, surface, splits["train"], 128, {"t": 1})
+    assert arrays["loss"].shape == (5, 5) and attrs["axes"] == "x,y"
+    expected = evaluate(model, splits["train"])
+    assert arrays["loss"][2, 2] == pytest.approx(expected.loss, abs=1e-6)
+    assert arrays["acc"][2, 2] == pytest.approx(expected.acc, abs=1e-9)
+    assert arrays["loss"].max() > arrays["loss"][2, 2]
+
+
+def test_contour_axis_order_is_x_then_y(mlp_pair, splits):
+    """loss[i, j] is the model moved by x[i] along d1 and y[j] along d2."""
+    model = mlp_pair[0]
+    surface = random_surface(model, 2, -1, 1, 3, seed=4)
+    arrays, _ = compute_surface(model, surface, splits["train"], 128, {"t": 2})
+    d1, d2 = surface.anchors[1], surface.anchors[2]
+    moved = copy.deepcopy(model)
+    moved.load_state_dict({k: v + 1.0 * d1[k] - 1.0 * d2[k] if v.is_floating_point() else v
+                           for k, v in model.state_dict().items()})
+    assert arrays["loss"][2, 0] == pytest.approx(evaluate(moved, splits["train"]).loss, abs=1e-5)
+
+
+def test_plane_and_path_pass_through_the_models(mlp_pair, digits, splits):
+    c = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32, 16]), 9)
+    models = [*mlp_pair, c]
+    weights, coords = plane_axes([m.state_dict() for m in models], trainable_names(models[0]))
+    coeffs = grid_coefficients(coords[:, 0], None, weights[:2]) + torch.as_tensor(coords[:, 1:]) * torch.as_tensor(weights[2])
+    assert torch.allclose(coeffs, torch.eye(3, dtype=torch.float64), atol=1e-9)
+    plane = plane_surface(models, 5, 0.25, ["a", "b", "c"])
+    assert len(plane.coeffs) == 25 and np.allclose(plane.model_x, coords[:, 0])
+    path = path_surface(models, 4, ["a", "b", "c"])
+    arrays, _ = compute_surface(models[0], path, splits["train"], 128, {"t": 3})
+    assert arrays["loss"][[0, 3, 6]] == pytest.approx([evaluate(m, splits["train"]).loss for m in (*mlp_pair, c)],
+                                                      abs=1e-6)
+
+
+def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, monkeypatch):
+    model = mlp_pair[0]
+    settings = {"seed": 1, "steps": 7}
+    whole, _ = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
+                               chunk=5)
+
+    import landscape.surface as surface_module
+    original = surface_module.evaluate_points
+    calls = []
+
+    def dies_after_two_chunks(*args, on_chunk, **kw):
+        def chunk_then_die(rows, values):
+            on_chunk(rows, values)
+            calls.append(len(rows))
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return original(*args, on_chunk=chunk_then_die, **kw)
+
+    out = tmp_path / "s.h5"
+    monkeypatch.setattr(surface_module, "evaluate_points", dies_after_two_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings, out=out,
+                        group="/surfaces/m/2d", chunk=5, save_every=0)
+    monkeypatch.setattr(surface_module, "evaluate_points", original)
+    with h5py.File(out) as f:
+        assert f["surfaces/m/2d/done"][()].sum() == 10 and not f["surfaces/m/2d"].attrs["complete"]
+
+    evaluated = []
+    monkeypatch.setattr(surface_module, "evaluate_points",
+                        lambda *a, **kw: evaluated.append(len(a[2])) or original(*a, **kw))
+    resumed, attrs = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
+                                     out=out, group="/surfaces/m/2d", chunk=5, save_every=0)
+    assert evaluated == [49 - 10]  # only the points not yet done
+    assert np.allclose(resumed["loss"], whole["loss"], rtol=0, atol=1e-6) and resumed["done"].all()
+    with h5py.File(out) as f:
+        assert f["surfaces/m/2d"].attrs["complete"]
+        assert np.array_equal(f["surfaces/m/2d/loss"][()], resumed["loss"])
+
+
+# ---- command line and plots -------------------------------------------------------------------------------------
+def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
+    a = mlp_pair[0]
+    save_checkpoint(a, tmp_path / "a.pt")
+    save_checkpoint(permuted_copy(a, 3), tmp_path / "p.pt")
+    out = tmp_path / "r.h5"
+    code, stdout, err = run_cli("barrier", tmp_path / "p.pt", tmp_path / "a.pt", "--align", "both", "--points", "5",
+                                "--samples", "300", "--json", "--out", out)
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["none"]["barrier_train"] > 0.05 and result["ot"]["barrier_train"] < 1e-5
+    assert result["none"]["alphas"] == [0, 0.25, 0.5, 0.75, 1]
+    with h5py.File(out) as f:
+        g = f["barriers/p~a/none"]
+        assert set(g) == {"alphas", "train_loss", "train_acc", "test_loss", "test_acc"}
+        assert g.attrs["barrier_train"] == pytest.approx(result["none"]["barrier_train"])
+        assert "argmax_test" in g.attrs and "barriers/p~a/ot" in f
+    code, stdout, err = run_cli("contour", tmp_path / "a.pt", "--steps", "3", "--samples", "100", "--out", out,
+                                "--quiet")
+    assert code == 0, err
+    code, stdout, err = run_cli("plot", out, "--out-dir", tmp_path / "figs")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["interpolation_p-a.png", "surfaces_a_2d.png"]
+
+
+def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
+    save_checkpoint(mlp_pair[0], tmp_path / "a.pt")
+    wide = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[64, 16]), 0)
+    save_checkpoint(wide, tmp_path / "w.pt")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    for args, words in ((("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), "different architectures"),
+                        (("barrier", tmp_path / "a.pt", tmp_path / "a.pt", "--points", "1"), "--points"),
+                        (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
+                        (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
+                        (("plot", tmp_path / "junk.h5"), "not an HDF5")):
+        code, stdout, err = run_cli(*args)
+        assert code == 2 and err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plot_file_draws_every_kind(mlp_pair, splits, tmp_path):
+    from landscape.store import write_result
+    from landscape.study import result_arrays
+
+    out = tmp_path / "r.h5"
+    model = mlp_pair[0]
+    arrays, attrs = compute_surface(model, random_surface(model, 1, -1, 1, 5, 0), splits["train"], 128, {})
+    write_result(out, "/surfaces/a/1d", arrays, attrs)
+    write_result(out, "/barriers/a~b/ot", *result_arrays(interpolation_curve(*mlp_pair, splits, points=3)))
+    write_result(out, "/models/a/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
+    names = sorted(p.name for p in plot_file(out, tmp_path / "figs"))
+    assert names == ["interpolation_a-b.png", "models_a_esd.png", "surfaces_a_1d.png"]
