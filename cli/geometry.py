@@ -11,7 +11,7 @@ from landscape.barrier import interpolation_curve
 from landscape.checkpoint import file_hash
 from landscape.data import subsample
 from landscape.errors import LandscapeError
-from landscape.multipoint import PARALLEL
+from landscape.multipoint import BATCHING, PARALLEL
 from landscape.plots import plot_file
 from landscape.store import write_results
 from landscape.study import result_arrays
@@ -26,8 +26,9 @@ def _eval_options(f: Callable) -> Callable:
     f = output_options(data_options(f))
     f = click.option("--parallel", type=click.Choice(PARALLEL), default="data", show_default=True,
                      help="Under torchrun: shard the examples, or give each rank a block of points.")(f)
-    return click.option("--loop", "loop", is_flag=True,
-                        help="Evaluate point by point instead of batching points with torch.func.vmap.")(f)
+    return click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
+                        help="Batch points with torch.func.vmap, evaluate them one by one (loop), or choose by "
+                             "device (auto: vmap on GPUs, loop on the CPU).")(f)
 
 
 @click.command("barrier")
@@ -44,7 +45,7 @@ def _eval_options(f: Callable) -> Callable:
 @click.option("--solver", type=click.Choice(fusion.SOLVERS), default="emd", show_default=True)
 @click.option("--reg", type=float, default=0.01, show_default=True, help="Sinkhorn regularisation.")
 @_eval_options
-def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, parallel, loop, **o):
+def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
     dev = start(o["device"], o["quiet"], o["as_json"])
     model_a, model_b = load_model(a, dev)[0], load_model(b, dev)[0]
@@ -64,7 +65,7 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
             extra = {"align_mode": mode, "align_samples": align_samples if mode == "acts" else None,
                      "solver": solver, "reg": reg if solver == "sinkhorn" else None}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,
-                                    vectorize=not loop, parallel=parallel)
+                                    vectorize=BATCHING[batching], parallel=parallel)
         arrays, attrs = result_arrays(curve)
         groups[f"/barriers/{name_a}~{name_b}/{which}"] = (arrays, {**attrs, **settings, **extra})
         results[which] = {**arrays, **attrs, **extra}
@@ -91,7 +92,7 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
 @click.option("--name", default=None, help="Store under /surfaces/NAME/KIND (default: the checkpoint stems).")
 @click.option("--chunk", type=int, default=None, help="Points per batched pass [auto].")
 @_eval_options
-def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, parallel, loop, **o):
+def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, parallel, batching, **o):
     """Loss surface: random-direction contours (Li et al. 2018), the plane through three models, or a path.
 
     With --out the grid is written as it fills; rerunning the same command continues a killed run.
@@ -126,7 +127,7 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
                 "margin": margin if kind == "plane" else None, "include_bias_bn": include_bias_bn}
     group = f"/surfaces/{name or '+'.join(names)}/{kind}"
     arrays, attrs = compute_surface(models[0], surface, split, o["batch_size"], settings, out=o["out"], group=group,
-                                    vectorize=not loop, parallel=parallel, chunk=chunk)
+                                    vectorize=BATCHING[batching], parallel=parallel, chunk=chunk)
     loss = arrays["loss"]
     centre = float(loss[tuple(s // 2 for s in loss.shape)])
     text = (f"{kind} surface of {', '.join(checkpoints)}: {'x'.join(map(str, loss.shape))} points on {len(split)} "

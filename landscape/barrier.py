@@ -54,7 +54,7 @@ def line_coefficients(points: int) -> tuple[np.ndarray, torch.Tensor]:
 
 
 def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Split], points: int = 21,
-                        batch_size: int = 256, *, reset_bn: bool = False, vectorize: bool = True,
+                        batch_size: int = 256, *, reset_bn: bool = False, vectorize: bool | None = None,
                         parallel: str = "data") -> Curve:
     """Loss and accuracy on `splits["train"]` and `splits["test"]` at `points` values of a from A (0) to B (1).
 

@@ -5,11 +5,12 @@ models an affine combination of them: every geometry measurement evaluates `Σ_k
 coefficient matrix `c` (points x anchors) and anchor state dicts `S_k` (parameters and buffers). This module
 does that once for all of them.
 
-By default a chunk of points goes through the network together: `torch.func.functional_call` under `vmap`
+With vmap, a chunk of points goes through the network together: `torch.func.functional_call` under `vmap`
 over stacked parameters and buffers, so a 21-point path or a 25x25 grid is a few batched passes instead of
-one Python loop per point (benchmarks/surface_speed.py measures the ratio). `vectorize=False` runs the plain
-loop (load the point, evaluate), the reference the tests compare with, and the only way when BatchNorm
-statistics are recomputed at every point (`reset_on`), since that needs train-mode passes per point.
+one Python loop per point; `prefers_vmap` says where that pays (benchmarks/surface_speed.py measures it).
+`vectorize=False` runs the plain loop (load the point, evaluate), the reference the tests compare with, and
+the only way when BatchNorm statistics are recomputed at every point (`reset_on`), since that needs train-mode
+passes per point.
 
 Under torchrun, `parallel="data"` shards the examples and all-reduces the per-point sums (each rank
 evaluates every point); `parallel="points"` gives each rank a block of points on all examples and gathers the
@@ -17,6 +18,7 @@ rows. Both give the single-process numbers.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -31,6 +33,7 @@ from .errors import LandscapeError
 
 State = Mapping[str, torch.Tensor]
 PARALLEL = ("data", "points")
+BATCHING = {"auto": None, "vmap": True, "loop": False}  # CLI choice -> `vectorize`
 EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a chunk)
 
 
@@ -48,6 +51,15 @@ def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.T
         else:
             out[key] = first.expand(len(coeffs), *first.shape)
     return out
+
+
+def prefers_vmap(device: torch.device) -> bool:
+    """Whether batching points pays on `device`: on accelerators, where it amortises kernel launches.
+
+    Not on the CPU: there every point is compute bound, and vmap's batched matmuls and grouped convolutions are
+    no faster than one point at a time (results/surface_speed.txt), so the default there is the loop.
+    """
+    return device.type != "cpu"
 
 
 def _point(states: dict[str, torch.Tensor], p: int) -> dict[str, torch.Tensor]:
@@ -90,14 +102,16 @@ def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], split: Split, 
 
 
 def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Tensor, split: Split,
-                    batch_size: int = 256, *, reset_on: Split | None = None, vectorize: bool = True,
+                    batch_size: int = 256, *, reset_on: Split | None = None, vectorize: bool | None = None,
                     parallel: str = "data", chunk: int | None = None,
                     on_chunk: Callable[[range, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Mean loss and accuracy `(P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on `split`.
 
-    `reset_on`: recompute BatchNorm statistics on this split at every point (plain loop). `chunk`: points per
+    `reset_on`: recompute BatchNorm statistics on this split at every point (plain loop). `vectorize`: batch
+    points with vmap (True), loop (False) or choose with `prefers_vmap` (None). `chunk`: points per
     batched pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
-    the finished rows (for progress and resumable stores). `model` is left with its own state restored.
+    the finished rows (for progress and resumable stores). `model` is never modified: the loop loads points
+    into a private copy, since the anchors are often `model.state_dict()` itself and would move with it.
     """
     if parallel not in PARALLEL:
         raise LandscapeError(f"parallel must be one of {PARALLEL}, got {parallel!r}")
@@ -106,34 +120,32 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     coeffs = torch.as_tensor(coeffs, dtype=torch.float64)
     n_points = coeffs.shape[0]
     device = split.x.device
+    vectorize = prefers_vmap(device) if vectorize is None else vectorize
     chunk = chunk or max(1, EXAMPLES_PER_PASS // min(batch_size, max(len(split), 1)))
     if not vectorize or reset_on is not None:
         chunk = min(chunk, 8)
     by_points = parallel == "points" and dist.active()
     mine = dist.shard(n_points) if by_points else range(n_points)
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    if not vectorize or reset_on is not None:
+        model = copy.deepcopy(model)
     result = torch.zeros(n_points, 2, dtype=torch.float64, device=device)
     total = torch.tensor(float(len(split)), dtype=torch.float64, device=device)
-    try:
-        for start in range(0, len(mine) if by_points else n_points, chunk):
-            rows = range(mine.start + start, min(mine.start + start + chunk, mine.stop))
-            states = combine(anchors, coeffs[rows.start:rows.stop].to(device))
-            if by_points:  # this rank alone, on every example
-                with dist.local():
-                    sums = _evaluate_sums(model, states, split, batch_size, reset_on, vectorize, sharded=False)
-            else:
-                sums = dist.all_reduce_sum(_evaluate_sums(model, states, split, batch_size, reset_on, vectorize,
-                                                          sharded=True))
-            result[rows.start:rows.stop] = sums / total
-            if on_chunk is not None and not by_points:
-                on_chunk(rows, result[rows.start:rows.stop])
-        if by_points:
-            result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
-            if on_chunk is not None:
-                on_chunk(range(n_points), result)
-    finally:
-        model.load_state_dict(saved)
-        model.eval()
+    for start in range(0, len(mine) if by_points else n_points, chunk):
+        rows = range(mine.start + start, min(mine.start + start + chunk, mine.stop))
+        states = combine(anchors, coeffs[rows.start:rows.stop].to(device))
+        if by_points:  # this rank alone, on every example
+            with dist.local():
+                sums = _evaluate_sums(model, states, split, batch_size, reset_on, vectorize, sharded=False)
+        else:
+            sums = dist.all_reduce_sum(_evaluate_sums(model, states, split, batch_size, reset_on, vectorize,
+                                                      sharded=True))
+        result[rows.start:rows.stop] = sums / total
+        if on_chunk is not None and not by_points:
+            on_chunk(rows, result[rows.start:rows.stop])
+    if by_points:
+        result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
+        if on_chunk is not None:
+            on_chunk(range(n_points), result)
     return result
 
 

@@ -107,7 +107,7 @@ def _resume(out: Path | None, group: str, key: str, n: int) -> tuple[np.ndarray,
 
 
 def compute_surface(model: nn.Module, surface: Surface, split: Split, batch_size: int, settings: dict, *,
-                    out: str | Path | None = None, group: str = "", vectorize: bool = True,
+                    out: str | Path | None = None, group: str = "", vectorize: bool | None = None,
                     parallel: str = "data", chunk: int | None = None, save_every: float = 5.0
                     ) -> tuple[dict[str, np.ndarray], dict]:
     """Evaluate the surface's points not yet stored under `group` in `out`; return its arrays and attributes."""

@@ -68,11 +68,11 @@ COMMANDS = {
     "eig": ["eig", "a.pt", "-k", "2", "--samples", "300"],
     "trace": ["trace", "a.pt", "--samples", "300", "--seed", "3"],
     "barrier": ["barrier", "a.pt", "b.pt", "--align", "none", "--points", "5", "--samples", "300"],
-    "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300"],
+    "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300", "--batching", "vmap"],
     "barrier-by-points": ["barrier", "a.pt", "b.pt", "--align", "ot", "--points", "5", "--samples", "300",
                           "--parallel", "points"],
-    "contour-by-points": ["contour", "a.pt", "b.pt", "a.pt", "--kind", "path", "--steps", "4", "--samples", "300", "--parallel",
-                          "points"],
+    "contour-by-points": ["contour", "a.pt", "b.pt", "a.pt", "--kind", "path", "--steps", "4", "--samples", "300",
+                          "--parallel", "points", "--batching", "vmap"],
 }
 
 

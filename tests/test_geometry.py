@@ -96,11 +96,22 @@ def test_alignment_lowers_the_barrier_of_independently_trained_mlps(mlp_pair, sp
 @pytest.mark.parametrize("which", ["mlp", "bn_cnn"])
 def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
     a, b = mlp_pair if which == "mlp" else bn_cnn
-    batched = interpolation_curve(a, b, splits, points=9, batch_size=128)
-    loop = interpolation_curve(a, b, splits, points=9, batch_size=128, vectorize=False)
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    batched = interpolation_curve(a, b, splits, points=21, batch_size=128, vectorize=True)
+    loop = interpolation_curve(a, b, splits, points=21, batch_size=128, vectorize=False)  # several loop chunks
     for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert np.allclose(getattr(batched, field), getattr(loop, field), rtol=0, atol=1e-6), field
     assert batched.barrier_train == pytest.approx(loop.barrier_train, abs=1e-6)
+    assert all(torch.equal(v, before[k]) for k, v in a.state_dict().items())  # the anchor model never moves
+
+
+def test_batched_contour_equals_the_loop(bn_cnn, splits):
+    model = bn_cnn[0]
+    surface = random_surface(model, 2, -1.0, 1.0, 5, seed=3)
+    batched, _ = compute_surface(model, surface, splits["test"], 128, {}, vectorize=True)
+    loop, _ = compute_surface(model, surface, splits["test"], 128, {}, vectorize=False)
+    assert np.allclose(batched["loss"], loop["loss"], rtol=1e-6, atol=1e-6)
+    assert np.array_equal(batched["acc"], loop["acc"])
 
 
 def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
