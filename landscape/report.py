@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .atomic import atomic_path  # noqa: E402
-from .errors import LandscapeError  # noqa: E402
+from .atomic import atomic_path
+from .errors import LandscapeError
+from .plots.esd import plot_esd_grid
+from .plots.figure import save_figure
+from .plots.path import plot_interpolation
+from .plots.surface import plot_surface
 
 ROWS = [("Model A", "a"), ("Model B", "b"), ("Vanilla avg", "vanilla"), ("A aligned to B", "aligned"),
         ("Pred. avg", "ensemble"), ("OTFusion", "ot"), ("Vanilla avg FT", "vanilla-ft"), ("OTFusion FT", "ot-ft")]
@@ -127,21 +128,15 @@ def _model_tables(view: StoreView) -> list[str]:
     return out
 
 
-def _figure(path: Path, draw) -> None:
-    fig = draw()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
 def _vs_batch_size(view: StoreView, out_dir: Path) -> list[str]:
     figs: list[str] = []
     same, diff = ({p["bs_a"]: p for p in _pairs_of(view, s)} for s in ("same", "diff"))
     if not (same or diff):
         return figs
 
-    def barriers():
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+    def barriers() -> Figure:
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         for label, pairs, style in (("same init", same, "-"), ("diff. init", diff, "--")):
             sizes = sorted(pairs)
             for align, color in (("none", "tab:red"), ("ot", "tab:blue")):
@@ -152,8 +147,9 @@ def _vs_batch_size(view: StoreView, out_dir: Path) -> list[str]:
         ax.legend(fontsize=7)
         return fig
 
-    def sharpness():
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    def sharpness() -> Figure:
+        fig = Figure(figsize=(9, 3.5))
+        axes = fig.subplots(1, 2)
         pairs = diff or same
         sizes = sorted(pairs)
         for row, label in (("a", "Model A"), ("b", "Model B"), ("vanilla", "Vanilla avg"), ("ot", "OTFusion"),
@@ -170,7 +166,7 @@ def _vs_batch_size(view: StoreView, out_dir: Path) -> list[str]:
         return fig
 
     for name, draw in (("barrier_vs_batch_size.png", barriers), ("sharpness_vs_batch_size.png", sharpness)):
-        _figure(out_dir / name, draw)
+        save_figure(draw(), out_dir / name, dpi=110)
         figs.append(name)
     return figs
 
@@ -201,5 +197,36 @@ def write_report(store: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
 
 
 def _extra_figures(view: StoreView, out_dir: Path) -> list[str]:
-    """Interpolation curves and spectral densities, drawn by the same functions as `landscape plot`."""
-    return []
+    """Interpolation curves (seed figures 1-2), ESDs of the fused models (figures 3-5) and plane contours
+    (figure 6), drawn by the same functions as `landscape plot`."""
+    figs: list[str] = []
+    ordered = [p for s in ("same", "diff", "mixed") for p in _pairs_of(view, s)]
+    for p in _pairs_of(view, "diff") or _pairs_of(view, "same"):
+        stored = {al: view.arrays(f"/barriers/{p['a']}~{p['b']}/{al}") for al in ("none", "ot")}
+        curves = {al: result[0] for al, result in stored.items() if result}
+        if curves:
+            name = f"interpolation_{p['name']}.png"
+            plot_interpolation(curves, out_dir / name, f"{_label(p)}: A (a=0) to B (a=1), A aligned to B")
+            figs.append(name)
+    for row, what, scenarios in (("vanilla", "vanilla averaging", ("same", "diff")),
+                                 ("ot", "OT fusion", ("same", "diff")), ("ot", "OT fusion", ("mixed",))):
+        stored = [(_label(p), view.arrays(f"/models/{p['name']}.{row}/esd")) for p in ordered
+                  if p["scenario"] in scenarios]
+        panels = [(label, *result) for label, result in stored if result]
+        if panels:
+            name = f"esd_{row}{'_mixed' if scenarios == ('mixed',) else ''}.png"
+            plot_esd_grid(panels, out_dir / name, f"Hessian ESD of the {what} model (log scale; own axis scales)")
+            figs.append(name)
+    for p in ordered:
+        plane = view.arrays(f"/surfaces/{p['name']}/plane")
+        if plane:
+            name = f"contour_{p['name']}.png"
+            plot_surface(*plane, out_dir / name, f"{_label(p)}: train loss on the plane")
+            figs.append(name)
+    return figs
+
+
+def _label(pair: dict) -> str:
+    init = {"same": "same init", "diff": "diff. init", "mixed": "diff. init"}[pair["scenario"]]
+    batch = f"batch {pair['bs_a']}" if pair["bs_a"] == pair["bs_b"] else f"batch {pair['bs_a']}/{pair['bs_b']}"
+    return f"{batch}, {init}"

@@ -21,12 +21,17 @@ import torch.distributed as tdist
 from torch import nn
 
 from . import dist, progress
+from .barrier import interpolation_curve
 from .bn import reset_bn
 from .checkpoint import file_hash, load_checkpoint, save_checkpoint
 from .data import Dataset, load_data, subsample
+from .density import spectral_density
+from .eigen import top_eigenvalues
 from .evaluate import evaluate, evaluate_ensemble
 from .store import write_result, write_results
 from .study_config import StudyConfig
+from .surface import compute_surface, plane_surface
+from .trace import hessian_trace
 from .train import TrainConfig, init_model, train, train_meta
 from .zoo import arch_kwargs_for
 
@@ -209,10 +214,6 @@ class StudyRun:
         return Job(f"fine-tune {source}", key, run, checkpoint=self.models[name][0])
 
     def _model_measures(self, name: str) -> list[Job]:
-        from .density import spectral_density
-        from .eigen import top_eigenvalues
-        from .trace import hessian_trace
-
         m = self.cfg.measure
         path, model_key = self.models[name]
         curv = {k: m[k] for k in ("samples", "batch_size", "seed")}
@@ -249,8 +250,6 @@ class StudyRun:
         return Job(f"{what} {name}", key, run, group=f"/models/{name}/{what}")
 
     def _pair_measures(self, pair: Pair) -> list[Job]:
-        from .barrier import interpolation_curve
-
         m = self.cfg.measure
         keys = [self.models[n][1] for n in (pair.a, pair.b, f"{pair.name}.aligned")]
         jobs = [Job(f"ensemble {pair.name}", digest("ensemble", keys[:2]), lambda: self._ensemble(pair),
@@ -266,7 +265,27 @@ class StudyRun:
                 arrays, attrs = result_arrays(curve)
                 return arrays, {**attrs, **settings, "a": source, "b": pair.b}
             jobs.append(Job(f"barrier {align} {pair.name}", key, run, group=f"/barriers/{pair.a}~{pair.b}/{align}"))
+        if m["contours"] and pair.scenario == "diff":
+            jobs.append(self._plane_job(pair))
         return jobs
+
+    def _plane_job(self, pair: Pair) -> Job:
+        """Train-loss contours on the plane through A aligned to B, B and the (fine-tuned) OT fusion: the seed
+        study's figure 6."""
+        m = self.cfg.measure
+        fused = f"{pair.name}.ot-ft" if pair.finetune else f"{pair.name}.ot"
+        names = [f"{pair.name}.aligned", pair.b, fused]
+        settings = {"steps": m["contour_steps"], "margin": 0.25, "samples": m["barrier_samples"], "seed": m["seed"],
+                    "split": "train"}
+        key = digest("plane", [self.models[n][1] for n in names], settings)
+
+        def run() -> tuple[dict, dict]:
+            models = [load_checkpoint(self.models[n][0], self.device)[0] for n in names]
+            split = subsample(self.data.train, m["barrier_samples"], m["seed"])
+            labels = ["A aligned", "B", "OT fusion FT" if pair.finetune else "OT fusion"]
+            return compute_surface(models[0], plane_surface(models, m["contour_steps"], 0.25, labels), split,
+                                   m["batch_size"], settings)
+        return Job(f"contour {pair.name}", key, run, group=f"/surfaces/{pair.name}/plane")
 
     def _ensemble(self, pair: Pair) -> tuple[dict, dict]:
         models = [load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b)]

@@ -40,6 +40,8 @@ trace_hvps = {hvps}
 esd_steps = 8
 barrier_points = 5
 barrier_samples = 200
+contours = true
+contour_steps = 4
 """
 
 
@@ -75,9 +77,13 @@ def test_tiny_study_end_to_end(finished, tmp_path):
     text = report.read_text()
     for needle in ("Table 1", "OTFusion", "A aligned to B", "Pred. avg", "OTFusion FT", "mixed batch sizes"):
         assert needle in text
-    assert (tmp_path / "report" / "barrier_vs_batch_size.png").exists()
+    for figure in ("barrier_vs_batch_size", "sharpness_vs_batch_size", "interpolation_diff-bs32", "esd_vanilla",
+                   "esd_ot", "esd_ot_mixed", "contour_diff-bs128"):
+        assert (tmp_path / "report" / f"{figure}.png").stat().st_size > 0
+        assert f"({figure}.png)" in text
     with h5py.File(finished.store, "r") as f:
         assert "models/same-bs32.ot/eigenvalues" in f and "models/diff-bs128.vanilla/esd" in f
+        assert f["surfaces/diff-bs32/plane/loss"].shape == (4, 4) and "surfaces/same-bs32" not in f
         assert "barriers/bs32-i1-d1~bs32-i2-d1/ot" in f
 
 

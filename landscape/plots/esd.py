@@ -2,10 +2,12 @@
 figures 3-5 and PyHessian's plots), drawn from a stored `/models/<name>/esd` group alone."""
 from __future__ import annotations
 
-import pathlib
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .figure import save_figure
@@ -13,11 +15,9 @@ from .figure import save_figure
 FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
 
 
-def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: pathlib.Path, title: str) -> None:
-    """Draw the smoothed ESD (`grid`, `density`) on a log scale with the zero eigenvalue marked; write `out_path`."""
+def draw_esd(ax: Axes, arrays: dict[str, np.ndarray], attrs: dict[str, Any], title: str) -> None:
+    """Draw the smoothed ESD (`grid`, `density`) on a log scale with the zero eigenvalue marked into `ax`."""
     grid, density = np.asarray(arrays["grid"]), np.asarray(arrays["density"])
-    fig = Figure(figsize=(5.5, 3.8))
-    ax = fig.subplots()
     ax.semilogy(grid, density + FLOOR, color="tab:blue", lw=1.2)
     ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
     margin = 0.02 * (grid[-1] - grid[0])
@@ -25,7 +25,7 @@ def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: pat
     ax.set_ylim(FLOOR / 2, None)
     ax.set_xlabel("Eigenvalue")
     ax.set_ylabel("Density (log scale)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     if "nodes" in arrays:
         nodes = np.asarray(arrays["nodes"])
@@ -33,5 +33,26 @@ def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: pat
         ax.text(0.98, 0.97, f"SLQ: {runs} run(s) x {steps} steps\n"
                 f"Ritz values in [{nodes.min():.3g}, {nodes.max():.3g}]\n"
                 f"kernel variance {float(attrs.get('sigma2', float('nan'))):.2g}",
-                transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.3")
-    save_figure(fig, out_path, dpi=150)
+                transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
+
+
+def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: Path, title: str) -> Path:
+    """One ESD in its own figure, written to `out_path`."""
+    fig = Figure(figsize=(5.5, 3.8))
+    draw_esd(fig.subplots(), arrays, attrs, title)
+    return save_figure(fig, out_path, dpi=150)
+
+
+def plot_esd_grid(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out_path: Path,
+                  title: str, columns: int = 3) -> Path:
+    """Several ESDs `(title, arrays, attrs)` side by side, each on its own axis scale (seed study figures 3-5)."""
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(4.2 * min(columns, len(panels)), 3.2 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, min(columns, len(panels)), squeeze=False)).ravel()
+    for ax, (name, arrays, attrs) in zip(axes, panels):
+        draw_esd(ax, arrays, attrs, name)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, out_path, dpi=120)
