@@ -143,7 +143,8 @@ def trace_section(name: str, model, split) -> None:
     for r in rows:
         print(f"{r.method:>11}: trace {r.trace:10.4f} +- {r.stderr:8.4f}  rel. stderr {r.rel_stderr:7.2%}  "
               f"{r.hvps} HVPs  {r.seconds:6.2f} s")
-    print(f"relative standard error Hutchinson / Hutch++ at equal budget: {rows[0].rel_stderr / rows[1].rel_stderr:.1f}x")
+    ratio = rows[0].rel_stderr / rows[1].rel_stderr
+    print(f"relative standard error Hutchinson / Hutch++ at equal budget: {ratio:.1f}x")
     old = hessian_trace(model, split, backend="pyhessian", batch_size=BATCH, max_hvps=100, seed=0)
     print(f"  PyHessian: trace {old.trace:10.4f} +- {old.stderr:8.4f}  rel. stderr {old.rel_stderr:7.2%}  "
           f"{old.hvps} HVPs  {old.seconds:6.2f} s (its own stop: maxIter 100, running mean changed < 1e-3)")

@@ -81,7 +81,8 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, 
             extra["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
         except ValueError:
             raise LandscapeError(f"--hidden: expected comma-separated integers, got {hidden!r}") from None
-    kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, **{"width": width, "bn": bn, "bias": bias, **extra})
+    kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes,
+                             **{"width": width, "bn": bn, "bias": bias, **extra})
     model = init_model(arch, kwargs, init_seed).to(dev)
     check_labels(data.train, kwargs["num_classes"])
     cfg = _config(kw)
@@ -99,7 +100,8 @@ def finetune_cmd(checkpoint, data_spec, out, device, quiet, as_json, **kw):
     data = data_for(model, data_spec, dev)
     cfg = _config(kw)
     result = train(model, data, cfg, desc=f"finetune {out}")
-    _finish(result, data, cfg, out, as_json, {"finetuned_from": checkpoint, "parent_meta": json.dumps(meta, default=str)})
+    _finish(result, data, cfg, out, as_json,
+            {"finetuned_from": checkpoint, "parent_meta": json.dumps(meta, default=str)})
 
 
 @click.command("eval")

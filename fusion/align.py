@@ -129,7 +129,8 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, *, mode: str,
-                  moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str) -> dict[str, torch.Tensor]:
+                  moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
+                  ) -> dict[str, torch.Tensor]:
     """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:

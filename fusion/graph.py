@@ -136,7 +136,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """Trace `model` with torch.fx and record every node's output shape on `example` (eval mode)."""
     try:
         gm = fx.symbolic_trace(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any error of a user's module becomes one line
         raise LandscapeError(f"cannot trace the model with torch.fx ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     was = model.training
@@ -144,7 +144,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     try:
         with torch.no_grad():
             _ShapeRecorder(gm).run(example)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any error of a user's module becomes one line
         raise LandscapeError(f"the model does not run on inputs of shape {tuple(example.shape[1:])}: "
                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     finally:
@@ -256,7 +256,7 @@ def _feature_module(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """The producer, or the BatchNorm that directly follows it: where its pre-activations are read."""
     while len(node.users) == 1:
         user = next(iter(node.users))
-        if user.op == "call_module" and isinstance(modules[user.target], NORMS + (nn.Identity,)):
+        if user.op == "call_module" and isinstance(modules[user.target], (*NORMS, nn.Identity)):
             node = user
         else:
             break

@@ -100,7 +100,7 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graph: 
     """Per model, per movable group: the moments of its pre-activations against the estimate's on inputs `x`."""
     groups = {gid: g for gid, g in enumerate(graph.groups) if not g.fixed}
     names = [n for g in groups.values() for n in g.features]
-    nets = list(models) + [estimate]
+    nets = [*list(models), estimate]
     states = [m.training for m in nets]
     for m in nets:
         m.eval()

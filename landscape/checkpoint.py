@@ -58,7 +58,7 @@ def _torch_load(path: Path, weights_only: bool = True) -> Any:
         if weights_only:
             raise _UnsafePickle(str(exc)) from None
         raise LandscapeError(f"{path}: not a readable torch file ({exc})") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- a corrupt file can raise anything
         raise LandscapeError(f"{path}: not a readable torch file ({type(exc).__name__})") from None
 
 

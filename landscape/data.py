@@ -8,9 +8,9 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         """The same split on `device`."""
         return Split(self.x.to(device), self.y.to(device))
 
@@ -54,7 +54,7 @@ class Dataset:
             raise LandscapeError(f"unknown split {which!r}; choose train, val or test")
         return getattr(self, which)
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> Dataset:
         """The same dataset on `device`."""
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
 
@@ -65,7 +65,7 @@ def _permutation(n: int, seed: int) -> np.ndarray:
 
 def _holdout(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[tuple, tuple]:
     perm = _permutation(len(y), SPLIT_SEED)
-    k = int(round(len(y) * fraction))
+    k = round(len(y) * fraction)
     return (x[perm[k:]], y[perm[k:]]), (x[perm[:k]], y[perm[:k]])
 
 
@@ -95,7 +95,7 @@ def _npz(path: str):
         raise LandscapeError(f"data file not found: {path}")
     try:
         f = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for corrupt files
+    except Exception as exc:  # noqa: BLE001 -- numpy raises several types for corrupt files
         raise LandscapeError(f"cannot read {path} as .npz: {exc}") from None
     missing = {"x_train", "y_train"} - set(f.files)
     if missing:
@@ -141,7 +141,7 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             return pickle.load(fh, encoding="bytes")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- a corrupt file can raise anything
         raise LandscapeError(f"{path}: not a CIFAR python batch file: {exc}") from None
 
 

@@ -100,10 +100,11 @@ def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarra
 
 
 def plane_ranges(coords: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """x and y ranges covering the models' coordinates with `margin` times the extent on each side."""
+    """x and y ranges covering the models' coordinates, padded on each side by `margin` times the larger extent
+    (so a third model close to the line through the first two still gets a readable plane)."""
     lo, hi = coords.min(0), coords.max(0)
-    pad = margin * (hi - lo)
-    return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+    pad = margin * float((hi - lo).max())
+    return (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))
 
 
 def path_coefficients(n_models: int, steps: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -118,7 +119,7 @@ def path_coefficients(n_models: int, steps: int) -> tuple[np.ndarray, torch.Tens
     t = np.linspace(0.0, n_models - 1, (n_models - 1) * (steps - 1) + 1)
     coeffs = torch.zeros(len(t), n_models, dtype=torch.float64)
     for p, tp in enumerate(t):
-        k = min(int(math.floor(tp)), n_models - 2)
+        k = min(math.floor(tp), n_models - 2)
         frac = tp - k
         coeffs[p, k], coeffs[p, k + 1] = 1 - frac, frac
     return t, coeffs

@@ -8,7 +8,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as tdist
@@ -109,6 +109,6 @@ def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
     """Concatenate the per-rank blocks of `shard(n_total)` rows into the full tensor on every rank."""
     if not active():
         return local
-    full = local.new_zeros((n_total,) + tuple(local.shape[1:]))
+    full = local.new_zeros((n_total, *tuple(local.shape[1:])))
     full[shard(n_total).start:shard(n_total).stop] = local
     return all_reduce_sum(full)

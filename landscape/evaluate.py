@@ -1,8 +1,8 @@
 """Loss and accuracy: mean cross-entropy over a split, eval mode, batches weighted by size (DESIGN.md)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -20,6 +20,8 @@ from .plots.surface import plot_surface
 ROWS = [("Model A", "a"), ("Model B", "b"), ("Vanilla avg", "vanilla"), ("A aligned to B", "aligned"),
         ("Pred. avg", "ensemble"), ("OTFusion", "ot"), ("Vanilla avg FT", "vanilla-ft"), ("OTFusion FT", "ot-ft")]
 
+MISSING = "–"  # noqa: RUF001 -- an en dash marks a cell that was not measured, as in the seed study's tables
+
 
 class StoreView:
     """Read-only access to a study store."""
@@ -74,7 +76,7 @@ class StoreView:
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+    return MISSING if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -91,7 +93,7 @@ def _barrier_tables(view: StoreView) -> list[str]:
     same, diff = ({p["bs_a"]: p for p in _pairs_of(view, s)} for s in ("same", "diff"))
     sizes = sorted(set(same) | set(diff))
     if sizes:
-        rows = [[str(bs)] + [_fmt(view.barrier(d[bs], al), 4) if bs in d else "–"
+        rows = [[str(bs)] + [_fmt(view.barrier(d[bs], al), 4) if bs in d else MISSING
                              for d in (same, diff) for al in ("none", "ot")] for bs in sizes]
         out += ["### Table 1. LMC barrier (train loss) pre / post OT alignment", ""]
         out += _table(["Batch size", "Same init pre", "Same init post", "Diff. init pre", "Diff. init post"], rows)
@@ -101,7 +103,7 @@ def _barrier_tables(view: StoreView) -> list[str]:
         rows = [[str(p["bs_a"]), str(p["bs_b"]), _fmt(view.barrier(p, "none"), 4), _fmt(view.barrier(p, "ot"), 4)]
                 for p in mixed]
         out += ["### LMC barrier for mixed batch sizes (different init; seed study Table 7)", ""]
-        out += _table(["A batch", "B batch", "pre", "post"], rows) + [""]
+        out += [*_table(["A batch", "B batch", "pre", "post"], rows), ""]
     return out
 
 
@@ -124,7 +126,7 @@ def _model_tables(view: StoreView) -> list[str]:
                 batch = {"a": p["bs_a"], "b": p["bs_b"]}.get(row, "")
                 rows.append([f"{p['bs_a']}/{p['bs_b']}" if label == "Model A" else "", str(batch), label,
                              _fmt(acc), _fmt(top), _fmt(trace)])
-        out += _table(["Pair (A/B batch)", "Batch", "Model", "Test acc., %", "Top λ", "Trace"], rows) + [""]
+        out += [*_table(["Pair (A/B batch)", "Batch", "Model", "Test acc., %", "Top λ", "Trace"], rows), ""]
     return out
 
 
@@ -178,15 +180,15 @@ def write_report(store: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = view.config
     lines = [f"# Study report: {cfg['name']}", "",
-             f"Architecture `{cfg['arch']}` {json.dumps(cfg['arch_kwargs'])}, data `{cfg['data']}`, batch sizes "
+             (f"Architecture `{cfg['arch']}` {json.dumps(cfg['arch_kwargs'])}, data `{cfg['data']}`, batch sizes "
              f"{cfg['batch_sizes']} with learning rates {cfg['lrs']}; training {json.dumps(cfg['train'])}; fusion "
              f"{json.dumps(cfg['fusion'])}; fine-tuning {json.dumps(cfg['finetune'])}; measurements "
-             f"{json.dumps(cfg['measure'])}.", "",
-             "Every number below is read from the HDF5 store; curvature is measured on the training loss of "
-             f"{cfg['measure']['samples']} training examples, accuracy on the test split.", "",
+             f"{json.dumps(cfg['measure'])}."), "",
+             ("Every number below is read from the HDF5 store; curvature is measured on the training loss of "
+             f"{cfg['measure']['samples']} training examples, accuracy on the test split."), "",
              "## Linear mode connectivity", ""]
     lines += _barrier_tables(view)
-    lines += ["## Accuracy and sharpness", ""] + _model_tables(view)
+    lines += ["## Accuracy and sharpness", "", *_model_tables(view)]
     figures = _vs_batch_size(view, out_dir) + _extra_figures(view, out_dir)
     if figures:
         lines += ["## Figures", ""] + [f"![{f[:-4]}]({f})" for f in figures] + [""]

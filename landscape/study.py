@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -170,7 +171,8 @@ class StudyRun:
 
     def _fusion_jobs(self, pair: Pair) -> list[Job]:
         f = self.cfg.fusion
-        settings = {k: f[k] for k in ("mode", "align_samples", "solver", "reg", "iterations", "reset_bn_samples", "seed")}
+        settings = {k: f[k] for k in ("mode", "align_samples", "solver", "reg", "iterations", "reset_bn_samples",
+                                      "seed")}
         parents = [self.models[pair.a][1], self.models[pair.b][1]]
         jobs = []
         for kind in ("vanilla", "aligned", "ot"):
@@ -184,7 +186,7 @@ class StudyRun:
         def run() -> None:
             a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b))
             x = subsample(self.data.train, settings["align_samples"], settings["seed"]).x
-            ot_kw = dict(mode=settings["mode"], x=x, solver=settings["solver"], reg=settings["reg"])
+            ot_kw = {"mode": settings["mode"], "x": x, "solver": settings["solver"], "reg": settings["reg"]}
             if kind == "vanilla":
                 model = self.fuser.fuse([a, b], method="vanilla")
             elif kind == "aligned":
@@ -215,7 +217,7 @@ class StudyRun:
 
     def _model_measures(self, name: str) -> list[Job]:
         m = self.cfg.measure
-        path, model_key = self.models[name]
+        model_key = self.models[name][1]
         curv = {k: m[k] for k in ("samples", "batch_size", "seed")}
         jobs = [self._measure(name, "metrics", model_key, {}, lambda model: self._metrics(model))]
         jobs.append(self._measure(name, "eigenvalues", model_key, {**curv, "k": m["eig_k"], "tol": m["eig_tol"]},
@@ -236,7 +238,8 @@ class StudyRun:
         return subsample(self.data.train, self.cfg.measure["samples"], self.cfg.measure["seed"])
 
     def _metrics(self, model: nn.Module) -> dict:
-        return {f"{s}_{k}": v for s in ("train", "test") for k, v in asdict(evaluate(model, self.data.split(s))).items()}
+        return {f"{s}_{k}": v for s in ("train", "test")
+                for k, v in asdict(evaluate(model, self.data.split(s))).items()}
 
     def _measure(self, name: str, what: str, model_key: str, settings: dict,
                  compute: Callable[[nn.Module], Any]) -> Job:
@@ -258,7 +261,7 @@ class StudyRun:
             settings = {"points": m["barrier_points"], "samples": m["barrier_samples"], "seed": m["seed"]}
             key = digest("barrier", self.models[source][1], keys[1], settings)
 
-            def run(source: str = source) -> tuple[dict, dict]:
+            def run(source: str = source, settings: dict = settings) -> tuple[dict, dict]:
                 a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (source, pair.b))
                 splits = {s: subsample(self.data.split(s), m["barrier_samples"], m["seed"]) for s in ("train", "test")}
                 curve = interpolation_curve(a, b, splits, points=m["barrier_points"], batch_size=m["batch_size"])

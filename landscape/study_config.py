@@ -66,7 +66,7 @@ def presets() -> list[str]:
 def _known(section: str, values: dict, allowed: set[str]) -> dict:
     unknown = set(values) - allowed
     if unknown:
-        raise LandscapeError(f"config [{section}]: unknown setting {sorted(unknown)[0]!r}")
+        raise LandscapeError(f"config [{section}]: unknown setting {min(unknown)!r}")
     return values
 
 
@@ -87,7 +87,8 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
     _known("train", train, loop_fields | {"batch_sizes", "lrs"})
     try:
         cfg = StudyConfig(
-            name=str(study.get("name", path.stem)), arch=str(study["arch"]), arch_kwargs=dict(study.get("arch_kwargs", {})),
+            name=str(study.get("name", path.stem)), arch=str(study["arch"]),
+            arch_kwargs=dict(study.get("arch_kwargs", {})),
             data=data or str(study.get("data", "digits")), batch_sizes=[int(b) for b in train.pop("batch_sizes")],
             lrs=[float(v) for v in train.pop("lrs")], train=train, same_init=pairs.get("same_init"),
             diff_init=pairs.get("diff_init"), mixed=[list(map(int, m)) for m in pairs.get("mixed", [])],

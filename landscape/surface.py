@@ -21,8 +21,15 @@ from torch import nn
 
 from . import progress
 from .data import Split
-from .directions import (filter_normalised_direction, grid, grid_coefficients, path_coefficients, plane_axes,
-                         plane_ranges, trainable_names)
+from .directions import (
+    filter_normalised_direction,
+    grid,
+    grid_coefficients,
+    path_coefficients,
+    plane_axes,
+    plane_ranges,
+    trainable_names,
+)
 from .multipoint import State, evaluate_points
 from .store import read_result, write_result
 

@@ -6,7 +6,7 @@ Models work on any input shape `(C, H, W)`; pooling that would shrink a map belo
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
 def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
+    return max(1, round(channels * width))
 
 
 class MLP(nn.Module):

@@ -50,7 +50,7 @@ def exact_hessian(model: nn.Module, split: Split) -> torch.Tensor:
 
     def loss(theta: torch.Tensor) -> torch.Tensor:
         pieces = (t.view(s) for t, s in zip(theta.split([s.numel() for s in shapes]), shapes))
-        out = functional_call(model, ({k: t for k, t in zip(params, pieces)}, buffers), (split.x.double(),))
+        out = functional_call(model, (dict(zip(params, pieces)), buffers), (split.x.double(),))
         return F.cross_entropy(out, split.y)
 
     return torch.autograd.functional.hessian(loss, torch.cat([p.reshape(-1) for p in params.values()]))

@@ -155,7 +155,7 @@ def test_incompatible_models_raise_one_line(other, message):
 def test_bad_inputs_raise_one_line():
     a, b = _mlp([8]), _mlp([8], seed=1)
     a.features[0].weight.data[0, 0] = float("nan")
-    with pytest.raises(LandscapeError, match="non-finite values .* in features.0.weight"):
+    with pytest.raises(LandscapeError, match=r"non-finite values .* in features\.0\.weight"):
         fusion.fuse([a, b], mode="wts")
     with pytest.raises(LandscapeError, match="non-finite"):
         fusion.fuse([a, b], method="vanilla")

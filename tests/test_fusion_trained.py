@@ -32,7 +32,7 @@ def pair(digits, one_thread):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def four(digits, pair):
-    return list(pair) + [train_mlp(digits, 5, 6), train_mlp(digits, 7, 8)]
+    return [*list(pair), train_mlp(digits, 5, 6), train_mlp(digits, 7, 8)]
 
 
 def _acc(model, digits) -> float:
@@ -80,7 +80,8 @@ def test_fusing_a_wide_mlp_into_a_narrow_one(digits, pair, x):
 def _duplicated(model):
     """A 2x-wide copy of an MLP that computes the same function: every hidden unit twice, outgoing weights
     halved, then the units shuffled."""
-    kw = dict(model.landscape_spec["arch_kwargs"], hidden=[2 * h for h in model.landscape_spec["arch_kwargs"]["hidden"]])
+    spec = model.landscape_spec["arch_kwargs"]
+    kw = dict(spec, hidden=[2 * h for h in spec["hidden"]])
     wide = build_model("mlp", kw).eval()
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     g = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
 """Barriers, batched multi-point evaluation, random-direction and plane surfaces, resumable contours, plots."""
 import copy
+import itertools
 import json
 
 import h5py
@@ -12,7 +13,8 @@ from landscape.barrier import barrier, interpolation_curve
 from landscape.bn import reset_bn
 from landscape.checkpoint import save_checkpoint
 from landscape.data import subsample
-from landscape.directions import filter_normalised_direction, grid_coefficients, plane_axes, trainable_names
+from landscape.directions import (filter_normalised_direction, grid_coefficients, plane_axes, plane_ranges,
+                                  trainable_names)
 from landscape.evaluate import evaluate
 from landscape.plots import plot_file
 from landscape.surface import compute_surface, path_surface, plane_surface, random_surface
@@ -39,7 +41,7 @@ def permuted_copy(mlp: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     linears = [m for m in out.modules() if isinstance(m, torch.nn.Linear)]
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for layer, following in zip(linears[:-1], linears[1:]):
+        for layer, following in itertools.pairwise(linears):
             p = torch.randperm(layer.out_features, generator=g)
             layer.weight.copy_(layer.weight[p])
             if layer.bias is not None:
@@ -167,7 +169,8 @@ def test_plane_and_path_pass_through_the_models(mlp_pair, digits, splits):
     c = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32, 16]), 9)
     models = [*mlp_pair, c]
     weights, coords = plane_axes([m.state_dict() for m in models], trainable_names(models[0]))
-    coeffs = grid_coefficients(coords[:, 0], None, weights[:2]) + torch.as_tensor(coords[:, 1:]) * torch.as_tensor(weights[2])
+    coeffs = (grid_coefficients(coords[:, 0], None, weights[:2])
+              + torch.as_tensor(coords[:, 1:]) * torch.as_tensor(weights[2]))
     assert torch.allclose(coeffs, torch.eye(3, dtype=torch.float64), atol=1e-9)
     plane = plane_surface(models, 5, 0.25, ["a", "b", "c"])
     assert len(plane.coeffs) == 25 and np.allclose(plane.model_x, coords[:, 0])
@@ -175,6 +178,11 @@ def test_plane_and_path_pass_through_the_models(mlp_pair, digits, splits):
     arrays, _ = compute_surface(models[0], path, splits["train"], 128, {"t": 3})
     assert arrays["loss"][[0, 3, 6]] == pytest.approx([evaluate(m, splits["train"]).loss for m in (*mlp_pair, c)],
                                                       abs=1e-6)
+
+
+def test_plane_ranges_pad_by_the_larger_extent():
+    (x0, x1), (y0, y1) = plane_ranges(np.array([[0.0, 0.0], [10.0, 0.0], [5.0, 0.1]]), 0.25)
+    assert (x0, x1) == pytest.approx((-2.5, 12.5)) and (y0, y1) == pytest.approx((-2.5, 2.6))
 
 
 def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, monkeypatch):
@@ -207,7 +215,7 @@ def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, mo
     evaluated = []
     monkeypatch.setattr(surface_module, "evaluate_points",
                         lambda *a, **kw: evaluated.append(len(a[2])) or original(*a, **kw))
-    resumed, attrs = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
+    resumed, _attrs = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
                                      out=out, group="/surfaces/m/2d", chunk=5, save_every=0)
     assert evaluated == [49 - 10]  # only the points not yet done
     assert np.allclose(resumed["loss"], whole["loss"], rtol=0, atol=1e-6) and resumed["done"].all()
@@ -251,7 +259,7 @@ def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
                         (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
                         (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
                         (("plot", tmp_path / "junk.h5"), "not an HDF5")):
-        code, stdout, err = run_cli(*args)
+        code, _stdout, err = run_cli(*args)
         assert code == 2 and err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1, err
 
 

@@ -58,7 +58,8 @@ def _values(store: Path) -> dict:
             if isinstance(obj, h5py.Dataset):
                 out[name] = obj[()].tolist()
             for k, v in obj.attrs.items():
-                if k not in ("written_at", "sha256", "checkpoint") and not k.startswith("version_") and "seconds" not in k:
+                volatile = k in ("written_at", "sha256", "checkpoint") or k.startswith("version_") or "seconds" in k
+                if not volatile:
                     out[f"{name}@{k}"] = v.tolist() if hasattr(v, "tolist") else v
         f.visititems(visit)
     return out

@@ -6,7 +6,8 @@ from torch import nn
 from landscape.zoo import build_model
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar": (3, 32, 32)}
-VARIANTS = [dict(), dict(bn=False, bias=True), dict(bn=True, bias=False, width=0.5), dict(width=0.25, bn=False, bias=False)]
+VARIANTS = [{}, {"bn": False, "bias": True}, {"bn": True, "bias": False, "width": 0.5},
+            {"width": 0.25, "bn": False, "bias": False}]
 
 
 @pytest.mark.parametrize("arch", ["mlp", "vgg11", "resnet18"])
