@@ -31,6 +31,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/curvature_vs_pyhessian.py | tee results/curvature_vs_pyhessian.txt
 	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
+	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
 
 clean:
 	rm -rf $(VENV) runs *.egg-info
