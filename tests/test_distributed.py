@@ -67,6 +67,7 @@ COMMANDS = {
     "eval": ["eval", "a.pt", "b.pt"],
     "eig": ["eig", "a.pt", "-k", "2", "--samples", "300"],
     "trace": ["trace", "a.pt", "--samples", "300", "--seed", "3"],
+    "esd": ["esd", "a.pt", "--samples", "300", "--steps", "12", "--runs", "2", "--grid-points", "400"],
     "barrier": ["barrier", "a.pt", "b.pt", "--align", "none", "--points", "5", "--samples", "300"],
     "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300", "--batching", "vmap"],
     "barrier-by-points": ["barrier", "a.pt", "b.pt", "--align", "ot", "--points", "5", "--samples", "300",

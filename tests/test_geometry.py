@@ -13,8 +13,13 @@ from landscape.barrier import barrier, interpolation_curve
 from landscape.bn import reset_bn
 from landscape.checkpoint import save_checkpoint
 from landscape.data import subsample
-from landscape.directions import (filter_normalised_direction, grid_coefficients, plane_axes, plane_ranges,
-                                  trainable_names)
+from landscape.directions import (
+    filter_normalised_direction,
+    grid_coefficients,
+    plane_axes,
+    plane_ranges,
+    trainable_names,
+)
 from landscape.evaluate import evaluate
 from landscape.plots import plot_file
 from landscape.surface import compute_surface, path_surface, plane_surface, random_surface
