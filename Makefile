@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU wheel; never let an unpinned dependency pull a multi-GB CUDA build.
+# The CPU wheel where the package index serves it (as on this project's machines); elsewhere use
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu". Never a multi-GB CUDA build in CI.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: demo test test-slow test-all bench install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

@@ -15,15 +15,19 @@ from landscape.evaluate import evaluate
 
 from .common import data_for, emit, load_model, parse_floats, start
 
+SOLVER_OPTIONS = [
+    click.option("--solver", type=click.Choice(fusion.SOLVERS), default=None,
+                 help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
+    click.option("--reg", type=float, default=None, help="Sinkhorn regularisation, relative to the largest "
+                                                         "cost of a layer [default: 0.01]."),
+]
+
 
 def _ot_options(f: Callable) -> Callable:
     for opt in reversed([
         click.option("--mode", type=click.Choice(fusion.MODES), default="acts", show_default=True,
                      help="Ground metric: activations on --samples training examples, or incoming weights."),
-        click.option("--solver", type=click.Choice(fusion.SOLVERS), default=None,
-                     help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
-        click.option("--reg", type=float, default=None, help="Sinkhorn regularisation, relative to the largest "
-                                                             "cost of a layer [default: 0.01]."),
+        *SOLVER_OPTIONS,
         click.option("--marginals", type=click.Choice(fusion.MARGINALS), default="uniform", show_default=True,
                      help="Mass of each unit: uniform, or |mean| x std of its activations (paper S1.2)."),
         click.option("--samples", type=int, default=200, show_default=True,
@@ -56,9 +60,13 @@ def _inputs(models, o: dict, need_x: bool, need_data: bool, dev):
     return data, x
 
 
+def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
+    """The OT solver and regularisation from the options: EMD unless Sinkhorn is named or --reg given."""
+    return solver or ("sinkhorn" if reg is not None else "emd"), 0.01 if reg is None else reg
+
+
 def _settings(o: dict, need_x: bool) -> dict:
-    solver = o["solver"] or ("sinkhorn" if o["reg"] is not None else "emd")
-    reg = o["reg"] if o["reg"] is not None else 0.01
+    solver, reg = resolve_solver(o["solver"], o["reg"])
     return {"mode": o["mode"], "solver": solver, "reg": reg, "marginals": o["marginals"],
             "samples": o["samples"] if need_x else None, "seed": o["seed"], "data": o["data_spec"] if need_x else None}
 

@@ -18,6 +18,7 @@ from landscape.study import result_arrays
 from landscape.surface import KINDS, compute_surface, path_surface, plane_surface, random_surface
 
 from .common import data_for, data_options, emit, load_model, output_options, parse_range, start
+from .fusion import SOLVER_OPTIONS, resolve_solver
 
 ALIGN = ("none", "ot", "both")
 
@@ -42,8 +43,8 @@ def _eval_options(f: Callable) -> Callable:
               help="OT ground metric: activations or incoming weights.")
 @click.option("--align-samples", type=int, default=200, show_default=True,
               help="Training examples whose activations align A to B (seeded by --seed).")
-@click.option("--solver", type=click.Choice(fusion.SOLVERS), default="emd", show_default=True)
-@click.option("--reg", type=float, default=0.01, show_default=True, help="Sinkhorn regularisation.")
+@SOLVER_OPTIONS[0]
+@SOLVER_OPTIONS[1]
 @_eval_options
 def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
@@ -53,6 +54,7 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
     data_for(model_b, o["data_spec"], dev)
     splits = {s: subsample(data.split(s), o["samples"], o["seed"]) for s in ("train", "test")}
     aligns = ("none", "ot") if align == "both" else (align,)
+    solver, reg = resolve_solver(solver, reg)
     name_a, name_b = Path(a).stem, Path(b).stem
     settings = {"a": a, "b": b, "sha256_a": file_hash(a), "sha256_b": file_hash(b), "data": o["data_spec"],
                 "samples": o["samples"], "seed": o["seed"], "batch_size": o["batch_size"], "points": points}

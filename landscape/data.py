@@ -172,6 +172,7 @@ _CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "digits": 10}
 def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu") -> Dataset:
     """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR`; nothing is downloaded."""
     kind, _, where = spec.partition(":")
+    where = os.path.expanduser(where)
     if spec == "digits":
         xtr, ytr, xte, yte, augment = _digits()
     elif kind in _READERS and where:
@@ -180,7 +181,7 @@ def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.dev
         xtr, ytr, xte, yte, augment = _READERS[kind](where)
     elif spec.endswith(".npz"):
         kind = "npz"
-        xtr, ytr, xte, yte, augment = _npz(spec)
+        xtr, ytr, xte, yte, augment = _npz(os.path.expanduser(spec))
     else:
         raise LandscapeError(f"unknown dataset {spec!r}; use digits, a .npz file, or mnist:DIR, cifar10:DIR, "
                              "cifar100:DIR")

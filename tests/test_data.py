@@ -29,6 +29,16 @@ def test_npz_with_and_without_test(tmp_path):
     assert b.input_shape == (3, 4, 4) and len(b.test) == 10  # NHWC converted, 20% held out
 
 
+def test_home_directory_is_expanded(tmp_path, monkeypatch):
+    """`cifar10:~/data` reaches us unexpanded (the shell expands ~ only at the start of a word)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a.npz", x_train=rng.random((20, 4)).astype(np.float32), y_train=rng.integers(0, 2, 20))
+    assert len(load_data("~/a.npz").train) + len(load_data("~/a.npz").val) == 16
+    with pytest.raises(LandscapeError, match="not found"):
+        load_data("mnist:~/missing")
+
+
 def _idx(path, arr):
     header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
     with gzip.open(path, "wb") as fh:

@@ -246,6 +246,10 @@ def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
         assert set(g) == {"alphas", "train_loss", "train_acc", "test_loss", "test_acc"}
         assert g.attrs["barrier_train"] == pytest.approx(result["none"]["barrier_train"])
         assert "argmax_test" in g.attrs and "barriers/p~a/ot" in f
+    code, stdout, err = run_cli("barrier", tmp_path / "p.pt", tmp_path / "a.pt", "--align", "ot", "--reg", "0.05",
+                                "--points", "3", "--samples", "100", "--json")
+    assert code == 0, err
+    assert (json.loads(stdout)["ot"]["solver"], json.loads(stdout)["ot"]["reg"]) == ("sinkhorn", 0.05)  # as align
     code, stdout, err = run_cli("contour", tmp_path / "a.pt", "--steps", "3", "--samples", "100", "--out", out,
                                 "--quiet")
     assert code == 0, err
