@@ -13,14 +13,13 @@ from landscape.density import spectral_density
 from landscape.eigen import METHODS as EIG_METHODS
 from landscape.eigen import WHICH, top_eigenvalues
 from landscape.errors import LandscapeError
+from landscape.hessian import BACKENDS
 from landscape.store import write_result
 from landscape.study import result_arrays
 from landscape.trace import METHODS as TRACE_METHODS
 from landscape.trace import hessian_trace
 
 from .common import data_for, data_options, emit, load_model, output_options, start
-
-BACKENDS = ("landscape", "pyhessian")
 
 
 def _common(f: Callable) -> Callable:

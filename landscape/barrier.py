@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
 from .data import Split
+from .directions import path_coefficients
 from .errors import LandscapeError
 from .multipoint import evaluate_points
 
@@ -44,15 +44,6 @@ def barrier(alphas: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
     return float(excess[i]), float(alphas[i])
 
 
-def line_coefficients(points: int) -> tuple[np.ndarray, torch.Tensor]:
-    """`points` evenly spaced values of a in [0, 1] and the coefficients `(1 - a, a)` on (A, B)."""
-    if points < 2:
-        raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
-    alphas = np.linspace(0.0, 1.0, points)
-    a = torch.as_tensor(alphas, dtype=torch.float64)
-    return alphas, torch.stack([1 - a, a], dim=1)
-
-
 def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Split], points: int = 21,
                         batch_size: int = 256, *, reset_bn: bool = False, vectorize: bool | None = None,
                         parallel: str = "data") -> Curve:
@@ -63,12 +54,12 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Split],
     sa, sb = a.state_dict(), b.state_dict()
     if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
         raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
-    alphas, coeffs = line_coefficients(points)
-    values = {}
-    for name in ("train", "test"):
-        values[name] = evaluate_points(a, [sa, sb], coeffs, splits[name], batch_size,
-                                       reset_on=splits["train"] if reset_bn else None, vectorize=vectorize,
-                                       parallel=parallel).cpu().numpy()
-    (b_train, at_train), (b_test, at_test) = (barrier(alphas, values[s][:, 0]) for s in ("train", "test"))
-    return Curve(alphas, values["train"][:, 0], values["train"][:, 1], values["test"][:, 0], values["test"][:, 1],
-                 b_train, b_test, at_train, at_test, reset_bn, points)
+    if points < 2:
+        raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
+    alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
+    train, test = evaluate_points(a, [sa, sb], coeffs, [splits["train"], splits["test"]], batch_size,
+                                  reset_on=splits["train"] if reset_bn else None, vectorize=vectorize,
+                                  parallel=parallel).cpu().numpy()
+    (b_train, at_train), (b_test, at_test) = (barrier(alphas, values[:, 0]) for values in (train, test))
+    return Curve(alphas, train[:, 0], train[:, 1], test[:, 0], test[:, 1], b_train, b_test, at_train, at_test,
+                 reset_bn, points)

@@ -25,7 +25,7 @@ from torch import nn
 
 from .data import Split
 from .errors import LandscapeError
-from .hessian import HessianOperator, Operator, probes
+from .hessian import HessianOperator, Operator, check_backend, probes
 
 METHODS = ("lanczos", "power")
 WHICH = ("algebraic", "magnitude")
@@ -175,6 +175,7 @@ def top_eigenvalues(model: nn.Module, split: Split, k: int = 1, batch_size: int 
     `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the Hessian-vector products;
     `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
     """
+    check_backend(backend)
     if method not in METHODS:
         raise LandscapeError(f"unknown eigenvalue method {method!r}; choose one of {', '.join(METHODS)}")
     which = which or ("algebraic" if method == "lanczos" else "magnitude")
@@ -193,8 +194,6 @@ def top_eigenvalues(model: nn.Module, split: Split, k: int = 1, batch_size: int 
 
         return pyhessian_eigenvalues(model, split, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,
                                      seed=seed, eigenvectors=eigenvectors)
-    if backend != "landscape":
-        raise LandscapeError(f"unknown backend {backend!r}; choose landscape or pyhessian")
     start = time.perf_counter()
     op = HessianOperator(model, split, batch_size, cache=cache)
     generator = torch.Generator().manual_seed(seed)

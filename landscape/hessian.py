@@ -32,6 +32,15 @@ CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs ma
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
+BACKENDS = ("landscape", "pyhessian")  # our engine, or PyHessian 0.1 itself (eig and trace)
+
+
+def check_backend(backend: str) -> None:
+    """Raise unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise LandscapeError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
+
+
 class Operator(Protocol):
     """A symmetric linear operator on flat vectors that counts its products (what the solvers need)."""
 

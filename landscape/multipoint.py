@@ -66,29 +66,32 @@ def _point(states: dict[str, torch.Tensor], p: int) -> dict[str, torch.Tensor]:
     return {k: v[p] for k, v in states.items()}
 
 
-def _sums_loop(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
+def _sums_loop(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Split], batch_size: int,
                reset_on: Split | None, sharded: bool) -> torch.Tensor:
-    """(P, 2) sums of cross-entropy and correct predictions, one point at a time."""
+    """(S, P, 2) sums of cross-entropy and correct predictions per split, one point at a time (BatchNorm
+    statistics recomputed once per point, for all splits)."""
     n_points = next(iter(states.values())).shape[0]
-    sums = torch.zeros(n_points, 2, dtype=torch.float64, device=split.x.device)
+    sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=splits[0].x.device)
     for p in range(n_points):
         model.load_state_dict(_point(states, p))
         if reset_on is not None:
             reset_bn(model, reset_on, batch_size)
         model.eval()
         with torch.no_grad():
-            for x, y in batches(split, batch_size, sharded=sharded):
-                out = model(x)
-                sums[p, 0] += F.cross_entropy(out, y, reduction="sum").double()
-                sums[p, 1] += (out.argmax(1) == y).sum()
+            for s, split in enumerate(splits):
+                for x, y in batches(split, batch_size, sharded=sharded):
+                    out = model(x)
+                    sums[s, p, 0] += F.cross_entropy(out, y, reduction="sum").double()
+                    sums[s, p, 1] += (out.argmax(1) == y).sum()
     return sums
 
 
-def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
+def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Split], batch_size: int,
                sharded: bool) -> torch.Tensor:
-    """(P, 2) sums of cross-entropy and correct predictions, all points of `states` in one batched pass."""
+    """(S, P, 2) sums of cross-entropy and correct predictions per split, all points of `states` batched."""
     model.eval()
-    sums = torch.zeros(next(iter(states.values())).shape[0], 2, dtype=torch.float64, device=split.x.device)
+    n_points = next(iter(states.values())).shape[0]
+    sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=splits[0].x.device)
 
     def one(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, state, (x,))
@@ -96,22 +99,25 @@ def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], split: Split, 
 
     batched = vmap(one, in_dims=(0, None, None))
     with torch.no_grad():
-        for x, y in batches(split, batch_size, sharded=sharded):
-            sums += batched(states, x, y).double()
+        for s, split in enumerate(splits):
+            for x, y in batches(split, batch_size, sharded=sharded):
+                sums[s] += batched(states, x, y).double()
     return sums
 
 
-def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Tensor, split: Split,
+def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Tensor, splits: Sequence[Split],
                     batch_size: int = 256, *, reset_on: Split | None = None, vectorize: bool | None = None,
                     parallel: str = "data", chunk: int | None = None,
                     on_chunk: Callable[[range, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Mean loss and accuracy `(P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on `split`.
+    """Mean loss and accuracy `(S, P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on each of
+    the `splits`; every point is built (and its BatchNorm statistics recomputed) once for all splits.
 
     `reset_on`: recompute BatchNorm statistics on this split at every point (plain loop). `vectorize`: batch
     points with vmap (True), loop (False) or choose with `prefers_vmap` (None). `chunk`: points per
     batched pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
-    the finished rows (for progress and resumable stores). `model` is never modified: the loop loads points
-    into a private copy, since the anchors are often `model.state_dict()` itself and would move with it.
+    the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `model` is never modified: the
+    loop loads points into a private copy, since the anchors are often `model.state_dict()` itself and would
+    move with it.
     """
     if parallel not in PARALLEL:
         raise LandscapeError(f"parallel must be one of {PARALLEL}, got {parallel!r}")
@@ -119,29 +125,29 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
         raise LandscapeError(f"--batch-size must be positive, got {batch_size}")
     coeffs = torch.as_tensor(coeffs, dtype=torch.float64)
     n_points = coeffs.shape[0]
-    device = split.x.device
-    vectorize = prefers_vmap(device) if vectorize is None else vectorize
-    chunk = chunk or max(1, EXAMPLES_PER_PASS // min(batch_size, max(len(split), 1)))
-    if not vectorize or reset_on is not None:
+    device = splits[0].x.device
+    looped = reset_on is not None or not (prefers_vmap(device) if vectorize is None else vectorize)
+    largest = max(max(len(split) for split in splits), 1)
+    chunk = chunk or max(1, EXAMPLES_PER_PASS // min(batch_size, largest))
+    if looped:
         chunk = min(chunk, 8)
+        model = copy.deepcopy(model)
     by_points = parallel == "points" and dist.active()
     mine = dist.shard(n_points) if by_points else range(n_points)
-    if not vectorize or reset_on is not None:
-        model = copy.deepcopy(model)
-    result = torch.zeros(n_points, 2, dtype=torch.float64, device=device)
-    total = torch.tensor(float(len(split)), dtype=torch.float64, device=device)
+    result = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
+    totals = torch.tensor([float(len(split)) for split in splits], dtype=torch.float64, device=device)[:, None, None]
     for start in range(0, len(mine) if by_points else n_points, chunk):
         rows = range(mine.start + start, min(mine.start + start + chunk, mine.stop))
         states = combine(anchors, coeffs[rows.start:rows.stop].to(device))
         if by_points:  # this rank alone, on every example
             with dist.local():
-                sums = _evaluate_sums(model, states, split, batch_size, reset_on, vectorize, sharded=False)
+                sums = _evaluate_sums(model, states, splits, batch_size, reset_on, looped, sharded=False)
         else:
-            sums = dist.all_reduce_sum(_evaluate_sums(model, states, split, batch_size, reset_on, vectorize,
+            sums = dist.all_reduce_sum(_evaluate_sums(model, states, splits, batch_size, reset_on, looped,
                                                       sharded=True))
-        result[rows.start:rows.stop] = sums / total
+        result[:, rows.start:rows.stop] = sums / totals
         if on_chunk is not None and not by_points:
-            on_chunk(rows, result[rows.start:rows.stop])
+            on_chunk(rows, result[:, rows.start:rows.stop])
     if by_points:
         result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
         if on_chunk is not None:
@@ -149,8 +155,8 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     return result
 
 
-def _evaluate_sums(model: nn.Module, states: dict[str, torch.Tensor], split: Split, batch_size: int,
-                   reset_on: Split | None, vectorize: bool, sharded: bool) -> torch.Tensor:
-    if vectorize and reset_on is None:
-        return _sums_vmap(model, states, split, batch_size, sharded)
-    return _sums_loop(model, states, split, batch_size, reset_on, sharded)
+def _evaluate_sums(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Split], batch_size: int,
+                   reset_on: Split | None, looped: bool, sharded: bool) -> torch.Tensor:
+    if looped:
+        return _sums_loop(model, states, splits, batch_size, reset_on, sharded)
+    return _sums_vmap(model, states, splits, batch_size, sharded)

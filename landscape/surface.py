@@ -137,13 +137,13 @@ def compute_surface(model: nn.Module, surface: Surface, split: Split, batch_size
 
     def finished(rows: range, result: torch.Tensor) -> None:
         idx = todo[rows.start:rows.stop]
-        values[idx] = result.cpu().numpy()
+        values[idx] = result[0].cpu().numpy()
         done[idx] = True
         bar.update(len(idx))
         save()
 
     if len(todo):
-        evaluate_points(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], split, batch_size,
+        evaluate_points(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], [split], batch_size,
                         vectorize=vectorize, parallel=parallel, chunk=chunk, on_chunk=finished)
     bar.close()
     save(force=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from .data import Split
 from .errors import LandscapeError
-from .hessian import HessianOperator, Operator, probes
+from .hessian import HessianOperator, Operator, check_backend, probes
 
 METHODS = ("hutch++", "hutchinson")
 MIN_PROBES = 10  # before a relative-standard-error target may stop the run
@@ -96,6 +96,7 @@ def hessian_trace(model: nn.Module, split: Split, method: str = "hutch++", batch
 
     `backend="pyhessian"` runs PyHessian 0.1's own Hutchinson loop (maxIter=max_hvps, tol=target_rse or 1e-3).
     """
+    check_backend(backend)
     if method not in METHODS:
         raise LandscapeError(f"unknown trace method {method!r}; choose one of {', '.join(METHODS)}")
     if max_hvps < 2:
@@ -109,8 +110,6 @@ def hessian_trace(model: nn.Module, split: Split, method: str = "hutch++", batch
 
         return pyhessian_trace(model, split, batch_size=batch_size, max_hvps=max_hvps, target_rse=target_rse,
                                seed=seed)
-    if backend != "landscape":
-        raise LandscapeError(f"unknown backend {backend!r}; choose landscape or pyhessian")
     start = time.perf_counter()
     op = HessianOperator(model, split, batch_size, cache=cache)
     generator = torch.Generator().manual_seed(seed)
