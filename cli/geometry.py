@@ -11,7 +11,7 @@ from landscape.barrier import interpolation_curve
 from landscape.checkpoint import file_hash
 from landscape.data import subsample
 from landscape.errors import LandscapeError
-from landscape.multipoint import BATCHING, PARALLEL
+from landscape.multipoint import BATCHING, PARALLEL, same_layout
 from landscape.plots import plot_file
 from landscape.store import write_results
 from landscape.study import result_arrays
@@ -110,10 +110,9 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
     data = data_for(models[0], o["data_spec"], dev)
     for m in models[1:]:
         data_for(m, o["data_spec"], dev)
-        if m.state_dict().keys() != models[0].state_dict().keys() or any(
-                v.shape != models[0].state_dict()[k].shape for k, v in m.state_dict().items()):
-            raise LandscapeError("the models have different architectures or widths: align them first "
-                                 "(landscape align)")
+    if not same_layout([m.state_dict() for m in models]):
+        raise LandscapeError("the models have different architectures or widths: align them first "
+                             "(landscape align)")
     split = subsample(data.split(o["split"]), o["samples"], o["seed"])
     names = [Path(c).stem for c in checkpoints]
     lo, hi = parse_range(span)

@@ -16,7 +16,7 @@ from torch import nn
 from .data import Split
 from .directions import path_coefficients
 from .errors import LandscapeError
-from .multipoint import evaluate_points
+from .multipoint import evaluate_points, same_layout
 
 
 @dataclass
@@ -52,7 +52,7 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Split],
     `reset_bn`: recompute BatchNorm statistics on the train split at every point instead of interpolating them.
     """
     sa, sb = a.state_dict(), b.state_dict()
-    if sa.keys() != sb.keys() or any(sa[k].shape != sb[k].shape for k in sa):
+    if not same_layout([sa, sb]):
         raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
     if points < 2:
         raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")

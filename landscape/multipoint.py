@@ -37,6 +37,12 @@ BATCHING = {"auto": None, "vmap": True, "loop": False}  # CLI choice -> `vectori
 EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a chunk)
 
 
+def same_layout(states: Sequence[State]) -> bool:
+    """Whether the states have the same keys and shapes, so that they can be combined point by point."""
+    first = states[0]
+    return all(s.keys() == first.keys() and all(s[k].shape == first[k].shape for k in first) for s in states[1:])
+
+
 def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
     """Stacked states `(P, ...)` with `Σ_k coeffs[p, k] anchors[k]`; integer buffers come from the first anchor.
 

@@ -265,6 +265,7 @@ def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
     (tmp_path / "junk.h5").write_text("not hdf5")
     for args, words in ((("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), "different architectures"),
                         (("barrier", tmp_path / "a.pt", tmp_path / "a.pt", "--points", "1"), "--points"),
+                        (("contour", tmp_path / "a.pt", tmp_path / "w.pt"), "different architectures"),
                         (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
                         (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
                         (("plot", tmp_path / "junk.h5"), "not an HDF5")):
