@@ -32,13 +32,14 @@ from torch.func import functional_call, grad, jvp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from landscape.data import batches, load_data
-from landscape.eigen import lanczos, top_eigenvalues
-from landscape.hessian import HessianOperator, probes
-from landscape.pyhessian_backend import _session
-from landscape.trace import hessian_trace
-from landscape.train import TrainConfig, init_model, train
-from landscape.zoo import arch_kwargs_for
+from landscape.curvature.eigen import top_eigenvalues
+from landscape.curvature.lanczos import lanczos
+from landscape.curvature.operator import HessianOperator, probes
+from landscape.curvature.pyhessian_adapter import _session
+from landscape.curvature.trace import hessian_trace
+from landscape.data import Batches, load_data
+from landscape.models.zoo import arch_kwargs_for
+from landscape.training.loop import TrainConfig, init_model, train
 
 REPEATS = 3
 BATCH = 256
@@ -67,7 +68,7 @@ def pyhessian_curve(model, split, tol: float, max_iter: int, seed: int) -> list[
     """(seconds since start, Rayleigh quotient) after each of PyHessian's products, power iteration for k=1."""
     start = time.perf_counter()
     curve: list[tuple[float, float]] = []
-    with _session(model, split, BATCH, seed) as h:
+    with _session(model, split, BATCH, seed, "ce") as h:
         inner = h.dataloader_hv_product
 
         def recorded(v):
@@ -163,7 +164,7 @@ def cost_section(name: str, model, split) -> None:
     params = {k: p.detach() for k, p in model.named_parameters()}
     buffers = dict(model.named_buffers())
     tangent = dict(zip(params, (t.view(p.shape) for t, p in zip(v1[0].split(kept.numels), params.values()))))
-    data = list(batches(split, BATCH))
+    data = list(Batches(split, BATCH))
 
     def forward_over_reverse():
         for x, y in data:
@@ -171,7 +172,7 @@ def cost_section(name: str, model, split) -> None:
                 return F.cross_entropy(functional_call(model, (p, buffers), (x,)), y, reduction="sum")
             jvp(grad(loss), (params,), (tangent,))
 
-    with _session(model, split, BATCH, 0) as h:
+    with _session(model, split, BATCH, 0, "ce") as h:
         vec = [torch.randn_like(p) for p in h.params]
         pyh = median_ms(lambda: h.dataloader_hv_product(vec))
     gradient = median_ms(kept.gradient)

@@ -27,9 +27,9 @@ LAYOUTS = [(1, 1), (1, 2), (2, 1)]  # (processes, threads per process)
 def _worker(args: argparse.Namespace) -> None:
     """One rank: time HVPs and a bare all_reduce, print a JSON line on rank 0."""
     from landscape import dist, progress
+    from landscape.curvature.operator import HessianOperator
     from landscape.data import load_data
-    from landscape.hessian import HessianOperator
-    from landscape.zoo import arch_kwargs_for, build_model
+    from landscape.models.zoo import arch_kwargs_for, build_model
 
     torch.set_num_threads(args.threads)
     dist.init("cpu")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 
 import fusion
-from landscape.zoo import build_model
+from landscape.models.zoo import build_model
 
 REFERENCE_MLPNET_WTS_SECONDS = 1.3
 align_module = importlib.import_module("fusion.align")   # `fusion.align` is also the function

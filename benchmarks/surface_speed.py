@@ -2,7 +2,7 @@
 plain per-point loop, measured side by side in one run, for a small CNN and for MLPs.
 
 Both paths go through `landscape.surface.compute_surface` on the same filter-normalised directions and the
-same data; only `vectorize` differs. Prints the median wall time of each over `--repeats` runs (after one
+same data; only `batching` differs. Prints the median wall time of each over `--repeats` runs (after one
 warm-up), their ratio (the issue's target: batched at least 3x faster), the largest difference between the
 two loss surfaces (rounding level), and which one the default (`prefers_vmap`) picks on this device.
 
@@ -19,9 +19,9 @@ import torch
 
 from landscape import progress
 from landscape.data import load_data
-from landscape.multipoint import prefers_vmap
-from landscape.surface import compute_surface, random_surface
-from landscape.zoo import arch_kwargs_for, build_model
+from landscape.geometry.points import prefers_vmap
+from landscape.geometry.surface import compute_surface, random_surface
+from landscape.models.zoo import arch_kwargs_for, build_model
 
 CASES = [("small CNN: vgg11 width 1/8, BN", "vgg11", {"width": 0.125, "bn": True}),
          ("MLP 64-32", "mlp", {"hidden": [64, 32]}),
@@ -60,11 +60,11 @@ def main() -> None:
         model = build_model(arch, arch_kwargs_for(arch, data.input_shape, data.num_classes, **kwargs)).eval()
         surface = random_surface(model, 2, -1.0, 1.0, args.steps, seed=0)
 
-        def run(vectorize: bool, model=model, surface=surface) -> np.ndarray:
-            return compute_surface(model, surface, split, args.batch_size, {}, vectorize=vectorize)[0]["loss"]
+        def run(batching: str, model=model, surface=surface) -> np.ndarray:
+            return compute_surface(model, surface, split, args.batch_size, {}, batching=batching)[0]["loss"]
 
-        batched, loss_b = _timed(lambda: run(True), args.repeats)
-        loop, loss_l = _timed(lambda: run(False), args.repeats)
+        batched, loss_b = _timed(lambda: run("vmap"), args.repeats)
+        loop, loss_l = _timed(lambda: run("loop"), args.repeats)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"{label:<32} {n_params:>7} {batched:>8.2f} {loop:>8.2f} {loop / batched:>9.2f}x "
               f"{np.abs(loss_b - loss_l).max():>11.1e}")

@@ -1,54 +1,45 @@
-"""`landscape eig`, `trace` and `esd`: Hessian curvature of a checkpoint's loss (eval mode, mean cross-entropy)."""
+"""`landscape eig`, `trace` and `esd`: curvature of a checkpoint's loss (eval mode, mean loss over the examples)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
-from landscape.checkpoint import file_hash
-from landscape.data import subsample
-from landscape.density import spectral_density
-from landscape.eigen import METHODS as EIG_METHODS
-from landscape.eigen import WHICH, top_eigenvalues
-from landscape.errors import LandscapeError
-from landscape.hessian import BACKENDS
-from landscape.store import write_result
-from landscape.study import result_arrays
-from landscape.trace import METHODS as TRACE_METHODS
-from landscape.trace import hessian_trace
+from landscape.choices import BACKENDS, EIG_METHODS, TRACE_METHODS, WHICH
 
-from .common import data_for, data_options, emit, load_model, output_options, start
+from .options import NAME, compose, measure
 
-
-def _common(f: Callable) -> Callable:
-    f = output_options(data_options(f))
-    f = click.option("--name", default=None, help="Store under /models/NAME (default: the checkpoint's file stem).")(f)
-    return click.argument("checkpoint", type=click.Path(dir_okay=False))(f)
+CURVATURE = compose(click.argument("checkpoint", type=click.Path(dir_okay=False)), measure(), NAME)
 
 
 def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Callable[[Any], str],
          omit_from_json: tuple[str, ...] = ()) -> None:
     """Load the model and data, compute, print, and store `/models/<name>/<what>` when --out is given."""
-    dev = start(opts["device"], opts["quiet"], opts["as_json"])
-    model = load_model(checkpoint, dev)[0]
-    data = data_for(model, opts["data_spec"], dev)
+    from landscape.data.split import subsample
+    from landscape.io.store import result_arrays, write_result
+
+    from .session import Session, stem, stored
+
+    session = Session(opts["device"], opts["quiet"], opts["as_json"])
+    model = session.load(checkpoint)[0]
+    data = session.data(opts["data_spec"], [model], opts["normalize"])
     split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"])
     result = compute(model, split)
     arrays, attrs = result_arrays(result)
-    settings = {"data": opts["data_spec"], "split": opts["split"], "samples": opts["samples"],
-                "batch_size": opts["batch_size"], "seed": opts["seed"], "checkpoint": checkpoint,
-                "sha256": file_hash(checkpoint)}
+    settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],
+                                seed=opts["seed"], criterion=opts["loss"])
     if opts["out"]:
-        name = opts["name"] or Path(checkpoint).stem
-        write_result(opts["out"], f"/models/{name}/{what}", arrays, {**attrs, **settings})
+        write_result(opts["out"], f"/models/{opts['name'] or stem(checkpoint)}/{what}", arrays,
+                     {**attrs, **stored(settings)})
     shown = {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
-    emit({**shown, **settings}, opts["as_json"], describe(result))
+    session.emit({**settings, **shown}, describe(result))
 
 
 def _method(method: str | None, backend: str, default: str, pyhessian: str) -> str:
     """The method to run: the default of the backend, and only `pyhessian`'s own one with --backend pyhessian."""
+    from landscape.errors import LandscapeError
+
     if backend == "pyhessian":
         if method not in (None, pyhessian):
             raise LandscapeError(f"--backend pyhessian has only --method {pyhessian}")
@@ -56,7 +47,7 @@ def _method(method: str | None, backend: str, default: str, pyhessian: str) -> s
     return method or default
 
 
-def _eig_text(checkpoint: str):
+def _eig_text(checkpoint: str) -> Callable[[Any], str]:
     def describe(r) -> str:
         kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
         lines = [(f"{checkpoint}: top-{r.k} Hessian eigenvalues ({r.backend} {r.method}, {kind}) "
@@ -71,7 +62,7 @@ def _eig_text(checkpoint: str):
 
 
 @click.command("eig")
-@_common
+@CURVATURE
 @click.option("-k", "k", type=int, default=1, show_default=True, help="Number of top eigenvalues.")
 @click.option("--method", type=click.Choice(EIG_METHODS), default=None,
               help="lanczos (default), or PyHessian-style power iteration (the only one --backend pyhessian has).")
@@ -84,7 +75,10 @@ def _eig_text(checkpoint: str):
 @click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
               help="pyhessian: PyHessian 0.1's own power iteration.")
 def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, **opts):
-    """Top-k eigenvalues of the Hessian of the training loss."""
+    """Top-k eigenvalues of the Hessian of the loss."""
+    from landscape.curvature.eigen import top_eigenvalues
+    from landscape.errors import LandscapeError
+
     if eigenvectors and not opts["out"]:
         raise LandscapeError("--eigenvectors are stored in the HDF5 file: give --out FILE.h5")
     method = _method(method, backend, "lanczos", "power")
@@ -92,12 +86,12 @@ def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, 
     def compute(model, split):
         return top_eigenvalues(model, split, k=k, batch_size=opts["batch_size"], method=method, tol=tol,
                                max_hvps=max_hvps, seed=opts["seed"], which=which, eigenvectors=eigenvectors,
-                               backend=backend)
+                               backend=backend, criterion=opts["loss"])
     _run(checkpoint, "eigenvalues", opts, compute, _eig_text(checkpoint), omit_from_json=("eigenvectors",))
 
 
 @click.command("trace")
-@_common
+@CURVATURE
 @click.option("--method", type=click.Choice(TRACE_METHODS), default=None,
               help="hutch++ (default) or hutchinson (the only one --backend pyhessian has).")
 @click.option("--max-hvps", type=int, default=100, show_default=True, help="Budget of Hessian-vector products.")
@@ -107,12 +101,15 @@ def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, 
 @click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
               help="pyhessian: PyHessian 0.1's own Hutchinson loop and stopping rule.")
 def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
-    """Trace of the Hessian of the training loss (Hutch++ or Hutchinson), with a standard error."""
+    """Trace of the Hessian of the loss (Hutch++ or Hutchinson), with a standard error."""
+    from landscape.curvature.trace import hessian_trace
+
     method = _method(method, backend, "hutch++", "hutchinson")
 
     def compute(model, split):
         return hessian_trace(model, split, method=method, batch_size=opts["batch_size"], max_hvps=max_hvps,
-                             target_rse=target_rse, seed=opts["seed"], block=block, backend=backend)
+                             target_rse=target_rse, seed=opts["seed"], block=block, backend=backend,
+                             criterion=opts["loss"])
 
     def describe(r) -> str:
         text = (f"{checkpoint}: Hessian trace {r.trace:.6g} +- {r.stderr:.3g} (relative standard error "
@@ -124,7 +121,7 @@ def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
 
 
 @click.command("esd")
-@_common
+@CURVATURE
 @click.option("--steps", type=int, default=90, show_default=True, help="Lanczos steps per run (m).")
 @click.option("--runs", type=int, default=1, show_default=True, help="Random start vectors (n_v).")
 @click.option("--sigma2", type=float, default=None,
@@ -133,9 +130,12 @@ def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
 @click.option("--block", type=int, default=8, show_default=True, help="Runs advanced together per product.")
 def esd_cmd(checkpoint, steps, runs, sigma2, grid_points, block, **opts):
     """Eigenvalue spectral density of the Hessian by stochastic Lanczos quadrature (`landscape plot` draws it)."""
+    from landscape.curvature.density import spectral_density
+
     def compute(model, split):
         return spectral_density(model, split, steps=steps, runs=runs, batch_size=opts["batch_size"],
-                                seed=opts["seed"], grid_points=grid_points, sigma2=sigma2, block=block)
+                                seed=opts["seed"], grid_points=grid_points, sigma2=sigma2, block=block,
+                                criterion=opts["loss"])
 
     def describe(r) -> str:
         return (f"{checkpoint}: spectral density from {r.runs} run(s) x {r.steps} Lanczos steps, Ritz values in "

@@ -1,63 +1,30 @@
 """`landscape fuse` and `landscape align`: OT fusion / vanilla averaging of checkpoints, and "A aligned to B"."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import click
 
-import fusion
-from fusion.checks import check_specs, fusion_weights
-from landscape.bn import has_batchnorm, reset_bn
-from landscape.checkpoint import file_hash, save_checkpoint
-from landscape.data import subsample
-from landscape.evaluate import evaluate
+from fusion.choices import MARGINALS, METHODS, MODES, SOLVERS
 
-from .common import data_for, emit, load_model, parse_floats, start
+from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, batch_size, compose
 
-SOLVER_OPTIONS = [
-    click.option("--solver", type=click.Choice(fusion.SOLVERS), default=None,
+MODE = click.option("--mode", type=click.Choice(MODES), default="acts", show_default=True,
+                    help="Ground metric: activations on training examples, or incoming weights.")
+SOLVER = compose(
+    click.option("--solver", type=click.Choice(SOLVERS), default=None,
                  help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
-    click.option("--reg", type=float, default=None, help="Sinkhorn regularisation, relative to the largest "
-                                                         "cost of a layer [default: 0.01]."),
-]
-
-
-def _ot_options(f: Callable) -> Callable:
-    for opt in reversed([
-        click.option("--mode", type=click.Choice(fusion.MODES), default="acts", show_default=True,
-                     help="Ground metric: activations on --samples training examples, or incoming weights."),
-        *SOLVER_OPTIONS,
-        click.option("--marginals", type=click.Choice(fusion.MARGINALS), default="uniform", show_default=True,
-                     help="Mass of each unit: uniform, or |mean| x std of its activations (paper S1.2)."),
-        click.option("--samples", type=int, default=200, show_default=True,
-                     help="Training examples whose activations align the models (seeded by --seed)."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing the examples."),
-        click.option("--data", "data_spec", default="digits", show_default=True,
-                     help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR"),
-        click.option("--batch-size", type=int, default=100, show_default=True,
-                     help="Examples per forward pass for activations and BatchNorm statistics."),
-        click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
-                     help="Report test loss and accuracy of the result and its parents."),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto."),
-        click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint to write (.pt)."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def _inputs(models, o: dict, need_x: bool, need_data: bool, dev):
-    """The dataset (when needed) and the alignment examples (when needed)."""
-    check_specs(models)   # a clearer message than the data's label check for models with other classes
-    data = None
-    if need_x or need_data:
-        data = data_for(models[0], o["data_spec"], dev)
-        for m in models[1:]:
-            data_for(m, o["data_spec"], dev)
-    x = subsample(data.train, o["samples"], o["seed"]).x if need_x else None
-    return data, x
+    click.option("--reg", type=float, default=None,
+                 help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."))
+OT = compose(
+    MODE, SOLVER,
+    click.option("--marginals", type=click.Choice(MARGINALS), default="uniform", show_default=True,
+                 help="Mass of each unit: uniform, or |mean| x std of its activations (paper S1.2)."),
+    click.option("--samples", type=int, default=200, show_default=True,
+                 help="Training examples whose activations align the models (seeded by --seed)."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing the examples."),
+    DATA, NORMALIZE, batch_size(100, "Examples per forward pass for activations and BatchNorm statistics."),
+    click.option("--eval/--no-eval", "do_eval", default=True, show_default=True,
+                 help="Report test loss and accuracy of the result and its parents."),
+    DEVICE, CHECKPOINT_OUT, QUIET, JSON)
 
 
 def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
@@ -65,33 +32,55 @@ def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
     return solver or ("sinkhorn" if reg is not None else "emd"), 0.01 if reg is None else reg
 
 
-def _settings(o: dict, need_x: bool) -> dict:
+def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
+    """The models, the dataset (when needed) and the alignment examples (when needed)."""
+    from fusion.checks import check_specs
+    from landscape.data.split import subsample
+
+    models = [session.load(p)[0] for p in paths]
+    check_specs(models)   # a clearer message than the data's label check for models with other classes
+    data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data else None
+    x = subsample(data.train, o["samples"], o["seed"]).x if need_x else None
+    return models, data, x
+
+
+def _settings(session, data, o: dict, need_x: bool) -> dict:
     solver, reg = resolve_solver(o["solver"], o["reg"])
-    return {"mode": o["mode"], "solver": solver, "reg": reg, "marginals": o["marginals"],
-            "samples": o["samples"] if need_x else None, "seed": o["seed"], "data": o["data_spec"] if need_x else None}
+    return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg,
+            "marginals": o["marginals"], "align_samples": o["samples"] if need_x else None, "seed": o["seed"],
+            "data": o["data_spec"] if data is not None else None,
+            "normalize": [list(pair) for pair in data.normalize] if data is not None else None}
 
 
-def _parents(paths) -> list[dict]:
-    return [{"path": str(p), "sha256": file_hash(p)} for p in paths]
+def _evaluate(result, models, data) -> dict:
+    from landscape.training.metrics import evaluate
 
-
-def _evaluate(result, models, paths, data) -> dict:
     if data is None:
         return {}
     return {"result": evaluate(result, data.test).__dict__,
-            "parents": [{"path": str(p), **evaluate(m, data.test).__dict__} for p, m in zip(paths, models)]}
+            "models": [evaluate(m, data.test).__dict__ for m in models]}
 
 
 def _acc_text(test: dict) -> str:
     if not test:
         return ""
-    parents = ", ".join(f"{r['acc']:.4f}" for r in test["parents"])
+    parents = ", ".join(f"{r['acc']:.4f}" for r in test["models"])
     return f"; test acc {test['result']['acc']:.4f} (parents {parents})"
+
+
+def _save(model, out: str, record: dict, test: dict) -> None:
+    """Write the checkpoint; its meta records the lineage (`parents`: the input checkpoints), every setting and
+    the test metrics."""
+    from landscape.io.checkpoint import save_checkpoint
+
+    meta = {"parents": record["models"], **{k: v for k, v in record.items() if k != "models"}}
+    metrics = {"test_acc": test["result"]["acc"], "test_loss": test["result"]["loss"]} if test else {}
+    save_checkpoint(model, out, meta={**meta, **metrics})
 
 
 @click.command("fuse")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--align", "method", type=click.Choice(fusion.METHODS), default="ot", show_default=True,
+@click.option("--align", "method", type=click.Choice(METHODS), default="ot", show_default=True,
               help="OT fusion (align, then average) or vanilla parameter averaging.")
 @click.option("--weights", default=None, help="Comma-separated fusion weights, e.g. 0.7,0.1,0.2 (normalised).")
 @click.option("--anchor", type=int, default=-1, show_default=True,
@@ -100,19 +89,27 @@ def _acc_text(test: dict) -> str:
               help="Feed the fused model back as the new estimate this many times in all (ResNets: 2-3).")
 @click.option("--reset-bn-samples", type=int, default=0, show_default=True,
               help="Recompute BatchNorm statistics on N training examples after fusion (0: keep fused ones).")
-@_ot_options
+@OT
 def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples, device, quiet, as_json, out, **o):
     """Fuse two or more checkpoints into one (Algorithm 1 of Singh & Jaggi, or vanilla averaging)."""
-    dev = start(device, quiet, as_json)
+    import time
+
+    import fusion
+    from fusion.checks import fusion_weights
+    from landscape.data.split import subsample
+    from landscape.training.bn import has_batchnorm, reset_bn
+
+    from .session import Session, parse_floats
+
+    session = Session(device, quiet, as_json)
     if len(checkpoints) < 2:
         raise click.UsageError("fuse needs at least two checkpoints")
     if reset_bn_samples < 0:
         raise click.UsageError("--reset-bn-samples must be >= 0")
-    models = [load_model(p, dev)[0] for p in checkpoints]
-    w = fusion_weights(parse_floats(weights, "--weights") if weights else None, len(models))
     need_x = method == "ot" and (o["mode"] == "acts" or o["marginals"] == "importance")
-    data, x = _inputs(models, o, need_x, o["do_eval"] or reset_bn_samples > 0, dev)
-    settings = _settings(o, need_x)
+    models, data, x = _prepare(session, checkpoints, o, need_x, o["do_eval"] or reset_bn_samples > 0)
+    w = fusion_weights(parse_floats(weights, "--weights") if weights else None, len(models))
+    settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
     fused = fusion.fuse(models, method=method, weights=w, x=x, anchor=anchor, iterations=iterations,
                         batch_size=o["batch_size"], **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
@@ -120,40 +117,42 @@ def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples,
     if reset:
         reset_bn(fused, subsample(data.train, reset, o["seed"]), o["batch_size"])
     seconds = time.perf_counter() - start_time
-    test = _evaluate(fused, models, checkpoints, data) if o["do_eval"] else {}
-    meta = {"role": "fused", "parents": _parents(checkpoints), "method": method, **settings, "weights": w,
-            "anchor": anchor % len(models), "iterations": iterations, "reset_bn_samples": reset, "seconds": seconds,
-            **({"test_acc": test["result"]["acc"], "test_loss": test["result"]["loss"]} if test else {})}
-    save_checkpoint(fused, out, meta=meta)
+    test = _evaluate(fused, models, data) if o["do_eval"] else {}
+    record = {"role": "fused", **settings, "method": method, "weights": w, "anchor": anchor % len(models),
+              "iterations": iterations, "reset_bn_samples": reset, "seconds": seconds}
+    _save(fused, out, record, test)
     what = f"{method}, {settings['mode']}, {settings['solver']}" if method == "ot" else method
-    emit({"out": out, **meta, "test": test}, as_json,
-         f"saved {out}: {what} fusion of {len(models)} models in {seconds:.2f} s{_acc_text(test)}")
+    session.emit({"out": out, **record, "test": test},
+                 f"saved {out}: {what} fusion of {len(models)} models in {seconds:.2f} s{_acc_text(test)}")
 
 
 @click.command("align")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("anchor", type=click.Path(dir_okay=False))
-@_ot_options
+@OT
 def align_cmd(model, anchor, device, quiet, as_json, out, **o):
     """Align MODEL to ANCHOR ("A aligned to B"): MODEL's units transported onto ANCHOR's (with exact OT and
     equal widths a permutation: the same function)."""
-    dev = start(device, quiet, as_json)
-    models = [load_model(p, dev)[0] for p in (model, anchor)]
+    import time
+
+    import fusion
+
+    from .session import Session
+
+    session = Session(device, quiet, as_json)
     need_x = o["mode"] == "acts" or o["marginals"] == "importance"
-    data, x = _inputs(models, o, need_x, o["do_eval"], dev)
-    settings = _settings(o, need_x)
+    models, data, x = _prepare(session, (model, anchor), o, need_x, o["do_eval"])
+    settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
     aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"],
                            **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     seconds = time.perf_counter() - start_time
-    test = _evaluate(aligned, models, (model, anchor), data) if o["do_eval"] else {}
-    meta = {"role": "aligned", "parents": _parents((model, anchor)), "method": "align", "aligned_to": str(anchor),
-            **settings, "seconds": seconds,
-            **({"test_acc": test["result"]["acc"], "test_loss": test["result"]["loss"]} if test else {})}
-    save_checkpoint(aligned, out, meta=meta)
-    emit({"out": out, **meta, "test": test}, as_json,
-         f"saved {out}: {model} aligned to {anchor} ({settings['mode']}, {settings['solver']}) in {seconds:.2f} s"
-         f"{_acc_text(test)}")
+    test = _evaluate(aligned, models, data) if o["do_eval"] else {}
+    record = {"role": "aligned", **settings, "method": "align", "aligned_to": str(anchor), "seconds": seconds}
+    _save(aligned, out, record, test)
+    session.emit({"out": out, **record, "test": test},
+                 f"saved {out}: {model} aligned to {anchor} ({settings['mode']}, {settings['solver']}) in "
+                 f"{seconds:.2f} s{_acc_text(test)}")
 
 
 COMMANDS = [fuse_cmd, align_cmd]

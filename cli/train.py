@@ -1,62 +1,60 @@
 """`landscape train`, `finetune`, `eval` and `wrap`."""
 from __future__ import annotations
 
-import json
-
 import click
 
-from landscape.checkpoint import file_hash, model_spec, save_checkpoint, wrap
-from landscape.data import check_labels, load_data
-from landscape.errors import LandscapeError
-from landscape.evaluate import evaluate, evaluate_ensemble
-from landscape.store import write_result
-from landscape.train import SCHEDULES, TrainConfig, init_model, train, train_meta
-from landscape.zoo import arch_kwargs_for
+from landscape.choices import SCHEDULES
 
-from .common import data_for, emit, load_model, output_options, start
+from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, RESULT_OUT, batch_size, compose
 
-
-def _loop_options(f):
-    for opt in reversed([
-        click.option("--data", "data_spec", default="digits", show_default=True,
-                     help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR"),
-        click.option("--batch-size", type=int, default=128, show_default=True),
-        click.option("--lr", type=float, default=0.05, show_default=True),
-        click.option("--momentum", type=float, default=0.9, show_default=True),
-        click.option("--weight-decay", type=float, default=5e-4, show_default=True),
-        click.option("--epochs", type=int, default=20, show_default=True),
-        click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True),
-        click.option("--step-size", type=int, default=10, show_default=True, help="Epochs per step (step schedule)."),
-        click.option("--gamma", type=float, default=0.1, show_default=True, help="Decay factor (step schedule)."),
-        click.option("--plateau-factor", type=float, default=0.1, show_default=True),
-        click.option("--plateau-patience", type=int, default=5, show_default=True),
-        click.option("--patience", type=int, default=0, show_default=True,
-                     help="Early stopping after N epochs without better validation accuracy (0: off)."),
-        click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of data order/augmentation."),
-        click.option("--augment/--no-augment", default=True, show_default=True,
-                     help="Crop+flip augmentation (CIFAR data only)."),
-        click.option("--device", default="cpu", show_default=True),
-        click.option("--out", type=click.Path(dir_okay=False), required=True, help="Checkpoint to write (.pt)."),
-        click.option("--quiet", is_flag=True, help="No progress bars."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout."),
-    ]):
-        f = opt(f)
-    return f
+LOOP = compose(
+    DATA, NORMALIZE, batch_size(128, "Examples per SGD step."),
+    click.option("--lr", type=float, default=0.05, show_default=True),
+    click.option("--momentum", type=float, default=0.9, show_default=True),
+    click.option("--weight-decay", type=float, default=5e-4, show_default=True),
+    click.option("--epochs", type=int, default=20, show_default=True),
+    click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True),
+    click.option("--step-size", type=int, default=10, show_default=True, help="Epochs per step (step schedule)."),
+    click.option("--gamma", type=float, default=0.1, show_default=True, help="Decay factor (step schedule)."),
+    click.option("--plateau-factor", type=float, default=0.1, show_default=True),
+    click.option("--plateau-patience", type=int, default=5, show_default=True),
+    click.option("--patience", type=int, default=0, show_default=True,
+                 help="Early stopping after N epochs without better validation accuracy (0: off)."),
+    click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of data order/augmentation."),
+    click.option("--augment/--no-augment", default=True, show_default=True,
+                 help="Crop+flip augmentation (CIFAR data only)."),
+    DEVICE, CHECKPOINT_OUT, QUIET, JSON)
 
 
-def _config(kw: dict) -> TrainConfig:
-    keys = TrainConfig.__dataclass_fields__.keys()
-    return TrainConfig(**{k: kw[k] for k in keys if k in kw})
+def _config(kw: dict):
+    from landscape.training.loop import TrainConfig
+
+    return TrainConfig(**{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw})
 
 
-def _finish(result, data, cfg, out, as_json, extra) -> None:
+def _finish(session, result, data, cfg, out, extra) -> None:
+    from landscape.io.checkpoint import save_checkpoint
+    from landscape.training.loop import train_meta
+    from landscape.training.metrics import evaluate
+
     test = evaluate(result.model, data.test)
     meta = train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra)
     save_checkpoint(result.model, out, meta=meta)
-    summary = {"out": out, "best_epoch": result.best_epoch, "val_acc": result.best_val_acc,
+    summary = {"out": out, "models": session.models, "best_epoch": result.best_epoch, "val_acc": result.best_val_acc,
                "test_acc": test.acc, "test_loss": test.loss, "seconds": result.seconds}
-    emit(summary, as_json, f"saved {out}: best epoch {result.best_epoch + 1}, val acc {result.best_val_acc:.4f}, "
-                           f"test acc {test.acc:.4f}, test loss {test.loss:.4f}")
+    session.emit(summary, f"saved {out}: best epoch {result.best_epoch + 1}, val acc {result.best_val_acc:.4f}, "
+                          f"test acc {test.acc:.4f}, test loss {test.loss:.4f}")
+
+
+def _arch_kwargs(text: str | None) -> dict:
+    import json
+
+    from landscape.errors import LandscapeError
+
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise LandscapeError(f"--arch-kwargs is not valid JSON: {exc}") from None
 
 
 @click.command("train")
@@ -67,15 +65,21 @@ def _finish(result, data, cfg, out, as_json, extra) -> None:
 @click.option("--bias/--no-bias", default=None, help="Biases (default: the arch's).")
 @click.option("--arch-kwargs", default=None, help="Extra JSON keyword arguments for the factory.")
 @click.option("--init-seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
-@_loop_options
-def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, out, device, quiet, as_json, **kw):
+@LOOP
+def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, normalize, out, device, quiet,
+              as_json, **kw):
     """Train a model from scratch with SGD; keeps the best-validation checkpoint."""
-    dev = start(device, quiet, as_json)
-    data = load_data(data_spec, device=dev)
-    try:
-        extra = json.loads(arch_kwargs) if arch_kwargs else {}
-    except json.JSONDecodeError as exc:
-        raise LandscapeError(f"--arch-kwargs is not valid JSON: {exc}") from None
+    from landscape.data.datasets import load_data
+    from landscape.data.split import check_labels
+    from landscape.errors import LandscapeError
+    from landscape.models.zoo import arch_kwargs_for
+    from landscape.training.loop import init_model, train
+
+    from .session import Session
+
+    session = Session(device, quiet, as_json)
+    data = load_data(data_spec, device=session.device, normalize=normalize)
+    extra = _arch_kwargs(arch_kwargs)
     if hidden is not None:
         try:
             extra["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
@@ -83,61 +87,67 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, 
             raise LandscapeError(f"--hidden: expected comma-separated integers, got {hidden!r}") from None
     kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes,
                              **{"width": width, "bn": bn, "bias": bias, **extra})
-    model = init_model(arch, kwargs, init_seed).to(dev)
+    model = init_model(arch, kwargs, init_seed).to(session.device)
     check_labels(data.train, kwargs["num_classes"])
     cfg = _config(kw)
     result = train(model, data, cfg, desc=f"train {out}")
-    _finish(result, data, cfg, out, as_json, {"init_seed": init_seed, "arch": arch})
+    _finish(session, result, data, cfg, out, {"init_seed": init_seed, "arch": arch})
 
 
 @click.command("finetune")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@_loop_options
-def finetune_cmd(checkpoint, data_spec, out, device, quiet, as_json, **kw):
+@LOOP
+def finetune_cmd(checkpoint, data_spec, normalize, out, device, quiet, as_json, **kw):
     """Continue training a checkpoint (e.g. a fused model) with the same loop as `train`."""
-    dev = start(device, quiet, as_json)
-    model, meta = load_model(checkpoint, dev)
-    data = data_for(model, data_spec, dev)
+    import json
+
+    from landscape.training.loop import train
+
+    from .session import Session
+
+    session = Session(device, quiet, as_json)
+    model, meta = session.load(checkpoint)
+    data = session.data(data_spec, [model], normalize)
     cfg = _config(kw)
     result = train(model, data, cfg, desc=f"finetune {out}")
-    _finish(result, data, cfg, out, as_json,
+    _finish(session, result, data, cfg, out,
             {"finetuned_from": checkpoint, "parent_meta": json.dumps(meta, default=str)})
 
 
 @click.command("eval")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--data", "data_spec", default="digits", show_default=True)
-@click.option("--batch-size", type=int, default=1024, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@output_options
-def eval_cmd(checkpoints, data_spec, batch_size, device, as_json, out, quiet):
+@compose(DATA, NORMALIZE, batch_size(1024), DEVICE, JSON, RESULT_OUT, QUIET)
+def eval_cmd(checkpoints, data_spec, normalize, batch_size, device, as_json, out, quiet):
     """Loss and accuracy on train and test; with several models also their prediction ensemble."""
-    dev = start(device, quiet, as_json)
-    models = [load_model(c, dev)[0] for c in checkpoints]
-    data = data_for(models[0], data_spec, dev)
-    for m in models[1:]:
-        data_for(m, data_spec, dev)
-    rows = {}
-    for path, model in zip(checkpoints, models):
-        rows[path] = {s: evaluate(model, data.split(s), batch_size).__dict__ for s in ("train", "test")}
-    if len(models) > 1:
-        rows["ensemble"] = {s: evaluate_ensemble(models, data.split(s), batch_size).__dict__ for s in ("train", "test")}
+    from landscape.io.store import write_results
+    from landscape.training.metrics import evaluate, evaluate_ensemble
+
+    from .session import Session, stem, stored
+
+    session = Session(device, quiet, as_json)
+    models = [session.load(c)[0] for c in checkpoints]
+    data = session.data(data_spec, models, normalize)
+    rows = [{**ref, **{s: evaluate(m, data.split(s), batch_size).__dict__ for s in ("train", "test")}}
+            for ref, m in zip(session.models, models)]
+    ensemble = ({s: evaluate_ensemble(models, data.split(s), batch_size).__dict__ for s in ("train", "test")}
+                if len(models) > 1 else None)
+    settings = session.settings(data, batch_size=batch_size)
     if out:
-        for name, r in rows.items():
-            write_result(out, f"/models/{_name(name)}/metrics", {},
-                         {**{f"{s}_{k}": v for s, m in r.items() for k, v in m.items()}, "data": data_spec,
-                          "checkpoint": name, **({"sha256": file_hash(name)} if name != "ensemble" else {})})
+        groups = {f"/models/{stem(r['path'])}/metrics": ({}, {**_flat(r), **stored({**settings, "models": [r]})})
+                  for r in rows}
+        if ensemble:
+            groups["/models/ensemble/metrics"] = ({}, {**_flat(ensemble), **stored(settings)})
+        write_results(out, groups)
     lines = [f"{'model':<40} {'train loss':>10} {'train acc':>9} {'test loss':>10} {'test acc':>9}"]
-    for name, r in rows.items():
+    for name, r in [(r["path"], r) for r in rows] + ([("ensemble", ensemble)] if ensemble else []):
         lines.append(f"{name:<40} {r['train']['loss']:>10.4f} {r['train']['acc']:>9.4f} "
                      f"{r['test']['loss']:>10.4f} {r['test']['acc']:>9.4f}")
-    emit({"data": data_spec, "models": rows}, as_json, "\n".join(lines))
+    session.emit({**settings, "models": rows, "ensemble": ensemble}, "\n".join(lines))
 
 
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).stem
+def _flat(row: dict) -> dict:
+    """`{"train": {"loss": ...}, ...}` as `{"train_loss": ...}` attributes."""
+    return {f"{s}_{k}": v for s in ("train", "test") for k, v in row[s].items()}
 
 
 @click.command("wrap")
@@ -145,14 +155,19 @@ def _name(path: str) -> str:
 @click.option("--arch", required=True, help="mlp, vgg11, resnet18 or package.module:factory.")
 @click.option("--arch-kwargs", default="{}", help="JSON keyword arguments, e.g. '{\"hidden\": [400, 200, 100]}'.")
 @click.option("--data", "data_spec", default=None, help="Dataset whose input shape and classes to use.")
-@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@CHECKPOINT_OUT
 def wrap_cmd(source, arch, arch_kwargs, data_spec, out):
     """Turn a plain state_dict, {'model_state_dict': ...} or a Lightning .ckpt into a checkpoint."""
-    start()
-    try:
-        kwargs = json.loads(arch_kwargs)
-    except json.JSONDecodeError as exc:
-        raise LandscapeError(f"--arch-kwargs is not valid JSON: {exc}") from None
+    from landscape.data.datasets import load_data
+    from landscape.errors import LandscapeError
+    from landscape.io.checkpoint import model_spec
+    from landscape.io.foreign import wrap
+    from landscape.models.zoo import arch_kwargs_for
+
+    from .session import Session
+
+    Session()
+    kwargs = _arch_kwargs(arch_kwargs)
     if data_spec is not None:
         data = load_data(data_spec)
         kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, **kwargs)

@@ -1,8 +1,17 @@
 """fusion: align and fuse neural networks with optimal transport (Singh & Jaggi, "Model Fusion via Optimal
-Transport", Algorithm 1), for any model built from Linear, Conv, BatchNorm, pooling, flatten and residual adds."""
-from .align import MARGINALS, MODES, align
-from .fuse import METHODS, fuse
-from .graph import AlignmentGraph, build_graph
-from .transport import SOLVERS
+Transport", Algorithm 1), for any model built from Linear, Conv, BatchNorm, pooling, flatten and residual adds.
 
-__all__ = ["MARGINALS", "METHODS", "MODES", "SOLVERS", "AlignmentGraph", "align", "build_graph", "fuse"]
+Names are loaded on first use (PEP 562), so `import fusion` costs nothing until a function is called.
+"""
+import importlib
+
+_EXPORTS = {"align": ".alignment", "fuse": ".averaging", "build_graph": ".graph", "AlignmentGraph": ".graph",
+            "METHODS": ".choices", "MODES": ".choices", "SOLVERS": ".choices", "MARGINALS": ".choices"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'fusion' has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    return value

@@ -20,7 +20,7 @@ import torch
 
 from landscape.errors import LandscapeError
 
-SOLVERS = ("emd", "sinkhorn")
+from .choices import SOLVERS
 
 
 def uniform(n: int) -> np.ndarray:

@@ -1,27 +1,39 @@
-"""landscape: measure the geometry of neural-network loss landscapes (curvature, barriers, contours)."""
+"""landscape: measure the geometry of neural-network loss landscapes (curvature, barriers, contours).
+
+The curated public API is importable from here; each name is loaded on first use, so `import landscape` is
+cheap. The layout (see docs/conventions.md):
+
+- base: `errors`, `loss`, `dist`, `progress`, `io` (atomic files, the HDF5 store, checkpoints), `data`,
+  `models` (the zoo), `training` (train, evaluate, BatchNorm reset);
+- `curvature`: Hessian-vector products, top eigenvalues, trace, spectral density;
+- `geometry`: points of parameter space, LMC barriers, directions and loss surfaces;
+- `study`: the batch-size study (config, presets, run, report); `plots`: figures from stored results.
+"""
+from ._lazy import exporter
+
 __version__ = "0.1.0"
 
-from .checkpoint import load_checkpoint, save_checkpoint, wrap
-from .data import Dataset, Split, load_data, subsample
-from .errors import LandscapeError
-from .evaluate import Metrics, evaluate, evaluate_ensemble
-from .train import TrainConfig, init_model, train
-from .zoo import build_model
-
-__all__ = [
-           "Dataset",
-           "LandscapeError",
-           "Metrics",
-           "Split",
-           "TrainConfig",
-           "build_model",
-           "evaluate",
-           "evaluate_ensemble",
-           "init_model",
-           "load_checkpoint",
-           "load_data",
-           "save_checkpoint",
-           "subsample",
-           "train",
-           "wrap",
-]
+_EXPORTS = {
+    # base
+    "LandscapeError": ".errors",
+    "load_checkpoint": ".io.checkpoint", "save_checkpoint": ".io.checkpoint", "wrap": ".io.foreign",
+    "read_result": ".io.store", "write_result": ".io.store", "open_store": ".io.store",
+    "Dataset": ".data.datasets", "load_data": ".data.datasets",
+    "Split": ".data.split", "subsample": ".data.split", "Batches": ".data.batches", "as_batches": ".data.batches",
+    "build_model": ".models.zoo",
+    "TrainConfig": ".training.loop", "init_model": ".training.loop", "train": ".training.loop",
+    "Metrics": ".training.metrics", "evaluate": ".training.metrics", "evaluate_ensemble": ".training.metrics",
+    "reset_bn": ".training.bn",
+    # curvature
+    "HessianOperator": ".curvature.operator", "top_eigenvalues": ".curvature.eigen",
+    "hessian_trace": ".curvature.trace", "spectral_density": ".curvature.density",
+    # geometry
+    "interpolation_curve": ".geometry.barrier", "evaluate_points": ".geometry.points",
+    "random_surface": ".geometry.surface", "plane_surface": ".geometry.surface", "path_surface": ".geometry.surface",
+    "compute_surface": ".geometry.surface",
+    # study and figures
+    "load_config": ".study.config", "StudyRun": ".study.run", "write_report": ".study.report",
+    "plot_file": ".plots",
+}
+__getattr__, __dir__ = exporter(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -92,23 +92,7 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
-    """Copy rank `src`'s `t` to every rank in place and return it."""
-    if active():
-        tdist.broadcast(t, src=src)
-    return t
-
-
 def barrier() -> None:
     """Wait for all ranks."""
     if active():
         tdist.barrier()
-
-
-def gather_rows(local: torch.Tensor, n_total: int) -> torch.Tensor:
-    """Concatenate the per-rank blocks of `shard(n_total)` rows into the full tensor on every rank."""
-    if not active():
-        return local
-    full = local.new_zeros((n_total, *tuple(local.shape[1:])))
-    full[shard(n_total).start:shard(n_total).stop] = local
-    return all_reduce_sum(full)

@@ -6,8 +6,8 @@ import torch
 
 from cli.main import main
 from landscape.data import load_data
-from landscape.train import TrainConfig, init_model, train
-from landscape.zoo import arch_kwargs_for
+from landscape.models.zoo import arch_kwargs_for
+from landscape.training.loop import TrainConfig, init_model, train
 
 
 @pytest.fixture(scope="session")

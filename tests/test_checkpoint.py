@@ -4,9 +4,10 @@ import argparse
 import pytest
 import torch
 
-from landscape.checkpoint import FORMAT, load_checkpoint, save_checkpoint, wrap
 from landscape.errors import LandscapeError
-from landscape.zoo import build_model
+from landscape.io.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from landscape.io.foreign import wrap
+from landscape.models.zoo import build_model
 
 KW = {"input_shape": [3, 8, 8], "num_classes": 5, "width": 0.25}
 

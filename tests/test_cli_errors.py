@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.checkpoint import save_checkpoint
-from landscape.zoo import build_model
+from landscape.io.checkpoint import save_checkpoint
+from landscape.models.zoo import build_model
 
 
 @pytest.fixture

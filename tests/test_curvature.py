@@ -12,14 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from landscape.curvature.density import quadrature, slq, smooth, spectral_density
+from landscape.curvature.eigen import lanczos_top, power_top, top_eigenvalues
+from landscape.curvature.lanczos import lanczos
+from landscape.curvature.operator import HessianOperator, probes
+from landscape.curvature.trace import MIN_PROBES, hessian_trace, hutch_plus_plus, hutchinson
 from landscape.data import Split, subsample
-from landscape.density import quadrature, slq, smooth, spectral_density
-from landscape.eigen import lanczos, lanczos_top, power_top, top_eigenvalues
 from landscape.errors import LandscapeError
-from landscape.hessian import HessianOperator, probes
-from landscape.trace import MIN_PROBES, hessian_trace, hutch_plus_plus, hutchinson
-from landscape.train import TrainConfig, init_model, train
-from landscape.zoo import arch_kwargs_for
+from landscape.models.zoo import arch_kwargs_for
+from landscape.training.loop import TrainConfig, init_model, train
 
 
 def bn_cnn(input_shape, num_classes, channels: int = 3) -> nn.Module:
@@ -103,8 +104,10 @@ def test_refuses_random_or_batch_dependent_models(digits):
             return F.dropout(x, 0.5, training=True)
     with pytest.raises(LandscapeError, match="different outputs for the same inputs"):
         HessianOperator(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), AlwaysDropout()).eval(), split)
-    with pytest.raises(LandscapeError, match="fixed data"):
-        HessianOperator(dropout.eval(), [(split.x, split.y)])
+    shuffled = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(split.x, split.y), batch_size=16,
+                                           shuffle=True)
+    with pytest.raises(LandscapeError, match="different batches on two passes"):
+        HessianOperator(dropout.eval(), shuffled)
 
 
 # ---- eigenvalues ------------------------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.checkpoint import file_hash, load_checkpoint, save_checkpoint
+from landscape.curvature.eigen import top_eigenvalues
+from landscape.curvature.trace import hessian_trace
 from landscape.data import subsample
-from landscape.eigen import top_eigenvalues
 from landscape.errors import LandscapeError
+from landscape.io.checkpoint import file_hash, load_checkpoint, save_checkpoint
+from landscape.io.store import read_result
 from landscape.plots.esd import plot_esd
-from landscape.store import read_result
-from landscape.trace import hessian_trace
 from tests.conftest import train_mlp
 
 
@@ -38,7 +38,9 @@ def test_eig_json_and_store(ckpt, tmp_path, run_cli):
     np.testing.assert_allclose(arrays["eigenvalues"], result["eigenvalues"])
     for key in ("k", "method", "backend", "hvps", "seconds", "tol", "samples", "batch_size", "seed", "data"):
         assert key in attrs
-    assert attrs["sha256"] == file_hash(ckpt) and attrs["samples"] == 400 and attrs["seed"] == 2
+    assert attrs["sha256"] == [file_hash(ckpt)] and attrs["models"] == [str(ckpt)]
+    assert attrs["samples"] == 400 and attrs["seed"] == 2 and attrs["criterion"] == "ce"
+    assert result["models"] == [{"path": str(ckpt), "sha256": file_hash(ckpt)}]
     model, _ = load_checkpoint(ckpt)
     same = top_eigenvalues(model, subsample(__import__("landscape").load_data("digits").train, 400, 2), k=3, seed=2)
     np.testing.assert_allclose(same.eigenvalues, result["eigenvalues"], rtol=1e-6)

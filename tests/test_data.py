@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.data import Split, augment, batches, load_data, subsample
+from landscape.data import Batches, Split, augment, load_data, subsample
 from landscape.errors import LandscapeError
 
 
@@ -99,7 +99,7 @@ def test_subsample_and_batches_cover_each_example_once():
     sub = subsample(s, 30, seed=5)
     assert len(sub) == 30 and len(set(sub.y.tolist())) == 30
     assert torch.equal(sub.y, subsample(s, 30, seed=5).y)
-    seen = torch.cat([y for _, y in batches(s, 7)])
+    seen = torch.cat([y for _, y in Batches(s, 7)])
     assert torch.equal(seen, s.y)
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from landscape.checkpoint import save_checkpoint
-from landscape.train import init_model
-from landscape.zoo import arch_kwargs_for
+from landscape.io.checkpoint import save_checkpoint
+from landscape.models.zoo import arch_kwargs_for
+from landscape.training.loop import init_model
 
 LANDSCAPE = shutil.which("landscape") or str(Path(sys.executable).with_name("landscape"))
 TIMING_KEYS = ("seconds", "time", "written_at")

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import fusion
-from landscape.bn import reset_bn
-from landscape.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from landscape.data import subsample
-from landscape.evaluate import evaluate
-from landscape.zoo import build_model
+from landscape.io.checkpoint import file_hash, load_checkpoint, save_checkpoint
+from landscape.models.zoo import build_model
+from landscape.training.bn import reset_bn
+from landscape.training.metrics import evaluate
 from tests.conftest import train_mlp
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 from tests.test_fusion_trained import pair  # noqa: F401 (fixture)
@@ -39,11 +39,13 @@ def test_fuse_records_parents_method_and_settings(ckpts, run_cli, digits):
     summary = json.loads(stdout)
     fused, meta = load_checkpoint(out)
     assert meta["parents"] == [{"path": str(a), "sha256": file_hash(a)}, {"path": str(b), "sha256": file_hash(b)}]
-    assert {k: meta[k] for k in ("method", "mode", "solver", "reg", "marginals", "samples", "seed", "weights",
+    assert {k: meta[k] for k in ("method", "mode", "solver", "reg", "marginals", "align_samples", "seed", "weights",
                                  "anchor", "iterations", "reset_bn_samples")} == \
-        {"method": "ot", "mode": "acts", "solver": "emd", "reg": 0.01, "marginals": "uniform", "samples": 150,
+        {"method": "ot", "mode": "acts", "solver": "emd", "reg": 0.01, "marginals": "uniform", "align_samples": 150,
          "seed": 3, "weights": [0.5, 0.5], "anchor": 1, "iterations": 1, "reset_bn_samples": 0}
-    assert meta["seconds"] > 0 and summary["test_acc"] == meta["test_acc"] == evaluate(fused, digits.test).acc
+    assert summary["models"] == meta["parents"] and summary["align_samples"] == 150
+    assert meta["seconds"] > 0
+    assert summary["test"]["result"]["acc"] == meta["test_acc"] == evaluate(fused, digits.test).acc
     # the CLI computes exactly what the Python API does
     m_a, m_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
     expected = fusion.fuse([m_a, m_b], x=subsample(digits.train, 150, 3).x)
@@ -63,7 +65,7 @@ def test_fuse_vanilla_weights_three_models_and_sinkhorn(ckpts, run_cli):
                          "--out", ckpts / "s.pt", "--quiet")
     _, meta = load_checkpoint(ckpts / "s.pt")
     assert code == 0 and (meta["solver"], meta["reg"], meta["anchor"], meta["iterations"]) == ("sinkhorn", 0.05, 0, 2)
-    assert meta["samples"] is None   # weight-based alignment uses no data
+    assert meta["align_samples"] is None   # weight-based alignment uses no data
 
 
 def test_reset_bn_after_fusion(ckpts, run_cli, digits):

@@ -10,7 +10,7 @@ from torch import nn
 import fusion
 from fusion.transport import Map, plan
 from landscape.errors import LandscapeError
-from landscape.zoo import build_model
+from landscape.models.zoo import build_model
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = [1, 8, 8]

@@ -13,8 +13,8 @@ import torch
 
 import fusion
 from landscape.data import subsample
-from landscape.evaluate import evaluate
-from landscape.zoo import build_model
+from landscape.models.zoo import build_model
+from landscape.training.metrics import evaluate
 from tests.conftest import train_mlp
 from tests.test_fusion_permutation import _model, one_thread  # noqa: F401 (autouse fixture)
 

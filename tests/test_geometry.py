@@ -9,22 +9,22 @@ import pytest
 import torch
 
 import fusion
-from landscape.barrier import barrier, interpolation_curve
-from landscape.bn import reset_bn
-from landscape.checkpoint import save_checkpoint
 from landscape.data import subsample
-from landscape.directions import (
+from landscape.geometry.barrier import barrier, interpolation_curve
+from landscape.geometry.directions import (
     filter_normalised_direction,
     grid_coefficients,
     plane_axes,
     plane_ranges,
     trainable_names,
 )
-from landscape.evaluate import evaluate
+from landscape.geometry.surface import compute_surface, path_surface, plane_surface, random_surface
+from landscape.io.checkpoint import save_checkpoint
+from landscape.models.zoo import arch_kwargs_for
 from landscape.plots import plot_file
-from landscape.surface import compute_surface, path_surface, plane_surface, random_surface
-from landscape.train import TrainConfig, init_model, train
-from landscape.zoo import arch_kwargs_for
+from landscape.training.bn import reset_bn
+from landscape.training.loop import TrainConfig, init_model, train
+from landscape.training.metrics import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_alignment_lowers_the_barrier_of_independently_trained_mlps(mlp_pair, sp
 def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
     a, b = mlp_pair if which == "mlp" else bn_cnn
     before = {k: v.clone() for k, v in a.state_dict().items()}
-    batched = interpolation_curve(a, b, splits, points=21, batch_size=128, vectorize=True)
-    loop = interpolation_curve(a, b, splits, points=21, batch_size=128, vectorize=False)  # several loop chunks
+    batched = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="vmap")
+    loop = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="loop")  # several loop chunks
     for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert np.allclose(getattr(batched, field), getattr(loop, field), rtol=0, atol=1e-6), field
     assert batched.barrier_train == pytest.approx(loop.barrier_train, abs=1e-6)
@@ -115,8 +115,8 @@ def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
 def test_batched_contour_equals_the_loop(bn_cnn, splits):
     model = bn_cnn[0]
     surface = random_surface(model, 2, -1.0, 1.0, 5, seed=3)
-    batched, _ = compute_surface(model, surface, splits["test"], 128, {}, vectorize=True)
-    loop, _ = compute_surface(model, surface, splits["test"], 128, {}, vectorize=False)
+    batched, _ = compute_surface(model, surface, splits["test"], 128, {}, batching="vmap")
+    loop, _ = compute_surface(model, surface, splits["test"], 128, {}, batching="loop")
     assert np.allclose(batched["loss"], loop["loss"], rtol=1e-6, atol=1e-6)
     assert np.array_equal(batched["acc"], loop["acc"])
 
@@ -196,7 +196,7 @@ def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, mo
     whole, _ = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
                                chunk=5)
 
-    import landscape.surface as surface_module
+    import landscape.geometry.surface as surface_module
     original = surface_module.evaluate_points
     calls = []
 
@@ -274,8 +274,7 @@ def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
 
 
 def test_plot_file_draws_every_kind(mlp_pair, splits, tmp_path):
-    from landscape.store import write_result
-    from landscape.study import result_arrays
+    from landscape.io.store import result_arrays, write_result
 
     out = tmp_path / "r.h5"
     model = mlp_pair[0]

@@ -6,10 +6,10 @@ import h5py
 import pytest
 
 import fusion
-from landscape import study as study_mod
-from landscape.report import write_report
-from landscape.study import StudyRun
-from landscape.study_config import load_config
+from landscape.study import run as study_mod
+from landscape.study.config import load_config
+from landscape.study.report import write_report
+from landscape.study.run import StudyRun
 
 TINY = """
 [study]

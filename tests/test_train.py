@@ -3,7 +3,7 @@ import json
 
 import torch
 
-from landscape.checkpoint import load_checkpoint
+from landscape.io.checkpoint import file_hash, load_checkpoint
 from tests.conftest import train_mlp
 
 
@@ -19,7 +19,7 @@ def test_same_seeds_give_bitwise_identical_weights(digits):
 
 
 def test_trained_mlp_reaches_90_percent(mlp_pair, digits):
-    from landscape.evaluate import evaluate
+    from landscape.training.metrics import evaluate
 
     for model in mlp_pair:
         assert evaluate(model, digits.test).acc >= 0.90
@@ -39,9 +39,10 @@ def test_train_eval_finetune_commands(tmp_path, run_cli):
     assert meta["best_val_acc"] == max(meta["history"]["val_acc"])
     assert run_cli("train", "--hidden", "32", "--epochs", "2", "--init-seed", "3", "--out", b, "--quiet")[0] == 0
     code, out, _ = run_cli("eval", a, b, "--json")
-    rows = json.loads(out)["models"]
-    assert code == 0 and set(rows) == {str(a), str(b), "ensemble"}
-    assert abs(rows[str(a)]["test"]["acc"] - meta["test_acc"]) < 1e-12
+    result = json.loads(out)
+    rows = result["models"]
+    assert code == 0 and [r["path"] for r in rows] == [str(a), str(b)] and result["ensemble"]["test"]["n"] == 359
+    assert rows[0]["sha256"] == file_hash(a) and abs(rows[0]["test"]["acc"] - meta["test_acc"]) < 1e-12
     code, out, _ = run_cli("finetune", a, "--epochs", "2", "--lr", "0.01", "--schedule", "plateau",
                            "--patience", "1", "--out", f, "--json")
     assert code == 0

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.zoo import build_model
+from landscape.models.zoo import build_model
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar": (3, 32, 32)}
 VARIANTS = [{}, {"bn": False, "bias": True}, {"bn": True, "bias": False, "width": 0.5},

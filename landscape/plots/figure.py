@@ -5,7 +5,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
+from ..io.atomic import atomic_path
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> Path:

@@ -1,0 +1,57 @@
+"""Every option the commands share, declared once (click only: importing this loads no torch)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from landscape.choices import BATCHING, LOSSES, PARALLEL, SPLITS
+
+Decorator = Callable[[Callable], Callable]
+
+
+def compose(*decorators: Decorator) -> Decorator:
+    """Apply `decorators` so that the options appear in `--help` in the order given."""
+    def apply(f: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return apply
+
+
+DATA = click.option("--data", "data_spec", default="digits", show_default=True,
+                    help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR.")
+NORMALIZE = click.option("--normalize", default="auto", show_default=True,
+                         help="Input standardisation: auto (the checkpoint's own, else the training split's "
+                              "per-channel statistics), none, MEAN,STD or MEAN,STD;MEAN,STD;... per channel.")
+DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+SEED = click.option("--seed", type=int, default=0, show_default=True,
+                    help="Seed of the example subsample and of every random vector or direction.")
+SAMPLES = click.option("--samples", type=int, default=None, help="Use N examples drawn with --seed [all].")
+SPLIT = click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
+                     help="The examples measured.")
+LOSS = click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
+                    help="ce: cross-entropy on logits; nll: for models that end in log_softmax.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
+QUIET = click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
+RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None,
+                          help="Store the result in this HDF5 file.")
+CHECKPOINT_OUT = click.option("--out", type=click.Path(dir_okay=False), required=True,
+                              help="Checkpoint to write (.pt).")
+NAME = click.option("--name", default=None, help="The NAME of the stored group [the checkpoint's file stem].")
+PARALLEL_OPTION = click.option("--parallel", type=click.Choice(PARALLEL), default="data", show_default=True,
+                               help="Under torchrun: shard the examples, or give each rank a block of points.")
+BATCHING_OPTION = click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
+                               help="Batch grid points with torch.func.vmap, evaluate them one by one (loop), "
+                                    "or choose by device (auto).")
+
+
+def batch_size(default: int, what: str = "Examples per forward (and backward) pass; a memory knob only.") -> Decorator:
+    """--batch-size with the command's default."""
+    return click.option("--batch-size", type=int, default=default, show_default=True, help=what)
+
+
+def measure(split: bool = True) -> Decorator:
+    """What every measuring command takes: data, examples, loss, device and output."""
+    return compose(DATA, NORMALIZE, *([SPLIT] if split else []), SAMPLES, batch_size(256), SEED, LOSS, DEVICE,
+                   JSON, RESULT_OUT, QUIET)

@@ -1,0 +1,142 @@
+"""What a command does around the libraries: device and torchrun set-up, loading checkpoints and the data
+(once per command, checked against every model), and printing results for people or as one JSON object.
+
+Imported inside command bodies only, so that `--help` never loads torch."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from torch import nn
+
+from landscape import dist, progress
+from landscape.data.datasets import Dataset, load_data, normalize_label
+from landscape.data.split import check_labels
+from landscape.errors import LandscapeError
+from landscape.io.checkpoint import file_hash, load_checkpoint
+
+
+def device_of(name: str) -> torch.device:
+    """Parse --device; `auto` picks CUDA when present (each rank its local GPU under torchrun)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise LandscapeError(f"unknown device {name!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LandscapeError("--device cuda asked for, but no CUDA device is available")
+        if dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+class Session:
+    """One command's run: its device, the checkpoints it read (`models`) and the data it loaded."""
+
+    def __init__(self, device: str = "cpu", quiet: bool = False, as_json: bool = False):
+        self.device = device_of(device)
+        dist.init(self.device)
+        progress.set_quiet(quiet or as_json)
+        self.as_json = as_json
+        self.models: list[dict[str, str]] = []
+        self.metas: list[dict] = []
+
+    def load(self, path: str) -> tuple[nn.Module, dict]:
+        """A checkpoint on the session's device (eval mode), recorded as `{path, sha256}`."""
+        model, meta = load_checkpoint(path, self.device)
+        self.models.append({"path": str(path), "sha256": file_hash(path)})
+        self.metas.append(meta)
+        return model, meta
+
+    def data(self, spec: str, models: list[nn.Module], normalize: str = "auto") -> Dataset:
+        """The dataset, loaded once, checked against every model (input shape and label range). `normalize`
+        "auto" uses the input statistics the checkpoints recorded, else the training split's."""
+        data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
+        for model in models:
+            kwargs = getattr(model, "landscape_spec", {}).get("arch_kwargs", {})
+            shape = kwargs.get("input_shape")
+            if shape is not None and tuple(shape) != tuple(data.input_shape):
+                raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
+                                     f"expects {tuple(shape)}")
+            classes = int(kwargs.get("num_classes", data.num_classes))
+            for split in (data.train, data.val, data.test):
+                check_labels(split, classes)
+        return data
+
+    def _normalize(self, normalize: str) -> Any:
+        if normalize != "auto":
+            return normalize
+        recorded = {json.dumps(meta["normalize"]) for meta in self.metas if meta.get("normalize") is not None}
+        if len(recorded) > 1:
+            raise LandscapeError("the checkpoints record different input normalisations: give --normalize")
+        return json.loads(recorded.pop()) if recorded else "auto"
+
+    def settings(self, data: Dataset, **more: Any) -> dict[str, Any]:
+        """The settings every result records: the checkpoints, the data and its normalisation, and `more`."""
+        return {"models": [dict(m) for m in self.models], "data": data.name,
+                "normalize": [list(pair) for pair in data.normalize], **more}
+
+    def emit(self, result: dict, text: str) -> None:
+        """Print `text` for people or `result` as one JSON object; only rank 0 prints."""
+        if not dist.is_main():
+            return
+        click.echo(json.dumps(_jsonable(result)) if self.as_json else text)
+
+
+def stored(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` as HDF5 attributes: the checkpoints as parallel lists `models` (paths) and `sha256`, the
+    normalisation as its label ("none" or "MEAN,STD;...")."""
+    models = settings.get("models", [])
+    rest = {k: v for k, v in settings.items() if k not in ("models", "normalize")}
+    out = {**rest, "models": [m["path"] for m in models], "sha256": [m["sha256"] for m in models]}
+    if "normalize" in settings:
+        out["normalize"] = normalize_label(settings["normalize"])
+    return out
+
+
+def stem(path: str) -> str:
+    """A checkpoint's file name without its suffix (the default name of stored groups)."""
+    return Path(path).stem
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def parse_floats(value: str, what: str) -> list[float]:
+    """Parse a comma-separated list of numbers."""
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise LandscapeError(f"{what}: expected comma-separated numbers, got {value!r}") from None
+
+
+def parse_range(value: str) -> tuple[float, float]:
+    """Parse `lo:hi`."""
+    lo, sep, hi = value.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(lo), float(hi)
+    except ValueError:
+        raise LandscapeError(f"--range: expected lo:hi, got {value!r}") from None

@@ -1,0 +1,70 @@
+"""Fuse K >= 2 models into one: vanilla (weighted) averaging, or OT fusion (Algorithm 1 of the OT-fusion paper).
+
+OT fusion starts from an estimate of the fused model (the anchor, by default the last model), aligns every
+model to it, and returns the weighted average of the aligned parameters and BatchNorm statistics (line 16).
+With `iterations > 1` the result becomes the next estimate (the paper's iterative version for ResNets).
+The fused model has the anchor's architecture and widths.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from landscape.errors import LandscapeError
+
+from .alignment import aligned_state, check_options, prepare, with_state
+from .checks import check_finite, check_same_shapes, check_specs, fusion_weights
+from .choices import METHODS
+from .metrics import activation_moments
+
+
+def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[float],
+                   template: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weighted average of floating-point entries; integer buffers (BatchNorm's batch count) from `template`."""
+    out = {}
+    for key, ref in template.items():
+        if ref.is_floating_point():
+            total = sum(w * s[key].double() for w, s in zip(weights, states))
+            out[key] = total.to(ref.dtype)
+        else:
+            out[key] = ref.clone()
+    return out
+
+
+def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
+         mode: str = "acts", x: torch.Tensor | None = None, anchor: int = -1, iterations: int = 1,
+         solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100) -> nn.Module:
+    """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
+    or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode."""
+    models = list(models)
+    if len(models) < 2:
+        raise LandscapeError(f"fusion needs at least two models, got {len(models)}")
+    if not -len(models) <= anchor < len(models):
+        raise LandscapeError(f"--anchor {anchor} is out of range for {len(models)} models")
+    if iterations < 1:
+        raise LandscapeError(f"--iterations must be at least 1, got {iterations}")
+    w = fusion_weights(weights, len(models))
+    template = models[anchor]
+    if method == "vanilla":
+        check_finite(models)
+        check_specs(models)
+        check_same_shapes(models)
+        states = [{k: v.detach() for k, v in m.state_dict().items()} for m in models]
+        return with_state(template, average_states(states, w, states[anchor % len(models)]))
+    if method != "ot":
+        raise LandscapeError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
+    check_options(mode, x, solver, marginals)
+    graph = prepare(models, x)
+    estimate = template
+    for _ in range(iterations):
+        moving = [m for m in models if m is not estimate]
+        moments = {}
+        if moving and (mode == "acts" or marginals == "importance"):
+            xs = x.to(next(estimate.parameters()).device)
+            moments = dict(zip(map(id, moving), activation_moments(moving, estimate, graph, xs, batch_size)))
+        states = [aligned_state(m, estimate, graph, mode=mode, moments=moments.get(id(m)), solver=solver, reg=reg,
+                                marginals=marginals) for m in models]
+        estimate = with_state(template, average_states(states, w, template.state_dict()))
+    return estimate

@@ -1,0 +1,235 @@
+"""Hessian-vector products of the loss over a dataset, the engine behind eig, trace and esd.
+
+The loss is that of docs/conventions.md: the mean cross-entropy (or the user's criterion, `landscape.loss`)
+over the chosen examples, the model in eval mode, batches weighted by their size. The Hessian is taken with
+respect to the trainable parameters, flattened in `model.parameters()` order. A product is exact (no
+Gauss-Newton or finite differences): reverse-over-reverse automatic differentiation, `d/dθ <∇L(θ), v>`
+(Pearlmutter 1994), which measured faster on CPU than torch.func's forward-over-reverse `jvp(grad(L))` for
+the zoo's MLP, VGG and ResNet (see benchmarks/curvature_vs_pyhessian.py). Several vectors go through one
+backward pass together (`is_grads_batched`), which costs far less per vector than one pass each.
+
+When the per-batch gradient graphs fit in a quarter of the free memory they are built once and kept, so a
+product runs only the second backward pass; otherwise every product recomputes them batch by batch.
+Under torchrun each rank takes its shard of the batches and the sums are all-reduced, so every rank holds
+the same product.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import nn
+
+from .. import dist, progress
+from ..choices import BACKENDS
+from ..data.batches import Batch, Batches, as_batches
+from ..data.split import Split
+from ..errors import LandscapeError
+from ..loss import Criterion, loss_name, loss_sum
+
+CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
+_STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def check_backend(backend: str) -> None:
+    """Raise unless `backend` is one of BACKENDS."""
+    if backend not in BACKENDS:
+        raise LandscapeError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
+
+
+class Operator(Protocol):
+    """A symmetric linear operator on flat vectors that counts its products (what the solvers need)."""
+
+    size: int
+    dtype: torch.dtype
+    device: torch.device
+    hvps: int
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Products with the rows of `vectors` (b, size) -> (b, size)."""
+        ...
+
+
+def check_model(model: nn.Module) -> None:
+    """Refuse a model whose loss is random or depends on how the data is batched (train-mode dropout or BN)."""
+    if model.training:
+        stochastic = [type(m).__name__ for m in model.modules() if isinstance(m, _STOCHASTIC) and m.p > 0]
+        batchwise = [type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if stochastic:
+            raise LandscapeError(f"the model is in train mode with {stochastic[0]}: every Hessian-vector product "
+                                 "would see different dropout masks; call model.eval() first")
+        if batchwise:
+            raise LandscapeError(f"the model is in train mode with {batchwise[0]}: the loss would use batch "
+                                 "statistics instead of running statistics; call model.eval() first")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise LandscapeError("the model has no trainable parameters: there is no Hessian to measure")
+
+
+def data_batches(model: nn.Module, data: Split | Iterable[Batch], batch_size: int) -> Batches:
+    """The examples of a curvature measurement as `Batches` on the model's device; refuses empty data and
+    loaders whose batches change between passes (their Hessian is not defined)."""
+    batches = as_batches(data, batch_size, next(model.parameters()).device)
+    if isinstance(batches.source, Split) and len(batches.source) == 0:
+        raise LandscapeError("no examples to measure the Hessian on")
+    return batches
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+class HessianOperator:
+    """H = ∇²_θ (1/N) Σ_i loss(f_θ(x_i), y_i) over `data` as an operator on flat parameter vectors.
+
+    `data`: a `Split` or any re-iterable of `(inputs, targets)` batches (a DataLoader without shuffling);
+    `criterion`: "ce" (default), "nll" or a loss callable (`landscape.loss`). `cache`: keep every batch's
+    gradient graph between products (True), never (False) or when it fits in CACHE_FRACTION of the free memory
+    (None). `hvps` counts products, one per vector. `as_linear_operator()` gives a SciPy `LinearOperator`.
+    """
+
+    def __init__(self, model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256,
+                 cache: bool | None = None, criterion: Criterion = "ce"):
+        check_model(model)
+        self.batches = data_batches(model, data, batch_size)
+        self.model, self.batch_size, self.cache = model, batch_size, cache
+        self.loss = loss_sum(criterion)
+        self.criterion = loss_name(criterion)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.shapes = [p.shape for p in self.params]
+        self.numels = [p.numel() for p in self.params]
+        self.size = sum(self.numels)
+        self.dtype, self.device = self.params[0].dtype, self.params[0].device
+        self.n_examples = self.batches.examples()
+        if self.n_examples == 0:
+            raise LandscapeError("no examples to measure the Hessian on")
+        self.hvps = 0
+        self._graphs: list[tuple[torch.Tensor, ...]] | None = None
+        self._bar = None
+        self._check_deterministic()
+
+    @contextlib.contextmanager
+    def progress(self, total: int, desc: str) -> Iterator[None]:
+        """Show a progress bar (stderr, rank 0) counting products up to `total` while inside."""
+        self._bar = progress.bar(total=total, desc=desc)
+        try:
+            yield
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _batches(self) -> Iterator[Batch]:
+        for x, y in self.batches:
+            yield (x.to(self.dtype) if x.is_floating_point() else x), y
+
+    def _check_deterministic(self) -> None:
+        x, _ = next(self._batches(), (None, None))
+        if x is None:
+            return
+        with torch.no_grad():
+            a, b = self.model(x), self.model(x)
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max().clamp_min(1))):
+            raise LandscapeError("the model gives different outputs for the same inputs (dropout or other "
+                                 "randomness active in eval mode?): its Hessian is not defined")
+
+    def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, ...]:
+        loss = self.loss(self.model(x), y)
+        return torch.autograd.grad(loss, self.params, create_graph=create_graph, allow_unused=True,
+                                   materialize_grads=True)
+
+    def _graph_bytes(self, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
+        """The gradient graph of one batch and the bytes its saved tensors and outputs hold."""
+        shared = {p.untyped_storage().data_ptr() for p in self.params} | {x.untyped_storage().data_ptr()}
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in shared:
+                seen[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            grads = self._grads(x, y, create_graph=True)
+        return grads, sum(seen.values()) + self.size * grads[0].element_size()
+
+    def _cached_graphs(self) -> list[tuple[torch.Tensor, ...]] | None:
+        """Build (once) and return every local batch's gradient graph, or None when they are not kept."""
+        if self._graphs is not None or self.cache is False:
+            return self._graphs
+        local = list(self._batches())
+        if not local:
+            return None
+        first, nbytes = self._graph_bytes(*local[0])
+        if self.cache is None and nbytes * len(local) > CACHE_FRACTION * _available_bytes(self.device):
+            self.cache = False
+            return None
+        self._graphs = [first] + [self._grads(x, y, create_graph=True) for x, y in local[1:]]
+        return self._graphs
+
+    def _second_backward(self, grads: tuple[torch.Tensor, ...], vectors: torch.Tensor, retain: bool) -> torch.Tensor:
+        """d<grads, v>/dθ for each row v of `vectors`; several rows share one vmapped backward pass."""
+        b = len(vectors)
+        pieces = [v.reshape((b, *s) if b > 1 else s) for v, s in zip(vectors.split(self.numels, dim=1), self.shapes)]
+        hv = torch.autograd.grad(grads, self.params, grad_outputs=pieces, retain_graph=retain, allow_unused=True,
+                                 materialize_grads=True, is_grads_batched=b > 1)
+        return torch.cat([h.reshape(b, -1) for h in hv], dim=1)
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """H times each row of `vectors` (b, size) -> (b, size), summed over all ranks' batches."""
+        vectors = vectors.to(device=self.device, dtype=self.dtype)
+        if vectors.ndim != 2 or vectors.shape[1] != self.size:
+            raise ValueError(f"expected vectors of shape (b, {self.size}), got {tuple(vectors.shape)}")
+        out = torch.zeros_like(vectors)
+        graphs = self._cached_graphs()
+        if graphs is not None:
+            for grads in graphs:
+                out += self._second_backward(grads, vectors, retain=True)
+        else:
+            for x, y in self._batches():
+                out += self._second_backward(self._grads(x, y, create_graph=True), vectors, retain=False)
+        self.hvps += len(vectors)
+        if self._bar is not None:
+            self._bar.update(len(vectors))
+        return dist.all_reduce_sum(out) / self.n_examples
+
+    def matvec(self, vector: torch.Tensor) -> torch.Tensor:
+        """H v for one flat vector."""
+        return self.matmat(vector[None])[0]
+
+    def as_linear_operator(self) -> LinearOperator:
+        """The operator as a SciPy `LinearOperator` (float64 NumPy vectors), e.g. for `scipy.sparse.linalg.eigsh`."""
+        def matmat(v: np.ndarray) -> np.ndarray:
+            rows = torch.as_tensor(np.asarray(v).reshape(self.size, -1).T.copy())
+            return self.matmat(rows).double().cpu().numpy().T
+        return LinearOperator((self.size, self.size), matvec=matmat, matmat=matmat, dtype=np.float64)
+
+    def gradient(self) -> torch.Tensor:
+        """The mean gradient over the data, flat (one forward and backward pass; for cost comparisons)."""
+        out = torch.zeros(self.size, dtype=self.dtype, device=self.device)
+        for x, y in self._batches():
+            out += torch.cat([g.reshape(-1) for g in self._grads(x, y, create_graph=False)])
+        return dist.all_reduce_sum(out) / self.n_examples
+
+
+def probes(op: Operator, count: int, generator: torch.Generator, kind: str = "rademacher") -> torch.Tensor:
+    """`count` random vectors (count, size), drawn on CPU from `generator` so every rank gets the same ones."""
+    if kind == "rademacher":
+        v = torch.randint(0, 2, (count, op.size), generator=generator, dtype=torch.int8).to(torch.float64) * 2 - 1
+    elif kind == "normal":
+        v = torch.randn(count, op.size, generator=generator, dtype=torch.float64)
+    else:
+        raise LandscapeError(f"unknown probe kind {kind!r}; choose rademacher or normal")
+    return v.to(device=op.device, dtype=op.dtype)

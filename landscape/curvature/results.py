@@ -1,0 +1,81 @@
+"""What the curvature solvers return: dataclasses whose fields are the arrays and attributes of the stored
+HDF5 groups `/models/<name>/eigenvalues`, `/trace` and `/esd` (docs/conventions.md)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class EigenResult:
+    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, and the run's cost."""
+
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    eigenvectors: np.ndarray | None
+    k: int
+    method: str
+    backend: str
+    which: str
+    tol: float
+    hvps: int
+    seconds: float
+    converged: bool | None  # None: the backend does not say (PyHessian)
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+    criterion: str = "ce"
+
+
+@dataclass
+class TraceResult:
+    """Trace estimate, its standard error, the per-probe estimates it averages, and the run's cost."""
+
+    trace: float
+    stderr: float
+    rel_stderr: float
+    estimates: np.ndarray
+    method: str
+    backend: str
+    probes: int
+    sketch: int
+    hvps: int
+    max_hvps: int
+    target_rse: float | None
+    seconds: float
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+    note: str | None = None
+    criterion: str = "ce"
+
+
+def summarize(estimates: np.ndarray) -> tuple[float, float, float]:
+    """Mean, standard error and relative standard error (inf when undefined) of per-probe estimates."""
+    mean = float(np.mean(estimates))
+    stderr = float(np.std(estimates, ddof=1) / math.sqrt(len(estimates))) if len(estimates) > 1 else math.inf
+    return mean, stderr, (stderr / abs(mean) if mean != 0 else math.inf)
+
+
+@dataclass
+class DensityResult:
+    """Ritz nodes and weights (runs, steps) of every run, the smoothed density on `grid`, and the run's cost."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+    steps: int
+    runs: int
+    sigma2: float
+    hvps: int
+    seconds: float
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+    criterion: str = "ce"

@@ -1,0 +1,7 @@
+"""Data: readers for the formats `--data` names, in-memory splits, and the batches every measurement sums over."""
+from .._lazy import exporter
+
+_EXPORTS = {"Dataset": ".datasets", "load_data": ".datasets", "Split": ".split", "subsample": ".split",
+            "check_labels": ".split", "Batches": ".batches", "as_batches": ".batches", "augment": ".augmentation"}
+__getattr__, __dir__ = exporter(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

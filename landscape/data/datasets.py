@@ -1,0 +1,139 @@
+"""Datasets held as in-memory tensors: train / validation / test splits of what `readers` read.
+
+Splits are deterministic (fixed permutation seed). Inputs are standardised per channel, `(x - mean) / std`:
+with the training split's own statistics (`normalize="auto"`), not at all (`"none"`, inputs as read, e.g.
+pixels in [0, 1]), or with given statistics (`"MEAN,STD"` for every channel, `"M1,S1;M2,S2;..."` per channel, or
+a list of (mean, std) pairs), as a model trained elsewhere expects. `Dataset.normalize` records what was applied.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from ..choices import SPLITS
+from ..errors import LandscapeError
+from .readers import CLASSES, READERS, digits, holdout, npz
+from .split import Split
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train / validation / test splits plus what a model needs to know about them."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+    augment: bool = False
+    normalize: tuple[tuple[float, float], ...] = ()   # (mean, std) per channel as applied; () for none
+
+    def split(self, which: str) -> Split:
+        """The split called `which` (train, val or test)."""
+        if which not in SPLITS:
+            raise LandscapeError(f"unknown split {which!r}; choose {', '.join(SPLITS)}")
+        return getattr(self, which)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        """The same dataset on `device`."""
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+
+def _as_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    if x.ndim == 2:
+        return x[:, None, None, :]
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+            return x.transpose(0, 3, 1, 2)
+        return x
+    raise LandscapeError(f"{source}: inputs must have 2 to 4 dimensions, got shape {x.shape}")
+
+
+Normalize = str | Sequence[Sequence[float]]
+
+
+def parse_normalize(value: Normalize, channels: int) -> str | list[tuple[float, float]]:
+    """"auto", "none", or one (mean, std) pair per channel from `value` (see the module docstring)."""
+    if isinstance(value, str):
+        if value in ("auto", "none"):
+            return value
+        try:
+            pairs = [tuple(float(v) for v in part.split(",")) for part in value.split(";") if part.strip()]
+        except ValueError:
+            pairs = []
+    else:
+        pairs = [tuple(float(v) for v in pair) for pair in value]
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise LandscapeError(f"--normalize: expected auto, none, MEAN,STD or MEAN,STD;MEAN,STD;... got {value!r}")
+    if len(pairs) == 1:
+        pairs = pairs * channels
+    if len(pairs) != channels:
+        raise LandscapeError(f"--normalize gives {len(pairs)} (mean, std) pairs for inputs with {channels} channels")
+    if any(not std > 0 for _, std in pairs):
+        raise LandscapeError(f"--normalize: every std must be positive, got {value!r}")
+    return pairs
+
+
+def normalize_label(pairs: Sequence[Sequence[float]]) -> str:
+    """How results record the normalisation: "none", or "MEAN,STD;..." per channel."""
+    return ";".join(f"{m:.6g},{s:.6g}" for m, s in pairs) if pairs else "none"
+
+
+def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu",
+              normalize: Normalize = "auto") -> Dataset:
+    """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is downloaded),
+    normalised as `normalize` says (see the module docstring)."""
+    kind, _, where = spec.partition(":")
+    where = os.path.expanduser(where)
+    if spec == "digits":
+        raw = digits()
+    elif kind in READERS and where:
+        if not os.path.isdir(where):
+            raise LandscapeError(f"data directory not found: {where}")
+        raw = READERS[kind](where)
+    elif spec.endswith(".npz"):
+        kind = "npz"
+        raw = npz(os.path.expanduser(spec))
+    else:
+        raise LandscapeError(f"unknown dataset {spec!r}; use digits, a .npz file, or mnist:DIR, cifar10:DIR, "
+                             "cifar100:DIR")
+    xtr = _as_nchw(np.asarray(raw.x_train, np.float32), spec)
+    xte = _as_nchw(np.asarray(raw.x_test, np.float32), spec)
+    ytr, yte = np.asarray(raw.y_train).astype(np.int64).ravel(), np.asarray(raw.y_test).astype(np.int64).ravel()
+    if len(ytr) != len(xtr) or len(yte) != len(xte):
+        raise LandscapeError(f"{spec}: inputs and labels have different lengths")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise LandscapeError(f"{spec}: train and test inputs have different shapes")
+    lowest = min(ytr.min(initial=0), yte.min(initial=0))
+    if lowest < 0:
+        raise LandscapeError(f"{spec}: labels out of range: found label {lowest}")
+    num_classes = CLASSES.get(kind, int(max(ytr.max(initial=0), yte.max(initial=0))) + 1)
+    highest = int(max(ytr.max(initial=0), yte.max(initial=0)))
+    if highest >= num_classes:
+        raise LandscapeError(f"{spec}: labels out of range: found label {highest} for {num_classes} classes")
+    (xtr, ytr), (xva, yva) = holdout(xtr, ytr, val_fraction)
+    how = parse_normalize(normalize, xtr.shape[1])
+    if how == "auto":
+        mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
+        std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    elif how == "none":
+        mean, std = np.zeros((1, xtr.shape[1], 1, 1), np.float32), np.ones((1, xtr.shape[1], 1, 1), np.float32)
+    else:
+        mean = np.array([m for m, _ in how], np.float32).reshape(1, -1, 1, 1)
+        std = np.array([s for _, s in how], np.float32).reshape(1, -1, 1, 1)
+
+    def norm(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
+
+    applied = () if how == "none" else tuple(zip(mean.ravel().tolist(), std.ravel().tolist()))
+    ds = Dataset(spec, Split(norm(xtr), torch.from_numpy(ytr)), Split(norm(xva), torch.from_numpy(yva)),
+                 Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]), raw.augment,
+                 applied)
+    return ds.to(device)

@@ -1,0 +1,17 @@
+"""Geometry of the loss in parameter space.
+
+- `points`: loss and accuracy at many linear combinations of a few states (the engine of everything here);
+- `directions`: filter-normalised random directions, the plane through three models, paths;
+- `barrier`: linear mode connectivity curves and barriers;
+- `surface`: 1-D/2-D contours, planes and paths, resumable in the HDF5 store.
+"""
+from .._lazy import exporter
+
+_EXPORTS = {"evaluate_points": ".points", "combine": ".points", "same_layout": ".points",
+            "prefers_vmap": ".points", "filter_normalised_direction": ".directions", "plane_axes": ".directions",
+            "grid_coefficients": ".directions", "path_coefficients": ".directions", "Curve": ".barrier",
+            "interpolation_curve": ".barrier", "Surface": ".surface",
+            "random_surface": ".surface", "plane_surface": ".surface", "path_surface": ".surface",
+            "compute_surface": ".surface"}
+__getattr__, __dir__ = exporter(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

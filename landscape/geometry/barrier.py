@@ -1,0 +1,67 @@
+"""Linear mode connectivity: loss and accuracy along the straight line between two models, and its barrier.
+
+The point at `a` is `θ(a) = (1 - a) θ_A + a θ_B` (parameters and BatchNorm buffers alike), so `a = 0` is A and
+`a = 1` is B. The barrier is the seed study's (section 2; Frankle et al. 2020, Entezari et al. 2022):
+`B = max_a [L(θ(a)) - ((1 - a) L(θ_A) + a L(θ_B))]` over an evenly spaced grid of `a` including both ends,
+computed on train and on test loss (docs/conventions.md, with θ_1 = B and θ_2 = A).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from ..errors import LandscapeError
+from ..loss import Criterion
+from .directions import path_coefficients
+from .points import Data, evaluate_points, same_layout
+
+
+@dataclass
+class Curve:
+    """Loss and accuracy along the line from A to B, with the train and test barriers and where they peak."""
+
+    alphas: np.ndarray
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    barrier_train: float
+    barrier_test: float
+    argmax_train: float
+    argmax_test: float
+    reset_bn: bool
+    points: int
+
+
+def barrier(alphas: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
+    """The barrier `max_a [L(a) - ((1 - a) L(0) + a L(1))]` of a curve sampled at `alphas`, and its argmax."""
+    alphas, losses = np.asarray(alphas, dtype=np.float64), np.asarray(losses, dtype=np.float64)
+    excess = losses - ((1 - alphas) * losses[0] + alphas * losses[-1])
+    i = int(np.argmax(excess))
+    return float(excess[i]), float(alphas[i])
+
+
+def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data], points: int = 21,
+                        batch_size: int = 256, *, reset_bn: bool = False, batching: str = "auto",
+                        parallel: str = "data", criterion: Criterion = "ce") -> Curve:
+    """Loss and accuracy on `splits["train"]` and `splits["test"]` at `points` values of a from A (0) to B (1).
+
+    Each split is a `Split` or any re-iterable of `(inputs, targets)` batches; `criterion` is "ce" (default),
+    "nll" or a loss callable. `reset_bn`: recompute BatchNorm statistics on the train split at every point
+    instead of interpolating them.
+    """
+    sa, sb = a.state_dict(), b.state_dict()
+    if not same_layout([sa, sb]):
+        raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
+    if points < 2:
+        raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
+    alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
+    train, test = evaluate_points(a, [sa, sb], coeffs, [splits["train"], splits["test"]], batch_size,
+                                  reset_on=splits["train"] if reset_bn else None, batching=batching,
+                                  parallel=parallel, criterion=criterion).cpu().numpy()
+    (b_train, at_train), (b_test, at_test) = (barrier(alphas, values[:, 0]) for values in (train, test))
+    return Curve(alphas, train[:, 0], train[:, 1], test[:, 0], test[:, 1], b_train, b_test, at_train, at_test,
+                 reset_bn, points)

@@ -1,0 +1,125 @@
+"""Coordinates in parameter space: filter-normalised random directions, the plane through three models, and
+piecewise-linear paths. Each returns anchor states and the coefficients that `multipoint` evaluates."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LandscapeError
+from .points import State
+
+
+def _params(model_or_state: nn.Module | State, names: Sequence[str]) -> list[torch.Tensor]:
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    return [state[n].detach() for n in names]
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    """Names of the trainable parameters, in `model.parameters()` order."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def filter_normalised_direction(model: nn.Module, generator: torch.Generator,
+                                include_1d: bool = False) -> dict[str, torch.Tensor]:
+    """A Gaussian direction with every filter rescaled to the norm of the same filter of the model.
+
+    Li et al. 2018 ("Visualizing the Loss Landscape of Neural Nets", section 4): for each parameter with at
+    least two dimensions, each slice along the first dimension (a convolution filter, a row of a linear layer)
+    gets `d_i <- d_i * ||θ_i|| / ||d_i||`. One-dimensional parameters (biases, BatchNorm scales and shifts) get
+    zero unless `include_1d`, in which case the direction copies them, as their reference code does. Buffers
+    never move. The normal draws happen on the CPU in parameter order, so a seed gives the same direction on
+    every device and rank.
+    """
+    names = set(trainable_names(model))
+    out = {}
+    for key, value in model.state_dict().items():
+        if key not in names:
+            out[key] = torch.zeros_like(value) if value.is_floating_point() else value.clone()
+            continue
+        w = value.detach()
+        d = torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
+        if w.dim() <= 1:
+            d = w.clone() if include_1d else torch.zeros_like(w)
+        else:
+            w_norm = w.flatten(1).norm(dim=1)
+            d_norm = d.flatten(1).norm(dim=1)
+            d = d * (w_norm / (d_norm + 1e-10)).view(-1, *[1] * (w.dim() - 1))
+        out[key] = d
+    return out
+
+
+def grid(lo: float, hi: float, steps: int) -> np.ndarray:
+    """`steps` evenly spaced values from `lo` to `hi`."""
+    if steps < 2:
+        raise LandscapeError(f"--steps must be at least 2, got {steps}")
+    if not hi > lo:
+        raise LandscapeError(f"--range must have lo < hi, got {lo}:{hi}")
+    return np.linspace(lo, hi, steps)
+
+
+def grid_coefficients(xs: np.ndarray, ys: np.ndarray | None, weights: np.ndarray) -> torch.Tensor:
+    """Coefficients for a grid in row-major (x, y) order: point `(x, y)` is `w0 + x w1 + y w2` over anchors.
+
+    `weights` is `(3, K)` (or `(2, K)` for a line): the anchor coefficients of the origin, of the x axis and of
+    the y axis.
+    """
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    x = torch.as_tensor(xs, dtype=torch.float64)
+    if ys is None:
+        return w[0] + x[:, None] * w[1]
+    y = torch.as_tensor(ys, dtype=torch.float64)
+    gx, gy = torch.meshgrid(x, y, indexing="ij")
+    return w[0] + gx.reshape(-1, 1) * w[1] + gy.reshape(-1, 1) * w[2]
+
+
+def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal axes of the plane through three models (Garipov et al. 2018, section 3.3).
+
+    Origin A, x along `B - A`, y along the part of `C - A` orthogonal to it, lengths in parameter-space units
+    (trainable parameters). Returns the `(3, 3)` anchor coefficients of origin, x and y for `grid_coefficients`,
+    and the `(3, 2)` coordinates of A, B and C in the plane.
+    """
+    a, b, c = (torch.cat([t.double().flatten() for t in _params(s, names)]) for s in states)
+    u, w = b - a, c - a
+    u_norm = float(u.norm())
+    if u_norm == 0:
+        raise LandscapeError("the first two models are identical: they do not span a plane")
+    along = float(w @ u) / u_norm
+    v_norm = float((w - along * u / u_norm).norm())
+    if v_norm <= 1e-12 * max(u_norm, 1.0):
+        raise LandscapeError("the three models lie on one line: they do not span a plane")
+    weights = np.array([[1.0, 0.0, 0.0],
+                        [-1 / u_norm, 1 / u_norm, 0.0],
+                        [(along / u_norm - 1) / v_norm, -along / (u_norm * v_norm), 1 / v_norm]])
+    coords = np.array([[0.0, 0.0], [u_norm, 0.0], [along, v_norm]])
+    return weights, coords
+
+
+def plane_ranges(coords: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y ranges covering the models' coordinates, padded on each side by `margin` times the larger extent
+    (so a third model close to the line through the first two still gets a readable plane)."""
+    lo, hi = coords.min(0), coords.max(0)
+    pad = margin * float((hi - lo).max())
+    return (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))
+
+
+def path_coefficients(n_models: int, steps: int) -> tuple[np.ndarray, torch.Tensor]:
+    """Piecewise-linear path through `n_models` models, `steps` points per segment (ends shared).
+
+    The coordinate `t` runs from 0 to `n_models - 1`; model `k` sits at `t = k`.
+    """
+    if n_models < 2:
+        raise LandscapeError("a path needs at least two models")
+    if steps < 2:
+        raise LandscapeError(f"--steps must be at least 2, got {steps}")
+    t = np.linspace(0.0, n_models - 1, (n_models - 1) * (steps - 1) + 1)
+    coeffs = torch.zeros(len(t), n_models, dtype=torch.float64)
+    for p, tp in enumerate(t):
+        k = min(math.floor(tp), n_models - 2)
+        frac = tp - k
+        coeffs[p, k], coeffs[p, k + 1] = 1 - frac, frac
+    return t, coeffs

@@ -1,0 +1,146 @@
+"""Loss surfaces: 1-D and 2-D random-direction contours, the plane through three models and paths through
+models, computed in chunks and stored in a resumable HDF5 group `/surfaces/<name>/<kind>`.
+
+The group holds `x` (and `y`), `loss` and `acc` with axis order (x, y) (attribute `axes`), a `done` mask, and
+`model_x`/`model_y` with the coordinates of the models to mark (attribute `models`). After every chunk the
+finished points are written (atomically, at most every `save_every` seconds); a rerun with the same `key`
+evaluates only the points not yet done, so a killed run continues where it stopped.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import progress
+from ..io.store import content_key, read_result, write_result
+from ..loss import Criterion
+from .directions import (
+    filter_normalised_direction,
+    grid,
+    grid_coefficients,
+    path_coefficients,
+    plane_axes,
+    plane_ranges,
+    trainable_names,
+)
+from .points import Data, State, evaluate_points
+
+
+@dataclass
+class Surface:
+    """Where to evaluate: anchor states, coefficients per point, axes and the models to mark."""
+
+    kind: str
+    anchors: list[State]
+    coeffs: torch.Tensor
+    x: np.ndarray
+    y: np.ndarray | None = None
+    model_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    model_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(len(x),) or (len(x), len(y))."""
+        return (len(self.x),) if self.y is None else (len(self.x), len(self.y))
+
+
+def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int, seed: int,
+                   include_1d: bool = False, name: str = "model") -> Surface:
+    """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, filter-normalised directions."""
+    gen = torch.Generator().manual_seed(seed)
+    dirs = [filter_normalised_direction(model, gen, include_1d) for _ in range(dims)]
+    xs = grid(lo, hi, steps)
+    ys = xs if dims == 2 else None
+    weights = np.eye(dims + 1)
+    return Surface(f"{dims}d", [model.state_dict(), *dirs], grid_coefficients(xs, ys, weights), xs, ys,
+                   np.zeros(1), np.zeros(1), [name])
+
+
+def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names: Sequence[str]) -> Surface:
+    """The plane through three models (A at the origin, B on the x axis), padded by `margin` of the extent."""
+    states = [m.state_dict() for m in models]
+    weights, coords = plane_axes(states, trainable_names(models[0]))
+    (x0, x1), (y0, y1) = plane_ranges(coords, margin)
+    xs, ys = grid(x0, x1, steps), grid(y0, y1, steps)
+    return Surface("plane", states, grid_coefficients(xs, ys, weights), xs, ys, coords[:, 0], coords[:, 1],
+                   list(names))
+
+
+def path_surface(models: Sequence[nn.Module], steps: int, names: Sequence[str]) -> Surface:
+    """The piecewise-linear path through the models, `steps` points per segment."""
+    t, coeffs = path_coefficients(len(models), steps)
+    return Surface("path", [m.state_dict() for m in models], coeffs, t, None,
+                   np.arange(len(models), dtype=float), np.zeros(len(models)), list(names))
+
+
+def _arrays(s: Surface, values: np.ndarray, done: np.ndarray) -> dict[str, np.ndarray]:
+    arrays = {"x": s.x, "loss": values[:, 0].reshape(s.shape), "acc": values[:, 1].reshape(s.shape),
+              "done": done.reshape(s.shape), "model_x": s.model_x, "model_y": s.model_y}
+    if s.y is not None:
+        arrays["y"] = s.y
+    return arrays
+
+
+def _resume(out: Path | None, group: str, key: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values and done mask stored by an earlier run with the same key (nothing done otherwise)."""
+    values, done = np.full((n, 2), np.nan), np.zeros(n, dtype=bool)
+    if out is None or not out.exists():
+        return values, done
+    try:
+        arrays, attrs = read_result(out, group)
+    except KeyError:
+        return values, done
+    if attrs.get("key") != key or arrays["done"].size != n:
+        return values, done
+    done = arrays["done"].reshape(-1).astype(bool)
+    values[:, 0], values[:, 1] = arrays["loss"].reshape(-1), arrays["acc"].reshape(-1)
+    return values, done
+
+
+def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: int, settings: dict, *,
+                    out: str | Path | None = None, group: str = "", batching: str = "auto",
+                    parallel: str = "data", chunk: int | None = None, save_every: float = 5.0,
+                    criterion: Criterion = "ce") -> tuple[dict[str, np.ndarray], dict]:
+    """Evaluate the surface's points not yet stored under `group` in `out`; return its arrays and attributes.
+
+    `data` is a `Split` or any re-iterable of `(inputs, targets)` batches; `criterion` "ce", "nll" or a loss
+    callable; `settings` are stored as attributes and hashed into the group's `key`.
+    """
+    out = Path(out) if out else None
+    n = len(surface.coeffs)
+    key = content_key(settings)
+    attrs = {**settings, "kind": surface.kind, "axes": "x" if surface.y is None else "x,y",
+             "models": list(surface.models), "key": key}
+    values, done = _resume(out, group, key, n)
+    todo = np.flatnonzero(~done)
+    bar = progress.bar(total=n, desc=f"contour {surface.kind}")
+    bar.update(int(done.sum()))
+    last = time.monotonic()
+
+    def save(force: bool = False) -> None:
+        nonlocal last
+        if out is not None and (force or time.monotonic() - last >= save_every):
+            write_result(out, group, _arrays(surface, values, done), {**attrs, "complete": bool(done.all())})
+            last = time.monotonic()
+
+    def finished(rows: range, result: torch.Tensor) -> None:
+        idx = todo[rows.start:rows.stop]
+        values[idx] = result[0].cpu().numpy()
+        done[idx] = True
+        bar.update(len(idx))
+        save()
+
+    if len(todo):
+        evaluate_points(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], [data], batch_size,
+                        batching=batching, parallel=parallel, chunk=chunk, on_chunk=finished,
+                        criterion=criterion)
+    bar.close()
+    save(force=True)
+    return _arrays(surface, values, done), {**attrs, "complete": True}

@@ -1,0 +1,190 @@
+"""The HDF5 result store, the only module that opens HDF5 files (docs/conventions.md, "HDF5 results").
+
+One file holds many results; each result is a group named after what it measured, its arrays datasets, its
+scalars and settings attributes. Every write rewrites the file aside and renames it back, so a killed run
+never leaves a corrupt store; only rank 0 writes. Results are dataclasses or dicts, split into arrays and
+attributes by `result_arrays`; a result's `key` attribute (`content_key`) identifies what it was computed from,
+so reruns can skip or resume it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import dist
+from ..errors import LandscapeError
+from .atomic import atomic_path
+
+Arrays = dict[str, np.ndarray]
+Attrs = dict[str, Any]
+
+
+def content_key(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable parts: the `key` of a stored result or a cached checkpoint."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that produced a result."""
+    import scipy
+    import torch
+
+    import landscape
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "h5py": h5py.__version__, "landscape": landscape.__version__}
+
+
+def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
+    """Split a result (dataclass or dict) into array fields (datasets) and scalar fields (attributes)."""
+    import torch
+
+    items = asdict(result) if is_dataclass(result) else dict(result)
+    arrays, attrs = {}, {}
+    for k, v in items.items():
+        if isinstance(v, torch.Tensor):
+            v = v.detach().cpu().numpy()
+        if isinstance(v, (np.ndarray, list, tuple)) and np.asarray(v).dtype != object:
+            arrays[k] = np.asarray(v)
+        elif v is not None and not callable(v):
+            attrs[k] = v
+    return arrays, attrs
+
+
+def _attr(value: Any) -> Any:
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return str(value)  # plain str: h5py cannot store str subclasses such as torch.__version__
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
+                 attrs: Mapping[str, Any] | None = None) -> None:
+    """Replace `group` in the HDF5 file at `path` with `arrays` and `attrs`, atomically."""
+    write_results(path, {group: (arrays, attrs or {})})
+
+
+def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
+    """Replace several groups `{group: (arrays, attrs)}` in one atomic rewrite of the file; rank 0 only."""
+    if not dist.is_main():
+        return
+    path = Path(path)
+    stamp = {"written_at": time.time(), **{f"version_{k}": v for k, v in versions().items()}}
+    with atomic_path(path) as tmp:
+        if path.exists():
+            shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "a") as f:
+            for group, (arrays, attrs) in groups.items():
+                if group in f:
+                    del f[group]
+                g = f.require_group(group)
+                for name, value in arrays.items():
+                    g.create_dataset(name, data=np.asarray(value))
+                for key, value in {**attrs, **stamp}.items():
+                    g.attrs[key] = _attr(value)
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value.tolist()]
+    return value
+
+
+class StoreReader:
+    """Read-only view of a result file: groups, their attributes and arrays."""
+
+    def __init__(self, f: h5py.File):
+        self.f = f
+
+    def has(self, group: str) -> bool:
+        """Whether `group` exists."""
+        return group in self.f
+
+    def children(self, group: str) -> list[str]:
+        """Names of the members of `group` (empty when it does not exist)."""
+        return list(self.f[group]) if group in self.f else []
+
+    def attrs(self, group: str) -> Attrs:
+        """Attributes of `group`, strings decoded (arrays of strings as lists of str)."""
+        return {k: _decoded(v) for k, v in self.f[group].attrs.items()}
+
+    def arrays(self, group: str) -> Arrays:
+        """Every dataset of `group`, read into memory."""
+        g = self.f[group]
+        return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
+
+    def results(self) -> list[str]:
+        """Every group that holds at least one dataset."""
+        found: list[str] = []
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group) and any(isinstance(obj[k], h5py.Dataset) for k in obj):
+                found.append(name)
+        self.f.visititems(visit)
+        return found
+
+    def keys(self) -> dict[str, str]:
+        """The `key` attribute of every group that has one, by absolute group name."""
+        keys: dict[str, str] = {}
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group) and "key" in obj.attrs:
+                keys["/" + name] = str(obj.attrs["key"])
+        self.f.visititems(visit)
+        return keys
+
+
+@contextmanager
+def open_store(path: str | os.PathLike) -> Iterator[StoreReader]:
+    """Open a result file for reading; a missing or non-HDF5 file is a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandscapeError(f"result file not found: {path}")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise LandscapeError(f"{path}: not an HDF5 result file") from None
+    try:
+        yield StoreReader(f)
+    finally:
+        f.close()
+
+
+def read_result(path: str | os.PathLike, group: str) -> tuple[Arrays, Attrs]:
+    """Arrays and attributes of `group` (KeyError when it does not exist)."""
+    with open_store(path) as store:
+        if not store.has(group):
+            raise KeyError(group)
+        return store.arrays(group), store.attrs(group)
+
+
+def list_results(path: str | os.PathLike) -> list[str]:
+    """Every group in the file that holds at least one dataset."""
+    with open_store(path) as store:
+        return store.results()
+
+
+def group_keys(path: str | os.PathLike) -> dict[str, str]:
+    """The `key` attribute of every group in the file (empty when the file does not exist yet)."""
+    if not Path(path).exists():
+        return {}
+    with open_store(path) as store:
+        return store.keys()

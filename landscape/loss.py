@@ -1,0 +1,62 @@
+"""The loss every measurement averages: cross-entropy by default, or the user's criterion.
+
+A measurement is the mean over examples, batches weighted by their size (docs/conventions.md), so the
+criterion is used as a per-batch SUM: `"ce"` is cross-entropy on logits, `"nll"` the negative log-likelihood
+of models that end in `log_softmax`; an `nn.Module` loss with a `reduction` attribute is used with
+`reduction="sum"`; any other callable `f(outputs, targets)` is taken to return a batch mean and is multiplied
+by the batch size. Accuracy is defined for class-index targets only.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .choices import LOSSES
+from .errors import LandscapeError
+
+Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y, reduction="sum")
+
+
+def _nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.nll_loss(out, y, reduction="sum")
+
+
+def loss_sum(criterion: Criterion = "ce") -> LossSum:
+    """The criterion as a function returning the SUM of the loss over a batch."""
+    if criterion == "ce":
+        return _ce
+    if criterion == "nll":
+        return _nll
+    if isinstance(criterion, str):
+        raise LandscapeError(f"unknown loss {criterion!r}; choose {' or '.join(LOSSES)}, or pass a callable")
+    if isinstance(criterion, nn.Module) and getattr(criterion, "reduction", None) in ("mean", "sum"):
+        summed = copy.copy(criterion)
+        summed.reduction = "sum"
+        return summed
+    if not callable(criterion):
+        raise LandscapeError(f"the criterion must be 'ce', 'nll' or a callable, got {type(criterion).__name__}")
+
+    def from_mean(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return criterion(out, y) * len(y)
+    return from_mean
+
+
+def loss_name(criterion: Criterion) -> str:
+    """How results record the criterion."""
+    return criterion if isinstance(criterion, str) else type(criterion).__name__
+
+
+def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Number of correct class predictions (NaN when the targets are not class indices)."""
+    if out.ndim == 2 and y.ndim == 1 and not y.is_floating_point():
+        return (out.argmax(1) == y).sum().to(out.dtype)
+    return torch.full((), float("nan"), dtype=out.dtype, device=out.device)

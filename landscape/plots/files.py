@@ -1,0 +1,45 @@
+"""`plot_file`: the figures of whatever a result file holds, drawn from its stored arrays alone."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from ..errors import LandscapeError
+from ..io.store import open_store
+from .esd import plot_esd
+from .path import plot_interpolation
+from .surface import plot_surface
+
+
+def _slug(group: str) -> str:
+    return group.strip("/").replace("/", "_").replace("~", "-")
+
+
+def plot_file(path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Draw every spectral density, interpolation curve and surface stored in `path` into `out_dir`.
+
+    Nothing is created when the file holds nothing to draw.
+    """
+    out_dir = Path(out_dir)
+    esds, surfaces, curves = [], [], defaultdict(dict)
+    with open_store(path) as store:
+        for group in sorted(store.results()):
+            parts = group.split("/")
+            if parts[0] == "models" and parts[-1] == "esd":
+                esds.append((group, store.arrays(group), store.attrs(group), "/".join(parts[1:-1])))
+            elif parts[0] == "barriers" and len(parts) == 3:
+                curves[parts[1]][parts[2]] = store.arrays(group)
+            elif parts[0] == "surfaces" and len(parts) >= 3:
+                surfaces.append((group, store.arrays(group), store.attrs(group),
+                                 f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
+    if not (esds or surfaces or curves):
+        raise LandscapeError(f"{path}: no spectral density, barrier curve or surface to plot")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [plot_esd(arrays, attrs, out_dir / f"{_slug(group)}.png", f"Hessian ESD of {name}")
+               for group, arrays, attrs, name in esds]
+    written += [plot_surface(arrays, attrs, out_dir / f"{_slug(group)}.png", title)
+                for group, arrays, attrs, title in surfaces]
+    written += [plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}.png",
+                                   f"Linear interpolation {pair.replace('~', ' to ')}")
+                for pair, by_align in curves.items()]
+    return written

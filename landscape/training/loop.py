@@ -1,0 +1,141 @@
+"""SGD training and fine-tuning with separate seeds for initialisation and data order.
+
+Keeps the best-validation-accuracy weights (the checkpoint the seed study measured), supports step, cosine
+and plateau schedules and early stopping, and is bitwise deterministic on CPU for fixed seeds.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import progress
+from ..choices import SCHEDULES
+from ..data.augmentation import augment
+from ..data.datasets import Dataset
+from ..data.split import check_labels
+from ..errors import LandscapeError
+from ..models.zoo import build_model
+from .metrics import evaluate
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored in the checkpoint's meta."""
+
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 20
+    schedule: str = "cosine"
+    step_size: int = 10
+    gamma: float = 0.1
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    patience: int = 0  # early stopping: epochs without a better validation accuracy; 0 turns it off
+    data_seed: int = 0
+    augment: bool = True  # used only when the dataset supports it (CIFAR)
+
+    def validate(self) -> None:
+        """Raise a one-line error for impossible settings."""
+        if self.batch_size <= 0 or self.epochs <= 0 or self.lr <= 0:
+            raise LandscapeError("batch size, epochs and learning rate must be positive")
+        if self.schedule not in SCHEDULES:
+            raise LandscapeError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class TrainResult:
+    """The best-validation model and the run's record."""
+
+    model: nn.Module
+    best_epoch: int
+    best_val_acc: float
+    history: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def init_model(arch: str, arch_kwargs: dict, init_seed: int) -> nn.Module:
+    """Build a freshly initialised model; the same seed gives the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return build_model(arch, arch_kwargs)
+
+
+def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+    return None
+
+
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train") -> TrainResult:
+    """Train `model` in place with SGD; return the weights with the best validation accuracy."""
+    cfg.validate()
+    check_labels(data.train, _num_classes(model, data))
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(cfg.data_seed)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = _scheduler(opt, cfg)
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": [], "lr": []}
+    best_state, best_acc, best_epoch, since_best = copy.deepcopy(model.state_dict()), -1.0, -1, 0
+    n = len(data.train)
+    bar = progress.bar(total=cfg.epochs, desc=desc)
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(data.train.y.device)
+        loss_sum = 0.0
+        for s in range(0, n, cfg.batch_size):
+            idx = perm[s:s + cfg.batch_size]
+            x, y = data.train.x[idx], data.train.y[idx]
+            if cfg.augment and data.augment:
+                x = augment(x, gen)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += float(loss.detach()) * len(idx)
+        val = evaluate(model, data.val)
+        history["train_loss"].append(loss_sum / n)
+        history["val_loss"].append(val.loss)
+        history["val_acc"].append(val.acc)
+        history["lr"].append(opt.param_groups[0]["lr"])
+        if val.acc > best_acc:
+            best_state, best_acc, best_epoch, since_best = copy.deepcopy(model.state_dict()), val.acc, epoch, 0
+        else:
+            since_best += 1
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(val.acc)
+        elif sched is not None:
+            sched.step()
+        bar.update(1)
+        bar.set_postfix(val_acc=f"{val.acc:.3f}")
+        if cfg.patience and since_best >= cfg.patience:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, best_epoch, best_acc, history, time.perf_counter() - start)
+
+
+def _num_classes(model: nn.Module, data: Dataset) -> int:
+    spec = getattr(model, "landscape_spec", None)
+    return int(spec["arch_kwargs"].get("num_classes", data.num_classes)) if spec else data.num_classes
+
+
+def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
+    """The checkpoint meta of a training run."""
+    return {"dataset": data.name, "normalize": [list(pair) for pair in data.normalize], **asdict(cfg),
+            "best_epoch": result.best_epoch,
+            "best_val_acc": result.best_val_acc, "epochs_run": len(result.history["val_acc"]),
+            "history": {k: list(map(float, v)) for k, v in result.history.items()},
+            "train_seconds": result.seconds, **extra}

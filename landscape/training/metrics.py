@@ -1,0 +1,79 @@
+"""Loss and accuracy: the mean loss over the examples, the model in eval mode, batches weighted by their size
+(docs/conventions.md, "Measurements")."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import dist
+from ..data.batches import Batch, as_batches
+from ..data.split import Split
+from ..loss import Criterion, correct, loss_sum
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Mean loss, accuracy in [0, 1] (NaN for targets that are not classes) and number of examples."""
+
+    loss: float
+    acc: float
+    n: int
+
+
+def reduce_sums(loss_sum: torch.Tensor, correct: torch.Tensor, n: int, device: torch.device) -> Metrics:
+    """All-reduce per-rank sums of loss, correct predictions and examples into global means."""
+    t = torch.stack([loss_sum.detach().double().to(device), correct.detach().double().to(device),
+                     torch.tensor(float(n), dtype=torch.float64, device=device)])
+    dist.all_reduce_sum(t)
+    total = max(float(t[2]), 1.0)
+    return Metrics(float(t[0]) / total, float(t[1]) / total, int(t[2]))
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 1024,
+             criterion: Criterion = "ce") -> Metrics:
+    """Mean loss and accuracy of `model` in eval mode on `data` (sharded across ranks)."""
+    was = model.training
+    model.eval()
+    device = _device(model)
+    total = loss_sum(criterion)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
+    for x, y in as_batches(data, batch_size, device):
+        out = model(x)
+        loss += total(out, y).double()
+        hits += correct(out, y).double()
+        n += len(y)
+    model.train(was)
+    return reduce_sums(loss, hits, n, device)
+
+
+@torch.no_grad()
+def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch], batch_size: int = 1024,
+                      weights: Sequence[float] | None = None) -> Metrics:
+    """Prediction ensemble: loss and accuracy of the (weighted) average of the models' softmax outputs."""
+    weights = [1.0 / len(models)] * len(models) if weights is None else list(weights)
+    states = [m.training for m in models]
+    for m in models:
+        m.eval()
+    device = _device(models[0])
+    loss = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.float64, device=device)
+    n = 0
+    for x, y in as_batches(data, batch_size, device):
+        probs = sum(w * F.softmax(m(x).double(), dim=1) for w, m in zip(weights, models))
+        loss += F.nll_loss(torch.log(probs.clamp_min(1e-300)), y, reduction="sum")
+        hits += correct(probs, y)
+        n += len(y)
+    for m, s in zip(models, states):
+        m.train(s)
+    return reduce_sums(loss, hits, n, device)
