@@ -1,4 +1,5 @@
-"""The alignment graph derived by torch.fx, user modules, transport maps on hand-computed cases, and errors."""
+"""The alignment graph derived from the exported graph, user modules, transport maps on hand-computed cases,
+and errors."""
 import copy
 
 import numpy as np
@@ -9,8 +10,7 @@ from torch import nn
 
 import fusion
 from fusion.transport import Map, plan
-from landscape.errors import LandscapeError
-from landscape.zoo import build_model
+from landscape import LandscapeError, build_model
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = [1, 8, 8]
@@ -30,7 +30,7 @@ def test_resnet18_residual_streams_share_one_group():
     assert groups == {frozenset(s) for s in streams + inner}
     assert g.groups[g.output_group].producers == ("linear",) and g.groups[g.output_group].fixed
     stem = next(grp for grp in g.groups if "conv1" in grp.producers)
-    assert stem.features == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # pre-activations: after BatchNorm
+    assert tuple(f.module for f in stem.features) == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # after BatchNorm
     assert g.layer("linear").in_group == g.layer("layer4.1.conv2").group
     assert g.layer("layer2.0.shortcut.0").in_group == g.layer("conv1").group
 
@@ -74,39 +74,40 @@ def test_user_module_with_functional_ops_and_residual(mode):
         assert torch.allclose(aligned.state_dict()[key], value, atol=1e-5), key
 
 
-class WithLayerNorm(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc, self.norm, self.out = nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10)
+class ChannelRoll(nn.Module):
+    """`torch.roll` along channels: no permutation of units commutes with it."""
 
-    def forward(self, x):
-        return self.out(self.norm(self.fc(x.flatten(1))))
-
-
-class WithCat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b, self.out = nn.Linear(64, 4), nn.Linear(64, 4), nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = x.flatten(1)
-        return self.out(torch.cat([self.a(x), self.b(x)], 1))
-
-
-class Shared(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc, self.mid, self.out = nn.Linear(64, 8), nn.Linear(8, 8), nn.Linear(8, 10)
 
     def forward(self, x):
-        return self.out(self.mid(self.mid(self.fc(x.flatten(1)))))
+        return self.out(F.relu(self.mid(torch.roll(F.relu(self.fc(x.flatten(1))), 1, dims=1))))
 
 
-@pytest.mark.parametrize("net,message", [(WithLayerNorm, "layer 'norm' (LayerNorm)"), (WithCat, "function 'cat'"),
-                                         (Shared, "layer 'mid' (Linear) is called more than once")])
-def test_unsupported_operation_is_named(net, message):
-    with pytest.raises(LandscapeError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        fusion.align(net(), net(), mode="wts", x=X)
+class ValueBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc(x) if x.sum() > 0 else self.fc(-x)
+
+
+def test_unsupported_operation_is_named():
+    """An operation that no permutation commutes with freezes the units reaching it: one warning line naming
+    the node and its module, or a one-line error with strict; a model whose branches depend on values cannot
+    be traced on one example (its other branch could use other parameters): a one-line error."""
+    a, b = ChannelRoll(), ChannelRoll()
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.roll \(node 'roll'\) in the model's forward: "
+                      r"permuting its input channels does not permute its output; 1 unit group\(s\) left in place$"):
+        fused = fusion.fuse([a, b], mode="wts", x=X)
+    assert torch.allclose(fused.fc.weight, (a.fc.weight + b.fc.weight) / 2)
+    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.roll \(node 'roll'\)"):
+        fusion.align(a, b, mode="acts", x=X, strict=True)
+    with pytest.raises(LandscapeError, match=r"^cannot trace the model with torch.export \(.*\)$"):
+        fusion.align(ValueBranch(), ValueBranch(), mode="wts", x=X)
 
 
 def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
