@@ -63,13 +63,14 @@ class Binding:
 @dataclass(frozen=True)
 class Feature:
     """Where a group's pre-activations are read: channels [start, stop) along `axis` of the output of
-    call number `call` of module `module`."""
+    call number `call` of module `module` (a tensor of `rank` dimensions)."""
 
     module: str
     call: int
     axis: int
     start: int
     stop: int
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class AlignmentGraph:
     input_group: int
     output_group: int
     frozen: tuple[str, ...] = ()    # one message per operation whose units were frozen
+    calls: tuple[tuple[str, int], ...] = ()   # modules holding parameters: calls per forward on the example
 
     def layer(self, name: str) -> Layer:
         """The (first call of the) layer called `name`."""
@@ -251,7 +253,7 @@ class _Builder:
         self.bindings: dict[tuple[str, int], tuple[str, Layout]] = {}
         self.producers: list[_Producer] = []
         self.producer_nodes: set[fx.Node] = set()
-        self.features: list[tuple[tuple[str, int] | None, int, Seg]] = []
+        self.features: list[tuple[tuple[str, int, int] | None, int, Seg]] = []
         self.param_group: dict[tuple, int] = {}
         self.events: list[tuple[fx.Node, str]] = []
         self.input_layout: Layout | None = None
@@ -308,6 +310,7 @@ class _Builder:
                     return moved
             if leaves and all(isinstance(k, _Param) for k in kinds):
                 return self._param_op(node, packet, leaves)
+            self._parameter_units(node, leaves)
             from_input = any(isinstance(k, Layout) or (isinstance(k, _Fixed) and k.from_input) for k in kinds)
             return self._fixed_like(self.values[node], from_input)
         handler = STRUCTURAL.get(packet)
@@ -491,8 +494,23 @@ class _Builder:
             user = next(iter(node.users))
             if getattr(user.target, "overloadpacket", None) in NORMS and user.args[0] is node:
                 spot = user
-        hook = self.tr.module_output.get(spot) or self.tr.module_output.get(node)
+        spot = spot if spot in self.tr.module_output else node
+        hook = self.tr.module_output.get(spot)
+        if hook is not None:
+            hook = (*hook, self.values[spot].ndim)
         self.features.append((hook, layout.axis, layout.segs[0]))
+
+    def _parameter_units(self, node: fx.Node, leaves: list[fx.Node]) -> None:
+        """An operation on data that carries no units, with parameters whose sizes appear in its output but in
+        none of its data inputs (an embedding, a recurrent layer, a matmul with a weight): its output has units
+        that only those parameters define, which fusion cannot follow. They stay in place, with a warning."""
+        params = [self._shape(n) for n in leaves if isinstance(self.kind[n], _Param)]
+        data = {s for n in leaves if isinstance(self.kind[n], Layout) or
+                (isinstance(self.kind[n], _Fixed) and self.kind[n].from_input) for s in self._shape(n)}
+        sizes = {s for shape in params if sum(d > 1 for d in shape) >= 2 for s in shape if s > 1}
+        outs = [v for v in pytree.tree_leaves(self.values[node]) if isinstance(v, torch.Tensor)]
+        if params and data and any(s in sizes and s not in data for v in outs for s in v.shape):
+            self._event(node, "its output units are defined by parameters that fusion does not know how to move")
 
     # ---------------------------------------------------------------------------------- parameter-only ops
     def _param_op(self, node: fx.Node, packet, leaves: list[fx.Node]):
@@ -752,7 +770,7 @@ class _Builder:
         return any(isinstance(self.kind.get(n), _Param) and sum(s > 1 for s in self._shape(n)) >= 2
                    for n in self._tensor_inputs(node)) if node.op == "call_function" else False
 
-    def finish(self, strict: bool) -> AlignmentGraph:
+    def finish(self, strict: bool, owners: list[str]) -> AlignmentGraph:
         terminal = self._terminal()
         silent = {e for e, (node, _) in enumerate(self.events) if node in terminal}
         for f in self.units.fixes:
@@ -782,27 +800,39 @@ class _Builder:
             for a, b in res.pieces[seg.group]:
                 if hook is not None and seg.start <= a and b <= seg.start + seg.n:
                     features.setdefault(res.klass[(seg.group, a)], []).append(
-                        Feature(hook[0], hook[1], axis, a - seg.start, b - seg.start))
+                        Feature(hook[0], hook[1], axis, a - seg.start, b - seg.start, hook[2]))
         groups = tuple(Group(size, bool(res.fixed[k]), tuple(producers.get(k, ())), tuple(features.get(k, ())),
                              res.fixed[k]) for k, size in enumerate(res.sizes))
         messages = []
         for e, (node, why) in enumerate(self.events):
             hit = [k for k in range(len(groups)) if e in res.events[k]]
-            if e not in silent and any(not res.base[k] for k in hit):
-                messages.append(f"{self.where(node)}: {why}; {len(hit)} unit group(s) left in place")
+            if e in silent or (hit and all(res.base[k] for k in hit)):
+                continue
+            left = f"{len(hit)} unit group(s) left in place" if hit else "they are left in place"
+            messages.append(f"{self.where(node)}: {why}; {left}")
         if strict and messages:
             raise LandscapeError(f"strict fusion: {messages[0]} (strict=False averages them as in vanilla "
                                  "averaging)")
         in_group = segments(self.input_layout)[0].group if self.input_layout is not None else -1
         out_group = segments(self.output_layouts[0])[0].group if self.output_layouts and \
             self.output_layouts[0].segs else -1
-        return AlignmentGraph(layers, groups, bindings, in_group, out_group, tuple(messages))
+        calls = tuple((path, self.tr.calls.get(path, 0)) for path in owners)
+        return AlignmentGraph(layers, groups, bindings, in_group, out_group, tuple(messages), calls)
 
 
 STRUCTURAL = {**dict.fromkeys(VIEWS, _Builder._view), aten.cat: _Builder._cat, aten.slice: _Builder._slice,
               aten.pad: _Builder._pad, aten.constant_pad_nd: _Builder._pad, aten.split: _Builder._split,
               aten.split_with_sizes: _Builder._split, aten.chunk: _Builder._split,
               aten.group_norm: _Builder._group_norm}
+
+
+def _owners(model: nn.Module) -> list[str]:
+    """Paths of the modules that hold parameters themselves (each registered under one name)."""
+    seen: dict[int, list[str]] = {}
+    for path, m in model.named_modules(remove_duplicate=False):
+        if path and next(m.parameters(recurse=False), None) is not None:
+            seen.setdefault(id(m), []).append(path)
+    return sorted(paths[0] for paths in seen.values() if len(paths) == 1)
 
 
 def build_graph(model: nn.Module, example: torch.Tensor, *, strict: bool = False, warn: bool = True
@@ -814,7 +844,7 @@ def build_graph(model: nn.Module, example: torch.Tensor, *, strict: bool = False
     a one-line `LandscapeError` instead."""
     builder = _Builder(trace(model, example))
     builder.run()
-    graph = builder.finish(strict)
+    graph = builder.finish(strict, _owners(model))
     if warn:
         for message in graph.frozen:
             warnings.warn(f"fusion: {message}", FrozenUnitsWarning, stacklevel=2)

@@ -22,7 +22,7 @@ from torch import nn
 
 from landscape.errors import LandscapeError
 
-from .graph import AlignmentGraph, Layer
+from .graph import AlignmentGraph, Feature, Layer
 from .transport import Map, move_axis
 
 
@@ -48,23 +48,35 @@ def euclidean(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor) -> np
 
 
 @contextlib.contextmanager
-def _captured(model: nn.Module, wanted: dict[tuple[str, int], int]) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
-    """Record the outputs of the wanted module calls ((module path, call index) -> channel axis) as
-    (channels, values) matrices while the model runs once (forward hooks on the user's own modules)."""
+def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, int], Feature]
+              ) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
+    """Record the outputs of the wanted module calls ((module path, call index) -> feature) as
+    (channels, values) matrices while the model runs once (forward hooks on the user's own modules).
+    A module with parameters called a different number of times, or a feature of another rank, than on
+    the traced example (a model whose structure depends on the batch size) is an error, never a wrong
+    activation."""
     out: dict[tuple[str, int], torch.Tensor] = {}
     modules = dict(model.named_modules())
     counts: dict[str, int] = {}
+    expected = dict(graph.calls)
+
+    def mismatch(path: str, what: str) -> LandscapeError:
+        return LandscapeError(f"module '{path}' {what} on this batch than on the traced example: the model's "
+                              "structure depends on the batch size (try another batch_size)")
 
     def hook(path: str):
         def record(_module, _inputs, output) -> None:
             call = counts.get(path, 0)
             counts[path] = call + 1
-            axis = wanted.get((path, call))
-            if axis is not None and isinstance(output, torch.Tensor):
-                out[(path, call)] = output.detach().movedim(axis, 0).reshape(output.shape[axis], -1).clone()
+            f = wanted.get((path, call))
+            if f is None:
+                return
+            if not isinstance(output, torch.Tensor) or output.ndim != f.rank:
+                raise mismatch(path, "returns a tensor of another rank")
+            out[(path, call)] = output.detach().movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
         return record
 
-    paths = sorted({path for path, _ in wanted})
+    paths = sorted({path for path, _ in wanted} | set(expected))
     missing = [p for p in paths if p not in modules]
     if missing:
         raise LandscapeError(f"internal error: no module {missing[0]!r} to read activations from")
@@ -74,6 +86,9 @@ def _captured(model: nn.Module, wanted: dict[tuple[str, int], int]) -> Iterator[
     finally:
         for h in handles:
             h.remove()
+    for path, n in expected.items():
+        if counts.get(path, 0) != n:
+            raise mismatch(path, f"is called {counts.get(path, 0)} times instead of {n}")
 
 
 class _Accumulator:
@@ -108,8 +123,8 @@ class _Accumulator:
         return torch.stack(parts).mean(0)
 
 
-def _wanted(graph: AlignmentGraph, gids: Sequence[int]) -> dict[tuple[str, int], int]:
-    return {(f.module, f.call): f.axis for gid in gids for f in graph.groups[gid].features}
+def _wanted(graph: AlignmentGraph, gids: Sequence[int]) -> dict[tuple[str, int], Feature]:
+    return {(f.module, f.call): f for gid in gids for f in graph.groups[gid].features}
 
 
 def _features(graph: AlignmentGraph, gid: int, captured: dict) -> list[torch.Tensor]:
@@ -129,9 +144,12 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs:
         m.eval()
     accs = [_Accumulator() for _ in nets]
     values: dict[tuple[int, int], float] = {}   # values per unit over all of x, per feature
+    chunks = list(x.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:    # no batch of one (code such as .squeeze() would drop its axis)
+        chunks[-2:] = [torch.cat(chunks[-2:])]
     try:
-        for chunk in x.split(batch_size):
-            with _captured(estimate, _wanted(estimate_graph, gids)) as captured:
+        for chunk in chunks:
+            with _captured(estimate, estimate_graph, _wanted(estimate_graph, gids)) as captured:
                 estimate(chunk)
             ref = {gid: _features(estimate_graph, gid, captured) for gid in gids}
             for gid in gids:
@@ -139,7 +157,7 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs:
                     values.setdefault((gid, i), float(len(x)) * f.shape[1] / len(chunk))
                     accs[-1].update(gid, (gid, i), f, None, values[(gid, i)])
             for model, graph, acc in zip(models, graphs, accs):
-                with _captured(model, _wanted(graph, gids)) as captured:
+                with _captured(model, graph, _wanted(graph, gids)) as captured:
                     model(chunk)
                 for gid in gids:
                     for i, f in enumerate(_features(graph, gid, captured)):

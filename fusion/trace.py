@@ -29,6 +29,7 @@ class Trace:
     inputs: list[fx.Node]                       # placeholders of the model's inputs
     module_output: dict[fx.Node, tuple[str, int]]   # node -> (module path, call index) it is the output of
     where: dict[fx.Node, tuple[str, str]]       # node -> innermost (module path, class name) it runs in
+    calls: dict[str, int]                       # module path -> number of calls on the example
 
 
 def _first_line(exc: BaseException) -> str:
@@ -73,12 +74,14 @@ def trace(model: nn.Module, example: torch.Tensor) -> Trace:
     finally:
         model.train(was)
     values = dict(interpreter.env)
-    module_output, where = _module_calls(ep.graph)
-    return Trace(ep.graph, values, state, inputs, module_output, where)
+    module_output, where, calls = _module_calls(ep.graph)
+    return Trace(ep.graph, values, state, inputs, module_output, where, calls)
 
 
-def _module_calls(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[str, int]], dict[fx.Node, tuple[str, str]]]:
-    """Which nodes are the (single tensor) output of a module call, from export's `nn_module_stack`."""
+def _module_calls(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[str, int]], dict[fx.Node, tuple[str, str]],
+                                            dict[str, int]]:
+    """Which nodes are the (single tensor) output of a module call, from export's `nn_module_stack`; the
+    innermost module of every node; how many times each module is called."""
     members: dict[str, set[fx.Node]] = {}
     info: dict[str, tuple[str, int, int]] = {}     # stack key -> (path, call index, depth)
     where: dict[fx.Node, tuple[str, str]] = {}
@@ -99,4 +102,7 @@ def _module_calls(graph: fx.Graph) -> tuple[dict[fx.Node, tuple[str, int]], dict
         outs = [n for n in nodes if any(u not in nodes for u in n.users)]
         if len(outs) == 1 and (outs[0] not in best or best[outs[0]][0] < depth):
             best[outs[0]] = (depth, path, call)
-    return {n: (path, call) for n, (_, path, call) in best.items()}, where
+    calls: dict[str, int] = {}
+    for path, _, _ in info.values():
+        calls[path] = calls.get(path, 0) + 1
+    return {n: (path, call) for n, (_, path, call) in best.items()}, where, calls

@@ -2,8 +2,9 @@
 unit groups (which axes of which parameters a hidden permutation moves), for permuted-copy tests.
 
 The unit lists are written per model from its module names; they do not use `fusion` in any way. A unit
-group is `Units(n, [Axis(key, axis, offset, inner), ...])`: a permutation of its n units reorders, along
-axis `axis` of state tensor `key`, the n blocks of `inner` consecutive elements starting at `offset`.
+group is `Units(n, [Axis(key, axis, offset, inner, outer), ...])`: a permutation of its n units reorders,
+along axis `axis` of state tensor `key`, the n blocks of `inner` consecutive elements starting at `offset`
+(and the same in each of `outer` consecutive repetitions of those n blocks: a channels-last flatten).
 Everything here was written for these tests (no code copied from other projects).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Axis:
     axis: int = 0
     offset: int = 0
     inner: int = 1
+    outer: int = 1
 
 
 @dataclass
@@ -59,8 +61,10 @@ def permute(model: nn.Module, units: list[Units], seed: int = 1) -> nn.Module:
         for ax in unit.axes:
             value = state[ax.key]
             idx = torch.arange(value.shape[ax.axis])
-            block = (perm[:, None] * ax.inner + torch.arange(ax.inner)[None]).reshape(-1) + ax.offset
-            idx[ax.offset:ax.offset + unit.n * ax.inner] = block
+            span = unit.n * ax.inner
+            for rep in range(ax.outer):
+                start = ax.offset + rep * span
+                idx[start:start + span] = (perm[:, None] * ax.inner + torch.arange(ax.inner)[None]).reshape(-1) + start
             state[ax.key] = value.index_select(ax.axis, idx)
     out = copy.deepcopy(model)
     out.load_state_dict(state)
@@ -769,6 +773,69 @@ def control_units(m):
     return [Units(8, rows("conv") + cols("fc1", inner=16)), Units(16, rows("fc1") + cols("fc2"))]
 
 
+class GatedConv(nn.Module):
+    """A gated linear unit: one convolution's output split in two halves with `chunk`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        a, b = self.conv1(x).chunk(2, dim=1)
+        x = F.relu(self.conv2(a * torch.sigmoid(b)))
+        return self.fc(x.mean((2, 3)))
+
+
+def gated_units(m):
+    return [Units(8, rows("conv1") + rows("conv1", offset=8) + cols("conv2")), Units(8, rows("conv2") + cols("fc"))]
+
+
+class ChannelsLastHead(nn.Module):
+    """Features flattened channels-last (`permute(0, 2, 3, 1).reshape(n, -1)`) into a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc1 = nn.Linear(6 * 4 * 4, 12)
+        self.fc2 = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv(x)), 2)
+        n = x.size(0)
+        x = x.permute(0, 2, 3, 1).reshape(n, -1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+def channels_last_units(m):
+    return [Units(6, [*rows("conv"), Axis("fc1.weight", 1, outer=16)]), Units(12, rows("fc1") + cols("fc2"))]
+
+
+class TinyUNet(nn.Module):
+    """Encoder-decoder: InstanceNorm, a transposed convolution, interpolation, and a skip concatenation."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.down1, self.norm1 = nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8, affine=True)
+        self.down2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(16, 8, kernel_size=2, stride=2)
+        self.head = nn.Conv2d(16, num_classes, 1)
+
+    def forward(self, x):
+        skip = F.relu(self.norm1(self.down1(x)))
+        x = F.relu(self.down2(skip))
+        x = F.interpolate(self.up(x), size=skip.shape[-2:], mode="nearest")
+        x = self.head(torch.cat([skip, x], dim=1))
+        return x.mean((2, 3))
+
+
+def unet_units(m):
+    return [Units(8, rows("down1") + affine("norm1") + cols("down2") + cols("head")),
+            Units(16, [*rows("down2"), Axis("up.weight", 0)]),
+            Units(8, [Axis("up.weight", 1), Axis("up.bias", 0), *cols("head", offset=8)])]
+
+
 # --------------------------------------------------------------------- one construct at a time (probes)
 class MlpProbe(nn.Module):
     """The reference MlpNet's constructs one at a time: `x.view(x.shape[0], -1)` or `F.log_softmax(x)`."""
@@ -932,6 +999,11 @@ CORPUS: dict[str, Case] = {
     "groupnorm-g": Case(lambda: GroupNormNet((4, 3)), groupnorm_units, constructs=("GroupNorm(G > 1, C)",)),
     "control-flow": Case(ControlFlow, control_units,
                          constructs=("control flow on input sizes", "extra forward arguments with defaults")),
+    "gated-chunk": Case(GatedConv, gated_units, constructs=("chunk along channels", "gate multiply")),
+    "channels-last-head": Case(ChannelsLastHead, channels_last_units,
+                               constructs=("permute(0, 2, 3, 1).reshape(n, -1) into a Linear",)),
+    "tiny-unet": Case(TinyUNet, unet_units,
+                      constructs=("ConvTranspose2d", "InstanceNorm2d", "F.interpolate", "skip torch.cat")),
     "probe-view-shape0": Case(lambda: MlpProbe("view"), probe_units, (1, 8, 8),
                               constructs=("x.view(x.shape[0], -1) alone",)),
     "probe-log-softmax": Case(lambda: MlpProbe("log_softmax"), probe_units, (1, 8, 8),

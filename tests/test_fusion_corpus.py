@@ -135,3 +135,10 @@ def test_a_wider_model_fuses_into_the_anchor_widths(name, wide, narrow):
         fused = fusion.fuse([a, b], mode=mode, x=x)
         assert all(v.shape == b.state_dict()[k].shape for k, v in fused.state_dict().items())
         assert torch.isfinite(fused(x)).all()
+
+
+def test_a_last_batch_of_one_example_is_merged():
+    """`.squeeze()` drops the batch axis of a batch of one: activations are never read on such a batch."""
+    b = build("size-arithmetic")
+    a = permute(b, CORPUS["size-arithmetic"].units(b))
+    _assert_same_state(fusion.align(a, b, mode="acts", x=inputs("size-arithmetic", n=33), batch_size=16), b, "acts")

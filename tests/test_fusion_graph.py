@@ -85,6 +85,18 @@ class ChannelRoll(nn.Module):
         return self.out(F.relu(self.mid(torch.roll(F.relu(self.fc(x.flatten(1))), 1, dims=1))))
 
 
+class Embedded(nn.Module):
+    """Token ids computed from the input, an embedding table (its units are not followed), a hidden layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.fc, self.out = nn.Embedding(20, 8), nn.Linear(8, 12), nn.Linear(12, 10)
+
+    def forward(self, x):
+        ids = (x.flatten(1)[:, :5].abs() * 5).long().clamp(max=19)
+        return self.out(F.relu(self.fc(self.embed(ids).mean(1))))
+
+
 class ValueBranch(nn.Module):
     def __init__(self):
         super().__init__()
@@ -108,6 +120,20 @@ def test_unsupported_operation_is_named():
         fusion.align(a, b, mode="acts", x=X, strict=True)
     with pytest.raises(LandscapeError, match=r"^cannot trace the model with torch.export \(.*\)$"):
         fusion.align(ValueBranch(), ValueBranch(), mode="wts", x=X)
+
+
+def test_units_defined_by_unknown_parameters_are_named():
+    """An embedding's units are left in place with a warning; the hidden layer after it is still aligned."""
+    torch.manual_seed(0)
+    b = Embedded().eval()
+    a = _permute(b, [{"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.embedding \(node 'embedding'\) in module "
+                      r"'embed' \(Embedding\): its output units are defined by parameters that fusion does not "
+                      r"know how to move; they are left in place$"):
+        aligned = fusion.align(a, b, mode="acts", x=X)
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
+    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.embedding"):
+        fusion.align(a, b, mode="wts", x=X, strict=True)
 
 
 def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
@@ -187,3 +213,26 @@ def test_inputs_are_not_modified():
     before = copy.deepcopy(a.state_dict())
     fusion.fuse([a, b], mode="wts")
     assert all(torch.equal(before[k], v) for k, v in a.state_dict().items())
+
+
+class BatchDependent(nn.Module):
+    """Structure that depends on the batch size: an extra layer for batches of more than 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.extra, self.out = nn.Linear(64, 8), nn.Linear(8, 8), nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = F.relu(self.fc(x.flatten(1)))
+        if x.shape[0] > 8:
+            h = F.relu(self.extra(h))
+        return self.out(h)
+
+
+def test_a_model_whose_structure_depends_on_the_batch_size_is_an_error_in_acts_mode():
+    """The graph is traced on two examples; activations are read on batches of `batch_size` with hooks on
+    the model's modules, which must be called as in the trace."""
+    a, b = BatchDependent(), BatchDependent()
+    with pytest.raises(LandscapeError, match=r"^module 'extra' is called 1 times instead of 0 on this batch"):
+        fusion.align(a, b, mode="acts", x=X, batch_size=16)
+    fusion.align(a, b, mode="acts", x=X, batch_size=4)    # batches like the trace's: fine
