@@ -614,7 +614,8 @@ class _Builder:
                 if all(isinstance(self.kind[n], _Fixed) and self.kind[n].from_input for n, _ in ff):
                     self.units.fix(ref, "combined with the network input")
                 else:
-                    ev = self._event(node, "it combines the channels with a constant tensor")
+                    ev = self._event(node, "it combines the channels with a tensor fusion cannot move (a constant or "
+                                           "a computed parameter)")
                     self.units.fix(ref, f"frozen at {self.where(node)}", ev)
             return self._outputs(self.values[node], outcome, ref)
         return self._freeze(node, [self.kind[n] for n in layouts],

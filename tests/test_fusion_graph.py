@@ -1,6 +1,7 @@
 """The alignment graph derived from the exported graph, user modules, transport maps on hand-computed cases,
 and errors."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -236,3 +237,29 @@ def test_a_model_whose_structure_depends_on_the_batch_size_is_an_error_in_acts_m
     with pytest.raises(LandscapeError, match=r"^module 'extra' is called 1 times instead of 0 on this batch"):
         fusion.align(a, b, mode="acts", x=X, batch_size=16)
     fusion.align(a, b, mode="acts", x=X, batch_size=4)    # batches like the trace's: fine
+
+
+class FixedData(nn.Module):
+    """Hidden units multiplied by a constant made in forward, or added to the (normalised) network input."""
+
+    def __init__(self, constant):
+        super().__init__()
+        self.constant = constant
+        self.fc, self.mid, self.out = nn.Linear(64, 64), nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = (x.flatten(1) - 0.5) / 0.25
+        h = F.relu(self.fc(x))
+        h = h * torch.linspace(0.5, 1.5, 64) if self.constant else h + x
+        return self.out(F.relu(self.mid(h)))
+
+
+def test_units_combined_with_fixed_data_stay_in_place():
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"aten\.mul .*a tensor fusion cannot move"):
+        g = fusion.build_graph(FixedData(True), X[:2])
+    assert g.groups[g.layer("fc").group].fixed and not g.groups[g.layer("mid").group].fixed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a residual from the network input: fixed by construction, no warning
+        g = fusion.build_graph(FixedData(False), X[:2])
+    assert g.groups[g.layer("fc").group].reason == "combined with the network input"
+    assert not g.groups[g.layer("mid").group].fixed
