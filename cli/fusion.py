@@ -13,7 +13,10 @@ SOLVER = compose(
     click.option("--solver", type=click.Choice(SOLVERS), default=None,
                  help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
     click.option("--reg", type=float, default=None,
-                 help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."))
+                 help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."),
+    click.option("--strict", is_flag=True,
+                 help="Stop with an error where the alignment graph cannot follow an operation, instead of "
+                      "leaving those units in place with a warning."))
 OT = compose(
     MODE, SOLVER,
     click.option("--marginals", type=click.Choice(MARGINALS), default="uniform", show_default=True,
@@ -33,14 +36,16 @@ def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
 
 
 def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
-    """The models, the dataset (when needed) and the alignment examples (when needed)."""
+    """The models, the dataset (when needed) and the inputs fusion sees: the alignment examples, or (weight
+    mode) a few examples to trace a model whose checkpoint does not record its input shape."""
     from fusion.checks import check_specs
     from landscape.data.split import subsample
 
     models = [session.load(p)[0] for p in paths]
     check_specs(models)   # a clearer message than the data's label check for models with other classes
-    data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data else None
-    x = subsample(data.train, o["samples"], o["seed"]).x if need_x else None
+    shapeless = any("input_shape" not in getattr(m, "landscape_spec", {}).get("arch_kwargs", {}) for m in models)
+    data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data or shapeless else None
+    x = subsample(data.train, o["samples"] if need_x else 2, o["seed"]).x if data is not None else None
     return models, data, x
 
 
@@ -112,7 +117,8 @@ def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples,
     settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
     fused = fusion.fuse(models, method=method, weights=w, x=x, anchor=anchor, iterations=iterations,
-                        batch_size=o["batch_size"], **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
+                        batch_size=o["batch_size"], strict=o["strict"],
+                        **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     reset = reset_bn_samples if reset_bn_samples and has_batchnorm(fused) else 0
     if reset:
         reset_bn(fused, subsample(data.train, reset, o["seed"]), o["batch_size"])
@@ -144,7 +150,7 @@ def align_cmd(model, anchor, device, quiet, as_json, out, **o):
     models, data, x = _prepare(session, (model, anchor), o, need_x, o["do_eval"])
     settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
-    aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"],
+    aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"], strict=o["strict"],
                            **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     seconds = time.perf_counter() - start_time
     test = _evaluate(aligned, models, data) if o["do_eval"] else {}

@@ -27,7 +27,7 @@ POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
 @SOLVER
 @measure(split=False)
 @POINTS
-def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, parallel, batching, **o):
+def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
     import fusion
     from landscape.data.split import subsample
@@ -50,7 +50,7 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
         source, extra = model_a, {}
         if which == "ot":
             x = subsample(data.train, align_samples, o["seed"]).x if mode == "acts" else None
-            source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg)
+            source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg, strict=strict)
             extra = {"mode": mode, "align_samples": align_samples if mode == "acts" else None,
                      "solver": solver, "reg": reg if solver == "sinkhorn" else None}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,

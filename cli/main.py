@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -24,12 +25,20 @@ for module in (train, fusion, curvature, geometry, study):
         cli.add_command(cmd)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings for people: one `warning:` line on stderr (tracebacks and source lines only with --debug)."""
+    click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        cli.main(args=argv, prog_name="landscape", standalone_mode=False)
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.showwarning = _one_line_warning
+            cli.main(args=argv, prog_name="landscape", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
