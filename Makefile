@@ -34,6 +34,7 @@ bench: $(VENV)/.installed
 	PYTHONPATH=. $(PY) benchmarks/fusion_coverage.py | tee results/fusion_coverage.txt
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
+	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -1,4 +1,5 @@
-"""The `landscape` command group and its error handling (one `error:` line, exit code 2)."""
+"""The `landscape` command group and its error handling (one `error:` line, exit code 2) and warnings (one
+`warning:` line each, recorded with the result)."""
 from __future__ import annotations
 
 import sys
@@ -6,9 +7,9 @@ import warnings
 
 import click
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, LandscapeWarning
 
-from . import curvature, fusion, geometry, study, train
+from . import curvature, fusion, geometry, messages, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,20 +26,19 @@ for module in (train, fusion, curvature, geometry, study):
         cli.add_command(cmd)
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings for people: one `warning:` line on stderr (tracebacks and source lines only with --debug)."""
-    click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    messages.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LandscapeWarning)
+        warnings.showwarning = messages.show_warning
+        _run(argv, "--debug" in argv)
+
+
+def _run(argv: list[str], debug: bool) -> None:
     try:
-        with warnings.catch_warnings():
-            if not debug:
-                warnings.showwarning = _one_line_warning
-            cli.main(args=argv, prog_name="landscape", standalone_mode=False)
+        cli.main(args=argv, prog_name="landscape", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
-    except (LandscapeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (LandscapeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+            PermissionError) as exc:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

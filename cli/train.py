@@ -37,8 +37,10 @@ def _finish(session, result, data, cfg, out, extra) -> None:
     from landscape.training.loop import train_meta
     from landscape.training.metrics import evaluate
 
+    from .session import with_warnings
+
     test = evaluate(result.model, data.test)
-    meta = train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra)
+    meta = with_warnings(train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra))
     save_checkpoint(result.model, out, meta=meta)
     summary = {"out": out, "models": session.models, "best_epoch": result.best_epoch, "val_acc": result.best_val_acc,
                "test_acc": test.acc, "test_loss": test.loss, "seconds": result.seconds}

@@ -28,7 +28,7 @@ from torch import fx, nn
 from torch.fx.operator_schemas import normalize_function
 from torch.utils import _pytree as pytree
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, LandscapeWarning
 
 from .layout import Layout, Seg, Units, resolve
 from .trace import Trace, trace
@@ -36,7 +36,7 @@ from .trace import Trace, trace
 aten = torch.ops.aten
 
 
-class FrozenUnitsWarning(UserWarning):
+class FrozenUnitsWarning(LandscapeWarning):
     """Units that fusion cannot follow through an operation: they stay in place (vanilla averaging)."""
 
 

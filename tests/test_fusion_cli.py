@@ -165,11 +165,12 @@ def test_frozen_units_warn_in_one_line_and_strict_stops(tmp_path, run_cli):
         torch.save(randomize(ChannelFlip(), seed).state_dict(), tmp_path / f"{name}.sd")
         assert run_cli("wrap", tmp_path / f"{name}.sd", "--arch", "tests.model_corpus:ChannelFlip",
                        "--out", tmp_path / f"{name}.pt")[0] == 0
-    data = ["--data", tmp_path / "rgb.npz"]
+    data = ["--data", tmp_path / "rgb.npz", "--samples", "20"]
     code, _, err = run_cli("fuse", tmp_path / "a.pt", tmp_path / "b.pt", *data, "--out", tmp_path / "f.pt")
     lines = err.strip().splitlines()
     assert code == 0 and lines and all(line.startswith("warning: ") for line in lines), err
-    assert "flip" in err
+    assert "flip" in err and len(lines) == 1
+    assert load_checkpoint(tmp_path / "f.pt")[1]["warnings"] == [lines[0][len("warning: "):]]
     code, _out, err = run_cli("fuse", tmp_path / "a.pt", tmp_path / "b.pt", *data, "--out", tmp_path / "g.pt",
                              "--strict")
     assert code == 2 and err.startswith("error: strict fusion") and len(err.strip().splitlines()) == 1, err

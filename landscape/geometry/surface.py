@@ -20,6 +20,7 @@ from torch import nn
 from .. import progress
 from ..io.store import content_key, read_result, write_result
 from ..loss import Criterion
+from ..models.checks import check_finite
 from .directions import (
     filter_normalised_direction,
     grid,
@@ -54,6 +55,7 @@ class Surface:
 def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int, seed: int,
                    include_1d: bool = False, name: str = "model") -> Surface:
     """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, filter-normalised directions."""
+    check_finite(model, name)
     gen = torch.Generator().manual_seed(seed)
     dirs = [filter_normalised_direction(model, gen, include_1d) for _ in range(dims)]
     xs = grid(lo, hi, steps)
@@ -65,6 +67,8 @@ def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int
 
 def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names: Sequence[str]) -> Surface:
     """The plane through three models (A at the origin, B on the x axis), padded by `margin` of the extent."""
+    for model, name in zip(models, names):
+        check_finite(model, name)
     states = [m.state_dict() for m in models]
     weights, coords = plane_axes(states, trainable_names(models[0]))
     (x0, x1), (y0, y1) = plane_ranges(coords, margin)
@@ -75,6 +79,8 @@ def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names:
 
 def path_surface(models: Sequence[nn.Module], steps: int, names: Sequence[str]) -> Surface:
     """The piecewise-linear path through the models, `steps` points per segment."""
+    for model, name in zip(models, names):
+        check_finite(model, name)
     t, coeffs = path_coefficients(len(models), steps)
     return Surface("path", [m.state_dict() for m in models], coeffs, t, None,
                    np.arange(len(models), dtype=float), np.zeros(len(models)), list(names))
