@@ -150,10 +150,14 @@ def _serpentine_grid(model: torch.nn.Module, steps: int):
 
 def test_walk_builds_the_points_combine_builds(bn_cnn):
     """At every point of a walk the model holds what `combine` builds afresh, to a few float32 ulps, clamped
-    running variances and integer buffers included."""
+    running variances and integer buffers included: along a line, a grid, and a scattered subset of a grid (as
+    a resumed run walks)."""
     a, b = bn_cnn
     eps = torch.finfo(torch.float32).eps
-    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), _serpentine_grid(a, 6)):
+    anchors, grid = _serpentine_grid(a, 6)
+    scattered = grid[torch.randperm(len(grid), generator=torch.Generator().manual_seed(0))[:12]]
+    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), (anchors, grid),
+                            (anchors, scattered)):
         walk = _Walk(a, anchors)
         fresh = combine(anchors, coeffs)
         for p, _ in enumerate(walk.visit(coeffs.numpy())):

@@ -9,9 +9,10 @@ does that once for all of them, in one of two ways.
   moved in place from each point to the next. Consecutive steps `c[p+1] - c[p]` along one direction (a grid
   row, a barrier line, a path segment) form a run: its first point is built afresh from the anchors, and each
   later point is that start plus a multiple of the run's direction, one axpy (the directions are cached: a
-  grid has one per axis, a path one per segment), so a point costs its forward passes and little else, and
-  rounding does not accumulate along the walk. Points are walked in the order given, so callers pass
-  neighbours one after the other (`directions.serpentine` for grids); every chunk starts afresh too.
+  grid has one per axis, a path one per segment), and rounding does not accumulate along the walk. The
+  outputs of a chunk of points are reduced to loss and accuracy together (`_Outputs`), so a point costs its
+  forward passes and little else. Points are walked in the order given, so callers pass neighbours one after
+  the other (`directions.serpentine` for grids); every chunk starts afresh too.
 - vmap (`batching="vmap"`): a chunk of points goes through the network together, `torch.func.functional_call`
   under `vmap` over stacked parameters and buffers; it pays where single points leave the device idle.
 
@@ -48,7 +49,7 @@ from ..training.bn import reset_bn
 State = Mapping[str, torch.Tensor]
 Data = Split | Iterable[Batch]
 EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a vmap chunk)
-WALK_CHUNK = 32  # points per chunk of the walk (between `on_chunk` calls); each chunk starts from a built point
+WALK_CHUNK = 64  # points per chunk of the walk (between `on_chunk` calls); each chunk starts from a built point
 CACHED_STEPS = 4  # step directions the walk keeps besides the anchors themselves
 TIMED_POINTS = 8  # points vmap is timed on when `batching="auto"` measures which way is faster
 HELD_OUTPUTS = 1 << 22  # network outputs (numbers) the walk holds before reducing them to sums
@@ -96,7 +97,7 @@ class _Flat:
         self.raw, self.start = self.anchors[0].clone(), self.anchors[0].clone()
         n_plain = sum(live[k].numel() for k in keys if not _is_variance(k))
         self.var_raw = self.raw[n_plain:]
-        self.var_live = self.var_raw.clone()
+        self.var_live = self.var_raw.clone() if len(self.var_raw) else None
         offset = 0
         for k in keys:
             n = live[k].numel()
@@ -131,7 +132,7 @@ class _Flat:
         return direction
 
     def _clamp(self) -> None:
-        if self.var_live.numel():
+        if self.var_live is not None:
             torch.clamp(self.var_raw, min=0, out=self.var_live)
 
 
@@ -158,28 +159,46 @@ class _Walk:
 
     def visit(self, coeffs: np.ndarray) -> Iterator[None]:
         """Move the model to each row of `coeffs` (points x anchors) in turn, yielding at each point."""
-        steps = _steps(coeffs)
-        start = 0
-        for p, row in enumerate(coeffs):
-            if p == 0 or (p < len(steps) and steps[p][2] != steps[p - 1][2]):  # a new run starts here
-                start = p
-                for flat in self.flats:
+        for row, move in zip(coeffs, _plan(coeffs)):
+            for flat in self.flats:
+                if move is None:
                     flat.start_at(torch.from_numpy(row))
-            else:
-                j, u, key = steps[p - 1]
-                for flat in self.flats:
-                    flat.move(float(row[j] - coeffs[start, j]), u, key)
+                else:
+                    flat.move(*move)
             yield
 
 
-def _steps(coeffs: np.ndarray) -> list[tuple[int, torch.Tensor, tuple]]:
-    """Each step `c[p+1] - c[p]` as a multiple of `u`, the step divided by its largest entry (at index `j`, so
-    `u[j] = 1` and opposite steps share `u`), with `u` rounded to 1e-12 as the key of its direction."""
+Move = tuple[float, torch.Tensor, tuple] | None
+
+
+def _plan(coeffs: np.ndarray) -> list[Move]:
+    """How the walk reaches each point: None where it is built afresh, else `(t, u, key)`, the start of its run
+    plus `t` times the direction `u @ anchors` (cached under `key`).
+
+    A step `c[p+1] - c[p]` is a multiple of `u`, the step over its largest entry (so opposite steps share it),
+    and `u` rounded to 1e-12 is its key; a run is a stretch of steps with one key. The first point of every run
+    of two or more steps is built, and so is the end of a lone step (a grid's step to the next row lands on the
+    start of that row's run, built once).
+    """
     d = np.diff(coeffs, axis=0)
     j = np.abs(d).argmax(1) if len(d) else np.zeros(0, dtype=int)
     scale = d[np.arange(len(d)), j]
     u = d / np.where(scale == 0, 1.0, scale)[:, None]
-    return [(int(i), torch.from_numpy(row), tuple(key)) for i, row, key in zip(j, u, np.round(u, 12).tolist())]
+    keys = [tuple(k) for k in np.round(u, 12).tolist()]
+    plan: list[Move] = [None]
+    start = 0
+    for p in range(1, len(coeffs)):
+        into = keys[p - 1]
+        out = keys[p] if p < len(keys) else None
+        starts_run = out is not None and p + 1 < len(keys) and keys[p + 1] == out != into
+        ends_lone_step = into != out and (p == 1 or keys[p - 2] != into)
+        if starts_run or ends_lone_step:
+            plan.append(None)
+            start = p
+        else:
+            i = j[p - 1]
+            plan.append((float(coeffs[p, i] - coeffs[start, i]), torch.from_numpy(u[p - 1]), into))
+    return plan
 
 
 def _pair(out: torch.Tensor, y: torch.Tensor, loss: LossSum) -> torch.Tensor:
