@@ -154,10 +154,10 @@ def test_walk_builds_the_points_combine_builds(bn_cnn):
     a resumed run walks)."""
     a, b = bn_cnn
     eps = torch.finfo(torch.float32).eps
-    anchors, grid = _serpentine_grid(a, 6)
+    around_a, grid = _serpentine_grid(a, 6)
     scattered = grid[torch.randperm(len(grid), generator=torch.Generator().manual_seed(0))[:12]]
-    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), (anchors, grid),
-                            (anchors, scattered)):
+    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), (around_a, grid),
+                            (around_a, scattered)):
         walk = _Walk(a, anchors)
         fresh = combine(anchors, coeffs)
         for p, _ in enumerate(walk.visit(coeffs.numpy())):
