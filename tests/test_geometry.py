@@ -229,14 +229,20 @@ def test_timing_vmap_against_the_walk_leaves_the_walk_intact(mlp_pair, splits):
                            _sums_walk(_Walk(a, anchors), coeffs, [[(test.x, test.y)]], loss, True, None, cpu))
 
 
-def test_walk_reduces_a_users_criterion_point_by_point(mlp_pair, splits):
-    """A criterion given as a callable (not necessarily vmappable) is reduced as each output comes; same sums."""
+def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(mlp_pair, splits, monkeypatch):
+    """Outputs held for the whole chunk, reduced every few points (several batches and splits), or reduced one by
+    one for a criterion given as a callable (not necessarily vmappable): the same sums."""
+    import landscape.geometry.points as points_module
+
     a, b = mlp_pair
     anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(9)
-    ours = evaluate_points(a, anchors, coeffs, [splits["test"]], 128, batching="loop")
-    theirs = evaluate_points(a, anchors, coeffs, [splits["test"]], 128, batching="loop",
-                             criterion=torch.nn.CrossEntropyLoss())
-    assert torch.allclose(ours, theirs, rtol=1e-6, atol=0)
+    data = [splits["train"], splits["test"]]
+    whole = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
+    monkeypatch.setattr(points_module, "HELD_OUTPUTS", 20000)  # 7590 logits per point: a flush every third point
+    rounds = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
+    one_by_one = evaluate_points(a, anchors, coeffs, data, 64, batching="loop", criterion=torch.nn.CrossEntropyLoss())
+    assert torch.allclose(rounds, whole, rtol=1e-12, atol=0)
+    assert torch.allclose(one_by_one, whole, rtol=1e-6, atol=0)
 
 
 def test_serpentine_order_visits_neighbours():

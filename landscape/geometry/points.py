@@ -206,37 +206,42 @@ def _pair(out: torch.Tensor, y: torch.Tensor, loss: LossSum) -> torch.Tensor:
 
 
 class _Outputs:
-    """Sums `(S, P, 2)` of the loss and of correct predictions for a chunk of walked points.
+    """Sums `(S, P, 2)` of the loss and of correct predictions for a chunk of walked points, given their outputs
+    point after point (`add` for each batch, then `next_point`).
 
-    With `batched`, the outputs are held per (split, batch) and reduced for all the chunk's points at once under
-    `vmap` (a dozen small operations per chunk rather than per point, which small models feel), at most
+    With `batched`, the outputs are held per (split, batch) and reduced for many points at once under `vmap`
+    (a dozen small operations per chunk rather than per point, which small models feel), at most about
     `HELD_OUTPUTS` numbers at a time; otherwise (a user's criterion, which need not be vmappable) each output
     is reduced as it comes.
     """
 
     def __init__(self, n_splits: int, n_points: int, loss: LossSum, batched: bool, device: torch.device):
         self.sums = torch.zeros(n_splits, n_points, 2, dtype=torch.float64, device=device)
-        self.loss, self.batched, self.device = loss, batched, device
-        self.held: dict[tuple[int, int], tuple[torch.Tensor, list[int], list[torch.Tensor]]] = {}
-        self.size = 0
+        self.loss, self.batched = loss, batched
+        self.held: dict[tuple[int, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self.first = self.point = self.size = 0  # held outputs are those of points first, first + 1, ...
 
-    def add(self, split: int, batch: int, point: int, out: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, split: int, batch: int, out: torch.Tensor, y: torch.Tensor) -> None:
         if not self.batched:
-            self.sums[split, point] += _pair(out, y, self.loss)
+            self.sums[split, self.point] += _pair(out, y, self.loss)
             return
-        _, points, outs = self.held.setdefault((split, batch), (y, [], []))
-        points.append(point)
-        outs.append(out)
+        held = self.held.get((split, batch))
+        if held is None:
+            held = self.held[split, batch] = (y, [])
+        held[1].append(out)
         self.size += out.numel()
+
+    def next_point(self) -> None:
+        self.point += 1
         if self.size >= HELD_OUTPUTS:
             self.flush()
 
     def flush(self) -> None:
-        for (split, _), (y, points, outs) in self.held.items():
+        for (split, _), (y, outs) in self.held.items():
             pairs = _batched_pair(torch.stack(outs), y, self.loss)
-            self.sums[split].index_add_(0, torch.tensor(points, device=self.device), pairs.double())
+            self.sums[split, self.first:self.first + len(outs)] += pairs
         self.held.clear()
-        self.size = 0
+        self.first, self.size = self.point, 0
 
 
 _batched_pair = vmap(_pair, in_dims=(0, None, None))
@@ -247,12 +252,13 @@ def _sums_walk(walk: _Walk, coeffs: np.ndarray, splits: Sequence[Iterable[Batch]
     """(S, P, 2) sums per split, walking the points (BatchNorm statistics recomputed once per point, for all
     splits; the reset overwrites the walked running statistics, which is harmless since every point resets)."""
     outputs = _Outputs(len(splits), len(coeffs), loss, batched, device)
-    for point, _ in enumerate(walk.visit(coeffs)):
+    for _ in walk.visit(coeffs):
         if reset_on is not None:
             reset_bn(walk.model, reset_on)
         for split, examples in enumerate(splits):
             for batch, (x, y) in enumerate(examples):
-                outputs.add(split, batch, point, walk.model(x), y)
+                outputs.add(split, batch, walk.model(x), y)
+        outputs.next_point()
     outputs.flush()
     return outputs.sums
 
