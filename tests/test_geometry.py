@@ -24,7 +24,7 @@ from landscape.geometry.directions import (
 from landscape.geometry.points import _sums_walk, _vmap_pays, _Walk, combine, evaluate_points
 from landscape.geometry.surface import compute_surface, path_surface, plane_surface, random_surface
 from landscape.io.checkpoint import save_checkpoint
-from landscape.loss import loss_sum
+from landscape.loss import correct, loss_sum
 from landscape.models.zoo import arch_kwargs_for
 from landscape.plots import plot_file
 from landscape.training.bn import reset_bn
@@ -248,6 +248,16 @@ def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(mlp_pair,
 def test_serpentine_order_visits_neighbours():
     assert serpentine((3, 4)).tolist() == [0, 1, 2, 3, 7, 6, 5, 4, 8, 9, 10, 11]
     assert serpentine((5,)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_correct_predictions_follow_argmax_through_ties_and_nan():
+    g = torch.Generator().manual_seed(0)
+    out = torch.randint(0, 3, (3000, 10), generator=g).float()  # many equal maxima
+    out[::7, 4] = float("nan")
+    out[::13] = 0.0
+    y = torch.randint(0, 10, (3000,), generator=g)
+    assert correct(out, y).item() == (out.argmax(1) == y).sum().item()
+    assert correct(out[:50], y[:50]).item() == (out[:50].argmax(1) == y[:50]).sum().item() > 0
 
 
 def test_fast_cross_entropy_equals_torch():

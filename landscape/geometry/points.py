@@ -8,11 +8,12 @@ does that once for all of them, in one of two ways.
 - The walk (`batching="loop"`): a private copy of the model whose floating state lives in one flat vector,
   moved in place from each point to the next. Consecutive steps `c[p+1] - c[p]` along one direction (a grid
   row, a barrier line, a path segment) form a run: its first point is built afresh from the anchors, and each
-  later point is that start plus a multiple of the run's direction, one axpy (the directions are cached: a
-  grid has one per axis, a path one per segment), and rounding does not accumulate along the walk. The
-  outputs of a chunk of points are reduced to loss and accuracy together (`_Outputs`), so a point costs its
-  forward passes and little else. Points are walked in the order given, so callers pass neighbours one after
-  the other (`directions.serpentine` for grids); every chunk starts afresh too.
+  later point steps in place from the one before, one axpy along the run's direction (cached: a grid has one
+  per axis, a path one per segment); every few points are recomputed from the run's start instead, so
+  rounding does not accumulate along the walk. The outputs of a chunk of points are reduced to loss and
+  accuracy together (`_Outputs`), so a point costs its forward passes and little else. Points are walked in
+  the order given, so callers pass neighbours one after the other (`directions.serpentine` for grids); every
+  chunk starts afresh too.
 - vmap (`batching="vmap"`): a chunk of points goes through the network together, `torch.func.functional_call`
   under `vmap` over stacked parameters and buffers; it pays where single points leave the device idle.
 
@@ -51,6 +52,7 @@ Data = Split | Iterable[Batch]
 EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a vmap chunk)
 WALK_CHUNK = 64  # points per chunk of the walk (between `on_chunk` calls); each chunk starts from a built point
 CACHED_STEPS = 4  # step directions the walk keeps besides the anchors themselves
+EXACT_EVERY = 4  # within a run, the walk recomputes every 4th point from the run's start (others step in place)
 TIMED_POINTS = 8  # points vmap is timed on when `batching="auto"` measures which way is faster
 HELD_OUTPUTS = 1 << 22  # network outputs (numbers) the walk holds before reducing them to sums
 
@@ -112,20 +114,24 @@ class _Flat:
         self.raw.copy_(self.start)
         self._clamp()
 
-    def move(self, t: float, u: torch.Tensor, key: tuple) -> None:
-        """Move to `start + t * (u @ anchors)`, one axpy; the direction is cached under `key` (u rounded)."""
+    def move(self, alpha: float, from_start: bool, u: np.ndarray, key: tuple) -> None:
+        """Move to `start + alpha * (u @ anchors)`, or by `alpha * (u @ anchors)` in place: one axpy either way;
+        the direction is cached under `key` (u rounded)."""
         direction = self.directions.get(key)
         if direction is None:
             direction = self._direction(u, key)
-        torch.add(self.start, direction, alpha=t, out=self.raw)
+        if from_start:
+            torch.add(self.start, direction, alpha=alpha, out=self.raw)
+        else:
+            self.raw.add_(direction, alpha=alpha)
         self._clamp()
 
-    def _direction(self, u: torch.Tensor, key: tuple) -> torch.Tensor:
-        nonzero = torch.nonzero(u).flatten()
+    def _direction(self, u: np.ndarray, key: tuple) -> torch.Tensor:
+        nonzero = np.flatnonzero(u)
         if len(nonzero) == 1:  # along one anchor (a random direction): the anchor itself, no copy
             direction = self.anchors[int(nonzero[0])]
         else:
-            direction = (u.to(self.raw.device) @ self.anchors.double()).to(self.raw.dtype)
+            direction = (torch.from_numpy(u).to(self.raw.device) @ self.anchors.double()).to(self.raw.dtype)
         if len(self.directions) >= CACHED_STEPS:
             del self.directions[next(iter(self.directions))]
         self.directions[key] = direction
@@ -140,7 +146,7 @@ class _Walk:
     """A private copy of `model` (eval mode) whose floating state moves in place from point to point.
 
     Consecutive steps along one direction form a run: its first point is built afresh from the anchors, and
-    every later point is that start plus a multiple of the direction, so nothing accumulates along the run.
+    later points step along the direction from the point before or from the start (`_plan`).
     Integer buffers (`num_batches_tracked`) are the first anchor's. The caller's model is never touched (the
     anchors are often its own `state_dict()`).
     """
@@ -168,17 +174,18 @@ class _Walk:
             yield
 
 
-Move = tuple[float, torch.Tensor, tuple] | None
+Move = tuple[float, bool, np.ndarray, tuple] | None
 
 
 def _plan(coeffs: np.ndarray) -> list[Move]:
-    """How the walk reaches each point: None where it is built afresh, else `(t, u, key)`, the start of its run
-    plus `t` times the direction `u @ anchors` (cached under `key`).
+    """How the walk reaches each point: None where it is built afresh, else the arguments of `_Flat.move`.
 
     A step `c[p+1] - c[p]` is a multiple of `u`, the step over its largest entry (so opposite steps share it),
     and `u` rounded to 1e-12 is its key; a run is a stretch of steps with one key. The first point of every run
     of two or more steps is built, and so is the end of a lone step (a grid's step to the next row lands on the
-    start of that row's run, built once).
+    start of that row's run, built once). Within a run, every `EXACT_EVERY`-th point is the run's start plus
+    `t u @ anchors`, and the others step in place from the point before, so that at most `EXACT_EVERY - 1`
+    roundings pile up.
     """
     d = np.diff(coeffs, axis=0)
     j = np.abs(d).argmax(1) if len(d) else np.zeros(0, dtype=int)
@@ -195,9 +202,11 @@ def _plan(coeffs: np.ndarray) -> list[Move]:
         if starts_run or ends_lone_step:
             plan.append(None)
             start = p
-        else:
+        elif (p - start) % EXACT_EVERY == 0:
             i = j[p - 1]
-            plan.append((float(coeffs[p, i] - coeffs[start, i]), torch.from_numpy(u[p - 1]), into))
+            plan.append((float(coeffs[p, i] - coeffs[start, i]), True, u[p - 1], into))
+        else:
+            plan.append((float(scale[p - 1]), False, u[p - 1], into))
     return plan
 
 
