@@ -50,7 +50,7 @@ from ..training.bn import reset_bn
 State = Mapping[str, torch.Tensor]
 Data = Split | Iterable[Batch]
 EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a vmap chunk)
-WALK_CHUNK = 64  # points per chunk of the walk (between `on_chunk` calls); each chunk starts from a built point
+WALK_CHUNK = 128  # most points per chunk of the walk (between `on_chunk` calls, each chunk starting afresh)
 CACHED_STEPS = 4  # step directions the walk keeps besides the anchors themselves
 EXACT_EVERY = 4  # within a run, the walk recomputes every 4th point from the run's start (others step in place)
 TIMED_POINTS = 8  # points vmap is timed on when `batching="auto"` measures which way is faster
@@ -333,8 +333,9 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
 
     `reset_on`: recompute BatchNorm statistics on these examples at every point (always walked). `batching`:
     "loop" walks the points in the order given (pass neighbours consecutively), "vmap" batches them, "auto"
-    walks on the CPU and times both elsewhere. `chunk`: points between `on_chunk` calls [WALK_CHUNK], or per
-    batched pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
+    walks on the CPU and times both elsewhere. `chunk`: points walked between `on_chunk` calls
+    [EXAMPLES_PER_PASS / examples per point, at most WALK_CHUNK], or per batched pass
+    [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
     the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `model` is never modified: the
     points live in a private copy.
     """
@@ -358,8 +359,8 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
                    or (batching == "auto" and (device.type == "cpu" or n_points < 2 * TIMED_POINTS
                                                or not _vmap_pays(walk, anchors, coeffs, data[0].first(), loss,
                                                                  device))))
-        chunk = chunk or (WALK_CHUNK if walking
-                          else max(1, EXAMPLES_PER_PASS // min(batch_size, max(*counts, 1))))
+        chunk = chunk or max(1, min(WALK_CHUNK, EXAMPLES_PER_PASS // max(sum(counts), 1)) if walking
+                             else EXAMPLES_PER_PASS // min(batch_size, max(*counts, 1)))
 
         def sums(rows: range) -> torch.Tensor:
             if walking:
