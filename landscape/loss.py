@@ -30,8 +30,8 @@ def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     Without gradients, on the CPU and with fewer than `SHORT_ROWS` classes, the log-softmax runs over the
     transposed logits: torch's kernel over a last dimension shorter than one vector register (16 floats with
-    AVX-512) is scalar, 4-7x slower for 10 classes than over the first dimension, and as slow as the network
-    itself on small models (measured on 359 x 10 logits). Same value up to float rounding.
+    AVX-512) is scalar, 4-7x slower for 10 classes than over the first dimension (measured on 359 x 10 logits),
+    a visible share of a small network's evaluation. Same value up to float rounding.
     """
     if (out.ndim == 2 and out.shape[1] < SHORT_ROWS and out.device.type == "cpu" and not torch.is_grad_enabled()
             and y.ndim == 1 and not y.is_floating_point()):
