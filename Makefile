@@ -32,6 +32,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/curvature_vs_pyhessian.py | tee results/curvature_vs_pyhessian.txt
 	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
 	PYTHONPATH=. $(PY) benchmarks/fusion_coverage.py | tee results/fusion_coverage.txt
+	$(PY) -m pip install -q --no-deps loss-landscapes==3.0.6  # the peer surface_speed.py compares with
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
 	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt

@@ -81,7 +81,8 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
               help="Plane: padding around the three models, as a fraction of their extent.")
 @click.option("--include-bias-bn", is_flag=True, help="Move biases and BatchNorm parameters too (Li et al. zero them).")
 @NAME
-@click.option("--chunk", type=int, default=None, help="Points per batched pass [auto].")
+@click.option("--chunk", type=int, default=None,
+              help="Points per batched pass (vmap), or walked between saves (loop) [auto].")
 @measure()
 @POINTS
 def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, parallel, batching, **o):

@@ -28,6 +28,7 @@ from .directions import (
     path_coefficients,
     plane_axes,
     plane_ranges,
+    serpentine,
     trainable_names,
 )
 from .points import Data, State, evaluate_points
@@ -125,7 +126,8 @@ def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: 
     attrs = {**settings, "kind": surface.kind, "axes": "x" if surface.y is None else "x,y",
              "models": list(surface.models), "key": key}
     values, done = _resume(out, group, key, n)
-    todo = np.flatnonzero(~done)
+    order = serpentine(surface.shape)
+    todo = order[~done[order]]  # in serpentine order, so that the walk steps between neighbours
     bar = progress.bar(total=n, desc=f"contour {surface.kind}")
     bar.update(int(done.sum()))
     last = time.monotonic()
