@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

@@ -7,7 +7,7 @@ from fusion.choices import MODES
 from landscape.choices import SURFACE_KINDS
 
 from .fusion import SOLVER
-from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, measure, writable_folder
+from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, figures, measure, writable_folder
 
 ALIGN = ("none", "ot", "both")
 POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
@@ -141,18 +141,20 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
+@figures("png")
 @JSON
-def plot_cmd(store, out_dir, as_json):
+def plot_cmd(store, out_dir, formats, dpi, as_json):
     """Draw what an HDF5 result file holds: spectral densities, interpolation curves, loss surfaces."""
     from pathlib import Path
 
+    from landscape.plots.figure import parse_formats
     from landscape.plots.files import plot_file
 
     from .session import Session
 
     session = Session(as_json=as_json)
     out_dir = Path(out_dir) if out_dir else Path(store).with_name(Path(store).stem + "_plots")
-    written = plot_file(store, out_dir)
+    written = plot_file(store, out_dir, parse_formats(formats), dpi)
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import click
 
-from landscape.choices import BATCHING, LOSSES, PARALLEL, SPLITS
+from landscape.choices import BATCHING, FIGURE_FORMATS, LOSSES, PARALLEL, SPLITS
 
 Decorator = Callable[[Callable], Callable]
 
@@ -63,6 +63,15 @@ PARALLEL_OPTION = click.option("--parallel", type=click.Choice(PARALLEL), defaul
 BATCHING_OPTION = click.option("--batching", type=click.Choice(BATCHING), default="auto", show_default=True,
                                help="Batch grid points with torch.func.vmap, evaluate them one by one (loop), "
                                     "or choose by device (auto).")
+
+
+def figures(default_formats: str) -> Decorator:
+    """--format (comma-separated figure formats) and --dpi (of raster formats), for commands that draw."""
+    return compose(
+        click.option("--format", "formats", default=default_formats, show_default=True,
+                     help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}."),
+        click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True,
+                     help="Resolution of PNG figures (vector formats ignore it)."))
 
 
 def batch_size(default: int, what: str = "Examples per forward (and backward) pass; a memory knob only.") -> Decorator:

@@ -5,27 +5,39 @@ import click
 
 from landscape.study import presets
 
-from .options import DEVICE, JSON, QUIET, writable_folder
+from .options import DEVICE, JSON, QUIET, figures, writable_folder
 
 
 @click.command("study")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--preset", default=None, help=f"A bundled config instead of a file: {', '.join(presets.names())}.")
 @click.option("--data", "data_spec", default=None, help="Override the config's dataset.")
+@click.option("--replicates", type=click.IntRange(min=1), default=None,
+              help="Override the config's [study] replicates (replicate r shifts every seed by 1000·r).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Checkpoints and study.h5 go here (default runs/<name>).")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default <workdir>/report).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the job list and its work (examples trained, forward passes, Hessian-vector products, "
+                   "what is cached already); run nothing.")
+@click.option("--calibrate", is_flag=True,
+              help="With --dry-run: time a training step, a forward pass and an HVP of the model on --device and "
+                   "estimate how long the jobs left take.")
+@figures("png,pdf")
 @DEVICE
 @QUIET
 @JSON
-def study_cmd(config, preset, data_spec, workdir, report_dir, device, quiet, as_json):
+def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi, device,
+              quiet, as_json):
     """Train, fuse, fine-tune and measure as in the seed study; cached and resumable; ends with the report."""
+    from dataclasses import replace
     from pathlib import Path
 
     import fusion
     from landscape import dist
     from landscape.errors import LandscapeError
+    from landscape.plots.figure import parse_formats
     from landscape.study.config import load_config
     from landscape.study.report import write_report
     from landscape.study.run import StudyRun
@@ -34,28 +46,56 @@ def study_cmd(config, preset, data_spec, workdir, report_dir, device, quiet, as_
 
     if config and preset:
         raise LandscapeError("give a CONFIG file or --preset, not both")
+    if calibrate and not dry_run:
+        raise LandscapeError("--calibrate goes with --dry-run")
+    formats = parse_formats(formats)
     session = Session(device, quiet, as_json)
     cfg = load_config(config or presets.path(preset or "quick"), data=data_spec)
+    if replicates is not None:
+        cfg = replace(cfg, replicates=replicates)
     workdir = Path(workdir or Path("runs") / cfg.name)
     run = StudyRun(cfg, workdir, fusion, session.device)
+    if dry_run:
+        _dry_run(session, run, calibrate)
+        return
     run.run()
     report = None
     if dist.launched_rank() == 0:
-        report = write_report(run.store, report_dir or workdir / "report")
+        report = write_report(run.store, report_dir or workdir / "report", formats, dpi)
     session.emit({"store": str(run.store), "report": str(report)}, f"store {run.store}\nreport {report}")
+
+
+def _dry_run(session, run, calibrate: bool) -> None:
+    """Print the job list, its work and (calibrated) its time; nothing is written."""
+    from landscape.study.cost import calibrate as measure_rates
+    from landscape.study.cost import plan_text, seconds, work
+
+    stages = run.todo()
+    rates = None
+    if calibrate:
+        keys = [key for _, _, todo in stages for key in work(todo)]
+        rates = measure_rates(run.cfg.arch, run.kwargs, keys, session.device)
+    result = {"stages": [{"stage": stage, "jobs": len(jobs), "todo": len(todo),
+                          "work": [{"unit": u, "batch_size": b, "examples": n} for (u, b), n in work(todo).items()],
+                          **({"seconds": seconds(work(todo), rates)} if rates else {})}
+                         for stage, jobs, todo in stages],
+              "device": str(session.device)}
+    session.emit(result, plan_text(stages, rates, str(session.device)))
 
 
 @click.command("report")
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default: beside the store, in report/).")
-def report_cmd(store, out_dir):
+@figures("png,pdf")
+def report_cmd(store, out_dir, formats, dpi):
     """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""
     from pathlib import Path
 
+    from landscape.plots.figure import parse_formats
     from landscape.study.report import write_report
 
-    report = write_report(store, out_dir or Path(store).parent / "report")
+    report = write_report(store, out_dir or Path(store).parent / "report", parse_formats(formats), dpi)
     click.echo(str(report))
 
 

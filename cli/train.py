@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from landscape.choices import SCHEDULES
+from landscape.choices import MONITORS, SCHEDULES
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, RESULT_OUT, batch_size, compose
 
@@ -19,7 +19,10 @@ LOOP = compose(
     click.option("--plateau-factor", type=float, default=0.1, show_default=True),
     click.option("--plateau-patience", type=int, default=5, show_default=True),
     click.option("--patience", type=int, default=0, show_default=True,
-                 help="Early stopping after N epochs without better validation accuracy (0: off)."),
+                 help="Early stopping after N epochs without a better --monitor value (0: off)."),
+    click.option("--min-epochs", type=int, default=0, show_default=True, help="Early stopping waits this long."),
+    click.option("--monitor", type=click.Choice(MONITORS), default="val_acc", show_default=True,
+                 help="What the plateau schedule and early stopping watch (the best-val-accuracy weights are kept)."),
     click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of data order/augmentation."),
     click.option("--augment/--no-augment", default=True, show_default=True,
                  help="Crop+flip augmentation (CIFAR data only)."),

@@ -1,16 +1,25 @@
-"""The study pipeline: end to end on a tiny config, resume after a kill, caching, and a report from the store."""
+"""The study pipeline: end to end on a tiny config (per-pair fine-tuning, same- and different-init mixed pairs),
+resume after a kill, caching, replicates aggregated in the report, the seed study's values beside ours, the
+dry run, and progress lines in logs."""
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import pytest
 
 import fusion
+from landscape.errors import LandscapeError
 from landscape.study import run as study_mod
 from landscape.study.config import load_config
+from landscape.study.published import find, seed_tables
 from landscape.study.report import write_report
 from landscape.study.run import StudyRun
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = """
 [study]
 name = "tiny"
@@ -26,13 +35,18 @@ epochs = 3
 [pairs]
 same_init = [[1, 1], [1, 2]]
 diff_init = [[1, 1], [2, 1]]
-mixed = [[32, 128]]
+mixed = [{{ a = [32, 2, 1], b = [128, 1, 1] }}, {{ a = [32, 1, 1], b = [128, 1, 1] }}]
 
 [fusion]
 align_samples = 100
 
 [finetune]
 epochs = 1
+runs = [
+  {{ batches = [32, 32], models = ["vanilla", "ot"], batch_size = 32, lr = 0.01, momentum = 0.95 }},
+  {{ batches = [32, 128], models = ["ot"], batch_size = 128, lr = 0.05 }},
+  {{ batches = [32, 128], models = ["ot"], batch_size = 64 }},
+]
 
 [measure]
 samples = 128
@@ -45,9 +59,9 @@ contour_steps = 4
 """
 
 
-def _config(tmp_path: Path, hvps: int = 20):
+def _config(tmp_path: Path, hvps: int = 20, extra: str = ""):
     path = tmp_path / f"tiny{hvps}.toml"
-    path.write_text(TINY.format(hvps=hvps))
+    path.write_text(TINY.format(hvps=hvps) + extra)
     return load_config(path)
 
 
@@ -73,19 +87,40 @@ def finished(tmp_path_factory):
     return run
 
 
-def test_tiny_study_end_to_end(finished, tmp_path):
-    report = write_report(finished.store, tmp_path / "report")
+@pytest.fixture(scope="module")
+def report(finished, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return write_report(finished.store, out)
+
+
+def test_tiny_study_end_to_end(finished, report):
     text = report.read_text()
-    for needle in ("Table 1", "OTFusion", "A aligned to B", "Pred. avg", "OTFusion FT", "mixed batch sizes"):
-        assert needle in text
-    for figure in ("barrier_vs_batch_size", "sharpness_vs_batch_size", "interpolation_diff-bs32", "esd_vanilla",
-                   "esd_ot", "esd_ot_mixed", "contour_diff-bs128"):
-        assert (tmp_path / "report" / f"{figure}.png").stat().st_size > 0
-        assert f"({figure}.png)" in text
+    for needle in ("Table 1. LMC barrier", "OTFusion", "A aligned to B", "Pred. avg", "OTFusion FT", "Vanilla avg FT",
+                   "mixed batch sizes", "Same initialisation for A and B, trained with different batch sizes",
+                   "## What the numbers say", "## Settings", "Source: `/barriers/"):
+        assert needle in text, needle
+    for figure in ("barrier_vs_batch_size", "sharpness_vs_batch_size", "interpolation_bs32", "interpolation_bs128",
+                   "interpolation_bs32-bs128",
+                   "esd_vanilla", "esd_ot", "esd_ot_mixed", "contours"):
+        for fmt in ("png", "pdf"):
+            assert (report.parent / f"{figure}.{fmt}").stat().st_size > 0
+        assert f"({figure}.png)" in text and f"({figure}.pdf)" in text
+    assert text.count("*Figure ") == 9
     with h5py.File(finished.store, "r") as f:
+        models = set(f["models"])
+        # Table 6-style fine-tuning: per pair and model, two batch sizes for one mixed pair, none for diff-bs128
+        assert {"diff-bs32.vanilla-ft32", "diff-bs32.ot-ft32", "diff-bs32-bs128.ot-ft128",
+                "diff-bs32-bs128.ot-ft64"} <= models
+        assert not any(m.startswith("diff-bs128.") and "-ft" in m for m in models)
+        assert not any(m.startswith("same-") and "-ft" in m for m in models)
+        # mixed pairs with the same and with different initialisation, each with barriers pre and post
+        assert f["study/pairs/same-bs32-bs128"].attrs["init"].decode() == "same"
+        assert f["study/pairs/diff-bs32-bs128"].attrs["init"].decode() == "diff"
+        assert {"none", "ot"} <= set(f["barriers/bs32-i1-d1~bs128-i1-d1"])
         assert "models/same-bs32.ot/eigenvalues" in f and "models/diff-bs128.vanilla/esd" in f
         assert f["surfaces/diff-bs32/plane/loss"].shape == (4, 4) and "surfaces/same-bs32" not in f
-        assert "barriers/bs32-i1-d1~bs32-i2-d1/ot" in f
+        tuned = json.loads(f["study/pairs/diff-bs32-bs128"].attrs["finetuned"])
+        assert [(t["settings"]["batch_size"], t["settings"]["lr"]) for t in tuned] == [(128, 0.05), (64, 0.1)]
 
 
 def test_killed_study_resumes_with_same_numbers(finished, tmp_path, monkeypatch):
@@ -116,11 +151,15 @@ def test_killed_study_resumes_with_same_numbers(finished, tmp_path, monkeypatch)
     assert _values(resumed.store) == _values(finished.store)
 
 
+def _no_training(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a model was trained or fused again")
+    monkeypatch.setattr(study_mod, "train", refuse)
+    monkeypatch.setattr(fusion, "fuse", refuse)
+
+
 def test_changed_measurement_setting_does_not_retrain(finished, tmp_path, monkeypatch):
-    def no_training(*a, **k):
-        raise AssertionError("parents were retrained")
-    monkeypatch.setattr(study_mod, "train", no_training)
-    monkeypatch.setattr(fusion, "fuse", no_training)
+    _no_training(monkeypatch)
     shutil.copytree(finished.workdir, tmp_path / "work")
     before = _values(finished.store)
     run = StudyRun(_config(tmp_path, hvps=24), tmp_path / "work", fusion)
@@ -136,5 +175,120 @@ def test_report_reads_the_store(finished, tmp_path):
     with h5py.File(store, "a") as f:
         f["models/same-bs32.ot/metrics"].attrs["test_acc"] = 0.123456
         f["barriers/bs32-i1-d1~bs32-i1-d2/none"].attrs["barrier_train"] = 9.8765
-    text = write_report(store, tmp_path / "r").read_text()
+    text = write_report(store, tmp_path / "r", formats=()).read_text()
     assert "12.35" in text and "9.8765" in text
+
+
+def test_replicates_are_aggregated(finished, tmp_path):
+    """A second replicate shifts every seed by 1000 and reuses replicate 0; the report shows mean ± sd over the
+    replicates, so values edited in the store show up in both."""
+    shutil.copytree(finished.workdir, tmp_path / "work")
+    cfg = _config(tmp_path, extra="")
+    cfg.replicates = 2
+    run = StudyRun(cfg, tmp_path / "work", fusion)
+    todo = {stage: len(jobs) for stage, _, jobs in run.todo()}
+    assert todo["train parents"] == 6 and todo["fuse"] == 18   # replicate 1 only
+    run.run()
+    with h5py.File(run.store, "a") as f:
+        assert f["study/pairs/diff-bs32-r1"].attrs["seeds_b"].tolist() == [1002, 1001]
+        assert f["study/pairs/diff-bs32-r1"].attrs["a"].decode() == "bs32-i1001-d1001"
+        f["models/diff-bs32.ot/metrics"].attrs["test_acc"] = 0.5
+        f["models/diff-bs32-r1.ot/metrics"].attrs["test_acc"] = 0.7
+        f["barriers/bs128-i1-d1~bs128-i2-d1/ot"].attrs["barrier_train"] = 1.0
+        f["barriers/bs128-i1001-d1001~bs128-i1002-d1001/ot"].attrs["barrier_train"] = 3.0
+    text = write_report(run.store, tmp_path / "r", formats=()).read_text()
+    assert "| OTFusion | 60.00 ± 14.14 |" in text      # mean and sample standard deviation of 50 and 70
+    assert "| 128 | different | 2 | " in text and "| 2.0000 ± 1.4142 |" in text
+    assert "standard deviation over the 2 replicates" in text
+
+
+def test_seed_column_shows_the_published_values(finished, tmp_path):
+    """With `compare`, tables are numbered and captioned as in the seed study, with its values beside ours
+    (typed here from the paper: Tables 1, 2 and 3 of Cabodi et al.)."""
+    store = tmp_path / "copy.h5"
+    store.write_bytes(finished.store.read_bytes())
+    with h5py.File(store, "a") as f:
+        f["study/config"].attrs["compare"] = "resnet18/cifar10"
+    text = write_report(store, tmp_path / "r", formats=()).read_text()
+    assert "### Table 1. LMC barrier pre / post alignment (ResNet-18, CIFAR-10)." in text
+    assert "### Table 3. Different initialization for A and B, trained with corresponding batch size" in text
+    assert "### Table 10. Same initialization for A and B, trained with mixed batch sizes" in text
+    lines = text.splitlines()
+    row = next(line for line in lines if line.startswith("| 32 | same |"))
+    assert "| 1.3797 |" in row and "| 0.4601 |" in row            # Table 1, batch 32, same init
+    row = next(line for line in lines if line.startswith("| 128 | different |"))
+    assert "| 2.2544 |" in row and "| 0.6213 |" in row            # Table 1, batch 128, different init
+    assert any("| Model B |" in line and "| 91.24 |" in line for line in lines)                     # Table 2
+    assert any("| Vanilla avg FT |" in line and "| 92.00 |" in line and "| 54.09 |" in line for line in lines)
+    assert any("| OTFusion FT |" in line and "| 92.30 |" in line and "| 3.03 |" in line for line in lines)
+
+
+def test_published_values():
+    tables = seed_tables("resnet18/cifar10")
+    assert [t.number for t in tables] == [1, 2, 3, 4, 7, 10]
+    t4 = find(tables, "model", "mixed", "diff")
+    assert t4.number == 4
+    assert t4.model(32, 512, "OTFusion FT", "test_acc", 256) == "92.23"
+    assert t4.model(32, 512, "OTFusion FT", "trace", 512) == "43.94"
+    assert find(tables, "barrier", "mixed").barrier(512, 32, "same", "post") == "0.7337"
+    assert [t.number for t in seed_tables("vgg11/cifar10")] == [9, 13, 14]
+    assert find(seed_tables("resnet18/mnist"), "model", "corresponding", "diff").model(
+        32, 32, "Model A", "top_eig") == "0.13"
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ('data = "digits"', 'data = "digits"\ncompare = "resnet50/imagenet"', "compare must be one of"),
+    ("batch_size = 64", "batch_size = 128", "same batch size"),
+    ("mixed = [", "mixed = [{ a = [32, 1], b = [128, 1, 1] }, ", "a parent is"),
+    ("same_init = [[1, 1], [1, 2]]", "same_init = [[1, 1], [2, 2]]", "equal init seeds"),
+    ("models = [\"ot\"], batch_size = 64", "models = [\"ot\"], lr = 1, lr_factor = 2", "both lr and lr_factor"),
+])
+def test_config_errors(tmp_path, old, new, words):
+    text = TINY.format(hvps=20)
+    assert old in text
+    path = tmp_path / "bad.toml"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(LandscapeError, match=words):
+        load_config(path)
+
+
+def _cli(args: list[str], tmp_path: Path, stderr_file: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    with stderr_file.open("w") as err:
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=err, text=True, timeout=240, check=False)
+
+
+def test_progress_lines_in_a_log_and_quiet(finished, tmp_path):
+    """stderr redirected to a file: one line per stage (and every few seconds); --quiet writes none."""
+    (tmp_path / "tiny.toml").write_text(TINY.format(hvps=24))
+    shutil.copytree(finished.workdir, tmp_path / "loud")
+    shutil.copytree(finished.workdir, tmp_path / "quiet")
+    loud = _cli(["study", "tiny.toml", "--workdir", "loud", "--format", "png"], tmp_path, tmp_path / "loud.log")
+    assert loud.returncode == 0, (tmp_path / "loud.log").read_text()
+    log = (tmp_path / "loud.log").read_text().splitlines()
+    assert "progress: study 1/4 train parents: 0/0 done in 0:00" in log
+    measure = [line for line in log if line.startswith("progress: study 4/4 measure: ")]
+    assert measure[-1].startswith("progress: study 4/4 measure: 28/28 done in ")   # the trace of every model
+    quiet = _cli(["study", "tiny.toml", "--workdir", "quiet", "--format", "png", "--quiet"], tmp_path,
+                 tmp_path / "quiet.log")
+    assert quiet.returncode == 0
+    assert (tmp_path / "quiet.log").read_text() == ""
+
+
+def test_dry_run_lists_jobs_and_writes_nothing(finished, tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY.format(hvps=20))
+    fresh = _cli(["study", "tiny.toml", "--workdir", "w", "--dry-run", "--json", "--calibrate"], tmp_path,
+                 tmp_path / "err.log")
+    assert fresh.returncode == 0, (tmp_path / "err.log").read_text()
+    plan = json.loads(fresh.stdout)
+    stages = {s["stage"]: s for s in plan["stages"]}
+    assert stages["train parents"]["todo"] == 6 and stages["fine-tune"]["jobs"] == 4
+    trained = {w["batch_size"]: w["examples"] for w in stages["train parents"]["work"] if w["unit"] == "train"}
+    assert trained == {32: 3 * 3 * 1294, 128: 3 * 3 * 1294}   # 3 parents per batch size, 3 epochs of 1294 examples
+    assert all(s["seconds"] > 0 for s in plan["stages"])
+    assert not (tmp_path / "w").exists()
+    shutil.copytree(finished.workdir, tmp_path / "done")
+    cached = _cli(["study", "tiny.toml", "--workdir", "done", "--dry-run"], tmp_path, tmp_path / "err.log")
+    assert "train parents: 6 jobs, 0 to do: nothing" in cached.stdout
+    assert "[done] train bs32-i1-d1" in cached.stdout

@@ -56,3 +56,15 @@ def test_early_stopping_stops(tmp_path, run_cli):
                    "--quiet")[0] == 0
     _, meta = load_checkpoint(out)
     assert meta["epochs_run"] < 30
+
+
+def test_early_stopping_waits_for_min_epochs(tmp_path, run_cli):
+    """The seed study's epoch bounds: with weights that never change, patience 2 would stop after 3 epochs;
+    --min-epochs 6 keeps it going to 6. --monitor names what early stopping and the plateau schedule watch."""
+    out = tmp_path / "m.pt"
+    assert run_cli("train", "--hidden", "8", "--epochs", "30", "--lr", "1e-9", "--patience", "2", "--min-epochs", "6",
+                   "--monitor", "val_loss", "--schedule", "plateau", "--out", out, "--quiet")[0] == 0
+    _, meta = load_checkpoint(out)
+    assert meta["epochs_run"] == 6 and meta["monitor"] == "val_loss" and meta["min_epochs"] == 6
+    code, _, err = run_cli("train", "--epochs", "1", "--monitor", "val_f1", "--out", tmp_path / "x.pt")
+    assert code == 2 and "val_f1" in err

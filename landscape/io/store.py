@@ -117,8 +117,10 @@ def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
     write_results(path, {group: (arrays, attrs or {})})
 
 
-def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
-    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0 only."""
+def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+                  clear: str | None = None) -> None:
+    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0 only.
+    `clear` names a group removed with everything under it first (a description rewritten whole)."""
     if not dist.is_main():
         return
     path = Path(path)
@@ -130,6 +132,8 @@ def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[st
         except OSError:
             raise LandscapeError(f"{path}: not an HDF5 result file") from None
         with f:
+            if clear is not None and clear in f:
+                del f[clear]
             for group, (arrays, attrs) in groups.items():
                 _put(f, group, arrays, {**attrs, **stamp})
 

@@ -2,6 +2,7 @@
 from .._lazy import exporter
 
 _EXPORTS = {"plot_file": ".files", "plot_esd": ".esd", "plot_esd_grid": ".esd", "plot_interpolation": ".path",
-            "plot_surface": ".surface", "save_figure": ".figure"}
+            "plot_surface": ".surface", "plot_surface_grid": ".surface", "save_figure": ".figure",
+            "style": ".figure"}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

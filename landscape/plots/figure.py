@@ -1,16 +1,66 @@
-"""Writing a matplotlib figure atomically (the one place every plot goes through)."""
+"""The style every figure is drawn in and the one place figures are written (atomically, in several formats,
+byte for byte reproducible)."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
 
+from ..choices import FIGURE_FORMATS
+from ..errors import LandscapeError
 from ..io.atomic import atomic_path
 
+DPI = 150
+# Fixed metadata: no creation date, so that the same numbers give the same file (`make demo` regenerates the
+# committed figures byte for byte).
+METADATA = {"png": {"Software": "landscape (matplotlib)"}, "pdf": {"CreationDate": None, "Producer": "landscape"},
+            "svg": {"Date": None}}
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> Path:
-    """Save `fig` to `path` (format from the suffix) through a temporary file and a rename."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    return path
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Seaborn's paper style and colour-blind palette, applied inside the block only (the user's matplotlib
+    settings are left as they were)."""
+    import seaborn as sns
+
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.15),
+          "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
+          "axes.titlesize": 10.5, "figure.titlesize": 11.5, "legend.fontsize": 8.5, "legend.frameon": True,
+          "legend.framealpha": 0.9, "svg.hashsalt": "landscape", "pdf.fonttype": 42, "image.cmap": "viridis"}
+    with matplotlib.rc_context(rc):
+        yield
+
+
+def palette() -> list[tuple[float, float, float]]:
+    """The colour-blind palette the style uses (seaborn's), as RGB tuples."""
+    import seaborn as sns
+
+    return list(sns.color_palette("colorblind"))
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """`"png,pdf"` (or a sequence) as a tuple of known figure formats, in the order given."""
+    items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
+    formats = tuple(dict.fromkeys(f for f in items if f))
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise LandscapeError(f"unknown figure format {unknown[0] if unknown else text!r}; "
+                             f"choose from {', '.join(FIGURE_FORMATS)}")
+    return formats
+
+
+def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """Save `fig` as `path` plus each suffix in `formats` (a figure format suffix already on `path` is dropped),
+    each through a temporary file and a rename; return the files written. Call it inside `style()` when the
+    figure was drawn there."""
+    base, written = Path(path), []
+    name = base.stem if base.suffix.lstrip(".") in FIGURE_FORMATS else base.name
+    for fmt in formats:
+        target = base.parent / f"{name}.{fmt}"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=METADATA.get(fmt))
+        written.append(target)
+    return written

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import LandscapeError
 from ..io.store import open_store
 from .esd import plot_esd
+from .figure import DPI
 from .path import plot_interpolation
 from .surface import plot_surface
 
@@ -15,8 +17,9 @@ def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
-def plot_file(path: str | Path, out_dir: str | Path) -> list[Path]:
-    """Draw every spectral density, interpolation curve and surface stored in `path` into `out_dir`.
+def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """Draw every spectral density, interpolation curve and surface stored in `path` into `out_dir`, each
+    figure in every one of `formats`.
 
     Nothing is created when the file holds nothing to draw.
     """
@@ -28,18 +31,19 @@ def plot_file(path: str | Path, out_dir: str | Path) -> list[Path]:
             if parts[0] == "models" and parts[-1] == "esd":
                 esds.append((group, store.arrays(group), store.attrs(group), "/".join(parts[1:-1])))
             elif parts[0] == "barriers" and len(parts) == 3:
-                curves[parts[1]][parts[2]] = store.arrays(group)
+                curves[parts[1]][parts[2]] = [store.arrays(group)]
             elif parts[0] == "surfaces" and len(parts) >= 3:
                 surfaces.append((group, store.arrays(group), store.attrs(group),
                                  f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
     if not (esds or surfaces or curves):
         raise LandscapeError(f"{path}: no spectral density, barrier curve or surface to plot")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [plot_esd(arrays, attrs, out_dir / f"{_slug(group)}.png", f"Hessian ESD of {name}")
-               for group, arrays, attrs, name in esds]
-    written += [plot_surface(arrays, attrs, out_dir / f"{_slug(group)}.png", title)
-                for group, arrays, attrs, title in surfaces]
-    written += [plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}.png",
-                                   f"Linear interpolation {pair.replace('~', ' to ')}")
-                for pair, by_align in curves.items()]
+    written: list[Path] = []
+    for group, arrays, attrs, name in esds:
+        written += plot_esd(arrays, attrs, out_dir / _slug(group), f"Hessian ESD of {name}", formats, dpi)
+    for group, arrays, attrs, title in surfaces:
+        written += plot_surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
+    for pair, by_align in curves.items():
+        written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
+                                      f"Linear interpolation {pair.replace('~', ' to ')}", formats, dpi)
     return written

@@ -1,35 +1,66 @@
 """The interpolation figure of the seed study (figures 1-2): loss and accuracy from A (a=0) to B (a=1), train
 solid and test dashed, before and after alignment, with the vanilla average (a=0.5 before alignment) and the
-OT fusion (a=0.5 after alignment: the average of B and A aligned to B) marked."""
+OT fusion (a=0.5 after alignment: the average of B and A aligned to B) marked. Several curves of one kind
+(replicates) are drawn as their mean with a band of one standard deviation."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .figure import save_figure
+from .figure import DPI, palette, save_figure, style
 
-STYLE = {"none": ("tab:red", "pre-alignment", "vanilla avg"), "ot": ("tab:blue", "post OT alignment", "OT fusion")}
+Curves = Mapping[str, Sequence[dict[str, np.ndarray]]]   # align ("none" | "ot") -> one curve per replicate
+LABELS = {"none": ("pre-alignment", "vanilla avg"), "ot": ("post OT alignment", "OT fusion")}
+WHAT = {"loss": "cross-entropy loss", "acc": "accuracy"}
 
 
-def plot_interpolation(curves: Mapping[str, dict[str, np.ndarray]], out_path: str | Path, title: str) -> Path:
-    """Draw the stored curves `{align: arrays}` (align `none` and/or `ot`) into one two-panel figure."""
-    fig = Figure(figsize=(9, 3.6))
-    axes = fig.subplots(1, 2)
-    for align, arrays in curves.items():
-        color, label, marker_label = STYLE.get(align, ("tab:green", align, None))
-        a = np.asarray(arrays["alphas"])
+def _colours() -> dict[str, tuple]:
+    colours = palette()
+    return {"none": colours[3], "ot": colours[0]}
+
+
+def draw_interpolation(ax: Axes, curves: Curves, what: str) -> None:
+    """Draw `what` ("loss" or "acc") along the line for every alignment in `curves` into `ax`."""
+    colours = _colours()
+    for align, runs in curves.items():
+        if not runs:
+            continue
+        colour = colours.get(align, "0.3")
+        label, marker_label = LABELS.get(align, (align, None))
+        a = np.asarray(runs[0]["alphas"])
+        for split, ls in (("train", "-"), ("test", "--")):
+            values = np.stack([np.asarray(r[f"{split}_{what}"], dtype=float) for r in runs])
+            mean = values.mean(axis=0)
+            ax.plot(a, mean, ls=ls, color=colour, label=f"{label}, {split}")
+            if len(runs) > 1:
+                sd = values.std(axis=0, ddof=1)
+                ax.fill_between(a, mean - sd, mean + sd, color=colour, alpha=0.18, lw=0)
+        if marker_label:
+            train = np.stack([np.asarray(r[f"train_{what}"], dtype=float) for r in runs]).mean(axis=0)
+            ax.plot([0.5], [float(np.interp(0.5, a, train))], marker="*", ms=13, mec="black", mew=0.6, color=colour,
+                    ls="none", label=f"{marker_label} (train)", zorder=3)
+    ax.set(xlabel="a  (0 = A, 1 = B)", ylabel=WHAT[what], xlim=(0, 1))
+
+
+def plot_interpolation(curves: Curves, out_path: str | Path, title: str, formats: Sequence[str] = ("png",),
+                       dpi: int = DPI) -> list[Path]:
+    """One pair's curves `{align: [arrays, ...]}` in a two-panel figure (loss, accuracy), legend below."""
+    with style():
+        fig = Figure(figsize=(9, 4), layout="constrained")
+        axes = fig.subplots(1, 2)
         for ax, what in zip(axes, ("loss", "acc")):
-            for split, ls in (("train", "-"), ("test", "--")):
-                ax.plot(a, arrays[f"{split}_{what}"], ls, color=color, label=f"{label}, {split}")
-            if marker_label:
-                mid = float(np.interp(0.5, a, arrays[f"train_{what}"]))
-                ax.plot([0.5], [mid], marker="*", ms=12, color=color, ls="none", label=f"{marker_label} (train)")
-    for ax, what in zip(axes, ("cross-entropy loss", "accuracy")):
-        ax.set(xlabel="a  (0 = A, 1 = B)", ylabel=what)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title)
-    return save_figure(fig, out_path)
+            draw_interpolation(ax, curves, what)
+        legend_below(fig, axes[0])
+        fig.suptitle(title)
+        return save_figure(fig, out_path, formats, dpi)
+
+
+def legend_below(fig: Figure, ax: Axes, columns: int = 3) -> None:
+    """One legend for the whole figure, under the panels (it never covers data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=columns)

@@ -1,14 +1,21 @@
-"""Loss surfaces from a stored `/surfaces/<name>/<kind>` group: a 1-D curve (loss and accuracy) or, for 2-D
-grids, line contours beside filled contours, with the models marked at their coordinates."""
+"""Loss surfaces from stored `/surfaces/<name>/<kind>` groups: a 1-D curve (loss and accuracy), or a 2-D grid
+as filled contours of the loss on a logarithmic colour scale with thin iso-loss lines, the models marked and
+labelled at their coordinates. Several 2-D surfaces share one colour scale so that panels compare."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from .figure import save_figure
+from .figure import DPI, save_figure, style
+
+LEVELS = 24
+Surface = tuple[dict[str, np.ndarray], dict[str, Any]]
 
 
 def _names(attrs: dict[str, Any], count: int) -> list[str]:
@@ -17,36 +24,106 @@ def _names(attrs: dict[str, Any], count: int) -> list[str]:
     return names if len(names) == count else [f"model {i}" for i in range(count)]
 
 
-def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
-                 levels: int = 30) -> Path:
-    """Draw a 1-D curve or a 2-D contour (axis order x, y as stored) with the models marked."""
+def _loss(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    return np.where(np.asarray(arrays["done"], dtype=bool), arrays["loss"], np.nan)
+
+
+def _axis_labels(attrs: dict[str, Any]) -> tuple[str, str]:
+    if attrs.get("kind") == "plane":
+        return "distance along the plane, x", "distance along the plane, y"
+    return "filter-normalised direction 1", "filter-normalised direction 2"
+
+
+def loss_levels(surfaces: Sequence[Surface], levels: int = LEVELS) -> np.ndarray:
+    """Contour levels spaced evenly in log loss over all `surfaces` (one colour scale for several panels)."""
+    values = np.concatenate([_loss(arrays).ravel() for arrays, _ in surfaces])
+    values = values[np.isfinite(values) & (values > 0)]
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (1e-3, 1.0)
+    return np.geomspace(lo, max(hi, lo * 1.001), levels)
+
+
+def draw_surface(ax: Axes, arrays: dict[str, np.ndarray], attrs: dict[str, Any], levels: np.ndarray,
+                 title: str) -> Any:
+    """Filled log-scale contours of a 2-D surface with iso-loss lines and the models marked; returns the filled
+    contour set (for a colorbar)."""
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    gx, gy = np.meshgrid(x, y, indexing="ij")   # loss[i, j] is at (x[i], y[j])
+    loss = np.clip(_loss(arrays), levels[0], levels[-1])
+    norm = LogNorm(levels[0], levels[-1])
+    filled = ax.contourf(gx, gy, loss, levels=levels, norm=norm, cmap="viridis")
+    ax.contour(gx, gy, loss, levels=levels[::3], norm=norm, colors="white", linewidths=0.5, alpha=0.6)
     mx, my = np.asarray(arrays["model_x"]), np.asarray(arrays["model_y"])
-    names = _names(attrs, len(mx))
-    loss = np.where(np.asarray(arrays["done"], dtype=bool), arrays["loss"], np.nan)
-    if "y" not in arrays:
-        x = np.asarray(arrays["x"])
-        fig = Figure(figsize=(9, 3.5))
-        axes = fig.subplots(1, 2)
-        for ax, values, label in ((axes[0], loss, "loss"), (axes[1], arrays["acc"], "accuracy")):
-            ax.plot(x, values, color="tab:blue")
-            for xi, name in zip(mx, names):
-                ax.axvline(xi, color="0.5", ls=":", lw=0.8)
-                ax.annotate(name, (xi, 0.98), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=7)
-            ax.set(xlabel="x" if attrs.get("kind") != "path" else "t (model k at t = k)", ylabel=label)
-            ax.grid(alpha=0.3)
-    else:
-        x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
-        fig = Figure(figsize=(10, 4.2))
-        axes = fig.subplots(1, 2)
-        gx, gy = np.meshgrid(x, y, indexing="ij")  # loss[i, j] is at (x[i], y[j])
-        lines = axes[0].contour(gx, gy, loss, levels=levels, cmap="viridis")
-        axes[0].clabel(lines, fontsize=6, fmt="%.2g")
-        filled = axes[1].contourf(gx, gy, np.log(np.maximum(loss, 1e-12)), levels=levels, cmap="viridis")
-        fig.colorbar(filled, ax=axes[1], label="log loss")
-        for ax in axes:
-            ax.plot(mx, my, "r*", ms=10, ls="none")
-            for xi, yi, name in zip(mx, my, names):
-                ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color="red")
-            ax.set(xlabel="x", ylabel="y", aspect="equal" if attrs.get("kind") == "plane" else "auto")
-    fig.suptitle(title)
-    return save_figure(fig, out_path)
+    ax.plot(mx, my, ls="none", marker="o", ms=7, mfc="white", mec="black", mew=1.2, zorder=3)
+    for xi, yi, name in zip(mx, my, _names(attrs, len(mx))):
+        ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(0, 9), ha="center", va="bottom",
+                    fontsize=8, zorder=4, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6",
+                                                "alpha": 0.85})
+    xlabel, ylabel = _axis_labels(attrs)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(False)
+    return filled
+
+
+def _curve(fig: Figure, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
+    mx = np.asarray(arrays["model_x"])
+    axes = fig.subplots(1, 2)
+    x = np.asarray(arrays["x"])
+    for ax, values, label in ((axes[0], _loss(arrays), "loss"), (axes[1], arrays["acc"], "accuracy")):
+        ax.plot(x, values)
+        for xi, name in zip(mx, _names(attrs, len(mx))):
+            ax.axvline(xi, color="0.5", ls=":", lw=0.8)
+            ax.annotate(name, (xi, 0.98), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=8,
+                        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6", "alpha": 0.85})
+        ax.set(xlabel="x" if attrs.get("kind") != "path" else "t (model k at t = k)", ylabel=label)
+
+
+def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
+                 formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """One surface in its own figure: a 1-D curve, or a 2-D contour with its colorbar."""
+    with style():
+        if "y" not in arrays:
+            fig = Figure(figsize=(9, 3.5), layout="constrained")
+            _curve(fig, arrays, attrs)
+            fig.suptitle(title)
+        else:
+            fig = Figure(figsize=(6, 4.6), layout="constrained")
+            ax = fig.subplots()
+            levels = loss_levels([(arrays, attrs)])
+            filled = draw_surface(ax, arrays, attrs, levels, title)
+            _colorbar(fig, filled, ax, attrs, levels)
+        return save_figure(fig, out_path, formats, dpi)
+
+
+def plot_surface_grid(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out_path: str | Path,
+                      title: str, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """Several 2-D surfaces `(title, arrays, attrs)` side by side on one colour scale, one colorbar."""
+    with style():
+        fig = Figure(figsize=(4.6 * len(panels) + 0.8, 4.4), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        levels = loss_levels([(arrays, attrs) for _, arrays, attrs in panels])
+        filled = None
+        for ax, (name, arrays, attrs) in zip(axes, panels):
+            filled = draw_surface(ax, arrays, attrs, levels, name)
+        _colorbar(fig, filled, list(axes), panels[0][2], levels)
+        fig.suptitle(title)
+        return save_figure(fig, out_path, formats, dpi)
+
+
+def nice_log_ticks(lo: float, hi: float) -> list[float]:
+    """Round values (1, 2, 5 times a power of ten; every integer multiple when that gives fewer than three)
+    between `lo` and `hi`, for a logarithmic axis."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for multiples in ((1, 2, 5), range(1, 10)):
+        ticks = [m * 10.0 ** d for d in decades for m in multiples if lo <= m * 10.0 ** d <= hi]
+        if len(ticks) >= 3:
+            return ticks
+    return [lo, hi]
+
+
+def _colorbar(fig: Figure, filled: Any, ax: Any, attrs: dict[str, Any], levels: np.ndarray) -> None:
+    split = attrs.get("split", "train")
+    bar = fig.colorbar(filled, ax=ax, shrink=0.9)
+    ticks = nice_log_ticks(float(levels[0]), float(levels[-1]))
+    bar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
+    bar.minorticks_off()
+    bar.set_label(f"{split} loss (logarithmic colour scale)")

@@ -1,16 +1,19 @@
 """The batch-size comparison study of the seed paper as a cached, resumable pipeline.
 
 train parents -> align / fuse (vanilla, OT) -> fine-tune -> measure (accuracy, loss, top eigenvalue, trace,
-ESD, barriers pre/post alignment). Every job has a key hashed from everything it depends on; a checkpoint's
-file name and a stored group's `key` attribute carry it, so a rerun skips what is done, a killed run resumes,
-and a changed setting recomputes only what depends on it. Independent jobs of a stage are spread over the
-ranks of a torchrun launch. `landscape` never imports `fusion`: the caller passes the fusion functions in.
+ESD, barriers pre/post alignment, contours). Every job has a key hashed from everything it depends on; a
+checkpoint's file name and a stored group's `key` attribute carry it, so a rerun skips what is done, a killed
+run resumes, and a changed setting recomputes only what depends on it. Replicate r of the study is the same
+study with every seed shifted by `SEED_SHIFT * r` (parents' init and data seeds, fusion, fine-tuning and
+measurement seeds); replicate 0 is unshifted, so adding replicates adds jobs and reuses the rest. Independent
+jobs of a stage are spread over the ranks of a torchrun launch. `landscape` never imports `fusion`: the caller
+passes the fusion functions in.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,14 +28,16 @@ from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, load_data
 from ..data.split import subsample
 from ..geometry.barrier import interpolation_curve
-from ..geometry.surface import compute_surface, plane_surface
+from ..geometry.surface import compute_surface, plane_surface, random_surface
 from ..io.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from ..io.store import content_key, group_keys, result_arrays, write_result, write_results
 from ..models.zoo import arch_kwargs_for
 from ..training.bn import reset_bn
 from ..training.loop import TrainConfig, init_model, train, train_meta
 from ..training.metrics import evaluate, evaluate_ensemble
-from .config import StudyConfig
+from .config import FUSED, SEED_SHIFT, PairSpec, StudyConfig
+
+EVAL_BATCH = 1024   # the batch size of `evaluate` (forward passes only)
 
 
 class Fuser(Protocol):
@@ -45,26 +50,33 @@ class Fuser(Protocol):
 
 @dataclass
 class Job:
-    """One unit of work: a checkpoint to write or a result group to store."""
+    """One unit of work: a checkpoint to write or a result group to store, and what it costs at most
+    (`cost`: (unit, batch size, examples) with unit train (forward+backward+step), forward or hvp)."""
 
     name: str
     key: str
     run: Callable[[], Any]
     checkpoint: Path | None = None   # checkpoint jobs write this file themselves
     group: str | None = None         # result jobs return (arrays, attrs) for this store group
+    cost: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 @dataclass
 class Pair:
-    """Two parents and the models derived from them."""
+    """Two parents of one replicate and the models derived from them."""
 
-    name: str
-    scenario: str        # same, diff or mixed
+    name: str            # the cell's name, plus -r<replicate> for replicates after the first
+    cell: str            # e.g. diff-bs32 or same-bs32-bs512: the same for every replicate
+    init: str            # same | diff
+    batches: str         # corresponding | mixed
     bs_a: int
     bs_b: int
     a: str
     b: str
-    finetune: bool
+    seeds_a: list[int]   # [init seed, data seed], shifted for the replicate
+    seeds_b: list[int]
+    replicate: int
+    finetuned: list[dict] = field(default_factory=list)   # {name, source, settings} of every fine-tuned model
 
 
 class StudyRun:
@@ -77,39 +89,41 @@ class StudyRun:
         self.data: Dataset = load_data(cfg.data, device=self.device)
         self.kwargs = arch_kwargs_for(cfg.arch, self.data.input_shape, self.data.num_classes, **cfg.arch_kwargs)
         self.models: dict[str, tuple[Path, str]] = {}   # name -> (checkpoint, key)
-        self.parent_seeds: dict[str, tuple[int, int, int]] = {}   # name -> (batch size, init seed, data seed)
-        self.pairs = self._pairs()
+        self.info: dict[str, dict] = {}                  # name -> what the report needs to know of the model
+        self.pairs = [self._pair(spec, r) for r in range(cfg.replicates) for spec in cfg.pairs]
 
     # ---- planning -------------------------------------------------------------------------------------------
-    def _pairs(self) -> list[Pair]:
-        cfg, pairs = self.cfg, []
-        for scenario, seeds in (("same", cfg.same_init), ("diff", cfg.diff_init)):
-            if seeds is None:
-                continue
-            for bs in cfg.batch_sizes:
-                pairs.append(Pair(f"{scenario}-bs{bs}", scenario, bs, bs, self._parent(bs, *seeds[0]),
-                                  self._parent(bs, *seeds[1]), scenario == "diff"))
-        for bs_a, bs_b in cfg.mixed:
-            seeds = cfg.diff_init
-            pairs.append(Pair(f"mixed-bs{bs_a}-bs{bs_b}", "mixed", bs_a, bs_b, self._parent(bs_a, *seeds[0]),
-                              self._parent(bs_b, *seeds[1]), True))
-        return pairs
+    def _pair(self, spec: PairSpec, replicate: int) -> Pair:
+        shift = SEED_SHIFT * replicate
+        seeds = [[p.init_seed + shift, p.data_seed + shift] for p in (spec.a, spec.b)]
+        a, b = (self._parent(p.batch_size, *s, replicate) for p, s in zip((spec.a, spec.b), seeds))
+        name = spec.name + (f"-r{replicate}" if replicate else "")
+        finetuned = [{"name": f"{name}.{kind}-ft{cfg['batch_size']}", "source": kind,
+                      "settings": asdict(TrainConfig(**{**cfg, "data_seed": cfg["data_seed"] + shift}))}
+                     for kind in FUSED for cfg in self.cfg.finetunes(spec, kind)]
+        return Pair(name, spec.name, spec.init, spec.batches, spec.a.batch_size, spec.b.batch_size, a, b,
+                    seeds[0], seeds[1], replicate, finetuned)
 
-    def _parent(self, bs: int, init_seed: int, data_seed: int) -> str:
+    def _parent(self, bs: int, init_seed: int, data_seed: int, replicate: int) -> str:
         name = f"bs{bs}-i{init_seed}-d{data_seed}"
         cfg_train = self.cfg.train_config(bs, data_seed)
         key = content_key("parent", self.cfg.arch, self.kwargs, self.cfg.data, asdict(cfg_train), init_seed)
         self.models.setdefault(name, (self._ckpt(name, key), key))
-        self.parent_seeds[name] = (bs, init_seed, data_seed)
+        self.info[name] = {"role": "parent", "replicate": replicate, "batch_size": bs, "init_seed": init_seed,
+                           "data_seed": data_seed, "lr": cfg_train.lr}
         return name
 
     def _ckpt(self, name: str, key: str) -> Path:
         return self.workdir / "checkpoints" / f"{name}-{key}.pt"
 
-    def _derived(self, name: str, *parts: Any) -> str:
+    def _derived(self, name: str, info: dict, *parts: Any) -> str:
         key = content_key(name, *parts)
         self.models[name] = (self._ckpt(name, key), key)
+        self.info[name] = info
         return key
+
+    def _seed(self, base: int, replicate: int) -> int:
+        return base + SEED_SHIFT * replicate
 
     def stages(self) -> list[tuple[str, list[Job]]]:
         """The jobs of every stage, in order (later stages read earlier stages' checkpoints)."""
@@ -117,35 +131,40 @@ class StudyRun:
         fused, tuned = [], []
         for pair in self.pairs:
             fused += self._fusion_jobs(pair)
-            if pair.finetune:
-                tuned += [self._finetune_job(pair, f"{pair.name}.{kind}") for kind in ("vanilla", "ot")]
+            tuned += self._finetune_jobs(pair)
         measures = [job for name in self.models for job in self._model_measures(name)]
         measures += [job for pair in self.pairs for job in self._pair_measures(pair)]
         return [("train parents", parents), ("fuse", fused), ("fine-tune", tuned), ("measure", measures)]
 
+    def _epoch_cost(self, cfg: TrainConfig) -> list[tuple[str, int, int]]:
+        return [("train", cfg.batch_size, cfg.epochs * len(self.data.train)),
+                ("forward", EVAL_BATCH, cfg.epochs * len(self.data.val))]
+
     def _train_job(self, name: str) -> Job:
-        bs, init_seed, data_seed = self.parent_seeds[name]
+        info = self.info[name]
         path, key = self.models[name]
+        cfg = self.cfg.train_config(info["batch_size"], info["data_seed"])
 
         def run() -> None:
-            model = init_model(self.cfg.arch, self.kwargs, init_seed).to(self.device)
-            cfg = self.cfg.train_config(bs, data_seed)
+            model = init_model(self.cfg.arch, self.kwargs, info["init_seed"]).to(self.device)
             result = train(model, self.data, cfg, desc=name)
-            save_checkpoint(result.model, path, meta=train_meta(cfg, result, self.data, init_seed=init_seed,
+            save_checkpoint(result.model, path, meta=train_meta(cfg, result, self.data, init_seed=info["init_seed"],
                                                                 role="parent", key=key))
-        return Job(f"train {name}", key, run, checkpoint=path)
+        return Job(f"train {name}", key, run, checkpoint=path, cost=self._epoch_cost(cfg))
 
     def _fusion_jobs(self, pair: Pair) -> list[Job]:
         f = self.cfg.fusion
-        settings = {k: f[k] for k in ("mode", "align_samples", "solver", "reg", "iterations", "reset_bn_samples",
-                                      "seed")}
+        settings = {k: f[k] for k in ("mode", "align_samples", "solver", "reg", "iterations", "reset_bn_samples")}
+        settings["seed"] = self._seed(f["seed"], pair.replicate)
         parents = [self.models[pair.a][1], self.models[pair.b][1]]
+        cost = [("forward", EVAL_BATCH, 2 * settings["align_samples"] + settings["reset_bn_samples"])]
         jobs = []
         for kind in ("vanilla", "aligned", "ot"):
             name = f"{pair.name}.{kind}"
-            key = self._derived(name, kind, parents, settings if kind != "vanilla" else {})
+            key = self._derived(name, {"role": kind, "pair": pair.name, "replicate": pair.replicate}, kind, parents,
+                                settings if kind != "vanilla" else {})
             jobs.append(Job(f"{kind} {pair.name}", key, self._fusion_run(pair, kind, name, key, settings),
-                            checkpoint=self.models[name][0]))
+                            checkpoint=self.models[name][0], cost=[] if kind == "vanilla" else cost))
         return jobs
 
     def _fusion_run(self, pair: Pair, kind: str, name: str, key: str, settings: dict) -> Callable[[], None]:
@@ -166,50 +185,60 @@ class StudyRun:
                                                                 "parents": [pair.a, pair.b], **settings})
         return run
 
-    def _finetune_job(self, pair: Pair, source: str) -> Job:
-        ft = self.cfg.finetune
-        bs = int(ft.get("batch_size", pair.bs_b))
-        loop = {k: v for k, v in ft.items() if k not in ("lr_factor", "batch_size")}
-        cfg = TrainConfig(**{**self.cfg.train, **loop, "batch_size": bs,
-                             "lr": ft["lr_factor"] * self.cfg.lr_for(pair.bs_b), "data_seed": 0})
-        name = f"{source}-ft"
-        key = self._derived(name, self.models[source][1], asdict(cfg))
+    def _finetune_jobs(self, pair: Pair) -> list[Job]:
+        """One job per fine-tuning run of each fused model (the seed study's Table 6: per pair and model,
+        possibly several fine-tuning batch sizes)."""
+        jobs = []
+        for ft in pair.finetuned:
+            cfg, source, name = TrainConfig(**ft["settings"]), f"{pair.name}.{ft['source']}", ft["name"]
+            info = {"role": "finetuned", "pair": pair.name, "replicate": pair.replicate, "source": ft["source"],
+                    **ft["settings"]}
+            key = self._derived(name, info, self.models[source][1], ft["settings"])
+            jobs.append(Job(f"fine-tune {name}", key, self._finetune_run(source, name, key, cfg),
+                            checkpoint=self.models[name][0], cost=self._epoch_cost(cfg)))
+        return jobs
 
+    def _finetune_run(self, source: str, name: str, key: str, cfg: TrainConfig) -> Callable[[], None]:
         def run() -> None:
             model = load_checkpoint(self.models[source][0], self.device)[0]
             result = train(model, self.data, cfg, desc=name)
             save_checkpoint(result.model, self.models[name][0],
                             meta=train_meta(cfg, result, self.data, role="finetuned", finetuned_from=source, key=key))
-        return Job(f"fine-tune {source}", key, run, checkpoint=self.models[name][0])
+        return run
 
     def _model_measures(self, name: str) -> list[Job]:
-        m = self.cfg.measure
+        m, replicate = self.cfg.measure, self.info[name]["replicate"]
+        seed, bs, samples = self._seed(m["seed"], replicate), m["batch_size"], m["samples"]
         model_key = self.models[name][1]
-        curv = {k: m[k] for k in ("samples", "batch_size", "seed")}
-        jobs = [self._measure(name, "metrics", model_key, {}, lambda model: self._metrics(model))]
+        curv = {"samples": samples, "batch_size": bs, "seed": seed}
+        split = self._curv_split(seed)
+        n = min(samples or len(self.data.train), len(self.data.train))
+        metrics_cost = [("forward", EVAL_BATCH, len(self.data.train) + len(self.data.test))]
+        jobs = [self._measure(name, "metrics", model_key, {}, self._metrics, metrics_cost)]
         jobs.append(self._measure(name, "eigenvalues", model_key, {**curv, "k": m["eig_k"], "tol": m["eig_tol"]},
-                                  lambda model: top_eigenvalues(model, self._curv_split(), k=m["eig_k"],
-                                                                batch_size=m["batch_size"], tol=m["eig_tol"],
-                                                                seed=m["seed"])))
+                                  lambda model: top_eigenvalues(model, split(), k=m["eig_k"], batch_size=bs,
+                                                                tol=m["eig_tol"], seed=seed),
+                                  [("hvp", bs, 100 * m["eig_k"] * n)]))
         jobs.append(self._measure(name, "trace", model_key, {**curv, "hvps": m["trace_hvps"]},
-                                  lambda model: hessian_trace(model, self._curv_split(), batch_size=m["batch_size"],
-                                                              max_hvps=m["trace_hvps"], seed=m["seed"])))
-        if m["esd"] and name.split(".")[-1] in ("vanilla", "ot"):
+                                  lambda model: hessian_trace(model, split(), batch_size=bs, max_hvps=m["trace_hvps"],
+                                                              seed=seed),
+                                  [("hvp", bs, m["trace_hvps"] * n)]))
+        if m["esd"] and replicate == 0 and self.info[name]["role"] in FUSED:
             jobs.append(self._measure(name, "esd", model_key, {**curv, "steps": m["esd_steps"], "runs": m["esd_runs"]},
-                                      lambda model: spectral_density(model, self._curv_split(), steps=m["esd_steps"],
-                                                                     runs=m["esd_runs"], batch_size=m["batch_size"],
-                                                                     seed=m["seed"])))
+                                      lambda model: spectral_density(model, split(), steps=m["esd_steps"],
+                                                                     runs=m["esd_runs"], batch_size=bs, seed=seed),
+                                      [("hvp", bs, m["esd_steps"] * m["esd_runs"] * n)]))
         return jobs
 
-    def _curv_split(self):
-        return subsample(self.data.train, self.cfg.measure["samples"], self.cfg.measure["seed"], "[measure] samples")
+    def _curv_split(self, seed: int) -> Callable[[], Any]:
+        return lambda: subsample(self.data.train, self.cfg.measure["samples"], seed, "[measure] samples")
 
     def _metrics(self, model: nn.Module) -> dict:
         return {f"{s}_{k}": v for s in ("train", "test")
                 for k, v in asdict(evaluate(model, self.data.split(s))).items()}
 
-    def _measure(self, name: str, what: str, model_key: str, settings: dict,
-                 compute: Callable[[nn.Module], Any]) -> Job:
+    def _measure(self, name: str, what: str, model_key: str, settings: dict, compute: Callable[[nn.Module], Any],
+                 cost: list[tuple[str, int, int]]) -> Job:
         key = content_key(what, model_key, settings)
         path = self.models[name][0]
 
@@ -217,46 +246,67 @@ class StudyRun:
             model = load_checkpoint(path, self.device)[0]
             arrays, attrs = result_arrays(compute(model))
             return arrays, {**attrs, **settings, "checkpoint": path.name, "sha256": file_hash(path)}
-        return Job(f"{what} {name}", key, run, group=f"/models/{name}/{what}")
+        return Job(f"{what} {name}", key, run, group=f"/models/{name}/{what}", cost=cost)
+
+    def _barrier_splits(self, seed: int) -> dict[str, Any]:
+        m = self.cfg.measure
+        return {s: subsample(self.data.split(s), m["barrier_samples"], seed, "[measure] barrier_samples",
+                             f"of the {s} split") for s in ("train", "test")}
 
     def _pair_measures(self, pair: Pair) -> list[Job]:
         m = self.cfg.measure
+        seed = self._seed(m["seed"], pair.replicate)
         keys = [self.models[n][1] for n in (pair.a, pair.b, f"{pair.name}.aligned")]
+        n_eval = len(self.data.train) + len(self.data.test)
         jobs = [Job(f"ensemble {pair.name}", content_key("ensemble", keys[:2]), lambda: self._ensemble(pair),
-                    group=f"/pairs/{pair.name}/ensemble")]
+                    group=f"/pairs/{pair.name}/ensemble", cost=[("forward", EVAL_BATCH, 2 * n_eval)])]
+        n_line = sum(len(s) for s in self._barrier_splits(seed).values())
         for align, source in (("none", pair.a), ("ot", f"{pair.name}.aligned")):
-            settings = {"points": m["barrier_points"], "samples": m["barrier_samples"], "seed": m["seed"]}
+            settings = {"points": m["barrier_points"], "samples": m["barrier_samples"], "seed": seed}
             key = content_key("barrier", self.models[source][1], keys[1], settings)
 
             def run(source: str = source, settings: dict = settings) -> tuple[dict, dict]:
                 a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (source, pair.b))
-                splits = {s: subsample(self.data.split(s), m["barrier_samples"], m["seed"], "[measure] barrier_samples",
-                                          f"of the {s} split") for s in ("train", "test")}
-                curve = interpolation_curve(a, b, splits, points=m["barrier_points"], batch_size=m["batch_size"])
+                curve = interpolation_curve(a, b, self._barrier_splits(seed), points=m["barrier_points"],
+                                            batch_size=m["batch_size"])
                 arrays, attrs = result_arrays(curve)
                 return arrays, {**attrs, **settings, "a": source, "b": pair.b}
-            jobs.append(Job(f"barrier {align} {pair.name}", key, run, group=f"/barriers/{pair.a}~{pair.b}/{align}"))
-        if m["contours"] and pair.scenario == "diff":
-            jobs.append(self._plane_job(pair))
+            jobs.append(Job(f"barrier {align} {pair.name}", key, run, group=f"/barriers/{pair.a}~{pair.b}/{align}",
+                            cost=[("forward", m["batch_size"], m["barrier_points"] * n_line)]))
+        if m["contours"] and pair.init == "diff" and pair.batches == "corresponding" and pair.replicate == 0:
+            jobs.append(self._contour_job(pair))
         return jobs
 
-    def _plane_job(self, pair: Pair) -> Job:
-        """Train-loss contours on the plane through A aligned to B, B and the (fine-tuned) OT fusion: the seed
-        study's figure 6."""
+    def _contour_fused(self, pair: Pair) -> str:
+        """The OT fusion the contours are drawn around: fine-tuned at B's batch size if it was, else the first
+        fine-tuned one, else the fusion itself."""
+        tuned = [f for f in pair.finetuned if f["source"] == "ot"]
+        best = [f for f in tuned if f["settings"]["batch_size"] == pair.bs_b] or tuned
+        return best[0]["name"] if best else f"{pair.name}.ot"
+
+    def _contour_job(self, pair: Pair) -> Job:
+        """Train-loss contours of the seed study's figure 6: on the plane through A aligned to B, B and the
+        (fine-tuned) OT fusion, or along two random filter-normalised directions around the latter."""
         m = self.cfg.measure
-        fused = f"{pair.name}.ot-ft" if pair.finetune else f"{pair.name}.ot"
-        names = [f"{pair.name}.aligned", pair.b, fused]
-        settings = {"steps": m["contour_steps"], "margin": 0.25, "samples": m["barrier_samples"], "seed": m["seed"],
-                    "split": "train"}
-        key = content_key("plane", [self.models[n][1] for n in names], settings)
+        kind, steps, seed = m["contour_kind"], m["contour_steps"], m["seed"]
+        fused = self._contour_fused(pair)
+        names = [f"{pair.name}.aligned", pair.b, fused] if kind == "plane" else [fused]
+        settings = {"steps": steps, "samples": m["barrier_samples"], "seed": seed, "split": "train",
+                    **({"margin": m["contour_margin"]} if kind == "plane" else {"range": m["contour_range"]})}
+        key = content_key(kind, [self.models[n][1] for n in names], settings)
+        split = subsample(self.data.train, m["barrier_samples"], seed, "[measure] barrier_samples")
 
         def run() -> tuple[dict, dict]:
             models = [load_checkpoint(self.models[n][0], self.device)[0] for n in names]
-            split = subsample(self.data.train, m["barrier_samples"], m["seed"], "[measure] barrier_samples")
-            labels = ["A aligned", "B", "OT fusion FT" if pair.finetune else "OT fusion"]
-            return compute_surface(models[0], plane_surface(models, m["contour_steps"], 0.25, labels), split,
-                                   m["batch_size"], settings)
-        return Job(f"contour {pair.name}", key, run, group=f"/surfaces/{pair.name}/plane")
+            label = "OT fusion FT" if "-ft" in fused else "OT fusion"
+            if kind == "plane":
+                surface = plane_surface(models, steps, m["contour_margin"], ["A aligned", "B", label])
+            else:
+                r = m["contour_range"]
+                surface = random_surface(models[0], 2, -r, r, steps, seed, False, label)
+            return compute_surface(models[0], surface, split, m["batch_size"], {**settings, "kind": kind})
+        return Job(f"contour {pair.name}", key, run, group=f"/surfaces/{pair.name}/{kind}",
+                   cost=[("forward", m["batch_size"], steps * steps * len(split))])
 
     def _ensemble(self, pair: Pair) -> tuple[dict, dict]:
         models = [load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b)]
@@ -264,16 +314,20 @@ class StudyRun:
                     for k, v in asdict(evaluate_ensemble(models, self.data.split(s))).items()}
 
     # ---- running -----------------------------------------------------------------------------------------------
+    def todo(self) -> list[tuple[str, list[Job], list[Job]]]:
+        """Every stage as (name, all its jobs, the jobs not done yet)."""
+        done = group_keys(self.store)
+        return [(stage, jobs, [j for j in jobs if not self._is_done(j, done)]) for stage, jobs in self.stages()]
+
     def run(self) -> None:
         """Run every stage, skipping what is done; the store ends with a description of the study."""
-        stages = self.stages()
-        done = group_keys(self.store)
-        todo = [(stage, [j for j in jobs if not self._is_done(j, done)]) for stage, jobs in stages]
-        bar = progress.bar(total=sum(len(j) for _, j in todo), desc="study")
-        for stage, jobs in todo:
-            bar.set_description(stage)
-            self._run_stage(jobs, bar)
-        bar.close()
+        stages = self.todo()
+        for i, (stage, _, jobs) in enumerate(stages):
+            bar = progress.bar(total=len(jobs), desc=f"study {i + 1}/{len(stages)} {stage}", stage=True)
+            try:
+                self._run_stage(jobs, bar)
+            finally:
+                bar.close()
         self._describe()
 
     @staticmethod
@@ -300,13 +354,21 @@ class StudyRun:
                 bar.update(1)
 
     def _describe(self) -> None:
-        """Record the study's models and pairs in the store, for the report."""
+        """Record the study in the store under /study (docs/conventions.md), so that the report needs nothing
+        else: its config, every model (role, replicate, seeds, fine-tuning settings) and every pair."""
         if dist.launched_rank() != 0:
             return
-        groups = {f"/study/models/{name}": ({}, {"checkpoint": str(path), "key": key})
+        groups = {f"/study/models/{name}": ({}, {"checkpoint": str(path), "key": key, **self.info[name]})
                   for name, (path, key) in self.models.items()}
-        groups.update({f"/study/pairs/{p.name}": ({}, {**asdict(p), "key": content_key(asdict(p))})
-                       for p in self.pairs})
-        groups["/study/config"] = ({}, {"config": json.dumps(asdict(self.cfg), sort_keys=True), "name": self.cfg.name,
-                                        "key": content_key(asdict(self.cfg))})
-        write_results(self.store, groups)
+        for p in self.pairs:
+            attrs = {**asdict(p), "finetuned": json.dumps(p.finetuned, sort_keys=True)}
+            groups[f"/study/pairs/{p.name}"] = ({}, {**attrs, "key": content_key(attrs)})
+        config = asdict(self.cfg)
+        groups["/study/config"] = ({}, {"config": json.dumps(config, sort_keys=True), "name": self.cfg.name,
+                                        "replicates": self.cfg.replicates, "seed_shift": SEED_SHIFT,
+                                        "compare": self.cfg.compare, "data_sizes": json.dumps(self._sizes()),
+                                        "key": content_key(config)})
+        write_results(self.store, groups, clear="/study")   # a smaller study leaves no stale pairs behind
+
+    def _sizes(self) -> dict[str, int]:
+        return {s: len(self.data.split(s)) for s in ("train", "val", "test")}

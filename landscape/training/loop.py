@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import progress
-from ..choices import SCHEDULES
+from ..choices import MONITORS, SCHEDULES
 from ..data.augmentation import augment
 from ..data.datasets import Dataset
 from ..data.split import check_labels
@@ -39,7 +39,9 @@ class TrainConfig:
     gamma: float = 0.1
     plateau_factor: float = 0.1
     plateau_patience: int = 5
-    patience: int = 0  # early stopping: epochs without a better validation accuracy; 0 turns it off
+    patience: int = 0  # early stopping: epochs without a better `monitor` value; 0 turns it off
+    min_epochs: int = 0  # early stopping never stops before this many epochs
+    monitor: str = "val_acc"  # what the plateau schedule and early stopping watch: val_acc or val_loss
     data_seed: int = 0
     augment: bool = True  # used only when the dataset supports it (CIFAR)
 
@@ -49,6 +51,8 @@ class TrainConfig:
             raise LandscapeError("batch size, epochs and learning rate must be positive")
         if self.schedule not in SCHEDULES:
             raise LandscapeError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.monitor not in MONITORS:
+            raise LandscapeError(f"unknown monitor {self.monitor!r}; choose one of {', '.join(MONITORS)}")
 
 
 @dataclass
@@ -75,7 +79,8 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     if cfg.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.plateau_factor,
+        mode = "min" if cfg.monitor == "val_loss" else "max"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg.plateau_factor,
                                                           patience=cfg.plateau_patience)
     return None
 
@@ -90,7 +95,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = _scheduler(opt, cfg)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": [], "lr": []}
-    best_state, best_acc, best_epoch, since_best = copy.deepcopy(model.state_dict()), -1.0, -1, 0
+    best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), -1.0, -1
+    best_watched, since_best = -float("inf"), 0
     n = len(data.train)
     bar = progress.bar(total=cfg.epochs, desc=desc)
     for epoch in range(cfg.epochs):
@@ -116,16 +122,16 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         history["val_acc"].append(val.acc)
         history["lr"].append(opt.param_groups[0]["lr"])
         if val.acc > best_acc:
-            best_state, best_acc, best_epoch, since_best = copy.deepcopy(model.state_dict()), val.acc, epoch, 0
-        else:
-            since_best += 1
+            best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val.acc, epoch
+        watched = -val.loss if cfg.monitor == "val_loss" else val.acc   # higher is better
+        best_watched, since_best = (watched, 0) if watched > best_watched else (best_watched, since_best + 1)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(val.acc)
+            sched.step(val.loss if cfg.monitor == "val_loss" else val.acc)
         elif sched is not None:
             sched.step()
         bar.update(1)
         bar.set_postfix(val_acc=f"{val.acc:.3f}")
-        if cfg.patience and since_best >= cfg.patience:
+        if cfg.patience and since_best >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             break
     bar.close()
     model.load_state_dict(best_state)

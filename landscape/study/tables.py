@@ -1,0 +1,152 @@
+"""The report's tables as Markdown: the LMC barriers and the model tables of the seed study (mean ± standard
+deviation over replicates, or the measurement's own standard error with one replicate), with the seed study's
+published values beside ours when the study compares with it, and the settings the numbers came from."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .published import SeedTable
+from .stats import MISSING, fmt
+from .view import FT_LABELS, METRICS, ROWS, Cell, StudyView
+
+INIT = {"same": "same", "diff": "different"}
+DIGITS = {"test_acc": 2, "top_eig": 2, "trace": 2}
+HEADS = {"test_acc": "Test acc., %", "top_eig": "Top λ", "trace": "Trace"}
+BARRIER_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the report: what it tabulates, its title and, when compared, the seed study's table."""
+
+    kind: str            # barrier | model
+    batches: str         # corresponding | mixed
+    init: str | None     # model tables: same | diff
+    title: str
+    seed: SeedTable | None = None
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def _seed(value: str | None) -> str:
+    return MISSING if value is None else value
+
+
+def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]]]:
+    """LMC barriers per cell: train loss pre/post alignment (with the seed study's beside them) and test loss."""
+    mixed = table.batches == "mixed"
+    header = (["A batch", "B batch"] if mixed else ["Batch"]) + ["Init", "n"]
+    seed = table.seed
+    for split in ("train", "test"):
+        for align in ("pre", "post"):
+            header.append(f"{align.capitalize()}, {split}")
+            if seed is not None and split == "train":
+                header.append("seed")
+    rows = []
+    cells = sorted(view.cells_of(batches=table.batches), key=lambda c: (c.bs_a, c.bs_b, c.init != "same"))
+    for cell in cells:
+        row = ([str(cell.bs_a), str(cell.bs_b)] if mixed else [str(cell.bs_a)]) + [INIT[cell.init]]
+        row.append(str(len(cell.pairs)))
+        for split in ("train", "test"):
+            for align, which in (("none", "pre"), ("ot", "post")):
+                row.append(fmt(view.cell_barrier(cell, align, split), BARRIER_DIGITS, view.replicates))
+                if seed is not None and split == "train":
+                    row.append(_seed(seed.barrier(cell.bs_a, cell.bs_b, cell.init, which)))
+        rows.append(row)
+    return header, rows
+
+
+def _rows_of(cell: Cell) -> list[tuple[str, str, str, int | None]]:
+    """(label, row key, Batch column, fine-tuning batch) of every row of a cell, in the seed study's order."""
+    rows = [(label, key, str({"a": cell.bs_a, "b": cell.bs_b}.get(key, "")), None) for label, key in ROWS]
+    rows += [(FT_LABELS[source], StudyView.ft_row(source, bs), str(bs), bs) for source, bs in cell.finetunes]
+    return rows
+
+
+def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]]]:
+    """Test accuracy, top eigenvalue and trace of every model of every cell of the table."""
+    seed = table.seed
+    header = ["A/B batch", "Batch", "Model"]
+    for metric in METRICS:
+        header += [HEADS[metric]] + (["seed"] if seed is not None else [])
+    rows = []
+    for cell in view.cells_of(table.init, table.batches):
+        first = True
+        for label, key, batch, ft_batch in _rows_of(cell):
+            values = [view.cell_value(cell, key, metric) for metric in METRICS]
+            if all(v is None for v in values):
+                continue
+            row = [f"{cell.bs_a}/{cell.bs_b}" if first else "", batch, label]
+            for metric, value in zip(METRICS, values):
+                row.append(fmt(value, DIGITS[metric], view.replicates))
+                if seed is not None:
+                    row.append(_seed(seed.model(cell.bs_a, cell.bs_b, label, metric, ft_batch)))
+            rows.append(row)
+            first = False
+    return header, rows
+
+
+def _kv(items: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in items.items() if v not in (None, "", "None"))
+
+
+def settings_rows(view: StudyView) -> list[list[str]]:
+    """The study's settings as (setting, value) rows, read from the store."""
+    cfg, sizes = view.config, view.sizes
+    train, f, m = cfg["train"], cfg["fusion"], cfg["measure"]
+    lrs = ", ".join(f"{b} (lr {lr:g})" for b, lr in zip(cfg["batch_sizes"], cfg["lrs"]))
+    loop = _kv({"epochs": train.get("epochs"), "schedule": train.get("schedule"), "momentum": train.get("momentum"),
+                "weight decay": train.get("weight_decay"), "plateau factor": train.get("plateau_factor"),
+                "plateau patience": train.get("plateau_patience"), "early-stopping patience": train.get("patience"),
+                "min. epochs": train.get("min_epochs"), "monitor": train.get("monitor")})
+    contour = (f"{m['contour_kind']} contours, {m['contour_steps']} x {m['contour_steps']} points on the training "
+               "loss (replicate 0, different-init pairs)") if m.get("contours") else "no contours"
+    rows = [["Architecture", f"`{cfg['arch']}` {_kv(cfg['arch_kwargs']) or '(defaults)'}"],
+            ["Data", f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} validation, "
+                     f"{sizes.get('test', '?')} test examples"],
+            ["Batch sizes (learning rate)", lrs],
+            ["Training (SGD)", loop + "; the best-validation-accuracy weights are kept"],
+            ["Replicates", f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
+                           "and data seeds, fusion, fine-tuning and measurement seeds)"],
+            ["Fusion", f"A aligned to B; {f['mode']} alignment from {f['align_samples']} training examples, "
+                       f"{f['solver']} solver, {f['iterations']} iteration(s), BatchNorm reset on "
+                       f"{f['reset_bn_samples']} examples"],
+            ["Curvature", f"training loss on {m['samples']} training examples (batches of {m['batch_size']}): "
+                          f"top-{m['eig_k']} eigenvalue by Lanczos (tolerance {m['eig_tol']:g}), trace by Hutch++ "
+                          f"({m['trace_hvps']} HVPs), ESD by SLQ ({m['esd_steps']} steps x {m['esd_runs']} runs, "
+                          "fused models of replicate 0)"],
+            ["Barriers", f"{m['barrier_points']} evenly spaced points on [0, 1], train and test loss"
+                         + (f" on {m['barrier_samples']} examples each" if m.get("barrier_samples") else "")],
+            ["Contours", contour]]
+    return rows
+
+
+def pair_rows(view: StudyView) -> list[list[str]]:
+    """The seeds of every cell's parents in replicate 0: (batch size, init seed, data seed)."""
+    rows = []
+    for cell in view.cells_of():
+        p = cell.pairs[0]
+        a, b = (f"({bs}, {s[0]}, {s[1]})" for bs, s in ((cell.bs_a, p["seeds_a"]), (cell.bs_b, p["seeds_b"])))
+        rows.append([f"`{cell.name}`", INIT[cell.init], a, b])
+    return rows
+
+
+def finetune_rows(view: StudyView) -> list[list[str]]:
+    """Every fine-tuning run (the seed study's Table 6): the fused model, its batch size, learning rate,
+    momentum and schedule."""
+    rows = []
+    for cell in view.cells_of():
+        for ft in cell.pairs[0]["finetuned"]:
+            s = ft["settings"]
+            details = _kv({"factor": s["plateau_factor"] if s["schedule"] == "plateau" else None,
+                           "early-stopping patience": s["patience"] or None, "min. epochs": s["min_epochs"] or None})
+            rows.append([f"`{cell.name}`", FT_LABELS[ft["source"]].removesuffix(" FT"), str(s["batch_size"]),
+                         f"{s['lr']:g}", f"{s['momentum']:g}", str(s["epochs"]),
+                         s["schedule"] + (f" ({details})" if details else "")])
+    return rows

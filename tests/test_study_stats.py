@@ -1,0 +1,97 @@
+"""The report's arithmetic on hand-computed numbers: replicate estimates, trends against the batch size,
+paired and Welch tests; the progress lines written to a log; figures that are the same bytes every time."""
+import math
+
+import numpy as np
+import pytest
+
+from landscape import progress
+from landscape.study.stats import estimate, fmt, paired, trend, unpaired
+
+
+def test_estimate_and_format():
+    assert fmt(estimate([1.0, 3.0]), 4) == "2.0000 ± 1.4142"          # sample sd of 1 and 3 is sqrt(2)
+    assert fmt(estimate([50.0, 70.0, None]), 2, expected_n=3) == "60.00 ± 14.14 (n=2)"
+    assert fmt(estimate([21.1], own_se=0.42)) == "21.10 ± 0.42"      # one replicate: the measurement's own s.e.
+    assert fmt(estimate([0.5]), 4) == "0.5000"                       # one barrier: no ±
+    assert fmt(estimate([None, math.nan])) == "–"  # noqa: RUF001
+
+
+def test_trend_is_the_slope_per_doubling():
+    x = [32, 32, 128, 128, 512, 512]
+    y = [1.0, 1.2, 2.1, 1.9, 3.0, 3.2]    # log2 x = 5, 5, 7, 7, 9, 9
+    t = trend(x, y)
+    # by hand: log2 x has mean 7 and Sxx = 2 * (-2)**2 + 2 * 0 + 2 * 2**2 = 16; 6 points, 4 degrees of freedom
+    sxy = sum((math.log2(a) - 7) * (b - np.mean(y)) for a, b in zip(x, y))
+    slope = sxy / 16.0
+    residuals = [b - (np.mean(y) + slope * (math.log2(a) - 7)) for a, b in zip(x, y)]
+    se = math.sqrt(sum(r * r for r in residuals) / 4 / 16.0)
+    assert t.effect == pytest.approx(slope) and t.se == pytest.approx(se) and t.n == 6
+    assert t.significant
+    flat = trend([32, 128, 512], [0.0, 0.0, 0.0])
+    assert flat.effect == 0 and flat.p == 1.0 and not flat.significant
+    assert trend([32, 32], [1.0, 2.0]) is None
+
+
+def test_paired_and_welch():
+    t = paired([1.0, 2.0, 3.0], [0.5, 1.7, 2.0])    # differences 0.5, 0.3, 1.0
+    assert t.effect == pytest.approx(0.6) and t.se == pytest.approx(math.sqrt(0.13 / 3))
+    assert t.p == pytest.approx(0.1022, abs=1e-3) and not t.significant     # t = 2.88 on 2 degrees of freedom
+    assert paired([0.1, 0.2], [0.1 + 1e-10, 0.2]).effect == 0.0           # float rounding is no difference
+    w = unpaired([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0])
+    assert w.effect == pytest.approx(-3.5) and w.se == pytest.approx(math.sqrt(1 / 3 + (5 / 3) / 4))
+    assert unpaired([1.0], [2.0, 3.0]) is None
+
+
+def test_progress_lines_without_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    progress.set_quiet(False)
+    bar = progress.bar(total=4, desc="stage")
+    bar.update(2)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("progress: stage: 2/4 (50%), elapsed 0:00, ETA 0:00")
+    assert lines[-1] == "progress: stage: 2/4 done in 0:00"
+    monkeypatch.setattr(progress, "INTERVAL", 60.0)
+    stage = progress.bar(total=0, desc="empty stage", stage=True)
+    stage.close()
+    short = progress.bar(total=3, desc="short")   # under INTERVAL seconds: silent
+    short.update(3)
+    short.close()
+    with pytest.raises(ValueError):
+        failing = progress.bar(total=3, desc="failing", stage=True)
+        try:
+            raise ValueError("bad input")
+        finally:
+            failing.close()                          # no line: the error line is the last word
+    assert capsys.readouterr().err.splitlines() == ["progress: empty stage: 0/0 done in 0:00"]
+    progress.set_quiet(True)
+    quiet = progress.bar(total=3, desc="quiet", stage=True)
+    quiet.update(3)
+    quiet.close()
+    progress.set_quiet(False)
+    assert capsys.readouterr().err == ""
+
+
+def test_figures_are_the_same_bytes_every_time(tmp_path):
+    from landscape.plots.trends import Panel, Series, plot_trends
+
+    series = (Series("a", (32, 128, 512), (0.1, 0.2, 0.4), (0.01, np.nan, 0.02), "C0"),)
+    first = plot_trends([Panel("t", "y", series)], tmp_path / "one" / "f", "title", formats=("png", "pdf", "svg"))
+    second = plot_trends([Panel("t", "y", series)], tmp_path / "two" / "f", "title", formats=("png", "pdf", "svg"))
+    assert [p.name for p in first] == ["f.png", "f.pdf", "f.svg"]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_plot_formats_and_a_bad_format(tmp_path, run_cli):
+    from landscape.io.store import write_result
+
+    store = tmp_path / "r.h5"
+    write_result(store, "/models/a/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
+    code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "figs", "--format", "png,pdf", "--dpi", "80")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["models_a_esd.pdf", "models_a_esd.png"]
+    code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "bad", "--format", "png,gif")
+    assert code == 2 and err.startswith("error: unknown figure format 'gif'") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
