@@ -242,6 +242,10 @@ def test_published_values():
     ("mixed = [", "mixed = [{ a = [32, 1], b = [128, 1, 1] }, ", "a parent is"),
     ("same_init = [[1, 1], [1, 2]]", "same_init = [[1, 1], [2, 2]]", "equal init seeds"),
     ("models = [\"ot\"], batch_size = 64", "models = [\"ot\"], lr = 1, lr_factor = 2", "both lr and lr_factor"),
+    ("models = [\"ot\"], batch_size = 64", "models = [\"ot\"], batch_size = \"64\"",
+     r"\[finetune.runs 3\] batch_size must be an integer"),
+    ("mixed = [", "mixed = [[32, 128], ", r"\[pairs\] mixed must be a list of tables"),
+    ('data = "digits"', 'data = "digits"\nreplicates = 2.5', r"\[study\] replicates must be an integer"),
 ])
 def test_config_errors(tmp_path, old, new, words):
     text = TINY.format(hvps=20)
