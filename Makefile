@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
 	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt
+	$(PY) benchmarks/study_cost.py | tee results/study_cost.txt
 
 clean:
 	rm -rf $(VENV) runs *.egg-info
