@@ -78,10 +78,11 @@ class Session:
     def _normalize(self, normalize: str) -> Any:
         if normalize != "auto":
             return normalize
-        recorded = {json.dumps(meta["normalize"]) for meta in self.metas if meta.get("normalize") is not None}
-        if len(recorded) > 1:
+        recorded = [meta["normalize"] for meta in self.metas if meta.get("normalize") is not None]
+        # equal up to float32 rounding: a fused model records the statistics its data held as float32 tensors
+        if len({json.dumps([[float(f"{v:.6g}") for v in pair] for pair in r]) for r in recorded}) > 1:
             raise LandscapeError("the checkpoints record different input normalisations: give --normalize")
-        return json.loads(recorded.pop()) if recorded else "auto"
+        return recorded[0] if recorded else "auto"
 
     def settings(self, data: Dataset, **more: Any) -> dict[str, Any]:
         """The settings every result records: the checkpoints, the data and its normalisation, and `more`."""

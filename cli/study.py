@@ -44,13 +44,14 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
 
     from .session import Session
 
-    if config and preset:
-        raise LandscapeError("give a CONFIG file or --preset, not both")
+    if bool(config) == bool(preset):
+        raise LandscapeError("give a CONFIG file or --preset NAME (e.g. --preset quick), not both"
+                             if config else "give a CONFIG file or --preset NAME, e.g. --preset quick")
     if calibrate and not dry_run:
         raise LandscapeError("--calibrate goes with --dry-run")
     formats = parse_formats(formats)
     session = Session(device, quiet, as_json)
-    cfg = load_config(config or presets.path(preset or "quick"), data=data_spec)
+    cfg = load_config(config or presets.path(preset), data=data_spec)
     if replicates is not None:
         cfg = replace(cfg, replicates=replicates)
     workdir = Path(workdir or Path("runs") / cfg.name)

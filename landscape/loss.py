@@ -22,6 +22,7 @@ Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+LOG_PROB_TOL = 1e-3   # |log-sum-exp| of a row of float32 log-probabilities is about 1e-7
 SHORT_ROWS = 16  # classes below which torch's CPU log_softmax over the last dimension falls off its vector path
 
 
@@ -39,8 +40,22 @@ def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y, reduction="sum")
 
 
-def _nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.nll_loss(out, y, reduction="sum")
+def _nll() -> LossSum:
+    """Summed negative log-likelihood of log-probabilities `out` (N, C); the first batch it sees is checked to be
+    log-probabilities (each row's log-sum-exp 0), since NLL of logits is a number without meaning."""
+    checked = False
+
+    def nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal checked
+        if not checked and out.ndim == 2 and not torch._C._functorch.is_batchedtensor(out):
+            with torch.no_grad():
+                off = float(out.detach().float().logsumexp(1).abs().max())
+            if off > LOG_PROB_TOL:
+                raise LandscapeError(f"--loss nll needs log-probabilities (a model ending in log_softmax), but the "
+                                     f"outputs' log-sum-exp is {off:.3g} away from 0: use --loss ce for logits")
+            checked = True
+        return F.nll_loss(out, y, reduction="sum")
+    return nll
 
 
 def loss_sum(criterion: Criterion = "ce") -> LossSum:
@@ -48,7 +63,7 @@ def loss_sum(criterion: Criterion = "ce") -> LossSum:
     if criterion == "ce":
         return _ce
     if criterion == "nll":
-        return _nll
+        return _nll()
     if isinstance(criterion, str):
         raise LandscapeError(f"unknown loss {criterion!r}; choose {' or '.join(LOSSES)}, or pass a callable")
     if isinstance(criterion, nn.Module) and getattr(criterion, "reduction", None) in ("mean", "sum"):

@@ -45,6 +45,7 @@ def files(tmp_path_factory):
         np.savez(d / f"{name}.npz", **arrays)
     (d / "bad.toml").write_text('[study]\narch = "mlp"\n[train]\nbatch_sizes = [32]\nlrs = [0.1]\nepochs = "thirty"\n'
                                 '[pairs]\ndiff_init = [[1, 1], [2, 2]]\n')
+    torch.save({"w": torch.zeros(1)}, d / "sd.pt")
     (d / "afile").write_text("a file where a folder should be")
     write_result(d / "metrics.h5", "/models/ok/metrics", {}, {"test_acc": 0.5})
     return d
@@ -72,6 +73,7 @@ ERRORS = [  # (bad input, command line, words of the message)
     ("1-example data", ["eval", "ok.pt", "--data", "one.npz"], "too few examples (1)"),
     ("labels >= the model's classes, no test arrays", ["eval", "ok.pt", "--data", "wide_labels.npz"],
      "labels out of range"),
+    ("study with neither a config nor a preset", ["study", "--workdir", "w"], "give a CONFIG file or --preset NAME"),
     ("study TOML with epochs = \"thirty\"", ["study", "bad.toml", "--workdir", "w"],
      "[train] epochs must be an integer, got 'thirty'"),
     ("--out under a file", ["eval", "ok.pt", "--out", "afile/r.h5"], "afile is a file, not a folder"),
@@ -81,6 +83,12 @@ ERRORS = [  # (bad input, command line, words of the message)
     ("plot of a file with nothing to draw", ["plot", "metrics.h5"], "no spectral density, barrier curve or surface"),
     ("-k above the number of parameters", ["eig", "ok.pt", "-k", "100000"],
      "-k 100000 is more than the 610 trainable parameters"),
+    ("--loss nll on a model that outputs logits", ["barrier", "ok.pt", "ok2.pt", "--loss", "nll", "--points", "3"],
+     "--loss nll needs log-probabilities"),
+    ("wrap with the user's factory and no --data", ["wrap", "sd.pt", "--arch", "tests.factories:tiny_cnn",
+                                                     "--out", "o.pt"],
+     "missing 2 required positional arguments: 'input_shape' and 'num_classes' (pass --data"),
+    ("eig --loss nll on logits", ["eig", "ok.pt", "--loss", "nll"], "--loss nll needs log-probabilities"),
 ]
 
 WARNINGS = [  # (input, command line, words of the warning, what the JSON result records)

@@ -41,7 +41,9 @@ def test_wrap_plain_and_reference_state_dicts(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     torch.save({"model_state_dict": model.state_dict(), "test_accuracy": 0.9}, tmp_path / "ref.pt")
-    for name in ("plain.pt", "ref.pt"):
+    torch.save({"net": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "epoch": 9},
+               tmp_path / "net.pt")   # a training script's own key
+    for name in ("plain.pt", "ref.pt", "net.pt"):
         wrap(tmp_path / name, tmp_path / f"w_{name}", "vgg11", KW)
         assert torch.equal(load_checkpoint(tmp_path / f"w_{name}")[0](x), model(x))
 
@@ -64,7 +66,7 @@ def test_wrap_mismatch_and_errors(tmp_path):
         wrap(tmp_path / "m.pt", tmp_path / "o.pt", "mlp", {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [5]})
     assert not (tmp_path / "o.pt").exists()
     torch.save({"weights": [1, 2]}, tmp_path / "x.pt")
-    with pytest.raises(LandscapeError, match="no state_dict"):
+    with pytest.raises(LandscapeError, match=r"no state_dict found .*its keys: 'weights'"):
         wrap(tmp_path / "x.pt", tmp_path / "o.pt", "mlp", {"input_shape": [1, 8, 8], "num_classes": 10})
     with pytest.raises(LandscapeError, match="not a landscape checkpoint"):
         load_checkpoint(tmp_path / "x.pt")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 import fusion
 from landscape.data import subsample
+from landscape.errors import LandscapeError
 from landscape.geometry.barrier import barrier, interpolation_curve
 from landscape.geometry.directions import (
     filter_normalised_direction,
@@ -83,6 +84,19 @@ def test_endpoints_are_the_models_own_loss(mlp_pair, splits):
         ends = [evaluate(m, splits[split]) for m in (a, b)]
         assert getattr(curve, f"{split}_loss")[[0, -1]] == pytest.approx([e.loss for e in ends], abs=1e-6)
         assert getattr(curve, f"{split}_acc")[[0, -1]] == pytest.approx([e.acc for e in ends], abs=1e-9)
+
+
+def test_curve_on_one_split_or_loader(mlp_pair, splits):
+    a, b = mlp_pair
+    both = interpolation_curve(a, b, {"test": splits["test"], "train": splits["train"]}, points=5)
+    x, y = splits["train"].x, splits["train"].y
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=100)
+    one = interpolation_curve(a, b, loader, points=5)
+    np.testing.assert_allclose(one.train_loss, both.train_loss, rtol=1e-5)
+    assert one.barrier_train == pytest.approx(both.barrier_train, rel=1e-4)
+    assert len(one.test_loss) == 0 and np.isnan(one.barrier_test)
+    with pytest.raises(LandscapeError, match="a train split and optionally a test split, got 'val'"):
+        interpolation_curve(a, b, {"val": loader})
 
 
 def test_permuted_copy_has_a_barrier_that_alignment_removes(mlp_pair, splits, digits):
@@ -325,6 +339,16 @@ def test_plane_and_path_pass_through_the_models(mlp_pair, digits, splits):
     arrays, _ = compute_surface(models[0], path, splits["train"], 128, {"t": 3})
     assert arrays["loss"][[0, 3, 6]] == pytest.approx([evaluate(m, splits["train"]).loss for m in (*mlp_pair, c)],
                                                       abs=1e-6)
+
+
+def test_plane_through_a_midpoint_is_refused(mlp_pair):
+    """A two-model average is the float32 midpoint of its parents: about 1e-8 |B - A| off their line, which used to
+    pass as a plane with a meaningless y axis."""
+    a, b = mlp_pair
+    mid = copy.deepcopy(a)
+    mid.load_state_dict({k: (v + b.state_dict()[k]) / 2 for k, v in a.state_dict().items()})
+    with pytest.raises(LandscapeError, match="lie on one line"):
+        plane_surface([a, b, mid], 5, 0.25, ["a", "b", "average"])
 
 
 def test_plane_ranges_pad_by_the_larger_extent():

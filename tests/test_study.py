@@ -246,6 +246,7 @@ def test_published_values():
      r"\[finetune.runs 3\] batch_size must be an integer"),
     ("mixed = [", "mixed = [[32, 128], ", r"\[pairs\] mixed must be a list of tables"),
     ('data = "digits"', 'data = "digits"\nreplicates = 2.5', r"\[study\] replicates must be an integer"),
+    ("runs = [", "init = [\"same\"]\nruns = [", "contour_kind = plane needs a fine-tuned OT fusion"),
 ])
 def test_config_errors(tmp_path, old, new, words):
     text = TINY.format(hvps=20)

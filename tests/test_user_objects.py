@@ -140,3 +140,22 @@ def test_training_records_the_normalisation_it_used(tmp_path, run_cli):
     code, _, err = run_cli("train", "--hidden", "8", "--epochs", "1", "--out", tmp_path / "a.pt", "--quiet")
     (mean, std), = load_checkpoint(tmp_path / "a.pt")[1]["normalize"]
     assert 0.2 < mean < 0.4 and 0.3 < std < 0.5   # auto: the digits training split's own statistics
+
+
+def test_values_given_to_normalize_are_recorded_as_given_and_compared_up_to_float32(tmp_path, run_cli):
+    """0.1307 is not a float32: fused models used to record its float32 copy, which their parents' exact value
+    then refused ("different input normalisations")."""
+    code, _, err = run_cli("train", "--hidden", "8", "--epochs", "1", "--normalize", "0.1307,0.3081", "--out",
+                           tmp_path / "m.pt", "--quiet")
+    assert code == 0, err
+    code, _, err = run_cli("fuse", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path / "f.pt", "--quiet")
+    assert code == 0, err
+    assert load_checkpoint(tmp_path / "f.pt")[1]["normalize"] == [[0.1307, 0.3081]]
+    model, meta = load_checkpoint(tmp_path / "m.pt")
+    save_checkpoint(model, tmp_path / "rounded.pt", meta={**meta, "normalize": [[float(np.float32(0.1307)),
+                                                                                 float(np.float32(0.3081))]]})
+    code, _, err = run_cli("eval", tmp_path / "m.pt", tmp_path / "f.pt", tmp_path / "rounded.pt", "--quiet")
+    assert code == 0, err
+    save_checkpoint(model, tmp_path / "other.pt", meta={**meta, "normalize": [[0.1308, 0.3081]]})
+    code, _, err = run_cli("eval", tmp_path / "m.pt", tmp_path / "other.pt", "--quiet")
+    assert code == 2 and "different input normalisations" in err

@@ -146,7 +146,8 @@ def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.dev
     def norm(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
 
-    applied = () if how == "none" else tuple(zip(mean.ravel().tolist(), std.ravel().tolist()))
+    applied = (() if how == "none" else tuple(tuple(pair) for pair in how) if how != "auto"
+               else tuple(zip(mean.ravel().tolist(), std.ravel().tolist())))   # as given, not their float32 copy
     ds = Dataset(spec, Split(norm(xtr), torch.from_numpy(ytr)), Split(norm(xva), torch.from_numpy(yva)),
                  Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]), raw.augment,
                  applied)

@@ -7,6 +7,7 @@ computed on train and on test loss (docs/conventions.md, with θ_1 = B and θ_2 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,15 +46,20 @@ def barrier(alphas: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
     return float(excess[i]), float(alphas[i])
 
 
-def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data], points: int = 21,
+def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] | Data, points: int = 21,
                         batch_size: int = 256, *, reset_bn: bool = False, batching: str = "auto",
                         parallel: str = "data", criterion: Criterion = "ce") -> Curve:
     """Loss and accuracy on `splits["train"]` and `splits["test"]` at `points` values of a from A (0) to B (1).
 
-    Each split is a `Split` or any re-iterable of `(inputs, targets)` batches; `criterion` is "ce" (default),
-    "nll" or a loss callable. `reset_bn`: recompute BatchNorm statistics on the train split at every point
-    instead of interpolating them.
+    Each split is a `Split` or any re-iterable of `(inputs, targets)` batches; a single one instead of the mapping
+    is the train split, and without a test split the test fields are empty (barrier NaN). `criterion` is "ce"
+    (default), "nll" or a loss callable. `reset_bn`: recompute BatchNorm statistics on the train split at every
+    point instead of interpolating them.
     """
+    splits = dict(splits) if isinstance(splits, Mapping) else {"train": splits}
+    if "train" not in splits or set(splits) - {"train", "test"}:
+        raise LandscapeError(f"interpolation_curve takes a train split and optionally a test split, got "
+                             f"{', '.join(map(repr, splits)) or 'none'}")
     check_finite(a, "model A")
     check_finite(b, "model B")
     sa, sb = a.state_dict(), b.state_dict()
@@ -62,9 +68,13 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data], 
     if points < 2:
         raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
     alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
-    train, test = evaluate_points(a, [sa, sb], coeffs, [splits["train"], splits["test"]], batch_size,
-                                  reset_on=splits["train"] if reset_bn else None, batching=batching,
-                                  parallel=parallel, criterion=criterion).cpu().numpy()
-    (b_train, at_train), (b_test, at_test) = (barrier(alphas, values[:, 0]) for values in (train, test))
+    order = [splits[name] for name in ("train", "test") if name in splits]
+    values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,
+                             reset_on=splits["train"] if reset_bn else None, batching=batching,
+                             parallel=parallel, criterion=criterion).cpu().numpy()
+    train = values[0]
+    test = values[1] if "test" in splits else np.full((0, 2), np.nan)
+    (b_train, at_train), (b_test, at_test) = (barrier(alphas, v[:, 0]) if len(v) else (math.nan, math.nan)
+                                              for v in (train, test))
     return Curve(alphas, train[:, 0], train[:, 1], test[:, 0], test[:, 1], b_train, b_test, at_train, at_test,
                  reset_bn, points)

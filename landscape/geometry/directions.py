@@ -85,6 +85,9 @@ def serpentine(shape: tuple[int, ...]) -> np.ndarray:
     return order.reshape(-1)
 
 
+COLLINEAR = 1e-5   # the third model of a plane must be at least this fraction of |B - A| off the line through A, B
+
+
 def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal axes of the plane through three models (Garipov et al. 2018, section 3.3).
 
@@ -99,8 +102,10 @@ def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarra
         raise LandscapeError("the first two models are identical: they do not span a plane")
     along = float(w @ u) / u_norm
     v_norm = float((w - along * u / u_norm).norm())
-    if v_norm <= 1e-12 * max(u_norm, 1.0):
-        raise LandscapeError("the three models lie on one line: they do not span a plane")
+    if v_norm <= COLLINEAR * u_norm:   # float32 rounding puts an exact midpoint about 1e-8 * |B - A| off the line
+        raise LandscapeError(f"the three models lie on one line (the third is {v_norm:.3g} off the line through the "
+                             f"first two, which are {u_norm:.3g} apart): they do not span a plane; a two-model "
+                             "average or fusion is the midpoint of its aligned parents, so plot a fine-tuned one")
     weights = np.array([[1.0, 0.0, 0.0],
                         [-1 / u_norm, 1 / u_norm, 0.0],
                         [(along / u_norm - 1) / v_norm, -along / (u_norm * v_norm), 1 / v_norm]])

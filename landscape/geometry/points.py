@@ -235,6 +235,8 @@ class _Outputs:
             self.sums[split, self.point] += _pair(out, y, self.loss)
             return
         held = self.held.get((split, batch))
+        if not self.held and not self.first:
+            self.loss(out, y)   # once outside vmap, where the criterion can check its inputs (nll: log-probabilities)
         if held is None:
             held = self.held[split, batch] = (y, [])
         held[1].append(out)

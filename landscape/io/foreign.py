@@ -28,11 +28,17 @@ from .checkpoint import UnsafePickle, load_state, save_checkpoint, torch_load
 COUNTER = "num_batches_tracked"
 
 
+def _all_tensors(d: dict) -> bool:
+    return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
+
+
 def _candidate_states(obj: Any) -> list[dict[str, torch.Tensor]]:
     if not isinstance(obj, dict):
         return []
-    found = [obj[key] for key in ("state_dict", "model_state_dict", "model") if isinstance(obj.get(key), dict)]
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    named = ("state_dict", "model_state_dict", "model")
+    found = [obj[key] for key in named if isinstance(obj.get(key), dict)]
+    found += [v for k, v in obj.items() if k not in named and isinstance(v, dict) and _all_tensors(v)]  # {"net": ...}
+    if _all_tensors(obj):
         found.append(obj)
     return [{k: v for k, v in s.items() if isinstance(v, torch.Tensor)} for s in found]
 
@@ -116,7 +122,10 @@ def wrap(source: str | os.PathLike, out: str | os.PathLike, arch: str, arch_kwar
         obj = torch_load(source, weights_only=False)
     states = _candidate_states(obj)
     if not states:
-        raise LandscapeError(f"{source}: no state_dict found (expected tensors, 'state_dict' or 'model_state_dict')")
+        keys = f"its keys: {', '.join(map(repr, list(obj)[:8]))}" if isinstance(obj, dict) and obj else \
+            f"it holds a {type(obj).__name__}"
+        raise LandscapeError(f"{source}: no state_dict found (expected a dict of tensors, under 'state_dict', "
+                             f"'model_state_dict', 'model' or any key; {keys})")
     model = build_model(arch, arch_kwargs)
     error: LandscapeError | None = None
     for state in states:

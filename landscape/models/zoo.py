@@ -171,7 +171,9 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
     try:
         model = factory(**arch_kwargs)
     except TypeError as exc:
-        raise LandscapeError(f"bad arguments for arch {arch!r}: {exc}") from None
+        shape = " (pass --data, which gives input_shape and num_classes, or put them in --arch-kwargs)" if any(
+            f"'{name}'" in str(exc) for name in ("input_shape", "num_classes")) else ""
+        raise LandscapeError(f"bad arguments for arch {arch!r}: {exc}{shape}") from None
     model.landscape_spec = {"arch": arch, "arch_kwargs": dict(arch_kwargs)}
     return model
 

@@ -291,6 +291,11 @@ def _check(cfg: StudyConfig, where: str) -> None:
         raise LandscapeError(f"{where}: [study] compare must be one of {', '.join(COMPARABLE)}")
     if cfg.measure["contour_kind"] not in CONTOUR_KINDS:
         raise LandscapeError(f"{where}: [measure] contour_kind is one of {', '.join(CONTOUR_KINDS)}")
+    if cfg.measure["contours"] and cfg.measure["contour_kind"] == "plane" and not any(
+            cfg.finetunes(p, "ot") for p in cfg.pairs if p.init == "diff" and p.batches == "corresponding"):
+        raise LandscapeError(f"{where}: [measure] contour_kind = plane needs a fine-tuned OT fusion of a "
+                             "different-init pair (an OT fusion of two models is the midpoint of A aligned and B, "
+                             "so the three lie on one line): fine-tune one, or use contour_kind = \"2d\"")
     for pair in cfg.pairs:
         variants = [(m, s["batch_size"]) for m in FUSED for s in cfg.finetunes(pair, m)]
         if len(set(variants)) != len(variants):

@@ -31,7 +31,9 @@ def _amount(n: float) -> str:
 
 
 def clock(seconds: float) -> str:
-    """Seconds as `1d 02:03:04`, `02:03:04` or `3.2 s`."""
+    """Seconds as `1d 02:03:04`, `02:03:04`, `3.2 s` or, below 10 s, three significant digits (`0.0123 s`)."""
+    if seconds < 10:
+        return f"{seconds:.3g} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, s = divmod(round(seconds), 60)

@@ -273,8 +273,9 @@ class StudyRun:
                 return arrays, {**attrs, **settings, "a": source, "b": pair.b}
             jobs.append(Job(f"barrier {align} {pair.name}", key, run, group=f"/barriers/{pair.a}~{pair.b}/{align}",
                             cost=[("forward", m["batch_size"], m["barrier_points"] * n_line)]))
-        if m["contours"] and pair.init == "diff" and pair.batches == "corresponding" and pair.replicate == 0:
-            jobs.append(self._contour_job(pair))
+        if (m["contours"] and pair.init == "diff" and pair.batches == "corresponding" and pair.replicate == 0
+                and (m["contour_kind"] != "plane" or self._contour_fused(pair) != f"{pair.name}.ot")):
+            jobs.append(self._contour_job(pair))   # a plane needs a fine-tuned fusion: the fusion is A-B's midpoint
         return jobs
 
     def _contour_fused(self, pair: Pair) -> str:
