@@ -139,8 +139,7 @@ def _mixed(view: StudyView) -> list[str]:
         # so counting each pair would count the same seeds several times
         per_replicate = np.nanmean([_ft_at_b(view, c, "top_eig") for c in mixed], axis=0).tolist()
         test = unpaired(per_replicate, _ft_at_b(view, large, "top_eig"))
-        out.append(_verdict(test, f"Top eigenvalue of the fine-tuned OT fusion of mixed batch sizes (mean of the mixed pairs per "
-                                  f"replicate) minus that of "
-                                  f"batch {large.bs_a} (different initialisation)", "the mixed fusion is sharper",
-                            "the mixed fusion is flatter"))
+        out.append(_verdict(test, "Top eigenvalue of the fine-tuned OT fusion of mixed batch sizes (mean of the "
+                                  f"mixed pairs per replicate) minus that of batch {large.bs_a} (different "
+                                  "initialisation)", "the mixed fusion is sharper", "the mixed fusion is flatter"))
     return out
