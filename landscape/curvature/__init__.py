@@ -10,7 +10,7 @@
 """
 from .._lazy import exporter
 
-_EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Tridiagonal": ".lanczos",
+_EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Krylov": ".lanczos",
             "top_eigenvalues": ".eigen", "lanczos_top": ".eigen", "power_top": ".eigen",
             "hessian_trace": ".trace", "hutchinson": ".trace", "hutch_plus_plus": ".trace",
             "spectral_density": ".density", "slq": ".density", "smooth": ".density",
