@@ -36,8 +36,11 @@ bench: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(BENCH_PEERS)
 	$(PY) benchmarks/curvature_vs_peers.py | tee results/curvature_vs_peers.txt
 	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
+	PYTHONPATH=. $(PY) benchmarks/fusion_coverage.py | tee results/fusion_coverage.txt
+	$(PY) -m pip install -q --no-deps loss-landscapes==3.0.6  # the peer surface_speed.py compares with
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
+	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -24,7 +24,7 @@ def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Ca
     session = Session(opts["device"], opts["quiet"], opts["as_json"])
     model = session.load(checkpoint)[0]
     data = session.data(opts["data_spec"], [model], opts["normalize"])
-    split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"])
+    split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"], of=f"of the {opts['split']} split")
     result = compute(model, split)
     arrays, attrs = result_arrays(result)
     settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],

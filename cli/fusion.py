@@ -13,7 +13,10 @@ SOLVER = compose(
     click.option("--solver", type=click.Choice(SOLVERS), default=None,
                  help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
     click.option("--reg", type=float, default=None,
-                 help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."))
+                 help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."),
+    click.option("--strict", is_flag=True,
+                 help="Stop with an error where the alignment graph cannot follow an operation, instead of "
+                      "leaving those units in place with a warning."))
 OT = compose(
     MODE, SOLVER,
     click.option("--marginals", type=click.Choice(MARGINALS), default="uniform", show_default=True,
@@ -33,14 +36,16 @@ def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
 
 
 def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
-    """The models, the dataset (when needed) and the alignment examples (when needed)."""
+    """The models, the dataset (when needed) and the inputs fusion sees: the alignment examples, or (weight
+    mode) a few examples to trace a model whose checkpoint does not record its input shape."""
     from fusion.checks import check_specs
     from landscape.data.split import subsample
 
     models = [session.load(p)[0] for p in paths]
     check_specs(models)   # a clearer message than the data's label check for models with other classes
-    data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data else None
-    x = subsample(data.train, o["samples"], o["seed"]).x if need_x else None
+    shapeless = any("input_shape" not in getattr(m, "landscape_spec", {}).get("arch_kwargs", {}) for m in models)
+    data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data or shapeless else None
+    x = subsample(data.train, o["samples"] if need_x else 2, o["seed"]).x if data is not None else None
     return models, data, x
 
 
@@ -68,12 +73,46 @@ def _acc_text(test: dict) -> str:
     return f"; test acc {test['result']['acc']:.4f} (parents {parents})"
 
 
+def check_function(original, aligned, data, x, batch_size: int, name: str) -> dict:
+    """Whether `aligned` still computes `original`'s function: their outputs on the test split (the alignment
+    examples without data, random inputs without either) agree to float rounding. Only a permutation keeps it
+    exactly (exact EMD, uniform marginals, equal widths); when it is lost a `warning:` line says so, with both
+    test accuracies where there are labels. Returns what results record: `function_kept`, `agreement` (the
+    fraction of examples with the same predicted class)."""
+    import torch
+
+    from landscape.errors import warn
+    from landscape.training.metrics import compare_outputs, evaluate
+
+    if data is not None:
+        inputs, where = data.test.x, "test examples"
+    elif x is not None:
+        inputs, where = x, "alignment examples"
+    else:
+        shape = original.landscape_spec["arch_kwargs"]["input_shape"]
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(256, *shape, generator=generator).to(next(original.parameters()).device)
+        where = "random inputs"
+    kept, agreement = compare_outputs(original, aligned, inputs, batch_size)
+    if not kept:
+        accuracy = ""
+        if data is not None:
+            accuracy = (f": test accuracy {evaluate(aligned, data.test).acc:.4f} against "
+                        f"{evaluate(original, data.test).acc:.4f}")
+        warn(f"{name} does not compute the original model's function{accuracy}, the same prediction on "
+             f"{agreement:.0%} of {len(inputs)} {where} (only exact EMD with uniform marginals and equal widths "
+             "keeps it)")
+    return {"function_kept": kept, "agreement": agreement}
+
+
 def _save(model, out: str, record: dict, test: dict) -> None:
-    """Write the checkpoint; its meta records the lineage (`parents`: the input checkpoints), every setting and
-    the test metrics."""
+    """Write the checkpoint; its meta records the lineage (`parents`: the input checkpoints), every setting,
+    the test metrics and the warnings printed."""
     from landscape.io.checkpoint import save_checkpoint
 
-    meta = {"parents": record["models"], **{k: v for k, v in record.items() if k != "models"}}
+    from .session import with_warnings
+
+    meta = with_warnings({"parents": record["models"], **{k: v for k, v in record.items() if k != "models"}})
     metrics = {"test_acc": test["result"]["acc"], "test_loss": test["result"]["loss"]} if test else {}
     save_checkpoint(model, out, meta={**meta, **metrics})
 
@@ -97,6 +136,7 @@ def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples,
     import fusion
     from fusion.checks import fusion_weights
     from landscape.data.split import subsample
+    from landscape.errors import warn
     from landscape.training.bn import has_batchnorm, reset_bn
 
     from .session import Session, parse_floats
@@ -112,10 +152,13 @@ def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples,
     settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
     fused = fusion.fuse(models, method=method, weights=w, x=x, anchor=anchor, iterations=iterations,
-                        batch_size=o["batch_size"], **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
+                        batch_size=o["batch_size"], strict=o["strict"],
+                        **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     reset = reset_bn_samples if reset_bn_samples and has_batchnorm(fused) else 0
+    if reset_bn_samples and not reset:
+        warn(f"--reset-bn-samples {reset_bn_samples}: the fused model has no BatchNorm layer, nothing to reset")
     if reset:
-        reset_bn(fused, subsample(data.train, reset, o["seed"]), o["batch_size"])
+        reset_bn(fused, subsample(data.train, reset, o["seed"], "--reset-bn-samples"), o["batch_size"])
     seconds = time.perf_counter() - start_time
     test = _evaluate(fused, models, data) if o["do_eval"] else {}
     record = {"role": "fused", **settings, "method": method, "weights": w, "anchor": anchor % len(models),
@@ -144,11 +187,13 @@ def align_cmd(model, anchor, device, quiet, as_json, out, **o):
     models, data, x = _prepare(session, (model, anchor), o, need_x, o["do_eval"])
     settings = _settings(session, data, o, need_x)
     start_time = time.perf_counter()
-    aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"],
+    aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"], strict=o["strict"],
                            **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     seconds = time.perf_counter() - start_time
+    function = check_function(models[0], aligned, data, x, o["batch_size"], f"{model} aligned to {anchor}")
     test = _evaluate(aligned, models, data) if o["do_eval"] else {}
-    record = {"role": "aligned", **settings, "method": "align", "aligned_to": str(anchor), "seconds": seconds}
+    record = {"role": "aligned", **settings, "method": "align", "aligned_to": str(anchor), "seconds": seconds,
+              **function}
     _save(aligned, out, record, test)
     session.emit({"out": out, **record, "test": test},
                  f"saved {out}: {model} aligned to {anchor} ({settings['mode']}, {settings['solver']}) in "

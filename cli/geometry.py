@@ -7,7 +7,7 @@ from fusion.choices import MODES
 from landscape.choices import SURFACE_KINDS
 
 from .fusion import SOLVER
-from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, measure
+from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, measure, writable_folder
 
 ALIGN = ("none", "ot", "both")
 POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
@@ -27,20 +27,20 @@ POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
 @SOLVER
 @measure(split=False)
 @POINTS
-def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, parallel, batching, **o):
+def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
     import fusion
     from landscape.data.split import subsample
     from landscape.geometry.barrier import interpolation_curve
     from landscape.io.store import result_arrays, write_results
 
-    from .fusion import resolve_solver
+    from .fusion import check_function, resolve_solver
     from .session import Session, stem, stored
 
     session = Session(o["device"], o["quiet"], o["as_json"])
     model_a, model_b = session.load(a)[0], session.load(b)[0]
     data = session.data(o["data_spec"], [model_a, model_b], o["normalize"])
-    splits = {s: subsample(data.split(s), o["samples"], o["seed"]) for s in ("train", "test")}
+    splits = {s: subsample(data.split(s), o["samples"], o["seed"], of=f"of the {s} split") for s in ("train", "test")}
     aligns = ("none", "ot") if align == "both" else (align,)
     solver, reg = resolve_solver(solver, reg)
     settings = session.settings(data, samples=o["samples"], seed=o["seed"], batch_size=o["batch_size"],
@@ -49,10 +49,12 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
     for which in aligns:
         source, extra = model_a, {}
         if which == "ot":
-            x = subsample(data.train, align_samples, o["seed"]).x if mode == "acts" else None
-            source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg)
+            count = align_samples if mode == "acts" else 2   # weight mode: two examples to trace the models
+            x = subsample(data.train, count, o["seed"], "--align-samples").x
+            source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg, strict=strict)
             extra = {"mode": mode, "align_samples": align_samples if mode == "acts" else None,
-                     "solver": solver, "reg": reg if solver == "sinkhorn" else None}
+                     "solver": solver, "reg": reg if solver == "sinkhorn" else None,
+                     **check_function(model_a, source, data, x, o["batch_size"], f"{a} aligned to {b}")}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,
                                     batching=batching, parallel=parallel, criterion=o["loss"])
         arrays, attrs = result_arrays(curve)
@@ -79,7 +81,8 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
               help="Plane: padding around the three models, as a fraction of their extent.")
 @click.option("--include-bias-bn", is_flag=True, help="Move biases and BatchNorm parameters too (Li et al. zero them).")
 @NAME
-@click.option("--chunk", type=int, default=None, help="Points per batched pass [auto].")
+@click.option("--chunk", type=int, default=None,
+              help="Points per batched pass (vmap), or walked between saves (loop) [auto].")
 @measure()
 @POINTS
 def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, parallel, batching, **o):
@@ -107,7 +110,7 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
     if not same_layout([m.state_dict() for m in models]):
         raise LandscapeError("the models have different architectures or widths: align them first "
                              "(landscape align)")
-    split = subsample(data.split(o["split"]), o["samples"], o["seed"])
+    split = subsample(data.split(o["split"]), o["samples"], o["seed"], of=f"of the {o['split']} split")
     names = [stem(c) for c in checkpoints]
     lo, hi = parse_range(span)
     if kind in ("1d", "2d"):
@@ -136,7 +139,7 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
 
 @click.command("plot")
 @click.argument("store", type=click.Path(dir_okay=False))
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
 @JSON
 def plot_cmd(store, out_dir, as_json):

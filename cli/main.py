@@ -1,13 +1,15 @@
-"""The `landscape` command group and its error handling (one `error:` line, exit code 2)."""
+"""The `landscape` command group and its error handling (one `error:` line, exit code 2) and warnings (one
+`warning:` line each, recorded with the result)."""
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, LandscapeWarning
 
-from . import curvature, fusion, geometry, study, train
+from . import curvature, fusion, geometry, messages, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +29,14 @@ for module in (train, fusion, curvature, geometry, study):
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in argv
+    messages.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LandscapeWarning)
+        warnings.showwarning = messages.show_warning
+        _run(argv, "--debug" in argv)
+
+
+def _run(argv: list[str], debug: bool) -> None:
     try:
         cli.main(args=argv, prog_name="landscape", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -40,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
-    except (LandscapeError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (LandscapeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+            PermissionError) as exc:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -10,6 +10,25 @@ from landscape.choices import BATCHING, LOSSES, PARALLEL, SPLITS
 Decorator = Callable[[Callable], Callable]
 
 
+def writable_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse an output file that could not be written (a file in the way of its folder, no permission) at
+    once, before any work is done."""
+    from landscape.io.atomic import check_writable
+
+    if value is not None:
+        check_writable(value)
+    return value
+
+
+def writable_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """`writable_file` for an output folder."""
+    from landscape.io.atomic import check_writable
+
+    if value is not None:
+        check_writable(value, folder=True)
+    return value
+
+
 def compose(*decorators: Decorator) -> Decorator:
     """Apply `decorators` so that the options appear in `--help` in the order given."""
     def apply(f: Callable) -> Callable:
@@ -34,9 +53,9 @@ LOSS = click.option("--loss", type=click.Choice(LOSSES), default="ce", show_defa
                     help="ce: cross-entropy on logits; nll: for models that end in log_softmax.")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
 QUIET = click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
-RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None,
+RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, callback=writable_file,
                           help="Store the result in this HDF5 file.")
-CHECKPOINT_OUT = click.option("--out", type=click.Path(dir_okay=False), required=True,
+CHECKPOINT_OUT = click.option("--out", type=click.Path(dir_okay=False), required=True, callback=writable_file,
                               help="Checkpoint to write (.pt).")
 NAME = click.option("--name", default=None, help="The NAME of the stored group [the checkpoint's file stem].")
 PARALLEL_OPTION = click.option("--parallel", type=click.Choice(PARALLEL), default="data", show_default=True,

@@ -20,6 +20,9 @@ from landscape.data.datasets import Dataset, load_data, normalize_label
 from landscape.data.split import check_labels
 from landscape.errors import LandscapeError
 from landscape.io.checkpoint import file_hash, load_checkpoint
+from landscape.models.checks import check_finite
+
+from .messages import recorded_warnings
 
 
 def device_of(name: str) -> torch.device:
@@ -52,6 +55,7 @@ class Session:
     def load(self, path: str) -> tuple[nn.Module, dict]:
         """A checkpoint on the session's device (eval mode), recorded as `{path, sha256}`."""
         model, meta = load_checkpoint(path, self.device)
+        check_finite(model, str(path))
         self.models.append({"path": str(path), "sha256": file_hash(path)})
         self.metas.append(meta)
         return model, meta
@@ -85,17 +89,24 @@ class Session:
                 "normalize": [list(pair) for pair in data.normalize], **more}
 
     def emit(self, result: dict, text: str) -> None:
-        """Print `text` for people or `result` as one JSON object; only rank 0 prints."""
+        """Print `text` for people or `result` as one JSON object (with the `warnings` printed, if any); only
+        rank 0 prints."""
         if not dist.is_main():
             return
-        click.echo(json.dumps(_jsonable(result)) if self.as_json else text)
+        click.echo(json.dumps(_jsonable(with_warnings(result))) if self.as_json else text)
+
+
+def with_warnings(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` plus the `warnings` this command printed so far, when there were any."""
+    notes = recorded_warnings()
+    return {**record, "warnings": notes} if notes else dict(record)
 
 
 def stored(settings: dict[str, Any]) -> dict[str, Any]:
     """`settings` as HDF5 attributes: the checkpoints as parallel lists `models` (paths) and `sha256`, the
-    normalisation as its label ("none" or "MEAN,STD;...")."""
+    normalisation as its label ("none" or "MEAN,STD;..."), and the warnings printed so far."""
     models = settings.get("models", [])
-    rest = {k: v for k, v in settings.items() if k not in ("models", "normalize")}
+    rest = {k: v for k, v in with_warnings(settings).items() if k not in ("models", "normalize")}
     out = {**rest, "models": [m["path"] for m in models], "sha256": [m["sha256"] for m in models]}
     if "normalize" in settings:
         out["normalize"] = normalize_label(settings["normalize"])

@@ -5,16 +5,16 @@ import click
 
 from landscape.study import presets
 
-from .options import DEVICE, JSON, QUIET
+from .options import DEVICE, JSON, QUIET, writable_folder
 
 
 @click.command("study")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--preset", default=None, help=f"A bundled config instead of a file: {', '.join(presets.names())}.")
 @click.option("--data", "data_spec", default=None, help="Override the config's dataset.")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Checkpoints and study.h5 go here (default runs/<name>).")
-@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default <workdir>/report).")
 @DEVICE
 @QUIET
@@ -47,7 +47,7 @@ def study_cmd(config, preset, data_spec, workdir, report_dir, device, quiet, as_
 
 @click.command("report")
 @click.argument("store", type=click.Path(dir_okay=False))
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default: beside the store, in report/).")
 def report_cmd(store, out_dir):
     """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""

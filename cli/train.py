@@ -37,8 +37,10 @@ def _finish(session, result, data, cfg, out, extra) -> None:
     from landscape.training.loop import train_meta
     from landscape.training.metrics import evaluate
 
+    from .session import with_warnings
+
     test = evaluate(result.model, data.test)
-    meta = train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra)
+    meta = with_warnings(train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra))
     save_checkpoint(result.model, out, meta=meta)
     summary = {"out": out, "models": session.models, "best_epoch": result.best_epoch, "val_acc": result.best_val_acc,
                "test_acc": test.acc, "test_loss": test.loss, "seconds": result.seconds}
@@ -46,15 +48,19 @@ def _finish(session, result, data, cfg, out, extra) -> None:
                           f"test acc {test.acc:.4f}, test loss {test.loss:.4f}")
 
 
-def _arch_kwargs(text: str | None) -> dict:
+def _json_object(text: str | None, what: str) -> dict:
+    """A JSON object given on the command line ({} when absent)."""
     import json
 
     from landscape.errors import LandscapeError
 
     try:
-        return json.loads(text) if text else {}
+        value = json.loads(text) if text else {}
     except json.JSONDecodeError as exc:
-        raise LandscapeError(f"--arch-kwargs is not valid JSON: {exc}") from None
+        raise LandscapeError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise LandscapeError(f"{what} must be a JSON object, got {text!r}")
+    return value
 
 
 @click.command("train")
@@ -79,7 +85,7 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, 
 
     session = Session(device, quiet, as_json)
     data = load_data(data_spec, device=session.device, normalize=normalize)
-    extra = _arch_kwargs(arch_kwargs)
+    extra = _json_object(arch_kwargs, "--arch-kwargs")
     if hidden is not None:
         try:
             extra["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
@@ -155,27 +161,49 @@ def _flat(row: dict) -> dict:
 @click.option("--arch", required=True, help="mlp, vgg11, resnet18 or package.module:factory.")
 @click.option("--arch-kwargs", default="{}", help="JSON keyword arguments, e.g. '{\"hidden\": [400, 200, 100]}'.")
 @click.option("--data", "data_spec", default=None, help="Dataset whose input shape and classes to use.")
+@click.option("--key-map", default=None,
+              help="JSON renaming of the file's tensors: exact names, or prefixes ending in '.', e.g. "
+                   "'{\"fc1.\": \"features.0.\"}'.")
+@click.option("--strip-prefix", default=None, help="Remove this prefix from the file's tensor names first.")
+@click.option("--normalize", default=None,
+              help="The input statistics the model was trained with (MEAN,STD or MEAN,STD;... per channel, or "
+                   "none), recorded so that every command uses them.")
 @CHECKPOINT_OUT
-def wrap_cmd(source, arch, arch_kwargs, data_spec, out):
-    """Turn a plain state_dict, {'model_state_dict': ...} or a Lightning .ckpt into a checkpoint."""
-    from landscape.data.datasets import load_data
+@JSON
+def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normalize, out, as_json):
+    """Turn a state_dict, an OT-fusion reference checkpoint or a Lightning .ckpt into a checkpoint; tensors whose
+    names differ are matched by order when their shapes agree (the mapping is printed and kept in meta)."""
+    from landscape.data.datasets import load_data, parse_normalize
     from landscape.errors import LandscapeError
-    from landscape.io.checkpoint import model_spec
     from landscape.io.foreign import wrap
     from landscape.models.zoo import arch_kwargs_for
 
     from .session import Session
 
-    Session()
-    kwargs = _arch_kwargs(arch_kwargs)
+    session = Session(as_json=as_json)
+    kwargs = _json_object(arch_kwargs, "--arch-kwargs")
+    mapping_arg = _json_object(key_map, "--key-map")
+    if not all(isinstance(v, str) for v in mapping_arg.values()):
+        raise LandscapeError("--key-map maps names to names, e.g. '{\"fc1.\": \"features.0.\"}'")
+    meta = {}
     if data_spec is not None:
-        data = load_data(data_spec)
+        data = load_data(data_spec, normalize="none")
         kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, **kwargs)
     for key in ("input_shape", "num_classes"):
         if key not in kwargs and ":" not in arch:
             raise LandscapeError(f"wrap needs {key}: pass --data or put it in --arch-kwargs")
-    model = wrap(source, out, arch, kwargs)
-    click.echo(f"saved {out} ({model_spec(model)['arch']}, {sum(p.numel() for p in model.parameters())} parameters)")
+    if normalize is not None:
+        channels = int(kwargs.get("input_shape", [1])[0])
+        how = parse_normalize(normalize, channels)
+        meta["normalize"] = [] if how == "none" else [list(pair) for pair in how]
+    model, mapping = wrap(source, out, arch, kwargs, meta=meta, key_map=mapping_arg, strip_prefix=strip_prefix)
+    params = sum(p.numel() for p in model.parameters())
+    lines = [f"saved {out} ({arch}, {params} parameters)"]
+    if mapping:
+        lines.insert(0, f"names differ: {len(mapping)} tensors matched by order (shapes agree), kept in meta key_map:")
+        lines[1:1] = [f"  {a} -> {b}" for a, b in mapping.items()]
+    session.emit({"out": out, "arch": arch, "arch_kwargs": kwargs, "n_params": params, "key_map": mapping,
+                  "normalize": meta.get("normalize")}, "\n".join(lines))
 
 
 COMMANDS = [train_cmd, finetune_cmd, eval_cmd, wrap_cmd]

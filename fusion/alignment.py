@@ -1,6 +1,9 @@
 """Align a model to an estimate of the fused model: one transport map per unit group, applied to every
 parameter that is indexed by the group's units (Algorithm 1, lines 8-14, of the OT-fusion paper).
 
+Every parameter axis the alignment graph binds to units is moved by its groups' maps: "out" axes (one value
+per unit) by the barycentric rows, "in" axes (consumed units) by the columns (see `fusion/transport.py`).
+
 Order (weight mode): Algorithm 1 aligns a layer's incoming weights with the previous layer's map before
 computing its own. In the graph a group is solved just before the first layer that reads it, from its
 producers seen so far (their inputs are aligned by then). For plain networks that is every producer; a
@@ -11,6 +14,7 @@ group is solved independently, from the pre-activations of all its producers.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,9 +25,9 @@ from landscape.errors import LandscapeError
 
 from .checks import check_finite, check_same_graph, check_specs
 from .choices import MARGINALS, MODES, SOLVERS
-from .graph import AlignmentGraph, build_graph
+from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .metrics import Moments, activation_moments, weight_cost, weight_rows
-from .transport import Map, normalised, plan, uniform
+from .transport import Map, move_axis, normalised, plan, uniform
 
 
 def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str) -> None:
@@ -39,84 +43,102 @@ def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str
 
 
 def _example(models: Sequence[nn.Module], x: torch.Tensor | None) -> torch.Tensor:
-    """Two inputs to trace with: from `x`, else zeros of the spec's input shape."""
+    """Two inputs to trace with: from `x` (repeated if it holds one), else zeros of the spec's input shape."""
     device = next(models[0].parameters()).device
     if x is not None:
-        return x[:2].to(device)
+        return x[:2].to(device) if len(x) > 1 else x[:1].expand(2, *x.shape[1:]).to(device)
     shape = getattr(models[0], "landscape_spec", {}).get("arch_kwargs", {}).get("input_shape")
     if shape is None:
         raise LandscapeError("pass x (a batch of inputs): the model has no input_shape in its landscape_spec")
     return torch.zeros(2, *shape, device=device)
 
 
-def prepare(models: Sequence[nn.Module], x: torch.Tensor | None) -> AlignmentGraph:
-    """Check that the models can be aligned to each other and return their (shared) alignment graph."""
+def prepare(models: Sequence[nn.Module], x: torch.Tensor | None, *, strict: bool = False, mode: str = "wts",
+            reference: int = -1) -> list[AlignmentGraph]:
+    """Check that the models can be aligned to each other and return each one's alignment graph (same
+    structure, each with its own widths). Frozen units are warned about once, for the `reference` model."""
     check_finite(models)
     check_specs(models)
     example = _example(models, x)
-    graphs = [build_graph(m, example) for m in models]
+    graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]
     check_same_graph(graphs)
-    return graphs[0]
+    ref = graphs[reference]
+    messages = list(ref.frozen)
+    if mode == "acts":
+        for g in ref.groups:
+            if not g.fixed and g.producers and not g.features:
+                messages.append(f"layer '{g.producers[0]}' is not the output of a module, so its activations "
+                                "cannot be read; its units are left in place")
+        if strict and len(messages) > len(ref.frozen):
+            raise LandscapeError(f"strict fusion: {messages[len(ref.frozen)]}")
+    for message in messages:
+        warnings.warn(f"fusion: {message}", FrozenUnitsWarning, stacklevel=3)
+    return graphs
 
 
 def _marginals(cost: np.ndarray, mom: Moments | None, marginals: str) -> tuple[np.ndarray, np.ndarray]:
-    if marginals == "importance":
+    if marginals == "importance" and mom is not None:
         return normalised(mom.importance_model.cpu().numpy()), normalised(mom.importance_estimate.cpu().numpy())
     return uniform(cost.shape[0]), uniform(cost.shape[1])
 
 
 def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
-                   *, mode: str = "acts", moments: dict[int, Moments] | None = None, solver: str = "emd",
-                   reg: float = 0.01, marginals: str = "uniform") -> dict[int, Map]:
-    """One transport map per movable group, from a model's units (`state`) to the estimate's."""
+                   estimate_graph: AlignmentGraph, *, mode: str = "acts", moments: dict[int, Moments] | None = None,
+                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform") -> dict[int, Map]:
+    """One transport map per movable group, from a model's units (`state`, `graph`) to the estimate's.
+    Groups with nothing to compare (no producer, or no readable activations) keep their units in place."""
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
 
-    def solve(gid: int, producers: Sequence[str]) -> None:
-        mom = moments[gid] if moments is not None else None
+    def solve(gid: int, layers: Sequence[int]) -> None:
+        mom = moments.get(gid) if moments is not None else None
         if mode == "acts":
+            if mom is None:
+                return
             cost = mom.cost()
         else:
-            cost = weight_cost(weight_rows(state, graph, producers, maps),
-                               weight_rows(estimate_state, graph, producers, None))
+            if not layers:
+                return
+            cost = weight_cost(weight_rows(state, graph, gid, [graph.layers[i] for i in layers], maps),
+                               weight_rows(estimate_state, estimate_graph, gid,
+                                           [estimate_graph.layers[i] for i in layers], None))
         a, b = _marginals(cost, mom, marginals)
         maps[gid] = Map.from_plan(plan(cost, a, b, solver, reg), device)
 
     movable = [gid for gid, g in enumerate(graph.groups) if not g.fixed]
     if mode == "acts":
         for gid in movable:
-            solve(gid, graph.groups[gid].producers)
+            solve(gid, ())
         return maps
-    seen: dict[int, list[str]] = {gid: [] for gid in movable}
-    for layer in graph.layers:
-        if layer.kind == "norm":
+    seen: dict[int, list[int]] = {gid: [] for gid in movable}
+    solved: set[int] = set()
+    weights: set[str] = set()
+    for i, layer in enumerate(graph.layers):
+        for seg in layer.ins:
+            if seg.group in seen and seg.group not in solved:
+                solved.add(seg.group)
+                solve(seg.group, seen[seg.group])
+        if layer.weight in weights:    # a layer called again: its rows are already there
             continue
-        if layer.in_group in seen and layer.in_group not in maps:
-            solve(layer.in_group, seen[layer.in_group])
-        if layer.group in seen:
-            seen[layer.group].append(layer.name)
+        weights.add(layer.weight)
+        for seg in layer.out:
+            if seg.group in seen and i not in seen[seg.group]:
+                seen[seg.group].append(i)
     for gid in movable:
-        if gid not in maps:
+        if gid not in solved:
             solve(gid, seen[gid])
     return maps
 
 
 def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:
-    """A copy of `state` with every unit-indexed parameter and buffer moved into the estimate's basis."""
+    """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the estimate's
+    basis (`graph`: the model's own alignment graph)."""
+    sizes = [g.size for g in graph.groups]
     out = dict(state)
-    for layer in graph.layers:
-        rows = maps.get(layer.group)
-        keys = ("weight", "bias") if layer.kind != "norm" else ("weight", "bias", "running_mean", "running_var")
-        for key in keys:
-            name = f"{layer.name}.{key}"
-            if name not in state:
-                continue
-            value = state[name]
-            moved = rows.move_units(value) if rows is not None else value
-            if key == "weight" and layer.kind != "norm" and layer.in_group in maps:
-                moved = maps[layer.in_group].move_inputs(moved, layer.in_block)
-            out[name] = moved.to(value.dtype)
-    return out
+    for b in graph.bindings:
+        if b.name in out and any(seg.group in maps for seg in b.segments):
+            out[b.name] = move_axis(out[b.name], b.axis, b.segments, b.role, maps, sizes)
+    return {k: v.to(state[k].dtype) if v is not state[k] else v for k, v in out.items()}
 
 
 def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
@@ -126,27 +148,30 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
     return model.eval()
 
 
-def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, *, mode: str,
-                  moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
+def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
+                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
                   ) -> dict[str, torch.Tensor]:
     """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
-    maps = transport_maps(state, {k: v.detach() for k, v in estimate.state_dict().items()}, graph, mode=mode,
-                          moments=moments, solver=solver, reg=reg, marginals=marginals)
+    maps = transport_maps(state, {k: v.detach() for k, v in estimate.state_dict().items()}, graph, estimate_graph,
+                          mode=mode, moments=moments, solver=solver, reg=reg, marginals=marginals)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: torch.Tensor | None = None,
-          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100) -> nn.Module:
-    """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths."""
+          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
+          strict: bool = False) -> nn.Module:
+    """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
+    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error)."""
     check_options(mode, x, solver, marginals)
-    graph = prepare([model, anchor], x)
+    graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
-        moments = activation_moments([model], anchor, graph, x.to(next(anchor.parameters()).device), batch_size)[0]
-    state = aligned_state(model, anchor, graph, mode=mode, moments=moments, solver=solver, reg=reg,
+        moments = activation_moments([model], anchor, [graph], anchor_graph,
+                                     x.to(next(anchor.parameters()).device), batch_size)[0]
+    state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
                           marginals=marginals)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

@@ -35,9 +35,12 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
 
 def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
          mode: str = "acts", x: torch.Tensor | None = None, anchor: int = -1, iterations: int = 1,
-         solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100) -> nn.Module:
+         solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
+         strict: bool = False) -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
-    or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode."""
+    or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode.
+    Units the alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a
+    warning; `strict=True` makes that an error."""
     models = list(models)
     if len(models) < 2:
         raise LandscapeError(f"fusion needs at least two models, got {len(models)}")
@@ -56,15 +59,18 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
     if method != "ot":
         raise LandscapeError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
     check_options(mode, x, solver, marginals)
-    graph = prepare(models, x)
+    graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
+    estimate_graph = graphs[anchor]   # every estimate is the anchor's architecture and widths
     estimate = template
     for _ in range(iterations):
-        moving = [m for m in models if m is not estimate]
+        moving = [(m, g) for m, g in zip(models, graphs) if m is not estimate]
         moments = {}
         if moving and (mode == "acts" or marginals == "importance"):
             xs = x.to(next(estimate.parameters()).device)
-            moments = dict(zip(map(id, moving), activation_moments(moving, estimate, graph, xs, batch_size)))
-        states = [aligned_state(m, estimate, graph, mode=mode, moments=moments.get(id(m)), solver=solver, reg=reg,
-                                marginals=marginals) for m in models]
+            found = activation_moments([m for m, _ in moving], estimate, [g for _, g in moving], estimate_graph,
+                                       xs, batch_size)
+            moments = dict(zip((id(m) for m, _ in moving), found))
+        states = [aligned_state(m, estimate, g, estimate_graph, mode=mode, moments=moments.get(id(m)), solver=solver,
+                                reg=reg, marginals=marginals) for m, g in zip(models, graphs)]
         estimate = with_state(template, average_states(states, w, template.state_dict()))
     return estimate

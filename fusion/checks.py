@@ -26,16 +26,17 @@ def check_same_graph(graphs: Sequence[AlignmentGraph]) -> None:
     for i, g in enumerate(graphs[1:], 2):
         if g.signature() == ref.signature():
             continue
-        depth_ref = sum(lay.kind != "norm" for lay in ref.layers)
-        depth = sum(lay.kind != "norm" for lay in g.layers)
+        depth_ref, depth = len(ref.layers), len(g.layers)
         if depth != depth_ref:
             raise LandscapeError(f"models have different depths: model 1 has {depth_ref} linear/conv layers, "
                                  f"model {i} has {depth}")
-        classes_ref, classes = ref.groups[ref.output_group].size, g.groups[g.output_group].size
+        classes_ref = ref.groups[ref.output_group].size if ref.output_group >= 0 else None
+        classes = g.groups[g.output_group].size if g.output_group >= 0 else None
         if classes != classes_ref:
             raise LandscapeError(f"models have different numbers of classes: model 1 has {classes_ref}, "
                                  f"model {i} has {classes}")
-        inputs_ref, inputs = ref.groups[ref.input_group].size, g.groups[g.input_group].size
+        inputs_ref = ref.groups[ref.input_group].size if ref.input_group >= 0 else None
+        inputs = g.groups[g.input_group].size if g.input_group >= 0 else None
         if inputs != inputs_ref:
             raise LandscapeError(f"models have different inputs: model 1 has {inputs_ref} input channels, "
                                  f"model {i} has {inputs}")

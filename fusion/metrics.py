@@ -1,7 +1,8 @@
 """Ground metrics between the units of a model and of the fused-model estimate (paper section 4, Alg. 1 l. 6-12).
 
 - activation-based ("acts"): a unit's support is its pre-activations (output of the producer, or of the
-  BatchNorm right after it) on the given examples, eval mode, over all examples and spatial positions.
+  norm right after it) on the given examples, eval mode, over all examples and spatial positions, read with
+  forward hooks on the user's own modules (never by re-running the traced graph on another batch size).
   With several producers in a group (residual streams) the supports are concatenated, each member divided by
   its number of values, so the cost is the root mean squared difference of the activations.
 - weight-based ("wts"): a unit's support is the row of incoming weights (and bias) of each producer in the
@@ -19,8 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .graph import AlignmentGraph
-from .transport import Map
+from landscape.errors import LandscapeError
+
+from .graph import AlignmentGraph, Feature, Layer
+from .transport import Map, move_axis
 
 
 @dataclass
@@ -45,22 +48,47 @@ def euclidean(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor) -> np
 
 
 @contextlib.contextmanager
-def _captured(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of the named modules as (units, values) matrices while the block runs."""
-    out: dict[str, torch.Tensor] = {}
+def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, int], Feature]
+              ) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
+    """Record the outputs of the wanted module calls ((module path, call index) -> feature) as
+    (channels, values) matrices while the model runs once (forward hooks on the user's own modules).
+    A module with parameters called a different number of times, or a feature of another rank, than on
+    the traced example (a model whose structure depends on the batch size) is an error, never a wrong
+    activation."""
+    out: dict[tuple[str, int], torch.Tensor] = {}
     modules = dict(model.named_modules())
+    counts: dict[str, int] = {}
+    expected = dict(graph.calls)
 
-    def hook(name: str):
-        def record(_module, _inputs, output: torch.Tensor) -> None:
-            out[name] = output.detach().transpose(0, 1).reshape(output.shape[1], -1).clone()
+    def mismatch(path: str, what: str) -> LandscapeError:
+        return LandscapeError(f"module '{path}' {what} on this batch than on the traced example: the model's "
+                              "structure depends on the batch size (try another batch_size)")
+
+    def hook(path: str):
+        def record(_module, _inputs, output) -> None:
+            call = counts.get(path, 0)
+            counts[path] = call + 1
+            f = wanted.get((path, call))
+            if f is None:
+                return
+            if not isinstance(output, torch.Tensor) or output.ndim != f.rank:
+                raise mismatch(path, "returns a tensor of another rank")
+            out[(path, call)] = output.detach().movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
         return record
 
-    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
+    paths = sorted({path for path, _ in wanted} | set(expected))
+    missing = [p for p in paths if p not in modules]
+    if missing:
+        raise LandscapeError(f"internal error: no module {missing[0]!r} to read activations from")
+    handles = [modules[p].register_forward_hook(hook(p)) for p in paths]
     try:
         yield out
     finally:
         for h in handles:
             h.remove()
+    for path, n in expected.items():
+        if counts.get(path, 0) != n:
+            raise mismatch(path, f"is called {counts.get(path, 0)} times instead of {n}")
 
 
 class _Accumulator:
@@ -69,13 +97,14 @@ class _Accumulator:
     def __init__(self) -> None:
         self.cross: dict[int, torch.Tensor] = {}
         self.sq: dict[int, torch.Tensor] = {}
-        self.moments: dict[str, tuple[int, torch.Tensor, torch.Tensor]] = {}   # count, mean, sum of sq. deviations
+        # per feature: count, mean, sum of squared deviations
+        self.moments: dict[tuple[int, int], tuple[int, torch.Tensor, torch.Tensor]] = {}
 
     @staticmethod
     def _add(store: dict, key, value: torch.Tensor) -> None:
         store[key] = store[key] + value if key in store else value
 
-    def update(self, gid: int, name: str, a: torch.Tensor, b: torch.Tensor | None, total: float) -> None:
+    def update(self, gid: int, name: tuple[int, int], a: torch.Tensor, b: torch.Tensor | None, total: float) -> None:
         """Add one chunk of features `a` (units, values) of `name` in group `gid`; `b`: the estimate's."""
         if b is not None:
             self._add(self.cross, gid, (a @ b.T).double() / total)
@@ -88,59 +117,79 @@ class _Accumulator:
             n, mean, m2 = n0 + n, mean0 + delta * n / (n0 + n), m20 + m2 + delta ** 2 * n0 * n / (n0 + n)
         self.moments[name] = (n, mean, m2)
 
-    def importance(self, names: Sequence[str]) -> torch.Tensor:
+    def importance(self, names: Sequence[tuple[int, int]]) -> torch.Tensor:
         """Mean over `names` of |mean| x std of each unit's features (paper S1.2)."""
         parts = [mean.abs() * (m2 / n).sqrt() for n, mean, m2 in (self.moments[name] for name in names)]
         return torch.stack(parts).mean(0)
 
 
+def _wanted(graph: AlignmentGraph, gids: Sequence[int]) -> dict[tuple[str, int], Feature]:
+    return {(f.module, f.call): f for gid in gids for f in graph.groups[gid].features}
+
+
+def _features(graph: AlignmentGraph, gid: int, captured: dict) -> list[torch.Tensor]:
+    return [captured[(f.module, f.call)][f.start:f.stop] for f in graph.groups[gid].features]
+
+
 @torch.no_grad()
-def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graph: AlignmentGraph, x: torch.Tensor,
-                       batch_size: int = 100) -> list[dict[int, Moments]]:
-    """Per model, per movable group: the moments of its pre-activations against the estimate's on inputs `x`."""
-    groups = {gid: g for gid, g in enumerate(graph.groups) if not g.fixed}
-    names = [n for g in groups.values() for n in g.features]
+def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs: Sequence[AlignmentGraph],
+                       estimate_graph: AlignmentGraph, x: torch.Tensor, batch_size: int = 100
+                       ) -> list[dict[int, Moments]]:
+    """Per model, per movable group with features: the moments of its pre-activations against the
+    estimate's on inputs `x` (`graphs`: each model's own alignment graph, for its widths)."""
+    gids = [gid for gid, g in enumerate(estimate_graph.groups) if not g.fixed and g.features]
     nets = [*list(models), estimate]
     states = [m.training for m in nets]
     for m in nets:
         m.eval()
     accs = [_Accumulator() for _ in nets]
-    values: dict[str, float] = {}   # values per unit over all of x, per feature module
+    values: dict[tuple[int, int], float] = {}   # values per unit over all of x, per feature
+    chunks = list(x.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:    # no batch of one (code such as .squeeze() would drop its axis)
+        chunks[-2:] = [torch.cat(chunks[-2:])]
     try:
-        for chunk in x.split(batch_size):
-            with _captured(estimate, names) as ref:
+        for chunk in chunks:
+            with _captured(estimate, estimate_graph, _wanted(estimate_graph, gids)) as captured:
                 estimate(chunk)
-            for name, f in ref.items():
-                values.setdefault(name, float(len(x)) * f.shape[1] / len(chunk))
-            for gid, g in groups.items():
-                for name in g.features:
-                    accs[-1].update(gid, name, ref[name], None, values[name])
-            for model, acc in zip(models, accs):
-                with _captured(model, names) as feats:
+            ref = {gid: _features(estimate_graph, gid, captured) for gid in gids}
+            for gid in gids:
+                for i, f in enumerate(ref[gid]):
+                    values.setdefault((gid, i), float(len(x)) * f.shape[1] / len(chunk))
+                    accs[-1].update(gid, (gid, i), f, None, values[(gid, i)])
+            for model, graph, acc in zip(models, graphs, accs):
+                with _captured(model, graph, _wanted(graph, gids)) as captured:
                     model(chunk)
-                for gid, g in groups.items():
-                    for name in g.features:
-                        acc.update(gid, name, feats[name], ref[name], values[name])
+                for gid in gids:
+                    for i, f in enumerate(_features(graph, gid, captured)):
+                        acc.update(gid, (gid, i), f, ref[gid][i], values[(gid, i)])
     finally:
         for m, s in zip(nets, states):
             m.train(s)
     est = accs[-1]
-    return [{gid: Moments(acc.cross[gid], acc.sq[gid], est.sq[gid], acc.importance(g.features),
-                          est.importance(g.features)) for gid, g in groups.items()} for acc in accs[:-1]]
+
+    def keys(gid: int) -> list[tuple[int, int]]:
+        return [(gid, i) for i in range(len(estimate_graph.groups[gid].features))]
+
+    return [{gid: Moments(acc.cross[gid], acc.sq[gid], est.sq[gid], acc.importance(keys(gid)),
+                          est.importance(keys(gid))) for gid in gids} for acc in accs[:-1]]
 
 
-def weight_rows(state: dict[str, torch.Tensor], graph: AlignmentGraph, producers: Sequence[str],
+def weight_rows(state: dict[str, torch.Tensor], graph: AlignmentGraph, gid: int, layers: Sequence[Layer],
                 maps: dict[int, Map] | None) -> torch.Tensor:
-    """Each unit's incoming weights and bias over `producers`, inputs moved by `maps` (None: left as they are)."""
+    """Each unit's incoming weights and bias over `layers` (the group's producers), inputs moved by `maps`
+    (None: left as they are)."""
+    sizes = [g.size for g in graph.groups]
     rows = []
-    for name in producers:
-        layer = graph.layer(name)
-        w = state[f"{name}.weight"].double()
-        if maps is not None and layer.in_group in maps:
-            w = maps[layer.in_group].move_inputs(w, layer.in_block)
-        rows.append(w.reshape(w.shape[0], -1))
-        if f"{name}.bias" in state:
-            rows.append(state[f"{name}.bias"].double()[:, None])
+    for layer in layers:
+        w = state[layer.weight].double()
+        if maps is not None and layer.ins:
+            w = move_axis(w, layer.in_axis, layer.ins, "in", maps, sizes)
+        w = w.movedim(layer.out_axis, 0)
+        for seg, off, length in graph.spans(layer.out):
+            if seg.group == gid:
+                rows.append(w[off:off + length].reshape(length, -1))
+                if layer.bias is not None:
+                    rows.append(state[layer.bias].double()[off:off + length, None])
     return torch.cat(rows, 1)
 
 

@@ -77,6 +77,19 @@ class Map:
             int(torch.unique(index).numel()) == t.shape[0]
         return Map(rows, cols, index if one_to_one else None)
 
+    @property
+    def n(self) -> int:
+        """Units of the model (the source)."""
+        return self.cols.shape[0]
+
+    def apply(self, t: torch.Tensor, role: str) -> torch.Tensor:
+        """Move axis 1 of `t` (outer, n, inner, rest): "out" averages units into the estimate's (rows),
+        "in" gathers a consumer's inputs (cols)."""
+        if self.index is not None:
+            return t.index_select(1, self.index.to(t.device))
+        m = (self.rows if role == "out" else self.cols.T).to(t.device)
+        return torch.einsum("mn,onir->omir", m, t.to(m.dtype))
+
     def move_units(self, v: torch.Tensor) -> torch.Tensor:
         """Parameters indexed by this group's units along dim 0 (weight rows, biases, BatchNorm), moved."""
         if self.index is not None:
@@ -95,3 +108,28 @@ class Map:
             moved = (cols.T @ per_unit.transpose(0, 1).reshape(n, -1).to(cols.dtype)).reshape(m, w.shape[0], -1)
             moved = moved.transpose(0, 1)
         return moved.reshape(w.shape[0], m * block, *w.shape[2:])
+
+
+def move_axis(value: torch.Tensor, axis: int, segments, role: str, maps: dict[int, Map],
+              sizes: list[int]) -> torch.Tensor:
+    """`value` with axis `axis` moved into the estimate's basis: each segment (group, inner, outer) of the
+    axis by its group's map (`role` "out" or "in"); segments of groups without a map stay as they are.
+    `sizes` are the source model's group sizes. The result is float64 where a plan is not a permutation."""
+    v = value.movedim(axis, 0)
+    pieces, off = [], 0
+    for seg in segments:
+        n = sizes[seg.group]
+        length = n * seg.inner * seg.outer
+        chunk = v[off:off + length]
+        off += length
+        mp = maps.get(seg.group)
+        if mp is not None:
+            moved = mp.apply(chunk.reshape(seg.outer, n, seg.inner, -1), role)
+            chunk = moved.reshape(-1, *v.shape[1:])
+        pieces.append(chunk)
+    if off != v.shape[0]:
+        raise LandscapeError(f"internal error: a layout of {off} elements on an axis of {v.shape[0]}")
+    if len(pieces) > 1:
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else v.dtype
+        pieces = [torch.cat([p.to(dtype) for p in pieces])]
+    return pieces[0].movedim(0, axis)

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # base
-    "LandscapeError": ".errors",
+    "LandscapeError": ".errors", "LandscapeWarning": ".errors",
     "load_checkpoint": ".io.checkpoint", "save_checkpoint": ".io.checkpoint", "wrap": ".io.foreign",
     "read_result": ".io.store", "write_result": ".io.store", "open_store": ".io.store",
     "Dataset": ".data.datasets", "load_data": ".data.datasets",

@@ -22,7 +22,20 @@ Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+SHORT_ROWS = 16  # classes below which torch's CPU log_softmax over the last dimension falls off its vector path
+
+
 def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of logits `out` (N, C) against class indices `y`.
+
+    Without gradients, on the CPU and with fewer than `SHORT_ROWS` classes, the log-softmax runs over the
+    transposed logits: torch's kernel over a last dimension shorter than one vector register (16 floats with
+    AVX-512) is scalar, 4-7x slower for 10 classes than over the first dimension (measured on 359 x 10 logits),
+    a visible share of a small network's evaluation. Same value up to float rounding.
+    """
+    if (out.ndim == 2 and out.shape[1] < SHORT_ROWS and out.device.type == "cpu" and not torch.is_grad_enabled()
+            and y.ndim == 1 and not y.is_floating_point()):
+        return -out.T.contiguous().log_softmax(0).gather(0, y[None]).sum()
     return F.cross_entropy(out, y, reduction="sum")
 
 
@@ -56,7 +69,11 @@ def loss_name(criterion: Criterion) -> str:
 
 
 def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Number of correct class predictions (NaN when the targets are not class indices)."""
+    """Number of correct class predictions (NaN when the targets are not class indices).
+
+    The prediction is `argmax` (the first of equal maxima, NaN above all), taken from `max(1)`, which gives the
+    same indices and is a quarter faster over many rows of few classes on the CPU.
+    """
     if out.ndim == 2 and y.ndim == 1 and not y.is_floating_point():
-        return (out.argmax(1) == y).sum().to(out.dtype)
+        return (out.max(1).indices == y).sum().to(out.dtype)
     return torch.full((), float("nan"), dtype=out.dtype, device=out.device)

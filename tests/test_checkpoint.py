@@ -1,5 +1,6 @@
 """Checkpoints: exact round trip, user architectures, and wrapping foreign files."""
 import argparse
+import json
 
 import pytest
 import torch
@@ -67,3 +68,71 @@ def test_wrap_mismatch_and_errors(tmp_path):
         wrap(tmp_path / "x.pt", tmp_path / "o.pt", "mlp", {"input_shape": [1, 8, 8], "num_classes": 10})
     with pytest.raises(LandscapeError, match="not a landscape checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+def _reference_mlpnet_state(seed: int = 0) -> dict:
+    """Tensors named as the OT-fusion reference code names its MNIST MLPNet (fc1..fc4, no biases)."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [784, 400, 200, 100, 10]
+    return {f"fc{i + 1}.weight": torch.randn(sizes[i + 1], sizes[i], generator=g) * 0.05 for i in range(4)}
+
+
+def _reference_forward(state: dict, x: torch.Tensor) -> torch.Tensor:
+    """The reference network's function, written out by hand."""
+    h = x.view(x.shape[0], -1)
+    for i in range(1, 4):
+        h = torch.relu(h @ state[f"fc{i}.weight"].T)
+    return h @ state["fc4.weight"].T
+
+
+MLPNET = {"input_shape": [1, 28, 28], "num_classes": 10, "hidden": [400, 200, 100], "bias": False}
+
+
+def test_reference_checkpoint_wraps_into_the_zoo_mlp_by_order(tmp_path):
+    state = _reference_mlpnet_state()
+    torch.save({"args": {"dataset": "mnist"}, "test_accuracy": 97.0, "model_state_dict": state},
+               tmp_path / "final.checkpoint")
+    _, mapping = wrap(tmp_path / "final.checkpoint", tmp_path / "m.pt", "mlp", MLPNET)
+    assert mapping == {"fc1.weight": "features.0.weight", "fc2.weight": "features.2.weight",
+                       "fc3.weight": "features.4.weight", "fc4.weight": "classifier.weight"}
+    loaded, meta = load_checkpoint(tmp_path / "m.pt")
+    x = torch.rand(5, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), _reference_forward(state, x), rtol=1e-5, atol=1e-6)
+    assert meta["key_map"] == mapping and meta["wrapped_from"].endswith("final.checkpoint")
+
+
+def test_key_map_and_strip_prefix(tmp_path):
+    model = build_model("vgg11", KW).eval()
+    _randomise_bn(model)
+    prefixed = {f"net.{k.replace('features.', 'body.')}": v for k, v in model.state_dict().items()
+                if not k.endswith("num_batches_tracked")}   # old files lack the BatchNorm counters
+    prefixed["net.extra_counter"] = torch.zeros(3)          # a tensor the architecture has no place for
+    torch.save(prefixed, tmp_path / "p.pt")
+    with pytest.raises(LandscapeError, match=r"does not fit.*tensors"):
+        wrap(tmp_path / "p.pt", tmp_path / "o.pt", "vgg11", KW)
+    del prefixed["net.extra_counter"]
+    torch.save(prefixed, tmp_path / "p.pt")
+    _, mapping = wrap(tmp_path / "p.pt", tmp_path / "o.pt", "vgg11", KW, strip_prefix="net.",
+                      key_map={"body.": "features."})
+    x = torch.randn(2, 3, 8, 8)
+    assert mapping == {} and torch.equal(load_checkpoint(tmp_path / "o.pt")[0](x), model(x))
+
+
+def test_mismatch_names_the_first_different_shapes(tmp_path):
+    torch.save(_reference_mlpnet_state(), tmp_path / "ref.pt")
+    with pytest.raises(LandscapeError, match=r"fc1.weight \(400, 784\) vs features.0.weight \(300, 784\)"):
+        wrap(tmp_path / "ref.pt", tmp_path / "o.pt", "mlp", {**MLPNET, "hidden": [300, 200, 100]})
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_wrap_command_prints_and_records_the_mapping_and_normalisation(tmp_path, run_cli):
+    torch.save({"model_state_dict": _reference_mlpnet_state()}, tmp_path / "ref.pt")
+    code, out, err = run_cli("wrap", tmp_path / "ref.pt", "--arch", "mlp", "--arch-kwargs", json.dumps(MLPNET),
+                             "--normalize", "0.1307,0.3081", "--out", tmp_path / "m.pt")
+    assert code == 0, err
+    assert "4 tensors matched by order" in out and "fc4.weight -> classifier.weight" in out
+    meta = load_checkpoint(tmp_path / "m.pt")[1]
+    assert meta["normalize"] == [[0.1307, 0.3081]] and meta["key_map"]["fc1.weight"] == "features.0.weight"
+    code, _, err = run_cli("wrap", tmp_path / "ref.pt", "--arch", "mlp", "--arch-kwargs", json.dumps(MLPNET),
+                           "--key-map", "[1]", "--out", tmp_path / "n.pt")
+    assert code == 2 and err.startswith("error: --key-map must be a JSON object")

@@ -1,11 +1,12 @@
 """`landscape fuse` and `landscape align`: checkpoints with their lineage, BatchNorm reset, one-line errors."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import fusion
-from landscape.data import subsample
+from landscape.data import load_data, subsample
 from landscape.io.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from landscape.models.zoo import build_model
 from landscape.training.bn import reset_bn
@@ -108,3 +109,69 @@ def test_errors_are_one_line_with_exit_2(ckpts, run_cli, args, message):
     assert code == 2 and out == ""
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and message in err, err
     assert not (ckpts / "o.pt").exists()
+
+
+def test_the_reference_mlpnet_as_written_wraps_fuses_and_is_measured(tmp_path, run_cli):
+    """The OT-fusion reference code's MLPNet (extra forward argument with an `if`, `x.view(x.shape[0], -1)`,
+    `F.log_softmax(x)`) and its `{"model_state_dict": ...}` files go through every command without an edit."""
+    from landscape.training.loop import TrainConfig, train
+    from tests.model_corpus import MlpNet, mlpnet_units, permute
+
+    torch.manual_seed(3)
+    digits = load_data("digits")
+    b = train(MlpNet(), digits, TrainConfig(batch_size=32, lr=0.05, epochs=4)).model   # log-probabilities: CE = NLL
+    a = permute(b, mlpnet_units(b), seed=7)            # the same function, hidden units in another order
+    x = digits.test.x[:16]
+    assert torch.allclose(a(x), b(x), atol=1e-5)
+    kwargs = json.dumps({"input_dim": 64, "width": [20, 16, 12], "num_classes": 10})
+    for name, model in (("a", a), ("b", b)):
+        torch.save({"args": {"dataset": "digits"}, "model_state_dict": model.state_dict()}, tmp_path / f"{name}.ckpt")
+        code, _, err = run_cli("wrap", tmp_path / f"{name}.ckpt", "--arch", "tests.model_corpus:MlpNet",
+                               "--arch-kwargs", kwargs, "--out", tmp_path / f"{name}.pt")
+        assert code == 0, err
+    for mode in ("acts", "wts"):
+        code, out, err = run_cli("fuse", tmp_path / "a.pt", tmp_path / "b.pt", "--mode", mode, "--strict",
+                                 "--out", tmp_path / f"f_{mode}.pt", "--json")
+        assert code == 0, err
+        fused = load_checkpoint(tmp_path / f"f_{mode}.pt")[0]
+        assert torch.allclose(fused(x), b(x), atol=1e-5)     # OT undoes the permutation: the fusion is B itself
+    code, out, err = run_cli("barrier", tmp_path / "a.pt", tmp_path / "b.pt", "--align", "both", "--points", "5",
+                             "--loss", "nll", "--samples", "200", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ot"]["barrier_train"] == pytest.approx(0, abs=1e-5) and result["none"]["barrier_train"] > 0.1
+    eig = {}
+    for name in ("a", "b"):
+        code, out, err = run_cli("eig", tmp_path / f"{name}.pt", "--loss", "nll", "--samples", "300", "--json")
+        assert code == 0, err
+        eig[name] = json.loads(out)["eigenvalues"][0]
+    assert eig["a"] == pytest.approx(eig["b"], rel=1e-4)     # permuted units: the same Hessian spectrum
+    code, out, err = run_cli("trace", tmp_path / "b.pt", "--loss", "nll", "--samples", "300", "--max-hvps", "12")
+    assert code == 0, err
+    # ... and its files wrap into the zoo's mlp directly, computing the same function
+    code, out, err = run_cli("wrap", tmp_path / "b.ckpt", "--arch", "mlp", "--data", "digits", "--arch-kwargs",
+                             '{"hidden": [20, 16, 12], "bias": false}', "--out", tmp_path / "zoo.pt")
+    assert code == 0 and "matched by order" in out, err
+    zoo = load_checkpoint(tmp_path / "zoo.pt")[0]
+    assert torch.allclose(torch.log_softmax(zoo(x), 1), b(x), atol=1e-5)
+
+
+def test_frozen_units_warn_in_one_line_and_strict_stops(tmp_path, run_cli):
+    from tests.model_corpus import ChannelFlip, randomize
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "rgb.npz", x_train=g.random((60, 3, 8, 8), dtype=np.float32), y_train=np.arange(60) % 10)
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.save(randomize(ChannelFlip(), seed).state_dict(), tmp_path / f"{name}.sd")
+        assert run_cli("wrap", tmp_path / f"{name}.sd", "--arch", "tests.model_corpus:ChannelFlip",
+                       "--out", tmp_path / f"{name}.pt")[0] == 0
+    data = ["--data", tmp_path / "rgb.npz", "--samples", "20"]
+    code, _, err = run_cli("fuse", tmp_path / "a.pt", tmp_path / "b.pt", *data, "--out", tmp_path / "f.pt")
+    lines = err.strip().splitlines()
+    assert code == 0 and lines and all(line.startswith("warning: ") for line in lines), err
+    assert "flip" in err and len(lines) == 1
+    assert load_checkpoint(tmp_path / "f.pt")[1]["warnings"] == [lines[0][len("warning: "):]]
+    code, _out, err = run_cli("fuse", tmp_path / "a.pt", tmp_path / "b.pt", *data, "--out", tmp_path / "g.pt",
+                             "--strict")
+    assert code == 2 and err.startswith("error: strict fusion") and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "g.pt").exists()

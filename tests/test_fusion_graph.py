@@ -1,5 +1,7 @@
-"""The alignment graph derived by torch.fx, user modules, transport maps on hand-computed cases, and errors."""
+"""The alignment graph derived from the exported graph, user modules, transport maps on hand-computed cases,
+and errors."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -9,8 +11,7 @@ from torch import nn
 
 import fusion
 from fusion.transport import Map, plan
-from landscape.errors import LandscapeError
-from landscape.models.zoo import build_model
+from landscape import LandscapeError, build_model
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
 
 SHAPE = [1, 8, 8]
@@ -30,7 +31,7 @@ def test_resnet18_residual_streams_share_one_group():
     assert groups == {frozenset(s) for s in streams + inner}
     assert g.groups[g.output_group].producers == ("linear",) and g.groups[g.output_group].fixed
     stem = next(grp for grp in g.groups if "conv1" in grp.producers)
-    assert stem.features == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # pre-activations: after BatchNorm
+    assert tuple(f.module for f in stem.features) == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # after BatchNorm
     assert g.layer("linear").in_group == g.layer("layer4.1.conv2").group
     assert g.layer("layer2.0.shortcut.0").in_group == g.layer("conv1").group
 
@@ -74,39 +75,66 @@ def test_user_module_with_functional_ops_and_residual(mode):
         assert torch.allclose(aligned.state_dict()[key], value, atol=1e-5), key
 
 
-class WithLayerNorm(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc, self.norm, self.out = nn.Linear(64, 8), nn.LayerNorm(8), nn.Linear(8, 10)
+class ChannelRoll(nn.Module):
+    """`torch.roll` along channels: no permutation of units commutes with it."""
 
-    def forward(self, x):
-        return self.out(self.norm(self.fc(x.flatten(1))))
-
-
-class WithCat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b, self.out = nn.Linear(64, 4), nn.Linear(64, 4), nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = x.flatten(1)
-        return self.out(torch.cat([self.a(x), self.b(x)], 1))
-
-
-class Shared(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc, self.mid, self.out = nn.Linear(64, 8), nn.Linear(8, 8), nn.Linear(8, 10)
 
     def forward(self, x):
-        return self.out(self.mid(self.mid(self.fc(x.flatten(1)))))
+        return self.out(F.relu(self.mid(torch.roll(F.relu(self.fc(x.flatten(1))), 1, dims=1))))
 
 
-@pytest.mark.parametrize("net,message", [(WithLayerNorm, "layer 'norm' (LayerNorm)"), (WithCat, "function 'cat'"),
-                                         (Shared, "layer 'mid' (Linear) is called more than once")])
-def test_unsupported_operation_is_named(net, message):
-    with pytest.raises(LandscapeError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        fusion.align(net(), net(), mode="wts", x=X)
+class Embedded(nn.Module):
+    """Token ids computed from the input, an embedding table (its units are not followed), a hidden layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.fc, self.out = nn.Embedding(20, 8), nn.Linear(8, 12), nn.Linear(12, 10)
+
+    def forward(self, x):
+        ids = (x.flatten(1)[:, :5].abs() * 5).long().clamp(max=19)
+        return self.out(F.relu(self.fc(self.embed(ids).mean(1))))
+
+
+class ValueBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc(x) if x.sum() > 0 else self.fc(-x)
+
+
+def test_unsupported_operation_is_named():
+    """An operation that no permutation commutes with freezes the units reaching it: one warning line naming
+    the node and its module, or a one-line error with strict; a model whose branches depend on values cannot
+    be traced on one example (its other branch could use other parameters): a one-line error."""
+    a, b = ChannelRoll(), ChannelRoll()
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.roll \(node 'roll'\) in the model's forward: "
+                      r"permuting its input channels does not permute its output; 1 unit group\(s\) left in place$"):
+        fused = fusion.fuse([a, b], mode="wts", x=X)
+    assert torch.allclose(fused.fc.weight, (a.fc.weight + b.fc.weight) / 2)
+    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.roll \(node 'roll'\)"):
+        fusion.align(a, b, mode="acts", x=X, strict=True)
+    with pytest.raises(LandscapeError, match=r"^cannot trace the model with torch.export \(.*\)$"):
+        fusion.align(ValueBranch(), ValueBranch(), mode="wts", x=X)
+
+
+def test_units_defined_by_unknown_parameters_are_named():
+    """An embedding's units are left in place with a warning; the hidden layer after it is still aligned."""
+    torch.manual_seed(0)
+    b = Embedded().eval()
+    a = _permute(b, [{"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.embedding \(node 'embedding'\) in module "
+                      r"'embed' \(Embedding\): its output units are defined by parameters that fusion does not "
+                      r"know how to move; they are left in place$"):
+        aligned = fusion.align(a, b, mode="acts", x=X)
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
+    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.embedding"):
+        fusion.align(a, b, mode="wts", x=X, strict=True)
 
 
 def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
@@ -186,3 +214,52 @@ def test_inputs_are_not_modified():
     before = copy.deepcopy(a.state_dict())
     fusion.fuse([a, b], mode="wts")
     assert all(torch.equal(before[k], v) for k, v in a.state_dict().items())
+
+
+class BatchDependent(nn.Module):
+    """Structure that depends on the batch size: an extra layer for batches of more than 8."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.extra, self.out = nn.Linear(64, 8), nn.Linear(8, 8), nn.Linear(8, 10)
+
+    def forward(self, x):
+        h = F.relu(self.fc(x.flatten(1)))
+        if x.shape[0] > 8:
+            h = F.relu(self.extra(h))
+        return self.out(h)
+
+
+def test_a_model_whose_structure_depends_on_the_batch_size_is_an_error_in_acts_mode():
+    """The graph is traced on two examples; activations are read on batches of `batch_size` with hooks on
+    the model's modules, which must be called as in the trace."""
+    a, b = BatchDependent(), BatchDependent()
+    with pytest.raises(LandscapeError, match=r"^module 'extra' is called 1 times instead of 0 on this batch"):
+        fusion.align(a, b, mode="acts", x=X, batch_size=16)
+    fusion.align(a, b, mode="acts", x=X, batch_size=4)    # batches like the trace's: fine
+
+
+class FixedData(nn.Module):
+    """Hidden units multiplied by a constant made in forward, or added to the (normalised) network input."""
+
+    def __init__(self, constant):
+        super().__init__()
+        self.constant = constant
+        self.fc, self.mid, self.out = nn.Linear(64, 64), nn.Linear(64, 16), nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = (x.flatten(1) - 0.5) / 0.25
+        h = F.relu(self.fc(x))
+        h = h * torch.linspace(0.5, 1.5, 64) if self.constant else h + x
+        return self.out(F.relu(self.mid(h)))
+
+
+def test_units_combined_with_fixed_data_stay_in_place():
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"aten\.mul .*a tensor fusion cannot move"):
+        g = fusion.build_graph(FixedData(True), X[:2])
+    assert g.groups[g.layer("fc").group].fixed and not g.groups[g.layer("mid").group].fixed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a residual from the network input: fixed by construction, no warning
+        g = fusion.build_graph(FixedData(False), X[:2])
+    assert g.groups[g.layer("fc").group].reason == "combined with the network input"
+    assert not g.groups[g.layer("mid").group].fixed

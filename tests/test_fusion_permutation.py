@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import fusion
-from landscape.models.zoo import build_model
+from landscape import build_model
 
 SHAPE = [1, 8, 8]
 

@@ -12,9 +12,7 @@ import pytest
 import torch
 
 import fusion
-from landscape.data import subsample
-from landscape.models.zoo import build_model
-from landscape.training.metrics import evaluate
+from landscape import build_model, evaluate, subsample
 from tests.conftest import train_mlp
 from tests.test_fusion_permutation import _model, one_thread  # noqa: F401 (autouse fixture)
 

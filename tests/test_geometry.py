@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import fusion
 from landscape.data import subsample
@@ -14,12 +15,16 @@ from landscape.geometry.barrier import barrier, interpolation_curve
 from landscape.geometry.directions import (
     filter_normalised_direction,
     grid_coefficients,
+    path_coefficients,
     plane_axes,
     plane_ranges,
+    serpentine,
     trainable_names,
 )
+from landscape.geometry.points import _sums_walk, _vmap_pays, _Walk, combine, evaluate_points
 from landscape.geometry.surface import compute_surface, path_surface, plane_surface, random_surface
 from landscape.io.checkpoint import save_checkpoint
+from landscape.loss import correct, loss_sum
 from landscape.models.zoo import arch_kwargs_for
 from landscape.plots import plot_file
 from landscape.training.bn import reset_bn
@@ -129,6 +134,143 @@ def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
         assert curve.train_loss[i] == pytest.approx(evaluate(reset, splits["train"]).loss, abs=1e-6)
     plain = interpolation_curve(a, b, splits, points=3)
     assert not np.allclose(curve.train_loss[1], plain.train_loss[1], atol=1e-4)  # the midpoint really changed
+
+
+# ---- the walk: points moved in place ---------------------------------------------------------------------------
+def _extrapolated_line(n: int) -> torch.Tensor:
+    """a from -3 to 4 on the line through A (a = 0) and B (a = 1): some running variances go below 0 there."""
+    a = np.linspace(-3.0, 4.0, n)
+    return torch.as_tensor(np.stack([1 - a, a], 1))
+
+
+def _serpentine_grid(model: torch.nn.Module, steps: int):
+    surface = random_surface(model, 2, -1.0, 1.0, steps, seed=5)
+    return surface.anchors, surface.coeffs[torch.as_tensor(serpentine(surface.shape))]
+
+
+def test_walk_builds_the_points_combine_builds(bn_cnn):
+    """At every point of a walk the model holds what `combine` builds afresh, to a few float32 ulps, clamped
+    running variances and integer buffers included: along a line, a grid, and a scattered subset of a grid (as
+    a resumed run walks)."""
+    a, b = bn_cnn
+    eps = torch.finfo(torch.float32).eps
+    around_a, grid = _serpentine_grid(a, 6)
+    scattered = grid[torch.randperm(len(grid), generator=torch.Generator().manual_seed(0))[:12]]
+    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), (around_a, grid),
+                            (around_a, scattered)):
+        walk = _Walk(a, anchors)
+        fresh = combine(anchors, coeffs)
+        for p, _ in enumerate(walk.visit(coeffs.numpy())):
+            for key, value in walk.model.state_dict().items():
+                expected = fresh[key][p]
+                if value.is_floating_point():
+                    assert (value - expected).abs().max() <= 4 * eps * expected.abs().max(), (p, key)
+                else:
+                    assert torch.equal(value, expected), key
+    clamped = combine([a.state_dict(), b.state_dict()], _extrapolated_line(30))
+    assert any((v == 0).any() for k, v in clamped.items() if k.endswith("running_var"))  # the clamp is exercised
+
+
+def test_walk_does_not_drift_over_hundreds_of_steps(bn_cnn, splits):
+    """499 steps along A->B and a 16x16 grid, each in one chunk: every walked point stays within 4 float32 ulps
+    (of its largest entry) of the exact combination, and its loss within 1e-6 of the freshly built point's."""
+    a, b = bn_cnn
+    eps = torch.finfo(torch.float32).eps
+    few = subsample(splits["test"], 32, 0)
+    for anchors, coeffs in (([a.state_dict(), b.state_dict()], path_coefficients(2, 500)[1]),
+                            _serpentine_grid(a, 16)):
+        walk = _Walk(a, anchors)
+        stacked = walk.flats[0].anchors.double()
+        for p, _ in enumerate(walk.visit(coeffs.numpy())):
+            exact = coeffs[p] @ stacked
+            assert (walk.flats[0].raw.double() - exact).abs().max() <= 4 * eps * exact.abs().max(), p
+        walked = evaluate_points(a, anchors, coeffs, [few], 32, batching="loop", chunk=len(coeffs))
+        fresh = evaluate_points(a, anchors, coeffs, [few], 32, batching="vmap")
+        assert torch.allclose(walked[..., 0], fresh[..., 0], rtol=1e-6, atol=0)
+        assert torch.equal(walked[..., 1], fresh[..., 1])
+
+
+def test_caller_model_comes_back_bit_identical(bn_cnn, splits):
+    a, b = bn_cnn
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    a.train()  # a mode of its own, which must survive too
+    try:
+        for kwargs in ({"batching": "loop"}, {"batching": "vmap"}, {"reset_on": splits["train"]}):
+            evaluate_points(a, [a.state_dict(), b.state_dict()], _extrapolated_line(5), [splits["test"]], 128,
+                            **kwargs)
+            assert a.training and all(p.requires_grad for p in a.parameters()), kwargs
+            assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype
+                       for k, v in a.state_dict().items()), kwargs
+    finally:
+        a.eval()
+
+
+def test_auto_walks_on_the_cpu(mlp_pair, splits, monkeypatch):
+    import landscape.geometry.points as points_module
+
+    monkeypatch.setattr(points_module, "_vmap_pays", lambda *a, **kw: pytest.fail("timed on the CPU"))
+    a, b = mlp_pair
+    anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(40)
+    auto = evaluate_points(a, anchors, coeffs, [splits["test"]], 128)
+    assert torch.equal(auto, evaluate_points(a, anchors, coeffs, [splits["test"]], 128, batching="loop"))
+
+
+def test_timing_vmap_against_the_walk_leaves_the_walk_intact(mlp_pair, splits):
+    """What `auto` does on accelerators, run on the CPU: a yes or no, after which the walk gives what a new one
+    gives; a rank without examples times nothing and walks."""
+    a, b = mlp_pair
+    anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(20).numpy()
+    test = splits["test"]
+    walk, loss, cpu = _Walk(a, anchors), loss_sum("ce"), torch.device("cpu")
+    assert isinstance(_vmap_pays(walk, anchors, coeffs, (test.x[:64], test.y[:64]), loss, cpu), bool)
+    assert _vmap_pays(walk, anchors, coeffs, None, loss, cpu) is False
+    with torch.inference_mode():
+        assert torch.equal(_sums_walk(walk, coeffs, [[(test.x, test.y)]], loss, True, None, cpu),
+                           _sums_walk(_Walk(a, anchors), coeffs, [[(test.x, test.y)]], loss, True, None, cpu))
+
+
+def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(mlp_pair, splits, monkeypatch):
+    """Outputs held for the whole chunk, reduced every few points (several batches and splits), or reduced one by
+    one for a criterion given as a callable (not necessarily vmappable): the same sums."""
+    import landscape.geometry.points as points_module
+
+    a, b = mlp_pair
+    anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(9)
+    data = [splits["train"], splits["test"]]
+    whole = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
+    monkeypatch.setattr(points_module, "HELD_OUTPUTS", 20000)  # 7590 logits per point: a flush every third point
+    rounds = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
+    one_by_one = evaluate_points(a, anchors, coeffs, data, 64, batching="loop", criterion=torch.nn.CrossEntropyLoss())
+    assert torch.allclose(rounds, whole, rtol=1e-12, atol=0)
+    assert torch.allclose(one_by_one, whole, rtol=1e-6, atol=0)
+
+
+def test_serpentine_order_visits_neighbours():
+    assert serpentine((3, 4)).tolist() == [0, 1, 2, 3, 7, 6, 5, 4, 8, 9, 10, 11]
+    assert serpentine((5,)).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_correct_predictions_follow_argmax_through_ties_and_nan():
+    g = torch.Generator().manual_seed(0)
+    out = torch.randint(0, 3, (3000, 10), generator=g).float()  # many equal maxima
+    out[::7, 4] = float("nan")
+    out[::13] = 0.0
+    y = torch.randint(0, 10, (3000,), generator=g)
+    assert correct(out, y).item() == (out.argmax(1) == y).sum().item()
+    assert correct(out[:50], y[:50]).item() == (out[:50].argmax(1) == y[:50]).sum().item() > 0
+
+
+def test_fast_cross_entropy_equals_torch():
+    """The summed cross-entropy the evaluations use (transposed log-softmax for few classes on the CPU)."""
+    g = torch.Generator().manual_seed(0)
+    ce = loss_sum("ce")
+    for n_classes in (2, 10, 15, 16, 100):
+        out = torch.randn(359, n_classes, generator=g) * 3
+        y = torch.randint(0, n_classes, (359,), generator=g)
+        expected = F.cross_entropy(out.double(), y, reduction="sum").item()
+        with torch.inference_mode():
+            assert ce(out, y).item() == pytest.approx(expected, rel=1e-6), n_classes
+        assert ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()  # with gradients: torch's
 
 
 # ---- directions and surfaces ------------------------------------------------------------------------------------

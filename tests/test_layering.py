@@ -99,15 +99,15 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_fusion_needs_only_the_errors_module_of_landscape():
-    code = "import fusion, importlib\nfor m in %r: importlib.import_module(m)" % sorted(
-        n for n in _modules() if n.startswith("fusion"))
+    modules = sorted(n for n in _modules() if n.startswith("fusion"))
+    code = f"import fusion, importlib\nfor m in {modules!r}: importlib.import_module(m)"
     loaded = [m for m in _loaded_after(code) if m.split(".")[0] == "landscape"]
     assert set(loaded) <= {"landscape", "landscape._lazy", "landscape.errors"}, loaded
 
 
 @pytest.mark.parametrize("command", [[], ["eig"], ["study"], ["fuse"], ["barrier"], ["train"], ["contour"]])
 def test_help_loads_no_heavy_library(command):
-    code = ("from cli.main import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass" % [*command, "--help"])
+    code = f"from cli.main import main\ntry:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass"
     loaded = {m.split(".")[0] for m in _loaded_after(code)}
     assert loaded & set(HEAVY) == set()
 

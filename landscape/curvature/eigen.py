@@ -136,6 +136,10 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     if k < 1 or tol <= 0 or block < 1:
         raise LandscapeError(f"-k and --block must be at least 1 and --tol positive, got k={k}, block={block}, "
                              f"tol={tol}")
+    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if 0 < size < k:
+        raise LandscapeError(f"-k {k} is more than the {size} trainable parameters (the Hessian has {size} "
+                             "eigenvalues)")
     max_hvps = 100 * k if max_hvps is None else max_hvps
     if max_hvps < max(k, block):
         raise LandscapeError(f"--max-hvps {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "

@@ -33,6 +33,7 @@ from ..data.batches import Batch, Batches, as_batches
 from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion, loss_name, loss_sum
+from ..models.checks import check_finite
 
 CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -58,7 +59,9 @@ class Operator(Protocol):
 
 
 def check_model(model: nn.Module) -> None:
-    """Refuse a model whose loss is random or depends on how the data is batched (train-mode dropout or BN)."""
+    """Refuse a model whose loss is random or depends on how the data is batched (train-mode dropout or BN), or
+    whose parameters or buffers are not finite."""
+    check_finite(model)
     if model.training:
         stochastic = [type(m).__name__ for m in model.modules() if isinstance(m, _STOCHASTIC) and m.p > 0]
         batchwise = [type(m).__name__ for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -16,7 +16,8 @@ import torch
 
 from ..choices import SPLITS
 from ..errors import LandscapeError
-from .readers import CLASSES, READERS, digits, holdout, npz
+from .checks import check_split_sizes, class_labels, float_inputs
+from .readers import CLASSES, READERS, TEST_FRACTION, Raw, digits, holdout, npz
 from .split import Split
 
 
@@ -86,6 +87,33 @@ def normalize_label(pairs: Sequence[Sequence[float]]) -> str:
     return ";".join(f"{m:.6g},{s:.6g}" for m, s in pairs) if pairs else "none"
 
 
+def _examples(source: str, raw_x: np.ndarray, raw_y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Checked inputs (float32, NCHW) and class labels (int64) of one split as read."""
+    x = float_inputs(source, f"x_{split}", np.asarray(raw_x))
+    return _as_nchw(x, source), class_labels(source, f"y_{split}", np.asarray(raw_y), len(x))
+
+
+def _splits(source: str, raw: Raw, classes: int | None, val_fraction: float) -> tuple[tuple, tuple, tuple, int]:
+    """(train, test, validation) arrays and the number of classes: checked, the test split held out when the
+    source has none, every split non-empty and every label below the number of classes."""
+    xtr, ytr = _examples(source, raw.x_train, raw.y_train, "train")
+    if raw.x_test is None:
+        total = len(ytr)
+        (xtr, ytr), (xte, yte) = holdout(xtr, ytr, TEST_FRACTION)
+    else:
+        xte, yte = _examples(source, raw.x_test, raw.y_test, "test")
+        total = len(ytr) + len(yte)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise LandscapeError(f"{source}: train and test inputs have different shapes")
+    classes = classes or int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
+    highest = int(max(ytr.max(initial=0), yte.max(initial=0)))
+    if highest >= classes:
+        raise LandscapeError(f"{source}: labels out of range: found label {highest} for {classes} classes")
+    (xtr, ytr), (xva, yva) = holdout(xtr, ytr, val_fraction)
+    check_split_sizes(source, {"training": len(ytr), "validation": len(yva), "test": len(yte)}, total)
+    return (xtr, ytr), (xte, yte), (xva, yva), classes
+
+
 def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu",
               normalize: Normalize = "auto") -> Dataset:
     """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is downloaded),
@@ -104,21 +132,7 @@ def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.dev
     else:
         raise LandscapeError(f"unknown dataset {spec!r}; use digits, a .npz file, or mnist:DIR, cifar10:DIR, "
                              "cifar100:DIR")
-    xtr = _as_nchw(np.asarray(raw.x_train, np.float32), spec)
-    xte = _as_nchw(np.asarray(raw.x_test, np.float32), spec)
-    ytr, yte = np.asarray(raw.y_train).astype(np.int64).ravel(), np.asarray(raw.y_test).astype(np.int64).ravel()
-    if len(ytr) != len(xtr) or len(yte) != len(xte):
-        raise LandscapeError(f"{spec}: inputs and labels have different lengths")
-    if xtr.shape[1:] != xte.shape[1:]:
-        raise LandscapeError(f"{spec}: train and test inputs have different shapes")
-    lowest = min(ytr.min(initial=0), yte.min(initial=0))
-    if lowest < 0:
-        raise LandscapeError(f"{spec}: labels out of range: found label {lowest}")
-    num_classes = CLASSES.get(kind, int(max(ytr.max(initial=0), yte.max(initial=0))) + 1)
-    highest = int(max(ytr.max(initial=0), yte.max(initial=0)))
-    if highest >= num_classes:
-        raise LandscapeError(f"{spec}: labels out of range: found label {highest} for {num_classes} classes")
-    (xtr, ytr), (xva, yva) = holdout(xtr, ytr, val_fraction)
+    (xtr, ytr), (xte, yte), (xva, yva), num_classes = _splits(spec, raw, CLASSES.get(kind), val_fraction)
     how = parse_normalize(normalize, xtr.shape[1])
     if how == "auto":
         mean = xtr.mean(axis=(0, 2, 3), keepdims=True)

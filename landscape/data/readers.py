@@ -13,16 +13,18 @@ import numpy as np
 from ..errors import LandscapeError
 
 SPLIT_SEED = 0  # fixed: every model of a study sees the same train/validation/test split
+TEST_FRACTION = 0.2  # of the training data, held out as test when a source has no test split
 
 
 @dataclass(frozen=True)
 class Raw:
-    """Training and test arrays as read, and whether the data set is augmented in training (CIFAR)."""
+    """Training and test arrays as read (no test arrays: `load_data` holds out part of the training data), and
+    whether the data set is augmented in training (CIFAR)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
     augment: bool = False
 
 
@@ -39,26 +41,25 @@ def digits() -> Raw:
 
     d = load_digits()
     x = d.images.astype(np.float32)[:, None] / 16.0
-    (xtr, ytr), (xte, yte) = holdout(x, d.target, 0.2)
+    (xtr, ytr), (xte, yte) = holdout(x, d.target, TEST_FRACTION)
     return Raw(xtr, ytr, xte, yte)
 
 
 def npz(path: str) -> Raw:
-    """A `.npz` with x_train, y_train and optionally x_test, y_test (else 20% of the training data)."""
+    """A `.npz` with x_train, y_train and optionally x_test, y_test."""
     if not os.path.isfile(path):
         raise LandscapeError(f"data file not found: {path}")
     try:
-        f = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {name: f[name] for name in ("x_train", "y_train", "x_test", "y_test") if name in f.files}
     except Exception as exc:  # noqa: BLE001 -- numpy raises several types for corrupt files
-        raise LandscapeError(f"cannot read {path} as .npz: {exc}") from None
-    missing = {"x_train", "y_train"} - set(f.files)
+        raise LandscapeError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+    missing = {"x_train", "y_train"} - set(arrays)
     if missing:
         raise LandscapeError(f"{path}: missing arrays {', '.join(sorted(missing))} (need x_train, y_train)")
-    xtr, ytr = f["x_train"], f["y_train"]
-    if "x_test" in f.files and "y_test" in f.files:
-        return Raw(xtr, ytr, f["x_test"], f["y_test"])
-    (xtr, ytr), (xte, yte) = holdout(xtr, ytr, 0.2)
-    return Raw(xtr, ytr, xte, yte)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise LandscapeError(f"{path}: has {'x_test' if 'x_test' in arrays else 'y_test'} without its pair")
+    return Raw(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"))
 
 
 def _find(directory: Path, names: list[str]) -> Path:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import LandscapeError
+from ..errors import LandscapeError, warn
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,16 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
-def subsample(split: Split, n: int | None, seed: int = 0) -> Split:
-    """`n` examples drawn without replacement with `seed` (all of them when `n` is None or too large)."""
-    if n is None or n >= len(split):
+def subsample(split: Split, n: int | None, seed: int = 0, what: str = "--samples", of: str = "available") -> Split:
+    """`n` examples drawn without replacement with `seed`: all of them when `n` is None, and with a warning
+    when `n` is more than there are. `what` names the setting and `of` the examples in messages."""
+    if n is not None and n <= 0:
+        raise LandscapeError(f"{what} must be positive, got {n}")
+    if n is None or n == len(split):
         return split
-    if n <= 0:
-        raise LandscapeError(f"--samples must be positive, got {n}")
+    if n > len(split):
+        warn(f"{what} {n} is more than the {len(split)} examples {of}: using all {len(split)}")
+        return split
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(split), generator=g)[:n].to(split.y.device)
     return Split(split.x[idx], split.y[idx])

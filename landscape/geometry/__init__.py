@@ -8,8 +8,9 @@
 from .._lazy import exporter
 
 _EXPORTS = {"evaluate_points": ".points", "combine": ".points", "same_layout": ".points",
-            "prefers_vmap": ".points", "filter_normalised_direction": ".directions", "plane_axes": ".directions",
-            "grid_coefficients": ".directions", "path_coefficients": ".directions", "Curve": ".barrier",
+            "filter_normalised_direction": ".directions", "plane_axes": ".directions",
+            "grid_coefficients": ".directions", "serpentine": ".directions", "path_coefficients": ".directions",
+            "Curve": ".barrier",
             "interpolation_curve": ".barrier", "Surface": ".surface",
             "random_surface": ".surface", "plane_surface": ".surface", "path_surface": ".surface",
             "compute_surface": ".surface"}

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import LandscapeError
 from ..loss import Criterion
+from ..models.checks import check_finite
 from .directions import path_coefficients
 from .points import Data, evaluate_points, same_layout
 
@@ -53,6 +54,8 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data], 
     "nll" or a loss callable. `reset_bn`: recompute BatchNorm statistics on the train split at every point
     instead of interpolating them.
     """
+    check_finite(a, "model A")
+    check_finite(b, "model B")
     sa, sb = a.state_dict(), b.state_dict()
     if not same_layout([sa, sb]):
         raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")

@@ -1,5 +1,6 @@
 """Coordinates in parameter space: filter-normalised random directions, the plane through three models, and
-piecewise-linear paths. Each returns anchor states and the coefficients that `multipoint` evaluates."""
+piecewise-linear paths. Each returns anchor states and the coefficients that `points.evaluate_points`
+evaluates."""
 from __future__ import annotations
 
 import math
@@ -74,6 +75,14 @@ def grid_coefficients(xs: np.ndarray, ys: np.ndarray | None, weights: np.ndarray
     y = torch.as_tensor(ys, dtype=torch.float64)
     gx, gy = torch.meshgrid(x, y, indexing="ij")
     return w[0] + gx.reshape(-1, 1) * w[1] + gy.reshape(-1, 1) * w[2]
+
+
+def serpentine(shape: tuple[int, ...]) -> np.ndarray:
+    """Flat row-major indices of a 1-D or 2-D grid in serpentine order (every other row reversed), so that each
+    point is a neighbour of the one before it, as the walk of `points.evaluate_points` wants."""
+    order = np.arange(math.prod(shape)).reshape(shape[0], -1)
+    order[1::2] = order[1::2, ::-1]
+    return order.reshape(-1)
 
 
 def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

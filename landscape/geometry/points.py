@@ -3,15 +3,25 @@
 A barrier path is `(1-a) A + a B`, a random-direction contour `θ + x d1 + y d2`, the plane through three
 models an affine combination of them: every geometry measurement evaluates `Σ_k c[p, k] S_k` for a
 coefficient matrix `c` (points x anchors) and anchor state dicts `S_k` (parameters and buffers). This module
-does that once for all of them.
+does that once for all of them, in one of two ways.
 
-With vmap, a chunk of points goes through the network together: `torch.func.functional_call` under `vmap`
-over stacked parameters and buffers, so a 21-point path or a 25x25 grid is a few batched passes instead of
-one Python loop per point; `prefers_vmap` says where that pays (benchmarks/surface_speed.py measures it).
-`batching="loop"` runs the plain loop (load the point, evaluate), the reference the tests compare with, and
-the only way when BatchNorm statistics are recomputed at every point (`reset_on`), since that needs train-mode
-passes per point. The examples are a `Split` or any re-iterable of `(inputs, targets)` batches, and the loss is
-cross-entropy or the user's criterion (`landscape.loss`).
+- The walk (`batching="loop"`): a private copy of the model whose floating state lives in one flat vector,
+  moved in place from each point to the next. Consecutive steps `c[p+1] - c[p]` along one direction (a grid
+  row, a barrier line, a path segment) form a run: its first point is built afresh from the anchors, and each
+  later point steps in place from the one before, one axpy along the run's direction (cached: a grid has one
+  per axis, a path one per segment); every few points are recomputed from the run's start instead, so
+  rounding does not accumulate along the walk. The outputs of a chunk of points are reduced to loss and
+  accuracy together (`_Outputs`), so a point costs its forward passes and little else. Points are walked in
+  the order given, so callers pass neighbours one after the other (`directions.serpentine` for grids); every
+  chunk starts afresh too.
+- vmap (`batching="vmap"`): a chunk of points goes through the network together, `torch.func.functional_call`
+  under `vmap` over stacked parameters and buffers; it pays where single points leave the device idle.
+
+`batching="auto"` walks on the CPU, where a point is compute bound and vmap is no faster
+(benchmarks/surface_speed.py); on other devices it times both on one batch and takes the faster
+(`_vmap_pays`). BatchNorm statistics recomputed at every point (`reset_on`) need train-mode passes per point,
+so they always walk. The examples are a `Split` or any re-iterable of `(inputs, targets)` batches, and the
+loss is cross-entropy or the user's criterion (`landscape.loss`).
 
 Under torchrun, `parallel="data"` shards the examples and all-reduces the per-point sums (each rank
 evaluates every point); `parallel="points"` gives each rank a block of points on all examples and gathers the
@@ -21,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -37,13 +49,22 @@ from ..training.bn import reset_bn
 
 State = Mapping[str, torch.Tensor]
 Data = Split | Iterable[Batch]
-EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a chunk)
+EXAMPLES_PER_PASS = 32768  # points x examples pushed through the network at once (memory bound of a vmap chunk)
+WALK_CHUNK = 128  # most points per chunk of the walk (between `on_chunk` calls, each chunk starting afresh)
+CACHED_STEPS = 4  # step directions the walk keeps besides the anchors themselves
+EXACT_EVERY = 4  # within a run, the walk recomputes every 4th point from the run's start (others step in place)
+TIMED_POINTS = 8  # points vmap is timed on when `batching="auto"` measures which way is faster
+HELD_OUTPUTS = 1 << 22  # network outputs (numbers) the walk holds before reducing them to sums
 
 
 def same_layout(states: Sequence[State]) -> bool:
     """Whether the states have the same keys and shapes, so that they can be combined point by point."""
     first = states[0]
     return all(s.keys() == first.keys() and all(s[k].shape == first[k].shape for k in first) for s in states[1:])
+
+
+def _is_variance(key: str) -> bool:
+    return key.endswith("running_var")
 
 
 def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -56,66 +77,250 @@ def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.T
         if first.is_floating_point():
             stacked = torch.stack([a[key].to(first.dtype) for a in anchors])          # (K, ...)
             value = torch.tensordot(coeffs.to(first.dtype), stacked, dims=1)         # (P, ...)
-            out[key] = value.clamp_min(0) if key.endswith("running_var") else value
+            out[key] = value.clamp_min(0) if _is_variance(key) else value
         else:
             out[key] = first.expand(len(coeffs), *first.shape)
     return out
 
 
-def prefers_vmap(device: torch.device) -> bool:
-    """Whether batching points pays on `device`: on accelerators, where it amortises kernel launches.
+class _Flat:
+    """The floating tensors of one dtype of a model, made views into one flat vector `raw` that the walk moves.
 
-    Not on the CPU: there every point is compute bound, and vmap's batched matmuls and grouped convolutions are
-    no faster than one point at a time (results/surface_speed.txt), so the default there is the loop.
+    `anchors` is `(K, N)`, the same entries of every anchor state; `start` is the point a run of steps started
+    from. Running variances come last in `raw`; the model reads them from `var_live`, their part of `raw`
+    clamped at 0, so that the walk itself stays linear while the model sees what `combine` builds.
     """
-    return device.type != "cpu"
+
+    def __init__(self, live: dict[str, torch.Tensor], keys: list[str], anchors: Sequence[State]):
+        keys = sorted(keys, key=_is_variance)  # stable: running variances last
+        first = live[keys[0]]
+        self.anchors = torch.stack([torch.cat([a[k].detach().reshape(-1).to(first.device, first.dtype)
+                                               for k in keys]) for a in anchors])
+        self.raw, self.start = self.anchors[0].clone(), self.anchors[0].clone()
+        n_plain = sum(live[k].numel() for k in keys if not _is_variance(k))
+        self.var_raw = self.raw[n_plain:]
+        self.var_live = self.var_raw.clone() if len(self.var_raw) else None
+        offset = 0
+        for k in keys:
+            n = live[k].numel()
+            source, begin = (self.var_live, offset - n_plain) if _is_variance(k) else (self.raw, offset)
+            live[k].data = source[begin:begin + n].view(live[k].shape)
+            offset += n
+        self.directions: dict[tuple, torch.Tensor] = {}
+
+    def start_at(self, c: torch.Tensor) -> None:
+        """Move to the point `c @ anchors`, built afresh, and start a run of steps there."""
+        torch.mv(self.anchors.T, c.to(self.raw.device, self.raw.dtype), out=self.start)
+        self.raw.copy_(self.start)
+        self._clamp()
+
+    def move(self, alpha: float, from_start: bool, u: np.ndarray, key: tuple) -> None:
+        """Move to `start + alpha * (u @ anchors)`, or by `alpha * (u @ anchors)` in place: one axpy either way;
+        the direction is cached under `key` (u rounded)."""
+        direction = self.directions.get(key)
+        if direction is None:
+            direction = self._direction(u, key)
+        if from_start:
+            torch.add(self.start, direction, alpha=alpha, out=self.raw)
+        else:
+            self.raw.add_(direction, alpha=alpha)
+        self._clamp()
+
+    def _direction(self, u: np.ndarray, key: tuple) -> torch.Tensor:
+        nonzero = np.flatnonzero(u)
+        if len(nonzero) == 1:  # along one anchor (a random direction): the anchor itself, no copy
+            direction = self.anchors[int(nonzero[0])]
+        else:
+            direction = (torch.from_numpy(u).to(self.raw.device) @ self.anchors.double()).to(self.raw.dtype)
+        if len(self.directions) >= CACHED_STEPS:
+            del self.directions[next(iter(self.directions))]
+        self.directions[key] = direction
+        return direction
+
+    def _clamp(self) -> None:
+        if self.var_live is not None:
+            torch.clamp(self.var_raw, min=0, out=self.var_live)
 
 
-def _point(states: dict[str, torch.Tensor], p: int) -> dict[str, torch.Tensor]:
-    return {k: v[p] for k, v in states.items()}
+class _Walk:
+    """A private copy of `model` (eval mode) whose floating state moves in place from point to point.
 
+    Consecutive steps along one direction form a run: its first point is built afresh from the anchors, and
+    later points step along the direction from the point before or from the start (`_plan`).
+    Integer buffers (`num_batches_tracked`) are the first anchor's. The caller's model is never touched (the
+    anchors are often its own `state_dict()`).
+    """
 
-def _sums_loop(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Batches], loss: LossSum,
-               reset_on: Batches | None) -> torch.Tensor:
-    """(S, P, 2) sums of the loss and of correct predictions per split, one point at a time (BatchNorm
-    statistics recomputed once per point, for all splits)."""
-    n_points = next(iter(states.values())).shape[0]
-    sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=_device(model))
-    for p in range(n_points):
-        model.load_state_dict(_point(states, p))
-        if reset_on is not None:
-            reset_bn(model, reset_on)
-        model.eval()
+    def __init__(self, model: nn.Module, anchors: Sequence[State]):
+        self.model = copy.deepcopy(model).eval()
+        live = self.model.state_dict(keep_vars=True)
+        by_dtype: dict[torch.dtype, list[str]] = {}
         with torch.no_grad():
-            for s, split in enumerate(splits):
-                for x, y in split:
-                    out = model(x)
-                    sums[s, p, 0] += loss(out, y).double()
-                    sums[s, p, 1] += correct(out, y).double()
-    return sums
+            for key, tensor in live.items():
+                if tensor.is_floating_point():
+                    by_dtype.setdefault(tensor.dtype, []).append(key)
+                else:
+                    tensor.copy_(anchors[0][key])
+        self.flats = [_Flat(live, keys, anchors) for keys in by_dtype.values()]
+
+    def visit(self, coeffs: np.ndarray) -> Iterator[None]:
+        """Move the model to each row of `coeffs` (points x anchors) in turn, yielding at each point."""
+        for row, move in zip(coeffs, _plan(coeffs)):
+            for flat in self.flats:
+                if move is None:
+                    flat.start_at(torch.from_numpy(row))
+                else:
+                    flat.move(*move)
+            yield
 
 
-def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Batches], loss: LossSum
-               ) -> torch.Tensor:
+Move = tuple[float, bool, np.ndarray, tuple] | None
+
+
+def _plan(coeffs: np.ndarray) -> list[Move]:
+    """How the walk reaches each point: None where it is built afresh, else the arguments of `_Flat.move`.
+
+    A step `c[p+1] - c[p]` is a multiple of `u`, the step over its largest entry (so opposite steps share it),
+    and `u` rounded to 1e-12 is its key; a run is a stretch of steps with one key. The first point of every run
+    of two or more steps is built, and so is the end of a lone step (a grid's step to the next row lands on the
+    start of that row's run, built once). Within a run, every `EXACT_EVERY`-th point is the run's start plus
+    `t u @ anchors`, and the others step in place from the point before, so that at most `EXACT_EVERY - 1`
+    roundings pile up.
+    """
+    d = np.diff(coeffs, axis=0)
+    j = np.abs(d).argmax(1) if len(d) else np.zeros(0, dtype=int)
+    scale = d[np.arange(len(d)), j]
+    u = d / np.where(scale == 0, 1.0, scale)[:, None]
+    keys = [tuple(k) for k in np.round(u, 12).tolist()]
+    plan: list[Move] = [None]
+    start = 0
+    for p in range(1, len(coeffs)):
+        into = keys[p - 1]
+        out = keys[p] if p < len(keys) else None
+        starts_run = out is not None and p + 1 < len(keys) and keys[p + 1] == out != into
+        ends_lone_step = into != out and (p == 1 or keys[p - 2] != into)
+        if starts_run or ends_lone_step:
+            plan.append(None)
+            start = p
+        elif (p - start) % EXACT_EVERY == 0:
+            i = j[p - 1]
+            plan.append((float(coeffs[p, i] - coeffs[start, i]), True, u[p - 1], into))
+        else:
+            plan.append((float(scale[p - 1]), False, u[p - 1], into))
+    return plan
+
+
+def _pair(out: torch.Tensor, y: torch.Tensor, loss: LossSum) -> torch.Tensor:
+    return torch.stack([loss(out, y), correct(out, y)])
+
+
+class _Outputs:
+    """Sums `(S, P, 2)` of the loss and of correct predictions for a chunk of walked points, given their outputs
+    point after point (`add` for each batch, then `next_point`).
+
+    With `batched`, the outputs are held per (split, batch) and reduced for many points at once under `vmap`
+    (a dozen small operations per chunk rather than per point, which small models feel), at most about
+    `HELD_OUTPUTS` numbers at a time; otherwise (a user's criterion, which need not be vmappable) each output
+    is reduced as it comes.
+    """
+
+    def __init__(self, n_splits: int, n_points: int, loss: LossSum, batched: bool, device: torch.device):
+        self.sums = torch.zeros(n_splits, n_points, 2, dtype=torch.float64, device=device)
+        self.loss, self.batched = loss, batched
+        self.held: dict[tuple[int, int], tuple[torch.Tensor, list[torch.Tensor]]] = {}
+        self.first = self.point = self.size = 0  # held outputs are those of points first, first + 1, ...
+
+    def add(self, split: int, batch: int, out: torch.Tensor, y: torch.Tensor) -> None:
+        if not self.batched:
+            self.sums[split, self.point] += _pair(out, y, self.loss)
+            return
+        held = self.held.get((split, batch))
+        if held is None:
+            held = self.held[split, batch] = (y, [])
+        held[1].append(out)
+        self.size += out.numel()
+
+    def next_point(self) -> None:
+        self.point += 1
+        if self.size >= HELD_OUTPUTS:
+            self.flush()
+
+    def flush(self) -> None:
+        for (split, _), (y, outs) in self.held.items():
+            pairs = _batched_pair(torch.stack(outs), y, self.loss)
+            self.sums[split, self.first:self.first + len(outs)] += pairs
+        self.held.clear()
+        self.first, self.size = self.point, 0
+
+
+_batched_pair = vmap(_pair, in_dims=(0, None, None))
+
+
+def _sums_walk(walk: _Walk, coeffs: np.ndarray, splits: Sequence[Iterable[Batch]], loss: LossSum, batched: bool,
+               reset_on: Batches | None, device: torch.device) -> torch.Tensor:
+    """(S, P, 2) sums per split, walking the points (BatchNorm statistics recomputed once per point, for all
+    splits; the reset overwrites the walked running statistics, which is harmless since every point resets)."""
+    outputs = _Outputs(len(splits), len(coeffs), loss, batched, device)
+    for _ in walk.visit(coeffs):
+        if reset_on is not None:
+            reset_bn(walk.model, reset_on)
+        for split, examples in enumerate(splits):
+            for batch, (x, y) in enumerate(examples):
+                outputs.add(split, batch, walk.model(x), y)
+        outputs.next_point()
+    outputs.flush()
+    return outputs.sums
+
+
+def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Iterable[Batch]],
+               loss: LossSum, device: torch.device) -> torch.Tensor:
     """(S, P, 2) sums of the loss and of correct predictions per split, all points of `states` batched."""
-    model.eval()
     n_points = next(iter(states.values())).shape[0]
-    sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=_device(model))
+    sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
 
     def one(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, state, (x,))
-        return torch.stack([loss(out, y), correct(out, y)])
+        return _pair(functional_call(model, state, (x,)), y, loss)
 
     batched = vmap(one, in_dims=(0, None, None))
-    with torch.no_grad():
-        for s, split in enumerate(splits):
-            for x, y in split:
-                sums[s] += batched(states, x, y).double()
+    for s, split in enumerate(splits):
+        for x, y in split:
+            sums[s] += batched(states, x, y).double()
     return sums
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _seconds(fn: Callable[[], torch.Tensor]) -> float:
+    """Wall time of `fn` after one warm-up call (results copied to the host, so that the device is done)."""
+    fn().cpu()
+    start = time.perf_counter()
+    fn().cpu()
+    return time.perf_counter() - start
+
+
+def _vmap_pays(walk: _Walk, anchors: Sequence[State], coeffs: np.ndarray, batch: Batch | None, loss: LossSum,
+               device: torch.device) -> bool:
+    """Whether vmap over the first `TIMED_POINTS` points costs less per point than walking, timed on one batch.
+
+    A collective: the timings of all ranks are summed, so every rank takes the same way. A rank without
+    examples times nothing.
+    """
+    times = torch.zeros(2, dtype=torch.float64, device=device)
+    if batch is not None:
+        first = coeffs[:TIMED_POINTS]
+        next(walk.visit(first[:1]))
+        states = combine(anchors, torch.from_numpy(first).to(device))
+        times[0] = _seconds(lambda: walk.model(batch[0]))  # a walked point's reduction is batched, nearly free
+        times[1] = _seconds(lambda: _sums_vmap(walk.model, states, [[batch]], loss, device)) / len(first)
+    times = dist.all_reduce_sum(times)
+    return bool(times[1] < times[0])
+
+
+def _in_memory(batches: Batches) -> Iterable[Batch]:
+    """The batches as a list when they are views of tensors already on their device (sliced once, not once per
+    point), else as they are."""
+    source = batches.source
+    if isinstance(source, Split) and (batches.device is None or source.x.device == batches.device):
+        return list(batches)
+    return batches
 
 
 def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Tensor, splits: Sequence[Data],
@@ -126,54 +331,58 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     """Mean loss and accuracy `(S, P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on each of
     the `splits`; every point is built (and its BatchNorm statistics recomputed) once for all splits.
 
-    `reset_on`: recompute BatchNorm statistics on these examples at every point (plain loop). `batching`:
-    "vmap" batches points, "loop" evaluates one at a time, "auto" chooses with `prefers_vmap`. `chunk`: points
-    per batched pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
+    `reset_on`: recompute BatchNorm statistics on these examples at every point (always walked). `batching`:
+    "loop" walks the points in the order given (pass neighbours consecutively), "vmap" batches them, "auto"
+    walks on the CPU and times both elsewhere. `chunk`: points walked between `on_chunk` calls
+    [EXAMPLES_PER_PASS / examples per point, at most WALK_CHUNK], or per batched pass
+    [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
     the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `model` is never modified: the
-    loop loads points into a private copy, since the anchors are often `model.state_dict()` itself and would
-    move with it.
+    points live in a private copy.
     """
     if parallel not in PARALLEL:
         raise LandscapeError(f"parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
     if batching not in BATCHING:
         raise LandscapeError(f"batching must be one of {', '.join(BATCHING)}, got {batching!r}")
-    coeffs = torch.as_tensor(coeffs, dtype=torch.float64)
+    coeffs = torch.as_tensor(coeffs, dtype=torch.float64).cpu().numpy()
     n_points = coeffs.shape[0]
-    device = _device(model)
+    device = next(model.parameters()).device
     by_points = parallel == "points" and dist.active()
     data = [as_batches(s, batch_size, device, sharded=not by_points) for s in splits]
     reset = as_batches(reset_on, batch_size, device, sharded=not by_points) if reset_on is not None else None
     loss = loss_sum(criterion)
-    looped = reset is not None or batching == "loop" or (batching == "auto" and not prefers_vmap(device))
     with dist.local() if by_points else contextlib.nullcontext():
         counts = [d.examples() for d in data]
-    chunk = chunk or max(1, EXAMPLES_PER_PASS // min(batch_size, max(*counts, 1)))
-    if looped:
-        chunk = min(chunk, 8)
-        model = copy.deepcopy(model)
-    mine = dist.shard(n_points) if by_points else range(n_points)
-    result = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
-    totals = torch.tensor(counts, dtype=torch.float64, device=device)[:, None, None]
-    for start in range(0, len(mine) if by_points else n_points, chunk):
-        rows = range(mine.start + start, min(mine.start + start + chunk, mine.stop))
-        states = combine(anchors, coeffs[rows.start:rows.stop].to(device))
-        if by_points:  # this rank alone, on every example
-            with dist.local():
-                sums = _evaluate_sums(model, states, data, loss, reset, looped)
-        else:
-            sums = dist.all_reduce_sum(_evaluate_sums(model, states, data, loss, reset, looped))
-        result[:, rows.start:rows.stop] = sums / totals
-        if on_chunk is not None and not by_points:
-            on_chunk(rows, result[:, rows.start:rows.stop])
-    if by_points:
-        result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
-        if on_chunk is not None:
-            on_chunk(range(n_points), result)
-    return result
+    walk = _Walk(model, anchors)
+    examples = [_in_memory(d) for d in data]
+    with torch.inference_mode():
+        walking = (reset is not None or batching == "loop"
+                   or (batching == "auto" and (device.type == "cpu" or n_points < 2 * TIMED_POINTS
+                                               or not _vmap_pays(walk, anchors, coeffs, data[0].first(), loss,
+                                                                 device))))
+        chunk = chunk or max(1, min(WALK_CHUNK, EXAMPLES_PER_PASS // max(sum(counts), 1)) if walking
+                             else EXAMPLES_PER_PASS // min(batch_size, max(*counts, 1)))
 
+        def sums(rows: range) -> torch.Tensor:
+            if walking:
+                return _sums_walk(walk, coeffs[rows.start:rows.stop], examples, loss, isinstance(criterion, str),
+                                  reset, device)
+            states = combine(anchors, torch.from_numpy(coeffs[rows.start:rows.stop]).to(device))
+            return _sums_vmap(walk.model, states, examples, loss, device)
 
-def _evaluate_sums(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Batches], loss: LossSum,
-                   reset_on: Batches | None, looped: bool) -> torch.Tensor:
-    if looped:
-        return _sums_loop(model, states, splits, loss, reset_on)
-    return _sums_vmap(model, states, splits, loss)
+        mine = dist.shard(n_points) if by_points else range(n_points)
+        result = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
+        totals = torch.tensor(counts, dtype=torch.float64, device=device)[:, None, None]
+        for start in range(mine.start, mine.stop, chunk):
+            rows = range(start, min(start + chunk, mine.stop))
+            if by_points:  # this rank alone, on every example
+                with dist.local():
+                    result[:, rows.start:rows.stop] = sums(rows) / totals
+            else:
+                result[:, rows.start:rows.stop] = dist.all_reduce_sum(sums(rows)) / totals
+                if on_chunk is not None:
+                    on_chunk(rows, result[:, rows.start:rows.stop])
+        if by_points:
+            result = dist.all_reduce_sum(result)  # every rank filled its own rows, zeros elsewhere
+            if on_chunk is not None:
+                on_chunk(range(n_points), result)
+    return result.clone()  # an ordinary tensor again, outside inference mode

@@ -20,6 +20,7 @@ from torch import nn
 from .. import progress
 from ..io.store import content_key, read_result, write_result
 from ..loss import Criterion
+from ..models.checks import check_finite
 from .directions import (
     filter_normalised_direction,
     grid,
@@ -27,6 +28,7 @@ from .directions import (
     path_coefficients,
     plane_axes,
     plane_ranges,
+    serpentine,
     trainable_names,
 )
 from .points import Data, State, evaluate_points
@@ -54,6 +56,7 @@ class Surface:
 def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int, seed: int,
                    include_1d: bool = False, name: str = "model") -> Surface:
     """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, filter-normalised directions."""
+    check_finite(model, name)
     gen = torch.Generator().manual_seed(seed)
     dirs = [filter_normalised_direction(model, gen, include_1d) for _ in range(dims)]
     xs = grid(lo, hi, steps)
@@ -65,6 +68,8 @@ def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int
 
 def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names: Sequence[str]) -> Surface:
     """The plane through three models (A at the origin, B on the x axis), padded by `margin` of the extent."""
+    for model, name in zip(models, names):
+        check_finite(model, name)
     states = [m.state_dict() for m in models]
     weights, coords = plane_axes(states, trainable_names(models[0]))
     (x0, x1), (y0, y1) = plane_ranges(coords, margin)
@@ -75,6 +80,8 @@ def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names:
 
 def path_surface(models: Sequence[nn.Module], steps: int, names: Sequence[str]) -> Surface:
     """The piecewise-linear path through the models, `steps` points per segment."""
+    for model, name in zip(models, names):
+        check_finite(model, name)
     t, coeffs = path_coefficients(len(models), steps)
     return Surface("path", [m.state_dict() for m in models], coeffs, t, None,
                    np.arange(len(models), dtype=float), np.zeros(len(models)), list(names))
@@ -119,7 +126,8 @@ def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: 
     attrs = {**settings, "kind": surface.kind, "axes": "x" if surface.y is None else "x,y",
              "models": list(surface.models), "key": key}
     values, done = _resume(out, group, key, n)
-    todo = np.flatnonzero(~done)
+    order = serpentine(surface.shape)
+    todo = order[~done[order]]  # in serpentine order, so that the walk steps between neighbours
     bar = progress.bar(total=n, desc=f"contour {surface.kind}")
     bar.update(int(done.sum()))
     last = time.monotonic()

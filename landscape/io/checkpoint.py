@@ -72,6 +72,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                              "use `landscape wrap` for foreign files)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise LandscapeError(f"{path}: not a landscape checkpoint (use `landscape wrap` to convert it)")
+    for key, kind, what in (("arch", str, "a string"), ("arch_kwargs", dict, "a dict"), ("state_dict", dict, "a dict"),
+                            ("meta", dict, "a dict")):
+        if key not in payload and key != "meta":
+            raise LandscapeError(f"{path}: damaged checkpoint: it has no {key!r}")
+        if key in payload and not isinstance(payload[key], kind):
+            raise LandscapeError(f"{path}: damaged checkpoint: {key!r} must be {what}, "
+                                 f"not {type(payload[key]).__name__}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload["state_dict"].items()):
+        raise LandscapeError(f"{path}: damaged checkpoint: its state_dict holds something other than named tensors")
     return payload
 
 

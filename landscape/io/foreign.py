@@ -1,5 +1,17 @@
-"""Wrapping checkpoints written elsewhere (a plain state_dict, `{"model_state_dict": ...}`, Lightning `.ckpt`)
-into `landscape-checkpoint/1` files, given the architecture they belong to."""
+"""Checkpoints written elsewhere, wrapped into `landscape-checkpoint/1` files for a given architecture.
+
+Accepted: a plain state_dict, `{"state_dict" | "model_state_dict" | "model": ...}` (the OT-fusion reference
+code, many training scripts) and Lightning `.ckpt` files. The source's tensor names are fitted to the
+architecture's in this order:
+1. `strip_prefix`, then `key_map` (exact names, or prefixes when a key ends with "."), as the user gave them;
+2. the names as they are, or after dropping a common prefix (Lightning's `model.`);
+3. by order: when both have the same number of tensors and the shapes agree one to one in order (the usual case
+   of the same network written with other attribute names, e.g. `fc1..fc4` for the zoo's `features.0 ..
+   classifier`), each tensor goes to the name at its position. The mapping is returned and stored in the
+   checkpoint's meta (`key_map`), so it is never silent.
+BatchNorm's `num_batches_tracked` counters take no part in the matching (old files lack them).
+Otherwise a one-line error names the first tensors whose shapes differ.
+"""
 from __future__ import annotations
 
 import os
@@ -13,52 +25,108 @@ from ..errors import LandscapeError
 from ..models.zoo import build_model
 from .checkpoint import UnsafePickle, load_state, save_checkpoint, torch_load
 
+COUNTER = "num_batches_tracked"
 
-def _candidate_states(obj: Any) -> list[dict]:
+
+def _candidate_states(obj: Any) -> list[dict[str, torch.Tensor]]:
     if not isinstance(obj, dict):
         return []
-    found = []
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj.get(key), dict):
-            found.append(obj[key])
+    found = [obj[key] for key in ("state_dict", "model_state_dict", "model") if isinstance(obj.get(key), dict)]
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         found.append(obj)
-    return found
+    return [{k: v for k, v in s.items() if isinstance(v, torch.Tensor)} for s in found]
 
 
-def _strip_to_fit(state: dict, keys: set[str]) -> dict | None:
-    """Drop a common key prefix (e.g. Lightning's `model.`) so that the keys match the model's."""
+def _renamed(state: dict[str, torch.Tensor], strip_prefix: str | None, key_map: dict[str, str] | None
+             ) -> dict[str, torch.Tensor]:
+    """The user's own renaming: a prefix removed, then exact names or prefixes (keys ending in ".") replaced."""
+    out = {}
+    for key, value in state.items():
+        if strip_prefix and key.startswith(strip_prefix):
+            key = key[len(strip_prefix):]
+        for old, new in (key_map or {}).items():
+            if key == old or (old.endswith(".") and key.startswith(old)):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
+
+
+def _strip_to_fit(state: dict[str, torch.Tensor], keys: set[str]) -> dict[str, torch.Tensor] | None:
+    """`state` itself, or without the common key prefix (e.g. Lightning's `model.`), when its names are `keys`."""
     if set(state) == keys:
         return state
-    for key in state:
-        for own in keys:
-            if key.endswith(own) and key != own:
-                prefix = key[: len(key) - len(own)]
-                stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                if set(stripped) == keys:
-                    return stripped
-        break
+    first = next(iter(state), "")
+    for own in keys:
+        if first.endswith(own) and first != own:
+            prefix = first[: len(first) - len(own)]
+            stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if set(stripped) == keys:
+                return stripped
     return None
 
 
+def _by_order(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, str] | None:
+    """`{source name: own name}` pairing the tensors by position, when their shapes agree one to one."""
+    theirs = [k for k in state if not k.endswith(COUNTER)]
+    mine = [k for k in own if not k.endswith(COUNTER)]
+    if len(theirs) != len(mine) or any(state[a].shape != own[b].shape for a, b in zip(theirs, mine)):
+        return None
+    return dict(zip(theirs, mine))
+
+
+def _mismatch(source: Path, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> LandscapeError:
+    theirs = [k for k in state if not k.endswith(COUNTER)]
+    mine = [k for k in own if not k.endswith(COUNTER)]
+    pairs = [(a, b) for a, b in zip(theirs, mine) if state[a].shape != own[b].shape][:3]
+    shown = "; ".join(f"{a} {tuple(state[a].shape)} vs {b} {tuple(own[b].shape)}" for a, b in pairs)
+    count = f"{len(theirs)} tensors vs {len(mine)}" if len(theirs) != len(mine) else ""
+    detail = ", ".join(part for part in (count, f"first different shapes: {shown}" if shown else "") if part)
+    return LandscapeError(f"{source}: state_dict does not fit the architecture ({detail}); "
+                          "give --key-map or --strip-prefix, or check --arch and --arch-kwargs")
+
+
+def fit_state(state: dict[str, torch.Tensor], model: nn.Module, source: Path) -> tuple[dict, dict[str, str]]:
+    """`state` renamed to `model`'s names, and the renaming by order (empty when the names already fit)."""
+    own = model.state_dict()
+    fitted = _strip_to_fit(state, set(own))
+    if fitted is None:   # the counters are optional on either side
+        core = {k: v for k, v in state.items() if not k.endswith(COUNTER)}
+        fitted = _strip_to_fit(core, {k for k in own if not k.endswith(COUNTER)})
+    if fitted is not None:
+        return {**{k: v for k, v in own.items() if k.endswith(COUNTER)}, **fitted}, {}
+    mapping = _by_order(state, own)
+    if mapping is None:
+        raise _mismatch(source, state, own)
+    renamed = {mine: state[theirs] for theirs, mine in mapping.items()}
+    counters = {k: v for k, v in own.items() if k.endswith(COUNTER)}
+    return {**counters, **renamed}, {a: b for a, b in mapping.items() if a != b}
+
+
 def wrap(source: str | os.PathLike, out: str | os.PathLike, arch: str, arch_kwargs: dict,
-         meta: dict | None = None) -> nn.Module:
-    """Turn a plain state_dict, `{"model_state_dict": ...}` or a Lightning `.ckpt` into a checkpoint."""
+         meta: dict | None = None, key_map: dict[str, str] | None = None, strip_prefix: str | None = None
+         ) -> tuple[nn.Module, dict[str, str]]:
+    """Write `source`'s weights as a checkpoint of `arch`; return the model and the names mapped by order."""
     source = Path(source)
     try:
         obj = torch_load(source)
     except UnsafePickle:
-        # Lightning checkpoints pickle hyper-parameters and callback state: the user vouches for their file.
+        # Lightning and training scripts pickle hyper-parameters (argparse namespaces, callbacks): wrapping a file
+        # means trusting it, as loading it in its own project would.
         obj = torch_load(source, weights_only=False)
-    model = build_model(arch, arch_kwargs)
-    keys = set(model.state_dict())
-    for state in _candidate_states(obj):
-        fitted = _strip_to_fit(state, keys)
-        if fitted is not None:
-            load_state(model, fitted, str(source))
-            save_checkpoint(model, out, meta={"wrapped_from": str(source), **(meta or {})})
-            return model
     states = _candidate_states(obj)
-    if states:
-        load_state(model, states[0], str(source))  # raises the precise mismatch
-    raise LandscapeError(f"{source}: no state_dict found (expected tensors, 'state_dict' or 'model_state_dict')")
+    if not states:
+        raise LandscapeError(f"{source}: no state_dict found (expected tensors, 'state_dict' or 'model_state_dict')")
+    model = build_model(arch, arch_kwargs)
+    error: LandscapeError | None = None
+    for state in states:
+        try:
+            fitted, mapping = fit_state(_renamed(state, strip_prefix, key_map), model, source)
+        except LandscapeError as exc:
+            error = error or exc
+            continue
+        load_state(model, fitted, str(source))
+        record = {"wrapped_from": str(source), **({"key_map": mapping} if mapping else {}), **(meta or {})}
+        save_checkpoint(model, out, meta=record)
+        return model, mapping
+    raise error

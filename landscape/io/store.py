@@ -1,17 +1,23 @@
 """The HDF5 result store, the only module that opens HDF5 files (docs/conventions.md, "HDF5 results").
 
 One file holds many results; each result is a group named after what it measured, its arrays datasets, its
-scalars and settings attributes. Every write rewrites the file aside and renames it back, so a killed run
-never leaves a corrupt store; only rank 0 writes. Results are dataclasses or dicts, split into arrays and
-attributes by `result_arrays`; a result's `key` attribute (`content_key`) identifies what it was computed from,
-so reruns can skip or resume it.
+scalars and settings attributes. Results are dataclasses or dicts, split into arrays and attributes by
+`result_arrays`; a result's `key` attribute (`content_key`) identifies what it was computed from, so reruns can
+skip or resume it. Only rank 0 writes.
+
+Safe under concurrency and kills (`journal.py`): a write locks the file exclusively (readers take a shared
+lock) and changes it in place through a rollback journal, so a kill at any moment leaves every group of the
+write old or every one new, and the next reader or writer repairs what the killed writer left. A group is
+rewritten in place: datasets of the same shape and type are overwritten where they are, and strings are stored
+at fixed length (a variable-length string takes a new 4 KiB heap block on every rewrite that HDF5 never gives
+back), so a contour that rewrites its group every few seconds does not grow its file. New files keep HDF5's
+free-space records (`fs_persist`), so the space a deleted dataset leaves is reused by later writes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,10 +30,14 @@ import numpy as np
 
 from .. import dist
 from ..errors import LandscapeError
-from .atomic import atomic_path
+from .atomic import make_parent
+from .journal import consistent, update
 
 Arrays = dict[str, np.ndarray]
 Attrs = dict[str, Any]
+NEW_FILE = {"libver": ("v110", "v110"), "fs_strategy": "fsm", "fs_persist": True}   # HDF5 1.10 or later reads it
+LONG_TEXT = 32768   # longer strings are stored variable-length: a fixed-length attribute that big needs the
+                    # 1.10 format, which files written by earlier versions of this package lack
 
 
 def content_key(*parts: Any) -> str:
@@ -62,16 +72,43 @@ def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
     return arrays, attrs
 
 
+def _text(value: str) -> Any:
+    """A string as a fixed-length UTF-8 attribute value."""
+    data = value.encode()
+    return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, len(data)))) if len(data) <= LONG_TEXT else value
+
+
 def _attr(value: Any) -> Any:
     if value is None:
-        return "None"
+        return _text("None")
     if isinstance(value, str):
-        return str(value)  # plain str: h5py cannot store str subclasses such as torch.__version__
+        return _text(str(value))  # plain str: h5py cannot store str subclasses such as torch.__version__
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        return np.array(value, dtype=h5py.string_dtype())
+        data = [v.encode() for v in value]
+        return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, *map(len, data))))
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
+        return _text(json.dumps(value, sort_keys=True))
     return value
+
+
+def _put(f: h5py.File, group: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
+    """Make `group` hold exactly `arrays` and `attrs`, rewriting datasets of unchanged shape and type in place."""
+    g = f.require_group(group)
+    for name in [n for n in g if n not in arrays]:
+        del g[name]
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        old = g.get(name)
+        if isinstance(old, h5py.Dataset) and old.shape == value.shape and old.dtype == value.dtype:
+            old[()] = value
+            continue
+        if old is not None:
+            del g[name]
+        g.create_dataset(name, data=value)
+    for name in [n for n in g.attrs if n not in attrs]:
+        del g.attrs[name]
+    for name, value in attrs.items():
+        g.attrs[name] = _attr(value)
 
 
 def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
@@ -81,23 +118,20 @@ def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
 
 
 def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]]) -> None:
-    """Replace several groups `{group: (arrays, attrs)}` in one atomic rewrite of the file; rank 0 only."""
+    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0 only."""
     if not dist.is_main():
         return
     path = Path(path)
+    make_parent(path)
     stamp = {"written_at": time.time(), **{f"version_{k}": v for k, v in versions().items()}}
-    with atomic_path(path) as tmp:
-        if path.exists():
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "a") as f:
+    with update(path) as view:
+        try:
+            f = h5py.File(view, "r+") if view.original else h5py.File(view, "w", **NEW_FILE)
+        except OSError:
+            raise LandscapeError(f"{path}: not an HDF5 result file") from None
+        with f:
             for group, (arrays, attrs) in groups.items():
-                if group in f:
-                    del f[group]
-                g = f.require_group(group)
-                for name, value in arrays.items():
-                    g.create_dataset(name, data=np.asarray(value))
-                for key, value in {**attrs, **stamp}.items():
-                    g.attrs[key] = _attr(value)
+                _put(f, group, arrays, {**attrs, **stamp})
 
 
 def _decoded(value: Any) -> Any:
@@ -147,25 +181,29 @@ class StoreReader:
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Group) and "key" in obj.attrs:
-                keys["/" + name] = str(obj.attrs["key"])
+                keys["/" + name] = str(_decoded(obj.attrs["key"]))
         self.f.visititems(visit)
         return keys
 
 
 @contextmanager
 def open_store(path: str | os.PathLike) -> Iterator[StoreReader]:
-    """Open a result file for reading; a missing or non-HDF5 file is a one-line error."""
+    """Open a result file for reading, under a shared lock (no writer changes it meanwhile); a missing or
+    non-HDF5 file is a one-line error."""
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"result file not found: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise LandscapeError(f"{path}: not an HDF5 result file") from None
-    try:
-        yield StoreReader(f)
-    finally:
-        f.close()
+    with consistent(path) as present:
+        if not present:
+            raise LandscapeError(f"result file not found: {path}")
+        try:
+            f = h5py.File(path, "r")
+        except OSError:
+            raise LandscapeError(f"{path}: not an HDF5 result file") from None
+        try:
+            yield StoreReader(f)
+        finally:
+            f.close()
 
 
 def read_result(path: str | os.PathLike, group: str) -> tuple[Arrays, Attrs]:
@@ -184,7 +222,10 @@ def list_results(path: str | os.PathLike) -> list[str]:
 
 def group_keys(path: str | os.PathLike) -> dict[str, str]:
     """The `key` attribute of every group in the file (empty when the file does not exist yet)."""
-    if not Path(path).exists():
-        return {}
-    with open_store(path) as store:
-        return store.keys()
+    try:
+        with open_store(path) as store:
+            return store.keys()
+    except LandscapeError:
+        if Path(path).exists():
+            raise
+        return {}   # none yet, or only the empty file of a first write that was killed

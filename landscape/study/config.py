@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,47 @@ def _known(section: str, values: dict, allowed: set[str]) -> dict:
     return values
 
 
+INTEGER, NUMBER, TEXT, FLAG, TABLE = "an integer", "a number", "a string", "true or false", "a table"
+PAIRS = "a list of [a, b] integer pairs"
+_KINDS = {int: INTEGER, float: NUMBER, str: TEXT, bool: FLAG, dict: TABLE}
+
+
+def _is(value: Any, kind: str) -> bool:
+    """Whether a TOML value is of `kind` (an integer is also a number; true/false is neither)."""
+    if isinstance(value, bool):
+        return kind == FLAG
+    return {INTEGER: isinstance(value, int), NUMBER: isinstance(value, (int, float)), TEXT: isinstance(value, str),
+            FLAG: False, TABLE: isinstance(value, dict)}[kind]
+
+
+def _kinds(defaults: dict[str, Any]) -> dict[str, str]:
+    """The kind of each setting from its default (None: an integer, the only optional settings being counts)."""
+    return {k: INTEGER if v is None else _KINDS[type(v)] for k, v in defaults.items()}
+
+
+def _check_kinds(path: Path, section: str, values: dict, kinds: dict[str, str]) -> None:
+    """Raise `<file>: [section] name must be <kind>, got <value>` for the first wrongly typed setting; a kind
+    "a list of integers" (or numbers) asks for a list of them."""
+    for name, value in values.items():
+        kind = kinds.get(name)
+        if kind is None:
+            continue
+        if kind == PAIRS:
+            ok = isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(_is(v, INTEGER) for v in p)
+                                                 for p in value)
+        elif kind.startswith("a list of "):
+            each = {"integers": INTEGER, "numbers": NUMBER}[kind.split()[-1]]
+            ok = isinstance(value, list) and all(_is(v, each) for v in value)
+        else:
+            ok = _is(value, kind)
+        if not ok:
+            raise LandscapeError(f"{path}: [{section}] {name} must be {kind}, got {value!r}")
+
+
+TRAIN_KINDS = {**_kinds(asdict(TrainConfig())), "batch_sizes": "a list of integers", "lrs": "a list of numbers"}
+STUDY_KINDS = {"name": TEXT, "arch": TEXT, "arch_kwargs": TABLE, "data": TEXT}
+
+
 def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
     """Read and validate a study TOML file; `data` overrides its dataset."""
     path = Path(path)
@@ -65,11 +106,20 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
     except tomllib.TOMLDecodeError as exc:
         raise LandscapeError(f"{path}: invalid TOML: {exc}") from None
     _known("top level", raw, set(SECTIONS))
+    for section in SECTIONS:
+        if not isinstance(raw.get(section, {}), dict):
+            raise LandscapeError(f"{path}: [{section}] must be a table of settings, got {raw[section]!r}")
     study = _known("study", dict(raw.get("study", {})), {"name", "arch", "arch_kwargs", "data"})
     train = dict(raw.get("train", {}))
     pairs = _known("pairs", dict(raw.get("pairs", {})), {"same_init", "diff_init", "mixed"})
     loop_fields = {f.name for f in fields(TrainConfig)} - {"batch_size", "lr", "data_seed"}
     _known("train", train, loop_fields | {"batch_sizes", "lrs"})
+    for section, values, kinds in (("study", study, STUDY_KINDS), ("train", train, TRAIN_KINDS),
+                                   ("fusion", raw.get("fusion", {}), _kinds(FUSION_DEFAULTS)),
+                                   ("finetune", raw.get("finetune", {}), {**TRAIN_KINDS, **_kinds(FINETUNE_DEFAULTS)}),
+                                   ("measure", raw.get("measure", {}), _kinds(MEASURE_DEFAULTS)),
+                                   ("pairs", pairs, dict.fromkeys(pairs, PAIRS))):
+        _check_kinds(path, section, values, kinds)
     try:
         cfg = StudyConfig(
             name=str(study.get("name", path.stem)), arch=str(study["arch"]),

@@ -151,7 +151,7 @@ class StudyRun:
     def _fusion_run(self, pair: Pair, kind: str, name: str, key: str, settings: dict) -> Callable[[], None]:
         def run() -> None:
             a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b))
-            x = subsample(self.data.train, settings["align_samples"], settings["seed"]).x
+            x = subsample(self.data.train, settings["align_samples"], settings["seed"], "[fusion] align_samples").x
             ot_kw = {"mode": settings["mode"], "x": x, "solver": settings["solver"], "reg": settings["reg"]}
             if kind == "vanilla":
                 model = self.fuser.fuse([a, b], method="vanilla")
@@ -160,7 +160,8 @@ class StudyRun:
             else:
                 model = self.fuser.fuse([a, b], method="ot", iterations=settings["iterations"], **ot_kw)
             if settings["reset_bn_samples"] and kind != "aligned":
-                reset_bn(model, subsample(self.data.train, settings["reset_bn_samples"], settings["seed"]))
+                reset_bn(model, subsample(self.data.train, settings["reset_bn_samples"], settings["seed"],
+                                          "[fusion] reset_bn_samples"))
             save_checkpoint(model, self.models[name][0], meta={"role": kind, "pair": pair.name, "key": key,
                                                                 "parents": [pair.a, pair.b], **settings})
         return run
@@ -201,7 +202,7 @@ class StudyRun:
         return jobs
 
     def _curv_split(self):
-        return subsample(self.data.train, self.cfg.measure["samples"], self.cfg.measure["seed"])
+        return subsample(self.data.train, self.cfg.measure["samples"], self.cfg.measure["seed"], "[measure] samples")
 
     def _metrics(self, model: nn.Module) -> dict:
         return {f"{s}_{k}": v for s in ("train", "test")
@@ -229,7 +230,8 @@ class StudyRun:
 
             def run(source: str = source, settings: dict = settings) -> tuple[dict, dict]:
                 a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (source, pair.b))
-                splits = {s: subsample(self.data.split(s), m["barrier_samples"], m["seed"]) for s in ("train", "test")}
+                splits = {s: subsample(self.data.split(s), m["barrier_samples"], m["seed"], "[measure] barrier_samples",
+                                          f"of the {s} split") for s in ("train", "test")}
                 curve = interpolation_curve(a, b, splits, points=m["barrier_points"], batch_size=m["batch_size"])
                 arrays, attrs = result_arrays(curve)
                 return arrays, {**attrs, **settings, "a": source, "b": pair.b}
@@ -250,7 +252,7 @@ class StudyRun:
 
         def run() -> tuple[dict, dict]:
             models = [load_checkpoint(self.models[n][0], self.device)[0] for n in names]
-            split = subsample(self.data.train, m["barrier_samples"], m["seed"])
+            split = subsample(self.data.train, m["barrier_samples"], m["seed"], "[measure] barrier_samples")
             labels = ["A aligned", "B", "OT fusion FT" if pair.finetune else "OT fusion"]
             return compute_surface(models[0], plane_surface(models, m["contour_steps"], 0.25, labels), split,
                                    m["batch_size"], settings)

@@ -39,10 +39,12 @@ def reset_bn(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 
         model(x)
         n_batches += 1
     model.eval()
-    count = dist.all_reduce_sum(torch.tensor(float(n_batches), dtype=torch.float64, device=device))
     for m, momentum in zip(layers, saved):
         m.momentum = momentum
-        for buf in (m.running_mean, m.running_var):
-            weighted = buf.double() * n_batches
-            buf.copy_((dist.all_reduce_sum(weighted) / count.clamp_min(1)).to(buf.dtype))
+    if dist.active():
+        count = dist.all_reduce_sum(torch.tensor(float(n_batches), dtype=torch.float64, device=device))
+        for m in layers:
+            for buf in (m.running_mean, m.running_var):
+                weighted = buf.double() * n_batches
+                buf.copy_((dist.all_reduce_sum(weighted) / count.clamp_min(1)).to(buf.dtype))
     return model

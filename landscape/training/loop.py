@@ -6,6 +6,7 @@ and plateau schedules and early stopping, and is bitwise deterministic on CPU fo
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -19,6 +20,7 @@ from ..data.augmentation import augment
 from ..data.datasets import Dataset
 from ..data.split import check_labels
 from ..errors import LandscapeError
+from ..models.checks import check_finite
 from ..models.zoo import build_model
 from .metrics import evaluate
 
@@ -81,6 +83,7 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train") -> TrainResult:
     """Train `model` in place with SGD; return the weights with the best validation accuracy."""
     cfg.validate()
+    check_finite(model)
     check_labels(data.train, _num_classes(model, data))
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.data_seed)
@@ -104,6 +107,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
             loss.backward()
             opt.step()
             loss_sum += float(loss.detach()) * len(idx)
+        if not math.isfinite(loss_sum):
+            raise LandscapeError(f"training diverged in epoch {epoch + 1} (training loss {loss_sum / n:.4g}): "
+                                 "lower the learning rate")
         val = evaluate(model, data.val)
         history["train_loss"].append(loss_sum / n)
         history["val_loss"].append(val.loss)

@@ -12,7 +12,9 @@ from torch import nn
 from .. import dist
 from ..data.batches import Batch, as_batches
 from ..data.split import Split
+from ..errors import LandscapeError
 from ..loss import Criterion, correct, loss_sum
+from ..models.checks import check_finite
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,15 @@ def reduce_sums(loss_sum: torch.Tensor, correct: torch.Tensor, n: int, device: t
     return Metrics(float(t[0]) / total, float(t[1]) / total, int(t[2]))
 
 
+def check_targets(out: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise when class-index targets name a class the model's outputs do not have."""
+    if out.ndim == 2 and y.ndim == 1 and not y.is_floating_point() and len(y):
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= out.shape[1]:
+            raise LandscapeError(f"labels out of range: data has label {high if high >= out.shape[1] else low} but "
+                                 f"the model has {out.shape[1]} classes")
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -41,6 +52,7 @@ def _device(model: nn.Module) -> torch.device:
 def evaluate(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 1024,
              criterion: Criterion = "ce") -> Metrics:
     """Mean loss and accuracy of `model` in eval mode on `data` (sharded across ranks)."""
+    check_finite(model)
     was = model.training
     model.eval()
     device = _device(model)
@@ -50,6 +62,7 @@ def evaluate(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 
     n = 0
     for x, y in as_batches(data, batch_size, device):
         out = model(x)
+        check_targets(out, y)
         loss += total(out, y).double()
         hits += correct(out, y).double()
         n += len(y)
@@ -62,6 +75,8 @@ def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch]
                       weights: Sequence[float] | None = None) -> Metrics:
     """Prediction ensemble: loss and accuracy of the (weighted) average of the models' softmax outputs."""
     weights = [1.0 / len(models)] * len(models) if weights is None else list(weights)
+    for i, m in enumerate(models, 1):
+        check_finite(m, f"model {i}")
     states = [m.training for m in models]
     for m in models:
         m.eval()
@@ -71,9 +86,30 @@ def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch]
     n = 0
     for x, y in as_batches(data, batch_size, device):
         probs = sum(w * F.softmax(m(x).double(), dim=1) for w, m in zip(weights, models))
+        check_targets(probs, y)
         loss += F.nll_loss(torch.log(probs.clamp_min(1e-300)), y, reduction="sum")
         hits += correct(probs, y)
         n += len(y)
     for m, s in zip(models, states):
         m.train(s)
     return reduce_sums(loss, hits, n, device)
+
+
+@torch.no_grad()
+def compare_outputs(a: nn.Module, b: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                    rtol: float = 1e-4) -> tuple[bool, float]:
+    """Whether `a` and `b` (eval mode) compute the same function on the inputs `x`: every output within `rtol`
+    of the largest output magnitude (float rounding of reordered sums stays far below); and the fraction of
+    inputs on which they predict the same class."""
+    states = [a.training, b.training]
+    a.eval()
+    b.eval()
+    largest, differ, agree = 0.0, 0.0, 0
+    for start in range(0, len(x), batch_size):
+        out_a, out_b = a(x[start:start + batch_size]), b(x[start:start + batch_size])
+        largest = max(largest, float(out_a.abs().max()))
+        differ = max(differ, float((out_a - out_b).abs().max()))
+        agree += int((out_a.argmax(-1) == out_b.argmax(-1)).sum())
+    a.train(states[0])
+    b.train(states[1])
+    return differ <= rtol * max(largest, 1e-12), agree / max(len(x), 1)
