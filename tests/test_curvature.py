@@ -234,8 +234,10 @@ def test_error_bounds_by_hand():
     # gaps: 0 -> (1 - 0.2) - 0 = 0.8; 1 -> min(1 - 0.1, 4.5 - 1) = 0.9; 5 -> 5 - 1.2 = 3.8; each halved
     expected = [0.1 ** 2 / 0.4, 0.2 ** 2 / 0.45, 0.5 ** 2 / 1.9]
     np.testing.assert_allclose(error_bounds(theta, residuals).numpy(), expected, rtol=1e-12)
-    overlapping = torch.tensor([0.1, 0.95, 0.5], dtype=torch.float64)  # 1's interval reaches 5's: no gap
-    np.testing.assert_allclose(error_bounds(theta, overlapping)[1:].numpy(), [0.95, 0.5])
+    wide = torch.tensor([0.1, 0.95, 0.5], dtype=torch.float64)  # 1: 0.95^2 / 0.45 > 0.95; 5 -> 5 - 1.95 = 3.05
+    np.testing.assert_allclose(error_bounds(theta, wide)[1:].numpy(), [0.95, 0.5 ** 2 / 1.525], rtol=1e-12)
+    overlapping = torch.tensor([0.1, 4.5, 0.5], dtype=torch.float64)  # 1's interval reaches 5: no gap, r
+    np.testing.assert_allclose(error_bounds(theta, overlapping)[1:].numpy(), [4.5, 0.5], rtol=1e-12)
     np.testing.assert_allclose(error_bounds(theta[:1], residuals[:1]).numpy(), [0.1])  # no neighbour: r
     assert error_bounds(theta, torch.zeros(3, dtype=torch.float64), resolution=1e-9).min() == 1e-9
 
@@ -245,7 +247,7 @@ def test_confirmation_refutes_a_bound_that_the_next_step_contradicts():
         return Step.of(torch.tensor(theta, dtype=torch.float64), torch.tensor(residuals, dtype=torch.float64), 0)
 
     before = step([0.0, 1.0, 5.0], [0.1, 0.2, 0.01])  # bound of 5: 1e-4 / 1.9
-    wanted = torch.tensor([2])
+    wanted = torch.tensor([3])  # indices into the current step: the top of its four Ritz values
     assert confirmed(before, step([0.0, 0.5, 1.0, 5.00002], [0.1, 0.1, 0.1, 0.001]), wanted, "algebraic", 1e-3)
     assert not confirmed(before, step([0.0, 0.5, 1.0, 5.001], [0.1, 0.1, 0.1, 0.001]), wanted, "algebraic", 1e-3)
     # a new Ritz value above the neighbour's limit (1 + 0.2): the gap used before was wrong
