@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from landscape.curvature.affine_norm import affine_batchnorm, batchnorm_as_affine
 from landscape.curvature.density import quadrature, slq, smooth, spectral_density
 from landscape.curvature.eigen import lanczos_top, power_top, top_eigenvalues
 from landscape.curvature.lanczos import lanczos
@@ -89,6 +90,45 @@ def test_products_equal_exact_hessian(case, cache):
     torch.testing.assert_close(op.matvec(v[0]), h @ v[0], rtol=1e-9, atol=1e-11)
     assert op.hvps == 6
     assert all(p.grad is None for p in model.parameters())
+
+
+def _graph_nodes(tensors: tuple[torch.Tensor, ...]) -> set[str]:
+    """The names of every autograd node behind `tensors`."""
+    seen, names, stack = set(), set(), [t.grad_fn for t in tensors]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(f for f, _ in node.next_functions)
+    return names
+
+
+def test_eval_batchnorm_enters_the_graphs_as_its_affine_map(digits):
+    """affine_batchnorm computes eval-mode BatchNorm (with and without gamma/beta, 1-d and 2-d); the operator's
+    kept graphs hold the affine map instead of the fused kernel (whose second backward costs more); the model is
+    left as it was. That the products stay exact is test_products_equal_exact_hessian's CNN case."""
+    g = torch.Generator().manual_seed(0)
+    for norm, shape in [(nn.BatchNorm1d(4), (5, 4)), (nn.BatchNorm1d(4, affine=False), (5, 4, 3)),
+                        (nn.BatchNorm2d(4), (5, 4, 3, 3))]:
+        norm = norm.double().eval()
+        norm.running_mean = torch.randn(4, dtype=torch.float64, generator=g)
+        norm.running_var = torch.rand(4, dtype=torch.float64, generator=g) + 0.1
+        if norm.affine:
+            nn.init.normal_(norm.weight, generator=g), nn.init.normal_(norm.bias, generator=g)
+        x = torch.randn(shape, dtype=torch.float64, generator=g)
+        torch.testing.assert_close(affine_batchnorm(norm, x), norm(x), rtol=1e-12, atol=1e-12)
+    model = bn_cnn(digits.input_shape, digits.num_classes).double()
+    with batchnorm_as_affine(model) as switched:
+        assert switched == 0  # train mode: BatchNorm uses batch statistics, nothing to rewrite
+    model.eval()
+    op = HessianOperator(model, subsample(digits.train, 64), batch_size=32, cache=True)
+    op.matmat(probes(op, 1, g))
+    graphs = _graph_nodes(op._graphs[0])
+    assert not any("BatchNorm" in name for name in graphs) and "ConvolutionBackward0" in graphs
+    assert all("forward" not in vars(m) for m in model.modules())
+    assert "NativeBatchNormBackward0" in _graph_nodes((model(digits.train.x[:4].double()),))
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -1,6 +1,7 @@
 """Curvature of the loss: exact Hessian-vector products and the solvers built on them.
 
 - `operator`: `HessianOperator` (products over any fixed data, any criterion; a SciPy LinearOperator too);
+- `affine_norm`: eval-mode BatchNorm as its affine map inside the products' graphs;
 - `lanczos`: the Lanczos process with full reorthogonalisation;
 - `eigen`: top-k eigenvalues (Lanczos, or PyHessian's power iteration);
 - `trace`: Hutchinson and Hutch++ trace estimates with standard errors;

@@ -6,14 +6,15 @@ respect to the trainable parameters, flattened in `model.parameters()` order. A 
 Gauss-Newton or finite differences): reverse-over-reverse automatic differentiation, `d/dθ <∇L(θ), v>`
 (Pearlmutter 1994). Several vectors go through one backward pass together (`is_grads_batched`).
 
-Two paths (`HessianOperator.path`), chosen by memory: when the per-batch gradient graphs fit in a quarter of
-the free memory they are kept ("kept graphs"), so a product is only the second backward pass; otherwise every
-product runs forward, backward and second backward batch by batch ("recomputed graphs"). On CPU the kept
-graphs measured fastest of everything tried, torch.func's forward-over-reverse `jvp(grad(L))` with or without
-`vmap` and `torch.compile` included (benchmarks/curvature_vs_peers.py). Start-up shares work: counting the
-examples needs no forward, the first batch's graph-building forward is one of the two forwards of the
-determinism check, and the other graphs are built during the first product. Under torchrun each rank takes its
-shard of the batches and the sums are all-reduced, so every rank holds the same product.
+Two paths (`HessianOperator.path`), chosen by memory: when the per-batch gradient graphs fit in a quarter of the
+free memory they are kept ("kept graphs"), so a product is only the second backward pass; otherwise every product
+runs forward, backward and second backward batch by batch ("recomputed graphs"). In the graphs, eval-mode BatchNorm
+is written as the affine map it is (`affine_norm`), whose second backward costs less. On CPU the kept graphs
+measured fastest of everything tried, torch.func's forward-over-reverse `jvp(grad(L))` with or without `vmap` and
+`torch.compile` included (benchmarks/curvature_vs_peers.py). Start-up shares work: counting the examples needs no
+forward, the first batch's graph-building forward is one of the two forwards of the determinism check, and the other
+graphs are built during the first product. Under torchrun each rank takes its shard of the batches and the sums are
+all-reduced, so every rank holds the same product.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion, loss_name, loss_sum
 from ..models.checks import check_finite
+from .affine_norm import batchnorm_as_affine
 
 CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -149,8 +151,10 @@ class HessianOperator:
 
     def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool
                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """The gradient of the batch's summed loss (a graph with `create_graph`) and the model's outputs."""
-        out = self.model(x)
+        """The gradient of the batch's summed loss (a graph with `create_graph`, eval-mode BatchNorm written as
+        its affine map for a cheaper second backward: `affine_norm`) and the model's outputs."""
+        with batchnorm_as_affine(self.model) if create_graph else contextlib.nullcontext():
+            out = self.model(x)
         grads = torch.autograd.grad(self.loss(out, y), self.params, create_graph=create_graph, allow_unused=True,
                                     materialize_grads=True)
         return grads, out
