@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 # The CPU wheel where the package index serves it (as on this project's machines); elsewhere use
 # TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu". Never a multi-GB CUDA build in CI.
 TORCH_SPEC ?= torch==2.13.0
+# The peers the curvature and surface benchmarks compare with (setup.cfg's `bench` extra), installed without their dependencies so that pip
+# never replaces torch; einops, einconv and linear_operator are what `import curvlinops` needs.
+BENCH_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5 loss-landscapes==3.0.6 einops==0.8.2 \
+	einconv==0.1.0 linear_operator==0.6.1
 
 .PHONY: demo test test-slow test-all bench install clean
 
@@ -29,10 +33,11 @@ test-all: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/curvature_vs_pyhessian.py | tee results/curvature_vs_pyhessian.txt
+	$(PY) -m pip install -q --no-deps $(BENCH_PEERS)
+	$(PY) benchmarks/curvature_vs_peers.py | tee results/curvature_vs_peers.txt
+	$(PY) benchmarks/eigen_bounds.py | tee results/eigen_bounds.txt
 	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
 	PYTHONPATH=. $(PY) benchmarks/fusion_coverage.py | tee results/fusion_coverage.txt
-	$(PY) -m pip install -q --no-deps loss-landscapes==3.0.6  # the peer surface_speed.py compares with
 	$(PY) benchmarks/surface_speed.py | tee results/surface_speed.txt
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
 	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt

@@ -52,11 +52,13 @@ def _eig_text(checkpoint: str) -> Callable[[Any], str]:
         kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
         lines = [(f"{checkpoint}: top-{r.k} Hessian eigenvalues ({r.backend} {r.method}, {kind}) "
                   f"on {r.n_examples} examples, {r.n_params} parameters")]
-        lines += [f"  {i + 1:>3}  {v: .6g}   residual {res:.2e}" for i, (v, res) in
-                  enumerate(zip(r.eigenvalues, r.residuals))]
+        lines += [f"  {i + 1:>3}  {v: .6g}  +- {bound:.1e}  (residual {res:.1e})" for i, (v, bound, res) in
+                  enumerate(zip(r.eigenvalues, r.bounds, r.residuals))]
         state = {True: "converged", False: "NOT converged: raise --max-hvps or --tol", None: ""}[r.converged]
-        lines.append(f"  {r.hvps} Hessian-vector products, {r.seconds:.2f} s, tol {r.tol:g}"
-                     + (f", {state}" if state else ""))
+        rule = {"bound": "error bounds", "residual": "residuals", "change": "relative change"}[r.rule]
+        lines.append(f"  {r.hvps} Hessian-vector products ({r.hvp_path}"
+                     + (f", blocks of {r.block}" if r.block > 1 else "") + f"), {r.seconds:.2f} s, "
+                     f"stop on {rule} <= tol {r.tol:g}" + (f": {state}" if state else ""))
         return "\n".join(lines)
     return describe
 
@@ -69,12 +71,17 @@ def _eig_text(checkpoint: str) -> Callable[[Any], str]:
 @click.option("--which", type=click.Choice(WHICH), default=None,
               help="Largest algebraic (Lanczos default) or largest magnitude (what power iteration finds).")
 @click.option("--tol", type=float, default=1e-3, show_default=True,
-              help="Lanczos: residual <= tol*|lambda|; power: relative change between iterations.")
+              help="Lanczos: every eigenvalue's relative error bound <= tol; power: relative change between "
+                   "iterations.")
+@click.option("--strict", is_flag=True, help="Lanczos: stop on residual <= tol*|lambda| instead (costlier).")
+@click.option("--block", type=int, default=1, show_default=True,
+              help="Lanczos: start vectors per product (block Lanczos; resolves clusters of up to this many "
+                   "eigenvalues).")
 @click.option("--max-hvps", type=int, default=None, help="Budget of Hessian-vector products [100 per eigenvalue].")
 @click.option("--eigenvectors", is_flag=True, help="Store the eigenvectors in --out.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
               help="pyhessian: PyHessian 0.1's own power iteration.")
-def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, **opts):
+def eig_cmd(checkpoint, k, method, which, tol, strict, block, max_hvps, eigenvectors, backend, **opts):
     """Top-k eigenvalues of the Hessian of the loss."""
     from landscape.curvature.eigen import top_eigenvalues
     from landscape.errors import LandscapeError
@@ -86,7 +93,7 @@ def eig_cmd(checkpoint, k, method, which, tol, max_hvps, eigenvectors, backend, 
     def compute(model, split):
         return top_eigenvalues(model, split, k=k, batch_size=opts["batch_size"], method=method, tol=tol,
                                max_hvps=max_hvps, seed=opts["seed"], which=which, eigenvectors=eigenvectors,
-                               backend=backend, criterion=opts["loss"])
+                               backend=backend, criterion=opts["loss"], block=block, strict=strict)
     _run(checkpoint, "eigenvalues", opts, compute, _eig_text(checkpoint), omit_from_json=("eigenvectors",))
 
 
@@ -140,7 +147,7 @@ def esd_cmd(checkpoint, steps, runs, sigma2, grid_points, block, **opts):
     def describe(r) -> str:
         return (f"{checkpoint}: spectral density from {r.runs} run(s) x {r.steps} Lanczos steps, Ritz values in "
                 f"[{r.nodes.min():.4g}, {r.nodes.max():.4g}], kernel variance {r.sigma2:.3g}\n"
-                f"  {r.hvps} Hessian-vector products, {r.seconds:.2f} s"
+                f"  {r.hvps} Hessian-vector products ({r.hvp_path}), {r.seconds:.2f} s"
                 + ("" if opts["out"] else "; give --out FILE.h5 to keep the density for `landscape plot`"))
     _run(checkpoint, "esd", opts, compute, describe, omit_from_json=("grid", "density"))
 

@@ -33,10 +33,14 @@ def test_eig_json_and_store(ckpt, tmp_path, run_cli):
     result = json.loads(stdout)
     assert len(result["eigenvalues"]) == 3 and result["eigenvalues"] == sorted(result["eigenvalues"], reverse=True)
     assert result["converged"] and result["method"] == "lanczos" and "eigenvectors" not in result
+    assert result["rule"] == "bound" and result["hvp_path"] == "kept graphs" and result["block"] == 1
+    assert all(b <= 1e-3 * abs(v) for b, v in zip(result["bounds"], result["eigenvalues"]))
     arrays, attrs = read_result(out, "/models/net/eigenvalues")
     assert arrays["eigenvectors"].shape == (3, result["n_params"])
     np.testing.assert_allclose(arrays["eigenvalues"], result["eigenvalues"])
-    for key in ("k", "method", "backend", "hvps", "seconds", "tol", "samples", "batch_size", "seed", "data"):
+    np.testing.assert_allclose(arrays["bounds"], result["bounds"])
+    for key in ("k", "method", "backend", "hvps", "seconds", "tol", "samples", "batch_size", "seed", "data", "rule",
+                "block", "hvp_path"):
         assert key in attrs
     assert attrs["sha256"] == [file_hash(ckpt)] and attrs["models"] == [str(ckpt)]
     assert attrs["samples"] == 400 and attrs["seed"] == 2 and attrs["criterion"] == "ce"
@@ -46,9 +50,15 @@ def test_eig_json_and_store(ckpt, tmp_path, run_cli):
     np.testing.assert_allclose(same.eigenvalues, result["eigenvalues"], rtol=1e-6)
 
 
-def test_eig_text_and_power(ckpt, run_cli):
+def test_eig_text_power_strict_and_block(ckpt, run_cli):
     code, stdout, _ = run_cli("eig", ckpt, "--method", "power", "--samples", "300")
     assert code == 0 and "largest magnitude" in stdout and "Hessian-vector products" in stdout
+    code, stdout, _ = run_cli("eig", ckpt, "--samples", "300", "-k", "2", "--block", "2", "--strict", "--json")
+    result = json.loads(stdout)
+    assert code == 0 and result["rule"] == "residual" and result["block"] == 2 and result["hvps"] % 2 == 0
+    assert result["bounds"] == [max(r, b) for r, b in zip(result["residuals"], result["bounds"])]
+    code, stdout, _ = run_cli("eig", ckpt, "--samples", "300")
+    assert code == 0 and "+-" in stdout and "stop on error bounds <= tol 0.001: converged" in stdout
 
 
 def test_trace_and_esd_store_and_plot(ckpt, tmp_path, run_cli):
@@ -81,7 +91,8 @@ def test_pyhessian_backend_runs_the_old_way(ckpt, run_cli, digits):
     split = subsample(digits.train, 300, 0)
     exact = top_eigenvalues(model, split, k=1, tol=1e-8, max_hvps=300).eigenvalues[0]
     old = top_eigenvalues(model, split, k=1, backend="pyhessian", method="power")
-    assert old.backend == "pyhessian" and old.hvps >= 2 and old.converged is None
+    assert old.backend == "pyhessian" and old.hvps >= 2 and old.converged is None and old.rule == "change"
+    np.testing.assert_array_equal(old.bounds, old.residuals)
     assert old.eigenvalues[0] == pytest.approx(exact, rel=2e-2)
     assert all(p.grad is None for p in model.parameters()) and not model.training
     tr = hessian_trace(model, split, backend="pyhessian", max_hvps=20)
@@ -103,6 +114,7 @@ def test_missing_pyhessian_is_a_clear_error(ckpt, digits, monkeypatch):
 
 @pytest.mark.parametrize("args,message", [
     (["eig", "{c}", "--eigenvectors"], "give --out"),
+    (["eig", "{c}", "--block", "0"], "at least 1"),
     (["eig", "{c}", "--backend", "pyhessian", "--method", "lanczos"], "has only --method power"),
     (["eig", "{c}", "--method", "power", "--which", "algebraic"], "largest magnitude"),
     (["trace", "{c}", "--max-hvps", "3"], "too small"),

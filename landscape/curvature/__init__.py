@@ -1,6 +1,7 @@
 """Curvature of the loss: exact Hessian-vector products and the solvers built on them.
 
 - `operator`: `HessianOperator` (products over any fixed data, any criterion; a SciPy LinearOperator too);
+- `affine_norm`: eval-mode BatchNorm as its affine map inside the products' graphs;
 - `lanczos`: the Lanczos process with full reorthogonalisation;
 - `eigen`: top-k eigenvalues (Lanczos, or PyHessian's power iteration);
 - `trace`: Hutchinson and Hutch++ trace estimates with standard errors;
@@ -10,7 +11,7 @@
 """
 from .._lazy import exporter
 
-_EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Tridiagonal": ".lanczos",
+_EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Krylov": ".lanczos",
             "top_eigenvalues": ".eigen", "lanczos_top": ".eigen", "power_top": ".eigen",
             "hessian_trace": ".trace", "hutchinson": ".trace", "hutch_plus_plus": ".trace",
             "spectral_density": ".density", "slq": ".density", "smooth": ".density",

@@ -22,7 +22,7 @@ from ..data.batches import Batch
 from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion
-from .lanczos import Tridiagonal, lanczos
+from .lanczos import Krylov, lanczos
 from .operator import HessianOperator, Operator, probes
 from .results import DensityResult
 
@@ -30,7 +30,7 @@ SIGMA2_FACTOR = 1e-5
 MAX_GRID = 200_000
 
 
-def quadrature(t: Tridiagonal) -> tuple[np.ndarray, np.ndarray]:
+def quadrature(t: Krylov) -> tuple[np.ndarray, np.ndarray]:
     """Gauss quadrature nodes (Ritz values) and weights (squared first eigenvector components) of each run."""
     theta, s = torch.linalg.eigh(t.matrix())
     return theta.numpy(), (s[:, 0, :] ** 2).numpy()
@@ -86,4 +86,5 @@ def spectral_density(model: nn.Module, data: Split | Iterable[Batch], steps: int
         nodes, weights = slq(op, steps, runs, torch.Generator().manual_seed(seed), block)
     grid, density, sigma2 = smooth(nodes, weights, sigma2, grid_points)
     return DensityResult(nodes, weights, grid, density, nodes.shape[1], runs, sigma2, op.hvps,
-                         time.perf_counter() - start, op.size, op.n_examples, batch_size, seed, op.criterion)
+                         time.perf_counter() - start, op.size, op.n_examples, batch_size, seed, op.criterion,
+                         op.path)

@@ -5,15 +5,16 @@ converges to the eigenvalues of largest magnitude, which is what PyHessian-based
 eigenvalue" (a negative number when the most negative curvature dominates); `which="magnitude"` makes Lanczos
 answer that question too.
 
-With Lanczos (`lanczos.py`), the Ritz pairs (theta_i, Q_m s_i) of the tridiagonal T_m have residual
-norm ||H y_i - theta_i y_i|| = |beta_m s_{m,i}|, and the iteration stops once that is at most `tol * |theta_i|`
-for each of the k wanted pairs, which bounds the relative error of each theta_i by `tol` (and in practice by
-about tol^2 * |theta_i| / gap).
+With (block) Lanczos (`lanczos.py`), `tol` bounds the relative error of each of the k eigenvalues: the iteration
+stops once every wanted Ritz value's error bound (`ritz.py`: the residual, or residual^2 / gap when the gap to
+the rest of the spectrum is known) is at most tol * |theta| at two consecutive steps that agree, and the bounds
+are reported. `strict=True` keeps the older, costlier rule: every residual at most tol * |theta|.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,48 +25,68 @@ from ..data.batches import Batch
 from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion
-from .lanczos import Tridiagonal, lanczos
+from .lanczos import Krylov, lanczos
 from .operator import HessianOperator, Operator, check_backend, probes
 from .pyhessian_adapter import pyhessian_eigenvalues
 from .results import EigenResult
+from .ritz import Step, confirmed, meets
 
 
-def _ritz(t: Tridiagonal, k: int, which: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The k wanted Ritz values, their residual norms and the eigenvectors of T (columns), for run 0."""
-    theta, s = torch.linalg.eigh(t.matrix()[0])
-    key = theta if which == "algebraic" else theta.abs()
-    order = torch.argsort(key, descending=True)[:k]
-    return theta[order], (t.beta[0, -1] * s[-1, order]).abs(), s[:, order]
+class Ritz(NamedTuple):
+    """k eigenvalue estimates, best first, with their residual norms, error bounds, (optionally) eigenvectors
+    (k, size) and whether the stopping rule was met."""
+
+    values: np.ndarray
+    residuals: np.ndarray
+    bounds: np.ndarray
+    vectors: np.ndarray | None
+    converged: bool
 
 
 def lanczos_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator,
-                which: str = "algebraic", vectors: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
-    """Top-k Ritz pairs of `op` by Lanczos, stopping when every residual is at most tol*|theta_i|."""
+                which: str = "algebraic", vectors: bool = False, block: int = 1, strict: bool = False) -> Ritz:
+    """Top-k Ritz pairs of `op` by (block) Lanczos within `max_hvps` products.
+
+    Default: stop once every wanted error bound (`ritz.error_bounds`) is at most tol * |theta| at two
+    consecutive steps that agree (`ritz.confirmed`); `strict`: once every residual is at most tol * |theta|
+    (the bounds reported are then the residuals). `block` vectors go through each product together.
+    """
+    steps: list[Step] = []
     converged = False
 
-    def stop(t: Tridiagonal, j: int) -> bool:
+    def stop(krylov: Krylov, j: int) -> bool:
         nonlocal converged
-        if j + 1 < k:
+        theta, _, residuals = krylov.ritz()
+        step = Step.of(theta[0], residuals[0], torch.finfo(op.dtype).eps)
+        steps.append(step)
+        if len(step.theta) < k:
             return False
-        theta, res, _ = _ritz(t, k, which)
-        converged = bool((res <= tol * theta.abs()).all()) or j + 1 == op.size
+        wanted = step.wanted(k, which)
+        exhausted = len(step.theta) >= op.size
+        if strict:
+            converged = meets(step, wanted, tol, strict=True) or exhausted
+        else:
+            converged = (len(steps) > 1 and confirmed(steps[-2], step, wanted, which, tol)) or exhausted
         return converged
 
-    t = lanczos(op, probes(op, 1, generator, "normal"), max_hvps, generator, stop)
-    if t.alpha.shape[1] < k:
+    krylov = lanczos(op, probes(op, block, generator, "normal")[None], max(1, max_hvps // block), generator, stop)
+    step = steps[-1]
+    if len(step.theta) < k:
         raise LandscapeError(f"asked for {k} eigenvalues of a Hessian of size {op.size}")
-    theta, res, s = _ritz(t, k, which)
+    wanted = step.wanted(k, which)
+    bounds = step.first_order() if strict else step.bounds
     vecs = None
     if vectors:
-        vecs = (s.T.to(dtype=op.dtype, device=op.device) @ t.basis[0]).cpu().numpy()
-    return theta.numpy(), res.numpy(), vecs, converged
+        s = krylov.ritz()[1][0][:, wanted]
+        vecs = (s.T.to(dtype=op.dtype, device=op.device) @ krylov.basis[0]).cpu().numpy()
+    return Ritz(step.theta[wanted].numpy(), step.residuals[wanted].numpy(), bounds[wanted].numpy(), vecs, converged)
 
 
 def power_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator, vectors: bool = False
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+              ) -> Ritz:
     """PyHessian's power iteration with deflation: for each of k eigenvalues at most max_hvps // k products,
-    stopping when the Rayleigh quotient changes by less than tol (relative) between two iterations."""
+    stopping when the Rayleigh quotient changes by less than tol (relative) between two iterations. The bounds
+    are the residuals (no gap is known)."""
     found: list[torch.Tensor] = []
     values, residuals, converged = [], [], True
     for _ in range(k):
@@ -87,18 +108,21 @@ def power_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.
         residuals.append(res)
         found.append(vec)
     vecs = torch.stack(found).cpu().numpy() if vectors else None
-    return np.array(values), np.array(residuals), vecs, converged
+    return Ritz(np.array(values), np.array(residuals), np.array(residuals), vecs, converged)
 
 
 def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1, batch_size: int = 256,
                     method: str = "lanczos", tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0,
                     which: str | None = None, eigenvectors: bool = False, backend: str = "landscape",
-                    cache: bool | None = None, criterion: Criterion = "ce") -> EigenResult:
+                    cache: bool | None = None, criterion: Criterion = "ce", block: int = 1,
+                    strict: bool = False) -> EigenResult:
     """Top-k eigenvalues of the Hessian of the mean loss of `model` (eval mode) on `data`: a `Split` or any
     re-iterable of `(inputs, targets)` batches; `criterion` "ce" (default), "nll" or a callable.
 
-    `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the Hessian-vector products;
-    `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
+    Lanczos stops when every eigenvalue's error bound is at most `tol` relative (`strict`: every residual);
+    `block` start vectors go through each product together (block Lanczos; a block at least as large as a
+    cluster of eigenvalues resolves it). `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the
+    Hessian-vector products; `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
     """
     check_backend(backend)
     if method not in EIG_METHODS:
@@ -109,15 +133,17 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     if (method == "power" or backend == "pyhessian") and which != "magnitude":
         raise LandscapeError("power iteration finds the eigenvalues of largest magnitude; use --method lanczos "
                              "for the largest algebraic ones")
-    if k < 1 or tol <= 0:
-        raise LandscapeError(f"-k must be at least 1 and --tol positive, got k={k}, tol={tol}")
+    if k < 1 or tol <= 0 or block < 1:
+        raise LandscapeError(f"-k and --block must be at least 1 and --tol positive, got k={k}, block={block}, "
+                             f"tol={tol}")
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if 0 < size < k:
         raise LandscapeError(f"-k {k} is more than the {size} trainable parameters (the Hessian has {size} "
                              "eigenvalues)")
     max_hvps = 100 * k if max_hvps is None else max_hvps
-    if max_hvps < k:
-        raise LandscapeError(f"--max-hvps {max_hvps} is fewer than the {k} eigenvalues asked for")
+    if max_hvps < max(k, block):
+        raise LandscapeError(f"--max-hvps {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "
+                             "asked for")
     if backend == "pyhessian":
         return pyhessian_eigenvalues(model, data, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,
                                      seed=seed, eigenvectors=eigenvectors, criterion=criterion)
@@ -126,8 +152,10 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     generator = torch.Generator().manual_seed(seed)
     with op.progress(max_hvps, f"{method} top-{k}"):
         if method == "lanczos":
-            values, residuals, vecs, converged = lanczos_top(op, k, tol, max_hvps, generator, which, eigenvectors)
+            ritz = lanczos_top(op, k, tol, max_hvps, generator, which, eigenvectors, block, strict)
         else:
-            values, residuals, vecs, converged = power_top(op, k, tol, max_hvps, generator, eigenvectors)
-    return EigenResult(values, residuals, vecs, k, method, "landscape", which, tol, op.hvps,
-                       time.perf_counter() - start, converged, op.size, op.n_examples, batch_size, seed, op.criterion)
+            ritz = power_top(op, k, tol, max_hvps, generator, eigenvectors)
+    rule = "change" if method == "power" else "residual" if strict else "bound"
+    return EigenResult(ritz.values, ritz.residuals, ritz.vectors, k, method, "landscape", which, tol, op.hvps,
+                       time.perf_counter() - start, ritz.converged, op.size, op.n_examples, batch_size, seed,
+                       op.criterion, ritz.bounds, rule, block if method == "lanczos" else 1, op.path)

@@ -4,14 +4,17 @@ The loss is that of docs/conventions.md: the mean cross-entropy (or the user's c
 over the chosen examples, the model in eval mode, batches weighted by their size. The Hessian is taken with
 respect to the trainable parameters, flattened in `model.parameters()` order. A product is exact (no
 Gauss-Newton or finite differences): reverse-over-reverse automatic differentiation, `d/dθ <∇L(θ), v>`
-(Pearlmutter 1994), which measured faster on CPU than torch.func's forward-over-reverse `jvp(grad(L))` for
-the zoo's MLP, VGG and ResNet (see benchmarks/curvature_vs_pyhessian.py). Several vectors go through one
-backward pass together (`is_grads_batched`), which costs far less per vector than one pass each.
+(Pearlmutter 1994). Several vectors go through one backward pass together (`is_grads_batched`).
 
-When the per-batch gradient graphs fit in a quarter of the free memory they are built once and kept, so a
-product runs only the second backward pass; otherwise every product recomputes them batch by batch.
-Under torchrun each rank takes its shard of the batches and the sums are all-reduced, so every rank holds
-the same product.
+Two paths (`HessianOperator.path`), chosen by memory: when the per-batch gradient graphs fit in a quarter of the
+free memory they are kept ("kept graphs"), so a product is only the second backward pass; otherwise every product
+runs forward, backward and second backward batch by batch ("recomputed graphs"). In the graphs, eval-mode BatchNorm
+is written as the affine map it is (`affine_norm`), whose second backward costs less. On CPU the kept graphs
+measured fastest of everything tried, torch.func's forward-over-reverse `jvp(grad(L))` with or without `vmap` and
+`torch.compile` included (benchmarks/curvature_vs_peers.py). Start-up shares work: counting the examples needs no
+forward, the first batch's graph-building forward is one of the two forwards of the determinism check, and the other
+graphs are built during the first product. Under torchrun each rank takes its shard of the batches and the sums are
+all-reduced, so every rank holds the same product.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion, loss_name, loss_sum
 from ..models.checks import check_finite
+from .affine_norm import batchnorm_as_affine
 
 CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
@@ -120,9 +124,10 @@ class HessianOperator:
         if self.n_examples == 0:
             raise LandscapeError("no examples to measure the Hessian on")
         self.hvps = 0
-        self._graphs: list[tuple[torch.Tensor, ...]] | None = None
+        self._graphs: list[tuple[torch.Tensor, ...]] = []
+        self._complete = False
         self._bar = None
-        self._check_deterministic()
+        self._first_graph()
 
     @contextlib.contextmanager
     def progress(self, total: int, desc: str) -> Iterator[None]:
@@ -138,49 +143,56 @@ class HessianOperator:
         for x, y in self.batches:
             yield (x.to(self.dtype) if x.is_floating_point() else x), y
 
-    def _check_deterministic(self) -> None:
-        x, _ = next(self._batches(), (None, None))
-        if x is None:
+    @property
+    def path(self) -> str:
+        """How products are computed: "kept graphs" (every batch's gradient graph is kept, a product is one
+        second backward pass) or "recomputed graphs" (forward, backward and second backward per product)."""
+        return "kept graphs" if self.cache else "recomputed graphs"
+
+    def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool
+               ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """The gradient of the batch's summed loss (a graph with `create_graph`, eval-mode BatchNorm written as
+        its affine map for a cheaper second backward: `affine_norm`) and the model's outputs."""
+        with batchnorm_as_affine(self.model) if create_graph else contextlib.nullcontext():
+            out = self.model(x)
+        grads = torch.autograd.grad(self.loss(out, y), self.params, create_graph=create_graph, allow_unused=True,
+                                    materialize_grads=True)
+        return grads, out
+
+    def _first_graph(self) -> None:
+        """Refuse a model whose outputs differ between two identical calls, reusing the first batch's gradient
+        graph (built here unless graphs are never kept) for one of the two forwards; measure the bytes that
+        graph holds and keep every batch's graph when they fit in CACHE_FRACTION of the free memory."""
+        first = next(self._batches(), None)
+        if first is None:
+            self.cache = bool(self.cache)
             return
+        x, y = first
+        seen: dict[int, int] = {}
+        if self.cache is False:
+            with torch.no_grad():
+                out = self.model(x)
+        else:
+            shared = {p.untyped_storage().data_ptr() for p in self.params} | {x.untyped_storage().data_ptr()}
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                if t.untyped_storage().data_ptr() not in shared:
+                    seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                grads, out = self._grads(x, y, create_graph=True)
         with torch.no_grad():
-            a, b = self.model(x), self.model(x)
-        if not torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max().clamp_min(1))):
+            again = self.model(x)
+        if not torch.allclose(out.detach(), again, rtol=1e-4, atol=1e-6 * float(again.abs().max().clamp_min(1))):
             raise LandscapeError("the model gives different outputs for the same inputs (dropout or other "
                                  "randomness active in eval mode?): its Hessian is not defined")
-
-    def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool) -> tuple[torch.Tensor, ...]:
-        loss = self.loss(self.model(x), y)
-        return torch.autograd.grad(loss, self.params, create_graph=create_graph, allow_unused=True,
-                                   materialize_grads=True)
-
-    def _graph_bytes(self, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], int]:
-        """The gradient graph of one batch and the bytes its saved tensors and outputs hold."""
-        shared = {p.untyped_storage().data_ptr() for p in self.params} | {x.untyped_storage().data_ptr()}
-        seen: dict[int, int] = {}
-
-        def pack(t: torch.Tensor) -> torch.Tensor:
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in shared:
-                seen[storage.data_ptr()] = storage.nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            grads = self._grads(x, y, create_graph=True)
-        return grads, sum(seen.values()) + self.size * grads[0].element_size()
-
-    def _cached_graphs(self) -> list[tuple[torch.Tensor, ...]] | None:
-        """Build (once) and return every local batch's gradient graph, or None when they are not kept."""
-        if self._graphs is not None or self.cache is False:
-            return self._graphs
-        local = list(self._batches())
-        if not local:
-            return None
-        first, nbytes = self._graph_bytes(*local[0])
-        if self.cache is None and nbytes * len(local) > CACHE_FRACTION * _available_bytes(self.device):
-            self.cache = False
-            return None
-        self._graphs = [first] + [self._grads(x, y, create_graph=True) for x, y in local[1:]]
-        return self._graphs
+        if self.cache is None:
+            nbytes = sum(seen.values()) + self.size * grads[0].element_size()
+            batches = -(-self.batches.local_examples() // len(y))
+            self.cache = nbytes * batches <= CACHE_FRACTION * _available_bytes(self.device)
+        if self.cache:
+            self._graphs = [grads]
 
     def _second_backward(self, grads: tuple[torch.Tensor, ...], vectors: torch.Tensor, retain: bool) -> torch.Tensor:
         """d<grads, v>/dθ for each row v of `vectors`; several rows share one vmapped backward pass."""
@@ -190,19 +202,30 @@ class HessianOperator:
                                  materialize_grads=True, is_grads_batched=b > 1)
         return torch.cat([h.reshape(b, -1) for h in hv], dim=1)
 
+    def _graphs_for_product(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Every local batch's gradient graph: the kept ones, built (and kept) during the first product when
+        graphs are kept, or built anew batch by batch when they are not."""
+        if self._complete:
+            yield from self._graphs
+            return
+        for i, (x, y) in enumerate(self._batches()):
+            if i < len(self._graphs):
+                yield self._graphs[i]
+                continue
+            grads = self._grads(x, y, create_graph=True)[0]
+            if self.cache:
+                self._graphs.append(grads)
+            yield grads
+        self._complete = self.cache
+
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """H times each row of `vectors` (b, size) -> (b, size), summed over all ranks' batches."""
         vectors = vectors.to(device=self.device, dtype=self.dtype)
         if vectors.ndim != 2 or vectors.shape[1] != self.size:
             raise ValueError(f"expected vectors of shape (b, {self.size}), got {tuple(vectors.shape)}")
         out = torch.zeros_like(vectors)
-        graphs = self._cached_graphs()
-        if graphs is not None:
-            for grads in graphs:
-                out += self._second_backward(grads, vectors, retain=True)
-        else:
-            for x, y in self._batches():
-                out += self._second_backward(self._grads(x, y, create_graph=True), vectors, retain=False)
+        for grads in self._graphs_for_product():
+            out += self._second_backward(grads, vectors, retain=self.cache)
         self.hvps += len(vectors)
         if self._bar is not None:
             self._bar.update(len(vectors))
@@ -223,7 +246,7 @@ class HessianOperator:
         """The mean gradient over the data, flat (one forward and backward pass; for cost comparisons)."""
         out = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         for x, y in self._batches():
-            out += torch.cat([g.reshape(-1) for g in self._grads(x, y, create_graph=False)])
+            out += torch.cat([g.reshape(-1) for g in self._grads(x, y, create_graph=False)[0]])
         return dist.all_reduce_sum(out) / self.n_examples
 
 

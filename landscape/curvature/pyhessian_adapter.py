@@ -27,6 +27,8 @@ from ..loss import Criterion, loss_name
 from .operator import HessianOperator, check_model, data_batches
 from .results import EigenResult, TraceResult, summarize
 
+PYHESSIAN_PATH = "pyhessian: forward, backward and second backward per batch and product"
+
 
 def _hessian_class() -> type:
     try:
@@ -98,9 +100,10 @@ def pyhessian_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: in
     hv = op.matmat(flat)
     values = np.array(values, dtype=np.float64)
     residuals = (hv - torch.as_tensor(values, dtype=hv.dtype, device=hv.device)[:, None] * flat).norm(dim=1)
-    return EigenResult(values, residuals.double().cpu().numpy(), flat.cpu().numpy() if eigenvectors else None, k,
-                       "power", "pyhessian", "magnitude", tol, hvps, seconds, None, op.size, op.n_examples,
-                       batch_size, seed, loss_name(criterion))
+    residuals = residuals.double().cpu().numpy()
+    return EigenResult(values, residuals, flat.cpu().numpy() if eigenvectors else None, k, "power", "pyhessian",
+                       "magnitude", tol, hvps, seconds, None, op.size, op.n_examples, batch_size, seed,
+                       loss_name(criterion), residuals, "change", 1, PYHESSIAN_PATH)
 
 
 def pyhessian_trace(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256, max_hvps: int = 100,
@@ -121,4 +124,4 @@ def pyhessian_trace(model: nn.Module, data: Split | Iterable[Batch], batch_size:
                 "(its stopping rule divides by the signed mean)")
     return TraceResult(trace, stderr, rse, estimates, "hutchinson", "pyhessian", len(estimates), 0, hvps, max_hvps,
                        target_rse, time.perf_counter() - start, n_params, n_examples, batch_size, seed, note,
-                       loss_name(criterion))
+                       loss_name(criterion), PYHESSIAN_PATH)

@@ -10,7 +10,11 @@ import numpy as np
 
 @dataclass
 class EigenResult:
-    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, and the run's cost."""
+    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, error bounds
+    |lambda_true - lambda| <= bound (`ritz.py`; the residuals for power iteration and PyHessian), and the run's
+    cost. `rule`: what stopped the iteration ("bound": every bound <= tol |lambda| (Lanczos default);
+    "residual": every residual (Lanczos, strict); "change": the relative change of lambda (power iteration));
+    `hvp_path`: how the products were computed (`HessianOperator.path`)."""
 
     eigenvalues: np.ndarray
     residuals: np.ndarray
@@ -28,6 +32,10 @@ class EigenResult:
     batch_size: int
     seed: int
     criterion: str = "ce"
+    bounds: np.ndarray | None = None
+    rule: str = "residual"
+    block: int = 1
+    hvp_path: str = ""
 
 
 @dataclass
@@ -52,6 +60,7 @@ class TraceResult:
     seed: int
     note: str | None = None
     criterion: str = "ce"
+    hvp_path: str = ""
 
 
 def summarize(estimates: np.ndarray) -> tuple[float, float, float]:
@@ -79,3 +88,4 @@ class DensityResult:
     batch_size: int
     seed: int
     criterion: str = "ce"
+    hvp_path: str = ""

@@ -94,4 +94,4 @@ def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str =
     trace, stderr, rse = summarize(estimates)
     return TraceResult(trace, stderr, rse, estimates, method, "landscape", len(estimates), sketch, op.hvps, max_hvps,
                        target_rse, time.perf_counter() - start, op.size, op.n_examples, batch_size, seed,
-                       criterion=op.criterion)
+                       criterion=op.criterion, hvp_path=op.path)
