@@ -78,11 +78,12 @@ class Session:
     def _normalize(self, normalize: str) -> Any:
         if normalize != "auto":
             return normalize
-        recorded = [meta["normalize"] for meta in self.metas if meta.get("normalize") is not None]
-        # equal up to float32 rounding: a fused model records the statistics its data held as float32 tensors
-        if len({json.dumps([[float(f"{v:.6g}") for v in pair] for pair in r]) for r in recorded}) > 1:
+        recorded = [np.asarray(meta["normalize"], dtype=float) for meta in self.metas
+                    if meta.get("normalize") is not None]
+        # equal up to float32 rounding (checkpoints fused before the values were recorded as given hold float32 copies)
+        if any(r.shape != recorded[0].shape or not np.allclose(r, recorded[0], rtol=1e-6, atol=0) for r in recorded):
             raise LandscapeError("the checkpoints record different input normalisations: give --normalize")
-        return recorded[0] if recorded else "auto"
+        return recorded[0].tolist() if recorded else "auto"
 
     def settings(self, data: Dataset, **more: Any) -> dict[str, Any]:
         """The settings every result records: the checkpoints, the data and its normalisation, and `more`."""

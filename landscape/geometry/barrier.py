@@ -74,7 +74,7 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
                              parallel=parallel, criterion=criterion).cpu().numpy()
     train = values[0]
     test = values[1] if "test" in splits else np.full((0, 2), np.nan)
-    (b_train, at_train), (b_test, at_test) = (barrier(alphas, v[:, 0]) if len(v) else (math.nan, math.nan)
-                                              for v in (train, test))
+    b_train, at_train = barrier(alphas, train[:, 0])
+    b_test, at_test = barrier(alphas, test[:, 0]) if "test" in splits else (math.nan, math.nan)
     return Curve(alphas, train[:, 0], train[:, 1], test[:, 0], test[:, 1], b_train, b_test, at_train, at_test,
                  reset_bn, points)
