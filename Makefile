@@ -9,13 +9,18 @@ TORCH_SPEC ?= torch==2.13.0
 # never replaces torch; einops, einconv and linear_operator are what `import curvlinops` needs.
 BENCH_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5 loss-landscapes==3.0.6 einops==0.8.2 \
 	einconv==0.1.0 linear_operator==0.6.1
+# The documentation site's tools (setup.cfg's `docs` extra), installed without their dependencies like the peers;
+# the rest of what mkdocs imports (click, Jinja2, packaging, python-dateutil) comes with the install.
+DOCS_PKGS := mkdocs==1.6.1 Markdown==3.11.3 mergedeep==1.3.4 mkdocs-get-deps==0.2.2 pathspec==1.1.1 pyyaml_env_tag==1.1 \
+	ghp-import==2.1.0 watchdog==7.1.0 platformdirs==4.14.9 PyYAML==6.0.4
 
-.PHONY: demo test test-slow test-all bench install clean
+.PHONY: demo test test-slow test-all bench docs install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps $(DOCS_PKGS)
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,5 +48,10 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt
 	$(PY) benchmarks/study_cost.py | tee results/study_cost.txt
 
+docs: $(VENV)/.installed
+	$(PY) -m cli.docs cli > docs/.cli.md.tmp && mv docs/.cli.md.tmp docs/cli.md
+	$(PY) -m cli.docs api > docs/.api.md.tmp && mv docs/.api.md.tmp docs/api.md
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs site *.egg-info

@@ -1,13 +1,7 @@
 """landscape: measure the geometry of neural-network loss landscapes (curvature, barriers, contours).
 
 The curated public API is importable from here; each name is loaded on first use, so `import landscape` is
-cheap. The layout (see docs/conventions.md):
-
-- base: `errors`, `loss`, `dist`, `progress`, `io` (atomic files, the HDF5 store, checkpoints), `data`,
-  `models` (the zoo), `training` (train, evaluate, BatchNorm reset);
-- `curvature`: Hessian-vector products, top eigenvalues, trace, spectral density;
-- `geometry`: points of parameter space, LMC barriers, directions and loss surfaces;
-- `study`: the batch-size study (config, presets, run, report); `plots`: figures from stored results.
+cheap. The module layout is described once, in docs/conventions.md ("Layout").
 """
 from ._lazy import exporter
 

@@ -1,13 +1,6 @@
 """Curvature of the loss: exact Hessian-vector products and the solvers built on them.
 
-- `operator`: `HessianOperator` (products over any fixed data, any criterion; a SciPy LinearOperator too);
-- `affine_norm`: eval-mode BatchNorm as its affine map inside the products' graphs;
-- `lanczos`: the Lanczos process with full reorthogonalisation;
-- `eigen`: top-k eigenvalues (Lanczos, or PyHessian's power iteration);
-- `trace`: Hutchinson and Hutch++ trace estimates with standard errors;
-- `density`: the spectral density by stochastic Lanczos quadrature;
-- `pyhessian_adapter`: PyHessian 0.1's own routines on the same model and data;
-- `results`: the result dataclasses, stored as HDF5 groups.
+Its modules, one line each: docs/conventions.md ("Layout").
 """
 from .._lazy import exporter
 

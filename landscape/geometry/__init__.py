@@ -1,9 +1,6 @@
 """Geometry of the loss in parameter space.
 
-- `points`: loss and accuracy at many linear combinations of a few states (the engine of everything here);
-- `directions`: filter-normalised random directions, the plane through three models, paths;
-- `barrier`: linear mode connectivity curves and barriers;
-- `surface`: 1-D/2-D contours, planes and paths, resumable in the HDF5 store.
+Its modules, one line each: docs/conventions.md ("Layout").
 """
 from .._lazy import exporter
 
