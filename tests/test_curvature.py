@@ -255,7 +255,7 @@ def test_bounds_hold_on_clusters_with_a_large_enough_block(sign):
 
 
 def test_single_vector_lanczos_cannot_see_an_unresolved_cluster():
-    """The limit that README states: from one start vector, the top Ritz value of the 10 / 9.999 / 9.998
+    """The limit that docs/curvature.md states: from one start vector, the top Ritz value of the 10 / 9.999 / 9.998
     cluster converges to an average of the three before Lanczos separates them, and no a-posteriori bound can
     tell; the reported bound is then too small (while the error stays within the cluster's width)."""
     missed = 0
