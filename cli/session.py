@@ -18,9 +18,8 @@ from torch import nn
 from landscape import dist, progress
 from landscape.data.datasets import Dataset, load_data, normalize_label
 from landscape.data.split import check_labels
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, check_finite
 from landscape.io.checkpoint import file_hash, load_checkpoint
-from landscape.models.checks import check_finite
 
 from .messages import recorded_warnings
 

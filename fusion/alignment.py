@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, check_choice
 
-from .checks import check_finite, check_same_graph, check_specs
+from .checks import check_all_finite, check_same_graph, check_specs
 from .choices import MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .metrics import Moments, activation_moments, weight_cost, weight_rows
@@ -32,12 +32,9 @@ from .transport import Map, move_axis, normalised, plan, uniform
 
 def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str) -> None:
     """Raise a one-line error for an unknown mode, solver or marginal, or missing inputs."""
-    if mode not in MODES:
-        raise LandscapeError(f"unknown alignment mode {mode!r}; choose one of {', '.join(MODES)}")
-    if solver not in SOLVERS:
-        raise LandscapeError(f"unknown OT solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    if marginals not in MARGINALS:
-        raise LandscapeError(f"unknown marginals {marginals!r}; choose one of {', '.join(MARGINALS)}")
+    check_choice(mode, MODES, "alignment mode")
+    check_choice(solver, SOLVERS, "OT solver")
+    check_choice(marginals, MARGINALS, "marginals")
     if x is None and (mode == "acts" or marginals == "importance"):
         raise LandscapeError("activation-based alignment and importance marginals need x, a batch of inputs")
 
@@ -57,7 +54,7 @@ def prepare(models: Sequence[nn.Module], x: torch.Tensor | None, *, strict: bool
             reference: int = -1) -> list[AlignmentGraph]:
     """Check that the models can be aligned to each other and return each one's alignment graph (same
     structure, each with its own widths). Frozen units are warned about once, for the `reference` model."""
-    check_finite(models)
+    check_all_finite(models)
     check_specs(models)
     example = _example(models, x)
     graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]

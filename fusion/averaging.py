@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, check_choice
 
 from .alignment import aligned_state, check_options, prepare, with_state
-from .checks import check_finite, check_same_shapes, check_specs, fusion_weights
+from .checks import check_all_finite, check_same_shapes, check_specs, fusion_weights
 from .choices import METHODS
 from .metrics import activation_moments
 
@@ -51,13 +51,12 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
     w = fusion_weights(weights, len(models))
     template = models[anchor]
     if method == "vanilla":
-        check_finite(models)
+        check_all_finite(models)
         check_specs(models)
         check_same_shapes(models)
         states = [{k: v.detach() for k, v in m.state_dict().items()} for m in models]
         return with_state(template, average_states(states, w, states[anchor % len(models)]))
-    if method != "ot":
-        raise LandscapeError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
+    check_choice(method, METHODS, "fusion method")
     check_options(mode, x, solver, marginals)
     graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
     estimate_graph = graphs[anchor]   # every estimate is the anchor's architecture and widths

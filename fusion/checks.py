@@ -4,20 +4,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, check_finite
 
 from .graph import AlignmentGraph
 
 
-def check_finite(models: Sequence[nn.Module]) -> None:
-    """Raise if a parameter or buffer of any model holds NaN or infinity."""
+def check_all_finite(models: Sequence[nn.Module]) -> None:
+    """Raise if a parameter or buffer of any model holds NaN or infinity, naming the model by its position."""
     for i, model in enumerate(models, 1):
-        for key, value in model.state_dict().items():
-            if value.is_floating_point() and not torch.isfinite(value).all():
-                raise LandscapeError(f"model {i} has non-finite values (NaN or inf) in {key}")
+        check_finite(model, f"model {i}")
 
 
 def check_same_graph(graphs: Sequence[AlignmentGraph]) -> None:

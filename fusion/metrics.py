@@ -79,7 +79,7 @@ def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, i
     paths = sorted({path for path, _ in wanted} | set(expected))
     missing = [p for p in paths if p not in modules]
     if missing:
-        raise LandscapeError(f"internal error: no module {missing[0]!r} to read activations from")
+        raise RuntimeError(f"no module {missing[0]!r} to read activations from")
     handles = [modules[p].register_forward_hook(hook(p)) for p in paths]
     try:
         yield out

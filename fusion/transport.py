@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, check_choice
 
 from .choices import SOLVERS
 
@@ -37,6 +37,7 @@ def normalised(weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
 
 def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", reg: float = 0.01) -> np.ndarray:
     """The optimal transport plan T (n x m) with T 1 = a and T^T 1 = b for the ground cost `cost`."""
+    check_choice(solver, SOLVERS, "OT solver")
     import ot  # POT takes a second to import: only commands that solve a transport problem pay for it
 
     cost = np.ascontiguousarray(cost, dtype=np.float64)
@@ -44,17 +45,15 @@ def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", re
         raise LandscapeError("the ground cost has non-finite entries (the models' weights or activations overflow)")
     if solver == "emd":
         return ot.emd(a, b, cost, numItermax=max(100_000, 50 * cost.size))
-    if solver == "sinkhorn":
-        if reg <= 0:
-            raise LandscapeError(f"--reg must be positive for Sinkhorn, got {reg}")
-        scale = float(cost.max()) or 1.0   # reg is relative to the largest cost, so one value fits every layer
-        with warnings.catch_warnings():   # a plan short of full convergence is still rescaled by its own marginals
-            warnings.simplefilter("ignore", UserWarning)
-            t = ot.sinkhorn(a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7)
-        if not np.isfinite(t).all() or t.sum() <= 0:
-            raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger --reg or the exact solver")
-        return t
-    raise LandscapeError(f"unknown OT solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if reg <= 0:
+        raise LandscapeError(f"--reg must be positive for Sinkhorn, got {reg}")
+    scale = float(cost.max()) or 1.0   # reg is relative to the largest cost, so one value fits every layer
+    with warnings.catch_warnings():   # a plan short of full convergence is still rescaled by its own marginals
+        warnings.simplefilter("ignore", UserWarning)
+        t = ot.sinkhorn(a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7)
+    if not np.isfinite(t).all() or t.sum() <= 0:
+        raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger --reg or the exact solver")
+    return t
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,7 @@ def move_axis(value: torch.Tensor, axis: int, segments, role: str, maps: dict[in
             chunk = moved.reshape(-1, *v.shape[1:])
         pieces.append(chunk)
     if off != v.shape[0]:
-        raise LandscapeError(f"internal error: a layout of {off} elements on an axis of {v.shape[0]}")
+        raise RuntimeError(f"a layout of {off} elements on an axis of {v.shape[0]}")
     if len(pieces) > 1:
         dtype = torch.float64 if any(p.dtype == torch.float64 for p in pieces) else v.dtype
         pieces = [torch.cat([p.to(dtype) for p in pieces])]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .choices import LOSSES
-from .errors import LandscapeError
+from .errors import LandscapeError, check_choice
 
 Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -65,7 +65,7 @@ def loss_sum(criterion: Criterion = "ce") -> LossSum:
     if criterion == "nll":
         return _nll()
     if isinstance(criterion, str):
-        raise LandscapeError(f"unknown loss {criterion!r}; choose {' or '.join(LOSSES)}, or pass a callable")
+        check_choice(criterion, LOSSES, "loss", hint="or pass a callable")
     if isinstance(criterion, nn.Module) and getattr(criterion, "reduction", None) in ("mean", "sum"):
         summed = copy.copy(criterion)
         summed.reduction = "sum"

@@ -23,7 +23,7 @@ from torch import nn
 from ..choices import EIG_METHODS, WHICH
 from ..data.batches import Batch
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from .lanczos import Krylov, lanczos
 from .operator import HessianOperator, Operator, check_backend, probes
@@ -125,11 +125,9 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     Hessian-vector products; `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
     """
     check_backend(backend)
-    if method not in EIG_METHODS:
-        raise LandscapeError(f"unknown eigenvalue method {method!r}; choose one of {', '.join(EIG_METHODS)}")
+    check_choice(method, EIG_METHODS, "eigenvalue method")
     which = which or ("algebraic" if method == "lanczos" else "magnitude")
-    if which not in WHICH:
-        raise LandscapeError(f"unknown --which {which!r}; choose one of {', '.join(WHICH)}")
+    check_choice(which, WHICH, "`which`")
     if (method == "power" or backend == "pyhessian") and which != "magnitude":
         raise LandscapeError("power iteration finds the eigenvalues of largest magnitude; use --method lanczos "
                              "for the largest algebraic ones")

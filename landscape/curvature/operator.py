@@ -32,9 +32,8 @@ from .. import dist, progress
 from ..choices import BACKENDS
 from ..data.batches import Batch, Batches, as_batches
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice, check_finite
 from ..loss import Criterion, loss_name, loss_sum
-from ..models.checks import check_finite
 from .affine_norm import batchnorm_as_affine
 
 CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
@@ -43,8 +42,7 @@ _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDro
 
 def check_backend(backend: str) -> None:
     """Raise unless `backend` is one of BACKENDS."""
-    if backend not in BACKENDS:
-        raise LandscapeError(f"unknown backend {backend!r}; choose {' or '.join(BACKENDS)}")
+    check_choice(backend, BACKENDS, "backend")
 
 
 class Operator(Protocol):
@@ -252,10 +250,8 @@ class HessianOperator:
 
 def probes(op: Operator, count: int, generator: torch.Generator, kind: str = "rademacher") -> torch.Tensor:
     """`count` random vectors (count, size), drawn on CPU from `generator` so every rank gets the same ones."""
-    if kind == "rademacher":
+    if check_choice(kind, ("rademacher", "normal"), "probe kind") == "rademacher":
         v = torch.randint(0, 2, (count, op.size), generator=generator, dtype=torch.int8).to(torch.float64) * 2 - 1
-    elif kind == "normal":
-        v = torch.randn(count, op.size, generator=generator, dtype=torch.float64)
     else:
-        raise LandscapeError(f"unknown probe kind {kind!r}; choose rademacher or normal")
+        v = torch.randn(count, op.size, generator=generator, dtype=torch.float64)
     return v.to(device=op.device, dtype=op.dtype)

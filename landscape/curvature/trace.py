@@ -24,7 +24,7 @@ from torch import nn
 from ..choices import TRACE_METHODS
 from ..data.batches import Batch
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from .operator import HessianOperator, Operator, check_backend, probes
 from .pyhessian_adapter import pyhessian_trace
@@ -72,8 +72,7 @@ def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str =
     `backend="pyhessian"` runs PyHessian 0.1's own Hutchinson loop (maxIter=max_hvps, tol=target_rse or 1e-3).
     """
     check_backend(backend)
-    if method not in TRACE_METHODS:
-        raise LandscapeError(f"unknown trace method {method!r}; choose one of {', '.join(TRACE_METHODS)}")
+    check_choice(method, TRACE_METHODS, "trace method")
     if max_hvps < 2:
         raise LandscapeError(f"--max-hvps must be at least 2 for a standard error, got {max_hvps}")
     if target_rse is not None and target_rse <= 0:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..choices import SPLITS
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 from .checks import check_split_sizes, class_labels, float_inputs
 from .readers import CLASSES, READERS, TEST_FRACTION, Raw, digits, holdout, npz
 from .split import Split
@@ -36,9 +36,7 @@ class Dataset:
 
     def split(self, which: str) -> Split:
         """The split called `which` (train, val or test)."""
-        if which not in SPLITS:
-            raise LandscapeError(f"unknown split {which!r}; choose {', '.join(SPLITS)}")
-        return getattr(self, which)
+        return getattr(self, check_choice(which, SPLITS, "split"))
 
     def to(self, device: torch.device | str) -> Dataset:
         """The same dataset on `device`."""

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_finite
 from ..loss import Criterion
-from ..models.checks import check_finite
 from .directions import path_coefficients
 from .points import Data, evaluate_points, same_layout
 

@@ -43,7 +43,7 @@ from .. import dist
 from ..choices import BATCHING, PARALLEL
 from ..data.batches import Batch, Batches, as_batches
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import check_choice
 from ..loss import Criterion, LossSum, correct, loss_sum
 from ..training.bn import reset_bn
 
@@ -341,10 +341,8 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `model` is never modified: the
     points live in a private copy.
     """
-    if parallel not in PARALLEL:
-        raise LandscapeError(f"parallel must be one of {', '.join(PARALLEL)}, got {parallel!r}")
-    if batching not in BATCHING:
-        raise LandscapeError(f"batching must be one of {', '.join(BATCHING)}, got {batching!r}")
+    check_choice(parallel, PARALLEL, "`parallel`")
+    check_choice(batching, BATCHING, "`batching`")
     coeffs = torch.as_tensor(coeffs, dtype=torch.float64).cpu().numpy()
     n_points = coeffs.shape[0]
     device = next(model.parameters()).device

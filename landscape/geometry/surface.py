@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from .. import progress
+from ..errors import check_finite
 from ..io.store import content_key, read_result, write_result
 from ..loss import Criterion
-from ..models.checks import check_finite
 from .directions import (
     filter_normalised_direction,
     grid,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 
 VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
@@ -154,15 +154,13 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "vgg11": vgg11, "resne
 
 def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     """The factory for a zoo name or a user's `package.module:factory`."""
-    if arch in ARCHS:
-        return ARCHS[arch]
     if ":" in arch:
         module_name, _, attr = arch.partition(":")
         try:
             return getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise LandscapeError(f"cannot import architecture factory {arch!r}: {exc}") from None
-    raise LandscapeError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)} or give package.module:factory")
+    return ARCHS[check_choice(arch, ARCHS, "arch", hint="or give package.module:factory")]
 
 
 def build_model(arch: str, arch_kwargs: dict) -> nn.Module:

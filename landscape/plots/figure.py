@@ -10,7 +10,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from ..choices import FIGURE_FORMATS
-from ..errors import LandscapeError
+from ..errors import check_choice
 from ..io.atomic import atomic_path
 
 DPI = 150
@@ -45,10 +45,8 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
     """`"png,pdf"` (or a sequence) as a tuple of known figure formats, in the order given."""
     items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
     formats = tuple(dict.fromkeys(f for f in items if f))
-    unknown = [f for f in formats if f not in FIGURE_FORMATS]
-    if unknown or not formats:
-        raise LandscapeError(f"unknown figure format {unknown[0] if unknown else text!r}; "
-                             f"choose from {', '.join(FIGURE_FORMATS)}")
+    for f in formats or (text,):
+        check_choice(f, FIGURE_FORMATS, "figure format")
     return formats
 
 

@@ -19,8 +19,7 @@ from ..choices import MONITORS, SCHEDULES
 from ..data.augmentation import augment
 from ..data.datasets import Dataset
 from ..data.split import check_labels
-from ..errors import LandscapeError
-from ..models.checks import check_finite
+from ..errors import LandscapeError, check_choice, check_finite
 from ..models.zoo import build_model
 from .metrics import evaluate
 
@@ -49,10 +48,8 @@ class TrainConfig:
         """Raise a one-line error for impossible settings."""
         if self.batch_size <= 0 or self.epochs <= 0 or self.lr <= 0:
             raise LandscapeError("batch size, epochs and learning rate must be positive")
-        if self.schedule not in SCHEDULES:
-            raise LandscapeError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.monitor not in MONITORS:
-            raise LandscapeError(f"unknown monitor {self.monitor!r}; choose one of {', '.join(MONITORS)}")
+        check_choice(self.schedule, SCHEDULES, "schedule")
+        check_choice(self.monitor, MONITORS, "monitor")
 
 
 @dataclass

@@ -12,9 +12,8 @@ from torch import nn
 from .. import dist
 from ..data.batches import Batch, as_batches
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_finite
 from ..loss import Criterion, correct, loss_sum
-from ..models.checks import check_finite
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import LandscapeError
+from ...errors import check_choice
 
 HERE = Path(__file__).resolve().parent
 
@@ -15,7 +15,4 @@ def names() -> list[str]:
 
 def path(name: str) -> Path:
     """The TOML file of the preset called `name`."""
-    found = HERE / f"{name}.toml"
-    if not found.is_file():
-        raise LandscapeError(f"unknown preset {name!r}; bundled presets: {', '.join(names())}")
-    return found
+    return HERE / f"{check_choice(name, names(), 'preset')}.toml"
