@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from fusion.choices import MARGINALS, METHODS, MODES, SOLVERS
+from landscape.spec import require_spec, spec_of
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, batch_size, compose
 
@@ -43,7 +44,7 @@ def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
 
     models = [session.load(p)[0] for p in paths]
     check_specs(models)   # a clearer message than the data's label check for models with other classes
-    shapeless = any("input_shape" not in getattr(m, "landscape_spec", {}).get("arch_kwargs", {}) for m in models)
+    shapeless = any(spec is None or spec.input_shape is None for spec in map(spec_of, models))
     data = session.data(o["data_spec"], models, o["normalize"]) if need_x or need_data or shapeless else None
     x = subsample(data.train, o["samples"] if need_x else 2, o["seed"]).x if data is not None else None
     return models, data, x
@@ -89,7 +90,7 @@ def check_function(original, aligned, data, x, batch_size: int, name: str) -> di
     elif x is not None:
         inputs, where = x, "alignment examples"
     else:
-        shape = original.landscape_spec["arch_kwargs"]["input_shape"]
+        shape = require_spec(original).input_shape
         generator = torch.Generator().manual_seed(0)
         inputs = torch.randn(256, *shape, generator=generator).to(next(original.parameters()).device)
         where = "random inputs"

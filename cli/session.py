@@ -20,6 +20,7 @@ from landscape.data.datasets import Dataset, load_data, normalize_label
 from landscape.data.split import check_labels
 from landscape.errors import LandscapeError, check_finite
 from landscape.io.checkpoint import file_hash, load_checkpoint
+from landscape.spec import spec_of
 
 from .messages import recorded_warnings
 
@@ -64,12 +65,12 @@ class Session:
         "auto" uses the input statistics the checkpoints recorded, else the training split's."""
         data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
         for model in models:
-            kwargs = getattr(model, "landscape_spec", {}).get("arch_kwargs", {})
-            shape = kwargs.get("input_shape")
-            if shape is not None and tuple(shape) != tuple(data.input_shape):
+            spec = spec_of(model)
+            shape = None if spec is None else spec.input_shape
+            if shape is not None and shape != tuple(data.input_shape):
                 raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
                                      f"expects {tuple(shape)}")
-            classes = int(kwargs.get("num_classes", data.num_classes))
+            classes = data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
         return data

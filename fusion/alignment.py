@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from landscape.errors import LandscapeError, check_choice
+from landscape.spec import spec_of
 
 from .checks import check_all_finite, check_same_graph, check_specs
 from .choices import MARGINALS, MODES, SOLVERS
@@ -44,7 +45,8 @@ def _example(models: Sequence[nn.Module], x: torch.Tensor | None) -> torch.Tenso
     device = next(models[0].parameters()).device
     if x is not None:
         return x[:2].to(device) if len(x) > 1 else x[:1].expand(2, *x.shape[1:]).to(device)
-    shape = getattr(models[0], "landscape_spec", {}).get("arch_kwargs", {}).get("input_shape")
+    spec = spec_of(models[0])
+    shape = None if spec is None else spec.input_shape
     if shape is None:
         raise LandscapeError("pass x (a batch of inputs): the model has no input_shape in its landscape_spec")
     return torch.zeros(2, *shape, device=device)

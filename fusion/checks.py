@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 from torch import nn
 
 from landscape.errors import LandscapeError, check_finite
+from landscape.spec import spec_of
 
 from .graph import AlignmentGraph
 
@@ -74,10 +74,11 @@ def fusion_weights(weights: Sequence[float] | None, k: int) -> list[float]:
 
 def check_specs(models: Sequence[nn.Module]) -> None:
     """Raise if the models' specs (where they have one) name different numbers of classes or input shapes."""
-    specs = [getattr(m, "landscape_spec", {}).get("arch_kwargs", {}) for m in models]
+    specs = [spec_of(m) for m in models]
     for key, what in (("num_classes", "different numbers of classes"), ("input_shape", "different inputs")):
-        known = [(i, spec[key]) for i, spec in enumerate(specs, 1) if spec.get(key) is not None]
+        known = [(i, getattr(spec, key)) for i, spec in enumerate(specs, 1)
+                 if spec is not None and getattr(spec, key) is not None]
         for i, value in known[1:]:
-            if list(np.atleast_1d(value)) != list(np.atleast_1d(known[0][1])):
+            if value != known[0][1]:
                 raise LandscapeError(f"models have {what}: model {known[0][0]} has {known[0][1]}, "
                                      f"model {i} has {value}")

@@ -14,7 +14,7 @@ _EXPORTS = {
     "read_result": ".io.store", "write_result": ".io.store", "open_store": ".io.store",
     "Dataset": ".data.datasets", "load_data": ".data.datasets",
     "Split": ".data.split", "subsample": ".data.split", "Batches": ".data.batches", "as_batches": ".data.batches",
-    "build_model": ".models.zoo",
+    "build_model": ".models.zoo", "ModelSpec": ".spec", "spec_of": ".spec",
     "TrainConfig": ".training.loop", "init_model": ".training.loop", "train": ".training.loop",
     "Metrics": ".training.metrics", "evaluate": ".training.metrics", "evaluate_ensemble": ".training.metrics",
     "reset_bn": ".training.bn",

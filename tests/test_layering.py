@@ -1,6 +1,6 @@
 """The architecture's rules (docs/conventions.md, "Layout"): the dependency direction cli -> fusion, landscape;
-no import circles; `fusion` needs nothing of `landscape` but its errors module; `--help` loads no heavy library;
-curated exports resolve to the objects they name."""
+no import circles; `fusion` needs nothing of `landscape` but its errors and spec modules; `--help` loads no heavy
+library; curated exports resolve to the objects they name."""
 import ast
 import importlib
 import json
@@ -98,11 +98,11 @@ def _loaded_after(code: str) -> list[str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_fusion_needs_only_the_errors_module_of_landscape():
+def test_fusion_needs_only_the_errors_and_spec_modules_of_landscape():
     modules = sorted(n for n in _modules() if n.startswith("fusion"))
     code = f"import fusion, importlib\nfor m in {modules!r}: importlib.import_module(m)"
     loaded = [m for m in _loaded_after(code) if m.split(".")[0] == "landscape"]
-    assert set(loaded) <= {"landscape", "landscape._lazy", "landscape.errors"}, loaded
+    assert set(loaded) <= {"landscape", "landscape._lazy", "landscape.errors", "landscape.spec"}, loaded
 
 
 @pytest.mark.parametrize("command", [[], ["eig"], ["study"], ["fuse"], ["barrier"], ["train"], ["contour"]])

@@ -13,25 +13,18 @@ from torch import nn
 from .. import dist
 from ..errors import LandscapeError
 from ..models.zoo import build_model
+from ..spec import require_spec
 from .atomic import atomic_path
 
 FORMAT = "landscape-checkpoint/1"
-
-
-def model_spec(model: nn.Module) -> dict:
-    """The `arch` and `arch_kwargs` a model was built from (set by `build_model`)."""
-    spec = getattr(model, "landscape_spec", None)
-    if spec is None:
-        raise LandscapeError("model has no architecture spec; build it with landscape.build_model")
-    return spec
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None = None,
                     arch_kwargs: dict | None = None, meta: dict | None = None) -> None:
     """Write `model` (parameters and buffers) atomically; only rank 0 writes."""
     if arch is None:
-        spec = model_spec(model)
-        arch, arch_kwargs = spec["arch"], spec["arch_kwargs"] if arch_kwargs is None else arch_kwargs
+        spec = require_spec(model)
+        arch, arch_kwargs = spec.arch, spec.arch_kwargs if arch_kwargs is None else arch_kwargs
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "state_dict": state,
                "meta": dict(meta or {})}

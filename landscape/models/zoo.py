@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import LandscapeError, check_choice
+from ..spec import attach_spec
 
 VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
@@ -172,7 +173,7 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
         shape = " (pass --data, which gives input_shape and num_classes, or put them in --arch-kwargs)" if any(
             f"'{name}'" in str(exc) for name in ("input_shape", "num_classes")) else ""
         raise LandscapeError(f"bad arguments for arch {arch!r}: {exc}{shape}") from None
-    model.landscape_spec = {"arch": arch, "arch_kwargs": dict(arch_kwargs)}
+    attach_spec(model, arch, arch_kwargs)
     return model
 
 

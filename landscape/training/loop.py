@@ -21,6 +21,7 @@ from ..data.datasets import Dataset
 from ..data.split import check_labels
 from ..errors import LandscapeError, check_choice, check_finite
 from ..models.zoo import build_model
+from ..spec import spec_of
 from .metrics import evaluate
 
 
@@ -137,8 +138,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
 
 
 def _num_classes(model: nn.Module, data: Dataset) -> int:
-    spec = getattr(model, "landscape_spec", None)
-    return int(spec["arch_kwargs"].get("num_classes", data.num_classes)) if spec else data.num_classes
+    spec = spec_of(model)
+    return data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
 
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
