@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from fusion.choices import MARGINALS, METHODS, MODES, SOLVERS
-from landscape.spec import require_spec, spec_of
+from landscape.spec import spec_of
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, batch_size, compose
 
@@ -31,11 +31,6 @@ OT = compose(
     DEVICE, CHECKPOINT_OUT, QUIET, JSON)
 
 
-def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
-    """The OT solver and regularisation from the options: EMD unless Sinkhorn is named or --reg given."""
-    return solver or ("sinkhorn" if reg is not None else "emd"), 0.01 if reg is None else reg
-
-
 def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
     """The models, the dataset (when needed) and the inputs fusion sees: the alignment examples, or (weight
     mode) a few examples to trace a model whose checkpoint does not record its input shape."""
@@ -51,6 +46,8 @@ def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
 
 
 def _settings(session, data, o: dict, need_x: bool) -> dict:
+    from fusion.transport import resolve_solver
+
     solver, reg = resolve_solver(o["solver"], o["reg"])
     return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg,
             "marginals": o["marginals"], "align_samples": o["samples"] if need_x else None, "seed": o["seed"],
@@ -72,38 +69,6 @@ def _acc_text(test: dict) -> str:
         return ""
     parents = ", ".join(f"{r['acc']:.4f}" for r in test["models"])
     return f"; test acc {test['result']['acc']:.4f} (parents {parents})"
-
-
-def check_function(original, aligned, data, x, batch_size: int, name: str) -> dict:
-    """Whether `aligned` still computes `original`'s function: their outputs on the test split (the alignment
-    examples without data, random inputs without either) agree to float rounding. Only a permutation keeps it
-    exactly (exact EMD, uniform marginals, equal widths); when it is lost a `warning:` line says so, with both
-    test accuracies where there are labels. Returns what results record: `function_kept`, `agreement` (the
-    fraction of examples with the same predicted class)."""
-    import torch
-
-    from landscape.errors import warn
-    from landscape.training.metrics import compare_outputs, evaluate
-
-    if data is not None:
-        inputs, where = data.test.x, "test examples"
-    elif x is not None:
-        inputs, where = x, "alignment examples"
-    else:
-        shape = require_spec(original).input_shape
-        generator = torch.Generator().manual_seed(0)
-        inputs = torch.randn(256, *shape, generator=generator).to(next(original.parameters()).device)
-        where = "random inputs"
-    kept, agreement = compare_outputs(original, aligned, inputs, batch_size)
-    if not kept:
-        accuracy = ""
-        if data is not None:
-            accuracy = (f": test accuracy {evaluate(aligned, data.test).acc:.4f} against "
-                        f"{evaluate(original, data.test).acc:.4f}")
-        warn(f"{name} does not compute the original model's function{accuracy}, the same prediction on "
-             f"{agreement:.0%} of {len(inputs)} {where} (only exact EMD with uniform marginals and equal widths "
-             "keeps it)")
-    return {"function_kept": kept, "agreement": agreement}
 
 
 def _save(model, out: str, record: dict, test: dict) -> None:
@@ -180,6 +145,7 @@ def align_cmd(model, anchor, device, quiet, as_json, out, **o):
     import time
 
     import fusion
+    from fusion.checks import check_function
 
     from .session import Session
 
@@ -191,7 +157,10 @@ def align_cmd(model, anchor, device, quiet, as_json, out, **o):
     aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"], strict=o["strict"],
                            **{k: settings[k] for k in ("mode", "solver", "reg", "marginals")})
     seconds = time.perf_counter() - start_time
-    function = check_function(models[0], aligned, data, x, o["batch_size"], f"{model} aligned to {anchor}")
+    inputs, labels, where = (data.test.x, data.test.y, "test examples") if data is not None else (
+        x, None, "alignment examples")
+    function = check_function(models[0], aligned, inputs, labels, batch_size=o["batch_size"],
+                              name=f"{model} aligned to {anchor}", where=where)
     test = _evaluate(aligned, models, data) if o["do_eval"] else {}
     record = {"role": "aligned", **settings, "method": "align", "aligned_to": str(anchor), "seconds": seconds,
               **function}

@@ -30,11 +30,12 @@ POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
 def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
     import fusion
+    from fusion.checks import check_function
+    from fusion.transport import resolve_solver
     from landscape.data.split import subsample
     from landscape.geometry.barrier import interpolation_curve
     from landscape.io.store import result_arrays, write_results
 
-    from .fusion import check_function, resolve_solver
     from .session import Session, stem, stored
 
     session = Session(o["device"], o["quiet"], o["as_json"])
@@ -54,7 +55,8 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
             source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg, strict=strict)
             extra = {"mode": mode, "align_samples": align_samples if mode == "acts" else None,
                      "solver": solver, "reg": reg if solver == "sinkhorn" else None,
-                     **check_function(model_a, source, data, x, o["batch_size"], f"{a} aligned to {b}")}
+                     **check_function(model_a, source, data.test.x, data.test.y, batch_size=o["batch_size"],
+                                      name=f"{a} aligned to {b}", where="test examples")}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,
                                     batching=batching, parallel=parallel, criterion=o["loss"])
         arrays, attrs = result_arrays(curve)

@@ -1,11 +1,13 @@
-"""One-line errors for models that cannot be fused: non-finite weights, other architectures, other classes."""
+"""One-line errors for models that cannot be fused (non-finite weights, other architectures, other classes), and
+the check that an aligned model still computes the original's function (a warning when it does not)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
-from landscape.errors import LandscapeError, check_finite
+from landscape.errors import LandscapeError, check_finite, warn
 from landscape.spec import spec_of
 
 from .graph import AlignmentGraph
@@ -82,3 +84,74 @@ def check_specs(models: Sequence[nn.Module]) -> None:
             if value != known[0][1]:
                 raise LandscapeError(f"models have {what}: model {known[0][0]} has {known[0][1]}, "
                                      f"model {i} has {value}")
+
+
+@torch.no_grad()
+def compare_outputs(a: nn.Module, b: nn.Module, x: torch.Tensor, batch_size: int = 1024,
+                    rtol: float = 1e-4) -> tuple[bool, float]:
+    """Whether `a` and `b` (eval mode) compute the same function on the inputs `x`: every output within `rtol`
+    of the largest output magnitude (float rounding of reordered sums stays far below); and the fraction of
+    inputs on which they predict the same class."""
+    states = [a.training, b.training]
+    a.eval()
+    b.eval()
+    largest, differ, agree = 0.0, 0.0, 0
+    for start in range(0, len(x), batch_size):
+        out_a, out_b = a(x[start:start + batch_size]), b(x[start:start + batch_size])
+        largest = max(largest, float(out_a.abs().max()))
+        differ = max(differ, float((out_a - out_b).abs().max()))
+        agree += int((out_a.argmax(-1) == out_b.argmax(-1)).sum())
+    a.train(states[0])
+    b.train(states[1])
+    return differ <= rtol * max(largest, 1e-12), agree / max(len(x), 1)
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """The fraction of `x` whose predicted class is `y` (the model in eval mode)."""
+    hits = sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
+               for i in range(0, len(x), batch_size))
+    return hits / max(len(x), 1)
+
+
+def check_function(original: nn.Module, aligned: nn.Module, x: torch.Tensor | None = None,
+                   y: torch.Tensor | None = None, *, batch_size: int = 1024, name: str = "the aligned model",
+                   where: str = "examples") -> dict:
+    """Whether `aligned` still computes `original`'s function, with a `warning:` line when it does not.
+
+    Only a permutation keeps the function exactly (exact EMD, uniform marginals, equal widths): the outputs then
+    agree to float rounding (`compare_outputs`).
+
+    Args:
+        original: the model before alignment (eval mode).
+        aligned: the same model aligned to another.
+        x: the inputs to compare on; None: 256 random inputs of the shape the original's spec records.
+        y: the labels of `x`, if any: the warning then gives both models' accuracy on them.
+        batch_size: inputs per forward pass.
+        name: how the warning names the aligned model ("a.pt aligned to b.pt").
+        where: how the warning names the inputs ("test examples").
+
+    Returns:
+        What results record: `function_kept` and `agreement` (the fraction of inputs with the same predicted
+        class).
+
+    Raises:
+        LandscapeError: `x` is None and the original's spec records no input shape.
+    """
+    if x is None:
+        spec = spec_of(original)
+        if spec is None or spec.input_shape is None:
+            raise LandscapeError("pass x (a batch of inputs): the model has no input_shape in its landscape_spec")
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(256, *spec.input_shape, generator=generator).to(next(original.parameters()).device)
+        where = "random inputs"
+    kept, agreement = compare_outputs(original, aligned, x, batch_size)
+    if not kept:
+        accuracy = ""
+        if y is not None:
+            accuracy = (f": test accuracy {_accuracy(aligned, x, y, batch_size):.4f} against "
+                        f"{_accuracy(original, x, y, batch_size):.4f}")
+        warn(f"{name} does not compute the original model's function{accuracy}, the same prediction on "
+             f"{agreement:.0%} of {len(x)} {where} (only exact EMD with uniform marginals and equal widths "
+             "keeps it)")
+    return {"function_kept": kept, "agreement": agreement}

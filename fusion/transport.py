@@ -35,6 +35,22 @@ def normalised(weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
     return w / w.sum()
 
 
+def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
+    """The OT solver and its regularisation as the options mean them: EMD unless Sinkhorn is named or a `reg` given.
+
+    Args:
+        solver: "emd", "sinkhorn" or None (not given).
+        reg: the Sinkhorn regularisation, or None (not given: 0.01).
+
+    Returns:
+        The solver and the regularisation to use.
+
+    >>> resolve_solver(None, None), resolve_solver(None, 0.05), resolve_solver("sinkhorn", None)
+    (('emd', 0.01), ('sinkhorn', 0.05), ('sinkhorn', 0.01))
+    """
+    return solver or ("sinkhorn" if reg is not None else "emd"), 0.01 if reg is None else reg
+
+
 def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", reg: float = 0.01) -> np.ndarray:
     """The optimal transport plan T (n x m) with T 1 = a and T^T 1 = b for the ground cost `cost`."""
     check_choice(solver, SOLVERS, "OT solver")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from fusion.checks import compare_outputs
 from landscape.curvature.eigen import top_eigenvalues
 from landscape.curvature.trace import hessian_trace
 from landscape.data import Split, load_data, subsample
@@ -15,7 +16,7 @@ from landscape.geometry.barrier import interpolation_curve
 from landscape.geometry.surface import random_surface
 from landscape.study.config import load_config
 from landscape.training.loop import TrainConfig, init_model, train
-from landscape.training.metrics import compare_outputs, evaluate
+from landscape.training.metrics import evaluate
 
 KWARGS = {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8]}
 

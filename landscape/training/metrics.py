@@ -92,23 +92,3 @@ def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch]
     for m, s in zip(models, states):
         m.train(s)
     return reduce_sums(loss, hits, n, device)
-
-
-@torch.no_grad()
-def compare_outputs(a: nn.Module, b: nn.Module, x: torch.Tensor, batch_size: int = 1024,
-                    rtol: float = 1e-4) -> tuple[bool, float]:
-    """Whether `a` and `b` (eval mode) compute the same function on the inputs `x`: every output within `rtol`
-    of the largest output magnitude (float rounding of reordered sums stays far below); and the fraction of
-    inputs on which they predict the same class."""
-    states = [a.training, b.training]
-    a.eval()
-    b.eval()
-    largest, differ, agree = 0.0, 0.0, 0
-    for start in range(0, len(x), batch_size):
-        out_a, out_b = a(x[start:start + batch_size]), b(x[start:start + batch_size])
-        largest = max(largest, float(out_a.abs().max()))
-        differ = max(differ, float((out_a - out_b).abs().max()))
-        agree += int((out_a.argmax(-1) == out_b.argmax(-1)).sum())
-    a.train(states[0])
-    b.train(states[1])
-    return differ <= rtol * max(largest, 1e-12), agree / max(len(x), 1)
