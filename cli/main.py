@@ -54,6 +54,7 @@ def _run(argv: list[str], debug: bool) -> None:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = messages.for_command_line(message, _command(argv))
         click.echo(f"error: {message}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -65,6 +66,11 @@ def _run(argv: list[str], debug: bool) -> None:
         click.echo(f"error: internal {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                    "(rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+
+
+def _command(argv: list[str]) -> click.Command | None:
+    """The subcommand `argv` runs (its first word that is not an option), if any."""
+    return cli.commands.get(next((a for a in argv if not a.startswith("-")), ""))
 
 
 if __name__ == "__main__":

@@ -45,9 +45,9 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
     if len(models) < 2:
         raise LandscapeError(f"fusion needs at least two models, got {len(models)}")
     if not -len(models) <= anchor < len(models):
-        raise LandscapeError(f"--anchor {anchor} is out of range for {len(models)} models")
+        raise LandscapeError(f"`anchor` {anchor} is out of range for {len(models)} models")
     if iterations < 1:
-        raise LandscapeError(f"--iterations must be at least 1, got {iterations}")
+        raise LandscapeError(f"`iterations` must be at least 1, got {iterations}")
     w = fusion_weights(weights, len(models))
     template = models[anchor]
     if method == "vanilla":

@@ -67,9 +67,9 @@ def fusion_weights(weights: Sequence[float] | None, k: int) -> list[float]:
         return [1.0 / k] * k
     weights = [float(w) for w in weights]
     if len(weights) != k:
-        raise LandscapeError(f"--weights: got {len(weights)} weights for {k} models")
+        raise LandscapeError(f"`weights`: got {len(weights)} weights for {k} models")
     if any(not w >= 0 for w in weights) or sum(weights) <= 0:
-        raise LandscapeError(f"--weights must be non-negative with a positive sum, got {weights}")
+        raise LandscapeError(f"`weights` must be non-negative with a positive sum, got {weights}")
     total = sum(weights)
     return [w / total for w in weights]
 

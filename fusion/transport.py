@@ -62,13 +62,13 @@ def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", re
     if solver == "emd":
         return ot.emd(a, b, cost, numItermax=max(100_000, 50 * cost.size))
     if reg <= 0:
-        raise LandscapeError(f"--reg must be positive for Sinkhorn, got {reg}")
+        raise LandscapeError(f"`reg` must be positive for Sinkhorn, got {reg}")
     scale = float(cost.max()) or 1.0   # reg is relative to the largest cost, so one value fits every layer
     with warnings.catch_warnings():   # a plan short of full convergence is still rescaled by its own marginals
         warnings.simplefilter("ignore", UserWarning)
         t = ot.sinkhorn(a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7)
     if not np.isfinite(t).all() or t.sum() <= 0:
-        raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger --reg or the exact solver")
+        raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger `reg` or the exact solver")
     return t
 
 

@@ -51,8 +51,9 @@ def _nll() -> LossSum:
             with torch.no_grad():
                 off = float(out.detach().float().logsumexp(1).abs().max())
             if off > LOG_PROB_TOL:
-                raise LandscapeError(f"--loss nll needs log-probabilities (a model ending in log_softmax), but the "
-                                     f"outputs' log-sum-exp is {off:.3g} away from 0: use --loss ce for logits")
+                raise LandscapeError(f"`criterion` nll needs log-probabilities (a model ending in log_softmax), "
+                                     f"but the outputs' log-sum-exp is {off:.3g} away from 0: use `criterion` ce "
+                                     "for logits")
             checked = True
         return F.nll_loss(out, y, reduction="sum")
     return nll

@@ -83,15 +83,15 @@ def test_labels_beyond_the_models_classes_are_an_error(digits):
 
 def test_k_above_the_number_of_parameters(digits):
     model = init_model("mlp", {**KWARGS, "hidden": [1]}, 0)   # 65 + 20 = 85 parameters
-    with pytest.raises(LandscapeError, match="-k 86 is more than the 85 trainable parameters"):
+    with pytest.raises(LandscapeError, match="`k` 86 is more than the 85 trainable parameters"):
         top_eigenvalues(model, subsample(digits.train, 20), k=86)
 
 
 def test_samples_above_the_data_size_are_clamped_with_a_warning():
     split = Split(torch.zeros(10, 2), torch.zeros(10, dtype=torch.long))
-    with pytest.warns(LandscapeWarning, match="--samples 11 is more than the 10 examples available: using all 10"):
+    with pytest.warns(LandscapeWarning, match="`samples` 11 is more than the 10 examples available: using all 10"):
         assert subsample(split, 11) is split
-    with pytest.raises(LandscapeError, match="--samples must be positive"):
+    with pytest.raises(LandscapeError, match="`samples` must be positive"):
         subsample(split, 0)
 
 

@@ -56,13 +56,13 @@ def smooth(nodes: np.ndarray, weights: np.ndarray, sigma2: float | None = None, 
     lo, hi = float(nodes.min()), float(nodes.max())
     sigma2 = SIGMA2_FACTOR * max(1.0, hi - lo) if sigma2 is None else sigma2
     if sigma2 <= 0:
-        raise LandscapeError(f"--sigma2 must be positive, got {sigma2}")
+        raise LandscapeError(f"`sigma2` must be positive, got {sigma2}")
     sigma = math.sqrt(sigma2)
     lo, hi = lo - 5 * sigma, hi + 5 * sigma
     if grid_points is None:
         grid_points = int(min(MAX_GRID, max(10_000, math.ceil(4 * (hi - lo) / sigma))))
     if grid_points < 2:
-        raise LandscapeError(f"--grid-points must be at least 2, got {grid_points}")
+        raise LandscapeError(f"`grid_points` must be at least 2, got {grid_points}")
     grid = np.linspace(lo, hi, grid_points)
     density = np.zeros(grid_points)
     theta, w = nodes.ravel(), weights.ravel()
@@ -79,7 +79,7 @@ def spectral_density(model: nn.Module, data: Split | Iterable[Batch], steps: int
     """ESD of the Hessian of the mean loss of `model` on `data` (as in `top_eigenvalues`): `runs` x `steps`
     products."""
     if steps < 1 or runs < 1 or block < 1:
-        raise LandscapeError(f"--steps, --runs and --block must be at least 1, got {steps}, {runs}, {block}")
+        raise LandscapeError(f"`steps`, `runs` and `block` must be at least 1, got {steps}, {runs}, {block}")
     start = time.perf_counter()
     op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion)
     with op.progress(runs * min(steps, op.size), "slq"):

@@ -129,18 +129,18 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     which = which or ("algebraic" if method == "lanczos" else "magnitude")
     check_choice(which, WHICH, "`which`")
     if (method == "power" or backend == "pyhessian") and which != "magnitude":
-        raise LandscapeError("power iteration finds the eigenvalues of largest magnitude; use --method lanczos "
+        raise LandscapeError("power iteration finds the eigenvalues of largest magnitude; use `method` lanczos "
                              "for the largest algebraic ones")
     if k < 1 or tol <= 0 or block < 1:
-        raise LandscapeError(f"-k and --block must be at least 1 and --tol positive, got k={k}, block={block}, "
+        raise LandscapeError(f"`k` and `block` must be at least 1 and `tol` positive, got k={k}, block={block}, "
                              f"tol={tol}")
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if 0 < size < k:
-        raise LandscapeError(f"-k {k} is more than the {size} trainable parameters (the Hessian has {size} "
+        raise LandscapeError(f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
                              "eigenvalues)")
     max_hvps = 100 * k if max_hvps is None else max_hvps
     if max_hvps < max(k, block):
-        raise LandscapeError(f"--max-hvps {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "
+        raise LandscapeError(f"`max_hvps` {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "
                              "asked for")
     if backend == "pyhessian":
         return pyhessian_eigenvalues(model, data, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,

@@ -34,7 +34,7 @@ def _hessian_class() -> type:
     try:
         from pyhessian import hessian
     except ImportError:
-        raise LandscapeError("--backend pyhessian needs the pyhessian package: pip install pyhessian") from None
+        raise LandscapeError("`backend` pyhessian needs the pyhessian package: pip install pyhessian") from None
 
     class Counted(hessian):
         """PyHessian's hessian class, counting its Hessian-vector products over the loader."""
@@ -55,7 +55,7 @@ def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, s
     check_model(model)
     data_batches(model, data, batch_size)
     if dist.active():
-        raise LandscapeError("--backend pyhessian runs in a single process; launch it without torchrun")
+        raise LandscapeError("`backend` pyhessian runs in a single process; launch it without torchrun")
     cls = _hessian_class()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype

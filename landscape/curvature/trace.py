@@ -54,8 +54,8 @@ def hutch_plus_plus(op: Operator, budget: int, generator: torch.Generator, targe
     """Hutch++ per-probe estimates and the sketch size (default budget // 3, as in the paper)."""
     sketch = budget // 3 if sketch is None else sketch
     if sketch < 1 or budget - 2 * sketch < 2:
-        raise LandscapeError(f"Hutch++ needs a sketch of at least 1 and 2 probes after it: --max-hvps {budget} is "
-                             f"too small for a sketch of {sketch} (use at least 4, or --method hutchinson)")
+        raise LandscapeError(f"Hutch++ needs a sketch of at least 1 and 2 probes after it: `max_hvps` {budget} is "
+                             f"too small for a sketch of {sketch} (use at least 4, or `method` hutchinson)")
     y = torch.cat([op.matmat(s) for s in probes(op, sketch, generator).split(block)])
     q = torch.linalg.qr(y.T).Q.T  # orthonormal rows spanning the sketch
     head = sum(float(torch.einsum("bn,bn->", rows, op.matmat(rows))) for rows in q.split(block))
@@ -74,11 +74,11 @@ def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str =
     check_backend(backend)
     check_choice(method, TRACE_METHODS, "trace method")
     if max_hvps < 2:
-        raise LandscapeError(f"--max-hvps must be at least 2 for a standard error, got {max_hvps}")
+        raise LandscapeError(f"`max_hvps` must be at least 2 for a standard error, got {max_hvps}")
     if target_rse is not None and target_rse <= 0:
-        raise LandscapeError(f"--target-rse must be positive, got {target_rse}")
+        raise LandscapeError(f"`target_rse` must be positive, got {target_rse}")
     if block < 1:
-        raise LandscapeError(f"--block must be at least 1, got {block}")
+        raise LandscapeError(f"`block` must be at least 1, got {block}")
     if backend == "pyhessian":
         return pyhessian_trace(model, data, batch_size=batch_size, max_hvps=max_hvps, target_rse=target_rse,
                                seed=seed, criterion=criterion)

@@ -37,7 +37,7 @@ class Batches:
     def __init__(self, source: Split | Iterable[Batch], batch_size: int = 256,
                  device: torch.device | str | None = None, sharded: bool = True):
         if batch_size <= 0:
-            raise LandscapeError(f"--batch-size must be positive, got {batch_size}")
+            raise LandscapeError(f"`batch_size` must be positive, got {batch_size}")
         self.source, self.batch_size, self.sharded = source, batch_size, sharded
         self.device = torch.device(device) if device is not None else None
         if not isinstance(source, Split):

@@ -70,13 +70,13 @@ def parse_normalize(value: Normalize, channels: int) -> str | list[tuple[float, 
     else:
         pairs = [tuple(float(v) for v in pair) for pair in value]
     if not pairs or any(len(p) != 2 for p in pairs):
-        raise LandscapeError(f"--normalize: expected auto, none, MEAN,STD or MEAN,STD;MEAN,STD;... got {value!r}")
+        raise LandscapeError(f"`normalize`: expected auto, none, MEAN,STD or MEAN,STD;MEAN,STD;... got {value!r}")
     if len(pairs) == 1:
         pairs = pairs * channels
     if len(pairs) != channels:
-        raise LandscapeError(f"--normalize gives {len(pairs)} (mean, std) pairs for inputs with {channels} channels")
+        raise LandscapeError(f"`normalize` gives {len(pairs)} (mean, std) pairs for inputs with {channels} channels")
     if any(not std > 0 for _, std in pairs):
-        raise LandscapeError(f"--normalize: every std must be positive, got {value!r}")
+        raise LandscapeError(f"`normalize`: every std must be positive, got {value!r}")
     return pairs
 
 

@@ -23,7 +23,7 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
-def subsample(split: Split, n: int | None, seed: int = 0, what: str = "--samples", of: str = "available") -> Split:
+def subsample(split: Split, n: int | None, seed: int = 0, what: str = "`samples`", of: str = "available") -> Split:
     """`n` examples drawn without replacement with `seed`: all of them when `n` is None, and with a warning
     when `n` is more than there are. `what` names the setting and `of` the examples in messages."""
     if n is not None and n <= 0:

@@ -63,9 +63,9 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     check_finite(b, "model B")
     sa, sb = a.state_dict(), b.state_dict()
     if not same_layout([sa, sb]):
-        raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
+        raise LandscapeError("the two models have different architectures or widths: align them first (`align` ot)")
     if points < 2:
-        raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
+        raise LandscapeError(f"`points` must be at least 2 (both ends), got {points}")
     alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
     order = [splits[name] for name in ("train", "test") if name in splits]
     values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,

@@ -56,9 +56,9 @@ def filter_normalised_direction(model: nn.Module, generator: torch.Generator,
 def grid(lo: float, hi: float, steps: int) -> np.ndarray:
     """`steps` evenly spaced values from `lo` to `hi`."""
     if steps < 2:
-        raise LandscapeError(f"--steps must be at least 2, got {steps}")
+        raise LandscapeError(f"`steps` must be at least 2, got {steps}")
     if not hi > lo:
-        raise LandscapeError(f"--range must have lo < hi, got {lo}:{hi}")
+        raise LandscapeError(f"`lo` must be less than `hi`, got {lo} and {hi}")
     return np.linspace(lo, hi, steps)
 
 
@@ -129,7 +129,7 @@ def path_coefficients(n_models: int, steps: int) -> tuple[np.ndarray, torch.Tens
     if n_models < 2:
         raise LandscapeError("a path needs at least two models")
     if steps < 2:
-        raise LandscapeError(f"--steps must be at least 2, got {steps}")
+        raise LandscapeError(f"`steps` must be at least 2, got {steps}")
     t = np.linspace(0.0, n_models - 1, (n_models - 1) * (steps - 1) + 1)
     coeffs = torch.zeros(len(t), n_models, dtype=torch.float64)
     for p, tp in enumerate(t):

@@ -89,7 +89,7 @@ def _mismatch(source: Path, state: dict[str, torch.Tensor], own: dict[str, torch
     count = f"{len(theirs)} tensors vs {len(mine)}" if len(theirs) != len(mine) else ""
     detail = ", ".join(part for part in (count, f"first different shapes: {shown}" if shown else "") if part)
     return LandscapeError(f"{source}: state_dict does not fit the architecture ({detail}); "
-                          "give --key-map or --strip-prefix, or check --arch and --arch-kwargs")
+                          "give `key_map` or `strip_prefix`, or check `arch` and `arch_kwargs`")
 
 
 def fit_state(state: dict[str, torch.Tensor], model: nn.Module, source: Path) -> tuple[dict, dict[str, str]]:

@@ -170,7 +170,7 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
     try:
         model = factory(**arch_kwargs)
     except TypeError as exc:
-        shape = " (pass --data, which gives input_shape and num_classes, or put them in --arch-kwargs)" if any(
+        shape = " (pass `data`, which gives input_shape and num_classes, or put them in `arch_kwargs`)" if any(
             f"'{name}'" in str(exc) for name in ("input_shape", "num_classes")) else ""
         raise LandscapeError(f"bad arguments for arch {arch!r}: {exc}{shape}") from None
     attach_spec(model, arch, arch_kwargs)
