@@ -1,5 +1,6 @@
-"""The generated reference pages: the command line (docs/cli.md, from the click commands) and the Python API
-(docs/api.md, from the curated exports' signatures and docstrings).
+"""The generated reference pages: the command line (docs/cli.md) and the Python API (docs/api.md).
+
+docs/cli.md comes from the click commands, docs/api.md from the curated exports' signatures and docstrings.
 
 Run `python -m cli.docs cli > docs/cli.md` after changing an option and `python -m cli.docs api > docs/api.md`
 after changing a public function; `tests/test_docs.py` fails when either page is stale. The text comes from

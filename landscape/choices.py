@@ -1,5 +1,8 @@
-"""The names each option accepts, shared by the libraries (which validate them) and the command line (which
-offers them). Kept free of heavy imports so that `landscape --help` stays instant."""
+"""The names each option accepts.
+
+Shared by the libraries (which validate them) and the command line (which offers them). Kept free of heavy
+imports so that `landscape --help` stays instant.
+"""
 
 LOSSES = ("ce", "nll")                                   # loss.loss_sum: cross-entropy, or NLL of log-probabilities
 SCHEDULES = ("none", "step", "cosine", "plateau")        # training.train

@@ -1,6 +1,8 @@
-"""The exception the CLI turns into a one-line `error:` message and exit code 2, the warning it shows as one
-`warning:` line (and records with the result) when a run goes on with something the user should know, and the
-two checks every package shares: a value among its choices, a model's values finite.
+"""Bad input and its checks: the error, the warning, and the two checks every package shares.
+
+The command line turns `LandscapeError` into a one-line `error:` message and exit code 2, and shows a
+`LandscapeWarning` as one `warning:` line (recorded with the result) when a run goes on with something the user
+should know. The shared checks: a value among its choices, a model's values finite.
 
 Bad input raises `LandscapeError`; a broken internal invariant (a bug, not the user's input) raises
 `RuntimeError`. Messages name the Python parameters, spelled in backquotes (`` `max_hvps` ``); the command line
