@@ -145,11 +145,11 @@ def parse_floats(value: str, what: str) -> list[float]:
 
 
 def parse_range(value: str) -> tuple[float, float]:
-    """Parse `lo:hi`."""
+    """Parse `lo:hi`, lo below hi."""
     lo, sep, hi = value.partition(":")
     try:
-        if not sep:
+        if not sep or not float(lo) < float(hi):
             raise ValueError
         return float(lo), float(hi)
     except ValueError:
-        raise LandscapeError(f"--range: expected lo:hi, got {value!r}") from None
+        raise LandscapeError(f"--range: expected lo:hi with lo < hi, got {value!r}") from None
