@@ -9,6 +9,12 @@ TORCH_SPEC ?= torch==2.13.0
 # never replaces torch; einops, einconv and linear_operator are what `import curvlinops` needs.
 BENCH_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5 loss-landscapes==3.0.6 einops==0.8.2 \
 	einconv==0.1.0 linear_operator==0.6.1
+# The model libraries the tests and `landscape wrap --arch torchvision:/timm:/hf:` use (setup.cfg's `models` extra),
+# without their dependencies so that pip never replaces torch: these pins import together on torch 2.13, and the
+# small pure-Python packages after safetensors are what transformers and huggingface_hub import.
+MODEL_LIBS := torchvision==0.28.0 timm==1.0.31 transformers==5.25.0 huggingface_hub==2.4.0 tokenizers==0.23.3 \
+	safetensors==0.8.0 httpx2==2.16.2 httpcore2==2.16.2 h11==0.16.0 truststore==0.10.5 idna==3.20 pyyaml==6.0.4 \
+	regex==2026.11.19 packaging tqdm
 
 .PHONY: demo test test-slow test-all bench install clean
 
@@ -16,6 +22,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-deps $(MODEL_LIBS)
 	touch $@
 
 install: $(VENV)/.installed
