@@ -161,7 +161,9 @@ def _flat(row: dict) -> dict:
 
 @click.command("wrap")
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("--arch", required=True, help="mlp, vgg11, resnet18 or package.module:factory.")
+@click.option("--arch", required=True,
+              help="mlp, vgg11, resnet18, package.module:factory, or a library model: torchvision:NAME, timm:NAME, "
+                   "hf:DIR (a transformers config.json); docs/models.md.")
 @click.option("--arch-kwargs", default="{}", help="JSON keyword arguments, e.g. '{\"hidden\": [400, 200, 100]}'.")
 @click.option("--data", "data_spec", default=None, help="Dataset whose input shape and classes to use.")
 @click.option("--key-map", default=None,

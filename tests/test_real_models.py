@@ -278,3 +278,19 @@ def test_wrap_refuses_unknown_library_models_in_one_line(tmp_path, run_cli, arch
     code, _, err = run_cli("wrap", tmp_path / "weights.pt", "--arch", arch, "--out", tmp_path / "model.pt")
     assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "model.pt").exists()
+
+
+def _doc_examples():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "models.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_the_examples_of_docs_models_run(index, capsys):
+    example = _doc_examples()[index]
+    _library("timm" if "timm" in example else "transformers")
+    exec(compile(example, f"docs/models.md example {index + 1}", "exec"), {})
+    printed = capsys.readouterr().out
+    assert printed.strip() and "nan" not in printed.lower()
