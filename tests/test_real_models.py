@@ -116,6 +116,19 @@ def test_timm_vit_products_equal_hand_written_hvp():
     assert result.eigenvalues[0] == pytest.approx(rayleigh, rel=1e-6)
 
 
+def test_pyhessian_backend_differentiates_attention_twice():
+    _library("pyhessian")
+    timm = _library("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=8, embed_dim=12,
+                              depth=1, num_heads=2, num_classes=3).double().eval()
+    g = torch.Generator().manual_seed(2)
+    data = [(torch.randn(4, 3, 16, 16, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 1]))]
+    ours = top_eigenvalues(model, data, which="magnitude", method="power", tol=1e-6, max_hvps=300)
+    theirs = top_eigenvalues(model, data, backend="pyhessian", which="magnitude", tol=1e-6, max_hvps=300)
+    assert theirs.eigenvalues[0] == pytest.approx(ours.eigenvalues[0], rel=1e-3)
+
+
 def test_products_select_the_math_attention_kernel_and_restore_the_selection():
     class Attention(torch.nn.Module):
         def __init__(self):
@@ -162,6 +175,11 @@ def test_gpt2_language_model_loss_is_the_mean_over_predicted_tokens():
     assert metrics.loss == pytest.approx(sum(terms) / 16, rel=1e-12)
     assert metrics.loss == pytest.approx(hf_loss, rel=1e-6)  # transformers casts the logits to float32 first
     assert evaluate(model, batches, criterion=NextTokenLoss(ignore_index=-100)).loss == pytest.approx(metrics.loss)
+    torch.manual_seed(1)
+    other = transformers.GPT2LMHeadModel(config).double().eval()
+    curve = interpolation_curve(model, other, batches, points=2, criterion="lm")  # outputs reduced under vmap
+    np.testing.assert_allclose(curve.train_loss, [metrics.loss, evaluate(other, batches, criterion="lm").loss],
+                               rtol=1e-12)
     with pytest.raises(LandscapeError, match="language-model loss needs logits"):
         evaluate(model, [{"input_ids": ids, "labels": labels[:, 0]}], criterion="lm")
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import dist
 from ..data.batches import Batch, as_batches
@@ -68,7 +69,9 @@ def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, s
     devices = [device] if device.type == "cuda" else []
     device_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        with torch.random.fork_rng(devices=devices), device_ctx, warnings.catch_warnings():
+        # the math attention kernel: the fused ones have no second derivative (operator.py)
+        with (torch.random.fork_rng(devices=devices), device_ctx, warnings.catch_warnings(),
+              sdpa_kernel(SDPBackend.MATH)):
             warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) reference-cycle warning
             torch.manual_seed(seed)
             yield cls(model, _mean_criterion(criterion), dataloader=loader, cuda=device.type == "cuda")
