@@ -245,6 +245,16 @@ def test_resnet18_rounding_of_the_batchnorm_rewrite_is_no_false_alarm():
     assert result.eigenvalues[0] == pytest.approx(expected, rel=1e-4)
 
 
+def test_a_batchnorm_rewrite_that_changes_the_function_is_refused(monkeypatch):
+    import landscape.curvature.affine_norm as affine_norm
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).eval()
+    exact = affine_norm.affine_batchnorm
+    monkeypatch.setattr(affine_norm, "affine_batchnorm", lambda norm, x: exact(norm, x) * 1.01)
+    with pytest.raises(LandscapeError, match="outputs change when its eval-mode BatchNorm layers are written"):
+        HessianOperator(model, [(torch.randn(8, 4), torch.zeros(8, dtype=torch.long))])
+
+
 def test_randomness_in_eval_mode_is_still_refused():
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Dropout(0.5)).eval()
     model[1].train()  # dropout left on inside an eval-mode model

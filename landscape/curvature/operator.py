@@ -48,7 +48,7 @@ CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs ma
 # Two forwards agree when every output is within ROUNDING_ULPS float roundings (machine epsilon of the dtype) of the
 # outputs' scale, |a - b| <= ROUNDING_ULPS * eps * (|b| + rms(b)): reordered sums (the affine BatchNorm, another
 # kernel) move an output by a few roundings of the terms summed into it, which are of the outputs' scale even when
-# the output itself is near 0; dropout or a wrong rewrite moves outputs by a share of that scale, >= 1e-2.
+# the output itself is near 0; dropout or a wrong rewrite moves outputs by a share of that scale.
 ROUNDING_ULPS = 1024  # 1.2e-4 of the scale in float32, 2.3e-13 in float64
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
