@@ -283,11 +283,14 @@ def test_wrap_builds_library_models_and_the_checkpoint_rebuilds_them(tmp_path, r
     arch = arch.format(dir=tmp_path)
     model = build_model(arch, kwargs).eval()
     torch.save(model.state_dict(), tmp_path / "weights.pt")
+    images = not arch.startswith("hf:")
+    normalize = ["--normalize", "0.5,0.2;0.4,0.2;0.3,0.2"] if images else []  # channels: those given
     code, _, err = run_cli("wrap", tmp_path / "weights.pt", "--arch", arch, "--arch-kwargs", json.dumps(kwargs),
-                             "--out", tmp_path / "model.pt")
+                           *normalize, "--out", tmp_path / "model.pt")
     assert code == 0, err
     (tmp_path / "config.json").unlink()  # a checkpoint of a transformers model holds its whole config
-    rebuilt, _ = load_checkpoint(tmp_path / "model.pt")
+    rebuilt, meta = load_checkpoint(tmp_path / "model.pt")
+    assert len(meta.get("normalize") or []) == (3 if images else 0)
     assert type(rebuilt) is type(model)
     x = ({"input_ids": torch.randint(0, 30, (2, 5))} if arch.startswith("hf:") else torch.randn(2, 3, 16, 16))
     with torch.no_grad():
