@@ -325,3 +325,28 @@ def test_the_examples_of_docs_models_run(index, capsys):
     exec(compile(example, f"docs/models.md example {index + 1}", "exec"), {})
     printed = capsys.readouterr().out
     assert printed.strip() and "nan" not in printed.lower()
+
+
+def test_cli_measures_a_wrapped_timm_vit(tmp_path, run_cli):
+    """`landscape eig` on the checkpoint of a timm ViT (attention differentiated twice) gives the Python API's
+    eigenvalue on the same examples."""
+    import json
+
+    from landscape.data import load_data
+    from landscape.models.zoo import build_model
+
+    _library("timm")
+    kwargs = {"img_size": 16, "patch_size": 8, "embed_dim": 12, "depth": 1, "num_heads": 2, "num_classes": 3}
+    torch.manual_seed(0)
+    model = build_model("timm:vit_tiny_patch16_224", kwargs).eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "images.npz", x_train=g.normal(size=(40, 3, 16, 16)).astype("float32"),
+             y_train=g.integers(0, 3, 40))
+    assert run_cli("wrap", tmp_path / "weights.pt", "--arch", "timm:vit_tiny_patch16_224", "--arch-kwargs",
+                   json.dumps(kwargs), "--out", tmp_path / "vit.pt")[0] == 0
+    code, out, err = run_cli("eig", tmp_path / "vit.pt", "--data", tmp_path / "images.npz", "--normalize", "none",
+                             "--json")
+    assert code == 0, err
+    expected = top_eigenvalues(model, load_data(str(tmp_path / "images.npz"), normalize="none").train)
+    assert json.loads(out)["eigenvalues"][0] == pytest.approx(float(expected.eigenvalues[0]), rel=1e-5)
