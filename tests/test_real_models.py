@@ -198,6 +198,16 @@ def test_bert_interpolation_curve_equals_losses_of_averaged_models():
     np.testing.assert_allclose(curve.train_loss, expected, rtol=1e-10)
 
 
+def test_bert_contour_passes_through_the_model_on_dict_batches():
+    from landscape.geometry.surface import compute_surface, random_surface
+
+    model, batches = tiny_bert(0), bert_batches()
+    surface = random_surface(model, 1, -0.5, 0.5, 3, seed=0)
+    arrays, _ = compute_surface(model, surface, batches, 256, {"seed": 0})
+    assert arrays["x"][1] == 0 and arrays["loss"][1] == pytest.approx(evaluate(model, batches).loss, rel=1e-12)
+    assert arrays["loss"][0] != arrays["loss"][1] != arrays["loss"][2]
+
+
 def resnet18_with_trained_statistics():
     """torchvision's resnet18 with BatchNorm statistics and affine parameters as training leaves them."""
     torchvision = _library("torchvision")
