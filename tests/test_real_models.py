@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from landscape.curvature.affine_norm import batchnorm_as_affine
+from landscape.curvature.density import spectral_density
 from landscape.curvature.eigen import top_eigenvalues
 from landscape.curvature.operator import HessianOperator
 from landscape.curvature.trace import hessian_trace
@@ -95,6 +96,10 @@ def test_bert_dict_batches_loss_eigenvalues_and_trace_equal_hand_computation():
     np.testing.assert_allclose(result.eigenvalues, exact[::-1][:2], rtol=1e-6)
     trace = hessian_trace(model, batches, max_hvps=99 * 3 + 2, sketch=99)  # the sketch spans the space: exact
     assert trace.trace == pytest.approx(float(hessian.trace()), rel=1e-8)
+    density = spectral_density(model, batches, steps=99, runs=1)  # Lanczos over the whole space: the spectrum
+    nodes = np.sort(density.nodes.reshape(-1)[density.weights.reshape(-1) > 1e-8])
+    np.testing.assert_allclose([nodes[0], nodes[-1]], [exact[0], exact[-1]], rtol=1e-6, atol=1e-9)
+    assert float(density.weights.sum()) == pytest.approx(1.0)
 
 
 def test_timm_vit_products_equal_hand_written_hvp():
