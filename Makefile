@@ -13,6 +13,12 @@ BENCH_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 hessian-eigenthings=
 # the rest of what mkdocs imports (click, Jinja2, packaging, python-dateutil) comes with the install.
 DOCS_PKGS := mkdocs==1.6.1 Markdown==3.11.3 mergedeep==1.3.4 mkdocs-get-deps==0.2.2 pathspec==1.1.1 pyyaml_env_tag==1.1 \
 	ghp-import==2.1.0 watchdog==7.1.0 platformdirs==4.14.9 PyYAML==6.0.4
+# The model libraries the tests and `landscape wrap --arch torchvision:/timm:/hf:` use (setup.cfg's `models` extra),
+# without their dependencies so that pip never replaces torch: these pins import together on torch 2.13, and the
+# small pure-Python packages after safetensors are what transformers and huggingface_hub import.
+MODEL_LIBS := torchvision==0.28.0 timm==1.0.31 transformers==5.25.0 huggingface_hub==2.4.0 tokenizers==0.23.3 \
+	safetensors==0.8.0 httpx2==2.16.2 httpcore2==2.16.2 h11==0.16.0 truststore==0.10.5 idna==3.20 pyyaml==6.0.4 \
+	regex==2026.11.19 packaging tqdm
 
 # Modules whose examples run as doctests in `make test` (docstrings with Args/Returns/Raises and examples; the
 # same modules as pyproject.toml's docstring rules, plus fusion/transport.py's resolve_solver example). The
@@ -26,6 +32,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test]"
 	$(PY) -m pip install -q --no-deps $(DOCS_PKGS)
+	$(PY) -m pip install -q --no-deps $(MODEL_LIBS)
 	touch $@
 
 install: $(VENV)/.installed

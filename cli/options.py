@@ -50,7 +50,8 @@ SAMPLES = click.option("--samples", type=int, default=None, help="Use N examples
 SPLIT = click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True,
                      help="The examples measured.")
 LOSS = click.option("--loss", type=click.Choice(LOSSES), default="ce", show_default=True,
-                    help="ce: cross-entropy on logits; nll: for models that end in log_softmax.")
+                    help="ce: cross-entropy on logits; nll: for models that end in log_softmax; lm: a language "
+                         "model's next-token cross-entropy (docs/models.md).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
 QUIET = click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, callback=writable_file,

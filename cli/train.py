@@ -161,7 +161,9 @@ def _flat(row: dict) -> dict:
 
 @click.command("wrap")
 @click.argument("source", type=click.Path(dir_okay=False))
-@click.option("--arch", required=True, help="mlp, vgg11, resnet18 or package.module:factory.")
+@click.option("--arch", required=True,
+              help="mlp, vgg11, resnet18, package.module:factory, or a library model: torchvision:NAME, timm:NAME, "
+                   "hf:DIR (a transformers config.json); docs/models.md.")
 @click.option("--arch-kwargs", default="{}", help="JSON keyword arguments, e.g. '{\"hidden\": [400, 200, 100]}'.")
 @click.option("--data", "data_spec", default=None, help="Dataset whose input shape and classes to use.")
 @click.option("--key-map", default=None,
@@ -189,14 +191,17 @@ def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normal
     if not all(isinstance(v, str) for v in mapping_arg.values()):
         raise LandscapeError("--key-map maps names to names, e.g. '{\"fc1.\": \"features.0.\"}'")
     meta = {}
+    shape = None  # the input shape, where known (a library model's arch_kwargs need not hold it)
     if data_spec is not None:
         data = load_data(data_spec, normalize="none")
         kwargs = arch_kwargs_for(arch, data.input_shape, data.num_classes, **kwargs)
+        shape = data.input_shape
     for key in ("input_shape", "num_classes"):
         if key not in kwargs and ":" not in arch:
             raise LandscapeError(f"wrap needs {key}: pass --data or put it in --arch-kwargs")
     if normalize is not None:
-        channels = int(kwargs.get("input_shape", [1])[0])
+        shape = kwargs.get("input_shape", shape)
+        channels = int(shape[0]) if shape else max(1, len([p for p in normalize.split(";") if p.strip()]))
         how = parse_normalize(normalize, channels)
         meta["normalize"] = [] if how == "none" else [list(pair) for pair in how]
     model, mapping = wrap(source, out, arch, kwargs, meta=meta, key_map=mapping_arg, strip_prefix=strip_prefix)

@@ -15,6 +15,7 @@ _EXPORTS = {
     "Dataset": ".data.datasets", "load_data": ".data.datasets",
     "Split": ".data.split", "subsample": ".data.split", "Batches": ".data.batches", "as_batches": ".data.batches",
     "build_model": ".models.zoo", "ModelSpec": ".spec", "spec_of": ".spec",
+    "import_library": ".models.libraries", "prediction": ".models.outputs", "NextTokenLoss": ".loss",
     "TrainConfig": ".training.loop", "init_model": ".training.loop", "train": ".training.loop",
     "Metrics": ".training.metrics", "evaluate": ".training.metrics", "evaluate_ensemble": ".training.metrics",
     "reset_bn": ".training.bn",

@@ -4,7 +4,8 @@ Shared by the libraries (which validate them) and the command line (which offers
 imports so that `landscape --help` stays instant.
 """
 
-LOSSES = ("ce", "nll")                                   # loss.loss_sum: cross-entropy, or NLL of log-probabilities
+LOSSES = ("ce", "nll", "lm")                             # loss.loss_sum: cross-entropy, NLL of log-probabilities,
+#                                                          or a language model's next-token cross-entropy
 SCHEDULES = ("none", "step", "cosine", "plateau")        # training.train
 MONITORS = ("val_acc", "val_loss")                       # training.train: what plateau and early stopping watch
 SPLITS = ("train", "val", "test")                        # data.datasets.Dataset.split

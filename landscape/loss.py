@@ -2,9 +2,12 @@
 
 A measurement is the mean over examples, batches weighted by their size (docs/conventions.md), so the
 criterion is used as a per-batch SUM: `"ce"` is cross-entropy on logits, `"nll"` the negative log-likelihood
-of models that end in `log_softmax`; an `nn.Module` loss with a `reduction` attribute is used with
-`reduction="sum"`; any other callable `f(outputs, targets)` is taken to return a batch mean and is multiplied
-by the batch size. Accuracy is defined for class-index targets only.
+of models that end in `log_softmax`, `"lm"` a causal language model's next-token cross-entropy
+(`NextTokenLoss`); an `nn.Module` loss with a `reduction` attribute is used with `reduction="sum"`; an object
+with a `count(targets)` method returns the sum over the terms it counts (the mean divides by those counts, as
+`NextTokenLoss` does with predicted tokens); any other callable `f(outputs, targets)` is taken to return a batch
+mean and is multiplied by the batch size. The outputs are the model's prediction tensor
+(`landscape.models.outputs`). Accuracy is defined for class-index targets only.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .errors import LandscapeError, check_choice
 
 Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+IGNORE_INDEX = -100  # the label that marks a token without a loss (PyTorch's and Hugging Face's convention)
 
 
 LOG_PROB_TOL = 1e-3   # |log-sum-exp| of a row of float32 log-probabilities is about 1e-7
@@ -59,12 +63,52 @@ def _nll() -> LossSum:
     return nll
 
 
+class NextTokenLoss:
+    """Next-token cross-entropy of a causal language model, summed over the predicted tokens.
+
+    The negative log-likelihood of each token given the ones before it (Bengio et al., "A Neural Probabilistic
+    Language Model", JMLR 2003): the logits `(B, T, V)` at position t are scored against `labels[:, t + 1]`, so
+    the labels are the input ids themselves, shifted here (as Hugging Face's causal LM heads do). Tokens labelled
+    `ignore_index` (padding, prompts) count neither in the sum nor in `count`, so a measurement's mean is the
+    mean over predicted tokens.
+    """
+
+    def __init__(self, ignore_index: int = IGNORE_INDEX):
+        self.ignore_index = ignore_index
+
+    def __call__(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed loss of logits `out` (B, T, V) against token ids `labels` (B, T).
+
+        Raises:
+            LandscapeError: the shapes are not those of a language model's logits and labels.
+        """
+        if out.ndim != 3 or labels.shape != out.shape[:2]:
+            raise LandscapeError(f"the language-model loss needs logits (batch, tokens, vocabulary) and labels "
+                                 f"(batch, tokens); got outputs {tuple(out.shape)} and labels {tuple(labels.shape)}")
+        return F.cross_entropy(out[:, :-1].reshape(-1, out.shape[-1]), labels[:, 1:].reshape(-1),
+                               ignore_index=self.ignore_index, reduction="sum")
+
+    def count(self, labels: torch.Tensor) -> int:
+        """The predicted tokens of a batch: every label after the first of its row, less the ignored ones."""
+        return int((labels[:, 1:] != self.ignore_index).sum())
+
+
+def counter(criterion: Criterion = "ce") -> Callable[[torch.Tensor], int]:
+    """How many terms a batch's targets add to the mean: its examples, or what the criterion's `count` says."""
+    if criterion == "lm":
+        return NextTokenLoss().count
+    count = getattr(criterion, "count", None)
+    return count if callable(count) and not isinstance(criterion, str) else len
+
+
 def loss_sum(criterion: Criterion = "ce") -> LossSum:
     """The criterion as a function returning the SUM of the loss over a batch."""
     if criterion == "ce":
         return _ce
     if criterion == "nll":
         return _nll()
+    if criterion == "lm":
+        return NextTokenLoss()
     if isinstance(criterion, str):
         check_choice(criterion, LOSSES, "loss", hint="or pass a callable")
     if isinstance(criterion, nn.Module) and getattr(criterion, "reduction", None) in ("mean", "sum"):
@@ -72,7 +116,10 @@ def loss_sum(criterion: Criterion = "ce") -> LossSum:
         summed.reduction = "sum"
         return summed
     if not callable(criterion):
-        raise LandscapeError(f"the criterion must be 'ce', 'nll' or a callable, got {type(criterion).__name__}")
+        raise LandscapeError(f"the criterion must be one of {', '.join(LOSSES)} or a callable, got "
+                             f"{type(criterion).__name__}")
+    if callable(getattr(criterion, "count", None)):
+        return criterion
 
     def from_mean(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return criterion(out, y) * len(y)

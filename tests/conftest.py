@@ -6,8 +6,11 @@ import torch
 
 from cli.main import main
 from landscape.data import load_data
+from landscape.models.libraries import prepare_torchvision
 from landscape.models.zoo import arch_kwargs_for
 from landscape.training.loop import TrainConfig, init_model, train
+
+prepare_torchvision()  # before any test module imports torchvision, timm or transformers
 
 
 @pytest.fixture(scope="session")

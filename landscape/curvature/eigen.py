@@ -25,6 +25,7 @@ from ..data.batches import Batch
 from ..data.split import Split
 from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
+from ..models.outputs import Output
 from .lanczos import Krylov, lanczos
 from .operator import HessianOperator, Operator, check_backend, probes
 from .pyhessian_adapter import pyhessian_eigenvalues
@@ -115,16 +116,17 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
                     method: str = "lanczos", tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0,
                     which: str | None = None, eigenvectors: bool = False, backend: str = "landscape",
                     cache: bool | None = None, criterion: Criterion = "ce", block: int = 1,
-                    strict: bool = False) -> EigenResult:
+                    strict: bool = False, output: Output = None) -> EigenResult:
     """Top-k eigenvalues of the Hessian of the mean loss of `model` (eval mode) on `data`: a `Split` or any
-    re-iterable of `(inputs, targets)` batches; `criterion` "ce" (default), "nll" or a callable.
+    re-iterable of batches (`landscape.data.batches`); `criterion` "ce" (default), "nll", "lm" or a callable;
+    `output` which tensor of the model's output is the prediction (`landscape.models.outputs`).
 
     Lanczos stops when every eigenvalue's error bound is at most `tol` relative (`strict`: every residual);
     `block` start vectors go through each product together (block Lanczos; a block at least as large as a
     cluster of eigenvalues resolves it). `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the
     Hessian-vector products; `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
     """
-    check_backend(backend)
+    check_backend(backend, criterion, output)
     check_choice(method, EIG_METHODS, "eigenvalue method")
     which = which or ("algebraic" if method == "lanczos" else "magnitude")
     check_choice(which, WHICH, "`which`")
@@ -146,7 +148,7 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
         return pyhessian_eigenvalues(model, data, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,
                                      seed=seed, eigenvectors=eigenvectors, criterion=criterion)
     start = time.perf_counter()
-    op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion)
+    op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion, output=output)
     generator = torch.Generator().manual_seed(seed)
     with op.progress(max_hvps, f"{method} top-{k}"):
         if method == "lanczos":

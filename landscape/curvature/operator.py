@@ -15,6 +15,11 @@ measured fastest of everything tried, torch.func's forward-over-reverse `jvp(gra
 forward, the first batch's graph-building forward is one of the two forwards of the determinism check, and the other
 graphs are built during the first product. Under torchrun each rank takes its shard of the batches and the sums are
 all-reduced, so every rank holds the same product.
+
+Any model and loader (docs/models.md): batches in the forms of `landscape.data.batches`, the prediction taken from
+the model's output by `landscape.models.outputs` (`output=`). The product graphs are built with PyTorch's math
+kernel of `scaled_dot_product_attention` selected (the fused CPU and GPU kernels have no second derivative), the
+previous selection restored afterwards.
 """
 from __future__ import annotations
 
@@ -27,22 +32,33 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import dist, progress
 from ..choices import BACKENDS
-from ..data.batches import Batch, Batches, as_batches
+from ..data.batches import Batch, Batches, Inputs, as_batches, input_tensors, map_inputs
 from ..data.split import Split
 from ..errors import LandscapeError, check_choice, check_finite
-from ..loss import Criterion, loss_name, loss_sum
+from ..loss import Criterion, counter, loss_name, loss_sum
+from ..models.outputs import Output, predict
 from .affine_norm import batchnorm_as_affine
 
 CACHE_FRACTION = 0.25  # share of the free memory that cached gradient graphs may take
+# Two forwards agree when every output is within ROUNDING_ULPS float roundings (machine epsilon of the dtype) of the
+# outputs' scale, |a - b| <= ROUNDING_ULPS * eps * (|b| + rms(b)): reordered sums (the affine BatchNorm, another
+# kernel) move an output by a few roundings of the terms summed into it, which are of the outputs' scale even when
+# the output itself is near 0; dropout or a wrong rewrite moves outputs by a share of that scale.
+ROUNDING_ULPS = 1024  # 1.2e-4 of the scale in float32, 2.3e-13 in float64
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
-def check_backend(backend: str) -> None:
-    """Raise unless `backend` is one of BACKENDS."""
+def check_backend(backend: str, criterion: Criterion = "ce", output: Output = None) -> None:
+    """Raise unless `backend` is one of BACKENDS and can measure with `criterion` and `output` (PyHessian calls
+    the model itself and takes its output as the prediction)."""
     check_choice(backend, BACKENDS, "backend")
+    if backend == "pyhessian" and (output is not None or criterion == "lm"):
+        raise LandscapeError("the pyhessian backend takes the model's output as it is, with the ce or nll loss: "
+                             "use the landscape backend for `output` or the language-model loss")
 
 
 class Operator(Protocol):
@@ -100,17 +116,19 @@ def _available_bytes(device: torch.device) -> int:
 class HessianOperator:
     """H = ∇²_θ (1/N) Σ_i loss(f_θ(x_i), y_i) over `data` as an operator on flat parameter vectors.
 
-    `data`: a `Split` or any re-iterable of `(inputs, targets)` batches (a DataLoader without shuffling);
-    `criterion`: "ce" (default), "nll" or a loss callable (`landscape.loss`). `cache`: keep every batch's
+    `data`: a `Split` or any re-iterable of batches (a DataLoader without shuffling; `(inputs, targets)` or a
+    mapping with `labels`, `landscape.data.batches`); `criterion`: "ce" (default), "nll", "lm" or a loss
+    callable (`landscape.loss`); `output`: which tensor of the model's output is the prediction
+    (`landscape.models.outputs`, None for its rule). `cache`: keep every batch's
     gradient graph between products (True), never (False) or when it fits in CACHE_FRACTION of the free memory
     (None). `hvps` counts products, one per vector. `as_linear_operator()` gives a SciPy `LinearOperator`.
     """
 
     def __init__(self, model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256,
-                 cache: bool | None = None, criterion: Criterion = "ce"):
+                 cache: bool | None = None, criterion: Criterion = "ce", output: Output = None):
         check_model(model)
         self.batches = data_batches(model, data, batch_size)
-        self.model, self.batch_size, self.cache = model, batch_size, cache
+        self.model, self.batch_size, self.cache, self.output = model, batch_size, cache, output
         self.loss = loss_sum(criterion)
         self.criterion = loss_name(criterion)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -118,10 +136,11 @@ class HessianOperator:
         self.numels = [p.numel() for p in self.params]
         self.size = sum(self.numels)
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
-        self.n_examples = self.batches.examples()
+        self.n_examples = self.batches.examples(counter(criterion))
         if self.n_examples == 0:
             raise LandscapeError("no examples to measure the Hessian on")
         self.hvps = 0
+        self._rewritten = 0  # BatchNorm layers `_graph_forward` writes as affine maps
         self._graphs: list[tuple[torch.Tensor, ...]] = []
         self._complete = False
         self._bar = None
@@ -139,7 +158,10 @@ class HessianOperator:
 
     def _batches(self) -> Iterator[Batch]:
         for x, y in self.batches:
-            yield (x.to(self.dtype) if x.is_floating_point() else x), y
+            yield map_inputs(self._cast, x), y
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.dtype) if t.is_floating_point() else t
 
     @property
     def path(self) -> str:
@@ -147,20 +169,34 @@ class HessianOperator:
         second backward pass) or "recomputed graphs" (forward, backward and second backward per product)."""
         return "kept graphs" if self.cache else "recomputed graphs"
 
-    def _grads(self, x: torch.Tensor, y: torch.Tensor, create_graph: bool
+    @contextlib.contextmanager
+    def _graph_forward(self) -> Iterator[int]:
+        """Forwards whose graph is differentiated twice: eval-mode BatchNorm written as its affine map (a cheaper
+        second backward: `affine_norm`) and the math kernel of `scaled_dot_product_attention`, the only one with
+        a second derivative; yields how many BatchNorms were rewritten."""
+        with batchnorm_as_affine(self.model) as switched, sdpa_kernel(SDPBackend.MATH):
+            self._rewritten = switched
+            yield switched
+
+    def _grads(self, x: Inputs, y: torch.Tensor, create_graph: bool
                ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """The gradient of the batch's summed loss (a graph with `create_graph`, eval-mode BatchNorm written as
-        its affine map for a cheaper second backward: `affine_norm`) and the model's outputs."""
-        with batchnorm_as_affine(self.model) if create_graph else contextlib.nullcontext():
-            out = self.model(x)
+        """The gradient of the batch's summed loss (a graph with `create_graph`, built by `_graph_forward`) and
+        the model's prediction."""
+        with self._graph_forward() if create_graph else contextlib.nullcontext():
+            out = predict(self.model, x, self.output)
         grads = torch.autograd.grad(self.loss(out, y), self.params, create_graph=create_graph, allow_unused=True,
                                     materialize_grads=True)
         return grads, out
 
     def _first_graph(self) -> None:
-        """Refuse a model whose outputs differ between two identical calls, reusing the first batch's gradient
-        graph (built here unless graphs are never kept) for one of the two forwards; measure the bytes that
-        graph holds and keep every batch's graph when they fit in CACHE_FRACTION of the free memory."""
+        """On the first batch, whose gradient graph is built here unless graphs are never kept: refuse a model
+        whose outputs differ between two identical calls, and one whose product graphs' forward
+        (`_graph_forward`) differs from the plain one beyond rounding (`outputs_agree`); measure the bytes that
+        graph holds and keep every batch's graph when they fit in CACHE_FRACTION of the free memory.
+
+        Without BatchNorm to rewrite, the graph's forward is the plain model's (up to the attention kernel's
+        rounding) and one plain forward more is the determinism check; with it, two plain forwards are
+        compared with each other and the rewritten one with them."""
         first = next(self._batches(), None)
         if first is None:
             self.cache = bool(self.cache)
@@ -168,10 +204,11 @@ class HessianOperator:
         x, y = first
         seen: dict[int, int] = {}
         if self.cache is False:
-            with torch.no_grad():
-                out = self.model(x)
+            with torch.no_grad(), self._graph_forward():
+                out = predict(self.model, x, self.output)
         else:
-            shared = {p.untyped_storage().data_ptr() for p in self.params} | {x.untyped_storage().data_ptr()}
+            shared = ({p.untyped_storage().data_ptr() for p in self.params}
+                      | {t.untyped_storage().data_ptr() for t in input_tensors(x)})
 
             def pack(t: torch.Tensor) -> torch.Tensor:
                 if t.untyped_storage().data_ptr() not in shared:
@@ -181,10 +218,18 @@ class HessianOperator:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 grads, out = self._grads(x, y, create_graph=True)
         with torch.no_grad():
-            again = self.model(x)
-        if not torch.allclose(out.detach(), again, rtol=1e-4, atol=1e-6 * float(again.abs().max().clamp_min(1))):
+            plain = predict(self.model, x, self.output)
+            again = predict(self.model, x, self.output) if self._rewritten else out.detach()
+        if not torch.isfinite(plain).all():
+            raise LandscapeError("the model's outputs on the first batch are not all finite: its loss and Hessian "
+                                 "are not defined there")
+        if not outputs_agree(again, plain):
             raise LandscapeError("the model gives different outputs for the same inputs (dropout or other "
                                  "randomness active in eval mode?): its Hessian is not defined")
+        if self._rewritten and not outputs_agree(out.detach(), plain):
+            raise LandscapeError("the model's outputs change when its eval-mode BatchNorm layers are written as "
+                                 "their affine maps and attention uses the math kernel: the Hessian-vector "
+                                 "products would not be those of the plain model")
         if self.cache is None:
             nbytes = sum(seen.values()) + self.size * grads[0].element_size()
             batches = -(-self.batches.local_examples() // len(y))
@@ -246,6 +291,15 @@ class HessianOperator:
         for x, y in self._batches():
             out += torch.cat([g.reshape(-1) for g in self._grads(x, y, create_graph=False)[0]])
         return dist.all_reduce_sum(out) / self.n_examples
+
+
+def outputs_agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two forwards of one model on one batch agree up to float rounding (`ROUNDING_ULPS`)."""
+    if a.shape != b.shape:
+        return False
+    eps = torch.finfo(torch.promote_types(a.dtype, b.dtype)).eps
+    a, b = a.double(), b.double()
+    return bool(((a - b).abs() <= ROUNDING_ULPS * eps * (b.abs() + b.square().mean().sqrt())).all())
 
 
 def probes(op: Operator, count: int, generator: torch.Generator, kind: str = "rademacher") -> torch.Tensor:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import dist
 from ..data.batches import Batch, as_batches
@@ -59,12 +60,18 @@ def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, s
     cls = _hessian_class()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    loader = [(x.to(dtype), y) for x, y in as_batches(data, batch_size, device, sharded=False)]
+    loader = [(x, y) for x, y in as_batches(data, batch_size, device, sharded=False)]
+    if not all(isinstance(x, torch.Tensor) for x, _ in loader):
+        raise LandscapeError("--backend pyhessian calls model(inputs) with one tensor: use the landscape backend for "
+                             "batches whose inputs are tuples or mappings")
+    loader = [(x.to(dtype), y) for x, y in loader]
     was = model.training
     devices = [device] if device.type == "cuda" else []
     device_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     try:
-        with torch.random.fork_rng(devices=devices), device_ctx, warnings.catch_warnings():
+        # the math attention kernel: the fused ones have no second derivative (operator.py)
+        with (torch.random.fork_rng(devices=devices), device_ctx, warnings.catch_warnings(),
+              sdpa_kernel(SDPBackend.MATH)):
             warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) reference-cycle warning
             torch.manual_seed(seed)
             yield cls(model, _mean_criterion(criterion), dataloader=loader, cuda=device.type == "cuda")

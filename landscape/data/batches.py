@@ -4,15 +4,18 @@ Every loss, gradient, Hessian-vector product, BatchNorm reset and grid point loo
 `as_batches` from
 - a `Split` (tensors in memory): consecutive slices of `batch_size` examples; under torchrun each rank takes
   one contiguous shard of the examples;
-- any re-iterable of `(inputs, targets)` pairs, the way users already hold their data (a `DataLoader`
-  without shuffling or random augmentation, a list of tensor pairs): its own batches, moved to `device`;
+- any re-iterable of batches, the way users already hold their data (a `DataLoader` without shuffling or
+  random augmentation, a list of tensor pairs): its own batches, moved to `device`. A batch is
+  `(inputs, targets)` (more entries are ignored) or a mapping with a `labels` entry (Hugging Face style: the
+  targets are `labels`, the inputs every other entry); inputs are a tensor (`model(x)`), a tuple or list of
+  tensors (`model(*x)`) or a mapping of tensors (`model(**x)`);
   under torchrun rank r takes batches r, r + P, r + 2P, ... (give every rank the same loader, without a
   DistributedSampler). Two passes are compared when it is wrapped, and a loader whose batches change between
   passes (shuffling, random augmentation) is refused: the quantities measured here would not be defined.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 
@@ -20,15 +23,37 @@ from .. import dist
 from ..errors import LandscapeError
 from .split import Split
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]
+Batch = tuple[Inputs, torch.Tensor]
+Count = Callable[[torch.Tensor], int]  # how many terms a batch's targets add to a mean (`landscape.loss.counter`)
 
 
-def _fingerprint(x: torch.Tensor, y: torch.Tensor) -> tuple:
+def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:
+    """`fn` applied to every tensor of `inputs` (a tensor, a tuple or a mapping; other entries kept as they are)."""
+    if isinstance(inputs, torch.Tensor):
+        return fn(inputs)
+    if isinstance(inputs, Mapping):
+        return {k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    return tuple(fn(v) if isinstance(v, torch.Tensor) else v for v in inputs)
+
+
+def input_tensors(inputs: Inputs) -> list[torch.Tensor]:
+    """The tensors of `inputs`, in order."""
+    if isinstance(inputs, torch.Tensor):
+        return [inputs]
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs
+    return [v for v in values if isinstance(v, torch.Tensor)]
+
+
+def _fingerprint(x: Inputs, y: torch.Tensor) -> tuple:
     """A cheap summary that changes when a batch's examples or their order change."""
-    xd, yd = x.detach().double(), y.detach().double()
+    summary = []
+    for t in input_tensors(x):
+        td = t.detach().double()
+        summary += [tuple(t.shape), float(td.sum()), float((td * td).sum())]
+    yd = y.detach().double()
     weights = torch.arange(1, len(y) + 1, dtype=torch.float64, device=y.device)
-    return (tuple(x.shape), float(xd.sum()), float((xd * xd).sum()), float((yd.reshape(len(y), -1).sum(1)
-                                                                             * weights).sum()))
+    return (*summary, float((yd.reshape(len(y), -1).sum(1) * weights).sum()))
 
 
 class Batches:
@@ -51,7 +76,10 @@ class Batches:
         for i, batch in enumerate(self.source):
             if i % parts == me:
                 x, y = _pair(batch, i)
-                yield (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
+                yield (x, y) if self.device is None else (map_inputs(self._move, x), y.to(self.device))
+
+    def _move(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device)
 
     def _slices(self, split: Split) -> Iterator[Batch]:
         rows = dist.shard(len(split)) if self.sharded else range(len(split))
@@ -60,17 +88,18 @@ class Batches:
             x, y = split.x[start:stop], split.y[start:stop]
             yield (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
 
-    def local_examples(self) -> int:
-        """Examples on this rank."""
-        if isinstance(self.source, Split):
+    def local_examples(self, count: Count = len) -> int:
+        """Examples on this rank (or the terms `count(targets)` of each batch, e.g. predicted tokens)."""
+        if isinstance(self.source, Split) and count is len:
             rows = dist.shard(len(self.source)) if self.sharded else range(len(self.source))
             return len(rows)
-        return sum(len(y) for _, y in self)
+        return sum(int(count(y)) for _, y in self)
 
-    def examples(self) -> int:
-        """Examples on all ranks together (a collective under torchrun: every rank must call it)."""
-        count = torch.tensor(float(self.local_examples()), dtype=torch.float64, device=self._device())
-        return int(dist.all_reduce_sum(count)) if self.sharded else int(count)
+    def examples(self, count: Count = len) -> int:
+        """Examples (or terms, see `local_examples`) on all ranks together (a collective under torchrun: every
+        rank must call it)."""
+        total = torch.tensor(float(self.local_examples(count)), dtype=torch.float64, device=self._device())
+        return int(dist.all_reduce_sum(total)) if self.sharded else int(total)
 
     def first(self) -> Batch | None:
         """This rank's first batch (None when it has none)."""
@@ -97,10 +126,32 @@ class Batches:
                                  "augmentation?): use shuffle=False and no random transforms")
 
 
+def _is_inputs(x: object) -> bool:
+    if isinstance(x, torch.Tensor):
+        return True
+    values = list(x.values()) if isinstance(x, Mapping) else x if isinstance(x, (tuple, list)) else []
+    return any(isinstance(v, torch.Tensor) for v in values)
+
+
 def _pair(batch: object, index: int) -> Batch:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and all(isinstance(t, torch.Tensor) for t in batch[:2]):
-        return batch[0], batch[1]
-    raise LandscapeError(f"batch {index} of the data is not an (inputs, targets) pair of tensors")
+    """`(inputs, targets)` of one batch of a user's loader (the forms of the module docstring)."""
+    if isinstance(batch, Mapping):
+        if "labels" not in batch:
+            raise LandscapeError(f"batch {index} of the data is a mapping without 'labels' (keys: "
+                                 f"{', '.join(map(str, batch)) or 'none'}): give the targets as 'labels' or yield "
+                                 "(inputs, targets) pairs")
+        x, y = {k: v for k, v in batch.items() if k != "labels"}, batch["labels"]
+    elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+        x = tuple(x) if isinstance(x, list) else x
+    else:
+        raise LandscapeError(f"batch {index} of the data is a {type(batch).__name__}, not an (inputs, targets) pair "
+                             "or a mapping with 'labels'")
+    if not isinstance(y, torch.Tensor) or not _is_inputs(x):
+        raise LandscapeError(f"batch {index} of the data has inputs of type {type(x).__name__} and targets of type "
+                             f"{type(y).__name__}: the targets must be a tensor and the inputs a tensor, a tuple or "
+                             "a mapping of tensors")
+    return x, y
 
 
 def as_batches(data: Split | Batches | Iterable[Batch], batch_size: int = 256,

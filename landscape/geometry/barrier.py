@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import LandscapeError, check_finite
 from ..loss import Criterion
+from ..models.outputs import Output
 from .directions import path_coefficients
 from .points import Data, evaluate_points, same_layout
 
@@ -47,12 +48,13 @@ def barrier(alphas: np.ndarray, losses: np.ndarray) -> tuple[float, float]:
 
 def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] | Data, points: int = 21,
                         batch_size: int = 256, *, reset_bn: bool = False, batching: str = "auto",
-                        parallel: str = "data", criterion: Criterion = "ce") -> Curve:
+                        parallel: str = "data", criterion: Criterion = "ce", output: Output = None) -> Curve:
     """Loss and accuracy on `splits["train"]` and `splits["test"]` at `points` values of a from A (0) to B (1).
 
-    Each split is a `Split` or any re-iterable of `(inputs, targets)` batches; a single one instead of the mapping
-    is the train split, and without a test split the test fields are empty (barrier NaN). `criterion` is "ce"
-    (default), "nll" or a loss callable. `reset_bn`: recompute BatchNorm statistics on the train split at every
+    Each split is a `Split` or any re-iterable of batches (`landscape.data.batches`); a single one instead of the
+    mapping is the train split, and without a test split the test fields are empty (barrier NaN). `criterion` is
+    "ce" (default), "nll", "lm" or a loss callable; `output` says which tensor of the models' outputs is the
+    prediction (`landscape.models.outputs`). `reset_bn`: recompute BatchNorm statistics on the train split at every
     point instead of interpolating them.
     """
     splits = dict(splits) if isinstance(splits, Mapping) else {"train": splits}
@@ -70,7 +72,7 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     order = [splits[name] for name in ("train", "test") if name in splits]
     values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,
                              reset_on=splits["train"] if reset_bn else None, batching=batching,
-                             parallel=parallel, criterion=criterion).cpu().numpy()
+                             parallel=parallel, criterion=criterion, output=output).cpu().numpy()
     train = values[0]
     test = values[1] if "test" in splits else np.full((0, 2), np.nan)
     b_train, at_train = barrier(alphas, train[:, 0])

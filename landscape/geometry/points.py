@@ -20,8 +20,9 @@ does that once for all of them, in one of two ways.
 `batching="auto"` walks on the CPU, where a point is compute bound and vmap is no faster
 (benchmarks/surface_speed.py); on other devices it times both on one batch and takes the faster
 (`_vmap_pays`). BatchNorm statistics recomputed at every point (`reset_on`) need train-mode passes per point,
-so they always walk. The examples are a `Split` or any re-iterable of `(inputs, targets)` batches, and the
-loss is cross-entropy or the user's criterion (`landscape.loss`).
+so they always walk. The examples are a `Split` or any re-iterable of batches (`landscape.data.batches`), the
+loss is cross-entropy or the user's criterion (`landscape.loss`), on the prediction `landscape.models.outputs`
+takes from the model's output (`output=`).
 
 Under torchrun, `parallel="data"` shards the examples and all-reduces the per-point sums (each rank
 evaluates every point); `parallel="points"` gives each rank a block of points on all examples and gathers the
@@ -41,10 +42,11 @@ from torch.func import functional_call, vmap
 
 from .. import dist
 from ..choices import BATCHING, PARALLEL
-from ..data.batches import Batch, Batches, as_batches
+from ..data.batches import Batch, Batches, Inputs, as_batches
 from ..data.split import Split
 from ..errors import check_choice
-from ..loss import Criterion, LossSum, correct, loss_sum
+from ..loss import Criterion, LossSum, correct, counter, loss_sum
+from ..models.outputs import Output, predict, prediction
 from ..training.bn import reset_bn
 
 State = Mapping[str, torch.Tensor]
@@ -259,7 +261,7 @@ _batched_pair = vmap(_pair, in_dims=(0, None, None))
 
 
 def _sums_walk(walk: _Walk, coeffs: np.ndarray, splits: Sequence[Iterable[Batch]], loss: LossSum, batched: bool,
-               reset_on: Batches | None, device: torch.device) -> torch.Tensor:
+               reset_on: Batches | None, device: torch.device, output: Output = None) -> torch.Tensor:
     """(S, P, 2) sums per split, walking the points (BatchNorm statistics recomputed once per point, for all
     splits; the reset overwrites the walked running statistics, which is harmless since every point resets)."""
     outputs = _Outputs(len(splits), len(coeffs), loss, batched, device)
@@ -268,20 +270,29 @@ def _sums_walk(walk: _Walk, coeffs: np.ndarray, splits: Sequence[Iterable[Batch]
             reset_bn(walk.model, reset_on)
         for split, examples in enumerate(splits):
             for batch, (x, y) in enumerate(examples):
-                outputs.add(split, batch, walk.model(x), y)
+                outputs.add(split, batch, predict(walk.model, x, output), y)
         outputs.next_point()
     outputs.flush()
     return outputs.sums
 
 
+def _functional(model: nn.Module, state: dict[str, torch.Tensor], x: Inputs) -> object:
+    """`model` with parameters and buffers `state` called on `x` (`landscape.models.outputs.call`'s forms)."""
+    if isinstance(x, torch.Tensor):
+        return functional_call(model, state, (x,))
+    if isinstance(x, Mapping):
+        return functional_call(model, state, (), dict(x))
+    return functional_call(model, state, tuple(x))
+
+
 def _sums_vmap(model: nn.Module, states: dict[str, torch.Tensor], splits: Sequence[Iterable[Batch]],
-               loss: LossSum, device: torch.device) -> torch.Tensor:
+               loss: LossSum, device: torch.device, output: Output = None) -> torch.Tensor:
     """(S, P, 2) sums of the loss and of correct predictions per split, all points of `states` batched."""
     n_points = next(iter(states.values())).shape[0]
     sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
 
-    def one(state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return _pair(functional_call(model, state, (x,)), y, loss)
+    def one(state: dict[str, torch.Tensor], x: Inputs, y: torch.Tensor) -> torch.Tensor:
+        return _pair(prediction(_functional(model, state, x), output), y, loss)
 
     batched = vmap(one, in_dims=(0, None, None))
     for s, split in enumerate(splits):
@@ -299,7 +310,7 @@ def _seconds(fn: Callable[[], torch.Tensor]) -> float:
 
 
 def _vmap_pays(walk: _Walk, anchors: Sequence[State], coeffs: np.ndarray, batch: Batch | None, loss: LossSum,
-               device: torch.device) -> bool:
+               device: torch.device, output: Output = None) -> bool:
     """Whether vmap over the first `TIMED_POINTS` points costs less per point than walking, timed on one batch.
 
     A collective: the timings of all ranks are summed, so every rank takes the same way. A rank without
@@ -310,8 +321,8 @@ def _vmap_pays(walk: _Walk, anchors: Sequence[State], coeffs: np.ndarray, batch:
         first = coeffs[:TIMED_POINTS]
         next(walk.visit(first[:1]))
         states = combine(anchors, torch.from_numpy(first).to(device))
-        times[0] = _seconds(lambda: walk.model(batch[0]))  # a walked point's reduction is batched, nearly free
-        times[1] = _seconds(lambda: _sums_vmap(walk.model, states, [[batch]], loss, device)) / len(first)
+        times[0] = _seconds(lambda: predict(walk.model, batch[0], output))  # a walked point's reduction: ~free
+        times[1] = _seconds(lambda: _sums_vmap(walk.model, states, [[batch]], loss, device, output)) / len(first)
     times = dist.all_reduce_sum(times)
     return bool(times[1] < times[0])
 
@@ -329,7 +340,7 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
                     batch_size: int = 256, *, reset_on: Data | None = None, batching: str = "auto",
                     parallel: str = "data", chunk: int | None = None,
                     on_chunk: Callable[[range, torch.Tensor], None] | None = None,
-                    criterion: Criterion = "ce") -> torch.Tensor:
+                    criterion: Criterion = "ce", output: Output = None) -> torch.Tensor:
     """Mean loss and accuracy `(S, P, 2)` of `model`'s architecture at the points `coeffs @ anchors` on each of
     the `splits`; every point is built (and its BatchNorm statistics recomputed) once for all splits.
 
@@ -338,8 +349,9 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     walks on the CPU and times both elsewhere. `chunk`: points walked between `on_chunk` calls
     [EXAMPLES_PER_PASS / examples per point, at most WALK_CHUNK], or per batched pass
     [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
-    the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `model` is never modified: the
-    points live in a private copy.
+    the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `criterion` and `output`: the
+    loss (`landscape.loss`, means over what it counts) and the model's prediction (`landscape.models.outputs`).
+    `model` is never modified: the points live in a private copy.
     """
     check_choice(parallel, PARALLEL, "`parallel`")
     check_choice(batching, BATCHING, "`batching`")
@@ -351,23 +363,23 @@ def evaluate_points(model: nn.Module, anchors: Sequence[State], coeffs: torch.Te
     reset = as_batches(reset_on, batch_size, device, sharded=not by_points) if reset_on is not None else None
     loss = loss_sum(criterion)
     with dist.local() if by_points else contextlib.nullcontext():
-        counts = [d.examples() for d in data]
+        counts = [d.examples(counter(criterion)) for d in data]
     walk = _Walk(model, anchors)
     examples = [_in_memory(d) for d in data]
     with torch.inference_mode():
         walking = (reset is not None or batching == "loop"
                    or (batching == "auto" and (device.type == "cpu" or n_points < 2 * TIMED_POINTS
                                                or not _vmap_pays(walk, anchors, coeffs, data[0].first(), loss,
-                                                                 device))))
+                                                                 device, output))))
         chunk = chunk or max(1, min(WALK_CHUNK, EXAMPLES_PER_PASS // max(sum(counts), 1)) if walking
                              else EXAMPLES_PER_PASS // min(batch_size, max(*counts, 1)))
 
         def sums(rows: range) -> torch.Tensor:
             if walking:
                 return _sums_walk(walk, coeffs[rows.start:rows.stop], examples, loss, isinstance(criterion, str),
-                                  reset, device)
+                                  reset, device, output)
             states = combine(anchors, torch.from_numpy(coeffs[rows.start:rows.stop]).to(device))
-            return _sums_vmap(walk.model, states, examples, loss, device)
+            return _sums_vmap(walk.model, states, examples, loss, device, output)
 
         mine = dist.shard(n_points) if by_points else range(n_points)
         result = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)

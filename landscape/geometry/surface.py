@@ -21,6 +21,7 @@ from .. import progress
 from ..errors import check_finite
 from ..io.store import content_key, read_result, write_result
 from ..loss import Criterion
+from ..models.outputs import Output
 from .directions import (
     filter_normalised_direction,
     grid,
@@ -114,11 +115,12 @@ def _resume(out: Path | None, group: str, key: str, n: int) -> tuple[np.ndarray,
 def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: int, settings: dict, *,
                     out: str | Path | None = None, group: str = "", batching: str = "auto",
                     parallel: str = "data", chunk: int | None = None, save_every: float = 5.0,
-                    criterion: Criterion = "ce") -> tuple[dict[str, np.ndarray], dict]:
+                    criterion: Criterion = "ce", output: Output = None) -> tuple[dict[str, np.ndarray], dict]:
     """Evaluate the surface's points not yet stored under `group` in `out`; return its arrays and attributes.
 
-    `data` is a `Split` or any re-iterable of `(inputs, targets)` batches; `criterion` "ce", "nll" or a loss
-    callable; `settings` are stored as attributes and hashed into the group's `key`.
+    `data` is a `Split` or any re-iterable of batches (`landscape.data.batches`); `criterion` "ce", "nll", "lm" or
+    a loss callable; `output` the prediction's tensor (`landscape.models.outputs`); `settings` are stored as
+    attributes and hashed into the group's `key`.
     """
     out = Path(out) if out else None
     n = len(surface.coeffs)
@@ -148,7 +150,7 @@ def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: 
     if len(todo):
         evaluate_points(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], [data], batch_size,
                         batching=batching, parallel=parallel, chunk=chunk, on_chunk=finished,
-                        criterion=criterion)
+                        criterion=criterion, output=output)
     bar.close()
     save(force=True)
     return _arrays(surface, values, done), {**attrs, "complete": True}

@@ -1,4 +1,5 @@
-"""Models: the zoo (MLP, VGG11, ResNet18 in CIFAR forms) and users' own `package.module:factory` architectures."""
+"""Models: the zoo (MLP, VGG11, ResNet18 in CIFAR forms), users' own `package.module:factory` architectures and
+torchvision/timm/transformers models (`libraries`), and how a model is called and its prediction found (`outputs`)."""
 from .._lazy import exporter
 
 _EXPORTS = {"build_model": ".zoo", "resolve_factory": ".zoo", "arch_kwargs_for": ".zoo", "ARCHS": ".zoo"}

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import LandscapeError, check_choice
 from ..spec import attach_spec
+from .libraries import build_library_model, is_library_arch
 
 VGG11_CFG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
@@ -165,7 +166,14 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
 
 
 def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
-    """Build a model from its architecture name and keyword arguments; the spec is remembered on the module."""
+    """Build a model from its architecture name and keyword arguments; the spec is remembered on the module.
+
+    `arch` is a zoo name, a user's `package.module:factory`, or a library model: `torchvision:NAME`,
+    `timm:NAME`, `hf:DIR` (`landscape.models.libraries.build_library_model`)."""
+    if is_library_arch(arch):
+        model, spec = build_library_model(arch, arch_kwargs)
+        model.landscape_spec = spec
+        return model
     factory = resolve_factory(arch)
     try:
         model = factory(**arch_kwargs)
@@ -178,7 +186,12 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
 
 
 def arch_kwargs_for(arch: str, input_shape: Sequence[int], num_classes: int, /, **overrides) -> dict:
-    """The full `arch_kwargs` for data of `input_shape` with `num_classes`; non-None `overrides` win."""
-    kwargs = {"input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)}
+    """The full `arch_kwargs` for data of `input_shape` with `num_classes`; non-None `overrides` win. A library
+    model takes the number of classes only (`num_labels` for transformers); its input size, where it has one
+    (a ViT's `img_size`), is given in the overrides."""
+    if is_library_arch(arch):
+        kwargs = {"num_labels" if arch.startswith("hf:") else "num_classes": int(num_classes)}
+    else:
+        kwargs = {"input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)}
     kwargs.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None})
     return kwargs

@@ -9,6 +9,7 @@ from torch import nn
 from .. import dist
 from ..data.batches import Batch, as_batches
 from ..data.split import Split
+from ..models.outputs import call
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -36,7 +37,7 @@ def reset_bn(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 
     model.train()
     n_batches = 0
     for x, _ in as_batches(data, batch_size, device):
-        model(x)
+        call(model, x)
         n_batches += 1
     model.eval()
     for m, momentum in zip(layers, saved):

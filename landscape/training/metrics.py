@@ -13,7 +13,8 @@ from .. import dist
 from ..data.batches import Batch, as_batches
 from ..data.split import Split
 from ..errors import LandscapeError, check_finite
-from ..loss import Criterion, correct, loss_sum
+from ..loss import Criterion, correct, counter, loss_sum
+from ..models.outputs import Output, predict
 
 
 @dataclass(frozen=True)
@@ -49,30 +50,49 @@ def _device(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 1024,
-             criterion: Criterion = "ce") -> Metrics:
-    """Mean loss and accuracy of `model` in eval mode on `data` (sharded across ranks)."""
+             criterion: Criterion = "ce", output: Output = None) -> Metrics:
+    """Mean loss and accuracy of `model` in eval mode on `data` (sharded across ranks).
+
+    Args:
+        model: any module; its prediction is taken from its output by `landscape.models.outputs` (`output`).
+        data: a `Split` or a re-iterable of batches (`landscape.data.batches`: `(inputs, targets)`, inputs a
+            tensor, tuple or mapping, or a mapping with `labels`).
+        batch_size: examples per batch of a `Split`.
+        criterion: "ce", "nll", "lm" or a callable (`landscape.loss`); the mean is over what it counts
+            (examples, or predicted tokens for "lm").
+        output: which tensor of the model's output is the prediction (None: the documented rule).
+
+    Returns:
+        `Metrics` (accuracy NaN for targets that are not class indices).
+
+    Raises:
+        LandscapeError: bad data, labels out of range, or an output without a prediction tensor.
+    """
     check_finite(model)
     was = model.training
     model.eval()
     device = _device(model)
-    total = loss_sum(criterion)
+    total, count = loss_sum(criterion), counter(criterion)
     loss = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros((), dtype=torch.float64, device=device)
     n = 0
-    for x, y in as_batches(data, batch_size, device):
-        out = model(x)
-        check_targets(out, y)
-        loss += total(out, y).double()
-        hits += correct(out, y).double()
-        n += len(y)
-    model.train(was)
+    try:
+        for x, y in as_batches(data, batch_size, device):
+            out = predict(model, x, output)
+            check_targets(out, y)
+            loss += total(out, y).double()
+            hits += correct(out, y).double()
+            n += count(y)
+    finally:
+        model.train(was)
     return reduce_sums(loss, hits, n, device)
 
 
 @torch.no_grad()
 def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch], batch_size: int = 1024,
-                      weights: Sequence[float] | None = None) -> Metrics:
-    """Prediction ensemble: loss and accuracy of the (weighted) average of the models' softmax outputs."""
+                      weights: Sequence[float] | None = None, output: Output = None) -> Metrics:
+    """Prediction ensemble: loss and accuracy of the (weighted) average of the models' softmax outputs (each
+    model's prediction as `evaluate` takes it, `output`)."""
     weights = [1.0 / len(models)] * len(models) if weights is None else list(weights)
     for i, m in enumerate(models, 1):
         check_finite(m, f"model {i}")
@@ -84,7 +104,7 @@ def evaluate_ensemble(models: Sequence[nn.Module], data: Split | Iterable[Batch]
     hits = torch.zeros((), dtype=torch.float64, device=device)
     n = 0
     for x, y in as_batches(data, batch_size, device):
-        probs = sum(w * F.softmax(m(x).double(), dim=1) for w, m in zip(weights, models))
+        probs = sum(w * F.softmax(predict(m, x, output).double(), dim=1) for w, m in zip(weights, models))
         check_targets(probs, y)
         loss += F.nll_loss(torch.log(probs.clamp_min(1e-300)), y, reduction="sum")
         hits += correct(probs, y)
