@@ -7,7 +7,7 @@ Names are loaded on first use (PEP 562), so `import fusion` costs nothing until 
 """
 import importlib
 
-_EXPORTS = {"align": ".alignment", "fuse": ".averaging", "build_graph": ".graph", "AlignmentGraph": ".graph",
+_EXPORTS = {"align": ".alignment", "fuse": ".fusing", "build_graph": ".graph", "AlignmentGraph": ".graph",
             "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "MODES": ".choices", "SOLVERS": ".choices",
             "MARGINALS": ".choices"}
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """The alignment graph: which axis of which parameter is indexed by which units, read off the model's ATen graph.
 
-The model is exported once on an example batch (`fusion/trace.py`). Walking the graph in order, every tensor
+The model is exported once on an example batch (`fusion/export.py`). Walking the graph in order, every tensor
 gets the layout of its channel axis (`fusion/layout.py`): segments of unit groups. Linear and convolution
 layers create a group (their output units) and consume the layout of their input; everything else either
 moves the layout (reshapes and flattens, slices, concatenation, zero padding, splits), merges layouts
@@ -31,7 +31,7 @@ from torch.utils import _pytree as pytree
 from landscape.errors import LandscapeError, LandscapeWarning
 
 from .layout import Layout, Seg, Units, resolve
-from .trace import Trace, trace
+from .export import Trace, trace
 
 aten = torch.ops.aten
 
