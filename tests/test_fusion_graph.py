@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import fusion
-from fusion.transport import Map, plan
+from fusion.graph import Segment
+from fusion.transport import Map, move_axis, plan
 from landscape import LandscapeError, build_model
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
 
@@ -145,11 +146,14 @@ def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
     assert torch.allclose(m.rows, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], dtype=torch.float64))
     assert torch.allclose(m.cols, torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64))
     w = torch.tensor([[1.0, 2, 3, 4]])   # a consumer of the wide layer: merged inputs add up
-    assert torch.equal(m.move_inputs(w), torch.tensor([[3.0, 7]], dtype=torch.float64))
+    maps, sizes = {0: m}, [4]
+    assert torch.equal(move_axis(w, 1, (Segment(0),), "in", maps, sizes), torch.tensor([[3.0, 7]], dtype=torch.float64))
     blocks = torch.arange(8.0)[None]      # the same with blocks of 2 inputs per unit (a flatten)
-    assert torch.equal(m.move_inputs(blocks, 2), torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
+    assert torch.equal(move_axis(blocks, 1, (Segment(0, inner=2),), "in", maps, sizes),
+                       torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
     units = torch.tensor([[1.0, 1], [3, 3], [5, 5], [7, 7]])   # producer rows: merged units are averaged
-    assert torch.equal(m.move_units(units), torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
+    assert torch.equal(move_axis(units, 0, (Segment(0),), "out", maps, sizes),
+                       torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
 
 
 def test_exact_and_sinkhorn_plans_have_the_marginals():
