@@ -8,6 +8,8 @@ over channels); otherwise the units reaching the operation are frozen.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import fx
 from torch.utils import _pytree as pytree
@@ -92,7 +94,7 @@ def generic(rec: Record, node: fx.Node, leaves: list[fx.Node], layouts: list[fx.
     perms = unit_perms(rec, ref, device)
     base = {n: random_like(rec, rec.values[n], data=n in layouts) for n in leaves}
     params, fixed = {}, []
-    for n in leaves:
+    for n in leaves if not ref.outer_axes else ():   # per-channel tensors: not on layouts split into heads
         k = rec.state[n]
         if isinstance(k, Param):
             ax = _param_axis(rec.shape(n), rank, ref.axis, size)
@@ -111,7 +113,7 @@ def generic(rec: Record, node: fx.Node, leaves: list[fx.Node], layouts: list[fx.
     if fixed:
         hypotheses.append((params, fixed))
     for pp, ff in hypotheses:
-        outcome = _test(rec, node, layouts, base, {**pp, **dict(ff)}, perms, size, ref.axis, rank)
+        outcome = _test(rec, node, layouts, base, {**pp, **dict(ff)}, perms, size, ref.axes, rank)
         if outcome is None or (pp and any(o == ("inv",) for o in outcome)):
             continue
         for n in layouts:
@@ -132,8 +134,8 @@ def generic(rec: Record, node: fx.Node, leaves: list[fx.Node], layouts: list[fx.
     return rec.freeze(node, [rec.state[n] for n in layouts],
                         "permuting its input channels does not permute its output")
 
-def _test(rec: Record, node, layouts, base, extra, perms, size, axis, rank):
-    """Per output tensor: ("equi", k) if permuting the inputs' channels permutes output axis k the same way,
+def _test(rec: Record, node, layouts, base, extra, perms, size, axes, rank):
+    """Per output tensor: ("equi", k) if permuting the inputs' channels permutes output axes k the same way,
     ("inv",) if it leaves the output unchanged; None if neither holds."""
     out_b = run_node(rec, node, base)
     if out_b is None:
@@ -142,7 +144,7 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axis, rank):
     for perm in perms:
         moved = dict(base)
         for n in layouts:
-            moved[n] = base[n].index_select(rec.state[n].axis, perm)
+            moved[n] = permuted(base[n], rec.state[n].axes, perm)
         for n, ax in extra.items():
             moved[n] = base[n].index_select(ax, perm)
         out_m = run_node(rec, node, moved)
@@ -156,9 +158,14 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axis, rank):
             if not isinstance(b, torch.Tensor):
                 found.append(None)
                 continue
-            cands = [k for k in range(b.ndim) if b.shape[k] == size]
-            cands.sort(key=lambda k: (k != axis - (rank - b.ndim), k != axis, k))
-            hit = next((("equi", k) for k in cands if close(m, b.index_select(k, perm))), None)
+            if len(axes) > 1:    # a layout split into heads stays on the same (broadcast-aligned) axes
+                shifted = tuple(a - (rank - b.ndim) for a in axes)
+                ok = all(0 <= a < b.ndim for a in shifted) and math.prod(b.shape[a] for a in shifted) == size
+                cands = [shifted] if ok else []
+            else:
+                cands = [(k,) for k in range(b.ndim) if b.shape[k] == size]
+                cands.sort(key=lambda k: (k[0] != axes[0] - (rank - b.ndim), k[0] != axes[0], k))
+            hit = next((("equi", k) for k in cands if b.shape == m.shape and close(m, permuted(b, k, perm))), None)
             if hit is None and close(m, b):
                 hit = ("inv",)
             if hit is None:
@@ -169,8 +176,18 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axis, rank):
         result = found
     return result
 
+def permuted(t: torch.Tensor, axes: tuple[int, ...], perm: torch.Tensor) -> torch.Tensor:
+    """`t` with the elements of its axes `axes` (row-major, outermost first) reordered by `perm`."""
+    if len(axes) == 1:
+        return t.index_select(axes[0], perm)
+    last = tuple(range(t.ndim - len(axes), t.ndim))
+    moved = t.movedim(axes, last)
+    flat = moved.reshape(*moved.shape[:t.ndim - len(axes)], -1).index_select(-1, perm)
+    return flat.reshape(moved.shape).movedim(last, axes)
+
+
 def _outputs(value, outcome, ref: Layout) -> NodeState:
-    kinds = iter([Layout(o[1], ref.segs) if o and o[0] == "equi" else Fixed(False) if o else None
+    kinds = iter([Layout(o[1][-1], ref.segs, o[1][:-1]) if o and o[0] == "equi" else Fixed(False) if o else None
                   for o in outcome])
     if isinstance(value, torch.Tensor):
         return next(kinds)

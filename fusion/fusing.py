@@ -15,6 +15,7 @@ from torch import nn
 from landscape.errors import LandscapeError
 
 from .alignment import aligned_state, check_options, prepare, with_state
+from .batches import to_device
 from .checks import check_finite, check_same_shapes, check_specs, fusion_weights
 from .choices import METHODS
 from .metrics import activation_moments
@@ -34,7 +35,7 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
 
 
 def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
-         mode: str = "acts", x: torch.Tensor | None = None, anchor: int = -1, iterations: int = 1,
+         mode: str = "acts", x: object | None = None, anchor: int = -1, iterations: int = 1,
          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
          strict: bool = False) -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
@@ -66,7 +67,7 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
         moving = [(m, g) for m, g in zip(models, graphs) if m is not estimate]
         moments = {}
         if moving and (mode == "acts" or marginals == "importance"):
-            xs = x.to(next(estimate.parameters()).device)
+            xs = to_device(x, next(estimate.parameters()).device)
             found = activation_moments([m for m, _ in moving], estimate, [g for _, g in moving], estimate_graph,
                                        xs, batch_size)
             moments = dict(zip((id(m) for m, _ in moving), found))

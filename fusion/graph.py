@@ -176,7 +176,8 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
             return ()
         return tuple(Segment(*run) for s in layout.segs for run in res.segments(s))
 
-    bindings = tuple(Binding(key, ax, role, segments(lay)) for (key, ax), (role, lay) in rec.bindings.items())
+    bindings = tuple(Binding(alias, ax, role, segments(lay)) for (key, ax), (role, lay) in rec.bindings.items()
+                     for alias in rec.tr.aliases.get(key, (key,)))   # tied weights: every name moves alike
     layers = tuple(Layer(p.name, p.kind, p.weight, p.bias, p.out_axis, p.in_axis, segments(p.out),
                          segments(p.ins), p.detail) for p in rec.producers)
     producers: dict[int, list[str]] = {}

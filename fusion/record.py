@@ -111,11 +111,14 @@ class Record:
         return self.fixed_like(self.values[node])
 
     def bind(self, key: str, axis: int, role: str, layout: Layout, node: fx.Node) -> None:
-        """Bind axis `axis` of state entry `key` to the units of `layout` ("out" or "in")."""
+        """Bind axis `axis` of state entry `key` to the units of `layout` ("out" or "in"). A table used both ways
+        on the same units (an embedding tied to the output layer) is bound once, "out": it moves once."""
         layout = layout.on(axis)
         prev = self.bindings.get((key, axis))
         if prev is None:
             self.bindings[(key, axis)] = (role, layout)
+        elif prev[0] != role and self.units.unify(prev[1], layout):
+            self.bindings[(key, axis)] = ("out", prev[1])
         elif prev[0] != role or not self.units.unify(prev[1], layout):
             ev = self.event(node, f"parameter '{key}' is used by units in two incompatible ways")
             for lay in (prev[1], layout):

@@ -26,6 +26,7 @@ aten = torch.ops.aten
 
 PRODUCERS = {aten.linear, aten.conv1d, aten.conv2d, aten.conv3d, aten.convolution, aten._convolution,
              aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d}
+MATMULS = {aten.addmm, aten.mm}    # x @ W (+ b) with W a parameter stored (in, out): Hugging Face's Conv1D
 NORMS = {aten.batch_norm, aten.group_norm, aten.layer_norm, aten.instance_norm}
 
 
@@ -52,7 +53,7 @@ class Walk(Record):
         if node in self.tr.state:
             return Param(tuple(((self.tr.state[node], a),) for a in range(v.ndim)))
         if node in self.tr.inputs and isinstance(v, torch.Tensor):
-            if v.ndim >= 2 and self.input_layout is None:
+            if v.ndim >= 2 and v.is_floating_point() and self.input_layout is None:   # not token ids
                 self.input_layout = self.units.layout(1, v.shape[1], fixed="input")
                 return self.input_layout
             return Fixed(True)
@@ -73,8 +74,11 @@ class Walk(Record):
         if not _is_tensor_value(self.values[node]):
             return None
         packet = getattr(node.target, "overloadpacket", None)
-        if packet in PRODUCERS:
+        if packet in PRODUCERS or (packet in MATMULS and self._weight_product(node)):
             return self._producer(node, packet)
+        if packet is aten.embedding and isinstance(self.state.get(node.args[0]), Param) and \
+                self.state[node.args[0]].prov[1]:
+            return self._embedding(node)
         leaves = self.tensor_inputs(node)
         kinds = [self.state.get(n) for n in leaves]
         layouts = [n for n in leaves if isinstance(self.state[n], Layout)]
@@ -96,15 +100,43 @@ class Walk(Record):
         return generic(self, node, leaves, layouts)
 
     # ------------------------------------------------------------------------------------------- producers
+    def _weight_product(self, node: fx.Node) -> bool:
+        """Whether an addmm/mm multiplies data by a parameter matrix (plus a bias vector, unscaled)."""
+        a = named(node)
+        x, w = (a["mat1"], a["mat2"]) if "mat1" in a else (a["input"], a["mat2"])
+        bias = a["input"] if "mat1" in a else None
+        return isinstance(self.state.get(w), Param) and not isinstance(self.state.get(x), Param) and \
+            (bias is None or (a.get("beta", 1) == 1 and a.get("alpha", 1) == 1 and self.values[bias].ndim == 1))
+
+    def _embedding(self, node: fx.Node) -> NodeState:
+        """A table read by index (token, position embeddings): its output units are the table's columns."""
+        a = named(node)
+        key = self.state[a["weight"]].prov[1]
+        n_out = self.values[node].shape[-1]
+        g = self.param_group.get(key)
+        if g is None:
+            g = self.param_group[key] = self.units.new(n_out)
+        layout = Layout(self.values[node].ndim - 1, (Seg(g, 0, n_out),))
+        for k, ax in key:
+            self.bind(k, ax, "out", layout, node)
+        weight, w_out = key[0]
+        self.producers.append(Producer(weight.rsplit(".", 1)[0] if "." in weight else weight, "embedding", weight,
+                                       None, w_out, -1, layout, None, (str(aten.embedding),)))
+        self.producer_nodes.add(node)
+        self._feature(node, layout)
+        return layout
+
     def _producer(self, node: fx.Node, packet) -> NodeState:
         a = named(node)
         x, w, b = a.get("input"), a.get("weight"), a.get("bias")
-        linear = packet is aten.linear
+        if packet in MATMULS:
+            x, w, b = (a["mat1"], a["mat2"], a["input"]) if packet is aten.addmm else (a["input"], a["mat2"], None)
+        linear = packet is aten.linear or packet in MATMULS
         transposed = bool(a.get("transposed", packet in (aten.conv_transpose1d, aten.conv_transpose2d,
                                                          aten.conv_transpose3d)))
         groups = int(a.get("groups", 1))
         kind = "linear" if linear else "conv_transpose" if transposed else "conv"
-        out_axis, in_axis = (1, 0) if transposed else (0, 1)
+        out_axis, in_axis = (1, 0) if transposed or packet in MATMULS else (0, 1)
         xk, wk = self.state.get(x), self.state.get(w)
         bk = self.state.get(b) if isinstance(b, fx.Node) else None
         xv, out = self.values[x], self.values[node]
@@ -112,8 +144,11 @@ class Walk(Record):
         oax = out.ndim - 1 if linear else 1
         n_out = out.shape[oax]
         detail = (str(packet), b is not None,
-                  *(f"{k}={v}" for k, v in a.items() if k not in ("input", "weight", "bias")))
+                  *(f"{k}={v}" for k, v in a.items() if k not in ("input", "weight", "bias", "mat1", "mat2")))
         x_layout = xk if isinstance(xk, Layout) and not self.units.known_fixed(xk) else None
+        if x_layout is not None and x_layout.outer_axes:
+            self.freeze(node, [x_layout], "it reads channels split into heads")
+            x_layout = None
         if not isinstance(wk, Param) or not wk.prov[out_axis] or (groups == 1 and not wk.prov[in_axis]) or \
                 (b is not None and not (isinstance(bk, Param) and bk.prov[0])) or (transposed and groups != 1):
             why = "grouped transposed convolution" if transposed and groups != 1 else \
@@ -123,7 +158,7 @@ class Walk(Record):
             for lay in ([x_layout] if x_layout else []) + [layout]:
                 self.units.fix(lay, f"frozen at {self.where(node)}", ev)
             return layout
-        in_layout = xk if isinstance(xk, Layout) and xk.axis == cax else None
+        in_layout = xk if isinstance(xk, Layout) and xk.axis == cax and not xk.outer_axes else None
         passthrough = None
         if x_layout is not None and x_layout.axis != cax:
             if linear:     # a linear layer along another axis: the channels pass through it
@@ -179,14 +214,19 @@ class Walk(Record):
 
     def _feature(self, node: fx.Node, layout: Layout) -> None:
         """A producer's pre-activations: its output, or the output of the norm that alone reads it."""
-        spot = node
+        spot, axis = node, layout.axis
         if len(node.users) == 1:
             user = next(iter(node.users))
-            if getattr(user.target, "overloadpacket", None) in NORMS and user.args[0] is node:
+            packet = getattr(user.target, "overloadpacket", None)
+            if packet in NORMS and user.args[0] is node:
                 spot = user
+            elif packet in VIEWS and node not in self.tr.module_output and layout.axis == self.values[node].ndim - 1 \
+                    and self.values[user].shape[-1] == self.values[node].shape[-1]:   # (B*T, C) viewed as (B, T, C)
+                spot, axis = user, self.values[user].ndim - 1
         spot = spot if spot in self.tr.module_output else node
+        axis = axis if spot is not node else layout.axis
         hook = self.tr.module_output.get(spot)
         if hook is not None:
             hook = (*hook, self.values[spot].ndim)
-        self.features.append((hook, layout.axis, layout.segs[0]))
+        self.features.append((hook, axis, layout.segs[0]))
 
