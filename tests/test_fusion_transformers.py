@@ -7,7 +7,6 @@ tests/test_fusion_corpus.py). Real library models (timm and torchvision ViTs, Hu
 from configs with random weights) must align with nothing left in place (`strict=True`) and keep their
 function; they are skipped, with the reason, where the library cannot be imported.
 """
-import importlib
 import warnings
 
 import pytest
@@ -16,6 +15,7 @@ import torch
 import fusion
 from fusion.alignment import aligned_state, prepare, with_state
 from landscape import LandscapeError
+from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, logits
 from tests.model_corpus import CORPUS, TinyBert, build, inputs, permute
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 
@@ -100,72 +100,30 @@ def test_weight_mode_needs_an_example_only_to_read_the_graph():
 
 
 # ------------------------------------------------------------------------------------------ library models
-def _library(module: str, name: str):
-    """`module.name`, or a skip saying why it cannot be imported here."""
+def _library_model(name: str, seed: int):
     try:
-        return getattr(importlib.import_module(module), name)
-    except Exception as exc:  # noqa: BLE001 -- torchvision's CUDA wheel fails with RuntimeError, not ImportError
-        cause = exc.__cause__ or exc
-        pytest.skip(f"{module}.{name} cannot be imported ({type(cause).__name__}: {str(cause).splitlines()[0][:80]}); "
-                    "`make install` installs the models extra")
+        return LIBRARY_MODELS[name].build(seed)
+    except LibraryUnavailable as exc:
+        pytest.skip(str(exc))
 
 
-def timm_vit(seed):
-    create_model = _library("timm", "create_model")
-    torch.manual_seed(seed)
-    return create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=16, depth=2,
-                        num_heads=2, num_classes=5).eval()
-
-
-def torchvision_vit(seed):
-    vit = _library("torchvision.models.vision_transformer", "VisionTransformer")
-    torch.manual_seed(seed)
-    return vit(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5).eval()
-
-
-def hf_bert(seed):
-    config = _library("transformers", "BertConfig")(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                                                    num_attention_heads=2, intermediate_size=32,
-                                                    max_position_embeddings=16, num_labels=3)
-    torch.manual_seed(seed)
-    return _library("transformers", "BertForSequenceClassification")(config).eval()
-
-
-def hf_gpt2(seed, use_cache=False, layers=2):
-    config = _library("transformers", "GPT2Config")(vocab_size=50, n_embd=16, n_layer=layers, n_head=2, n_positions=16,
-                                                    use_cache=use_cache, bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(seed)
-    return _library("transformers", "GPT2LMHeadModel")(config).eval()
-
-
-def _images():
-    return torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-
-
-def _tokens():
-    ids = torch.randint(1, 50, (8, 7), generator=torch.Generator().manual_seed(0))
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-
-def _logits(model, x):
-    out = model(**x) if isinstance(x, dict) else model(x)
-    return out.logits if hasattr(out, "logits") else out
-
-
-@pytest.mark.parametrize("factory, example", [(timm_vit, _images), (torchvision_vit, _images), (hf_bert, _tokens),
-                                              (hf_gpt2, _tokens)], ids=["timm-vit", "torchvision-vit", "bert", "gpt2"])
-def test_library_transformers_align_with_nothing_left_in_place(factory, example):
+@pytest.mark.parametrize("name", sorted(LIBRARY_MODELS))
+def test_library_transformers_align_with_nothing_left_in_place(name):
     """Two random initialisations: the first aligned to the second keeps its function, and nothing is frozen."""
-    a, b, x = factory(0), factory(1), example()
+    a, b, x = _library_model(name, 0), _library_model(name, 1), LIBRARY_MODELS[name].inputs()
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
         aligned = fusion.align(a, b, mode="acts", x=x, strict=True)
     assert any(not torch.equal(aligned.state_dict()[k], v) for k, v in a.state_dict().items())
-    assert torch.allclose(_logits(aligned, x), _logits(a, x), atol=1e-5)
+    assert torch.allclose(logits(aligned, x), logits(a, x), atol=1e-5)
 
 
 def test_library_cache_output_is_one_line_naming_use_cache():
-    model, x = hf_gpt2(0, use_cache=True, layers=1), {"input_ids": torch.randint(0, 50, (4, 7))}
+    try:
+        model = hf_gpt2(0, use_cache=True, layers=1)
+    except LibraryUnavailable as exc:
+        pytest.skip(str(exc))
+    x = {"input_ids": torch.randint(0, 50, (4, 7))}
     with pytest.raises(LandscapeError, match=r"^cannot trace the model with torch.export: it returns a key/value "
                        r"cache \(\w+\); build it with use_cache=False, or pass use_cache=False in x"):
         fusion.build_graph(model, x)
