@@ -13,7 +13,7 @@ class LibraryUnavailable(Exception):
     """A model library that cannot be imported here (the message says why)."""
 
 
-def _library(module: str, name: str):
+def load(module: str, name: str):
     """`module.name`, or LibraryUnavailable saying why it cannot be imported."""
     try:
         return getattr(importlib.import_module(module), name)
@@ -25,31 +25,31 @@ def _library(module: str, name: str):
 
 
 def timm_vit(seed):
-    create_model = _library("timm", "create_model")
+    create_model = load("timm", "create_model")
     torch.manual_seed(seed)
     return create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=16, depth=2,
                         num_heads=2, num_classes=5).eval()
 
 
 def torchvision_vit(seed):
-    vit = _library("torchvision.models.vision_transformer", "VisionTransformer")
+    vit = load("torchvision.models.vision_transformer", "VisionTransformer")
     torch.manual_seed(seed)
     return vit(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5).eval()
 
 
 def hf_bert(seed):
-    config = _library("transformers", "BertConfig")(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+    config = load("transformers", "BertConfig")(vocab_size=50, hidden_size=16, num_hidden_layers=2,
                                                     num_attention_heads=2, intermediate_size=32,
                                                     max_position_embeddings=16, num_labels=3)
     torch.manual_seed(seed)
-    return _library("transformers", "BertForSequenceClassification")(config).eval()
+    return load("transformers", "BertForSequenceClassification")(config).eval()
 
 
 def hf_gpt2(seed, use_cache=False, layers=2):
-    config = _library("transformers", "GPT2Config")(vocab_size=50, n_embd=16, n_layer=layers, n_head=2, n_positions=16,
+    config = load("transformers", "GPT2Config")(vocab_size=50, n_embd=16, n_layer=layers, n_head=2, n_positions=16,
                                                     use_cache=use_cache, bos_token_id=0, eos_token_id=0)
     torch.manual_seed(seed)
-    return _library("transformers", "GPT2LMHeadModel")(config).eval()
+    return load("transformers", "GPT2LMHeadModel")(config).eval()
 
 
 def _images():

@@ -1,4 +1,5 @@
-"""Fusion through attention and embeddings (Imfeld et al., "Transformer Fusion with Optimal Transport", ICLR 2024).
+"""Fusion through attention and embeddings (Imfeld et al., "Transformer Fusion with Optimal Transport", ICLR
+2024); the examples of docs/transformers.md are run as written.
 
 Hand-written models (tests/model_corpus.py: bert-style, timm-style-vit, mha-vit, gpt2-style) check the structure
 the graph finds (Q and K of a head together, V with the output projection, the residual stream through the
@@ -7,7 +8,9 @@ tests/test_fusion_corpus.py). Real library models (timm and torchvision ViTs, Hu
 from configs with random weights) must align with nothing left in place (`strict=True`) and keep their
 function; they are skipped, with the reason, where the library cannot be imported.
 """
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ import torch
 import fusion
 from fusion.alignment import aligned_state, prepare, with_state
 from landscape import LandscapeError
-from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, logits
+from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, load, logits
 from tests.model_corpus import CORPUS, TinyBert, build, inputs, permute
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 
@@ -128,3 +131,21 @@ def test_library_cache_output_is_one_line_naming_use_cache():
                        r"cache \(\w+\); build it with use_cache=False, or pass use_cache=False in x"):
         fusion.build_graph(model, x)
     assert not fusion.build_graph(model, {**x, "use_cache": False}, strict=True).frozen
+
+
+def _doc_examples() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "transformers.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.parametrize("code", _doc_examples(), ids=["timm", "hugging-face"])
+def test_documented_examples_run(code):
+    for module, name in (("timm", "create_model"), ("transformers", "BertConfig")):
+        if f"import {module}" in code or f"from {module} import" in code:
+            try:
+                load(module, name)
+            except LibraryUnavailable as exc:
+                pytest.skip(str(exc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fusion.FrozenUnitsWarning)
+        exec(compile(code, "docs/transformers.md", "exec"), {})   # the documentation's own example, as written
