@@ -134,6 +134,7 @@ def _parse(elements: list[tuple[int, int, int, int]], block: int, repeat: int) -
 
 
 def view(rec: Record, node: fx.Node) -> NodeState:
+    """view, reshape, flatten, unflatten, squeeze, unsqueeze: the layout after the reshape (`reshape`)."""
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout):
         return NotImplemented
@@ -207,6 +208,7 @@ def attention(rec: Record, node: fx.Node) -> NodeState:
     return Layout(v.axis, v.segs, v.outer_axes)
 
 def cat(rec: Record, node: fx.Node) -> NodeState:
+    """Concatenation along the channel axis: the inputs' segments in order (other tensors fixed)."""
     a = named(node)
     out = rec.values[node]
     dim = a.get("dim", 0) % out.ndim
@@ -221,6 +223,7 @@ def cat(rec: Record, node: fx.Node) -> NodeState:
     return Layout(dim, tuple(segs))
 
 def slice_(rec: Record, node: fx.Node) -> NodeState:
+    """A contiguous slice of the channels: the units it keeps (they must be whole units)."""
     a = named(node)
     x = a["input"]
     layout = rec.state.get(x)
@@ -235,6 +238,7 @@ def slice_(rec: Record, node: fx.Node) -> NodeState:
     return sub if sub is not None else rec.freeze(node, [layout], "a slice cuts through its units' blocks")
 
 def pad(rec: Record, node: fx.Node) -> NodeState:
+    """Zero padding of the channels: new fixed units around the layout."""
     a = named(node)
     layout = rec.state.get(a["input"])
     if not isinstance(layout, Layout) or layout.outer_axes:
@@ -251,6 +255,7 @@ def pad(rec: Record, node: fx.Node) -> NodeState:
     return Layout(layout.axis, tuple(segs))
 
 def split(rec: Record, node: fx.Node) -> NodeState:
+    """split and chunk: along the channels, each part's units; along another axis, the same layout."""
     x = node.args[0]
     layout = rec.state.get(x)
     if not isinstance(layout, Layout) or layout.outer_axes:
@@ -269,6 +274,7 @@ def split(rec: Record, node: fx.Node) -> NodeState:
     return tuple(parts)
 
 def group_norm(rec: Record, node: fx.Node) -> NodeState:
+    """GroupNorm: the channels cut at its groups, its affine parameters bound to them."""
     a = named(node)
     layout = rec.state.get(a["input"])
     params = [p for p in (a.get("weight"), a.get("bias")) if p is not None]

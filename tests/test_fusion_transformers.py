@@ -17,6 +17,8 @@ import torch
 
 import fusion
 from fusion.alignment import aligned_state, prepare, with_state
+from fusion.layout import Layout, Seg
+from fusion.structural import reshape
 from landscape import LandscapeError
 from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, load, logits
 from tests.model_corpus import CORPUS, TinyBert, build, inputs, permute
@@ -149,3 +151,17 @@ def test_documented_examples_run(code):
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
         exec(compile(code, "docs/transformers.md", "exec"), {})   # the documentation's own example, as written
+
+
+def test_head_reshapes_by_hand():
+    """Layouts through the reshapes attention code uses, written out by hand."""
+    d = Layout(2, (Seg(0, 0, 8),))
+    heads = reshape(d, (2, 5, 8), (2, 5, 2, 4))              # (B, T, C) -> (B, T, H, C / H)
+    assert heads == Layout(3, (Seg(0, 0, 4), Seg(0, 4, 4)), (2,))
+    assert reshape(heads, (2, 5, 2, 4), (2, 5, 8)) == d      # merged back: one run of the group's 8 units
+    merged = reshape(Layout(2, (Seg(0, 0, 8),)), (5, 2, 8), (5, 4, 4))    # (T, B, C) -> (T, B * H, C / H)
+    assert merged == Layout(2, (Seg(0, 0, 4), Seg(0, 4, 4)) * 2, (1,))
+    qkv = reshape(Layout(2, (Seg(1, 0, 6),)), (2, 5, 6), (2, 5, 3, 2))   # fused Q, K, V of one head each
+    assert qkv == Layout(3, (Seg(1, 0, 2), Seg(1, 2, 2), Seg(1, 4, 2)), (2,))
+    flipped = Layout(1, heads.segs, (3,))                    # heads after the units: not a row-major order
+    assert reshape(flipped, (2, 4, 5, 2), (2, 8, 5)) is None
