@@ -41,7 +41,8 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
     or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode.
     Units the alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a
-    warning; `strict=True` makes that an error."""
+    warning; `strict=True` makes that an error. `x` is a batch of inputs as `fusion.align` takes it (a tensor,
+    a tuple of positional arguments or a dict of keyword arguments)."""
     models = list(models)
     if len(models) < 2:
         raise LandscapeError(f"fusion needs at least two models, got {len(models)}")
