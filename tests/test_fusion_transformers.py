@@ -142,7 +142,7 @@ def _doc_examples() -> list[str]:
 
 @pytest.mark.parametrize("code", _doc_examples(), ids=["timm", "hugging-face"])
 def test_documented_examples_run(code):
-    for module, name in (("timm", "create_model"), ("transformers", "BertConfig")):
+    for module, name in (("timm", "create_model"), ("transformers", "BertForSequenceClassification")):
         if f"import {module}" in code or f"from {module} import" in code:
             try:
                 load(module, name)
