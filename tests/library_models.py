@@ -61,6 +61,7 @@ def _tokens():
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+@torch.no_grad()
 def logits(model, x):
     """The prediction of a library model: its output, or the output's `logits`."""
     out = model(**x) if isinstance(x, dict) else model(x)
