@@ -9,6 +9,11 @@ function with both metrics; the models that freeze groups are permuted in their 
 with the operations named. Times are the median of 3 warm runs (after one warm-up) of `fusion.fuse([A, B])`
 on 64 inputs, one CPU thread, tracing included.
 
+Library models (tests/library_models.py: tiny timm and torchvision ViTs, Hugging Face BERT and GPT-2 from configs,
+random weights): two initialisations A and B; A aligned to B must keep A's function ("max |dlogit|" over the
+example batch of 8) with no unit group frozen (strict alignment); the movable groups are counted (residual stream,
+per layer one group per head for Q/K and one for V, the MLP) and `fusion.fuse([A, B])` is timed as above.
+
 Usage: PYTHONPATH=. python benchmarks/fusion_coverage.py [--threads N]
 """
 from __future__ import annotations
@@ -19,8 +24,10 @@ import time
 import warnings
 
 import torch
+from landscape.models.libraries import prepare_torchvision
 
 import fusion
+from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, logits
 from tests.model_corpus import CORPUS, build, inputs, permute
 
 
@@ -72,6 +79,28 @@ def main() -> None:
     print(f"\n{exact_count}/{len(CORPUS)} models recover the hidden permutation exactly with both metrics "
           f"(where groups are frozen, the hidden permutation leaves them in place); {len(frozen_models)} freeze "
           f"unit groups, each with one warning line: {', '.join(frozen_models)}.")
+    _library_models()
+
+
+def _library_models() -> None:
+    prepare_torchvision()
+    header = f"{'library model':<24} {'movable':>7} {'frozen':>6} {'max |dlogit| acts':>17} {'wts':>8} " \
+             f"{'fuse acts s':>11} {'fuse wts s':>10}"
+    print(f"\n{header}\n{'-' * len(header)}")
+    for name, case in sorted(LIBRARY_MODELS.items()):
+        try:
+            a, b, x = case.build(0), case.build(1), case.inputs()
+        except LibraryUnavailable as exc:
+            print(f"{name:<24} skipped: {exc}")
+            continue
+        graph = fusion.build_graph(b, x, strict=True)
+        change = [float((logits(fusion.align(a, b, mode=m, x=x, strict=True), x) - logits(a, x)).abs().max())
+                  for m in ("acts", "wts")]
+        times = [_median_time(lambda m=m, a=a, b=b, x=x: fusion.fuse([a, b], mode=m, x=x, strict=True))[0]
+                 for m in ("acts", "wts")]
+        frozen = sum(g.reason.startswith("frozen") for g in graph.groups)
+        print(f"{name:<24} {sum(not g.fixed for g in graph.groups):>7} {frozen:>6} {change[0]:>17.1e} "
+              f"{change[1]:>8.1e} {times[0]:>11.3f} {times[1]:>10.3f}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """fusion: align and fuse neural networks with optimal transport (Singh & Jaggi, "Model Fusion via Optimal
 Transport", Algorithm 1), for models written as ordinary PyTorch code: the alignment graph is read off the
-model's exported ATen graph (linear and convolution layers, norms, residual adds, concatenation, depthwise
-convolutions, gates, reshapes; anything it cannot follow is frozen with a warning, or an error with strict).
+model's exported ATen graph (linear and convolution layers, embeddings, norms, residual adds, concatenation,
+depthwise convolutions, gates, reshapes, attention heads; anything it cannot follow is frozen with a warning, or
+an error with strict).
 
 Names are loaded on first use (PEP 562), so `import fusion` costs nothing until a function is called.
 """
 import importlib
 
-_EXPORTS = {"align": ".alignment", "fuse": ".averaging", "build_graph": ".graph", "AlignmentGraph": ".graph",
+_EXPORTS = {"align": ".alignment", "fuse": ".fusing", "build_graph": ".graph", "AlignmentGraph": ".graph",
             "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "MODES": ".choices", "SOLVERS": ".choices",
             "MARGINALS": ".choices"}
 __all__ = sorted(_EXPORTS)

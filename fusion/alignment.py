@@ -24,6 +24,7 @@ from torch import nn
 from landscape.errors import LandscapeError, check_choice
 from landscape.spec import spec_of
 
+from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_all_finite, check_same_graph, check_specs
 from .choices import MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
@@ -31,7 +32,7 @@ from .metrics import Moments, activation_moments, weight_cost, weight_rows
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str) -> None:
+def check_options(mode: str, x: object | None, solver: str, marginals: str) -> None:
     """Raise a one-line error for an unknown mode, solver or marginal, or missing inputs."""
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")
@@ -40,36 +41,31 @@ def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str
         raise LandscapeError("activation-based alignment and importance marginals need x, a batch of inputs")
 
 
-def _example(models: Sequence[nn.Module], x: torch.Tensor | None) -> torch.Tensor:
+def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object:
     """Two inputs to trace with: from `x` (repeated if it holds one), else zeros of the spec's input shape."""
     device = next(models[0].parameters()).device
     if x is not None:
-        return x[:2].to(device) if len(x) > 1 else x[:1].expand(2, *x.shape[1:]).to(device)
+        x = to_device(x, device)
+        return take(x, 0, 2) if batch_length(x) > 1 else repeat_first(x, 2)
     spec = spec_of(models[0])
     shape = None if spec is None else spec.input_shape
     if shape is None:
-        raise LandscapeError("pass x (a batch of inputs): the model has no input_shape in its landscape_spec")
+        raise LandscapeError(f"mode={mode!r} needs an example input x, only to read the model's graph (one forward "
+                             "pass): pass x, a batch of inputs (a tensor, a tuple of positional arguments or a dict "
+                             "of keyword arguments)")
     return torch.zeros(2, *shape, device=device)
 
 
-def prepare(models: Sequence[nn.Module], x: torch.Tensor | None, *, strict: bool = False, mode: str = "wts",
+def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = False, mode: str = "wts",
             reference: int = -1) -> list[AlignmentGraph]:
     """Check that the models can be aligned to each other and return each one's alignment graph (same
     structure, each with its own widths). Frozen units are warned about once, for the `reference` model."""
     check_all_finite(models)
     check_specs(models)
-    example = _example(models, x)
+    example = _example(models, x, mode)
     graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]
     check_same_graph(graphs)
-    ref = graphs[reference]
-    messages = list(ref.frozen)
-    if mode == "acts":
-        for g in ref.groups:
-            if not g.fixed and g.producers and not g.features:
-                messages.append(f"layer '{g.producers[0]}' is not the output of a module, so its activations "
-                                "cannot be read; its units are left in place")
-        if strict and len(messages) > len(ref.frozen):
-            raise LandscapeError(f"strict fusion: {messages[len(ref.frozen)]}")
+    messages = list(graphs[reference].frozen)
     for message in messages:
         warnings.warn(f"fusion: {message}", FrozenUnitsWarning, stacklevel=3)
     return graphs
@@ -85,13 +81,14 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
                    estimate_graph: AlignmentGraph, *, mode: str = "acts", moments: dict[int, Moments] | None = None,
                    solver: str = "emd", reg: float = 0.01, marginals: str = "uniform") -> dict[int, Map]:
     """One transport map per movable group, from a model's units (`state`, `graph`) to the estimate's.
-    Groups with nothing to compare (no producer, or no readable activations) keep their units in place."""
+    In activation mode, groups whose activations no module returns are aligned by their incoming weights
+    (after every other group); groups with nothing to compare keep their units in place."""
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
 
-    def solve(gid: int, layers: Sequence[int]) -> None:
+    def solve(gid: int, layers: Sequence[int], by_weights: bool) -> None:
         mom = moments.get(gid) if moments is not None else None
-        if mode == "acts":
+        if not by_weights:
             if mom is None:
                 return
             cost = mom.cost()
@@ -107,7 +104,10 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
     movable = [gid for gid, g in enumerate(graph.groups) if not g.fixed]
     if mode == "acts":
         for gid in movable:
-            solve(gid, ())
+            solve(gid, (), by_weights=False)
+        for gid in movable:   # units whose activations no module returns (nn.MultiheadAttention's projections)
+            if gid not in maps:
+                solve(gid, _producer_calls(graph, gid), by_weights=True)
         return maps
     seen: dict[int, list[int]] = {gid: [] for gid in movable}
     solved: set[int] = set()
@@ -116,7 +116,7 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
         for seg in layer.ins:
             if seg.group in seen and seg.group not in solved:
                 solved.add(seg.group)
-                solve(seg.group, seen[seg.group])
+                solve(seg.group, seen[seg.group], by_weights=True)
         if layer.weight in weights:    # a layer called again: its rows are already there
             continue
         weights.add(layer.weight)
@@ -125,8 +125,17 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
                 seen[seg.group].append(i)
     for gid in movable:
         if gid not in solved:
-            solve(gid, seen[gid])
+            solve(gid, seen[gid], by_weights=True)
     return maps
+
+
+def _producer_calls(graph: AlignmentGraph, gid: int) -> list[int]:
+    """Indices of the first call of each layer that produces units of group `gid`."""
+    seen: dict[str, int] = {}
+    for i, layer in enumerate(graph.layers):
+        if any(seg.group == gid for seg in layer.out):
+            seen.setdefault(layer.weight, i)
+    return list(seen.values())
 
 
 def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:
@@ -159,17 +168,21 @@ def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, 
     return apply_maps(state, graph, maps)
 
 
-def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: torch.Tensor | None = None,
+def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
           strict: bool = False) -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
-    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error)."""
+    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
+
+    `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword arguments (e.g.
+    `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and importance marginals read
+    activations on all of it; weight alignment needs it only to read the graph (two examples are used)."""
     check_options(mode, x, solver, marginals)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
         moments = activation_moments([model], anchor, [graph], anchor_graph,
-                                     x.to(next(anchor.parameters()).device), batch_size)[0]
+                                     to_device(x, next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
                           marginals=marginals)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())

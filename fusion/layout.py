@@ -33,14 +33,23 @@ class Seg:
 
 @dataclass(frozen=True)
 class Layout:
-    """The units along axis `axis` of a tensor (or of a parameter, for bindings)."""
+    """The units along axis `axis` of a tensor (or of a parameter, for bindings). A layout split into heads
+    runs over several axes: `outer_axes` (outermost first, then `axis`), its elements in the row-major order
+    of those axes; each segment then lies within one index of the outer axes (one head), and permutations move
+    units only within their segment."""
 
     axis: int
     segs: tuple[Seg, ...]
+    outer_axes: tuple[int, ...] = ()
 
     @property
     def length(self) -> int:
         return sum(s.length for s in self.segs)
+
+    @property
+    def axes(self) -> tuple[int, ...]:
+        """Every axis the layout runs over, outermost first."""
+        return (*self.outer_axes, self.axis)
 
     def on(self, axis: int) -> Layout:
         return Layout(axis, self.segs)
@@ -112,6 +121,11 @@ class Units:
                 j, ob = j + 1, 0
         self.pairs.extend(p for p in pairs if p[:2] != p[2:4])
         return True
+
+    def cut_segments(self, layout: Layout) -> None:
+        """Cut every group at the ends of its segments in `layout` (units never cross them)."""
+        for s in layout.segs:
+            self.cuts[s.group] |= {s.start, s.start + s.n}
 
     def cut_at(self, layout: Layout, positions: list[int]) -> bool:
         """Cut the groups of `layout` at element positions (each must fall on a unit boundary)."""

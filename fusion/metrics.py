@@ -22,6 +22,7 @@ from torch import nn
 
 from landscape.errors import LandscapeError
 
+from .batches import batch_length, chunks, run
 from .graph import AlignmentGraph, Feature, Layer
 from .transport import Map, move_axis
 
@@ -133,10 +134,11 @@ def _features(graph: AlignmentGraph, gid: int, captured: dict) -> list[torch.Ten
 
 @torch.no_grad()
 def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs: Sequence[AlignmentGraph],
-                       estimate_graph: AlignmentGraph, x: torch.Tensor, batch_size: int = 100
+                       estimate_graph: AlignmentGraph, x: object, batch_size: int = 100
                        ) -> list[dict[int, Moments]]:
     """Per model, per movable group with features: the moments of its pre-activations against the
-    estimate's on inputs `x` (`graphs`: each model's own alignment graph, for its widths)."""
+    estimate's on inputs `x` (a tensor, tuple or dict batch: `fusion/batches.py`; `graphs`: each model's own
+    alignment graph, for its widths)."""
     gids = [gid for gid, g in enumerate(estimate_graph.groups) if not g.fixed and g.features]
     nets = [*list(models), estimate]
     states = [m.training for m in nets]
@@ -144,21 +146,19 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs:
         m.eval()
     accs = [_Accumulator() for _ in nets]
     values: dict[tuple[int, int], float] = {}   # values per unit over all of x, per feature
-    chunks = list(x.split(batch_size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:    # no batch of one (code such as .squeeze() would drop its axis)
-        chunks[-2:] = [torch.cat(chunks[-2:])]
+    total = batch_length(x)
     try:
-        for chunk in chunks:
+        for chunk in chunks(x, batch_size):
             with _captured(estimate, estimate_graph, _wanted(estimate_graph, gids)) as captured:
-                estimate(chunk)
+                run(estimate, chunk)
             ref = {gid: _features(estimate_graph, gid, captured) for gid in gids}
             for gid in gids:
                 for i, f in enumerate(ref[gid]):
-                    values.setdefault((gid, i), float(len(x)) * f.shape[1] / len(chunk))
+                    values.setdefault((gid, i), float(total) * f.shape[1] / batch_length(chunk))
                     accs[-1].update(gid, (gid, i), f, None, values[(gid, i)])
             for model, graph, acc in zip(models, graphs, accs):
                 with _captured(model, graph, _wanted(graph, gids)) as captured:
-                    model(chunk)
+                    run(model, chunk)
                 for gid in gids:
                     for i, f in enumerate(_features(graph, gid, captured)):
                         acc.update(gid, (gid, i), f, ref[gid][i], values[(gid, i)])

@@ -105,25 +105,6 @@ class Map:
         m = (self.rows if role == "out" else self.cols.T).to(t.device)
         return torch.einsum("mn,onir->omir", m, t.to(m.dtype))
 
-    def move_units(self, v: torch.Tensor) -> torch.Tensor:
-        """Parameters indexed by this group's units along dim 0 (weight rows, biases, BatchNorm), moved."""
-        if self.index is not None:
-            return v[self.index.to(v.device)]
-        rows = self.rows.to(v.device)
-        return (rows @ v.reshape(v.shape[0], -1).to(rows.dtype)).reshape(rows.shape[0], *v.shape[1:])
-
-    def move_inputs(self, w: torch.Tensor, block: int = 1) -> torch.Tensor:
-        """A consumer's weight (out, units * block, ...) with its inputs moved; blocks are channel-major."""
-        n, m = self.cols.shape
-        per_unit = w.reshape(w.shape[0], n, -1)
-        if self.index is not None:
-            moved = per_unit[:, self.index.to(w.device)]
-        else:
-            cols = self.cols.to(w.device)
-            moved = (cols.T @ per_unit.transpose(0, 1).reshape(n, -1).to(cols.dtype)).reshape(m, w.shape[0], -1)
-            moved = moved.transpose(0, 1)
-        return moved.reshape(w.shape[0], m * block, *w.shape[2:])
-
 
 def move_axis(value: torch.Tensor, axis: int, segments, role: str, maps: dict[int, Map],
               sizes: list[int]) -> torch.Tensor:

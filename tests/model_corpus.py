@@ -950,6 +950,254 @@ def einsum_units(m):
     return [Units(12, rows("fc1") + cols("fc2"))]
 
 
+# ------------------------------------------------------------------------------------------------ attention
+class BertSelfAttention(nn.Module):
+    """Separate query/key/value layers, heads split with view + transpose, scores with matmul."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.head_dim = heads, d // heads
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+        self.dense = nn.Linear(d, d)
+
+    def split_heads(self, x):
+        b, t, _ = x.size()
+        return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, mask):
+        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5 + mask
+        context = torch.matmul(F.dropout(scores.softmax(dim=-1), 0.1, self.training), v)
+        context = context.permute(0, 2, 1, 3).contiguous()
+        return self.dense(context.view(context.size(0), context.size(1), -1))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.attention, self.ln1 = BertSelfAttention(d, heads), nn.LayerNorm(d)
+        self.intermediate, self.output, self.ln2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d), nn.LayerNorm(d)
+
+    def forward(self, x, mask):
+        x = self.ln1(x + self.attention(x, mask))
+        return self.ln2(x + self.output(F.gelu(self.intermediate(x))))
+
+
+class TinyBert(nn.Module):
+    """Token, position and segment embeddings, post-norm layers, an attention mask built from the ids."""
+
+    def __init__(self, vocab=13, d=8, heads=2, positions=6, classes=3):
+        super().__init__()
+        self.word, self.position, self.segment = nn.Embedding(vocab, d), nn.Embedding(positions, d), nn.Embedding(2, d)
+        self.register_buffer("position_ids", torch.arange(positions)[None], persistent=False)
+        self.ln = nn.LayerNorm(d)
+        self.layers = nn.ModuleList([BertLayer(d, heads) for _ in range(2)])
+        self.pooler, self.classifier = nn.Linear(d, d), nn.Linear(d, classes)
+
+    def forward(self, input_ids):
+        t = input_ids.shape[1]
+        mask = (1.0 - (input_ids > 0).float())[:, None, None, :] * -10000.0
+        x = self.word(input_ids) + self.position(self.position_ids[:, :t]) + self.segment(torch.zeros_like(input_ids))
+        x = self.ln(x)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.classifier(torch.tanh(self.pooler(x[:, 0])))
+
+
+def bert_units(m):
+    d, h = 8, 4
+    stream = [Axis(f"{e}.weight", 1) for e in ("word", "position", "segment")] + affine("ln") + cols("pooler")
+    units = []
+    for i in range(2):
+        p = f"layers.{i}"
+        stream += cols(f"{p}.attention.query") + cols(f"{p}.attention.key") + cols(f"{p}.attention.value")
+        stream += rows(f"{p}.attention.dense") + affine(f"{p}.ln1") + cols(f"{p}.intermediate")
+        stream += rows(f"{p}.output") + affine(f"{p}.ln2")
+        units.append(Units(2 * d, rows(f"{p}.intermediate") + cols(f"{p}.output")))
+        for head in range(d // h):
+            o = head * h
+            units.append(Units(h, rows(f"{p}.attention.query", offset=o) + rows(f"{p}.attention.key", offset=o)))
+            units.append(Units(h, rows(f"{p}.attention.value", offset=o) + cols(f"{p}.attention.dense", offset=o)))
+    return [Units(d, stream), Units(d, rows("pooler") + cols("classifier")), *units]
+
+
+class TimmAttention(nn.Module):
+    """One qkv layer, reshaped to (3, B, heads, N, head_dim) with permute and unbind, then SDPA."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.head_dim = heads, d // heads
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class VitBlock(nn.Module):
+    def __init__(self, d, heads, attention):
+        super().__init__()
+        self.norm1, self.attn, self.norm2 = nn.LayerNorm(d), attention(d, heads), nn.LayerNorm(d)
+        self.fc1, self.fc2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class TimmVit(nn.Module):
+    """Patch convolution, class token concatenated, learned position embedding added, pre-norm blocks."""
+
+    def __init__(self, d=8, heads=2, classes=3):
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, d, 4, 4)
+        self.cls_token, self.pos_embed = nn.Parameter(torch.randn(1, 1, d)), nn.Parameter(torch.randn(1, 5, d))
+        self.blocks = nn.Sequential(*[VitBlock(d, heads, TimmAttention) for _ in range(2)])
+        self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, classes)
+
+    def forward(self, x):
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def vit_stream(m, blocks, attn_in):
+    stream = [*rows("patch_embed"), Axis("cls_token", 2), Axis("pos_embed", 2), *affine("norm"), *cols("head")]
+    for i in range(blocks):
+        p = f"blocks.{i}"
+        stream += affine(f"{p}.norm1") + attn_in(p) + affine(f"{p}.norm2") + cols(f"{p}.fc1") + rows(f"{p}.fc2")
+    return stream
+
+
+def timm_vit_units(m):
+    d, h = 8, 4
+    units = [Units(d, vit_stream(m, 2, lambda p: cols(f"{p}.attn.qkv") + rows(f"{p}.attn.proj")))]
+    for i in range(2):
+        p = f"blocks.{i}"
+        units.append(Units(2 * d, rows(f"{p}.fc1") + cols(f"{p}.fc2")))
+        for head in range(d // h):
+            o = head * h
+            units.append(Units(h, rows(f"{p}.attn.qkv", offset=o) + rows(f"{p}.attn.qkv", offset=d + o)))
+            units.append(Units(h, rows(f"{p}.attn.qkv", offset=2 * d + o) + cols(f"{p}.attn.proj", offset=o)))
+    return units
+
+
+class MhaAttention(nn.Module):
+    """nn.MultiheadAttention (packed in_proj_weight), as torchvision's ViT uses it."""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(d, heads, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+class MhaVit(TimmVit):
+    def __init__(self, d=8, heads=2, classes=3):
+        super().__init__(d, heads, classes)
+        self.blocks = nn.Sequential(*[VitBlock(d, heads, MhaAttention) for _ in range(2)])
+
+
+def mha_vit_units(m):
+    d, h = 8, 4
+    stream = vit_stream(m, 2, lambda p: [Axis(f"{p}.attn.mha.in_proj_weight", 1), *rows(f"{p}.attn.mha.out_proj")])
+    units = [Units(d, stream)]
+    for i in range(2):
+        p, a = f"blocks.{i}", f"blocks.{i}.attn.mha"
+        units.append(Units(2 * d, rows(f"{p}.fc1") + cols(f"{p}.fc2")))
+        for head in range(d // h):
+            o = head * h
+            packed = [Axis(f"{a}.in_proj_{k}", 0, off + o) for k in ("weight", "bias") for off in (0, d)]
+            units.append(Units(h, packed))
+            units.append(Units(h, [Axis(f"{a}.in_proj_{k}", 0, 2 * d + o) for k in ("weight", "bias")]
+                               + cols(f"{a}.out_proj", offset=o)))
+    return units
+
+
+class Conv1D(nn.Module):
+    """A linear layer with its weight stored (in, out), applied with addmm on the flattened batch."""
+
+    def __init__(self, nf, nx):
+        super().__init__()
+        self.nf = nf
+        self.weight, self.bias = nn.Parameter(torch.randn(nx, nf) * 0.3), nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        size_out = (*x.size()[:-1], self.nf)
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+
+class Gpt2Attention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads, self.head_dim, self.split_size = heads, d // heads, d
+        self.c_attn, self.c_proj = Conv1D(3 * d, d), Conv1D(d, d)
+
+    def _split_heads(self, x):
+        return x.view((*x.size()[:-1], self.heads, self.head_dim)).permute(0, 2, 1, 3)
+
+    def forward(self, x):
+        q, k, v = self.c_attn(x).split(self.split_size, dim=2)
+        out = F.scaled_dot_product_attention(self._split_heads(q), self._split_heads(k), self._split_heads(v),
+                                             is_causal=True)
+        out = out.transpose(1, 2).contiguous()
+        return self.c_proj(out.view((*out.size()[:-2], self.heads * self.head_dim)))
+
+
+class Gpt2Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(d), Gpt2Attention(d, heads), nn.LayerNorm(d)
+        self.c_fc, self.c_proj = Conv1D(2 * d, d), Conv1D(d, 2 * d)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class TinyGpt2(nn.Module):
+    """Token and position embeddings, causal SDPA, an LM head tied to the token embedding."""
+
+    def __init__(self, vocab=13, d=8, heads=2, positions=6):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(positions, d)
+        self.h = nn.ModuleList([Gpt2Block(d, heads) for _ in range(2)])
+        self.ln_f = nn.LayerNorm(d)
+        self.lm_head = nn.Linear(d, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, input_ids):
+        positions = torch.arange(input_ids.size(-1), device=input_ids.device)[None]
+        x = self.wte(input_ids) + self.wpe(positions)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def conv1d_rows(prefix: str, offset: int = 0) -> list[Axis]:
+    """A Conv1D layer's output units: weight columns (stored (in, out)) and bias."""
+    return [Axis(f"{prefix}.weight", 1, offset), Axis(f"{prefix}.bias", 0, offset)]
+
+
+def gpt2_units(m):
+    d, h = 8, 4
+    stream = [Axis("wte.weight", 1), Axis("wpe.weight", 1), Axis("lm_head.weight", 1), *affine("ln_f")]
+    units = []
+    for i in range(2):
+        p = f"h.{i}"
+        stream += [*affine(f"{p}.ln_1"), Axis(f"{p}.attn.c_attn.weight", 0), *affine(f"{p}.ln_2")]
+        stream += [Axis(f"{p}.c_fc.weight", 0), *conv1d_rows(f"{p}.attn.c_proj"), *conv1d_rows(f"{p}.c_proj")]
+        units.append(Units(2 * d, [*conv1d_rows(f"{p}.c_fc"), Axis(f"{p}.c_proj.weight", 0)]))
+        for head in range(d // h):
+            o = head * h
+            units.append(Units(h, conv1d_rows(f"{p}.attn.c_attn", o) + conv1d_rows(f"{p}.attn.c_attn", d + o)))
+            units.append(Units(h, [*conv1d_rows(f"{p}.attn.c_attn", 2 * d + o), Axis(f"{p}.attn.c_proj.weight", 0, o)]))
+    return [Units(d, stream), *units]
+
+
 @dataclass
 class Case:
     build: object                 # () -> model
@@ -957,6 +1205,7 @@ class Case:
     shape: tuple = (3, 8, 8)
     frozen: str = ""              # the operation that freezes units (named in the warning), "" if none
     constructs: tuple = ()        # the issue's constructs this model exercises
+    vocab: int = 0                # > 0: the inputs are token ids in [1, vocab) of length shape[0]
 
 
 CORPUS: dict[str, Case] = {
@@ -1012,6 +1261,16 @@ CORPUS: dict[str, Case] = {
                                constructs=("forward(x, disable_logits=False) with an if, alone",)),
     "probe-size3-pool": Case(lambda: PoolProbe("size"), probe_units, constructs=("x.size()[3] alone",)),
     "probe-squeeze": Case(lambda: PoolProbe("squeeze"), probe_units, constructs=(".squeeze() alone",)),
+    "bert-style": Case(TinyBert, bert_units, (6,), vocab=13,
+                       constructs=("token/position/segment embeddings", "view + transpose heads", "matmul scores",
+                                   "attention mask from the ids", "post-norm LayerNorm")),
+    "timm-style-vit": Case(TimmVit, timm_vit_units,
+                           constructs=("fused qkv reshape(B, N, 3, H, D).permute.unbind", "SDPA", "class token cat",
+                                       "position embedding parameter")),
+    "mha-vit": Case(MhaVit, mha_vit_units, constructs=("nn.MultiheadAttention in_proj_weight",)),
+    "gpt2-style": Case(TinyGpt2, gpt2_units, (6,), vocab=13,
+                       constructs=("Conv1D addmm (weight stored (in, out))", "fused c_attn split", "causal SDPA",
+                                   "LM head tied to the token embedding")),
     "channel-flip": Case(ChannelFlip, flip_units, frozen="aten.flip", constructs=("x.flip(1): frozen",)),
     "channel-shuffle": Case(ShuffleNet, shuffle_units, frozen="aten.view",
                             constructs=("channel shuffle: frozen",)),
@@ -1027,4 +1286,7 @@ def build(name: str, seed: int = 0) -> nn.Module:
 
 
 def inputs(name: str, n: int = 64, seed: int = 5) -> torch.Tensor:
-    return torch.randn(n, *CORPUS[name].shape, generator=torch.Generator().manual_seed(seed))
+    g, case = torch.Generator().manual_seed(seed), CORPUS[name]
+    if case.vocab:
+        return torch.randint(1, case.vocab, (n, *case.shape), generator=g)
+    return torch.randn(n, *case.shape, generator=g)

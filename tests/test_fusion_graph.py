@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import fusion
-from fusion.transport import Map, plan
+from fusion.graph import Segment
+from fusion.transport import Map, move_axis, plan
 from landscape import LandscapeError, build_model
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
 
@@ -87,7 +88,7 @@ class ChannelRoll(nn.Module):
 
 
 class Embedded(nn.Module):
-    """Token ids computed from the input, an embedding table (its units are not followed), a hidden layer."""
+    """Token ids computed from the input, an embedding table, a hidden layer."""
 
     def __init__(self):
         super().__init__()
@@ -96,6 +97,18 @@ class Embedded(nn.Module):
     def forward(self, x):
         ids = (x.flatten(1)[:, :5].abs() * 5).long().clamp(max=19)
         return self.out(F.relu(self.fc(self.embed(ids).mean(1))))
+
+
+class ParamMix(nn.Module):
+    """A weight matrix applied to the flattened input with einsum: its output units only a parameter defines."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = nn.Parameter(torch.randn(64, 8) * 0.1)
+        self.fc, self.out = nn.Linear(8, 12), nn.Linear(12, 10)
+
+    def forward(self, x):
+        return self.out(F.relu(self.fc(torch.einsum("bi,ij->bj", x.flatten(1), self.mix))))
 
 
 class ValueBranch(nn.Module):
@@ -124,17 +137,33 @@ def test_unsupported_operation_is_named():
 
 
 def test_units_defined_by_unknown_parameters_are_named():
-    """An embedding's units are left in place with a warning; the hidden layer after it is still aligned."""
+    """Units only a parameter defines, in an operation fusion does not know, are left in place with a warning;
+    the hidden layer after them is still aligned."""
     torch.manual_seed(0)
-    b = Embedded().eval()
+    b = ParamMix().eval()
     a = _permute(b, [{"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
-    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.embedding \(node 'embedding'\) in module "
-                      r"'embed' \(Embedding\): its output units are defined by parameters that fusion does not "
-                      r"know how to move; they are left in place$"):
+    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.einsum \(node 'einsum'\) in the model's "
+                      r"forward: its output units are defined by parameters that fusion does not know how to move; "
+                      r"they are left in place$"):
         aligned = fusion.align(a, b, mode="acts", x=X)
     assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
-    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.embedding"):
+    with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.einsum"):
         fusion.align(a, b, mode="wts", x=X, strict=True)
+
+
+def test_embedding_columns_are_units():
+    """An embedding table's columns are units (its rows are looked up by index): a copy with them and the
+    hidden layer permuted is recovered exactly, without a warning."""
+    torch.manual_seed(0)
+    b = Embedded().eval()
+    a = _permute(b, [{"n": 8, "rows": [], "norms": [], "cols": [("embed", 1), ("fc", 1)]},
+                     {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
+    assert not torch.equal(a.embed.weight, b.embed.weight)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fusion.FrozenUnitsWarning)
+        for mode in ("acts", "wts"):
+            aligned = fusion.align(a, b, mode=mode, x=X, strict=True)
+            assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
 def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
@@ -145,11 +174,14 @@ def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
     assert torch.allclose(m.rows, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], dtype=torch.float64))
     assert torch.allclose(m.cols, torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64))
     w = torch.tensor([[1.0, 2, 3, 4]])   # a consumer of the wide layer: merged inputs add up
-    assert torch.equal(m.move_inputs(w), torch.tensor([[3.0, 7]], dtype=torch.float64))
+    maps, sizes = {0: m}, [4]
+    assert torch.equal(move_axis(w, 1, (Segment(0),), "in", maps, sizes), torch.tensor([[3.0, 7]], dtype=torch.float64))
     blocks = torch.arange(8.0)[None]      # the same with blocks of 2 inputs per unit (a flatten)
-    assert torch.equal(m.move_inputs(blocks, 2), torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
+    assert torch.equal(move_axis(blocks, 1, (Segment(0, inner=2),), "in", maps, sizes),
+                       torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
     units = torch.tensor([[1.0, 1], [3, 3], [5, 5], [7, 7]])   # producer rows: merged units are averaged
-    assert torch.equal(m.move_units(units), torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
+    assert torch.equal(move_axis(units, 0, (Segment(0),), "out", maps, sizes),
+                       torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
 
 
 def test_exact_and_sinkhorn_plans_have_the_marginals():

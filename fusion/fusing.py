@@ -15,6 +15,7 @@ from torch import nn
 from landscape.errors import LandscapeError, check_choice
 
 from .alignment import aligned_state, check_options, prepare, with_state
+from .batches import to_device
 from .checks import check_all_finite, check_same_shapes, check_specs, fusion_weights
 from .choices import METHODS
 from .metrics import activation_moments
@@ -34,13 +35,14 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
 
 
 def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
-         mode: str = "acts", x: torch.Tensor | None = None, anchor: int = -1, iterations: int = 1,
+         mode: str = "acts", x: object | None = None, anchor: int = -1, iterations: int = 1,
          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
          strict: bool = False) -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
     or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode.
     Units the alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a
-    warning; `strict=True` makes that an error."""
+    warning; `strict=True` makes that an error. `x` is a batch of inputs as `fusion.align` takes it (a tensor,
+    a tuple of positional arguments or a dict of keyword arguments)."""
     models = list(models)
     if len(models) < 2:
         raise LandscapeError(f"fusion needs at least two models, got {len(models)}")
@@ -65,7 +67,7 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
         moving = [(m, g) for m, g in zip(models, graphs) if m is not estimate]
         moments = {}
         if moving and (mode == "acts" or marginals == "importance"):
-            xs = x.to(next(estimate.parameters()).device)
+            xs = to_device(x, next(estimate.parameters()).device)
             found = activation_moments([m for m, _ in moving], estimate, [g for _, g in moving], estimate_graph,
                                        xs, batch_size)
             moments = dict(zip((id(m) for m, _ in moving), found))
