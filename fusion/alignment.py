@@ -10,6 +10,9 @@ producers seen so far (their inputs are aligned by then). For plain networks tha
 residual stream is solved from the layers that open it (the stem, or a block's second conv and projection
 shortcut), because the later blocks that add into it read the stream themselves. In activation mode every
 group is solved independently, from the pre-activations of all its producers.
+
+With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`): weight matching
+by coordinate descent over all groups, or activation matching by correlation.
 """
 from __future__ import annotations
 
@@ -24,14 +27,20 @@ from torch import nn
 from landscape.errors import LandscapeError
 
 from .checks import check_finite, check_same_graph, check_specs
-from .choices import MARGINALS, MODES, SOLVERS
+from .choices import ALIGNERS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .metrics import Moments, activation_moments, weight_cost, weight_rows
+from .rebasin import activation_matching, weight_matching
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str) -> None:
-    """Raise a one-line error for an unknown mode, solver or marginal, or missing inputs."""
+def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str, method: str = "ot") -> None:
+    """Raise a one-line error for an unknown method, mode, solver or marginal, or missing inputs."""
+    if method not in ALIGNERS:
+        raise LandscapeError(f"unknown alignment method {method!r}; choose one of {', '.join(ALIGNERS)}")
+    if method == "rebasin" and (solver != "emd" or marginals != "uniform"):
+        raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver and marginals "
+                             "do not apply (leave them at emd and uniform)")
     if mode not in MODES:
         raise LandscapeError(f"unknown alignment mode {mode!r}; choose one of {', '.join(MODES)}")
     if solver not in SOLVERS:
@@ -149,29 +158,45 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
-                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
-                  ) -> dict[str, torch.Tensor]:
-    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged)."""
+                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
+                  method: str = "ot", seed: int = 0) -> dict[str, torch.Tensor]:
+    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by transport
+    maps (`method="ot"`) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
-    maps = transport_maps(state, {k: v.detach() for k, v in estimate.state_dict().items()}, graph, estimate_graph,
-                          mode=mode, moments=moments, solver=solver, reg=reg, marginals=marginals)
+    estimate_state = {k: v.detach() for k, v in estimate.state_dict().items()}
+    if method == "rebasin" and mode == "wts":
+        names = {name for name, _ in model.named_parameters()}
+        maps, _ = weight_matching(state, estimate_state, graph, estimate_graph, names, seed=seed)
+    elif method == "rebasin":
+        maps = activation_matching(moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device)
+    else:
+        maps = transport_maps(state, estimate_state, graph, estimate_graph, mode=mode, moments=moments,
+                              solver=solver, reg=reg, marginals=marginals)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: torch.Tensor | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-          strict: bool = False) -> nn.Module:
+          strict: bool = False, method: str = "ot", seed: int = 0) -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
-    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error)."""
-    check_options(mode, x, solver, marginals)
+    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
+
+    Args:
+        method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal widths).
+        mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model without an input shape).
+        seed: the random group order of Re-Basin's weight matching.
+
+    Raises:
+        LandscapeError: unknown options, models that cannot be aligned, missing `x`."""
+    check_options(mode, x, solver, marginals, method)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
         moments = activation_moments([model], anchor, [graph], anchor_graph,
                                      x.to(next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
-                          marginals=marginals)
+                          marginals=marginals, method=method, seed=seed)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

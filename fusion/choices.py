@@ -1,7 +1,8 @@
 """The names fusion's options accept, shared by the library (which validates them) and the command line (which
 offers them); free of heavy imports so that `landscape --help` stays instant."""
 
-METHODS = ("ot", "vanilla")            # fuse: align then average, or plain parameter averaging
+METHODS = ("ot", "rebasin", "vanilla")  # fuse: align (OT or Git Re-Basin) then average, or plain averaging
+ALIGNERS = ("ot", "rebasin")           # align: optimal transport or Git Re-Basin permutations
 MODES = ("acts", "wts")                # ground metric: activations or incoming weights
 SOLVERS = ("emd", "sinkhorn")          # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses

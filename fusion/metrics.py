@@ -38,10 +38,23 @@ class Moments:
     sq_estimate: torch.Tensor  # (m,)
     importance_model: torch.Tensor     # (n,): mean over members of |mean| * std
     importance_estimate: torch.Tensor  # (m,)
+    mean_model: torch.Tensor           # (n,): mean over members of each unit's mean
+    mean_estimate: torch.Tensor        # (m,)
+    members: int                       # features per unit (producers of a residual stream)
 
     def cost(self) -> np.ndarray:
         """Euclidean ground cost between the model's and the estimate's units (n x m)."""
         return euclidean(self.cross, self.sq_model, self.sq_estimate)
+
+    def correlation(self) -> np.ndarray:
+        """Pearson correlation between the model's and the estimate's units (n x m), over all members'
+        values (each member weighted equally); a unit with no variance correlates 0 with everything."""
+        k = self.members
+        cov = self.cross / k - self.mean_model[:, None] * self.mean_estimate[None, :]
+        var_a = (self.sq_model / k - self.mean_model ** 2).clamp_min(0)
+        var_b = (self.sq_estimate / k - self.mean_estimate ** 2).clamp_min(0)
+        scale = (var_a[:, None] * var_b[None, :]).sqrt()
+        return torch.where(scale > 0, cov / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0).cpu().numpy()
 
 
 def euclidean(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor) -> np.ndarray:
@@ -125,6 +138,10 @@ class _Accumulator:
         parts = [mean.abs() * (m2 / n).sqrt() for n, mean, m2 in (self.moments[name] for name in names)]
         return torch.stack(parts).mean(0)
 
+    def mean(self, names: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """Mean over `names` of each unit's mean feature."""
+        return torch.stack([self.moments[name][1] for name in names]).mean(0)
+
 
 def _wanted(graph: AlignmentGraph, gids: Sequence[int]) -> dict[tuple[str, int], Feature]:
     return {(f.module, f.call): f for gid in gids for f in graph.groups[gid].features}
@@ -174,7 +191,8 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs:
         return [(gid, i) for i in range(len(estimate_graph.groups[gid].features))]
 
     return [{gid: Moments(acc.cross[gid], acc.sq[gid], est.sq[gid], acc.importance(keys(gid)),
-                          est.importance(keys(gid))) for gid in gids} for acc in accs[:-1]]
+                          est.importance(keys(gid)), acc.mean(keys(gid)), est.mean(keys(gid)), len(keys(gid)))
+             for gid in gids} for acc in accs[:-1]]
 
 
 def weight_rows(state: dict[str, torch.Tensor], graph: AlignmentGraph, gid: int, layers: Sequence[Layer],
