@@ -6,18 +6,31 @@ import click
 from fusion.choices import MODES
 from landscape.choices import SURFACE_KINDS
 
-from .fusion import SOLVER
+from .fusion import REPAIR, SOLVER
 from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, figures, measure, writable_folder
 
-ALIGN = ("none", "ot", "both")
+ALIGN = ("none", "ot", "rebasin", "both")
 POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
+
+
+def _barrier_line(which: str, curve) -> str:
+    """One line per alignment: loss barriers (clamped, signed, where) and error barriers in percentage points."""
+    parts = []
+    for what, scale, unit in (("", 1.0, ""), ("error_", 100.0, " points")):
+        splits = []
+        for split in ("train", "test"):
+            value, signed = getattr(curve, f"{what}barrier_{split}"), getattr(curve, f"signed_{what}barrier_{split}")
+            at = getattr(curve, f"argmax_{what}{split}")
+            splits.append(f"{split} {scale * value:.4g}{unit} (signed {scale * signed:.4g} at a={at:.3g})")
+        parts.append(f"{what.rstrip('_') or 'loss'} barrier " + ", ".join(splits))
+    return f"  {which:>7}: " + "; ".join(parts)
 
 
 @click.command("barrier")
 @click.argument("a", type=click.Path(dir_okay=False))
 @click.argument("b", type=click.Path(dir_okay=False))
 @click.option("--align", type=click.Choice(ALIGN), default="none", show_default=True,
-              help="Interpolate A as it is, aligned to B with OT fusion, or both (pre and post in one go).")
+              help="Interpolate A as it is, aligned to B with OT or Git Re-Basin, or both none and ot in one go.")
 @click.option("--points", type=int, default=21, show_default=True, help="Values of a in [0, 1], both ends included.")
 @click.option("--reset-bn", is_flag=True, help="Recompute BatchNorm statistics on the train split at every point.")
 @click.option("--mode", type=click.Choice(MODES), default="acts", show_default=True,
@@ -25,12 +38,16 @@ POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
 @click.option("--align-samples", type=int, default=200, show_default=True,
               help="Training examples whose activations align A to B (seeded by --seed).")
 @SOLVER
+@REPAIR
 @measure(split=False)
 @POINTS
-def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, parallel, batching, **o):
-    """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barrier (train and test)."""
+def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, repair, repair_samples,
+                parallel, batching, **o):
+    """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barriers of the loss and of the
+    error (train and test; clamped at 0 and signed, with where they lie)."""
     import fusion
     from landscape.data.split import subsample
+    from landscape.errors import LandscapeError
     from landscape.geometry.barrier import interpolation_curve
     from landscape.io.store import result_arrays, write_results
 
@@ -43,29 +60,34 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
     splits = {s: subsample(data.split(s), o["samples"], o["seed"], of=f"of the {s} split") for s in ("train", "test")}
     aligns = ("none", "ot") if align == "both" else (align,)
     solver, reg = resolve_solver(solver, reg)
+    if repair and repair_samples < 1:
+        raise LandscapeError(f"--repair-samples must be at least 1, got {repair_samples}")
+    repair_on = subsample(data.train, repair_samples, o["seed"], "--repair-samples") if repair else None
     settings = session.settings(data, samples=o["samples"], seed=o["seed"], batch_size=o["batch_size"],
-                                points=points, criterion=o["loss"], reset_bn=reset_bn)
+                                points=points, criterion=o["loss"], reset_bn=reset_bn,
+                                repair_samples=repair_samples if repair else 0)
     results, groups, lines = {}, {}, []
     for which in aligns:
         source, extra = model_a, {}
-        if which == "ot":
+        if which != "none":
             count = align_samples if mode == "acts" else 2   # weight mode: two examples to trace the models
             x = subsample(data.train, count, o["seed"], "--align-samples").x
-            source = fusion.align(model_a, model_b, mode=mode, x=x, solver=solver, reg=reg, strict=strict)
+            options = {"solver": solver, "reg": reg} if which == "ot" else {"seed": o["seed"]}
+            source = fusion.align(model_a, model_b, method=which, mode=mode, x=x, strict=strict, **options)
             extra = {"mode": mode, "align_samples": align_samples if mode == "acts" else None,
-                     "solver": solver, "reg": reg if solver == "sinkhorn" else None,
+                     "solver": solver if which == "ot" else "assignment",
+                     "reg": reg if which == "ot" and solver == "sinkhorn" else None,
                      **check_function(model_a, source, data, x, o["batch_size"], f"{a} aligned to {b}")}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,
-                                    batching=batching, parallel=parallel, criterion=o["loss"])
+                                    batching=batching, parallel=parallel, criterion=o["loss"], repair_on=repair_on)
         arrays, attrs = result_arrays(curve)
         groups[f"/barriers/{stem(a)}~{stem(b)}/{which}"] = (arrays, {**attrs, **stored(settings), **extra})
         results[which] = {**arrays, **attrs, **extra}
-        lines.append(f"  {which:>4}: barrier train {curve.barrier_train:.6g} (at a={curve.argmax_train:.3g}), "
-                     f"test {curve.barrier_test:.6g} (at a={curve.argmax_test:.3g}); loss at a=0.5: "
-                     f"train {curve.train_loss[len(curve.alphas) // 2]:.4g}")
+        lines.append(_barrier_line(which, curve))
     if o["out"]:
         write_results(o["out"], groups)
-    text = f"{a} -> {b}: {points} points" + (", BatchNorm reset at each point" if reset_bn else "")
+    text = f"{a} -> {b}: {points} points" + (", BatchNorm reset at each point" if reset_bn else "") + \
+        (f", REPAIR on {len(repair_on)} examples at each point" if repair else "")
     session.emit({**settings, **results}, "\n".join([text, *lines]))
 
 

@@ -73,7 +73,7 @@ def test_repair_gives_each_unit_the_interpolated_statistics():
     mid = copy.deepcopy(a)
     for p, pa, pb in zip(mid.parameters(), a.parameters(), b.parameters()):
         p.data = (1 - alpha) * pa.data + alpha * pb.data
-    fixed = repair(mid, a, b, alpha, data)
+    fixed = repair(mid, [a, b], [1 - alpha, alpha], data)
 
     def stats(model):   # by hand: the first layer's outputs on all 50 examples, population std
         h = (x @ model[0].weight.T + model[0].bias).double()
@@ -93,9 +93,9 @@ def test_repair_needs_biases_and_examples():
     model = nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
     x = torch.randn(8, 3)
     with pytest.raises(LandscapeError, match="layer '0' has none"):
-        repair(model, model, model, 0.5, [(x, torch.zeros(8, dtype=torch.long))])
+        repair(model, [model, model], [0.5, 0.5], [(x, torch.zeros(8, dtype=torch.long))])
     with pytest.raises(LandscapeError, match="yields no batches"):
-        repair(model, model, model, 0.5, [])
+        repair(model, [model, model], [0.5, 0.5], [])
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +127,37 @@ def test_weight_matching_barrier_no_worse_than_one_layerwise_pass(mlp_pair, alig
     matched = interpolation_curve(aligned_pair[0], b, splits, points=11)
     plain = interpolation_curve(a, b, splits, points=11)
     assert matched.barrier_train <= one_pass.barrier_train < plain.barrier_train
+
+
+def test_cli_rebasin_repair_and_error_barriers(mlp_pair, tmp_path, run_cli):
+    import json
+
+    import h5py
+
+    from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+
+    a, b = (tmp_path / "a.pt", tmp_path / "b.pt")
+    save_checkpoint(mlp_pair[0], a)
+    save_checkpoint(mlp_pair[1], b)
+    out = tmp_path / "r.h5"
+    code, stdout, err = run_cli("barrier", a, b, "--align", "rebasin", "--mode", "wts", "--repair", "--repair-samples",
+                                "200", "--points", "3", "--samples", "200", "--json", "--out", out)
+    assert code == 0, err
+    result = json.loads(stdout)["rebasin"]
+    assert result["solver"] == "assignment" and result["function_kept"] and result["repair"]
+    assert result["error_barrier_train"] == max(result["signed_error_barrier_train"], 0.0)
+    with h5py.File(out) as f:
+        g = f["barriers/a~b/rebasin"]
+        assert g.attrs["repair_samples"] == 200 and "signed_error_barrier_test" in g.attrs
+    code, stdout, err = run_cli("barrier", a, b, "--align", "rebasin", "--points", "3", "--samples", "100")
+    assert code == 0 and "error barrier train" in stdout and "signed" in stdout, err
+    code, stdout, err = run_cli("align", a, b, "--align", "rebasin", "--mode", "acts", "--out", tmp_path / "al.pt",
+                                "--json", "--no-eval")
+    assert code == 0 and json.loads(stdout)["function_kept"], err
+    code, stdout, err = run_cli("fuse", a, b, "--align", "rebasin", "--mode", "wts", "--repair", "--out",
+                                tmp_path / "f.pt", "--json")
+    assert code == 0, err
+    meta = load_checkpoint(tmp_path / "f.pt")[1]
+    assert meta["method"] == "rebasin" and meta["repair_samples"] == 500 and meta["solver"] == "assignment"
+    code, _, err = run_cli("fuse", a, b, "--align", "rebasin", "--reg", "0.1", "--out", tmp_path / "g.pt")
+    assert code == 2 and err.startswith("error: Git Re-Basin finds permutations") and not (tmp_path / "g.pt").exists()

@@ -140,7 +140,7 @@ def _repaired_points(a: nn.Module, b: nn.Module, alphas: np.ndarray, splits: lis
         point = combine(anchors, torch.tensor([[1 - alpha, alpha]], dtype=torch.float64))
         model.load_state_dict({k: v[0] for k, v in point.items()})
         if 0 < alpha < 1:
-            model = repair(model, a, b, float(alpha), repair_on, batch_size)
+            model = repair(model, [a, b], [1 - float(alpha), float(alpha)], repair_on, batch_size)
         rows.append(evaluate_points(model, [model.state_dict()], torch.ones(1, 1), splits, batch_size,
                                     batching="loop", criterion=criterion))
     return torch.cat(rows, 1).cpu().numpy()

@@ -5,7 +5,10 @@ Interpolating two aligned networks shrinks the variance of their units' pre-acti
 REPAIR rescales every unit of the interpolated model so that its pre-activation mean and standard deviation on
 some examples are the same interpolation of the parents' statistics:
 
-    target mean = (1 - a) mean_A + a mean_B,   target std = (1 - a) std_A + a std_B.
+    target mean = (1 - a) mean_A + a mean_B,   target std = (1 - a) std_A + a std_B
+
+(for a fusion of K models with weights w_k, the w-weighted averages of their statistics, all parents aligned to
+the fused model).
 
 The correction is the affine map a BatchNorm would apply, folded into the layer itself: the unit's weights are
 scaled by `target std / std` and its bias becomes `(bias - mean) * target std / std + target mean`. Layers are
@@ -105,15 +108,15 @@ def unit_statistics(model: nn.Module, data: Split | Iterable[Batch], layers: Seq
 
 
 @torch.no_grad()
-def repair(model: nn.Module, a: nn.Module, b: nn.Module, alpha: float, data: Split | Iterable[Batch],
+def repair(model: nn.Module, parents: Sequence[nn.Module], weights: Sequence[float], data: Split | Iterable[Batch],
            batch_size: int = 256) -> nn.Module:
-    """A copy of `model` (the point `(1 - alpha) A + alpha B`) with every corrected layer's unit statistics on
-    `data` set to the interpolation of A's and B's (see the module docstring).
+    """A copy of `model` (the point `sum_k weights[k] parents[k]`) with every corrected layer's unit statistics on
+    `data` set to the same combination of the parents' (see the module docstring).
 
     Args:
-        model: the interpolated model (same architecture as `a` and `b`).
-        a, b: the parents, aligned to each other.
-        alpha: where `model` lies on the line from A (0) to B (1).
+        model: the interpolated or fused model (the parents' architecture).
+        parents: the models it combines, aligned to it (on the line from A to B at a: `[A, B]`).
+        weights: their weights (`[1 - a, a]`).
         data: a `Split` or re-iterable of `(inputs, targets)` batches (the repair examples).
         batch_size: examples per forward pass (a `Split` only).
 
@@ -125,12 +128,14 @@ def repair(model: nn.Module, a: nn.Module, b: nn.Module, alpha: float, data: Spl
     first = next(iter(as_batches(data, batch_size, next(model.parameters()).device)))
     out = copy.deepcopy(model).eval()
     layers = repaired_layers(out, first[0])
-    ends = [unit_statistics(m, data, layers, batch_size) for m in (a, b)]
+    if len(parents) != len(weights):
+        raise LandscapeError(f"REPAIR got {len(parents)} parents and {len(weights)} weights")
+    ends = [unit_statistics(m, data, layers, batch_size) for m in parents]
     modules = dict(out.named_modules())
     for name in layers:
         mean, std = unit_statistics(out, data, [name], batch_size)[name]
-        target_mean = (1 - alpha) * ends[0][name][0] + alpha * ends[1][name][0]
-        target_std = (1 - alpha) * ends[0][name][1] + alpha * ends[1][name][1]
+        target_mean = sum(w * e[name][0] for w, e in zip(weights, ends))
+        target_std = sum(w * e[name][1] for w, e in zip(weights, ends))
         scale = torch.where(std > 0, target_std / std.clamp_min(torch.finfo(std.dtype).tiny), 1.0)
         layer = modules[name]
         shape = (-1,) + (1,) * (layer.weight.ndim - 1)
