@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from fusion.choices import ALIGNERS, MARGINALS, METHODS, MODES, SOLVERS
+from fusion.choices import ALIGNERS, COST_NORMS, GROUND_METRICS, MARGINALS, METHODS, MODES, SOLVERS
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, batch_size, compose
 
@@ -14,6 +14,10 @@ SOLVER = compose(
                  help="Exact EMD (default) or entropic Sinkhorn (the default once --reg is given)."),
     click.option("--reg", type=float, default=None,
                  help="Sinkhorn regularisation, relative to the largest cost of a layer [default: 0.01]."),
+    click.option("--ground-metric", type=click.Choice(GROUND_METRICS), default="euclidean", show_default=True,
+                 help="OT cost between two units' activations or weight rows."),
+    click.option("--cost-norm", type=click.Choice(COST_NORMS), default="none", show_default=True,
+                 help="Rescale each layer's OT cost before solving: by its max or median, or log(1 + cost)."),
     click.option("--strict", is_flag=True,
                  help="Stop with an error where the alignment graph cannot follow an operation, instead of "
                       "leaving those units in place with a warning."))
@@ -58,9 +62,10 @@ def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
 
 def _settings(session, data, o: dict, need_x: bool, method: str = "ot") -> dict:
     solver, reg = resolve_solver(o["solver"], o["reg"])
+    metric = {"ground_metric": o["ground_metric"], "cost_norm": o["cost_norm"]}
     if method == "rebasin":
-        solver, reg = "assignment", None
-    return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg,
+        solver, reg, metric = "assignment", None, {"ground_metric": None, "cost_norm": None}
+    return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg, **metric,
             "marginals": o["marginals"], "align_samples": o["samples"] if need_x else None, "seed": o["seed"],
             "data": o["data_spec"] if data is not None else None,
             "normalize": [list(pair) for pair in data.normalize] if data is not None else None}
@@ -178,8 +183,8 @@ def fuse_cmd(checkpoints, method, weights, anchor, iterations, reset_bn_samples,
     w = fusion_weights(parse_floats(weights, "--weights") if weights else None, len(models))
     settings = _settings(session, data, o, need_x, method)
     start_time = time.perf_counter()
-    options = {"mode": o["mode"], "marginals": o["marginals"], **dict(zip(("solver", "reg"),
-                                                                          resolve_solver(o["solver"], o["reg"])))}
+    options = {"mode": o["mode"], "marginals": o["marginals"], "ground_metric": o["ground_metric"],
+               "cost_norm": o["cost_norm"], **dict(zip(("solver", "reg"), resolve_solver(o["solver"], o["reg"])))}
     fused = fusion.fuse(models, method=method, weights=w, x=x, anchor=anchor, iterations=iterations,
                         batch_size=o["batch_size"], strict=o["strict"], seed=o["seed"], **options)
     if repair:
@@ -223,7 +228,8 @@ def align_cmd(model, anchor, method, device, quiet, as_json, out, **o):
     start_time = time.perf_counter()
     solver, reg = resolve_solver(o["solver"], o["reg"])
     aligned = fusion.align(models[0], models[1], x=x, batch_size=o["batch_size"], strict=o["strict"], method=method,
-                           mode=o["mode"], solver=solver, reg=reg, marginals=o["marginals"], seed=o["seed"])
+                           mode=o["mode"], solver=solver, reg=reg, marginals=o["marginals"], seed=o["seed"],
+                           ground_metric=o["ground_metric"], cost_norm=o["cost_norm"])
     seconds = time.perf_counter() - start_time
     function = check_function(models[0], aligned, data, x, o["batch_size"], f"{model} aligned to {anchor}")
     test = _evaluate(aligned, models, data) if o["do_eval"] else {}

@@ -41,8 +41,8 @@ def _barrier_line(which: str, curve) -> str:
 @REPAIR
 @measure(split=False)
 @POINTS
-def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, strict, repair, repair_samples,
-                parallel, batching, **o):
+def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg, ground_metric, cost_norm, strict,
+                repair, repair_samples, parallel, batching, **o):
     """Loss and accuracy on the straight line from A (a=0) to B (a=1), and the LMC barriers of the loss and of the
     error (train and test; clamped at 0 and signed, with where they lie)."""
     import fusion
@@ -72,11 +72,14 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
         if which != "none":
             count = align_samples if mode == "acts" else 2   # weight mode: two examples to trace the models
             x = subsample(data.train, count, o["seed"], "--align-samples").x
-            options = {"solver": solver, "reg": reg} if which == "ot" else {"seed": o["seed"]}
+            ot = {"solver": solver, "reg": reg, "ground_metric": ground_metric, "cost_norm": cost_norm}
+            options = ot if which == "ot" else {"seed": o["seed"]}
             source = fusion.align(model_a, model_b, method=which, mode=mode, x=x, strict=strict, **options)
             extra = {"mode": mode, "align_samples": align_samples if mode == "acts" else None,
                      "solver": solver if which == "ot" else "assignment",
                      "reg": reg if which == "ot" and solver == "sinkhorn" else None,
+                     "ground_metric": ground_metric if which == "ot" else None,
+                     "cost_norm": cost_norm if which == "ot" else None,
                      **check_function(model_a, source, data, x, o["batch_size"], f"{a} aligned to {b}")}
         curve = interpolation_curve(source, model_b, splits, points, o["batch_size"], reset_bn=reset_bn,
                                     batching=batching, parallel=parallel, criterion=o["loss"], repair_on=repair_on)

@@ -27,20 +27,26 @@ from torch import nn
 from landscape.errors import LandscapeError
 
 from .checks import check_finite, check_same_graph, check_specs
-from .choices import ALIGNERS, MARGINALS, MODES, SOLVERS
+from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
-from .metrics import Moments, activation_moments, weight_cost, weight_rows
+from .metrics import Moments, activation_moments, normalise_cost, weight_cost, weight_rows
 from .rebasin import activation_matching, weight_matching
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str, method: str = "ot") -> None:
-    """Raise a one-line error for an unknown method, mode, solver or marginal, or missing inputs."""
+def check_options(mode: str, x: torch.Tensor | None, solver: str, marginals: str, method: str = "ot",
+                  ground_metric: str = "euclidean", cost_norm: str = "none") -> None:
+    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric or cost normalisation,
+    or missing inputs."""
+    if ground_metric not in GROUND_METRICS:
+        raise LandscapeError(f"unknown ground metric {ground_metric!r}; choose one of {', '.join(GROUND_METRICS)}")
+    if cost_norm not in COST_NORMS:
+        raise LandscapeError(f"unknown cost normalisation {cost_norm!r}; choose one of {', '.join(COST_NORMS)}")
     if method not in ALIGNERS:
         raise LandscapeError(f"unknown alignment method {method!r}; choose one of {', '.join(ALIGNERS)}")
-    if method == "rebasin" and (solver != "emd" or marginals != "uniform"):
-        raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver and marginals "
-                             "do not apply (leave them at emd and uniform)")
+    if method == "rebasin" and (solver, marginals, ground_metric, cost_norm) != ("emd", "uniform", "euclidean", "none"):
+        raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, ground "
+                             "metric and cost normalisation do not apply (leave them at their defaults)")
     if mode not in MODES:
         raise LandscapeError(f"unknown alignment mode {mode!r}; choose one of {', '.join(MODES)}")
     if solver not in SOLVERS:
@@ -93,9 +99,11 @@ def _marginals(cost: np.ndarray, mom: Moments | None, marginals: str) -> tuple[n
 
 def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
                    estimate_graph: AlignmentGraph, *, mode: str = "acts", moments: dict[int, Moments] | None = None,
-                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform") -> dict[int, Map]:
+                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", ground_metric: str = "euclidean",
+                   cost_norm: str = "none") -> dict[int, Map]:
     """One transport map per movable group, from a model's units (`state`, `graph`) to the estimate's.
-    Groups with nothing to compare (no producer, or no readable activations) keep their units in place."""
+    Groups with nothing to compare (no producer, or no readable activations) keep their units in place.
+    `ground_metric` and `cost_norm`: the OT reference code's options (`fusion.metrics`)."""
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
 
@@ -104,13 +112,14 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
         if mode == "acts":
             if mom is None:
                 return
-            cost = mom.cost()
+            cost = mom.cost(ground_metric)
         else:
             if not layers:
                 return
             cost = weight_cost(weight_rows(state, graph, gid, [graph.layers[i] for i in layers], maps),
                                weight_rows(estimate_state, estimate_graph, gid,
-                                           [estimate_graph.layers[i] for i in layers], None))
+                                           [estimate_graph.layers[i] for i in layers], None), ground_metric)
+        cost = normalise_cost(cost, cost_norm)
         a, b = _marginals(cost, mom, marginals)
         maps[gid] = Map.from_plan(plan(cost, a, b, solver, reg), device)
 
@@ -159,7 +168,8 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
                   mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
-                  method: str = "ot", seed: int = 0) -> dict[str, torch.Tensor]:
+                  method: str = "ot", seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none"
+                  ) -> dict[str, torch.Tensor]:
     """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by transport
     maps (`method="ot"`) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
@@ -173,13 +183,15 @@ def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, 
         maps = activation_matching(moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device)
     else:
         maps = transport_maps(state, estimate_state, graph, estimate_graph, mode=mode, moments=moments,
-                              solver=solver, reg=reg, marginals=marginals)
+                              solver=solver, reg=reg, marginals=marginals, ground_metric=ground_metric,
+                              cost_norm=cost_norm)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: torch.Tensor | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-          strict: bool = False, method: str = "ot", seed: int = 0) -> nn.Module:
+          strict: bool = False, method: str = "ot", seed: int = 0, ground_metric: str = "euclidean",
+          cost_norm: str = "none") -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
     Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
 
@@ -187,16 +199,19 @@ def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: torch.T
         method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal widths).
         mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model without an input shape).
         seed: the random group order of Re-Basin's weight matching.
+        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine".
+        cost_norm: OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
 
     Raises:
         LandscapeError: unknown options, models that cannot be aligned, missing `x`."""
-    check_options(mode, x, solver, marginals, method)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
         moments = activation_moments([model], anchor, [graph], anchor_graph,
                                      x.to(next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
-                          marginals=marginals, method=method, seed=seed)
+                          marginals=marginals, method=method, seed=seed, ground_metric=ground_metric,
+                          cost_norm=cost_norm)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

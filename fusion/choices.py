@@ -6,3 +6,5 @@ ALIGNERS = ("ot", "rebasin")           # align: optimal transport or Git Re-Basi
 MODES = ("acts", "wts")                # ground metric: activations or incoming weights
 SOLVERS = ("emd", "sinkhorn")          # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
+GROUND_METRICS = ("euclidean", "sqeuclidean", "cosine")   # distance between two units' supports
+COST_NORMS = ("none", "max", "median", "log")           # rescaling of a layer's cost before the OT solve

@@ -42,9 +42,9 @@ class Moments:
     mean_estimate: torch.Tensor        # (m,)
     members: int                       # features per unit (producers of a residual stream)
 
-    def cost(self) -> np.ndarray:
-        """Euclidean ground cost between the model's and the estimate's units (n x m)."""
-        return euclidean(self.cross, self.sq_model, self.sq_estimate)
+    def cost(self, metric: str = "euclidean") -> np.ndarray:
+        """Ground cost between the model's and the estimate's units (n x m), `metric` one of GROUND_METRICS."""
+        return ground_cost(self.cross, self.sq_model, self.sq_estimate, metric)
 
     def correlation(self) -> np.ndarray:
         """Pearson correlation between the model's and the estimate's units (n x m), over all members'
@@ -57,10 +57,27 @@ class Moments:
         return torch.where(scale > 0, cov / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0).cpu().numpy()
 
 
-def euclidean(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor) -> np.ndarray:
-    """Pairwise distances sqrt(|a_i|^2 + |b_j|^2 - 2 <a_i, b_j>) from inner products and squared norms."""
-    d2 = sq_a.double()[:, None] + sq_b.double()[None, :] - 2 * cross.double()
-    return d2.clamp_min(0).sqrt().cpu().numpy()
+def ground_cost(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor, metric: str = "euclidean"
+                ) -> np.ndarray:
+    """Pairwise costs from inner products and squared norms: Euclidean sqrt(|a_i|^2 + |b_j|^2 - 2 <a_i, b_j>), its
+    square, or the cosine distance 1 - <a_i, b_j> / (|a_i| |b_j|) (1 where a vector is zero)."""
+    cross, sq_a, sq_b = cross.double(), sq_a.double(), sq_b.double()
+    if metric == "cosine":
+        norms = sq_a.clamp_min(0).sqrt()[:, None] * sq_b.clamp_min(0).sqrt()[None, :]
+        return (1 - torch.where(norms > 0, cross / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)).cpu().numpy()
+    d2 = (sq_a[:, None] + sq_b[None, :] - 2 * cross).clamp_min(0)
+    return (d2 if metric == "sqeuclidean" else d2.sqrt()).cpu().numpy()
+
+
+def normalise_cost(cost: np.ndarray, how: str = "none") -> np.ndarray:
+    """The cost as the OT reference code can rescale it before solving: unchanged ("none"), divided by its largest
+    or median entry ("max", "median"), or log(1 + cost) ("log"). Scaling never changes an exact plan; "log" can."""
+    if how == "log":
+        return np.log1p(cost)
+    if how in ("max", "median"):
+        scale = float(cost.max() if how == "max" else np.median(cost))
+        return cost / scale if scale > 0 else cost
+    return cost
 
 
 @contextlib.contextmanager
@@ -219,22 +236,30 @@ CANCELLATION = 1e-2   # entries with |x - y|^2 < CANCELLATION (|x|^2 + |y|^2) ar
 PAIRS_PER_CHUNK = 1 << 24   # elements of the differences recomputed at once (128 MiB in float64)
 
 
-def weight_cost(model_rows: torch.Tensor, estimate_rows: torch.Tensor) -> np.ndarray:
-    """Euclidean ground cost between rows of incoming weights (n x m).
+def weight_cost(model_rows: torch.Tensor, estimate_rows: torch.Tensor, metric: str = "euclidean") -> np.ndarray:
+    """Ground cost between rows of incoming weights (n x m): Euclidean, its square, or the cosine distance
+    (half the squared distance of the rows scaled to unit length; 1 where a row is zero).
 
     The Gram form runs in the rows' precision. Its absolute error is about eps (|x|^2 + |y|^2), so where
     |x - y|^2 is below `CANCELLATION` of that scale the float32 value would be mostly rounding: those entries
     are recomputed in float64 from the rows themselves. Elsewhere the relative error stays below eps / CANCELLATION.
     """
-    b = estimate_rows.to(model_rows.dtype)
-    sq_a, sq_b = (model_rows * model_rows).sum(1), (b * b).sum(1)
+    a, b = model_rows, estimate_rows.to(model_rows.dtype)
+    if metric == "cosine":
+        norm_a, norm_b = a.norm(dim=1), b.norm(dim=1)
+        a = a / norm_a.clamp_min(torch.finfo(a.dtype).tiny)[:, None]
+        b = b / norm_b.clamp_min(torch.finfo(b.dtype).tiny)[:, None]
+    sq_a, sq_b = (a * a).sum(1), (b * b).sum(1)
     scale = sq_a[:, None] + sq_b[None, :]
-    d2 = (scale - 2 * (model_rows @ b.T)).clamp_min(0)
-    if model_rows.dtype != torch.float64:
+    d2 = (scale - 2 * (a @ b.T)).clamp_min(0)
+    if a.dtype != torch.float64:
         i, j = torch.nonzero(d2 < CANCELLATION * scale, as_tuple=True)
         d2 = d2.double()
-        step = max(1, PAIRS_PER_CHUNK // max(1, model_rows.shape[1]))
+        step = max(1, PAIRS_PER_CHUNK // max(1, a.shape[1]))
         for k in range(0, len(i), step):
             ii, jj = i[k:k + step], j[k:k + step]
-            d2[ii, jj] = ((model_rows[ii].double() - b[jj].double()) ** 2).sum(1)
-    return d2.sqrt().cpu().numpy()
+            d2[ii, jj] = ((a[ii].double() - b[jj].double()) ** 2).sum(1)
+    if metric == "cosine":
+        zero = (norm_a == 0)[:, None] | (norm_b == 0)[None, :]
+        return torch.where(zero, 1.0, d2 / 2).cpu().numpy()
+    return (d2 if metric == "sqeuclidean" else d2.sqrt()).cpu().numpy()

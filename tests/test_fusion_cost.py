@@ -49,3 +49,37 @@ def test_float32_weight_cost_matches_float64_including_nearly_equal_rows():
     naive = (sq_a[:, None] + sq_b[None] - 2 * a @ b.T).clamp_min(0).sqrt().numpy()
     assert np.abs(naive[:16, :16].diagonal() / exact[:16, :16].diagonal() - 1).max() > 0.1
     assert np.array_equal(weight_cost(a.double(), b.double()) > 0, exact > 0)
+
+
+def test_ground_metrics_and_cost_normalisations_by_hand():
+    from fusion.metrics import ground_cost, normalise_cost
+
+    a, b = torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0], [0.0, 0.0]])
+    expected = {"euclidean": [[4.0, 5.0]], "sqeuclidean": [[16.0, 25.0]], "cosine": [[1 - 9 / 15, 1.0]]}
+    for metric, value in expected.items():
+        np.testing.assert_allclose(weight_cost(a, b, metric), value, rtol=1e-6)
+        np.testing.assert_allclose(ground_cost(a @ b.T, (a * a).sum(1), (b * b).sum(1), metric), value, rtol=1e-12)
+    cost = np.array([[1.0, 3.0], [2.0, 4.0]])
+    np.testing.assert_allclose(normalise_cost(cost, "max"), cost / 4)
+    np.testing.assert_allclose(normalise_cost(cost, "median"), cost / 2.5)
+    np.testing.assert_allclose(normalise_cost(cost, "log"), np.log1p(cost))
+    assert normalise_cost(cost, "none") is cost
+
+
+@pytest.mark.parametrize("metric,norm", [("sqeuclidean", "log"), ("cosine", "median"), ("euclidean", "max")])
+def test_every_ground_metric_and_normalisation_recovers_a_permuted_copy(metric, norm):
+    import fusion
+    from landscape import LandscapeError
+    from tests.test_fusion_permutation import CASES, _permute
+
+    build, units = CASES["mlp"]
+    b = build()
+    a = _permute(b, units(b), seed=5)
+    x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for mode in ("wts", "acts"):
+        aligned = fusion.align(a, b, mode=mode, x=x, ground_metric=metric, cost_norm=norm)
+        assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
+    with pytest.raises(LandscapeError, match="unknown ground metric 'manhattan'"):
+        fusion.align(a, b, mode="wts", ground_metric="manhattan")
+    with pytest.raises(LandscapeError, match="unknown cost normalisation 'mean'"):
+        fusion.fuse([a, b], mode="wts", cost_norm="mean")
