@@ -161,3 +161,30 @@ def test_cli_rebasin_repair_and_error_barriers(mlp_pair, tmp_path, run_cli):
     assert meta["method"] == "rebasin" and meta["repair_samples"] == 500 and meta["solver"] == "assignment"
     code, _, err = run_cli("fuse", a, b, "--align", "rebasin", "--reg", "0.1", "--out", tmp_path / "g.pt")
     assert code == 2 and err.startswith("error: Git Re-Basin finds permutations") and not (tmp_path / "g.pt").exists()
+
+
+def test_curve_coefficients_by_hand():
+    from landscape.geometry.curve import curve_coefficients
+
+    t = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(curve_coefficients("bezier", t)[[0, 2, 4]], [[1, 0, 0], [0.25, 0.5, 0.25], [0, 0, 1]])
+    np.testing.assert_allclose(curve_coefficients("polychain", t),
+                               [[1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.5, 0.5], [0, 0, 1]])
+    with pytest.raises(LandscapeError, match="unknown curve kind 'spline'"):
+        curve_coefficients("spline", t)
+
+
+def test_trained_bezier_curve_has_a_lower_barrier_than_the_straight_line(mlp_pair, digits):
+    """Measured (train loss barrier on 300 examples, 7 points): straight line 0.829, Bezier curve after 20 epochs
+    0.072 (polychain 0.031); test error barrier 20.2 points on the line, 1.6 on the curve."""
+    from landscape.geometry.curve import measure_curve, train_curve
+
+    a, b = mlp_pair
+    splits = {s: subsample(digits.split(s), 300, 0) for s in ("train", "test")}
+    line = interpolation_curve(a, b, splits, points=7)
+    bend = train_curve(a, b, digits.train, kind="bezier", epochs=20, seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), mlp_pair[0].parameters()))
+    curve = measure_curve(a, bend, b, "bezier", splits, points=7)
+    np.testing.assert_allclose(curve.train_loss[[0, -1]], line.train_loss[[0, -1]], rtol=1e-5)   # the same ends
+    assert curve.barrier_train < line.barrier_train / 4
+    assert curve.error_barrier_test < line.error_barrier_test
