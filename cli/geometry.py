@@ -4,10 +4,29 @@ from __future__ import annotations
 import click
 
 from fusion.choices import MODES
-from landscape.choices import SURFACE_KINDS
+from landscape.choices import CURVE_KINDS, SURFACE_KINDS
 
 from .fusion import REPAIR, SOLVER
-from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, figures, measure, writable_folder
+from .options import (
+    BATCHING_OPTION,
+    CHECKPOINT_OUT,
+    DATA,
+    DEVICE,
+    JSON,
+    LOSS,
+    NAME,
+    NORMALIZE,
+    PARALLEL_OPTION,
+    QUIET,
+    SAMPLES,
+    SEED,
+    batch_size,
+    compose,
+    figures,
+    measure,
+    writable_file,
+    writable_folder,
+)
 
 ALIGN = ("none", "ot", "rebasin", "both")
 POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
@@ -92,6 +111,58 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
     text = f"{a} -> {b}: {points} points" + (", BatchNorm reset at each point" if reset_bn else "") + \
         (f", REPAIR on {len(repair_on)} examples at each point" if repair else "")
     session.emit({**settings, **results}, "\n".join([text, *lines]))
+
+
+@click.command("curve")
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(CURVE_KINDS), default="bezier", show_default=True,
+              help="Quadratic Bezier curve through the bend, or the broken line A -> bend -> B.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="Passes over the training split.")
+@click.option("--lr", type=float, default=0.05, show_default=True, help="SGD learning rate of the bend (momentum 0.9).")
+@click.option("--points", type=int, default=21, show_default=True, help="Values of t in [0, 1] measured.")
+@click.option("--store", type=click.Path(dir_okay=False), default=None, callback=writable_file,
+              help="Store the curve and the straight line in this HDF5 file (`landscape plot` draws them).")
+@compose(DATA, NORMALIZE, SAMPLES, batch_size(128, "Examples per training step and forward pass."), SEED, LOSS,
+         DEVICE, CHECKPOINT_OUT, QUIET, JSON)
+def curve_cmd(a, b, kind, epochs, lr, points, store, data_spec, normalize, samples, batch_size, seed, loss, device,
+              out, quiet, as_json):
+    """Train a mode-connecting curve from A to B (Garipov et al. 2018): the bend is written to --out; loss, error
+    and barriers along the curve and along the straight line are reported (BatchNorm statistics reset at each
+    point of a model with BatchNorm). Align A to B first (landscape align) to connect the aligned modes."""
+    from landscape.data.split import subsample
+    from landscape.geometry.barrier import interpolation_curve
+    from landscape.geometry.curve import measure_curve, train_curve
+    from landscape.io.checkpoint import save_checkpoint
+    from landscape.io.store import result_arrays, write_results
+    from landscape.training.bn import has_batchnorm
+
+    from .session import Session, stem, stored
+
+    session = Session(device, quiet, as_json)
+    model_a, model_b = session.load(a)[0], session.load(b)[0]
+    data = session.data(data_spec, [model_a, model_b], normalize)
+    splits = {s: subsample(data.split(s), samples, seed, of=f"of the {s} split") for s in ("train", "test")}
+    bend = train_curve(model_a, model_b, data.train, kind=kind, epochs=epochs, lr=lr, batch_size=batch_size,
+                       seed=seed, criterion=loss)
+    reset = has_batchnorm(model_a)
+    curves = {"none": interpolation_curve(model_a, model_b, splits, points, batch_size, reset_bn=reset,
+                                          criterion=loss),
+              kind: measure_curve(model_a, bend, model_b, kind, splits, points, batch_size, criterion=loss)}
+    settings = session.settings(data, samples=samples, seed=seed, batch_size=batch_size, points=points,
+                                criterion=loss, reset_bn=reset, kind=kind, epochs=epochs, lr=lr)
+    results = {which: result_arrays(c) for which, c in curves.items()}   # (arrays, attributes)
+    save_checkpoint(bend, out, meta={"role": "curve bend", "parents": list(session.models), "kind": kind,
+                                     "epochs": epochs, "lr": lr, "seed": seed, "batch_size": batch_size,
+                                     "barrier_train": curves[kind].barrier_train,
+                                     "barrier_test": curves[kind].barrier_test})
+    if store:
+        write_results(store, {f"/barriers/{stem(a)}~{stem(b)}/{which}": (arrays, {**attrs, **stored(settings)})
+                              for which, (arrays, attrs) in results.items()})
+    lines = [_barrier_line(which, c) for which, c in curves.items()]
+    session.emit({**settings, "out": out, **{w: {**arrays, **attrs} for w, (arrays, attrs) in results.items()}},
+                 "\n".join([f"saved {out}: {kind} curve from {a} to {b}, {epochs} epochs; {points} points"
+                            + (", BatchNorm reset at each point" if reset else ""), *lines]))
 
 
 @click.command("contour")
@@ -183,4 +254,4 @@ def plot_cmd(store, out_dir, formats, dpi, as_json):
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 
-COMMANDS = [barrier_cmd, contour_cmd, plot_cmd]
+COMMANDS = [barrier_cmd, curve_cmd, contour_cmd, plot_cmd]

@@ -188,3 +188,30 @@ def test_trained_bezier_curve_has_a_lower_barrier_than_the_straight_line(mlp_pai
     np.testing.assert_allclose(curve.train_loss[[0, -1]], line.train_loss[[0, -1]], rtol=1e-5)   # the same ends
     assert curve.barrier_train < line.barrier_train / 4
     assert curve.error_barrier_test < line.error_barrier_test
+
+
+def test_cli_curve_stores_the_bend_and_both_paths_and_plots_them(mlp_pair, tmp_path, run_cli):
+    import json
+
+    import h5py
+
+    from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+
+    a, b = (tmp_path / "a.pt", tmp_path / "b.pt")
+    save_checkpoint(mlp_pair[0], a)
+    save_checkpoint(mlp_pair[1], b)
+    store, bend = tmp_path / "c.h5", tmp_path / "bend.pt"
+    code, stdout, err = run_cli("curve", a, b, "--kind", "polychain", "--epochs", "3", "--points", "5", "--samples",
+                                "200", "--out", bend, "--store", store, "--json")
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert result["polychain"]["barrier_train"] < result["none"]["barrier_train"]
+    assert result["polychain"]["alphas"] == [0, 0.25, 0.5, 0.75, 1]
+    model, meta = load_checkpoint(bend)
+    assert meta["kind"] == "polychain" and [p["path"] for p in meta["parents"]] == [str(a), str(b)]
+    with h5py.File(store) as f:
+        assert set(f["barriers/a~b"]) == {"none", "polychain"} and f["barriers/a~b/polychain"].attrs["epochs"] == 3
+    code, stdout, err = run_cli("plot", store, "--out-dir", tmp_path / "plots")
+    assert code == 0 and "interpolation_a-b.png" in stdout, err
+    code, _, err = run_cli("curve", a, b, "--epochs", "0", "--out", tmp_path / "x.pt")
+    assert code == 2 and err.startswith("error: --epochs must be at least 1") and not (tmp_path / "x.pt").exists()
