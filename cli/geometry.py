@@ -179,9 +179,11 @@ def curve_cmd(a, b, kind, epochs, lr, points, store, data_spec, normalize, sampl
 @NAME
 @click.option("--chunk", type=int, default=None,
               help="Points per batched pass (vmap), or walked between saves (loop) [auto].")
+@REPAIR
 @measure()
 @POINTS
-def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, parallel, batching, **o):
+def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, repair, repair_samples, parallel,
+                batching, **o):
     """Loss surface: random-direction contours (Li et al. 2018), the plane through three models, or a path.
 
     With --out the grid is written as it fills; rerunning the same command continues a killed run.
@@ -200,6 +202,10 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
                              f"got {len(checkpoints)}")
     if kind == "path" and len(checkpoints) < 2:
         raise LandscapeError("--kind path needs at least two checkpoints")
+    if repair and kind != "path":
+        raise LandscapeError(f"--repair applies to points between models (--kind path), not to --kind {kind}")
+    if repair and repair_samples < 1:
+        raise LandscapeError(f"--repair-samples must be at least 1, got {repair_samples}")
     session = Session(o["device"], o["quiet"], o["as_json"])
     models = [session.load(c)[0] for c in checkpoints]
     data = session.data(o["data_spec"], models, o["normalize"])
@@ -218,11 +224,12 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
     settings = session.settings(data, split=o["split"], samples=o["samples"], seed=o["seed"], steps=steps,
                                 range=span if kind in ("1d", "2d") else None,
                                 margin=margin if kind == "plane" else None, include_bias_bn=include_bias_bn,
-                                criterion=o["loss"])
+                                criterion=o["loss"], **({"repair_samples": repair_samples} if repair else {}))
+    repair_on = subsample(data.train, repair_samples, o["seed"], "--repair-samples") if repair else None
     group = f"/surfaces/{name or '+'.join(names)}/{kind}"
     arrays, attrs = compute_surface(models[0], surface, split, o["batch_size"], stored(settings), out=o["out"],
                                     group=group, batching=batching, parallel=parallel, chunk=chunk,
-                                    criterion=o["loss"])
+                                    criterion=o["loss"], repair_on=repair_on)
     loss = arrays["loss"]
     centre = float(loss[tuple(s // 2 for s in loss.shape)])
     text = (f"{kind} surface of {', '.join(checkpoints)}: {'x'.join(map(str, loss.shape))} points on {len(split)} "

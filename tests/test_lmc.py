@@ -207,7 +207,7 @@ def test_cli_curve_stores_the_bend_and_both_paths_and_plots_them(mlp_pair, tmp_p
     result = json.loads(stdout)
     assert result["polychain"]["barrier_train"] < result["none"]["barrier_train"]
     assert result["polychain"]["alphas"] == [0, 0.25, 0.5, 0.75, 1]
-    model, meta = load_checkpoint(bend)
+    _, meta = load_checkpoint(bend)
     assert meta["kind"] == "polychain" and [p["path"] for p in meta["parents"]] == [str(a), str(b)]
     with h5py.File(store) as f:
         assert set(f["barriers/a~b"]) == {"none", "polychain"} and f["barriers/a~b/polychain"].attrs["epochs"] == 3
@@ -215,3 +215,23 @@ def test_cli_curve_stores_the_bend_and_both_paths_and_plots_them(mlp_pair, tmp_p
     assert code == 0 and "interpolation_a-b.png" in stdout, err
     code, _, err = run_cli("curve", a, b, "--epochs", "0", "--out", tmp_path / "x.pt")
     assert code == 2 and err.startswith("error: --epochs must be at least 1") and not (tmp_path / "x.pt").exists()
+
+
+def test_contour_path_with_repair_matches_the_repaired_barrier(aligned_pair, digits, tmp_path, run_cli):
+    import json
+
+    from landscape.io.checkpoint import save_checkpoint
+
+    a, b = aligned_pair
+    save_checkpoint(a, tmp_path / "a.pt")
+    save_checkpoint(b, tmp_path / "b.pt")
+    code, stdout, err = run_cli("contour", tmp_path / "a.pt", tmp_path / "b.pt", "--kind", "path", "--steps", "3",
+                                "--samples", "150", "--repair", "--repair-samples", "120", "--json")
+    assert code == 0, err
+    loss = json.loads(stdout)["loss"]
+    train = subsample(digits.train, 150, 0)
+    curve = interpolation_curve(a, b, train, points=3, repair_on=subsample(digits.train, 120, 0))
+    np.testing.assert_allclose(loss, curve.train_loss, rtol=1e-6)
+    assert loss[1] < interpolation_curve(a, b, train, points=3).train_loss[1]
+    code, _, err = run_cli("contour", tmp_path / "a.pt", "--kind", "2d", "--repair")
+    assert code == 2 and "--repair applies to points between models" in err

@@ -11,20 +11,19 @@ than its parents), and each barrier's position is where that interior maximum li
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..errors import LandscapeError
 from ..loss import Criterion
 from ..models.checks import check_finite
 from .directions import path_coefficients
-from .points import Data, combine, evaluate_points, same_layout
+from .points import Data, evaluate_points, same_layout
+from .repaired import evaluate_repaired
 
 
 @dataclass
@@ -116,7 +115,8 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     if repair_on is not None and reset_bn:
         raise LandscapeError("--repair and --reset-bn are two fixes for the same collapse: choose one")
     if repair_on is not None:
-        values = _repaired_points(a, b, alphas, order, repair_on, batch_size, criterion)
+        values = evaluate_repaired(a, [sa, sb], coeffs, order, repair_on, batch_size,
+                                   criterion=criterion).cpu().numpy()
     else:
         values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,
                                  reset_on=splits["train"] if reset_bn else None, batching=batching,
@@ -126,24 +126,6 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     curve = curve_from_values(alphas, train, test, reset_bn)
     curve.repair = repair_on is not None
     return curve
-
-
-def _repaired_points(a: nn.Module, b: nn.Module, alphas: np.ndarray, splits: list[Data], repair_on: Data,
-                     batch_size: int, criterion: Criterion) -> np.ndarray:
-    """(S, P, 2) loss and accuracy at each point of the line, every interior point REPAIRed on `repair_on`."""
-    from ..training.repair import repair
-
-    anchors = [a.state_dict(), b.state_dict()]
-    rows = []
-    for alpha in alphas:
-        model = copy.deepcopy(a)
-        point = combine(anchors, torch.tensor([[1 - alpha, alpha]], dtype=torch.float64))
-        model.load_state_dict({k: v[0] for k, v in point.items()})
-        if 0 < alpha < 1:
-            model = repair(model, [a, b], [1 - float(alpha), float(alpha)], repair_on, batch_size)
-        rows.append(evaluate_points(model, [model.state_dict()], torch.ones(1, 1), splits, batch_size,
-                                    batching="loop", criterion=criterion))
-    return torch.cat(rows, 1).cpu().numpy()
 
 
 def curve_from_values(alphas: np.ndarray, train: np.ndarray, test: np.ndarray, reset_bn: bool = False) -> Curve:
