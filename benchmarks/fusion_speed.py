@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -104,6 +105,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     torch.set_num_threads(parser.parse_args().threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians after one warm-up")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures are comparable "
+          "on a quiet machine only)")
     gen = torch.Generator().manual_seed(0)
     cases = [
         ("MLPNet 400-200-100, 1x28x28", _models("mlp", [1, 28, 28], hidden=[400, 200, 100]),

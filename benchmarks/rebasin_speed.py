@@ -10,6 +10,7 @@ Usage: python benchmarks/rebasin_speed.py [--threads N]   (default 1 thread: sta
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -36,6 +37,8 @@ def main() -> None:
     torch.set_num_threads(parser.parse_args().threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one timed run after a warm-up on the "
           "first case")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures are comparable "
+          "on a quiet machine only)")
     print(f"\n{'case':<30} {'OT wts s':>9} {'Re-Basin s':>11} {'sweeps':>7} {'ratio':>6} {'objective OT':>13} "
           f"{'objective RB':>13} {'unaligned':>10}")
     warm = True
