@@ -235,3 +235,20 @@ def test_contour_path_with_repair_matches_the_repaired_barrier(aligned_pair, dig
     assert loss[1] < interpolation_curve(a, b, train, points=3).train_loss[1]
     code, _, err = run_cli("contour", tmp_path / "a.pt", "--kind", "2d", "--repair")
     assert code == 2 and "--repair applies to points between models" in err
+
+
+def test_study_config_chooses_the_alignment_method(tmp_path, run_cli):
+    from landscape.study.config import load_config
+    from tests.test_study import TINY
+
+    text = TINY.format(hvps=20)
+    assert "[fusion]\n" in text
+    path = tmp_path / "rb.toml"
+    path.write_text(text.replace("[fusion]\n", '[fusion]\nmethod = "rebasin"\n'))
+    assert load_config(path).fusion["method"] == "rebasin"
+    (tmp_path / "ot.toml").write_text(text)
+    assert load_config(tmp_path / "ot.toml").fusion["method"] == "ot"
+    path.write_text(text.replace("[fusion]\n", '[fusion]\nmethod = "greedy"\n'))
+    code, _, err = run_cli("study", path, "--workdir", tmp_path / "runs", "--report-dir", tmp_path / "report")
+    assert code == 2 and err.startswith("error: config [fusion] method must be one of ot, rebasin, got 'greedy'")
+    assert not (tmp_path / "runs").exists()
