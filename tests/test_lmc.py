@@ -252,3 +252,30 @@ def test_study_config_chooses_the_alignment_method(tmp_path, run_cli):
     code, _, err = run_cli("study", path, "--workdir", tmp_path / "runs", "--report-dir", tmp_path / "report")
     assert code == 2 and err.startswith("error: config [fusion] method must be one of ot, rebasin, got 'greedy'")
     assert not (tmp_path / "runs").exists()
+
+
+def test_study_report_barrier_table_has_the_test_error_barrier():
+    """The barrier table's last two columns: the test error barrier before and after alignment, in percentage
+    points, read from the stored fractions (a result stored before error barriers shows as missing)."""
+    from landscape.study.stats import MISSING
+    from landscape.study.tables import Table, barrier_rows
+    from landscape.study.view import Cell, StudyView
+
+    stored = {("/barriers/A~B/none", "barrier_train"): 0.5, ("/barriers/A~B/ot", "barrier_train"): 0.1,
+              ("/barriers/A~B/none", "barrier_test"): 0.6, ("/barriers/A~B/ot", "barrier_test"): 0.2,
+              ("/barriers/A~B/none", "error_barrier_test"): 0.125}
+
+    class View:   # the real barrier lookups over a dictionary of stored attributes
+        replicates = 1
+        barrier, cell_barrier = StudyView.barrier, StudyView.cell_barrier
+
+        def attr(self, group, name):
+            return stored.get((group, name))
+
+        def cells_of(self, init=None, batches=None):
+            return [Cell("bs32", "same", "corresponding", 32, 32, ({"a": "A", "b": "B"},))]
+
+    header, rows = barrier_rows(View(), Table("barrier", "corresponding", None, "t"))
+    assert header[-2:] == ["Pre, test error %", "Post, test error %"]
+    assert rows[0][-2:] == ["12.50", MISSING]
+    assert rows[0][3:7] == ["0.5000", "0.1000", "0.6000", "0.2000"]
