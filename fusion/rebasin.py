@@ -60,8 +60,19 @@ def weight_matching(state: dict[str, torch.Tensor], anchor_state: dict[str, torc
                     max_sweeps: int = MAX_SWEEPS) -> tuple[dict[int, Map], int]:
     """Permutations of the model's units (`state`, `graph`) that match its parameters `names` to the anchor's.
 
-    Returns one `Map` per movable group and the number of sweeps over all groups (the last changed nothing,
-    unless `max_sweeps` stopped the descent first)."""
+    Args:
+        state, anchor_state: the two models' state dicts.
+        graph, anchor_graph: their alignment graphs (same structure, equal widths).
+        names: the state keys that enter the objective (the parameters; buffers are moved but not matched).
+        seed: the random order in which each sweep visits the groups.
+        max_sweeps: the most sweeps over all groups.
+
+    Returns:
+        One permutation `Map` per movable group, and the number of sweeps (the last changed nothing, unless
+        `max_sweeps` stopped the descent first).
+
+    Raises:
+        LandscapeError: a group of different widths in the two models."""
     movable = check_widths(graph, anchor_graph)
     sizes = [g.size for g in graph.groups]
     device = next(iter(anchor_state.values())).device
@@ -106,7 +117,18 @@ def weight_matching(state: dict[str, torch.Tensor], anchor_state: dict[str, torc
 def activation_matching(moments: dict[int, Moments], graph: AlignmentGraph, anchor_graph: AlignmentGraph,
                         device: torch.device | str = "cpu") -> dict[int, Map]:
     """Per movable group with readable activations, the permutation maximising the summed correlation of the
-    model's pre-activations with the anchor's (`moments`: from `fusion.metrics.activation_moments`)."""
+    model's pre-activations with the anchor's.
+
+    Args:
+        moments: per group, the statistics of both models' pre-activations (`fusion.metrics.activation_moments`).
+        graph, anchor_graph: the two models' alignment graphs.
+        device: where the maps live.
+
+    Returns:
+        One permutation `Map` per group in `moments` that moves.
+
+    Raises:
+        LandscapeError: a group of different widths in the two models."""
     movable = set(check_widths(graph, anchor_graph))
     return {gid: Map.from_index(assignment(mom.correlation(), maximize=True), device)
             for gid, mom in moments.items() if gid in movable}
