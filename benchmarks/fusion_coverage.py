@@ -24,9 +24,9 @@ import time
 import warnings
 
 import torch
-from landscape.models.libraries import prepare_torchvision
 
 import fusion
+from landscape.models.libraries import prepare_torchvision
 from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, logits
 from tests.model_corpus import CORPUS, build, inputs, permute
 

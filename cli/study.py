@@ -52,6 +52,9 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     formats = parse_formats(formats)
     session = Session(device, quiet, as_json)
     cfg = load_config(config or presets.path(preset), data=data_spec)
+    if cfg.fusion["method"] not in fusion.ALIGNERS:
+        raise LandscapeError(f"config [fusion] method must be one of {', '.join(fusion.ALIGNERS)}, got "
+                             f"{cfg.fusion['method']!r}")
     if replicates is not None:
         cfg = replace(cfg, replicates=replicates)
     workdir = Path(workdir or Path("runs") / cfg.name)

@@ -2,15 +2,16 @@
 Transport", Algorithm 1), for models written as ordinary PyTorch code: the alignment graph is read off the
 model's exported ATen graph (linear and convolution layers, embeddings, norms, residual adds, concatenation,
 depthwise convolutions, gates, reshapes, attention heads; anything it cannot follow is frozen with a warning, or
-an error with strict).
+an error with strict). The same graph carries Git Re-Basin (Ainsworth et al., ICLR 2023):
+`align(..., method="rebasin")`.
 
 Names are loaded on first use (PEP 562), so `import fusion` costs nothing until a function is called.
 """
 import importlib
 
 _EXPORTS = {"align": ".alignment", "fuse": ".fusing", "build_graph": ".graph", "AlignmentGraph": ".graph",
-            "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "MODES": ".choices", "SOLVERS": ".choices",
-            "MARGINALS": ".choices"}
+            "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "ALIGNERS": ".choices", "MODES": ".choices",
+            "SOLVERS": ".choices", "MARGINALS": ".choices"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -10,6 +10,9 @@ producers seen so far (their inputs are aligned by then). For plain networks tha
 residual stream is solved from the layers that open it (the stem, or a block's second conv and projection
 shortcut), because the later blocks that add into it read the stream themselves. In activation mode every
 group is solved independently, from the pre-activations of all its producers.
+
+With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`): weight matching
+by coordinate descent over all groups, or activation matching by correlation.
 """
 from __future__ import annotations
 
@@ -26,14 +29,23 @@ from landscape.spec import spec_of
 
 from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_all_finite, check_same_graph, check_specs
-from .choices import MARGINALS, MODES, SOLVERS
+from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
-from .metrics import Moments, activation_moments, weight_cost, weight_rows
+from .metrics import Moments, activation_moments, normalise_cost, weight_cost, weight_rows
+from .rebasin import activation_matching, weight_matching
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: object | None, solver: str, marginals: str) -> None:
-    """Raise a one-line error for an unknown mode, solver or marginal, or missing inputs."""
+def check_options(mode: str, x: object | None, solver: str, marginals: str, method: str = "ot",
+                  ground_metric: str = "euclidean", cost_norm: str = "none") -> None:
+    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric or cost normalisation,
+    or missing inputs."""
+    check_choice(ground_metric, GROUND_METRICS, "ground metric")
+    check_choice(cost_norm, COST_NORMS, "cost normalisation")
+    check_choice(method, ALIGNERS, "alignment method")
+    if method == "rebasin" and (solver, marginals, ground_metric, cost_norm) != ("emd", "uniform", "euclidean", "none"):
+        raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, ground "
+                             "metric and cost normalisation do not apply (leave them at their defaults)")
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")
     check_choice(marginals, MARGINALS, "marginals")
@@ -79,10 +91,12 @@ def _marginals(cost: np.ndarray, mom: Moments | None, marginals: str) -> tuple[n
 
 def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
                    estimate_graph: AlignmentGraph, *, mode: str = "acts", moments: dict[int, Moments] | None = None,
-                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform") -> dict[int, Map]:
+                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", ground_metric: str = "euclidean",
+                   cost_norm: str = "none") -> dict[int, Map]:
     """One transport map per movable group, from a model's units (`state`, `graph`) to the estimate's.
     In activation mode, groups whose activations no module returns are aligned by their incoming weights
-    (after every other group); groups with nothing to compare keep their units in place."""
+    (after every other group); groups with nothing to compare keep their units in place.
+    `ground_metric` and `cost_norm`: the OT reference code's options (`fusion.metrics`)."""
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
 
@@ -91,13 +105,14 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
         if not by_weights:
             if mom is None:
                 return
-            cost = mom.cost()
+            cost = mom.cost(ground_metric)
         else:
             if not layers:
                 return
             cost = weight_cost(weight_rows(state, graph, gid, [graph.layers[i] for i in layers], maps),
                                weight_rows(estimate_state, estimate_graph, gid,
-                                           [estimate_graph.layers[i] for i in layers], None))
+                                           [estimate_graph.layers[i] for i in layers], None), ground_metric)
+        cost = normalise_cost(cost, cost_norm)
         a, b = _marginals(cost, mom, marginals)
         maps[gid] = Map.from_plan(plan(cost, a, b, solver, reg), device)
 
@@ -157,33 +172,55 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
-                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
+                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
+                  method: str = "ot", seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none"
                   ) -> dict[str, torch.Tensor]:
-    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged)."""
+    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by transport
+    maps (`method="ot"`) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
-    maps = transport_maps(state, {k: v.detach() for k, v in estimate.state_dict().items()}, graph, estimate_graph,
-                          mode=mode, moments=moments, solver=solver, reg=reg, marginals=marginals)
+    estimate_state = {k: v.detach() for k, v in estimate.state_dict().items()}
+    if method == "rebasin" and mode == "wts":
+        names = {name for name, _ in model.named_parameters()}
+        maps, _ = weight_matching(state, estimate_state, graph, estimate_graph, names, seed=seed)
+    elif method == "rebasin":
+        maps = activation_matching(moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device)
+    else:
+        maps = transport_maps(state, estimate_state, graph, estimate_graph, mode=mode, moments=moments,
+                              solver=solver, reg=reg, marginals=marginals, ground_metric=ground_metric,
+                              cost_norm=cost_norm)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-          strict: bool = False) -> nn.Module:
+          strict: bool = False, method: str = "ot", seed: int = 0, ground_metric: str = "euclidean",
+          cost_norm: str = "none") -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
     Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
 
     `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword arguments (e.g.
     `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and importance marginals read
-    activations on all of it; weight alignment needs it only to read the graph (two examples are used)."""
-    check_options(mode, x, solver, marginals)
+    activations on all of it; weight alignment needs it only to read the graph (two examples are used).
+
+    Args:
+        method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal widths).
+        mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model without an input shape).
+        seed: the random group order of Re-Basin's weight matching.
+        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine".
+        cost_norm: OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
+
+    Raises:
+        LandscapeError: unknown options, models that cannot be aligned, missing `x`."""
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
         moments = activation_moments([model], anchor, [graph], anchor_graph,
                                      to_device(x, next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
-                          marginals=marginals)
+                          marginals=marginals, method=method, seed=seed, ground_metric=ground_metric,
+                          cost_norm=cost_norm)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

@@ -4,7 +4,10 @@ Shared by the library (which validates them) and the command line (which offers 
 that `landscape --help` stays instant.
 """
 
-METHODS = ("ot", "vanilla")            # fuse: align then average, or plain parameter averaging
+METHODS = ("ot", "rebasin", "vanilla")  # fuse: align (OT or Git Re-Basin) then average, or plain averaging
+ALIGNERS = ("ot", "rebasin")           # align: optimal transport or Git Re-Basin permutations
 MODES = ("acts", "wts")                # ground metric: activations or incoming weights
 SOLVERS = ("emd", "sinkhorn")          # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
+GROUND_METRICS = ("euclidean", "sqeuclidean", "cosine")   # distance between two units' supports
+COST_NORMS = ("none", "max", "median", "log")           # rescaling of a layer's cost before the OT solve

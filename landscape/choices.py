@@ -17,3 +17,4 @@ PARALLEL = ("data", "points")                            # geometry.points under
 BATCHING = ("auto", "vmap", "loop")                      # geometry.points: how grid points are evaluated
 SURFACE_KINDS = ("1d", "2d", "plane", "path")            # geometry.surface
 FIGURE_FORMATS = ("png", "pdf", "svg")                   # plots.figure: the files a figure is written as
+CURVE_KINDS = ("bezier", "polychain")                 # geometry.curve: mode-connecting curves

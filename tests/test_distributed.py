@@ -49,7 +49,9 @@ def _assert_close(a, b, path="") -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             _assert_close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (path, a, b)
+        # a barrier is a difference of losses (about 2.3 here): it carries their rounding, 1e-5 of their scale,
+        # however close to 0 it is (a signed barrier of -0.018 differed by 3e-7 between one and two processes)
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5 if "barrier" in path else 1e-7), (path, a, b)
     else:
         assert a == b, (path, a, b)
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import fusion
 from landscape.data import subsample
 from landscape.errors import LandscapeError
-from landscape.geometry.barrier import barrier, interpolation_curve
+from landscape.geometry.barrier import barrier, interpolation_curve, signed_barrier
 from landscape.geometry.directions import (
     filter_normalised_direction,
     grid_coefficients,
@@ -64,9 +64,11 @@ def permuted_copy(mlp: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 # ---- barrier formula --------------------------------------------------------------------------------------------
 def test_barrier_formula_by_hand():
     assert barrier(np.array([0, 0.5, 1]), np.array([1.0, 3.0, 2.0])) == (1.5, 0.5)
-    # the linear part is subtracted: a convex curve under the chord has barrier 0 at the ends
+    # the linear part is subtracted: a convex curve under the chord has barrier 0, its signed barrier the largest
+    # interior excess (-0.45 at a=0.75: 0.8 against the chord's 1.25)
     value, at = barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0]))
-    assert value == 0.0 and at == 0.0
+    assert value == 0.0 and at == 0.75
+    assert signed_barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0])) == (pytest.approx(-0.45), 0.75)
     value, at = barrier(np.linspace(0, 1, 5), np.array([0.0, 1.0, 3.0, 1.0, 4.0]))
     assert value == pytest.approx(3.0 - 2.0) and at == 0.5
 

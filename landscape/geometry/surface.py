@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .. import progress
-from ..errors import check_finite
+from ..errors import LandscapeError, check_finite
 from ..io.store import content_key, read_result, write_result
 from ..loss import Criterion
 from ..models.outputs import Output
@@ -33,6 +33,7 @@ from .directions import (
     trainable_names,
 )
 from .points import Data, State, evaluate_points
+from .repaired import evaluate_repaired
 
 
 @dataclass
@@ -115,13 +116,18 @@ def _resume(out: Path | None, group: str, key: str, n: int) -> tuple[np.ndarray,
 def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: int, settings: dict, *,
                     out: str | Path | None = None, group: str = "", batching: str = "auto",
                     parallel: str = "data", chunk: int | None = None, save_every: float = 5.0,
-                    criterion: Criterion = "ce", output: Output = None) -> tuple[dict[str, np.ndarray], dict]:
+                    criterion: Criterion = "ce", output: Output = None,
+                    repair_on: Data | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Evaluate the surface's points not yet stored under `group` in `out`; return its arrays and attributes.
 
     `data` is a `Split` or any re-iterable of batches (`landscape.data.batches`); `criterion` "ce", "nll", "lm" or
     a loss callable; `output` the prediction's tensor (`landscape.models.outputs`); `settings` are stored as
-    attributes and hashed into the group's `key`.
+    attributes and hashed into the group's `key`. `repair_on`: REPAIR every point between models on these
+    examples first (a path; `landscape.geometry.repaired`).
     """
+    if repair_on is not None and surface.kind != "path":
+        raise LandscapeError(f"REPAIR applies to points between models (a path), not to a {surface.kind} "
+                             "surface")
     out = Path(out) if out else None
     n = len(surface.coeffs)
     key = content_key(settings)
@@ -147,7 +153,11 @@ def compute_surface(model: nn.Module, surface: Surface, data: Data, batch_size: 
         bar.update(len(idx))
         save()
 
-    if len(todo):
+    if len(todo) and repair_on is not None:
+        evaluate_repaired(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], [data], repair_on,
+                          batch_size, criterion=criterion,
+                          on_point=lambda p, values: finished(range(p, p + 1), values[:, None]))
+    elif len(todo):
         evaluate_points(model, surface.anchors, surface.coeffs[torch.as_tensor(todo)], [data], batch_size,
                         batching=batching, parallel=parallel, chunk=chunk, on_chunk=finished,
                         criterion=criterion, output=output)

@@ -14,13 +14,15 @@ from matplotlib.figure import Figure
 from .figure import DPI, palette, save_figure, style
 
 Curves = Mapping[str, Sequence[dict[str, np.ndarray]]]   # align ("none" | "ot") -> one curve per replicate
-LABELS = {"none": ("pre-alignment", "vanilla avg"), "ot": ("post OT alignment", "OT fusion")}
+LABELS = {"none": ("pre-alignment", "vanilla avg"), "ot": ("post OT alignment", "OT fusion"),
+          "rebasin": ("post Re-Basin alignment", "Re-Basin fusion"), "bezier": ("Bezier curve (a = t)", None),
+          "polychain": ("polychain curve (a = t)", None)}
 WHAT = {"loss": "cross-entropy loss", "acc": "accuracy"}
 
 
 def _colours() -> dict[str, tuple]:
     colours = palette()
-    return {"none": colours[3], "ot": colours[0]}
+    return {"none": colours[3], "ot": colours[0], "rebasin": colours[4], "bezier": colours[2], "polychain": colours[5]}
 
 
 def draw_interpolation(ax: Axes, curves: Curves, what: str) -> None:

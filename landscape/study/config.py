@@ -117,7 +117,7 @@ MEASURE_DEFAULTS: dict[str, Any] = {"samples": 1024, "batch_size": 256, "eig_k":
                                     "barrier_points": 21, "barrier_samples": None, "contours": False,
                                     "contour_kind": "plane", "contour_steps": 15, "contour_range": 1.0,
                                     "contour_margin": 0.25, "seed": 0}
-FUSION_DEFAULTS: dict[str, Any] = {"mode": "acts", "align_samples": 200, "solver": "emd", "reg": 0.01,
+FUSION_DEFAULTS: dict[str, Any] = {"method": "ot", "mode": "acts", "align_samples": 200, "solver": "emd", "reg": 0.01,
                                    "iterations": 1, "reset_bn_samples": 0, "seed": 0}
 # Fine-tuning mirrors [train] (the seed study's A.3) except what [finetune] and its runs set.
 FINETUNE_DEFAULTS: dict[str, Any] = {"lr_factor": 1.0, "init": ["diff"], "models": list(FUSED), "data_seed": 0}

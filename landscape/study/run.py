@@ -154,7 +154,8 @@ class StudyRun:
 
     def _fusion_jobs(self, pair: Pair) -> list[Job]:
         f = self.cfg.fusion
-        settings = {k: f[k] for k in ("mode", "align_samples", "solver", "reg", "iterations", "reset_bn_samples")}
+        settings = {k: f[k] for k in ("method", "mode", "align_samples", "solver", "reg", "iterations",
+                                      "reset_bn_samples")}
         settings["seed"] = self._seed(f["seed"], pair.replicate)
         parents = [self.models[pair.a][1], self.models[pair.b][1]]
         cost = [("forward", EVAL_BATCH, 2 * settings["align_samples"] + settings["reset_bn_samples"])]
@@ -172,12 +173,14 @@ class StudyRun:
             a, b = (load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b))
             x = subsample(self.data.train, settings["align_samples"], settings["seed"], "[fusion] align_samples").x
             ot_kw = {"mode": settings["mode"], "x": x, "solver": settings["solver"], "reg": settings["reg"]}
+            if settings["method"] == "rebasin":   # Git Re-Basin: permutations by assignment, seeded group order
+                ot_kw = {"mode": settings["mode"], "x": x, "seed": settings["seed"]}
             if kind == "vanilla":
                 model = self.fuser.fuse([a, b], method="vanilla")
             elif kind == "aligned":
-                model = self.fuser.align(a, b, **ot_kw)
+                model = self.fuser.align(a, b, method=settings["method"], **ot_kw)
             else:
-                model = self.fuser.fuse([a, b], method="ot", iterations=settings["iterations"], **ot_kw)
+                model = self.fuser.fuse([a, b], method=settings["method"], iterations=settings["iterations"], **ot_kw)
             if settings["reset_bn_samples"] and kind != "aligned":
                 reset_bn(model, subsample(self.data.train, settings["reset_bn_samples"], settings["seed"],
                                           "[fusion] reset_bn_samples"))

@@ -15,6 +15,8 @@ INIT = {"same": "same", "diff": "different"}
 DIGITS = {"test_acc": 2, "top_eig": 2, "trace": 2}
 HEADS = {"test_acc": "Test acc., %", "top_eig": "Top λ", "trace": "Trace"}
 BARRIER_DIGITS = 4
+ERROR_DIGITS = 2   # error barriers in percentage points
+ALIGNERS = {"ot": "optimal transport", "rebasin": "Git Re-Basin"}   # the study's [fusion] method
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ def _seed(value: str | None) -> str:
 
 
 def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]]]:
-    """LMC barriers per cell: train loss pre/post alignment (with the seed study's beside them) and test loss."""
+    """LMC barriers per cell: train loss pre/post alignment (with the seed study's beside them), test loss, and
+    the test error barrier (percentage points)."""
     mixed = table.batches == "mixed"
     header = (["A batch", "B batch"] if mixed else ["Batch"]) + ["Init", "n"]
     seed = table.seed
@@ -48,6 +51,7 @@ def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[st
             header.append(f"{align.capitalize()}, {split}")
             if seed is not None and split == "train":
                 header.append("seed")
+    header += ["Pre, test error %", "Post, test error %"]
     rows = []
     cells = sorted(view.cells_of(batches=table.batches), key=lambda c: (c.bs_a, c.bs_b, c.init != "same"))
     for cell in cells:
@@ -58,6 +62,8 @@ def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[st
                 row.append(fmt(view.cell_barrier(cell, align, split), BARRIER_DIGITS, view.replicates))
                 if seed is not None and split == "train":
                     row.append(_seed(seed.barrier(cell.bs_a, cell.bs_b, cell.init, which)))
+        row += [fmt(view.cell_barrier(cell, align, "test", "error"), ERROR_DIGITS, view.replicates)
+                for align in ("none", "ot")]
         rows.append(row)
     return header, rows
 
@@ -114,7 +120,8 @@ def settings_rows(view: StudyView) -> list[list[str]]:
             ["Training (SGD)", loop + "; the best-validation-accuracy weights are kept"],
             ["Replicates", f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
                            "and data seeds, fusion, fine-tuning and measurement seeds)"],
-            ["Fusion", f"A aligned to B; {f['mode']} alignment from {f['align_samples']} training examples, "
+            ["Fusion", f"A aligned to B by {ALIGNERS.get(f.get('method', 'ot'))}; {f['mode']} alignment from "
+                       f"{f['align_samples']} training examples, "
                        f"{f['solver']} solver, {f['iterations']} iteration(s), BatchNorm reset on "
                        f"{f['reset_bn_samples']} examples"],
             ["Curvature", f"training loss on {m['samples']} training examples (batches of {m['batch_size']}): "

@@ -115,8 +115,12 @@ class StudyView:
         se = 100 * math.sqrt(acc * (1 - acc) / n) if n else None
         return 100 * acc, se
 
-    def barrier(self, pair: dict, align: str, split: str = "train") -> float | None:
-        """The LMC barrier of a pair on `split`, pre (`none`) or post (`ot`) alignment."""
+    def barrier(self, pair: dict, align: str, split: str = "train", quantity: str = "loss") -> float | None:
+        """The LMC barrier of a pair on `split`, pre (`none`) or post (`ot`) alignment: of the loss, or of the
+        error (`quantity="error"`, in percentage points; None for results stored before error barriers)."""
+        if quantity == "error":
+            value = self.attr(f"/barriers/{pair['a']}~{pair['b']}/{align}", f"error_barrier_{split}")
+            return None if value is None else 100 * value
         return self.attr(f"/barriers/{pair['a']}~{pair['b']}/{align}", f"barrier_{split}")
 
     # ---- one cell ------------------------------------------------------------------------------------------------
@@ -125,9 +129,9 @@ class StudyView:
         values = [self.value(p, row, metric) for p in cell.pairs]
         return estimate([v for v, _ in values], values[0][1] if len(values) == 1 else None)
 
-    def cell_barrier(self, cell: Cell, align: str, split: str = "train") -> Estimate | None:
-        """A cell's barrier over its replicates."""
-        return estimate([self.barrier(p, align, split) for p in cell.pairs])
+    def cell_barrier(self, cell: Cell, align: str, split: str = "train", quantity: str = "loss") -> Estimate | None:
+        """A cell's barrier (of the loss or the error) over its replicates."""
+        return estimate([self.barrier(p, align, split, quantity) for p in cell.pairs])
 
     def values(self, cell: Cell, row: str, metric: str) -> list[float]:
         """The replicates' values of a row (missing ones as NaN, in replicate order)."""
