@@ -8,6 +8,7 @@ SPLITS = ("train", "val", "test")                        # data.datasets.Dataset
 EIG_METHODS = ("lanczos", "power")                       # curvature.eigen
 WHICH = ("algebraic", "magnitude")                       # curvature.eigen
 TRACE_METHODS = ("hutch++", "hutchinson")                # curvature.trace
+CURVATURES = ("hessian", "ggn", "fisher")               # curvature.ggn: Hessian, Gauss-Newton, empirical Fisher
 BACKENDS = ("landscape", "pyhessian")                    # curvature: our engine, or PyHessian 0.1 itself
 PARALLEL = ("data", "points")                            # geometry.points under torchrun
 BATCHING = ("auto", "vmap", "loop")                      # geometry.points: how grid points are evaluated
