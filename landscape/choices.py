@@ -9,6 +9,7 @@ EIG_METHODS = ("lanczos", "power")                       # curvature.eigen
 WHICH = ("algebraic", "magnitude")                       # curvature.eigen
 TRACE_METHODS = ("hutch++", "hutchinson")                # curvature.trace
 CURVATURES = ("hessian", "ggn", "fisher")               # curvature.ggn: Hessian, Gauss-Newton, empirical Fisher
+CURVATURE_LABELS = {"hessian": "Hessian", "ggn": "Gauss-Newton", "fisher": "empirical Fisher"}   # in text, figures
 BACKENDS = ("landscape", "pyhessian")                    # curvature: our engine, or PyHessian 0.1 itself
 PARALLEL = ("data", "points")                            # geometry.points under torchrun
 BATCHING = ("auto", "vmap", "loop")                      # geometry.points: how grid points are evaluated
