@@ -141,12 +141,14 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
-@figures("png")
+@figures("png", "; vtk: 2-D surfaces also as VTK structured grids (.vts) for ParaView")
 @JSON
 def plot_cmd(store, out_dir, formats, dpi, as_json):
-    """Draw what an HDF5 result file holds: spectral densities, interpolation curves, loss surfaces."""
+    """Draw what an HDF5 result file holds: spectral densities, per-block curvature, interpolation curves, loss
+    surfaces (2-D ones also in 3-D, and as .vts files with --format vtk)."""
     from pathlib import Path
 
+    from landscape.choices import FIGURE_FORMATS
     from landscape.plots.figure import parse_formats
     from landscape.plots.files import plot_file
 
@@ -154,7 +156,7 @@ def plot_cmd(store, out_dir, formats, dpi, as_json):
 
     session = Session(as_json=as_json)
     out_dir = Path(out_dir) if out_dir else Path(store).with_name(Path(store).stem + "_plots")
-    written = plot_file(store, out_dir, parse_formats(formats), dpi)
+    written = plot_file(store, out_dir, parse_formats(formats, (*FIGURE_FORMATS, "vtk")), dpi)
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 

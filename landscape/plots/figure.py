@@ -41,14 +41,14 @@ def palette() -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind"))
 
 
-def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
-    """`"png,pdf"` (or a sequence) as a tuple of known figure formats, in the order given."""
+def parse_formats(text: str | Sequence[str], allowed: Sequence[str] = FIGURE_FORMATS) -> tuple[str, ...]:
+    """`"png,pdf"` (or a sequence) as a tuple of `allowed` formats (the figure formats), in the order given."""
     items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
     formats = tuple(dict.fromkeys(f for f in items if f))
-    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    unknown = [f for f in formats if f not in allowed]
     if unknown or not formats:
         raise LandscapeError(f"unknown figure format {unknown[0] if unknown else text!r}; "
-                             f"choose from {', '.join(FIGURE_FORMATS)}")
+                             f"choose from {', '.join(allowed)}")
     return formats
 
 

@@ -1,29 +1,54 @@
 """`plot_file`: the figures of whatever a result file holds, drawn from its stored arrays alone."""
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..choices import CURVATURE_LABELS
-from ..errors import LandscapeError
+from ..errors import LandscapeError, LandscapeWarning
 from ..io.store import open_store
 from .blocks import plot_blocks
 from .esd import plot_esd
 from .figure import DPI
 from .path import plot_interpolation
-from .surface import plot_surface
+from .surface import plot_surface, plot_surface_3d
+from .vtk import write_vts
 
 
 def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
+def _surface(arrays: dict, attrs: dict, path: Path, title: str, formats: Sequence[str], dpi: int) -> list[Path]:
+    """A surface's figures in the figure formats, plus its 3-D figure and, with "vtk", its `.vts` (2-D only)."""
+    figures = [f for f in formats if f != "vtk"]
+    written = plot_surface(arrays, attrs, path, title, figures, dpi) if figures else []
+    if "y" not in arrays:
+        return written
+    if figures:
+        written += plot_surface_3d(arrays, attrs, path.with_name(path.name + "_3d"), title, figures, dpi)
+    if "vtk" in formats:
+        done = np.asarray(arrays["done"], dtype=bool)
+        if done.all():
+            fields = {k: np.asarray(arrays[k], dtype=float) for k in ("loss", "acc") if k in arrays}
+            written.append(write_vts(path, arrays["x"], arrays["y"], fields["loss"], fields))
+        else:
+            warnings.warn(f"{title}: {int((~done).sum())} of {done.size} points not computed yet, no VTK file "
+                          "written (finish the contour first)", LandscapeWarning, stacklevel=2)
+    return written
+
+
 def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
     """Draw every spectral density, per-block curvature, interpolation curve and surface stored in `path` into
     `out_dir`, each figure in every one of `formats`.
 
-    Nothing is created when the file holds nothing to draw.
+    `formats` may include "vtk": every complete 2-D surface is then also written as a VTK structured grid
+    (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`). Nothing is created when
+    the file holds nothing to draw.
     """
     out_dir = Path(out_dir)
     esds, blocks, surfaces, curves = [], [], [], defaultdict(dict)
@@ -51,7 +76,7 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
     for group, arrays, attrs, title in blocks:
         written += plot_blocks(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
     for group, arrays, attrs, title in surfaces:
-        written += plot_surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
+        written += _surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
     for pair, by_align in curves.items():
         written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
                                       f"Linear interpolation {pair.replace('~', ' to ')}", formats, dpi)

@@ -94,6 +94,27 @@ def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path:
         return save_figure(fig, out_path, formats, dpi)
 
 
+def plot_surface_3d(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
+                    formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """A 2-D surface as a 3-D figure: the log10 of the loss as the height over the grid (the models marked at
+    theirs), coloured as the contour is; returns the files written."""
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    gx, gy = np.meshgrid(x, y, indexing="ij")
+    levels = loss_levels([(arrays, attrs)])
+    height = np.log10(np.clip(_loss(arrays), levels[0], levels[-1]))
+    with style():
+        fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+        ax = fig.add_subplot(projection="3d")
+        ax.plot_surface(gx, gy, height, cmap="viridis", vmin=np.log10(levels[0]), vmax=np.log10(levels[-1]),
+                        rstride=1, cstride=1, linewidth=0, antialiased=True)
+        mx, my = np.asarray(arrays["model_x"]), np.asarray(arrays["model_y"])
+        mz = [height[np.abs(x - a).argmin(), np.abs(y - b).argmin()] for a, b in zip(mx, my)]
+        ax.scatter(mx, my, mz, color="white", edgecolor="black", s=30, depthshade=False)
+        xlabel, ylabel = _axis_labels(attrs)
+        ax.set(xlabel=xlabel, ylabel=ylabel, zlabel=f"log10 {attrs.get('split', 'train')} loss", title=title)
+        return save_figure(fig, out_path, formats, dpi)
+
+
 def plot_surface_grid(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out_path: str | Path,
                       title: str, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
     """Several 2-D surfaces `(title, arrays, attrs)` side by side on one colour scale, one colorbar."""
