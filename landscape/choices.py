@@ -15,5 +15,7 @@ SHARPNESS_NORMS = ("l2", "linf")                         # geometry.sharpness: t
 BACKENDS = ("landscape", "pyhessian")                    # curvature: our engine, or PyHessian 0.1 itself
 PARALLEL = ("data", "points")                            # geometry.points under torchrun
 BATCHING = ("auto", "vmap", "loop")                      # geometry.points: how grid points are evaluated
+DIRECTIONS = ("random", "pca")                           # geometry.surface: random, or a trajectory's PCA
+DIRECTION_NORMS = ("filter", "layer", "weight", "none")  # geometry.directions: random directions' normalisation
 SURFACE_KINDS = ("1d", "2d", "plane", "path")            # geometry.surface
 FIGURE_FORMATS = ("png", "pdf", "svg")                   # plots.figure: the files a figure is written as
