@@ -29,7 +29,7 @@ def sharpness_cmd(checkpoint, kind, rho, norm, steps, restarts, random_draws, st
     """Worst-case sharpness (the largest loss increase in the ball, by projected gradient ascent with random
     restarts) and average-case sharpness (over Gaussian perturbations), Andriushchenko et al. 2023."""
     from landscape.data.split import subsample
-    from landscape.geometry.sharpness import sharpness
+    from landscape.geometry.sharpness import measure_sharpness
     from landscape.io.store import result_arrays, write_result
 
     from .session import Session, stem, stored
@@ -38,8 +38,8 @@ def sharpness_cmd(checkpoint, kind, rho, norm, steps, restarts, random_draws, st
     model = session.load(checkpoint)[0]
     data = session.data(o["data_spec"], [model], o["normalize"])
     split = subsample(data.split(o["split"]), o["samples"], o["seed"], of=f"of the {o['split']} split")
-    r = sharpness(model, split, kind, rho, norm, steps, restarts, random_draws, step_size, o["seed"],
-                  o["batch_size"], o["loss"])
+    r = measure_sharpness(model, split, kind, rho, norm, steps, restarts, random_draws, step_size, o["seed"],
+                          o["batch_size"], o["loss"])
     arrays, attrs = result_arrays(r)
     settings = session.settings(data, split=o["split"], samples=o["samples"], batch_size=o["batch_size"],
                                 seed=o["seed"], criterion=o["loss"])

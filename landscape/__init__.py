@@ -5,8 +5,9 @@ cheap. The layout (see docs/conventions.md):
 
 - base: `errors`, `loss`, `dist`, `progress`, `io` (atomic files, the HDF5 store, checkpoints), `data`,
   `models` (the zoo), `training` (train, evaluate, BatchNorm reset);
-- `curvature`: Hessian-vector products, top eigenvalues, trace, spectral density;
-- `geometry`: points of parameter space, LMC barriers, directions and loss surfaces;
+- `curvature`: Hessian (and Gauss-Newton, empirical Fisher) products, top eigenvalues, trace, spectral density,
+  per-block spectra;
+- `geometry`: points of parameter space, LMC barriers, directions and loss surfaces, sharpness;
 - `study`: the batch-size study (config, presets, run, report); `plots`: figures from stored results.
 """
 from ._lazy import exporter
@@ -27,10 +28,13 @@ _EXPORTS = {
     # curvature
     "HessianOperator": ".curvature.operator", "top_eigenvalues": ".curvature.eigen",
     "hessian_trace": ".curvature.trace", "spectral_density": ".curvature.density",
+    "GaussNewtonOperator": ".curvature.ggn", "curvature_operator": ".curvature.ggn",
+    "block_eigenvalues": ".curvature.blocks", "block_traces": ".curvature.blocks",
     # geometry
     "interpolation_curve": ".geometry.barrier", "evaluate_points": ".geometry.points",
     "random_surface": ".geometry.surface", "plane_surface": ".geometry.surface", "path_surface": ".geometry.surface",
-    "compute_surface": ".geometry.surface",
+    "compute_surface": ".geometry.surface", "pca_surface": ".geometry.surface",
+    "measure_sharpness": ".geometry.sharpness",
     # study and figures
     "load_config": ".study.config", "StudyRun": ".study.run", "write_report": ".study.report",
     "plot_file": ".plots",

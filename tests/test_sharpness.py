@@ -10,7 +10,7 @@ from torch import nn
 
 from landscape.data import Split, subsample
 from landscape.errors import LandscapeError
-from landscape.geometry.sharpness import sharpness
+from landscape.geometry.sharpness import measure_sharpness
 from tests.conftest import train_mlp
 
 
@@ -40,11 +40,11 @@ def test_adaptive_sharpness_is_invariant_to_neuron_rescaling_and_standard_is_not
     torch.testing.assert_close(other(x), model(x), rtol=1e-10, atol=1e-10)   # the same function
     rho = 0.3 if norm == "l2" else 0.05
     kw = {"rho": rho, "norm": norm, "steps": 5, "restarts": 2, "random_draws": 4, "seed": 3}
-    a, b = sharpness(model, split, "adaptive", **kw), sharpness(other, split, "adaptive", **kw)
+    a, b = measure_sharpness(model, split, "adaptive", **kw), measure_sharpness(other, split, "adaptive", **kw)
     assert a.loss == pytest.approx(b.loss, rel=1e-10)
     assert a.worst > 0 and a.worst == pytest.approx(b.worst, rel=1e-7)
     np.testing.assert_allclose(a.random_increase, b.random_increase, rtol=1e-7)
-    s, t = sharpness(model, split, "standard", **kw), sharpness(other, split, "standard", **kw)
+    s, t = measure_sharpness(model, split, "standard", **kw), measure_sharpness(other, split, "standard", **kw)
     assert s.worst > 0 and t.worst > 0 and abs(math.log(s.worst / t.worst)) > 0.2      # differ by over 20%
     assert abs(math.log(s.average / t.average)) > 0.2
 
@@ -52,7 +52,7 @@ def test_adaptive_sharpness_is_invariant_to_neuron_rescaling_and_standard_is_not
 def test_ascent_beats_random_and_restarts_and_draws_are_recorded(trained):
     model, split = trained
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    r = sharpness(model, split, "standard", rho=0.5, norm="l2", steps=4, restarts=3, random_draws=5, seed=0)
+    r = measure_sharpness(model, split, "standard", rho=0.5, norm="l2", steps=4, restarts=3, random_draws=5, seed=0)
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())     # left as it was
     assert r.worst == max(r.restart_worst) and len(r.restart_worst) == 3 and len(r.random_increase) == 5
     # the ascent finds (nearly) at least the increase of the step of length rho along the gradient, computed here
@@ -85,10 +85,12 @@ def test_linear_loss_worst_case_is_exact():
     grad = torch.cat([x.mean(0), torch.ones(1, dtype=torch.float64)])
     theta = torch.tensor([1.0, -2.0, 0.5, 0.25], dtype=torch.float64)
     for kind, c in (("standard", torch.ones(4, dtype=torch.float64)), ("adaptive", theta.abs())):
-        r = sharpness(model, data, kind, rho=0.1, norm="l2", steps=10, restarts=2, random_draws=0, criterion=crit)
+        r = measure_sharpness(model, data, kind, rho=0.1, norm="l2", steps=10, restarts=2, random_draws=0,
+                              criterion=crit)
         bound = 0.1 * float((c * grad).norm())
         assert 0.99 * bound <= r.worst <= bound * (1 + 1e-12)
-        r = sharpness(model, data, kind, rho=0.1, norm="linf", steps=3, restarts=1, random_draws=0, criterion=crit)
+        r = measure_sharpness(model, data, kind, rho=0.1, norm="linf", steps=3, restarts=1, random_draws=0,
+                              criterion=crit)
         assert r.worst == pytest.approx(0.1 * float((c * grad).abs().sum()), rel=1e-9)
 
 
@@ -97,6 +99,6 @@ def test_bad_settings_are_refused(trained):
     for kw, match in [({"kind": "flat"}, "unknown sharpness kind"), ({"norm": "l1"}, "unknown norm"),
                       ({"rho": 0.0}, "--rho"), ({"steps": 0}, "--steps")]:
         with pytest.raises(LandscapeError, match=match):
-            sharpness(model, split, **kw)
+            measure_sharpness(model, split, **kw)
     with pytest.raises(LandscapeError, match="train mode"):
-        sharpness(nn.Sequential(nn.Linear(64, 10), nn.Dropout(0.5)).double(), split)
+        measure_sharpness(nn.Sequential(nn.Linear(64, 10), nn.Dropout(0.5)).double(), split)

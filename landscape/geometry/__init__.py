@@ -1,9 +1,11 @@
 """Geometry of the loss in parameter space.
 
 - `points`: loss and accuracy at many linear combinations of a few states (the engine of everything here);
-- `directions`: filter-normalised random directions, the plane through three models, paths;
+- `directions`: (filter-)normalised random directions, a trajectory's PCA directions, the plane through three
+  models, paths;
 - `barrier`: linear mode connectivity curves and barriers;
-- `surface`: 1-D/2-D contours, planes and paths, resumable in the HDF5 store.
+- `surface`: 1-D/2-D contours, PCA planes, planes and paths, resumable in the HDF5 store;
+- `sharpness`: worst-case and average-case sharpness, standard or adaptive.
 """
 from .._lazy import exporter
 
@@ -13,6 +15,7 @@ _EXPORTS = {"evaluate_points": ".points", "combine": ".points", "same_layout": "
             "Curve": ".barrier",
             "interpolation_curve": ".barrier", "Surface": ".surface",
             "random_surface": ".surface", "plane_surface": ".surface", "path_surface": ".surface",
-            "compute_surface": ".surface"}
+            "compute_surface": ".surface", "pca_directions": ".directions", "pca_surface": ".surface",
+            "measure_sharpness": ".sharpness", "SharpnessResult": ".sharpness"}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

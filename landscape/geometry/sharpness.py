@@ -147,10 +147,10 @@ def _ascent(evaluate: _Loss, place: Callable[[torch.Tensor], None], scale: torch
     return best
 
 
-def sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str = "adaptive", rho: float = 0.05,
-              norm: str = "l2", steps: int = 10, restarts: int = 3, random_draws: int = 10,
-              step_size: float | None = None, seed: int = 0, batch_size: int = 256, criterion: Criterion = "ce"
-              ) -> SharpnessResult:
+def measure_sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str = "adaptive", rho: float = 0.05,
+                      norm: str = "l2", steps: int = 10, restarts: int = 3, random_draws: int = 10,
+                      step_size: float | None = None, seed: int = 0, batch_size: int = 256,
+                      criterion: Criterion = "ce") -> SharpnessResult:
     """Worst-case and average-case sharpness of the mean loss of `model` (eval mode) on `data` (a `Split` or a
     re-iterable of batches) within radius `rho` (see the module docstring). The model is left as it was.
 

@@ -28,7 +28,7 @@ from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, load_data
 from ..data.split import subsample
 from ..geometry.barrier import interpolation_curve
-from ..geometry.sharpness import sharpness
+from ..geometry.sharpness import measure_sharpness
 from ..geometry.surface import compute_surface, plane_surface, random_surface
 from ..io.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from ..io.store import content_key, group_keys, result_arrays, write_result, write_results
@@ -244,8 +244,9 @@ class StudyRun:
             ascent = sharp["restarts"] * sharp["steps"]
             jobs.append(self._measure(
                 name, f"sharpness/{sharp['kind']}-{sharp['norm']}-{sharp['rho']:g}", model_key, {**curv, **sharp},
-                lambda model: sharpness(model, split(), sharp["kind"], sharp["rho"], sharp["norm"], sharp["steps"],
-                                        sharp["restarts"], sharp["draws"], seed=seed, batch_size=bs),
+                lambda model: measure_sharpness(model, split(), sharp["kind"], sharp["rho"], sharp["norm"],
+                                                sharp["steps"], sharp["restarts"], sharp["draws"], seed=seed,
+                                                batch_size=bs),
                 [("train", bs, ascent * n), ("forward", bs, (sharp["restarts"] + sharp["draws"] + 1) * n)]))
         return jobs
 
