@@ -84,10 +84,11 @@ def test_plot_vtk_writes_the_grid_and_a_3d_figure(tmp_path, run_cli):
               "model_x": np.array([0.0]), "model_y": np.array([0.0])}
     out = tmp_path / "s.h5"
     write_result(out, "/surfaces/m/2d", arrays, {"kind": "2d"})
+    write_result(out, "/models/m/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
     code, _, err = run_cli("plot", out, "--out-dir", tmp_path / "figs", "--format", "vtk,png")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
-        "surfaces_m_2d.png", "surfaces_m_2d.vts", "surfaces_m_2d_3d.png"]
+        "models_m_esd.png", "surfaces_m_2d.png", "surfaces_m_2d.vts", "surfaces_m_2d_3d.png"]
     extent, points, fields = read_vts(tmp_path / "figs" / "surfaces_m_2d.vts")
     assert extent == [0, 3, 0, 2, 0, 0]
     # VTK order: the first index fastest, so point k is (i, j) = (k % 4, k // 4)

@@ -23,15 +23,15 @@ def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
-def _surface(arrays: dict, attrs: dict, path: Path, title: str, formats: Sequence[str], dpi: int) -> list[Path]:
-    """A surface's figures in the figure formats, plus its 3-D figure and, with "vtk", its `.vts` (2-D only)."""
-    figures = [f for f in formats if f != "vtk"]
+def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequence[str], vtk: bool, dpi: int
+             ) -> list[Path]:
+    """A surface's figures in the `figures` formats, plus its 3-D figure and, with `vtk`, its `.vts` (2-D only)."""
     written = plot_surface(arrays, attrs, path, title, figures, dpi) if figures else []
     if "y" not in arrays:
         return written
     if figures:
         written += plot_surface_3d(arrays, attrs, path.with_name(path.name + "_3d"), title, figures, dpi)
-    if "vtk" in formats:
+    if vtk:
         done = np.asarray(arrays["done"], dtype=bool)
         if done.all():
             fields = {k: np.asarray(arrays[k], dtype=float) for k in ("loss", "acc") if k in arrays}
@@ -71,13 +71,14 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
         raise LandscapeError(f"{path}: no spectral density, barrier curve or surface (nor per-block curvature) to plot")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for group, arrays, attrs, title in esds:
-        written += plot_esd(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
-    for group, arrays, attrs, title in blocks:
-        written += plot_blocks(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
+    figures = [f for f in formats if f != "vtk"]
+    for group, arrays, attrs, title in esds if figures else ():
+        written += plot_esd(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
+    for group, arrays, attrs, title in blocks if figures else ():
+        written += plot_blocks(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
     for group, arrays, attrs, title in surfaces:
-        written += _surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
-    for pair, by_align in curves.items():
+        written += _surface(arrays, attrs, out_dir / _slug(group), title, figures, "vtk" in formats, dpi)
+    for pair, by_align in curves.items() if figures else ():
         written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
-                                      f"Linear interpolation {pair.replace('~', ' to ')}", formats, dpi)
+                                      f"Linear interpolation {pair.replace('~', ' to ')}", figures, dpi)
     return written
