@@ -112,22 +112,32 @@ def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path:
 
 def plot_surface_3d(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
                     formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """A 2-D surface as a 3-D figure: the log10 of the loss as the height over the grid (the models marked at
-    theirs), coloured as the contour is; returns the files written."""
+    """A 2-D surface as a 3-D figure: the log10 of the loss as the height over the grid, coloured as the contour
+    is, the models (and a PCA surface's trajectory) drawn at the height of their nearest grid point; returns the
+    files written."""
     x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
     gx, gy = np.meshgrid(x, y, indexing="ij")
     levels = loss_levels([(arrays, attrs)])
     height = np.log10(np.clip(_loss(arrays), levels[0], levels[-1]))
+
+    def on_surface(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        return np.array([height[np.abs(x - a).argmin(), np.abs(y - b).argmin()] for a, b in zip(px, py)])
     with style():
         fig = Figure(figsize=(6.4, 5.0), layout="constrained")
         ax = fig.add_subplot(projection="3d")
         ax.plot_surface(gx, gy, height, cmap="viridis", vmin=np.log10(levels[0]), vmax=np.log10(levels[-1]),
-                        rstride=1, cstride=1, linewidth=0, antialiased=True)
+                        rstride=1, cstride=1, linewidth=0, antialiased=True, alpha=0.9)
+        if "path_x" in arrays:
+            px, py = np.asarray(arrays["path_x"]), np.asarray(arrays["path_y"])
+            ax.plot(px, py, on_surface(px, py), color="#d62728", lw=1.5, marker="o", ms=3, zorder=5)
         mx, my = np.asarray(arrays["model_x"]), np.asarray(arrays["model_y"])
-        mz = [height[np.abs(x - a).argmin(), np.abs(y - b).argmin()] for a, b in zip(mx, my)]
-        ax.scatter(mx, my, mz, color="white", edgecolor="black", s=30, depthshade=False)
-        xlabel, ylabel = _axis_labels(attrs, arrays)
+        ax.scatter(mx, my, on_surface(mx, my), color="white", edgecolor="black", s=30, depthshade=False, zorder=6)
+        # short axis names: the contour figure beside this one gives the long ones
+        xlabel, ylabel = (label.replace(" of the trajectory's variance", "").replace("distance along the plane, ", "")
+                          for label in _axis_labels(attrs, arrays))
         ax.set(xlabel=xlabel, ylabel=ylabel, zlabel=f"log10 {attrs.get('split', 'train')} loss", title=title)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.label.set_fontsize(8)
         return save_figure(fig, out_path, formats, dpi)
 
 
