@@ -15,6 +15,7 @@ from landscape.curvature.operator import HessianOperator
 from landscape.curvature.trace import hessian_trace
 from landscape.data import Split, subsample
 from landscape.errors import LandscapeError
+from tests.factories import log_softmax_mlp
 
 
 def two_layer(features: int, classes: int, hidden: int = 6, seed: int = 0) -> nn.Module:
@@ -96,10 +97,20 @@ def test_ggn_equals_hessian_for_a_linear_model(digits):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_unknown_curvature_is_refused(setting):
+def test_unknown_curvature_and_a_loss_linear_in_the_outputs_are_refused(setting, digits):
     model, split, _, _ = setting
     with pytest.raises(LandscapeError, match="unknown curvature"):
         curvature_operator(model, split, curvature="hess")
+    log_probs = log_softmax_mlp(digits.input_shape, digits.num_classes).double().eval()
+    data = subsample(digits.train, 20, seed=0)
+    with pytest.raises(LandscapeError, match="linear in the model's outputs"):
+        curvature_operator(log_probs, data, criterion="nll", curvature="ggn")
+    # the empirical Fisher needs per-example gradients only: the same with NLL of log-probabilities as with CE of
+    # the logits they are computed from
+    logits = nn.Sequential(nn.Flatten(), log_probs.fc1, nn.ReLU(), log_probs.fc2).eval()
+    v = torch.randn(2, sum(p.numel() for p in logits.parameters()), dtype=torch.float64)
+    torch.testing.assert_close(curvature_operator(log_probs, data, criterion="nll", curvature="fisher").matmat(v),
+                               curvature_operator(logits, data, curvature="fisher").matmat(v), rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "ggn"])

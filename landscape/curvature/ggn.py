@@ -34,6 +34,16 @@ from .operator import HessianOperator
 Graph = tuple[torch.Tensor, ...]
 
 
+def _curved(r: torch.Tensor, z: torch.Tensor) -> bool:
+    """Whether the output gradient `r` (with its graph) changes with the outputs `z`: the output Hessian times a
+    fixed random vector is not zero (that of cross-entropy vanishes on constant rows only)."""
+    if not r.requires_grad:
+        return False
+    probe = torch.randn(z.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(z)
+    h = torch.autograd.grad(r, z, probe, retain_graph=True, allow_unused=True)[0]
+    return h is not None and bool(h.any())
+
+
 class GaussNewtonOperator(HessianOperator):
     """G = (1/N) Σ_i J_i^T M_i J_i over `data`, M_i the output Hessian of the loss (`kind="ggn"`) or the outer
     product of its output gradient (`kind="fisher"`, the empirical Fisher); otherwise as `HessianOperator`.
@@ -63,6 +73,10 @@ class GaussNewtonOperator(HessianOperator):
         flat = torch.cat([g.reshape(-1) for g in jt_u])
         z = out.detach().requires_grad_(True)
         r = torch.autograd.grad(self.loss(z, y), z, create_graph=self.kind == "ggn")[0]
+        if self.kind == "ggn" and not _curved(r, z):
+            raise LandscapeError(f"the loss ({self.criterion}) is linear in the model's outputs, so its Gauss-Newton "
+                                 "matrix through them is zero (--loss nll on log-probabilities?): measure a model "
+                                 "that outputs logits with --loss ce, or use --curvature fisher")
         return (flat, u, out, z, r if self.kind == "ggn" else r.detach()), out
 
     def _second_backward(self, graph: Graph, vectors: torch.Tensor, retain: bool) -> torch.Tensor:
