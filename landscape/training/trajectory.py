@@ -2,8 +2,9 @@
 directions of a loss surface (Li et al. 2018, section 7; `geometry.directions.pca_directions`).
 
 `train --save-every N --out net.pt` writes `net_trajectory/epoch0000.pt` (the initial weights) and
-`epochNNNN.pt` after every N-th epoch and after epoch `--epochs` (an early stop before it saves no more), each a checkpoint with `meta.epoch` and the data's
-`normalize`; the final checkpoint records the folder, N and the files in `meta.trajectory`.
+`epochNNNN.pt` after every N-th epoch and after epoch `--epochs` (an early stop before it saves no more), each a
+checkpoint with `meta.epoch` and the data's `normalize`; the final checkpoint records the folder, N and the files
+in `meta.trajectory`.
 """
 from __future__ import annotations
 
