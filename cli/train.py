@@ -105,14 +105,17 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, save_every,
     cfg = _config(kw)
     record = {"init_seed": init_seed, "arch": arch}
     if save_every is None:
-        result = train(model, data, cfg, desc=f"train {out}")
-    else:
-        writer = TrajectoryWriter(trajectory_folder(out), save_every, cfg.epochs,
-                                  {"dataset": data.name, "normalize": [list(p) for p in data.normalize], **record})
+        _finish(session, train(model, data, cfg, desc=f"train {out}"), data, cfg, out, record)
+        return
+    writer = TrajectoryWriter(trajectory_folder(out), save_every, cfg.epochs,
+                              {"dataset": data.name, "normalize": [list(p) for p in data.normalize], **record})
+    try:   # a failed run leaves no trajectory behind
         writer.start(model)
         result = train(model, data, cfg, desc=f"train {out}", on_epoch=writer.on_epoch)
-        record["trajectory"] = writer.record()
-    _finish(session, result, data, cfg, out, record)
+        _finish(session, result, data, cfg, out, {**record, "trajectory": writer.record()})
+    except BaseException:
+        writer.discard()
+        raise
 
 
 @click.command("finetune")

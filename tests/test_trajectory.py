@@ -125,3 +125,7 @@ def test_train_save_every_then_contour_pca(tmp_path, run_cli):
                           (("--directions", "pca", "--kind", "1d"), "2-D surface")]:
         code, _, err = run_cli("contour", out, "--steps", "3", "--samples", "30", *args)
         assert code == 2 and message in err, err
+    # a run that fails leaves no trajectory behind
+    code, _, err = run_cli("train", "--hidden", "8", "--epochs", "2", "--lr", "1e8", "--save-every", "1", "--out",
+                           tmp_path / "bad.pt", "--quiet")
+    assert code == 2 and "diverged" in err and not (tmp_path / "bad_trajectory").exists()

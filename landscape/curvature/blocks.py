@@ -24,7 +24,7 @@ from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion
 from .eigen import lanczos_top
-from .ggn import check_curvature, curvature_operator
+from .ggn import curvature_operator
 from .operator import Operator
 from .results import BlockEigenResult, BlockTraceResult, summarize
 from .trace import hutch_plus_plus
@@ -64,7 +64,6 @@ def block_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], batch_siz
     Raises:
         LandscapeError: for a bad `which`, `tol` or `max_hvps`, an unknown curvature, or a bad model or data.
     """
-    check_curvature(curvature)
     if which not in WHICH:
         raise LandscapeError(f"unknown --which {which!r}; choose one of {', '.join(WHICH)}")
     if tol <= 0 or max_hvps < 1:
@@ -106,7 +105,6 @@ def block_traces(model: nn.Module, data: Split | Iterable[Batch], batch_size: in
         LandscapeError: for `max_hvps` below 4 (Hutch++'s least), `block` below 1, an unknown curvature, or a bad
             model or data.
     """
-    check_curvature(curvature)
     if max_hvps < 4 or block < 1:
         raise LandscapeError(f"--max-hvps must be at least 4 and --block at least 1, got {max_hvps}, {block}")
     start = time.perf_counter()

@@ -22,7 +22,7 @@ from ..data.batches import Batch
 from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion
-from .ggn import check_curvature, curvature_operator
+from .ggn import curvature_operator
 from .lanczos import Krylov, lanczos
 from .operator import Operator, probes
 from .results import DensityResult
@@ -79,7 +79,6 @@ def spectral_density(model: nn.Module, data: Split | Iterable[Batch], steps: int
                      criterion: Criterion = "ce", curvature: str = "hessian") -> DensityResult:
     """ESD of the Hessian (or `curvature` "ggn", "fisher": `ggn.py`) of the mean loss of `model` on `data` (as in
     `top_eigenvalues`): `runs` x `steps` products."""
-    check_curvature(curvature)
     if steps < 1 or runs < 1 or block < 1:
         raise LandscapeError(f"--steps, --runs and --block must be at least 1, got {steps}, {runs}, {block}")
     start = time.perf_counter()

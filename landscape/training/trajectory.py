@@ -47,6 +47,14 @@ class TrajectoryWriter:
         save_checkpoint(model, path, meta={**self.meta, "epoch": epoch})
         self.files.append(str(path))
 
+    def discard(self) -> None:
+        """Remove what was written (a failed run leaves nothing behind), and the folder when it is left empty."""
+        for f in self.files:
+            Path(f).unlink(missing_ok=True)
+        self.files.clear()
+        if self.folder.is_dir() and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
     def record(self) -> dict:
         """What the final checkpoint's `meta.trajectory` holds."""
         return {"folder": str(self.folder), "every": self.every, "files": list(self.files)}
