@@ -6,16 +6,22 @@ from typing import Any
 
 import click
 
-from landscape.choices import BACKENDS, EIG_METHODS, TRACE_METHODS, WHICH
+from landscape.choices import BACKENDS, CURVATURE_LABELS, CURVATURES, EIG_METHODS, TRACE_METHODS, WHICH
 
 from .options import NAME, compose, measure
 
-CURVATURE = compose(click.argument("checkpoint", type=click.Path(dir_okay=False)), measure(), NAME)
+CURVATURE = compose(
+    click.argument("checkpoint", type=click.Path(dir_okay=False)), measure(), NAME,
+    click.option("--curvature", type=click.Choice(CURVATURES), default="hessian", show_default=True,
+                 help="The matrix: the Hessian, the generalised Gauss-Newton matrix, or the empirical Fisher."))
+PER_LAYER = click.option("--per-layer", is_flag=True,
+                         help="Measure each parameter block's diagonal block instead (stored as block_<what>).")
 
 
 def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Callable[[Any], str],
          omit_from_json: tuple[str, ...] = ()) -> None:
-    """Load the model and data, compute, print, and store `/models/<name>/<what>` when --out is given."""
+    """Load the model and data, compute, print, and store `/models/<name>/<what>` (the Hessian) or
+    `/models/<name>/<curvature>/<what>` when --out is given."""
     from landscape.data.split import subsample
     from landscape.io.store import result_arrays, write_result
 
@@ -29,8 +35,9 @@ def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Ca
     arrays, attrs = result_arrays(result)
     settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],
                                 seed=opts["seed"], criterion=opts["loss"])
+    curvature = "" if opts["curvature"] == "hessian" else f"/{opts['curvature']}"
     if opts["out"]:
-        write_result(opts["out"], f"/models/{opts['name'] or stem(checkpoint)}/{what}", arrays,
+        write_result(opts["out"], f"/models/{opts['name'] or stem(checkpoint)}{curvature}/{what}", arrays,
                      {**attrs, **stored(settings)})
     shown = {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
     session.emit({**settings, **shown}, describe(result))
@@ -47,16 +54,20 @@ def _method(method: str | None, backend: str, default: str, pyhessian: str) -> s
     return method or default
 
 
+def _products(curvature: str) -> str:
+    return "Hessian-vector products" if curvature == "hessian" else f"{CURVATURE_LABELS[curvature]} products"
+
+
 def _eig_text(checkpoint: str) -> Callable[[Any], str]:
     def describe(r) -> str:
         kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
-        lines = [(f"{checkpoint}: top-{r.k} Hessian eigenvalues ({r.backend} {r.method}, {kind}) "
-                  f"on {r.n_examples} examples, {r.n_params} parameters")]
+        lines = [(f"{checkpoint}: top-{r.k} {CURVATURE_LABELS[r.curvature]} eigenvalues ({r.backend} {r.method}, "
+                  f"{kind}) on {r.n_examples} examples, {r.n_params} parameters")]
         lines += [f"  {i + 1:>3}  {v: .6g}  +- {bound:.1e}  (residual {res:.1e})" for i, (v, bound, res) in
                   enumerate(zip(r.eigenvalues, r.bounds, r.residuals))]
         state = {True: "converged", False: "NOT converged: raise --max-hvps or --tol", None: ""}[r.converged]
         rule = {"bound": "error bounds", "residual": "residuals", "change": "relative change"}[r.rule]
-        lines.append(f"  {r.hvps} Hessian-vector products ({r.hvp_path}"
+        lines.append(f"  {r.hvps} {_products(r.curvature)} ({r.hvp_path}"
                      + (f", blocks of {r.block}" if r.block > 1 else "") + f"), {r.seconds:.2f} s, "
                      f"stop on {rule} <= tol {r.tol:g}" + (f": {state}" if state else ""))
         return "\n".join(lines)
@@ -81,19 +92,28 @@ def _eig_text(checkpoint: str) -> Callable[[Any], str]:
 @click.option("--eigenvectors", is_flag=True, help="Store the eigenvectors in --out.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
               help="pyhessian: PyHessian 0.1's own power iteration.")
-def eig_cmd(checkpoint, k, method, which, tol, strict, block, max_hvps, eigenvectors, backend, **opts):
-    """Top-k eigenvalues of the Hessian of the loss."""
+@PER_LAYER
+def eig_cmd(checkpoint, k, method, which, tol, strict, block, max_hvps, eigenvectors, backend, per_layer, **opts):
+    """Top-k eigenvalues of the Hessian (or Gauss-Newton, empirical Fisher) of the loss; with --per-layer the top
+    eigenvalue of each parameter block's diagonal block."""
     from landscape.curvature.eigen import top_eigenvalues
     from landscape.errors import LandscapeError
 
     if eigenvectors and not opts["out"]:
         raise LandscapeError("--eigenvectors are stored in the HDF5 file: give --out FILE.h5")
     method = _method(method, backend, "lanczos", "power")
+    if per_layer:
+        if k != 1 or method != "lanczos" or backend != "landscape" or eigenvectors or block != 1 or strict:
+            raise LandscapeError("--per-layer gives each block's top eigenvalue by Lanczos: it takes none of -k, "
+                                 "--method power, --backend pyhessian, --eigenvectors, --block, --strict")
+        _per_layer_eig(checkpoint, which or "algebraic", tol, max_hvps or 100, opts)
+        return
 
     def compute(model, split):
         return top_eigenvalues(model, split, k=k, batch_size=opts["batch_size"], method=method, tol=tol,
                                max_hvps=max_hvps, seed=opts["seed"], which=which, eigenvectors=eigenvectors,
-                               backend=backend, criterion=opts["loss"], block=block, strict=strict)
+                               backend=backend, criterion=opts["loss"], block=block, strict=strict,
+                               curvature=opts["curvature"])
     _run(checkpoint, "eigenvalues", opts, compute, _eig_text(checkpoint), omit_from_json=("eigenvectors",))
 
 
@@ -107,22 +127,31 @@ def eig_cmd(checkpoint, k, method, which, tol, strict, block, max_hvps, eigenvec
 @click.option("--block", type=int, default=8, show_default=True, help="Probes per batched product.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="landscape", show_default=True,
               help="pyhessian: PyHessian 0.1's own Hutchinson loop and stopping rule.")
-def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
-    """Trace of the Hessian of the loss (Hutch++ or Hutchinson), with a standard error."""
+@PER_LAYER
+def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, per_layer, **opts):
+    """Trace of the Hessian (or Gauss-Newton, empirical Fisher) of the loss (Hutch++ or Hutchinson), with a
+    standard error; with --per-layer the trace of each parameter block's diagonal block (--max-hvps per block)."""
     from landscape.curvature.trace import hessian_trace
+    from landscape.errors import LandscapeError
 
     method = _method(method, backend, "hutch++", "hutchinson")
+    if per_layer:
+        if method != "hutch++" or backend != "landscape" or target_rse is not None:
+            raise LandscapeError("--per-layer sums small blocks exactly and estimates large ones by Hutch++: it "
+                                 "takes none of --method hutchinson, --backend pyhessian, --target-rse")
+        _per_layer_trace(checkpoint, max_hvps, block, opts)
+        return
 
     def compute(model, split):
         return hessian_trace(model, split, method=method, batch_size=opts["batch_size"], max_hvps=max_hvps,
                              target_rse=target_rse, seed=opts["seed"], block=block, backend=backend,
-                             criterion=opts["loss"])
+                             criterion=opts["loss"], curvature=opts["curvature"])
 
     def describe(r) -> str:
-        text = (f"{checkpoint}: Hessian trace {r.trace:.6g} +- {r.stderr:.3g} (relative standard error "
-                f"{r.rel_stderr:.2%}) by {r.backend} {r.method}\n  {r.probes} probes"
+        text = (f"{checkpoint}: {CURVATURE_LABELS[r.curvature]} trace {r.trace:.6g} +- {r.stderr:.3g} (relative "
+                f"standard error {r.rel_stderr:.2%}) by {r.backend} {r.method}\n  {r.probes} probes"
                 + (f" after a sketch of {r.sketch}" if r.sketch else "")
-                + f", {r.hvps} Hessian-vector products, {r.seconds:.2f} s, {r.n_examples} examples")
+                + f", {r.hvps} {_products(r.curvature)}, {r.seconds:.2f} s, {r.n_examples} examples")
         return text + (f"\n  note: {r.note}" if r.note else "")
     _run(checkpoint, "trace", opts, compute, describe)
 
@@ -136,20 +165,59 @@ def trace_cmd(checkpoint, method, max_hvps, target_rse, block, backend, **opts):
 @click.option("--grid-points", type=int, default=None, help="Points of the density grid [>= 10000, auto].")
 @click.option("--block", type=int, default=8, show_default=True, help="Runs advanced together per product.")
 def esd_cmd(checkpoint, steps, runs, sigma2, grid_points, block, **opts):
-    """Eigenvalue spectral density of the Hessian by stochastic Lanczos quadrature (`landscape plot` draws it)."""
+    """Eigenvalue spectral density of the Hessian (or Gauss-Newton, empirical Fisher) by stochastic Lanczos
+    quadrature (`landscape plot` draws it)."""
     from landscape.curvature.density import spectral_density
 
     def compute(model, split):
         return spectral_density(model, split, steps=steps, runs=runs, batch_size=opts["batch_size"],
                                 seed=opts["seed"], grid_points=grid_points, sigma2=sigma2, block=block,
-                                criterion=opts["loss"])
+                                criterion=opts["loss"], curvature=opts["curvature"])
 
     def describe(r) -> str:
         return (f"{checkpoint}: spectral density from {r.runs} run(s) x {r.steps} Lanczos steps, Ritz values in "
                 f"[{r.nodes.min():.4g}, {r.nodes.max():.4g}], kernel variance {r.sigma2:.3g}\n"
-                f"  {r.hvps} Hessian-vector products ({r.hvp_path}), {r.seconds:.2f} s"
+                f"  {r.hvps} {_products(r.curvature)} ({r.hvp_path}), {r.seconds:.2f} s"
                 + ("" if opts["out"] else "; give --out FILE.h5 to keep the density for `landscape plot`"))
     _run(checkpoint, "esd", opts, compute, describe, omit_from_json=("grid", "density"))
+
+
+def _per_layer_eig(checkpoint: str, which: str, tol: float, max_hvps: int, opts: dict) -> None:
+    """`eig --per-layer`: each block's top eigenvalue, stored as `block_eigenvalues`."""
+    from landscape.curvature.blocks import block_eigenvalues
+
+    def compute(model, split):
+        return block_eigenvalues(model, split, opts["batch_size"], tol, max_hvps, opts["seed"], which,
+                                 criterion=opts["loss"], curvature=opts["curvature"])
+
+    def describe(r) -> str:
+        width = max(map(len, r.blocks))
+        lines = [f"{checkpoint}: top {CURVATURE_LABELS[r.curvature]} eigenvalue of each parameter block's diagonal "
+                 f"block on {r.n_examples} examples"]
+        lines += [f"  {name:<{width}}  {size:>9}  {v: .6g}  +- {b:.1e}" + ("" if ok else "  (NOT converged)")
+                  for name, size, v, b, ok in zip(r.blocks, r.sizes, r.eigenvalues, r.bounds, r.converged)]
+        lines.append(f"  {r.hvps} products with the whole matrix, {r.seconds:.2f} s")
+        return "\n".join(lines)
+    _run(checkpoint, "block_eigenvalues", opts, compute, describe)
+
+
+def _per_layer_trace(checkpoint: str, max_hvps: int, block: int, opts: dict) -> None:
+    """`trace --per-layer`: each block's trace, stored as `block_trace`."""
+    from landscape.curvature.blocks import block_traces
+
+    def compute(model, split):
+        return block_traces(model, split, opts["batch_size"], max_hvps, opts["seed"], block,
+                            criterion=opts["loss"], curvature=opts["curvature"])
+
+    def describe(r) -> str:
+        width = max(map(len, r.blocks))
+        lines = [f"{checkpoint}: {CURVATURE_LABELS[r.curvature]} trace of each parameter block's diagonal block "
+                 f"on {r.n_examples} examples (exact up to {r.max_hvps} parameters, else Hutch++)"]
+        lines += [f"  {name:<{width}}  {size:>9}  {t: .6g}" + ("  (exact)" if ok else f"  +- {e:.3g}")
+                  for name, size, t, e, ok in zip(r.blocks, r.sizes, r.trace, r.stderr, r.exact)]
+        lines.append(f"  sum {float(r.trace.sum()):.6g}; {r.hvps} products with the whole matrix, {r.seconds:.2f} s")
+        return "\n".join(lines)
+    _run(checkpoint, "block_trace", opts, compute, describe)
 
 
 COMMANDS = [eig_cmd, trace_cmd, esd_cmd]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from fusion.choices import MODES
-from landscape.choices import CURVE_KINDS, SURFACE_KINDS
+from landscape.choices import CURVE_KINDS, DIRECTION_NORMS, DIRECTIONS, SURFACE_KINDS
 
 from .fusion import REPAIR, SOLVER
 from .options import (
@@ -176,28 +176,43 @@ def curve_cmd(a, b, kind, epochs, lr, points, store, data_spec, normalize, sampl
 @click.option("--steps", type=int, default=25, show_default=True,
               help="Points per axis (random directions and plane) or per segment (path).")
 @click.option("--margin", type=float, default=0.25, show_default=True,
-              help="Plane: padding around the three models, as a fraction of their extent.")
+              help="Plane and PCA: padding around the models (the trajectory), as a fraction of their extent.")
 @click.option("--include-bias-bn", is_flag=True, help="Move biases and BatchNorm parameters too (Li et al. zero them).")
+@click.option("--directions", type=click.Choice(DIRECTIONS), default="random", show_default=True,
+              help="2d: random directions, or the two principal directions of the training trajectory (Li et al. "
+                   "2018, sec. 7), which is drawn on the contour.")
+@click.option("--trajectory", multiple=True, type=click.Path(),
+              help="With --directions pca: a trajectory checkpoint or a folder of them (repeatable) [the folder "
+                   "`train --save-every` recorded in the checkpoint].")
+@click.option("--direction-norm", type=click.Choice(DIRECTION_NORMS), default="filter", show_default=True,
+              help="Random directions: rescaled per filter (Li et al.), per layer, per weight, or not at all.")
 @NAME
 @click.option("--chunk", type=int, default=None,
               help="Points per batched pass (vmap), or walked between saves (loop) [auto].")
 @REPAIR
 @measure()
 @POINTS
-def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, chunk, repair, repair_samples, parallel,
-                batching, **o):
-    """Loss surface: random-direction contours (Li et al. 2018), the plane through three models, or a path.
+def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, directions, trajectory, direction_norm, name,
+                chunk, repair, repair_samples, parallel, batching, **o):
+    """Loss surface: random-direction contours (Li et al. 2018), the plane of a training trajectory's principal
+    directions (--directions pca), the plane through three models, or a path.
 
     With --out the grid is written as it fills; rerunning the same command continues a killed run.
     """
     from landscape.data.split import subsample
     from landscape.errors import LandscapeError
     from landscape.geometry.points import same_layout
-    from landscape.geometry.surface import compute_surface, path_surface, plane_surface, random_surface
+    from landscape.geometry.surface import compute_surface, path_surface, pca_surface, plane_surface, random_surface
+    from landscape.io.checkpoint import file_hash, load_checkpoint
+    from landscape.training.trajectory import trajectory_files
 
     from .session import Session, parse_range, stem, stored
 
     kind = kind or {1: "2d", 3: "plane"}.get(len(checkpoints), "path")
+    if directions == "pca" and kind != "2d":
+        raise LandscapeError(f"--directions pca draws a 2-D surface around one model, not --kind {kind}")
+    if trajectory and directions != "pca":
+        raise LandscapeError("--trajectory is for --directions pca")
     needed = {"1d": 1, "2d": 1, "plane": 3}.get(kind)
     if needed and len(checkpoints) != needed:
         raise LandscapeError(f"--kind {kind} needs exactly {'one' if needed == 1 else 'three'} checkpoint(s), "
@@ -210,23 +225,32 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
         raise LandscapeError(f"--repair-samples must be at least 1, got {repair_samples}")
     session = Session(o["device"], o["quiet"], o["as_json"])
     models = [session.load(c)[0] for c in checkpoints]
+    path = trajectory_files(list(trajectory), session.metas[0]) if directions == "pca" else []
+    states = [load_checkpoint(c, session.device)[0].state_dict() for c in path]
     data = session.data(o["data_spec"], models, o["normalize"])
-    if not same_layout([m.state_dict() for m in models]):
+    if not same_layout([m.state_dict() for m in models] + states):
         raise LandscapeError("the models have different architectures or widths: align them first "
                              "(landscape align)")
     split = subsample(data.split(o["split"]), o["samples"], o["seed"], of=f"of the {o['split']} split")
     names = [stem(c) for c in checkpoints]
     lo, hi = parse_range(span)
-    if kind in ("1d", "2d"):
-        surface = random_surface(models[0], int(kind[0]), lo, hi, steps, o["seed"], include_bias_bn, names[0])
+    if directions == "pca":
+        surface = pca_surface(models[0], states, steps, margin, include_bias_bn, names[0])
+        kind = "pca"
+    elif kind in ("1d", "2d"):
+        surface = random_surface(models[0], int(kind[0]), lo, hi, steps, o["seed"], include_bias_bn, names[0],
+                                 direction_norm)
     elif kind == "plane":
         surface = plane_surface(models, steps, margin, names)
     else:
         surface = path_surface(models, steps, names)
     settings = session.settings(data, split=o["split"], samples=o["samples"], seed=o["seed"], steps=steps,
                                 range=span if kind in ("1d", "2d") else None,
-                                margin=margin if kind == "plane" else None, include_bias_bn=include_bias_bn,
-                                criterion=o["loss"], **({"repair_samples": repair_samples} if repair else {}))
+                               margin=margin if kind in ("plane", "pca") else None, include_bias_bn=include_bias_bn,
+                               criterion=o["loss"], directions=directions if kind in ("1d", "2d", "pca") else None,
+                               direction_norm=direction_norm if kind in ("1d", "2d") else None,
+                               trajectory=path or None, trajectory_sha256=[file_hash(c) for c in path] or None,
+                               **({"repair_samples": repair_samples} if repair else {}))
     repair_on = subsample(data.train, repair_samples, o["seed"], "--repair-samples") if repair else None
     group = f"/surfaces/{name or '+'.join(names)}/{kind}"
     arrays, attrs = compute_surface(models[0], surface, split, o["batch_size"], stored(settings), out=o["out"],
@@ -246,12 +270,14 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
 @click.argument("store", type=click.Path(dir_okay=False))
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
-@figures("png")
+@figures("png", "; vtk: 2-D surfaces also as VTK structured grids (.vts) for ParaView")
 @JSON
 def plot_cmd(store, out_dir, formats, dpi, as_json):
-    """Draw what an HDF5 result file holds: spectral densities, interpolation curves, loss surfaces."""
+    """Draw what an HDF5 result file holds: spectral densities, per-block curvature, interpolation curves, loss
+    surfaces (2-D ones also in 3-D, and as .vts files with --format vtk)."""
     from pathlib import Path
 
+    from landscape.choices import FIGURE_FORMATS
     from landscape.plots.figure import parse_formats
     from landscape.plots.files import plot_file
 
@@ -259,7 +285,7 @@ def plot_cmd(store, out_dir, formats, dpi, as_json):
 
     session = Session(as_json=as_json)
     out_dir = Path(out_dir) if out_dir else Path(store).with_name(Path(store).stem + "_plots")
-    written = plot_file(store, out_dir, parse_formats(formats), dpi)
+    written = plot_file(store, out_dir, parse_formats(formats, (*FIGURE_FORMATS, "vtk")), dpi)
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 

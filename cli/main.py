@@ -9,7 +9,7 @@ import click
 
 from landscape.errors import LandscapeError, LandscapeWarning
 
-from . import curvature, fusion, geometry, messages, study, train
+from . import curvature, fusion, geometry, messages, sharpness, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +21,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for module in (train, fusion, curvature, geometry, study):
+for module in (train, fusion, curvature, sharpness, geometry, study):
     for cmd in module.COMMANDS:
         cli.add_command(cmd)
 

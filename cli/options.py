@@ -66,11 +66,12 @@ BATCHING_OPTION = click.option("--batching", type=click.Choice(BATCHING), defaul
                                     "or choose by device (auto).")
 
 
-def figures(default_formats: str) -> Decorator:
-    """--format (comma-separated figure formats) and --dpi (of raster formats), for commands that draw."""
+def figures(default_formats: str, more: str = "") -> Decorator:
+    """--format (comma-separated figure formats, and what `more` describes) and --dpi (of raster formats), for
+    commands that draw."""
     return compose(
         click.option("--format", "formats", default=default_formats, show_default=True,
-                     help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}."),
+                     help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}{more}."),
         click.option("--dpi", type=click.IntRange(min=30), default=150, show_default=True,
                      help="Resolution of PNG figures (vector formats ignore it)."))
 

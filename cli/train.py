@@ -74,15 +74,19 @@ def _json_object(text: str | None, what: str) -> dict:
 @click.option("--bias/--no-bias", default=None, help="Biases (default: the arch's).")
 @click.option("--arch-kwargs", default=None, help="Extra JSON keyword arguments for the factory.")
 @click.option("--init-seed", type=int, default=0, show_default=True, help="Seed of the initial weights.")
+@click.option("--save-every", type=int, default=None,
+              help="Also save the weights every N epochs (and at epochs 0 and last) in OUT_STEM_trajectory/, "
+                   "for `contour --directions pca`.")
 @LOOP
-def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, normalize, out, device, quiet,
-              as_json, **kw):
+def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, save_every, data_spec, normalize, out, device,
+              quiet, as_json, **kw):
     """Train a model from scratch with SGD; keeps the best-validation checkpoint."""
     from landscape.data.datasets import load_data
     from landscape.data.split import check_labels
     from landscape.errors import LandscapeError
     from landscape.models.zoo import arch_kwargs_for
     from landscape.training.loop import init_model, train
+    from landscape.training.trajectory import TrajectoryWriter, trajectory_folder
 
     from .session import Session
 
@@ -99,8 +103,19 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, data_spec, 
     model = init_model(arch, kwargs, init_seed).to(session.device)
     check_labels(data.train, kwargs["num_classes"])
     cfg = _config(kw)
-    result = train(model, data, cfg, desc=f"train {out}")
-    _finish(session, result, data, cfg, out, {"init_seed": init_seed, "arch": arch})
+    record = {"init_seed": init_seed, "arch": arch}
+    if save_every is None:
+        _finish(session, train(model, data, cfg, desc=f"train {out}"), data, cfg, out, record)
+        return
+    writer = TrajectoryWriter(trajectory_folder(out), save_every, cfg.epochs,
+                              {"dataset": data.name, "normalize": [list(p) for p in data.normalize], **record})
+    try:   # a failed run leaves no trajectory behind
+        writer.start(model)
+        result = train(model, data, cfg, desc=f"train {out}", on_epoch=writer.on_epoch)
+        _finish(session, result, data, cfg, out, {**record, "trajectory": writer.record()})
+    except BaseException:
+        writer.discard()
+        raise
 
 
 @click.command("finetune")

@@ -22,10 +22,13 @@ _EXPORTS = {
     # curvature
     "HessianOperator": ".curvature.operator", "top_eigenvalues": ".curvature.eigen",
     "hessian_trace": ".curvature.trace", "spectral_density": ".curvature.density",
+    "GaussNewtonOperator": ".curvature.ggn", "curvature_operator": ".curvature.ggn",
+    "block_eigenvalues": ".curvature.blocks", "block_traces": ".curvature.blocks",
     # geometry
     "interpolation_curve": ".geometry.barrier", "evaluate_points": ".geometry.points",
     "random_surface": ".geometry.surface", "plane_surface": ".geometry.surface", "path_surface": ".geometry.surface",
-    "compute_surface": ".geometry.surface",
+    "compute_surface": ".geometry.surface", "pca_surface": ".geometry.surface",
+    "measure_sharpness": ".geometry.sharpness",
     # study and figures
     "load_config": ".study.config", "StudyRun": ".study.run", "write_report": ".study.report",
     "plot_file": ".plots",

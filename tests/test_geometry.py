@@ -423,7 +423,8 @@ def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
     assert code == 0, err
     code, stdout, err = run_cli("plot", out, "--out-dir", tmp_path / "figs")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["interpolation_p-a.png", "surfaces_a_2d.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["interpolation_p-a.png", "surfaces_a_2d.png",
+                                                                     "surfaces_a_2d_3d.png"]
 
 
 def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):

@@ -8,6 +8,9 @@ _EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Krylov": ".l
             "top_eigenvalues": ".eigen", "lanczos_top": ".eigen", "power_top": ".eigen",
             "hessian_trace": ".trace", "hutchinson": ".trace", "hutch_plus_plus": ".trace",
             "spectral_density": ".density", "slq": ".density", "smooth": ".density",
-            "EigenResult": ".results", "TraceResult": ".results", "DensityResult": ".results"}
+            "EigenResult": ".results", "TraceResult": ".results", "DensityResult": ".results",
+            "GaussNewtonOperator": ".ggn", "curvature_operator": ".ggn", "BlockOperator": ".blocks",
+            "block_eigenvalues": ".blocks", "block_traces": ".blocks", "BlockEigenResult": ".results",
+            "BlockTraceResult": ".results"}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

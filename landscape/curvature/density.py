@@ -23,8 +23,9 @@ from ..data.split import Split
 from ..errors import LandscapeError
 from ..loss import Criterion
 from ..models.outputs import Output
+from .ggn import curvature_operator
 from .lanczos import Krylov, lanczos
-from .operator import HessianOperator, Operator, probes
+from .operator import Operator, probes
 from .results import DensityResult
 
 SIGMA2_FACTOR = 1e-5
@@ -76,16 +77,17 @@ def smooth(nodes: np.ndarray, weights: np.ndarray, sigma2: float | None = None, 
 def spectral_density(model: nn.Module, data: Split | Iterable[Batch], steps: int = 90, runs: int = 1,
                      batch_size: int = 256, seed: int = 0, grid_points: int | None = None,
                      sigma2: float | None = None, block: int = 8, cache: bool | None = None,
-                     criterion: Criterion = "ce", output: Output = None) -> DensityResult:
-    """ESD of the Hessian of the mean loss of `model` on `data` (`criterion`, `output` as in `top_eigenvalues`):
-    `runs` x `steps` products."""
+                     criterion: Criterion = "ce", output: Output = None, curvature: str = "hessian") -> DensityResult:
+    """ESD of the Hessian (or `curvature` "ggn", "fisher": `ggn.py`) of the mean loss of `model` on `data`
+    (`criterion`, `output` as in `top_eigenvalues`): `runs` x `steps` products."""
     if steps < 1 or runs < 1 or block < 1:
         raise LandscapeError(f"`steps`, `runs` and `block` must be at least 1, got {steps}, {runs}, {block}")
     start = time.perf_counter()
-    op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion, output=output)
+    op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, output=output,
+                            curvature=curvature)
     with op.progress(runs * min(steps, op.size), "slq"):
         nodes, weights = slq(op, steps, runs, torch.Generator().manual_seed(seed), block)
     grid, density, sigma2 = smooth(nodes, weights, sigma2, grid_points)
     return DensityResult(nodes, weights, grid, density, nodes.shape[1], runs, sigma2, op.hvps,
                          time.perf_counter() - start, op.size, op.n_examples, batch_size, seed, op.criterion,
-                         op.path)
+                         op.path, curvature)

@@ -26,8 +26,9 @@ from ..data.split import Split
 from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from ..models.outputs import Output
+from .ggn import check_curvature, curvature_operator
 from .lanczos import Krylov, lanczos
-from .operator import HessianOperator, Operator, check_backend, probes
+from .operator import Operator, check_backend, probes
 from .pyhessian_adapter import pyhessian_eigenvalues
 from .results import EigenResult
 from .ritz import Step, confirmed, meets
@@ -116,7 +117,7 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
                     method: str = "lanczos", tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0,
                     which: str | None = None, eigenvectors: bool = False, backend: str = "landscape",
                     cache: bool | None = None, criterion: Criterion = "ce", block: int = 1,
-                    strict: bool = False, output: Output = None) -> EigenResult:
+                    strict: bool = False, output: Output = None, curvature: str = "hessian") -> EigenResult:
     """Top-k eigenvalues of the Hessian of the mean loss of `model` (eval mode) on `data`: a `Split` or any
     re-iterable of batches (`landscape.data.batches`); `criterion` "ce" (default), "nll", "lm" or a callable;
     `output` which tensor of the model's output is the prediction (`landscape.models.outputs`).
@@ -125,8 +126,10 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     `block` start vectors go through each product together (block Lanczos; a block at least as large as a
     cluster of eigenvalues resolves it). `max_hvps` (default 100 per eigenvalue, PyHessian's maxIter) caps the
     Hessian-vector products; `backend="pyhessian"` runs PyHessian 0.1's own power iteration instead.
+    `curvature`: the matrix, "hessian" (default), "ggn" (Gauss-Newton) or "fisher" (empirical Fisher), `ggn.py`.
     """
     check_backend(backend, criterion, output)
+    check_curvature(curvature, backend)
     check_choice(method, EIG_METHODS, "eigenvalue method")
     which = which or ("algebraic" if method == "lanczos" else "magnitude")
     check_choice(which, WHICH, "`which`")
@@ -148,7 +151,8 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
         return pyhessian_eigenvalues(model, data, k=k, batch_size=batch_size, tol=tol, max_hvps=max_hvps,
                                      seed=seed, eigenvectors=eigenvectors, criterion=criterion)
     start = time.perf_counter()
-    op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion, output=output)
+    op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, output=output,
+                            curvature=curvature)
     generator = torch.Generator().manual_seed(seed)
     with op.progress(max_hvps, f"{method} top-{k}"):
         if method == "lanczos":
@@ -158,4 +162,5 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     rule = "change" if method == "power" else "residual" if strict else "bound"
     return EigenResult(ritz.values, ritz.residuals, ritz.vectors, k, method, "landscape", which, tol, op.hvps,
                        time.perf_counter() - start, ritz.converged, op.size, op.n_examples, batch_size, seed,
-                       op.criterion, ritz.bounds, rule, block if method == "lanczos" else 1, op.path)
+                       op.criterion, ritz.bounds, rule, block if method == "lanczos" else 1, op.path,
+                       curvature)

@@ -1,5 +1,6 @@
 """What the curvature solvers return: dataclasses whose fields are the arrays and attributes of the stored
-HDF5 groups `/models/<name>/eigenvalues`, `/trace` and `/esd` (docs/conventions.md)."""
+HDF5 groups `/models/<name>/eigenvalues`, `/trace` and `/esd` (docs/conventions.md); `curvature` names the
+matrix measured: "hessian", or "ggn" and "fisher" (`ggn.py`)."""
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ class EigenResult:
     rule: str = "residual"
     block: int = 1
     hvp_path: str = ""
+    curvature: str = "hessian"
 
 
 @dataclass
@@ -61,6 +63,7 @@ class TraceResult:
     note: str | None = None
     criterion: str = "ce"
     hvp_path: str = ""
+    curvature: str = "hessian"
 
 
 def summarize(estimates: np.ndarray) -> tuple[float, float, float]:
@@ -89,3 +92,50 @@ class DensityResult:
     seed: int
     criterion: str = "ce"
     hvp_path: str = ""
+    curvature: str = "hessian"
+
+
+@dataclass
+class BlockEigenResult:
+    """The top eigenvalue of each parameter block's diagonal block of the curvature matrix (`blocks.py`): the
+    block names and sizes in `model.parameters()` order, eigenvalues with residuals and error bounds, whether
+    each met the stopping rule, and the run's cost (products with the whole matrix)."""
+
+    blocks: list[str]
+    sizes: np.ndarray
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    bounds: np.ndarray
+    converged: np.ndarray
+    which: str
+    tol: float
+    max_hvps: int
+    hvps: int
+    seconds: float
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+    criterion: str = "ce"
+    curvature: str = "hessian"
+
+
+@dataclass
+class BlockTraceResult:
+    """The trace of each parameter block's diagonal block (`blocks.py`) with its standard error (0 where the
+    block is small enough to be summed exactly, `exact`), in `model.parameters()` order, and the run's cost."""
+
+    blocks: list[str]
+    sizes: np.ndarray
+    trace: np.ndarray
+    stderr: np.ndarray
+    exact: np.ndarray
+    max_hvps: int
+    hvps: int
+    seconds: float
+    n_params: int
+    n_examples: int
+    batch_size: int
+    seed: int
+    criterion: str = "ce"
+    curvature: str = "hessian"

@@ -27,7 +27,8 @@ from ..data.split import Split
 from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from ..models.outputs import Output
-from .operator import HessianOperator, Operator, check_backend, probes
+from .ggn import check_curvature, curvature_operator
+from .operator import Operator, check_backend, probes
 from .pyhessian_adapter import pyhessian_trace
 from .results import TraceResult, summarize
 
@@ -66,13 +67,15 @@ def hutch_plus_plus(op: Operator, budget: int, generator: torch.Generator, targe
 def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str = "hutch++", batch_size: int = 256,
                   max_hvps: int = 100, target_rse: float | None = None, seed: int = 0, block: int = 8,
                   sketch: int | None = None, backend: str = "landscape", cache: bool | None = None,
-                  criterion: Criterion = "ce", output: Output = None) -> TraceResult:
+                  criterion: Criterion = "ce", output: Output = None, curvature: str = "hessian") -> TraceResult:
     """Trace of the Hessian of the mean loss of `model` on `data` (`criterion`, `output` as in `top_eigenvalues`)
     within `max_hvps` products.
 
     `backend="pyhessian"` runs PyHessian 0.1's own Hutchinson loop (maxIter=max_hvps, tol=target_rse or 1e-3).
+    `curvature`: "hessian" (default), "ggn" or "fisher" (`ggn.py`).
     """
     check_backend(backend, criterion, output)
+    check_curvature(curvature, backend)
     check_choice(method, TRACE_METHODS, "trace method")
     if max_hvps < 2:
         raise LandscapeError(f"`max_hvps` must be at least 2 for a standard error, got {max_hvps}")
@@ -84,7 +87,8 @@ def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str =
         return pyhessian_trace(model, data, batch_size=batch_size, max_hvps=max_hvps, target_rse=target_rse,
                                seed=seed, criterion=criterion)
     start = time.perf_counter()
-    op = HessianOperator(model, data, batch_size, cache=cache, criterion=criterion, output=output)
+    op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, output=output,
+                            curvature=curvature)
     generator = torch.Generator().manual_seed(seed)
     with op.progress(max_hvps, f"{method} trace"):
         if method == "hutch++":
@@ -94,4 +98,4 @@ def hessian_trace(model: nn.Module, data: Split | Iterable[Batch], method: str =
     trace, stderr, rse = summarize(estimates)
     return TraceResult(trace, stderr, rse, estimates, method, "landscape", len(estimates), sketch, op.hvps, max_hvps,
                        target_rse, time.perf_counter() - start, op.size, op.n_examples, batch_size, seed,
-                       criterion=op.criterion, hvp_path=op.path)
+                       criterion=op.criterion, hvp_path=op.path, curvature=curvature)

@@ -10,6 +10,7 @@ _EXPORTS = {"evaluate_points": ".points", "combine": ".points", "same_layout": "
             "Curve": ".barrier",
             "interpolation_curve": ".barrier", "Surface": ".surface",
             "random_surface": ".surface", "plane_surface": ".surface", "path_surface": ".surface",
-            "compute_surface": ".surface"}
+            "compute_surface": ".surface", "pca_directions": ".directions", "pca_surface": ".surface",
+            "measure_sharpness": ".sharpness", "SharpnessResult": ".sharpness"}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
-"""Coordinates in parameter space: filter-normalised random directions, the plane through three models, and
-piecewise-linear paths. Each returns anchor states and the coefficients that `points.evaluate_points`
-evaluates."""
+"""Coordinates in parameter space: (filter-)normalised random directions, the principal directions of a training
+trajectory, the plane through three models, and piecewise-linear paths. Each returns anchor states and the
+coefficients that `points.evaluate_points` evaluates."""
 from __future__ import annotations
 
 import math
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..choices import DIRECTION_NORMS
 from ..errors import LandscapeError
 from .points import State
 
@@ -24,8 +25,8 @@ def trainable_names(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def filter_normalised_direction(model: nn.Module, generator: torch.Generator,
-                                include_1d: bool = False) -> dict[str, torch.Tensor]:
+def filter_normalised_direction(model: nn.Module, generator: torch.Generator, include_1d: bool = False,
+                                norm: str = "filter") -> dict[str, torch.Tensor]:
     """A Gaussian direction with every filter rescaled to the norm of the same filter of the model.
 
     Li et al. 2018 ("Visualizing the Loss Landscape of Neural Nets", section 4): for each parameter with at
@@ -34,7 +35,14 @@ def filter_normalised_direction(model: nn.Module, generator: torch.Generator,
     zero unless `include_1d`, in which case the direction copies them, as their reference code does. Buffers
     never move. The normal draws happen on the CPU in parameter order, so a seed gives the same direction on
     every device and rank.
+
+    `norm` chooses the other normalisations their reference code offers (`choices.DIRECTION_NORMS`): "layer"
+    rescales each parameter tensor as a whole to the norm of the model's, `d <- d * ||θ|| / ||d||`; "weight"
+    scales each entry by its weight, `d <- d * θ`; "none" keeps the Gaussian draw. The draws are the same for
+    every `norm`.
     """
+    if norm not in DIRECTION_NORMS:
+        raise LandscapeError(f"unknown direction normalisation {norm!r}; choose one of {', '.join(DIRECTION_NORMS)}")
     names = set(trainable_names(model))
     out = {}
     for key, value in model.state_dict().items():
@@ -45,12 +53,50 @@ def filter_normalised_direction(model: nn.Module, generator: torch.Generator,
         d = torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
         if w.dim() <= 1:
             d = w.clone() if include_1d else torch.zeros_like(w)
-        else:
+        elif norm == "filter":
             w_norm = w.flatten(1).norm(dim=1)
             d_norm = d.flatten(1).norm(dim=1)
             d = d * (w_norm / (d_norm + 1e-10)).view(-1, *[1] * (w.dim() - 1))
+        elif norm == "layer":
+            d = d * (w.norm() / (d.norm() + 1e-10))
+        elif norm == "weight":
+            d = d * w
         out[key] = d
     return out
+
+
+def pca_directions(final: State, trajectory: Sequence[State], names: Sequence[str]
+                   ) -> tuple[list[dict[str, torch.Tensor]], np.ndarray, np.ndarray]:
+    """The two principal directions of a training trajectory around its final point (Li et al. 2018, section 7).
+
+    With θ_n the `final` state and θ_0..θ_{m-1} the `trajectory` states, the rows θ_i - θ_n of the trainable
+    parameters `names` (flattened) are centred and decomposed by SVD; the first two right singular vectors are
+    the directions (orthonormal, as states: zero for every other key), the squares of their singular values over
+    the total the share of the trajectory's variance each explains. The trajectory's coordinates are the
+    projections of θ_i - θ_n on the two directions, so the final state sits at the origin.
+
+    Returns:
+        (two direction states, the (m, 2) coordinates of the trajectory, the 2 explained variance ratios).
+
+    Raises:
+        LandscapeError: with fewer than three trajectory states or a trajectory that does not span two dimensions.
+    """
+    if len(trajectory) < 3:
+        raise LandscapeError(f"PCA directions need at least 3 trajectory checkpoints, got {len(trajectory)}")
+    origin = torch.cat([t.double().flatten() for t in _params(final, names)])
+    rows = torch.stack([torch.cat([t.double().flatten() for t in _params(s, names)]) - origin for s in trajectory])
+    _, sing, vh = torch.linalg.svd(rows - rows.mean(0), full_matrices=False)
+    if len(sing) < 2 or float(sing[1]) <= 1e-12 * max(float(sing[0]), 1e-300):
+        raise LandscapeError("the trajectory checkpoints do not span two dimensions (identical or collinear "
+                             "states): PCA gives no plane")
+    explained = (sing[:2] ** 2 / (sing ** 2).sum()).numpy()
+    directions = []
+    for v in vh[:2]:
+        state = {k: (torch.zeros_like(t) if t.is_floating_point() else t.clone()) for k, t in final.items()}
+        for name, piece in zip(names, v.split([final[n].numel() for n in names])):
+            state[name] = piece.view_as(final[name]).to(final[name].dtype)
+        directions.append(state)
+    return directions, (rows @ vh[:2].T).numpy(), explained
 
 
 def grid(lo: float, hi: float, steps: int) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""Loss surfaces: 1-D and 2-D random-direction contours, the plane through three models and paths through
-models, computed in chunks and stored in a resumable HDF5 group `/surfaces/<name>/<kind>`.
+"""Loss surfaces: 1-D and 2-D random-direction contours, the plane of a training trajectory's principal
+directions, the plane through three models and paths through models, computed in chunks and stored in a
+resumable HDF5 group `/surfaces/<name>/<kind>`.
 
 The group holds `x` (and `y`), `loss` and `acc` with axis order (x, y) (attribute `axes`), a `done` mask, and
-`model_x`/`model_y` with the coordinates of the models to mark (attribute `models`). After every chunk the
+`model_x`/`model_y` with the coordinates of the models to mark (attribute `models`); a PCA surface also the
+trajectory's coordinates `path_x`/`path_y` and the variance share `explained` of each direction. After every chunk the
 finished points are written (atomically, at most every `save_every` seconds); a rerun with the same `key`
 evaluates only the points not yet done, so a killed run continues where it stopped.
 """
@@ -27,6 +29,7 @@ from .directions import (
     grid,
     grid_coefficients,
     path_coefficients,
+    pca_directions,
     plane_axes,
     plane_ranges,
     serpentine,
@@ -48,6 +51,9 @@ class Surface:
     model_x: np.ndarray = field(default_factory=lambda: np.zeros(0))
     model_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
     models: list[str] = field(default_factory=list)
+    path_x: np.ndarray | None = None      # a training trajectory's coordinates (PCA directions), drawn as a line
+    path_y: np.ndarray | None = None
+    explained: np.ndarray | None = None   # the share of the trajectory's variance along each PCA direction
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,16 +62,32 @@ class Surface:
 
 
 def random_surface(model: nn.Module, dims: int, lo: float, hi: float, steps: int, seed: int,
-                   include_1d: bool = False, name: str = "model") -> Surface:
-    """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, filter-normalised directions."""
+                   include_1d: bool = False, name: str = "model", norm: str = "filter") -> Surface:
+    """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, random directions normalised as `norm`
+    says (filter-wise by default, `directions.filter_normalised_direction`)."""
     check_finite(model, name)
     gen = torch.Generator().manual_seed(seed)
-    dirs = [filter_normalised_direction(model, gen, include_1d) for _ in range(dims)]
+    dirs = [filter_normalised_direction(model, gen, include_1d, norm) for _ in range(dims)]
     xs = grid(lo, hi, steps)
     ys = xs if dims == 2 else None
     weights = np.eye(dims + 1)
     return Surface(f"{dims}d", [model.state_dict(), *dirs], grid_coefficients(xs, ys, weights), xs, ys,
                    np.zeros(1), np.zeros(1), [name])
+
+
+def pca_surface(model: nn.Module, trajectory: Sequence[State], steps: int, margin: float, include_1d: bool = False,
+                name: str = "model") -> Surface:
+    """`θ + x d1 + y d2` with d1, d2 the principal directions of the `trajectory` around the model θ (Li et al.
+    2018, section 7; `directions.pca_directions`), over the trajectory's extent padded by `margin` of it; the
+    trajectory's coordinates are kept to be drawn. One-dimensional parameters stay fixed unless `include_1d`."""
+    check_finite(model, name)
+    state = model.state_dict()
+    names = [n for n in trainable_names(model) if include_1d or state[n].dim() > 1]
+    dirs, coords, explained = pca_directions(state, trajectory, names)
+    (x0, x1), (y0, y1) = plane_ranges(np.vstack([coords, np.zeros((1, 2))]), margin)
+    xs, ys = grid(x0, x1, steps), grid(y0, y1, steps)
+    return Surface("pca", [state, *dirs], grid_coefficients(xs, ys, np.eye(3)), xs, ys, np.zeros(1), np.zeros(1),
+                   [name], coords[:, 0], coords[:, 1], explained)
 
 
 def plane_surface(models: Sequence[nn.Module], steps: int, margin: float, names: Sequence[str]) -> Surface:
@@ -94,6 +116,8 @@ def _arrays(s: Surface, values: np.ndarray, done: np.ndarray) -> dict[str, np.nd
               "done": done.reshape(s.shape), "model_x": s.model_x, "model_y": s.model_y}
     if s.y is not None:
         arrays["y"] = s.y
+    if s.path_x is not None:
+        arrays.update(path_x=s.path_x, path_y=s.path_y, explained=s.explained)
     return arrays
 
 

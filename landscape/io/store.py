@@ -65,7 +65,7 @@ def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
     for k, v in items.items():
         if isinstance(v, torch.Tensor):
             v = v.detach().cpu().numpy()
-        if isinstance(v, (np.ndarray, list, tuple)) and np.asarray(v).dtype != object:
+        if isinstance(v, (np.ndarray, list, tuple)) and np.asarray(v).dtype.kind not in "OU":  # strings: attributes
             arrays[k] = np.asarray(v)
         elif v is not None and not callable(v):
             attrs[k] = v

@@ -1,5 +1,6 @@
-"""The Hessian eigenvalue spectral density figure (log-scale density against eigenvalue, as in the seed study's
-figures 3-5 and PyHessian's plots), drawn from a stored `/models/<name>/esd` group alone."""
+"""The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure (log-scale density against
+eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots), drawn from a stored `/models/<name>/esd`
+(or `/models/<name>/<curvature>/esd`) group alone."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from ..choices import CURVATURE_LABELS
 from .figure import DPI, palette, save_figure, style
 
 FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
@@ -23,7 +25,7 @@ def draw_esd(ax: Axes, arrays: dict[str, np.ndarray], attrs: dict[str, Any], tit
     margin = 0.02 * (grid[-1] - grid[0])
     ax.set_xlim(grid[0] - margin, grid[-1] + margin)
     ax.set_ylim(FLOOR / 2, None)
-    ax.set_xlabel("Hessian eigenvalue")
+    ax.set_xlabel(f"{CURVATURE_LABELS.get(str(attrs.get('curvature', 'hessian')), 'Hessian')} eigenvalue")
     ax.set_ylabel("density (log scale)")
     ax.set_title(title)
     if "nodes" in arrays:

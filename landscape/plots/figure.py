@@ -41,12 +41,12 @@ def palette() -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind"))
 
 
-def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
-    """`"png,pdf"` (or a sequence) as a tuple of known figure formats, in the order given."""
+def parse_formats(text: str | Sequence[str], allowed: Sequence[str] = FIGURE_FORMATS) -> tuple[str, ...]:
+    """`"png,pdf"` (or a sequence) as a tuple of `allowed` formats (the figure formats), in the order given."""
     items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
     formats = tuple(dict.fromkeys(f for f in items if f))
     for f in formats or (text,):
-        check_choice(f, FIGURE_FORMATS, "figure format")
+        check_choice(f, allowed, "figure format")
     return formats
 
 

@@ -28,10 +28,25 @@ def _loss(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(np.asarray(arrays["done"], dtype=bool), arrays["loss"], np.nan)
 
 
-def _axis_labels(attrs: dict[str, Any]) -> tuple[str, str]:
+def _axis_labels(attrs: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> tuple[str, str]:
     if attrs.get("kind") == "plane":
         return "distance along the plane, x", "distance along the plane, y"
-    return "filter-normalised direction 1", "filter-normalised direction 2"
+    if attrs.get("kind") == "pca":
+        shares = np.asarray((arrays or {}).get("explained", [np.nan, np.nan]), dtype=float)
+        return tuple(f"PCA direction {i + 1} ({share:.1%} of the trajectory's variance)"
+                     for i, share in enumerate(shares[:2]))
+    norm = str(attrs.get("direction_norm", "filter"))
+    label = {"filter": "filter-normalised", "layer": "layer-normalised", "weight": "weight-scaled",
+             "none": "unnormalised"}.get(norm, norm)
+    return f"{label} direction 1", f"{label} direction 2"
+
+
+def _trajectory(ax: Axes, arrays: dict[str, np.ndarray]) -> None:
+    """A stored training trajectory (PCA surfaces) as a line of dots ending at the model."""
+    if "path_x" in arrays:
+        ax.plot(arrays["path_x"], arrays["path_y"], color="#d62728", lw=1.2, marker="o", ms=3, zorder=3,
+                label="training trajectory")
+        ax.legend(loc="lower right", fontsize=7)
 
 
 def loss_levels(surfaces: Sequence[Surface], levels: int = LEVELS) -> np.ndarray:
@@ -53,12 +68,13 @@ def draw_surface(ax: Axes, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
     filled = ax.contourf(gx, gy, loss, levels=levels, norm=norm, cmap="viridis")
     ax.contour(gx, gy, loss, levels=levels[::3], norm=norm, colors="white", linewidths=0.5, alpha=0.6)
     mx, my = np.asarray(arrays["model_x"]), np.asarray(arrays["model_y"])
+    _trajectory(ax, arrays)
     ax.plot(mx, my, ls="none", marker="o", ms=7, mfc="white", mec="black", mew=1.2, zorder=3)
     for xi, yi, name in zip(mx, my, _names(attrs, len(mx))):
         ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(0, 9), ha="center", va="bottom",
                     fontsize=8, zorder=4, bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.6",
                                                 "alpha": 0.85})
-    xlabel, ylabel = _axis_labels(attrs)
+    xlabel, ylabel = _axis_labels(attrs, arrays)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(False)
     return filled
@@ -91,6 +107,37 @@ def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path:
             levels = loss_levels([(arrays, attrs)])
             filled = draw_surface(ax, arrays, attrs, levels, title)
             _colorbar(fig, filled, ax, attrs, levels)
+        return save_figure(fig, out_path, formats, dpi)
+
+
+def plot_surface_3d(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
+                    formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+    """A 2-D surface as a 3-D figure: the log10 of the loss as the height over the grid, coloured as the contour
+    is, the models (and a PCA surface's trajectory) drawn at the height of their nearest grid point; returns the
+    files written."""
+    x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+    gx, gy = np.meshgrid(x, y, indexing="ij")
+    levels = loss_levels([(arrays, attrs)])
+    height = np.log10(np.clip(_loss(arrays), levels[0], levels[-1]))
+
+    def on_surface(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        return np.array([height[np.abs(x - a).argmin(), np.abs(y - b).argmin()] for a, b in zip(px, py)])
+    with style():
+        fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+        ax = fig.add_subplot(projection="3d")
+        ax.plot_surface(gx, gy, height, cmap="viridis", vmin=np.log10(levels[0]), vmax=np.log10(levels[-1]),
+                        rstride=1, cstride=1, linewidth=0, antialiased=True, alpha=0.9)
+        if "path_x" in arrays:
+            px, py = np.asarray(arrays["path_x"]), np.asarray(arrays["path_y"])
+            ax.plot(px, py, on_surface(px, py), color="#d62728", lw=1.5, marker="o", ms=3, zorder=5)
+        mx, my = np.asarray(arrays["model_x"]), np.asarray(arrays["model_y"])
+        ax.scatter(mx, my, on_surface(mx, my), color="white", edgecolor="black", s=30, depthshade=False, zorder=6)
+        # short axis names: the contour figure beside this one gives the long ones
+        xlabel, ylabel = (label.replace(" of the trajectory's variance", "").replace("distance along the plane, ", "")
+                          for label in _axis_labels(attrs, arrays))
+        ax.set(xlabel=xlabel, ylabel=ylabel, zlabel=f"log10 {attrs.get('split', 'train')} loss", title=title)
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.label.set_fontsize(8)
         return save_figure(fig, out_path, formats, dpi)
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..choices import CURVATURES, SHARPNESS_KINDS, SHARPNESS_NORMS
 from ..errors import LandscapeError
 from ..training.loop import TrainConfig
 
@@ -116,7 +117,12 @@ MEASURE_DEFAULTS: dict[str, Any] = {"samples": 1024, "batch_size": 256, "eig_k":
                                     "trace_hvps": 100, "esd": True, "esd_steps": 80, "esd_runs": 1,
                                     "barrier_points": 21, "barrier_samples": None, "contours": False,
                                     "contour_kind": "plane", "contour_steps": 15, "contour_range": 1.0,
-                                    "contour_margin": 0.25, "seed": 0}
+                                    "contour_margin": 0.25, "seed": 0,
+                                    # beside the Hessian: eig and trace of these matrices ("ggn", "fisher")
+                                    "curvatures": [],
+                                    "sharpness": False, "sharpness_kind": "adaptive", "sharpness_norm": "l2",
+                                    "sharpness_rho": 0.05, "sharpness_steps": 10, "sharpness_restarts": 3,
+                                    "sharpness_draws": 10}
 FUSION_DEFAULTS: dict[str, Any] = {"method": "ot", "mode": "acts", "align_samples": 200, "solver": "emd", "reg": 0.01,
                                    "iterations": 1, "reset_bn_samples": 0, "seed": 0}
 # Fine-tuning mirrors [train] (the seed study's A.3) except what [finetune] and its runs set.
@@ -289,6 +295,12 @@ def _check(cfg: StudyConfig, where: str) -> None:
         raise LandscapeError(f"{where}: [study] replicates must be at least 1")
     if cfg.compare is not None and cfg.compare not in COMPARABLE:
         raise LandscapeError(f"{where}: [study] compare must be one of {', '.join(COMPARABLE)}")
+    extra = [c for c in cfg.measure["curvatures"] if c not in CURVATURES[1:]]
+    if extra:
+        raise LandscapeError(f"{where}: [measure] curvatures are among {', '.join(CURVATURES[1:])}, got {extra[0]!r}")
+    for setting, allowed in (("sharpness_kind", SHARPNESS_KINDS), ("sharpness_norm", SHARPNESS_NORMS)):
+        if cfg.measure[setting] not in allowed:
+            raise LandscapeError(f"{where}: [measure] {setting} is one of {', '.join(allowed)}")
     if cfg.measure["contour_kind"] not in CONTOUR_KINDS:
         raise LandscapeError(f"{where}: [measure] contour_kind is one of {', '.join(CONTOUR_KINDS)}")
     if cfg.measure["contours"] and cfg.measure["contour_kind"] == "plane" and not any(

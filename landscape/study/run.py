@@ -28,6 +28,7 @@ from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, load_data
 from ..data.split import subsample
 from ..geometry.barrier import interpolation_curve
+from ..geometry.sharpness import measure_sharpness
 from ..geometry.surface import compute_surface, plane_surface, random_surface
 from ..io.checkpoint import file_hash, load_checkpoint, save_checkpoint
 from ..io.store import content_key, group_keys, result_arrays, write_result, write_results
@@ -231,6 +232,25 @@ class StudyRun:
                                       lambda model: spectral_density(model, split(), steps=m["esd_steps"],
                                                                      runs=m["esd_runs"], batch_size=bs, seed=seed),
                                       [("hvp", bs, m["esd_steps"] * m["esd_runs"] * n)]))
+        for c in m["curvatures"]:   # Gauss-Newton-vector products cost about what Hessian-vector products do
+            jobs.append(self._measure(name, f"{c}/eigenvalues", model_key, {**curv, "k": m["eig_k"],
+                                      "tol": m["eig_tol"]}, lambda model, c=c: top_eigenvalues(
+                                          model, split(), k=m["eig_k"], batch_size=bs, tol=m["eig_tol"], seed=seed,
+                                          curvature=c), [("hvp", bs, 100 * m["eig_k"] * n)]))
+            jobs.append(self._measure(name, f"{c}/trace", model_key, {**curv, "hvps": m["trace_hvps"]},
+                                      lambda model, c=c: hessian_trace(model, split(), batch_size=bs,
+                                                                       max_hvps=m["trace_hvps"], seed=seed,
+                                                                       curvature=c),
+                                      [("hvp", bs, m["trace_hvps"] * n)]))
+        if m["sharpness"]:
+            sharp = {k: m[f"sharpness_{k}"] for k in ("kind", "norm", "rho", "steps", "restarts", "draws")}
+            ascent = sharp["restarts"] * sharp["steps"]
+            jobs.append(self._measure(
+                name, f"sharpness/{sharp['kind']}-{sharp['norm']}-{sharp['rho']:g}", model_key, {**curv, **sharp},
+                lambda model: measure_sharpness(model, split(), sharp["kind"], sharp["rho"], sharp["norm"],
+                                                sharp["steps"], sharp["restarts"], sharp["draws"], seed=seed,
+                                                batch_size=bs),
+                [("train", bs, ascent * n), ("forward", bs, (sharp["restarts"] + sharp["draws"] + 1) * n)]))
         return jobs
 
     def _curv_split(self, seed: int) -> Callable[[], Any]:

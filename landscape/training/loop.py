@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -83,8 +84,10 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     return None
 
 
-def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train") -> TrainResult:
-    """Train `model` in place with SGD; return the weights with the best validation accuracy."""
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train",
+          on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
+    """Train `model` in place with SGD; return the weights with the best validation accuracy. `on_epoch(e, model)`
+    is called after every epoch e (1-based), e.g. to save the training trajectory."""
     cfg.validate()
     check_finite(model)
     check_labels(data.train, _num_classes(model, data))
@@ -127,6 +130,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
             sched.step(val.loss if cfg.monitor == "val_loss" else val.acc)
         elif sched is not None:
             sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
         bar.update(1)
         bar.set_postfix(val_acc=f"{val.acc:.3f}")
         if cfg.patience and since_best >= cfg.patience and epoch + 1 >= cfg.min_epochs:
