@@ -9,7 +9,7 @@ import importlib
 
 _EXPORTS = {"align": ".alignment", "fuse": ".averaging", "build_graph": ".graph", "AlignmentGraph": ".graph",
             "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "MODES": ".choices", "SOLVERS": ".choices",
-            "MARGINALS": ".choices"}
+            "MARGINALS": ".choices", "prune_units": ".pruning"}
 __all__ = sorted(_EXPORTS)
 
 

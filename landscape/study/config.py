@@ -248,7 +248,9 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
         if not isinstance(raw.get(section, {}), dict):
             raise LandscapeError(f"{path}: [{section}] must be a table of settings, got {raw[section]!r}")
     study = _known("study", dict(raw.get("study", {})),
-                   {"name", "arch", "arch_kwargs", "data", "replicates", "compare"})
+                   {"name", "arch", "arch_kwargs", "data", "replicates", "compare", "experiments"})
+    if study.pop("experiments", ["batch-size"]) != ["batch-size"]:
+        raise LandscapeError(f"{path}: [study] experiments: this is a batch-size study config")
     train = dict(raw.get("train", {}))
     _known("train", train, LOOP_FIELDS | {"batch_sizes", "lrs"})
     pairs_raw = _known("pairs", dict(raw.get("pairs", {})), {"same_init", "diff_init", "mixed"})
