@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BENCH_PEERS := pyhessian==0.1 curvlinops-for-pytorch==3.0.1 hessian-eigenthings==1.0.0a5 loss-landscapes==3.0.6 einops==0.8.2 \
 	einconv==0.1.0 linear_operator==0.6.1
 
-.PHONY: demo test test-slow test-all bench install clean
+.PHONY: demo demo-otfusion test test-slow test-all bench install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
+
+demo-otfusion: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick-otfusion --workdir runs/quick-otfusion \
+		--report-dir results/quick-otfusion
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

@@ -16,7 +16,6 @@ from ..errors import LandscapeError
 from ..training.loop import TrainConfig
 
 SECTIONS = ("study", "train", "pairs", "fusion", "finetune", "measure")
-SEED_SHIFT = 1000           # replicate r adds SEED_SHIFT * r to every seed of the study
 FUSED = ("vanilla", "ot")   # the fused models that can be fine-tuned
 CONTOUR_KINDS = ("plane", "2d")
 LOOP_FIELDS = {f.name for f in fields(TrainConfig)} - {"batch_size", "lr", "data_seed"}

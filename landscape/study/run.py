@@ -35,7 +35,8 @@ from ..models.zoo import arch_kwargs_for
 from ..training.bn import reset_bn
 from ..training.loop import TrainConfig, init_model, train, train_meta
 from ..training.metrics import evaluate, evaluate_ensemble
-from .config import FUSED, SEED_SHIFT, PairSpec, StudyConfig
+from .config import FUSED, PairSpec, StudyConfig
+from .settings import SEED_SHIFT, shifted
 
 EVAL_BATCH = 1024   # the batch size of `evaluate` (forward passes only)
 
@@ -94,12 +95,11 @@ class StudyRun:
 
     # ---- planning -------------------------------------------------------------------------------------------
     def _pair(self, spec: PairSpec, replicate: int) -> Pair:
-        shift = SEED_SHIFT * replicate
-        seeds = [[p.init_seed + shift, p.data_seed + shift] for p in (spec.a, spec.b)]
+        seeds = [[shifted(p.init_seed, replicate), shifted(p.data_seed, replicate)] for p in (spec.a, spec.b)]
         a, b = (self._parent(p.batch_size, *s, replicate) for p, s in zip((spec.a, spec.b), seeds))
         name = spec.name + (f"-r{replicate}" if replicate else "")
         finetuned = [{"name": f"{name}.{kind}-ft{cfg['batch_size']}", "source": kind,
-                      "settings": asdict(TrainConfig(**{**cfg, "data_seed": cfg["data_seed"] + shift}))}
+                      "settings": asdict(TrainConfig(**{**cfg, "data_seed": shifted(cfg["data_seed"], replicate)}))}
                      for kind in FUSED for cfg in self.cfg.finetunes(spec, kind)]
         return Pair(name, spec.name, spec.init, spec.batches, spec.a.batch_size, spec.b.batch_size, a, b,
                     seeds[0], seeds[1], replicate, finetuned)
@@ -122,8 +122,9 @@ class StudyRun:
         self.info[name] = info
         return key
 
-    def _seed(self, base: int, replicate: int) -> int:
-        return base + SEED_SHIFT * replicate
+    @staticmethod
+    def _seed(base: int, replicate: int) -> int:
+        return shifted(base, replicate)
 
     def stages(self) -> list[tuple[str, list[Job]]]:
         """The jobs of every stage, in order (later stages read earlier stages' checkpoints)."""
