@@ -1,6 +1,7 @@
 """Study settings as frozen dataclasses, read from a TOML table and checked against their type hints: every
-field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`, `tuple[T, ...]`, a
-`Literal` of choices, or `X | None`), and a bad value is a one-line error naming its file, section and field
+field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`, `tuple[T, ...]` or a
+fixed-length tuple, a `Literal` of choices, `X | None`, or any of these `Annotated` with the words messages use
+for it), and a bad value is a one-line error naming its file, section and field
 (`<file>: [section] name must be an integer, got 'x'`). Lists become tuples, integers given for numbers become
 floats; unknown and missing settings are errors too.
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from ..errors import LandscapeError
 
@@ -26,16 +27,24 @@ def shifted(seed: int, replicate: int) -> int:
     return seed + SEED_SHIFT * replicate
 
 
+def described(hint: Any, words: str) -> Any:
+    """`hint` with the words its messages use for it (e.g. "a list of [a, b] integer pairs")."""
+    return Annotated[hint, words]
+
+
 def describe(hint: Any) -> str:
     """What a value of type `hint` is, in words ("an integer", "a list of numbers", "one of acts, wts")."""
     origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        return hint.__metadata__[0]
     if _optional(hint) is not None:
         return describe(_optional(hint))
     if origin is Literal:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is tuple:
         inner = describe(args[0])
-        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "flags"}
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "flags",
+                  "a table": "tables"}
         return "a list of " + plural.get(inner, f"({inner})")
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}[hint]
 
@@ -54,13 +63,18 @@ def convert(value: Any, hint: Any) -> tuple[bool, Any]:
     inner = _optional(hint)
     if inner is not None:
         return (True, None) if value is None else convert(value, inner)
-    origin = get_origin(hint)
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:
+        return convert(value, args[0])
     if origin is Literal:
-        return value in get_args(hint) and not isinstance(value, bool), value
+        return value in args and not isinstance(value, bool), value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             return False, value
-        items = [convert(v, get_args(hint)[0]) for v in value]
+        each = args[:1] * len(value) if args[-1] is Ellipsis else args
+        if len(each) != len(value):
+            return False, value
+        items = [convert(v, t) for v, t in zip(value, each)]
         return all(ok for ok, _ in items), tuple(v for _, v in items)
     if isinstance(value, bool) or hint is bool:
         return isinstance(value, bool) and hint is bool, value
@@ -87,7 +101,7 @@ def from_table(cls: type[T], values: Any, where: str, section: str) -> T:
     """
     if not isinstance(values, dict):
         raise LandscapeError(f"{where}: [{section}] must be a table of settings, got {values!r}")
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
