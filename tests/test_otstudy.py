@@ -218,3 +218,17 @@ def test_selection_reaches_the_trained_checkpoints(tiny_study):
     selections = [m["selection"] for m in metas if "selection" in m]
     assert sorted(s["rest"] for s in selections) == [False, True]
     assert all(s["exclude_labels"] == [4] for s in selections)
+
+
+def test_batch_size_planning_reads_no_data(tmp_path):
+    """The batch-size study plans (and sizes) its jobs without its data on disk, as the OT-fusion kinds do."""
+    import fusion
+    from landscape.study.config import load_config
+    from landscape.study.run import StudyRun
+
+    run = StudyRun(load_config(presets.path("mnist-resnet18")), tmp_path, fusion)
+    stages = {stage: jobs for stage, jobs, _ in run.todo()}
+    parent = stages["train parents"][0]
+    assert parent.cost[0][2] == 100 * 54000   # epochs x MNIST's training split
+    with pytest.raises(LandscapeError, match="data directory not found"):
+        run.run()   # the first job reads the data

@@ -162,3 +162,40 @@ def load_data(spec: str | DataSpec = "digits", val_fraction: float = 0.1, device
     ds = Dataset(spec, train, val, Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]),
                  raw.augment, applied, selection)
     return ds.to(device)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What planning needs of a data set: input shape, classes, and examples per split (train, val, test)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    sizes: dict[str, int]
+
+
+# the data sets of fixed size, after the 10% validation split (digits: 20% held out as test first)
+KNOWN_SHAPES = {"digits": DataShape((1, 8, 8), 10, {"train": 1294, "val": 144, "test": 359}),
+                "mnist": DataShape((1, 28, 28), 10, {"train": 54000, "val": 6000, "test": 10000}),
+                "cifar10": DataShape((3, 32, 32), 10, {"train": 45000, "val": 5000, "test": 10000}),
+                "cifar100": DataShape((3, 32, 32), 100, {"train": 45000, "val": 5000, "test": 10000})}
+
+
+def data_shape(spec: str) -> DataShape:
+    """The shape of data set `spec` without reading it (digits, mnist:DIR, cifar10:DIR, cifar100:DIR); a `.npz`
+    file is read.
+
+    Args:
+        spec: the data set as `load_data` names it.
+
+    Returns:
+        Its input shape, classes and split sizes.
+
+    Raises:
+        LandscapeError: for a .npz file that cannot be read.
+    """
+    kind = spec.partition(":")[0]
+    if kind in KNOWN_SHAPES:
+        return KNOWN_SHAPES[kind]
+    data = load_data(spec)
+    return DataShape(data.input_shape, data.num_classes, {s: len(data.split(s)) for s in SPLITS})
+

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...data.datasets import data_shape
 from ...data.selection import Selection, skill_transfer
 from ...errors import LandscapeError
 from ...io.store import content_key
@@ -23,12 +24,6 @@ from .config import OTStudyConfig
 
 WHOLE = Selection()   # every example
 EVAL_BATCH = 1024   # the batch size of evaluations (forward passes only)
-# (input shape, classes, training examples after the 10% validation split) of the data sets with fixed sizes,
-# so that a study is sized without its data on disk
-KNOWN = {"digits": ((1, 8, 8), 10, 1294, 359), "mnist": ((1, 28, 28), 10, 54000, 10000),
-         "cifar10": ((3, 32, 32), 10, 45000, 10000), "cifar100": ((3, 32, 32), 100, 45000, 10000)}
-
-
 @dataclass(frozen=True)
 class Task:
     """One job: a checkpoint to write or a result group to store; `action` names what does it, `params` holds
@@ -65,17 +60,6 @@ class Plan:
         return [(s, [t for t in self.tasks if t.stage == s]) for s in order]
 
 
-def data_shape(source: str) -> tuple[tuple[int, ...], int, int, int]:
-    """(input shape, classes, training examples, test examples) of `source`, read only for .npz files."""
-    kind = source.partition(":")[0]
-    if kind in KNOWN:
-        return KNOWN[kind]
-    from ...data.datasets import load_data  # a user's own file: its sizes are in it
-
-    data = load_data(source)
-    return data.input_shape, data.num_classes, len(data.train), len(data.test)
-
-
 def _kept(n: int, classes: int, s: Selection) -> int:
     """Expected examples a selection keeps of `n` (classes taken as balanced)."""
     pool = (len(s.labels) if s.labels is not None else classes) - len(set(s.exclude_labels))
@@ -92,11 +76,11 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
     Returns:
         The plan.
     """
-    shape, classes, n_train, n_test = data_shape(cfg.study.data)
-    kwargs = arch_kwargs_for(cfg.study.arch, shape, classes, **cfg.study.arch_kwargs)
+    shape = data_shape(cfg.study.data)
+    kwargs = arch_kwargs_for(cfg.study.arch, shape.input_shape, shape.num_classes, **cfg.study.arch_kwargs)
     if cfg.widths is not None:
         _check_layers(cfg.study.arch, kwargs, cfg.widths.layers)
-    p = Plan(cfg, Path(workdir), kwargs, {"train": n_train, "test": n_test, "classes": classes})
+    p = Plan(cfg, Path(workdir), kwargs, {**shape.sizes, "classes": shape.num_classes})
     builders = {"skill-transfer": _skill, "widths": _widths, "ensemble": _ensemble, "ablation": _ablation}
     for r in range(cfg.study.replicates):
         for kind in cfg.study.experiments:
