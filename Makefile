@@ -25,7 +25,7 @@ MODEL_LIBS := torchvision==0.28.0 timm==1.0.31 transformers==5.25.0 huggingface_
 # tree joins module by module, until this is simply `landscape fusion`.
 DOCTESTED := landscape/errors.py landscape/spec.py fusion/transport.py
 
-.PHONY: demo test test-slow test-all bench docs install clean
+.PHONY: demo demo-otfusion test test-slow test-all bench docs install clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
+
+demo-otfusion: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick-otfusion --workdir runs/quick-otfusion \
+		--report-dir results/quick-otfusion
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not slow"

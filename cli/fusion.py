@@ -65,8 +65,9 @@ def _settings(session, data, o: dict, need_x: bool, method: str = "ot") -> dict:
         solver, reg, metric = "assignment", None, {"ground_metric": None, "cost_norm": None}
     return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg, **metric,
             "marginals": o["marginals"], "align_samples": o["samples"] if need_x else None, "seed": o["seed"],
-            "data": o["data_spec"] if data is not None else None,
-            "normalize": [list(pair) for pair in data.normalize] if data is not None else None}
+            "data": data.name if data is not None else None,
+            "normalize": [list(pair) for pair in data.normalize] if data is not None else None,
+            **({"selection": data.selection.record()} if data is not None and not data.selection.whole else {})}
 
 
 def _evaluate(result, models, data) -> dict:

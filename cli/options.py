@@ -1,6 +1,7 @@
 """Every option the commands share, declared once (click only: importing this loads no torch)."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import click
@@ -38,8 +39,48 @@ def compose(*decorators: Decorator) -> Decorator:
     return apply
 
 
-DATA = click.option("--data", "data_spec", default="digits", show_default=True,
-                    help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR.")
+def _labels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated class indices, got {value!r}") from None
+
+
+def _select(f: Callable) -> Callable:
+    """Fold the selection options into `data_spec`, a `DataSpec` (its source and the examples kept)."""
+    @functools.wraps(f)
+    def command(*args, data_spec, labels, exclude_labels, fraction, fraction_seed, skill_transfer, **kw):
+        from landscape.data.selection import DataSpec, Selection, parse_skill_transfer
+        from landscape.errors import LandscapeError
+
+        if skill_transfer is not None:
+            if labels is not None or exclude_labels or fraction is not None:
+                raise LandscapeError("--skill-transfer chooses the labels and the fraction itself: drop --labels, "
+                                     "--exclude-labels and --fraction")
+            selection = parse_skill_transfer(skill_transfer, fraction_seed)
+        else:
+            selection = Selection(labels, exclude_labels or (), 1.0 if fraction is None else fraction, fraction_seed)
+        return f(*args, data_spec=DataSpec(data_spec, selection), **kw)
+    return command
+
+
+DATA = compose(
+    click.option("--data", "data_spec", default="digits", show_default=True,
+                 help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR."),
+    click.option("--labels", default=None, callback=_labels,
+                 help="Train/validation examples of these labels only (comma-separated) [all]; test stays whole."),
+    click.option("--exclude-labels", default=None, callback=_labels,
+                 help="Drop the train/validation examples of these labels (comma-separated)."),
+    click.option("--fraction", type=float, default=None,
+                 help="Keep this fraction of the (label-selected) train/validation examples, drawn with "
+                      "--fraction-seed [1]."),
+    click.option("--fraction-seed", type=int, default=0, show_default=True, help="Seed of the --fraction draw."),
+    click.option("--skill-transfer", default=None, metavar="PART[:LABEL[:SHARE]]",
+                 help="The skill-transfer split (Singh & Jaggi 2020, Sec. 5.1): A = every example of LABEL [4] "
+                      "plus SHARE [0.1] of the others, B = the other labels' remaining examples."),
+    _select)
 NORMALIZE = click.option("--normalize", default="auto", show_default=True,
                          help="Input standardisation: auto (the checkpoint's own, else the training split's "
                               "per-channel statistics), none, MEAN,STD or MEAN,STD;MEAN,STD;... per channel.")

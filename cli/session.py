@@ -17,6 +17,7 @@ from torch import nn
 
 from landscape import dist, progress
 from landscape.data.datasets import Dataset, load_data, normalize_label
+from landscape.data.selection import DataSpec
 from landscape.data.split import check_labels
 from landscape.errors import LandscapeError, check_finite
 from landscape.io.checkpoint import file_hash, load_checkpoint
@@ -60,17 +61,18 @@ class Session:
         self.metas.append(meta)
         return model, meta
 
-    def data(self, spec: str, models: list[nn.Module], normalize: str = "auto") -> Dataset:
+    def data(self, spec: str | DataSpec, models: list[nn.Module], normalize: str = "auto") -> Dataset:
         """The dataset, loaded once, checked against every model (input shape and label range). `normalize`
         "auto" uses the input statistics the checkpoints recorded, else the training split's."""
         data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
         for model in models:
-            spec = spec_of(model)
-            shape = None if spec is None else spec.input_shape
-            if shape is not None and shape != tuple(data.input_shape):
-                raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
+            model_spec = spec_of(model)
+            shape = None if model_spec is None else model_spec.input_shape
+            if shape is not None and tuple(shape) != tuple(data.input_shape):
+                raise LandscapeError(f"data {str(spec)!r} has inputs of shape {tuple(data.input_shape)}, the model "
                                      f"expects {tuple(shape)}")
-            classes = data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
+            classes = (data.num_classes if model_spec is None or model_spec.num_classes is None
+                       else model_spec.num_classes)
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
         return data
@@ -88,7 +90,8 @@ class Session:
     def settings(self, data: Dataset, **more: Any) -> dict[str, Any]:
         """The settings every result records: the checkpoints, the data and its normalisation, and `more`."""
         return {"models": [dict(m) for m in self.models], "data": data.name,
-                "normalize": [list(pair) for pair in data.normalize], **more}
+                "normalize": [list(pair) for pair in data.normalize],
+                **({"selection": data.selection.record()} if not data.selection.whole else {}), **more}
 
     def emit(self, result: dict, text: str) -> None:
         """Print `text` for people or `result` as one JSON object (with the `warnings` printed, if any); only
@@ -112,6 +115,8 @@ def stored(settings: dict[str, Any]) -> dict[str, Any]:
     out = {**rest, "models": [m["path"] for m in models], "sha256": [m["sha256"] for m in models]}
     if "normalize" in settings:
         out["normalize"] = normalize_label(settings["normalize"])
+    if "selection" in settings:
+        out["selection"] = json.dumps(settings["selection"], sort_keys=True)
     return out
 
 

@@ -1,4 +1,5 @@
-"""`landscape study` and `landscape report`: the batch-size comparison study, end to end."""
+"""`landscape study` and `landscape report`: the batch-size comparison study and the OT-fusion experiments,
+end to end."""
 from __future__ import annotations
 
 import click
@@ -30,7 +31,8 @@ from .options import DEVICE, JSON, QUIET, figures, writable_folder
 @JSON
 def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi, device,
               quiet, as_json):
-    """Train, fuse, fine-tune and measure as in the seed study; cached and resumable; ends with the report."""
+    """Train, fuse, fine-tune and measure as the config's experiments say (the batch-size study, or the OT-fusion
+    paper's skill transfer, widths, ensemble and ablations); cached and resumable; ends with the report."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -39,6 +41,7 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     from landscape.errors import LandscapeError
     from landscape.plots.figure import parse_formats
     from landscape.study.config import load_config
+    from landscape.study.otfusion.config import experiments_of, read_toml
     from landscape.study.report import write_report
     from landscape.study.run import StudyRun
 
@@ -51,7 +54,11 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
         raise LandscapeError("--calibrate goes with --dry-run")
     formats = parse_formats(formats)
     session = Session(device, quiet, as_json)
-    cfg = load_config(config or presets.path(preset), data=data_spec)
+    path = config or presets.path(preset)
+    if experiments_of(read_toml(path)) != ("batch-size",):
+        _ot_study(session, path, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi)
+        return
+    cfg = load_config(path, data=data_spec)
     if cfg.fusion["method"] not in fusion.ALIGNERS:
         raise LandscapeError(f"config [fusion] method must be one of {', '.join(fusion.ALIGNERS)}, got "
                              f"{cfg.fusion['method']!r}")
@@ -60,7 +67,7 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     workdir = Path(workdir or Path("runs") / cfg.name)
     run = StudyRun(cfg, workdir, fusion, session.device)
     if dry_run:
-        _dry_run(session, run, calibrate)
+        _dry_run(session, run.todo(), cfg.arch, run.kwargs, calibrate)
         return
     run.run()
     report = None
@@ -69,16 +76,39 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     session.emit({"store": str(run.store), "report": str(report)}, f"store {run.store}\nreport {report}")
 
 
-def _dry_run(session, run, calibrate: bool) -> None:
+def _ot_study(session, path, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi) -> None:
+    """An OT-fusion study (skill transfer, widths, ensemble, ablation): plan, then dry run or run and report."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import fusion
+    from landscape.study.otfusion.config import load_ot_config
+    from landscape.study.otfusion.execute import Runner, todo
+    from landscape.study.otfusion.plan import plan
+    from landscape.study.otfusion.report import write_ot_report
+
+    cfg = load_ot_config(path, data=data_spec)
+    if replicates is not None:
+        cfg = replace(cfg, study=replace(cfg.study, replicates=replicates))
+    workdir = Path(workdir or Path("runs") / cfg.name)
+    planned = plan(cfg, workdir)
+    if dry_run:
+        _dry_run(session, todo(planned), cfg.study.arch, planned.arch_kwargs, calibrate)
+        return
+    Runner(planned, fusion, session.device).run()
+    report = write_ot_report(planned.store, report_dir or workdir / "report", formats, dpi)
+    session.emit({"store": str(planned.store), "report": str(report)}, f"store {planned.store}\nreport {report}")
+
+
+def _dry_run(session, stages, arch: str, arch_kwargs: dict, calibrate: bool) -> None:
     """Print the job list, its work and (calibrated) its time; nothing is written."""
     from landscape.study.cost import calibrate as measure_rates
     from landscape.study.cost import plan_text, seconds, work
 
-    stages = run.todo()
     rates = None
     if calibrate:
         keys = [key for _, _, todo in stages for key in work(todo)]
-        rates = measure_rates(run.cfg.arch, run.kwargs, keys, session.device)
+        rates = measure_rates(arch, arch_kwargs, keys, session.device)
     result = {"stages": [{"stage": stage, "jobs": len(jobs), "todo": len(todo),
                           "work": [{"unit": u, "batch_size": b, "examples": n} for (u, b), n in work(todo).items()],
                           **({"seconds": seconds(work(todo), rates)} if rates else {})}
@@ -96,10 +126,15 @@ def report_cmd(store, out_dir, formats, dpi):
     """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""
     from pathlib import Path
 
+    from landscape.io.store import open_store
     from landscape.plots.figure import parse_formats
+    from landscape.study.otfusion.report import write_ot_report
+    from landscape.study.otfusion.view import is_ot_study
     from landscape.study.report import write_report
 
-    report = write_report(store, out_dir or Path(store).parent / "report", parse_formats(formats), dpi)
+    with open_store(store) as reader:
+        writer = write_ot_report if is_ot_study(reader) else write_report
+    report = writer(store, out_dir or Path(store).parent / "report", parse_formats(formats), dpi)
     click.echo(str(report))
 
 

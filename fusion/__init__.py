@@ -11,7 +11,7 @@ import importlib
 
 _EXPORTS = {"align": ".alignment", "fuse": ".fusing", "build_graph": ".graph", "AlignmentGraph": ".graph",
             "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "ALIGNERS": ".choices", "MODES": ".choices",
-            "SOLVERS": ".choices", "MARGINALS": ".choices"}
+            "SOLVERS": ".choices", "MARGINALS": ".choices", "prune_units": ".pruning"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from ..choices import SPLITS
 from ..errors import LandscapeError, check_choice
 from .checks import check_split_sizes, class_labels, float_inputs
 from .readers import CLASSES, READERS, TEST_FRACTION, Raw, digits, holdout, npz
+from .selection import DataSpec, Selection, select
 from .split import Split
 
 
@@ -33,6 +34,7 @@ class Dataset:
     input_shape: tuple[int, ...]
     augment: bool = False
     normalize: tuple[tuple[float, float], ...] = ()   # (mean, std) per channel as applied; () for none
+    selection: Selection = field(default_factory=Selection)   # the training and validation examples kept
 
     def split(self, which: str) -> Split:
         """The split called `which` (train, val or test)."""
@@ -112,10 +114,16 @@ def _splits(source: str, raw: Raw, classes: int | None, val_fraction: float) -> 
     return (xtr, ytr), (xte, yte), (xva, yva), classes
 
 
-def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu",
-              normalize: Normalize = "auto") -> Dataset:
+def load_data(spec: str | DataSpec = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu",
+              normalize: Normalize = "auto", selection: Selection | None = None) -> Dataset:
     """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is downloaded),
-    normalised as `normalize` says (see the module docstring)."""
+    normalised as `normalize` says (see the module docstring); `selection` keeps part of the training and
+    validation examples (after the statistics of `normalize="auto"` are taken from the whole training split;
+    the test split stays whole, see `landscape/data/selection.py`); a `DataSpec` carries its own selection."""
+    if isinstance(spec, DataSpec):
+        if selection is not None:
+            raise LandscapeError("give the selection in the DataSpec or as selection, not both")
+        spec, selection = spec.source, spec.selection
     kind, _, where = spec.partition(":")
     where = os.path.expanduser(where)
     if spec == "digits":
@@ -146,7 +154,46 @@ def load_data(spec: str = "digits", val_fraction: float = 0.1, device: torch.dev
 
     applied = (() if how == "none" else tuple(tuple(pair) for pair in how) if how != "auto"
                else tuple(zip(mean.ravel().tolist(), std.ravel().tolist())))   # as given, not their float32 copy
-    ds = Dataset(spec, Split(norm(xtr), torch.from_numpy(ytr)), Split(norm(xva), torch.from_numpy(yva)),
-                 Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]), raw.augment,
-                 applied)
+    selection = selection or Selection()
+    train = select(Split(norm(xtr), torch.from_numpy(ytr)), selection)
+    val = select(Split(norm(xva), torch.from_numpy(yva)), selection)
+    ds = Dataset(spec, train, val, Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]),
+                 raw.augment, applied, selection)
     return ds.to(device)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What planning needs of a data set: input shape, classes, and examples per split (train, val, test)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    sizes: dict[str, int]
+
+
+# the data sets of fixed size, after the 10% validation split (digits: 20% held out as test first)
+KNOWN_SHAPES = {"digits": DataShape((1, 8, 8), 10, {"train": 1294, "val": 144, "test": 359}),
+                "mnist": DataShape((1, 28, 28), 10, {"train": 54000, "val": 6000, "test": 10000}),
+                "cifar10": DataShape((3, 32, 32), 10, {"train": 45000, "val": 5000, "test": 10000}),
+                "cifar100": DataShape((3, 32, 32), 100, {"train": 45000, "val": 5000, "test": 10000})}
+
+
+def data_shape(spec: str) -> DataShape:
+    """The shape of data set `spec` without reading it (digits, mnist:DIR, cifar10:DIR, cifar100:DIR); a `.npz`
+    file is read.
+
+    Args:
+        spec: the data set as `load_data` names it.
+
+    Returns:
+        Its input shape, classes and split sizes.
+
+    Raises:
+        LandscapeError: for a .npz file that cannot be read.
+    """
+    kind = spec.partition(":")[0]
+    if kind in KNOWN_SHAPES:
+        return KNOWN_SHAPES[kind]
+    data = load_data(spec)
+    return DataShape(data.input_shape, data.num_classes, {s: len(data.split(s)) for s in SPLITS})
+

@@ -8,16 +8,16 @@ runs, as the seed study's Table 6), `[measure]`.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from ..choices import CURVATURES, SHARPNESS_KINDS, SHARPNESS_NORMS
 from ..errors import LandscapeError
 from ..training.loop import TrainConfig
+from .settings import described, from_table
 
 SECTIONS = ("study", "train", "pairs", "fusion", "finetune", "measure")
-SEED_SHIFT = 1000           # replicate r adds SEED_SHIFT * r to every seed of the study
 FUSED = ("vanilla", "ot")   # the fused models that can be fine-tuned
 CONTOUR_KINDS = ("plane", "2d")
 LOOP_FIELDS = {f.name for f in fields(TrainConfig)} - {"batch_size", "lr", "data_seed"}
@@ -113,74 +113,104 @@ class StudyConfig:
         return out
 
 
-MEASURE_DEFAULTS: dict[str, Any] = {"samples": 1024, "batch_size": 256, "eig_k": 1, "eig_tol": 1e-3,
-                                    "trace_hvps": 100, "esd": True, "esd_steps": 80, "esd_runs": 1,
-                                    "barrier_points": 21, "barrier_samples": None, "contours": False,
-                                    "contour_kind": "plane", "contour_steps": 15, "contour_range": 1.0,
-                                    "contour_margin": 0.25, "seed": 0,
-                                    # beside the Hessian: eig and trace of these matrices ("ggn", "fisher")
-                                    "curvatures": [],
-                                    "sharpness": False, "sharpness_kind": "adaptive", "sharpness_norm": "l2",
-                                    "sharpness_rho": 0.05, "sharpness_steps": 10, "sharpness_restarts": 3,
-                                    "sharpness_draws": 10}
-FUSION_DEFAULTS: dict[str, Any] = {"method": "ot", "mode": "acts", "align_samples": 200, "solver": "emd", "reg": 0.01,
-                                   "iterations": 1, "reset_bn_samples": 0, "seed": 0}
+@dataclass(frozen=True)
+class StudySection:
+    """`[study]`."""
+
+    arch: str
+    name: str | None = None          # the file's stem
+    arch_kwargs: dict = field(default_factory=dict)
+    data: str = "digits"
+    replicates: int = 1
+    compare: str | None = None
+    experiments: tuple[str, ...] = ("batch-size",)
+
+
+@dataclass(frozen=True)
+class FusionSection:
+    """`[fusion]`: how every pair is aligned and fused."""
+
+    method: str = "ot"               # "ot" or "rebasin" (Git Re-Basin)
+    mode: str = "acts"
+    align_samples: int = 200
+    solver: str = "emd"
+    reg: float = 0.01
+    iterations: int = 1
+    reset_bn_samples: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MeasureSection:
+    """`[measure]`: what is measured of every model and pair, on how many examples."""
+
+    samples: int = 1024
+    batch_size: int = 256
+    eig_k: int = 1
+    eig_tol: float = 1e-3
+    trace_hvps: int = 100
+    esd: bool = True
+    esd_steps: int = 80
+    esd_runs: int = 1
+    barrier_points: int = 21
+    barrier_samples: int | None = None
+    contours: bool = False
+    contour_kind: str = "plane"
+    contour_steps: int = 15
+    contour_range: float = 1.0
+    contour_margin: float = 0.25
+    seed: int = 0
+    curvatures: tuple[str, ...] = ()  # beside the Hessian: eig and trace of these matrices ("ggn", "fisher")
+    sharpness: bool = False
+    sharpness_kind: str = "adaptive"
+    sharpness_norm: str = "l2"
+    sharpness_rho: float = 0.05
+    sharpness_steps: int = 10
+    sharpness_restarts: int = 3
+    sharpness_draws: int = 10
+
+
+PAIRS = described(tuple[tuple[int, int], ...], "a list of [a, b] integer pairs")
+
+
+@dataclass(frozen=True)
+class PairsSection:
+    """`[pairs]`: (init seed, data seed) of A and B for the same- and different-init pairs of every batch size,
+    and mixed pairs `{ a = [batch, init seed, data seed], b = [...] }`."""
+
+    same_init: PAIRS | None = None
+    diff_init: PAIRS | None = None
+    mixed: tuple[dict, ...] = ()
+
+
+def _loop_fields(name: str, doc: str, *extra: tuple) -> type:
+    """A dataclass of every TrainConfig field but batch size, lr and data seed, each optional (None: not set),
+    plus `extra` fields."""
+    hints = get_type_hints(TrainConfig)
+    loop = [(f, hints[f] | None, field(default=None)) for f in sorted(LOOP_FIELDS)]
+    cls = make_dataclass(name, [*extra, *loop], frozen=True)
+    cls.__doc__ = doc
+    return cls
+
+
+TrainSection = _loop_fields("TrainSection", "`[train]`: batch sizes, their learning rates, and training settings.",
+                            ("batch_sizes", tuple[int, ...]), ("lrs", tuple[float, ...]))
 # Fine-tuning mirrors [train] (the seed study's A.3) except what [finetune] and its runs set.
-FINETUNE_DEFAULTS: dict[str, Any] = {"lr_factor": 1.0, "init": ["diff"], "models": list(FUSED), "data_seed": 0}
-RUN_KEYS = LOOP_FIELDS | {"batches", "models", "batch_size", "lr", "lr_factor"}
+FinetuneSection = _loop_fields("FinetuneSection", "`[finetune]`: defaults of every fine-tuning run, and the runs.",
+                               ("lr_factor", float, field(default=1.0)),
+                               ("init", tuple[str, ...], field(default=("diff",))),
+                               ("models", tuple[str, ...], field(default=FUSED)),
+                               ("data_seed", int, field(default=0)), ("runs", tuple[dict, ...], field(default=())))
+RunSection = _loop_fields("RunSection", "One of `[[finetune.runs]]`.",
+                          ("batches", tuple[int, ...] | None, field(default=None)),
+                          ("models", tuple[str, ...] | None, field(default=None)),
+                          ("batch_size", int | None, field(default=None)), ("lr", float | None, field(default=None)),
+                          ("lr_factor", float | None, field(default=None)))
 
 
-def _known(section: str, values: dict, allowed: set[str]) -> dict:
-    unknown = set(values) - allowed
-    if unknown:
-        raise LandscapeError(f"config [{section}]: unknown setting {min(unknown)!r}")
-    return values
-
-
-INTEGER, NUMBER, TEXT, FLAG, TABLE = "an integer", "a number", "a string", "true or false", "a table"
-PAIRS = "a list of [a, b] integer pairs"
-_KINDS = {int: INTEGER, float: NUMBER, str: TEXT, bool: FLAG, dict: TABLE}
-
-
-def _is(value: Any, kind: str) -> bool:
-    """Whether a TOML value is of `kind` (an integer is also a number; true/false is neither)."""
-    if isinstance(value, bool):
-        return kind == FLAG
-    return {INTEGER: isinstance(value, int), NUMBER: isinstance(value, (int, float)), TEXT: isinstance(value, str),
-            FLAG: False, TABLE: isinstance(value, dict)}[kind]
-
-
-def _kinds(defaults: dict[str, Any]) -> dict[str, str]:
-    """The kind of each setting from its default (None: an integer, the only optional settings being counts; a
-    list: of strings, the only list defaults being names)."""
-    return {k: INTEGER if v is None else "a list of strings" if isinstance(v, list) else _KINDS[type(v)]
-            for k, v in defaults.items()}
-
-
-def _check_kinds(path: Path, section: str, values: dict, kinds: dict[str, str]) -> None:
-    """Raise `<file>: [section] name must be <kind>, got <value>` for the first wrongly typed setting; a kind
-    "a list of integers" (or numbers) asks for a list of them."""
-    for name, value in values.items():
-        kind = kinds.get(name)
-        if kind is None:
-            continue
-        if kind == PAIRS:
-            ok = isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(_is(v, INTEGER) for v in p)
-                                                 for p in value)
-        elif kind.startswith("a list of "):
-            each = {"integers": INTEGER, "numbers": NUMBER, "strings": TEXT, "tables": TABLE}[kind.split()[-1]]
-            ok = isinstance(value, list) and all(_is(v, each) for v in value)
-        else:
-            ok = _is(value, kind)
-        if not ok:
-            raise LandscapeError(f"{path}: [{section}] {name} must be {kind}, got {value!r}")
-
-
-TRAIN_KINDS = {**_kinds(asdict(TrainConfig())), "batch_sizes": "a list of integers", "lrs": "a list of numbers"}
-STUDY_KINDS = {"name": TEXT, "arch": TEXT, "arch_kwargs": TABLE, "data": TEXT, "replicates": INTEGER, "compare": TEXT}
-PAIR_KINDS = {"same_init": PAIRS, "diff_init": PAIRS, "mixed": "a list of tables"}
-FINETUNE_KINDS = {**TRAIN_KINDS, **_kinds(FINETUNE_DEFAULTS), "runs": "a list of tables"}
-RUN_KINDS = {**TRAIN_KINDS, "batches": "a list of integers", "models": "a list of strings", "lr_factor": NUMBER}
+def _set(section: Any) -> dict:
+    """The settings a section gives (None: not set)."""
+    return {k: v for k, v in asdict(section).items() if v is not None}
 
 
 def _parent(value: Any, where: str) -> Parent:
@@ -189,22 +219,22 @@ def _parent(value: Any, where: str) -> Parent:
     return Parent(*value)
 
 
-def _pairs(raw: dict, batch_sizes: list[int], where: str) -> list[PairSpec]:
+def _pairs(raw: PairsSection, batch_sizes: list[int], where: str) -> list[PairSpec]:
     """Same- and different-init pairs for every batch size, then the mixed pairs as listed."""
     pairs = []
     for key in ("same_init", "diff_init"):
-        seeds = raw.get(key)
+        seeds = getattr(raw, key)
         if seeds is None:
             continue
-        if len(seeds) != 2 or any(len(s) != 2 for s in seeds):
+        if len(seeds) != 2:
             raise LandscapeError(f"{where}: [pairs] {key} is [[init_a, data_a], [init_b, data_b]]")
         (ia, da), (ib, db) = seeds
         if (ia == ib) != (key == "same_init"):
             raise LandscapeError(f"{where}: [pairs] {key} needs {'equal' if key == 'same_init' else 'different'} "
                                  "init seeds for A and B")
         pairs += [PairSpec(Parent(bs, ia, da), Parent(bs, ib, db)) for bs in batch_sizes]
-    for i, entry in enumerate(raw.get("mixed", [])):
-        if not isinstance(entry, dict) or set(entry) != {"a", "b"}:
+    for i, entry in enumerate(raw.mixed):
+        if set(entry) != {"a", "b"}:
             raise LandscapeError(f"{where}: [pairs] mixed entries are {{ a = [batch, init seed, data seed], b = "
                                  "[...] }}")
         pair = PairSpec(_parent(entry["a"], f"{where}: mixed pair {i + 1}"),
@@ -219,18 +249,17 @@ def _pairs(raw: dict, batch_sizes: list[int], where: str) -> list[PairSpec]:
     return pairs
 
 
-def _finetune(raw: dict, where: str) -> tuple[dict, list[FinetuneRun]]:
-    runs_raw = raw.pop("runs", [])
-    settings = {**FINETUNE_DEFAULTS, **_known("finetune", raw, set(FINETUNE_DEFAULTS) | LOOP_FIELDS | {"runs"})}
+def _finetune(section: Any, where: str) -> tuple[dict, list[FinetuneRun]]:
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in _set(section).items() if k != "runs"}
     if set(settings["init"]) - {"same", "diff"} or set(settings["models"]) - set(FUSED):
         raise LandscapeError(f"{where}: [finetune] init is a list of same/diff, models a list of vanilla/ot")
     runs = []
-    for i, run in enumerate(runs_raw):
-        _known(f"finetune.runs {i + 1}", run, RUN_KEYS)
+    for i, raw in enumerate(section.runs):
+        run = _set(from_table(RunSection, raw, where, f"finetune.runs {i + 1}"))
         if "lr" in run and "lr_factor" in run:
             raise LandscapeError(f"{where}: [finetune] run {i + 1} gives both lr and lr_factor")
         batches = run.get("batches")
-        if batches is not None and (len(batches) != 2 or not all(isinstance(b, int) for b in batches)):
+        if batches is not None and len(batches) != 2:
             raise LandscapeError(f"{where}: [finetune] run {i + 1}: batches is [A batch, B batch]")
         models = tuple(run.get("models", settings["models"]))
         if set(models) - set(FUSED):
@@ -241,7 +270,19 @@ def _finetune(raw: dict, where: str) -> tuple[dict, list[FinetuneRun]]:
 
 
 def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
-    """Read and validate a study TOML file; `data` overrides its dataset."""
+    """Read and validate a batch-size study's TOML file; `data` overrides its dataset.
+
+    Args:
+        path: the TOML file.
+        data: a dataset to use instead of the config's.
+
+    Returns:
+        The study's settings.
+
+    Raises:
+        LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the wrong type
+        (one line naming the setting), or settings that contradict each other.
+    """
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"config file not found: {path}")
@@ -249,42 +290,29 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise LandscapeError(f"{path}: invalid TOML: {exc}") from None
-    _known("top level", raw, set(SECTIONS))
-    for section in SECTIONS:
-        if not isinstance(raw.get(section, {}), dict):
-            raise LandscapeError(f"{path}: [{section}] must be a table of settings, got {raw[section]!r}")
-    study = _known("study", dict(raw.get("study", {})),
-                   {"name", "arch", "arch_kwargs", "data", "replicates", "compare"})
-    train = dict(raw.get("train", {}))
-    _known("train", train, LOOP_FIELDS | {"batch_sizes", "lrs"})
-    pairs_raw = _known("pairs", dict(raw.get("pairs", {})), {"same_init", "diff_init", "mixed"})
-    measure = {**MEASURE_DEFAULTS, **_known("measure", dict(raw.get("measure", {})), set(MEASURE_DEFAULTS))}
-    finetune_raw = dict(raw.get("finetune", {}))
-    for section, values, kinds in (("study", study, STUDY_KINDS), ("train", train, TRAIN_KINDS),
-                                   ("fusion", raw.get("fusion", {}), _kinds(FUSION_DEFAULTS)),
-                                   ("finetune", finetune_raw, FINETUNE_KINDS),
-                                   *((f"finetune.runs {i + 1}", run, RUN_KINDS)
-                                     for i, run in enumerate(finetune_raw.get("runs", []))),
-                                   ("measure", raw.get("measure", {}), _kinds(MEASURE_DEFAULTS)),
-                                   ("pairs", pairs_raw, PAIR_KINDS)):
-        _check_kinds(path, section, values, kinds)
-    try:
-        batch_sizes = [int(b) for b in train.pop("batch_sizes")]
-        lrs = [float(v) for v in train.pop("lrs")]
-        arch = str(study["arch"])
-    except KeyError as exc:
-        raise LandscapeError(f"{path}: missing setting {exc.args[0]!r}") from None
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise LandscapeError(f"{path}: unknown section [{unknown[0]}]")
+    where = str(path)
+    study = from_table(StudySection, raw.get("study", {}), where, "study")
+    if study.experiments != ("batch-size",):
+        raise LandscapeError(f"{path}: [study] experiments: this is a batch-size study config")
+    train = from_table(TrainSection, raw.get("train", {}), where, "train")
+    fusion = from_table(FusionSection, raw.get("fusion", {}), where, "fusion")
+    finetune_section = from_table(FinetuneSection, raw.get("finetune", {}), where, "finetune")
+    measure = from_table(MeasureSection, raw.get("measure", {}), where, "measure")
+    pairs = from_table(PairsSection, raw.get("pairs", {}), where, "pairs")
+    batch_sizes, lrs = list(train.batch_sizes), list(train.lrs)
     if len(lrs) != len(batch_sizes) or not batch_sizes:
         raise LandscapeError(f"{path}: [train] needs one learning rate per batch size")
-    finetune, runs = _finetune(finetune_raw, str(path))
+    finetune, runs = _finetune(finetune_section, where)
     cfg = StudyConfig(
-        name=str(study.get("name", path.stem)), arch=arch, arch_kwargs=dict(study.get("arch_kwargs", {})),
-        data=data or str(study.get("data", "digits")), batch_sizes=batch_sizes, lrs=lrs, train=train,
-        pairs=_pairs(pairs_raw, batch_sizes, str(path)),
-        fusion={**FUSION_DEFAULTS, **_known("fusion", dict(raw.get("fusion", {})), set(FUSION_DEFAULTS))},
-        finetune=finetune, finetune_runs=runs, measure=measure, replicates=int(study.get("replicates", 1)),
-        compare=study.get("compare"))
-    _check(cfg, str(path))
+        name=study.name or path.stem, arch=study.arch, arch_kwargs=dict(study.arch_kwargs),
+        data=data or study.data, batch_sizes=batch_sizes, lrs=lrs,
+        train={k: v for k, v in _set(train).items() if k in LOOP_FIELDS}, pairs=_pairs(pairs, batch_sizes, where),
+        fusion=asdict(fusion), finetune=finetune, finetune_runs=runs, measure=asdict(measure),
+        replicates=study.replicates, compare=study.compare)
+    _check(cfg, where)
     return cfg
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ from .. import dist, progress
 from ..curvature.density import spectral_density
 from ..curvature.eigen import top_eigenvalues
 from ..curvature.trace import hessian_trace
-from ..data.datasets import Dataset, load_data
+from ..data.datasets import Dataset, data_shape, load_data
 from ..data.split import subsample
 from ..geometry.barrier import interpolation_curve
 from ..geometry.sharpness import measure_sharpness
@@ -36,7 +37,8 @@ from ..models.zoo import arch_kwargs_for
 from ..training.bn import reset_bn
 from ..training.loop import TrainConfig, init_model, train, train_meta
 from ..training.metrics import evaluate, evaluate_ensemble
-from .config import FUSED, SEED_SHIFT, PairSpec, StudyConfig
+from .config import FUSED, PairSpec, StudyConfig
+from .settings import SEED_SHIFT, shifted
 
 EVAL_BATCH = 1024   # the batch size of `evaluate` (forward passes only)
 
@@ -87,20 +89,25 @@ class StudyRun:
         self.cfg, self.fuser, self.device = cfg, fuser, torch.device(device)
         self.workdir = Path(workdir)
         self.store = self.workdir / "study.h5"
-        self.data: Dataset = load_data(cfg.data, device=self.device)
-        self.kwargs = arch_kwargs_for(cfg.arch, self.data.input_shape, self.data.num_classes, **cfg.arch_kwargs)
+        shape = data_shape(cfg.data)   # planning reads no data; the jobs load it on first use
+        self.sizes = shape.sizes
+        self.kwargs = arch_kwargs_for(cfg.arch, shape.input_shape, shape.num_classes, **cfg.arch_kwargs)
         self.models: dict[str, tuple[Path, str]] = {}   # name -> (checkpoint, key)
         self.info: dict[str, dict] = {}                  # name -> what the report needs to know of the model
         self.pairs = [self._pair(spec, r) for r in range(cfg.replicates) for spec in cfg.pairs]
 
+    @cached_property
+    def data(self) -> Dataset:
+        """The study's data set, read on first use (planning needs only its shape)."""
+        return load_data(self.cfg.data, device=self.device)
+
     # ---- planning -------------------------------------------------------------------------------------------
     def _pair(self, spec: PairSpec, replicate: int) -> Pair:
-        shift = SEED_SHIFT * replicate
-        seeds = [[p.init_seed + shift, p.data_seed + shift] for p in (spec.a, spec.b)]
+        seeds = [[shifted(p.init_seed, replicate), shifted(p.data_seed, replicate)] for p in (spec.a, spec.b)]
         a, b = (self._parent(p.batch_size, *s, replicate) for p, s in zip((spec.a, spec.b), seeds))
         name = spec.name + (f"-r{replicate}" if replicate else "")
         finetuned = [{"name": f"{name}.{kind}-ft{cfg['batch_size']}", "source": kind,
-                      "settings": asdict(TrainConfig(**{**cfg, "data_seed": cfg["data_seed"] + shift}))}
+                      "settings": asdict(TrainConfig(**{**cfg, "data_seed": shifted(cfg["data_seed"], replicate)}))}
                      for kind in FUSED for cfg in self.cfg.finetunes(spec, kind)]
         return Pair(name, spec.name, spec.init, spec.batches, spec.a.batch_size, spec.b.batch_size, a, b,
                     seeds[0], seeds[1], replicate, finetuned)
@@ -123,8 +130,9 @@ class StudyRun:
         self.info[name] = info
         return key
 
-    def _seed(self, base: int, replicate: int) -> int:
-        return base + SEED_SHIFT * replicate
+    @staticmethod
+    def _seed(base: int, replicate: int) -> int:
+        return shifted(base, replicate)
 
     def stages(self) -> list[tuple[str, list[Job]]]:
         """The jobs of every stage, in order (later stages read earlier stages' checkpoints)."""
@@ -138,8 +146,8 @@ class StudyRun:
         return [("train parents", parents), ("fuse", fused), ("fine-tune", tuned), ("measure", measures)]
 
     def _epoch_cost(self, cfg: TrainConfig) -> list[tuple[str, int, int]]:
-        return [("train", cfg.batch_size, cfg.epochs * len(self.data.train)),
-                ("forward", EVAL_BATCH, cfg.epochs * len(self.data.val))]
+        return [("train", cfg.batch_size, cfg.epochs * self.sizes["train"]),
+                ("forward", EVAL_BATCH, cfg.epochs * self.sizes["val"])]
 
     def _train_job(self, name: str) -> Job:
         info = self.info[name]
@@ -216,8 +224,8 @@ class StudyRun:
         model_key = self.models[name][1]
         curv = {"samples": samples, "batch_size": bs, "seed": seed}
         split = self._curv_split(seed)
-        n = min(samples or len(self.data.train), len(self.data.train))
-        metrics_cost = [("forward", EVAL_BATCH, len(self.data.train) + len(self.data.test))]
+        n = min(samples or self.sizes["train"], self.sizes["train"])
+        metrics_cost = [("forward", EVAL_BATCH, self.sizes["train"] + self.sizes["test"])]
         jobs = [self._measure(name, "metrics", model_key, {}, self._metrics, metrics_cost)]
         jobs.append(self._measure(name, "eigenvalues", model_key, {**curv, "k": m["eig_k"], "tol": m["eig_tol"]},
                                   lambda model: top_eigenvalues(model, split(), k=m["eig_k"], batch_size=bs,
@@ -280,10 +288,10 @@ class StudyRun:
         m = self.cfg.measure
         seed = self._seed(m["seed"], pair.replicate)
         keys = [self.models[n][1] for n in (pair.a, pair.b, f"{pair.name}.aligned")]
-        n_eval = len(self.data.train) + len(self.data.test)
+        n_eval = self.sizes["train"] + self.sizes["test"]
         jobs = [Job(f"ensemble {pair.name}", content_key("ensemble", keys[:2]), lambda: self._ensemble(pair),
                     group=f"/pairs/{pair.name}/ensemble", cost=[("forward", EVAL_BATCH, 2 * n_eval)])]
-        n_line = sum(len(s) for s in self._barrier_splits(seed).values())
+        n_line = sum(min(m["barrier_samples"] or self.sizes[s], self.sizes[s]) for s in ("train", "test"))
         for align, source in (("none", pair.a), ("ot", f"{pair.name}.aligned")):
             settings = {"points": m["barrier_points"], "samples": m["barrier_samples"], "seed": seed}
             key = content_key("barrier", self.models[source][1], keys[1], settings)
@@ -318,9 +326,10 @@ class StudyRun:
         settings = {"steps": steps, "samples": m["barrier_samples"], "seed": seed, "split": "train",
                     **({"margin": m["contour_margin"]} if kind == "plane" else {"range": m["contour_range"]})}
         key = content_key(kind, [self.models[n][1] for n in names], settings)
-        split = subsample(self.data.train, m["barrier_samples"], seed, "[measure] barrier_samples")
+        n_split = min(m["barrier_samples"] or self.sizes["train"], self.sizes["train"])
 
         def run() -> tuple[dict, dict]:
+            split = subsample(self.data.train, m["barrier_samples"], seed, "[measure] barrier_samples")
             models = [load_checkpoint(self.models[n][0], self.device)[0] for n in names]
             label = "OT fusion FT" if "-ft" in fused else "OT fusion"
             if kind == "plane":
@@ -330,7 +339,7 @@ class StudyRun:
                 surface = random_surface(models[0], 2, -r, r, steps, seed, False, label)
             return compute_surface(models[0], surface, split, m["batch_size"], {**settings, "kind": kind})
         return Job(f"contour {pair.name}", key, run, group=f"/surfaces/{pair.name}/{kind}",
-                   cost=[("forward", m["batch_size"], steps * steps * len(split))])
+                   cost=[("forward", m["batch_size"], steps * steps * n_split)])
 
     def _ensemble(self, pair: Pair) -> tuple[dict, dict]:
         models = [load_checkpoint(self.models[n][0], self.device)[0] for n in (pair.a, pair.b)]

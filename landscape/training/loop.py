@@ -149,7 +149,8 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
     """The checkpoint meta of a training run."""
-    return {"dataset": data.name, "normalize": [list(pair) for pair in data.normalize], **asdict(cfg),
+    return {"dataset": data.name, "normalize": [list(pair) for pair in data.normalize],
+            **({"selection": data.selection.record()} if not data.selection.whole else {}), **asdict(cfg),
             "best_epoch": result.best_epoch,
             "best_val_acc": result.best_val_acc, "epochs_run": len(result.history["val_acc"]),
             "history": {k: list(map(float, v)) for k, v in result.history.items()},
