@@ -2,7 +2,7 @@
 import copy
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -163,7 +163,8 @@ def _serpentine_grid(model: torch.nn.Module, steps: int):
     return surface.anchors, surface.coeffs[torch.as_tensor(serpentine(surface.shape))]
 
 
-def _walk_vs_combine_bounds(anchors, coeffs: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
+def _walk_vs_combine_bounds(anchors: Sequence[Mapping[str, torch.Tensor]],
+                            coeffs: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
     """For each point of a walk, a bound per floating key on |walked - combine| from the float32 error analysis
     of both (Higham, "Accuracy and Stability of Numerical Algorithms", SIAM 2002, ch. 3), following the walk's
     plan (`_plan`: built afresh, stepped from the run's start, or stepped in place).
