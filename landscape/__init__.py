@@ -5,7 +5,7 @@ cheap. The layout (see docs/conventions.md):
 
 - base: `errors`, `loss`, `dist`, `progress`, `io` (atomic files, the HDF5 store, checkpoints), `data`,
   `models` (the zoo), `training` (train, evaluate, BatchNorm reset);
-- `curvature`: Hessian-vector products, top eigenvalues, trace, spectral density;
+- `curvature`: Hessian-vector products, top eigenvalues, trace, spectral density, all three from one run;
 - `geometry`: points of parameter space, LMC barriers, directions and loss surfaces;
 - `study`: the batch-size study (config, presets, run, report); `plots`: figures from stored results.
 """
@@ -27,6 +27,7 @@ _EXPORTS = {
     # curvature
     "HessianOperator": ".curvature.operator", "top_eigenvalues": ".curvature.eigen",
     "hessian_trace": ".curvature.trace", "spectral_density": ".curvature.density",
+    "curvature_suite": ".curvature.suite",
     # geometry
     "interpolation_curve": ".geometry.barrier", "evaluate_points": ".geometry.points",
     "random_surface": ".geometry.surface", "plane_surface": ".geometry.surface", "path_surface": ".geometry.surface",
