@@ -14,13 +14,19 @@ evaluated in float32. Prints, all measured in this run:
 3. the relative error of every trace estimator at 90 products against the exact trace of the MLP (root mean
    square over SEEDS start seeds);
 4. the wall time of one 90-step SLQ run for the ESD (PyHessian's `density` with the removed `torch.eig`
-   shimmed here only).
+   shimmed here only);
+5. the curvature suite (`landscape curvature`: top-5, trace and density from one block Lanczos run, defaults)
+   against PyHessian's three calls at their defaults (`eigenvalues(top_n=5)`, `trace()`, `density()`): wall
+   time (median over seeds 0, 1, 2, the runs interleaved) and each figure's error: top-5 against the float64
+   reference, the trace against the exact one (MLP) or a high-budget Krylov-aware estimate (conv nets), the
+   density's first two moments against tr(H)/n and tr(H^2)/n (MLP, exact), as root mean squares over the seeds.
 
 Timings are medians of 3 (the sweeps run once; the cheapest setting per target and the defaults are run twice
 more); products are deterministic given the seed. Peers are benchmark extras (`pip install -e .[bench]`; the
 Makefile installs them with --no-deps so that torch is never replaced).
 
-Run: `python benchmarks/curvature_vs_peers.py [--device cuda] [--threads N]`.
+Run: `python benchmarks/curvature_vs_peers.py [--device cuda] [--threads N] [--suite]` (`--suite`: section 5
+only). References (float64 eigenvalues, exact or high-budget traces) are cached beside the checkpoints.
 """
 from __future__ import annotations
 
@@ -51,6 +57,7 @@ from landscape.curvature.density import spectral_density
 from landscape.curvature.eigen import lanczos_top, top_eigenvalues
 from landscape.curvature.operator import HessianOperator, probes
 from landscape.curvature.pyhessian_adapter import _session
+from landscape.curvature.suite import curvature_suite, krylov_suite
 from landscape.curvature.trace import hessian_trace
 from landscape.data import Batches, load_data, subsample
 from landscape.io.checkpoint import file_hash, load_checkpoint, save_checkpoint
@@ -61,6 +68,7 @@ BATCH = 256
 LEVELS = (1e-2, 1e-3, 1e-4)
 SEEDS = 10
 TRACE_BUDGET = 90
+SUITE_SEEDS = (0, 1, 2)
 ESD_STEPS = 90
 CACHE = Path(__file__).resolve().parents[1] / "runs" / "bench-curvature"
 MODELS = {  # name: (arch, arch kwargs, training examples used for the Hessian: None = all 1294)
@@ -249,13 +257,15 @@ class Negated:
 def reference(case: Case) -> tuple[np.ndarray, float]:
     """The top-6 eigenvalues (float64 Lanczos, residuals at most 1e-10 relative) and a bound on the magnitude of
     the smallest one (its Ritz value plus residual after at most 100 products of -H)."""
-    model64 = load_checkpoint(CACHE / f"{MODELS[case.name][0]}.pt", "cpu")[0].double()
-    split = case.split.to("cpu")
-    top = top_eigenvalues(model64, split, k=6, tol=1e-10, max_hvps=400, strict=True, batch_size=BATCH)
-    low = lanczos_top(Negated(HessianOperator(model64, split, BATCH)), 1, 1e-2, 100, torch.Generator().manual_seed(0),
-                      strict=True)
-    assert top.converged, "the reference did not converge"
-    return top.eigenvalues, abs(float(low.values[0])) + float(low.residuals[0])
+    def compute() -> list[float]:
+        model, split = model64(case), case.split.to("cpu")
+        top = top_eigenvalues(model, split, k=6, tol=1e-10, max_hvps=400, strict=True, batch_size=BATCH)
+        low = lanczos_top(Negated(HessianOperator(model, split, BATCH)), 1, 1e-2, 100,
+                          torch.Generator().manual_seed(0), strict=True)
+        assert top.converged, "the reference did not converge"
+        return [*top.eigenvalues, abs(float(low.values[0])) + float(low.residuals[0])]
+    values = cached(case, "eigenvalues", compute)
+    return np.array(values[:6]), values[6]
 
 
 def rel_error(values: np.ndarray, exact: np.ndarray) -> float:
@@ -318,17 +328,37 @@ def eig_section(case: Case) -> None:
 
 # ---- 3. trace ---------------------------------------------------------------------------------------------------
 
-def exact_trace(case: Case) -> float:
-    """sum_i e_i^T H e_i in float64 over all unit vectors, cached next to the checkpoint (keyed by its hash)."""
+def cached(case: Case, what: str, compute: Callable[[], list[float]]) -> list[float]:
+    """`compute()`, cached next to the checkpoint in `<arch>.<what>` (keyed by the checkpoint's hash)."""
     checkpoint = CACHE / f"{MODELS[case.name][0]}.pt"
-    cached = checkpoint.with_suffix(".trace")
-    if cached.exists() and cached.read_text().split()[0] == file_hash(checkpoint):
-        return float(cached.read_text().split()[1])
-    op = HessianOperator(load_checkpoint(checkpoint, "cpu")[0].double(), case.split.to("cpu"), BATCH)
-    eye = torch.eye(op.size, dtype=torch.float64)
-    trace = float(sum(torch.einsum("bn,bn->", rows, op.matmat(rows)) for rows in eye.split(512)))
-    cached.write_text(f"{file_hash(checkpoint)} {trace!r}\n")
-    return trace
+    path = checkpoint.with_suffix(f".{what}")
+    if path.exists() and path.read_text().split()[0] == file_hash(checkpoint):
+        return [float(v) for v in path.read_text().split()[1:]]
+    values = compute()
+    path.write_text(f"{file_hash(checkpoint)} {' '.join(repr(float(v)) for v in values)}\n")
+    return values
+
+
+def model64(case: Case) -> nn.Module:
+    return load_checkpoint(CACHE / f"{MODELS[case.name][0]}.pt", "cpu")[0].double()
+
+
+def exact_moments(case: Case) -> tuple[float, float]:
+    """tr(H) = sum_i e_i^T H e_i and tr(H^2) = ||H||_F^2 in float64 from the products with all unit vectors."""
+    def compute() -> list[float]:
+        op = HessianOperator(model64(case), case.split.to("cpu"), BATCH)
+        eye = torch.eye(op.size, dtype=torch.float64)
+        trace = square = 0.0
+        for rows in eye.split(512):
+            h = op.matmat(rows)
+            trace, square = trace + float(torch.einsum("bn,bn->", rows, h)), square + float((h ** 2).sum())
+        return [trace, square]
+    trace, square = cached(case, "moments", compute)
+    return trace, square
+
+
+def exact_trace(case: Case) -> float:
+    return exact_moments(case)[0]
 
 
 @contextlib.contextmanager
@@ -441,14 +471,94 @@ def esd_section(case: Case) -> None:
         print(f"{name:<42} {products[name]:>4} products {t:7.2f} s  {t / base:4.1f}x landscape's time")
 
 
+# ---- 5. the curvature suite ----------------------------------------------------------------------------------------
+
+def reference_trace(case: Case) -> tuple[float, float]:
+    """The exact trace (MLP), or the Krylov-aware estimate of a 50 x 4 basis plus probes to a relative
+    standard error of 1e-3 (at most 1000): (trace, its standard error)."""
+    if case.name.startswith("MLP"):
+        return exact_trace(case), 0.0
+
+    def compute() -> list[float]:
+        op = HessianOperator(case.model, case.split, BATCH)
+        run = krylov_suite(op, 1, 1e-3, 50, 4, 1e-3, 1200, torch.Generator().manual_seed(123))
+        return [run.estimates.mean(), run.estimates.std(ddof=1) / math.sqrt(len(run.estimates))]
+    trace, stderr = cached(case, "trace-reference", compute)
+    return trace, stderr
+
+
+def moments(nodes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The first two moments of an SLQ measure (rows: start vectors, averaged)."""
+    return np.array([(weights * nodes ** p).sum(-1).mean() for p in (1, 2)])
+
+
+def suite_section(case: Case) -> None:
+    exact, _ = reference(case)
+    trace_ref, trace_se = reference_trace(case)
+    mlp = case.name.startswith("MLP")
+    moment_ref = np.array(exact_moments(case)) / sum(p.numel() for p in case.params) if mlp else None
+    rows = ["PyHessian eigenvalues(top_n=5)", "PyHessian trace()", "PyHessian density()", "PyHessian, all three",
+            "landscape curvature_suite(k=5)"]
+    seconds = {r: [] for r in rows}
+    hvps = {r: [] for r in rows}
+    errors = {r: {"top-5": [], "trace": [], "moments": []} for r in rows}
+    for seed in SUITE_SEEDS:
+        with _session(case.model, case.split, BATCH, seed, "ce") as h, torch_eig_shim():
+            for row, call in ((rows[0], lambda: h.eigenvalues(maxIter=100, tol=1e-3, top_n=5)[0]),
+                              (rows[1], lambda: h.trace()), (rows[2], lambda: h.density())):
+                before = h.hvps
+                t, out = timed(call)
+                seconds[row].append(t)
+                hvps[row].append(h.hvps - before)
+                if row == rows[0]:
+                    errors[row]["top-5"].append(rel_error(np.array(sorted(out, key=abs, reverse=True)), exact[:5]))
+                elif row == rows[1]:
+                    errors[row]["trace"].append(abs(np.mean(out) - trace_ref) / abs(trace_ref))
+                elif mlp:
+                    errors[row]["moments"].append(np.abs(moments(np.array(out[0]), np.array(out[1])) - moment_ref)
+                                                  / np.abs(moment_ref))
+        seconds[rows[3]].append(sum(seconds[r][-1] for r in rows[:3]))
+        hvps[rows[3]].append(sum(hvps[r][-1] for r in rows[:3]))
+        t, r = timed(lambda seed=seed: curvature_suite(case.model, case.split, k=5, seed=seed, batch_size=BATCH))
+        ours = rows[4]
+        seconds[ours].append(t)
+        hvps[ours].append(r.hvps)
+        errors[ours]["top-5"].append(rel_error(r.eigenvalues.eigenvalues, exact[:5]))
+        errors[ours]["trace"].append(abs(r.trace.trace - trace_ref) / abs(trace_ref))
+        if mlp:
+            errors[ours]["moments"].append(np.abs(moments(r.esd.nodes, r.esd.weights) - moment_ref)
+                                           / np.abs(moment_ref))
+    for part, row in (("top-5", rows[0]), ("trace", rows[1]), ("moments", rows[2])):
+        errors[rows[3]][part] = errors[row][part]
+    reference_text = (f"exact trace {trace_ref:.6g}" if mlp else
+                      f"trace reference {trace_ref:.6g} +- {trace_se:.2g} (Krylov-aware, high budget)")
+    print(f"\n== {case.name}: curvature suite vs PyHessian's three calls at their defaults; top-5 reference "
+          f"{np.round(exact[:5], 6).tolist()}, {reference_text}; seconds: median over seeds {list(SUITE_SEEDS)}, "
+          "errors: root mean square over them")
+
+    def rms(values: list) -> str:
+        return f"{math.sqrt(np.mean(np.square(values))):.1e}" if len(values) else "-"
+    print(f"{'':<32} {'HVPs':>5} {'seconds':>8} {'top-5 rel. err':>15} {'trace rel. err':>15} "
+          f"{'ESD m1 rel. err':>16} {'ESD m2 rel. err':>16}")
+    for row in rows:
+        m = np.array(errors[row]["moments"])
+        print(f"{row:<32} {statistics.median(hvps[row]):>5.0f} {statistics.median(seconds[row]):>8.2f} "
+              f"{rms(errors[row]['top-5']):>15} {rms(errors[row]['trace']):>15} "
+              f"{rms(m[:, 0] if len(m) else []):>16} {rms(m[:, 1] if len(m) else []):>16}")
+    ratio = statistics.median(seconds[rows[3]]) / statistics.median(seconds[rows[4]])
+    print(f"suite: {ratio:.1f}x faster than PyHessian's three calls")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--suite", action="store_true", help="Run only section 5, the curvature suite.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    peers = ", ".join(f"{p} {version(p)}" for p in ("pyhessian", "curvlinops-for-pytorch", "hessian-eigenthings"))
+    used = ("pyhessian",) if args.suite else ("pyhessian", "curvlinops-for-pytorch", "hessian-eigenthings")
+    peers = ", ".join(f"{p} {version(p)}" for p in used)
     print(f"landscape curvature vs {peers} | torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, device {device}, python "
           f"{platform.python_version()}")
@@ -460,13 +570,16 @@ def main() -> None:
         n = sum(p.numel() for p in case.params)
         print(f"{case.name}: {n} parameters, {case.n} training examples in batches of {BATCH}, float32; products "
               f"by {HessianOperator(case.model, case.split, BATCH).path}")
+    if not args.suite:
+        for case in cases:
+            cost_section(case)
+        for case in cases:
+            eig_section(case)
+        trace_section(cases[0])
+        for case in cases[:2]:
+            esd_section(case)
     for case in cases:
-        cost_section(case)
-    for case in cases:
-        eig_section(case)
-    trace_section(cases[0])
-    for case in cases[:2]:
-        esd_section(case)
+        suite_section(case)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; load average at the end (1, 5, 15 min): {os.getloadavg()}")
 
 

@@ -1,4 +1,5 @@
-"""`landscape eig`, `trace` and `esd`: curvature of a checkpoint's loss (eval mode, mean loss over the examples)."""
+"""`landscape eig`, `trace`, `esd` and `curvature` (all three from one run): curvature of a checkpoint's loss (eval
+mode, mean loss over the examples)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -18,12 +19,14 @@ PER_LAYER = click.option("--per-layer", is_flag=True,
                          help="Measure each parameter block's diagonal block instead (stored as block_<what>).")
 
 
-def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Callable[[Any], str],
+def _run(checkpoint: str, what: str | None, opts: dict, compute: Callable, describe: Callable[[Any], str],
          omit_from_json: tuple[str, ...] = ()) -> None:
     """Load the model and data, compute, print, and store `/models/<name>/<what>` (the Hessian) or
-    `/models/<name>/<curvature>/<what>` when --out is given."""
+    `/models/<name>/<curvature>/<what>` when --out is given; with `what` None the result is a suite
+    (`SuiteResult`): its groups are stored together, each with the settings they share, and the JSON object holds
+    one object per group."""
     from landscape.data.split import subsample
-    from landscape.io.store import result_arrays, write_result
+    from landscape.io.store import result_arrays, write_results
 
     from .session import Session, stem, stored
 
@@ -32,15 +35,19 @@ def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Ca
     data = session.data(opts["data_spec"], [model], opts["normalize"])
     split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"], of=f"of the {opts['split']} split")
     result = compute(model, split)
-    arrays, attrs = result_arrays(result)
+    parts, shared = (result.parts(), result.shared()) if what is None else ({what: result}, {})
+    groups = {part: result_arrays(r) for part, r in parts.items()}
     settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],
                                 seed=opts["seed"], criterion=opts["loss"])
     curvature = "" if opts["curvature"] == "hessian" else f"/{opts['curvature']}"
     if opts["out"]:
-        write_result(opts["out"], f"/models/{opts['name'] or stem(checkpoint)}{curvature}/{what}", arrays,
-                     {**attrs, **stored(settings)})
-    shown = {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
-    session.emit({**settings, **shown}, describe(result))
+        name = opts["name"] or stem(checkpoint)
+        write_results(opts["out"], {f"/models/{name}{curvature}/{part}": (arrays, {**attrs, **shared,
+                                                                                   **stored(settings)})
+                                    for part, (arrays, attrs) in groups.items()})
+    shown = {part: {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
+             for part, (arrays, attrs) in groups.items()}
+    session.emit({**settings, **(shown[what] if what else {**shared, **shown})}, describe(result))
 
 
 def _method(method: str | None, backend: str, default: str, pyhessian: str) -> str:
@@ -58,20 +65,22 @@ def _products(curvature: str) -> str:
     return "Hessian-vector products" if curvature == "hessian" else f"{CURVATURE_LABELS[curvature]} products"
 
 
+def _eig_lines(checkpoint: str, r) -> list[str]:
+    kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
+    lines = [(f"{checkpoint}: top-{r.k} {CURVATURE_LABELS[r.curvature]} eigenvalues ({r.backend} {r.method}, "
+              f"{kind}) on {r.n_examples} examples, {r.n_params} parameters")]
+    lines += [f"  {i + 1:>3}  {v: .6g}  +- {bound:.1e}  (residual {res:.1e})" for i, (v, bound, res) in
+              enumerate(zip(r.eigenvalues, r.bounds, r.residuals))]
+    state = {True: "converged", False: "NOT converged: raise --max-hvps or --tol", None: ""}[r.converged]
+    rule = {"bound": "error bounds", "residual": "residuals", "change": "relative change"}[r.rule]
+    lines.append(f"  {r.hvps} {_products(r.curvature)} ({r.hvp_path}"
+                 + (f", blocks of {r.block}" if r.block > 1 else "") + f"), {r.seconds:.2f} s, "
+                 f"stop on {rule} <= tol {r.tol:g}" + (f": {state}" if state else ""))
+    return lines
+
+
 def _eig_text(checkpoint: str) -> Callable[[Any], str]:
-    def describe(r) -> str:
-        kind = "largest algebraic" if r.which == "algebraic" else "largest magnitude"
-        lines = [(f"{checkpoint}: top-{r.k} {CURVATURE_LABELS[r.curvature]} eigenvalues ({r.backend} {r.method}, "
-                  f"{kind}) on {r.n_examples} examples, {r.n_params} parameters")]
-        lines += [f"  {i + 1:>3}  {v: .6g}  +- {bound:.1e}  (residual {res:.1e})" for i, (v, bound, res) in
-                  enumerate(zip(r.eigenvalues, r.bounds, r.residuals))]
-        state = {True: "converged", False: "NOT converged: raise --max-hvps or --tol", None: ""}[r.converged]
-        rule = {"bound": "error bounds", "residual": "residuals", "change": "relative change"}[r.rule]
-        lines.append(f"  {r.hvps} {_products(r.curvature)} ({r.hvp_path}"
-                     + (f", blocks of {r.block}" if r.block > 1 else "") + f"), {r.seconds:.2f} s, "
-                     f"stop on {rule} <= tol {r.tol:g}" + (f": {state}" if state else ""))
-        return "\n".join(lines)
-    return describe
+    return lambda r: "\n".join(_eig_lines(checkpoint, r))
 
 
 @click.command("eig")
@@ -220,4 +229,47 @@ def _per_layer_trace(checkpoint: str, max_hvps: int, block: int, opts: dict) -> 
     _run(checkpoint, "block_trace", opts, compute, describe)
 
 
-COMMANDS = [eig_cmd, trace_cmd, esd_cmd]
+@click.command("curvature")
+@CURVATURE
+@click.option("-k", "k", type=int, default=1, show_default=True, help="Number of top eigenvalues.")
+@click.option("--which", type=click.Choice(WHICH), default="algebraic", show_default=True,
+              help="Largest algebraic or largest magnitude eigenvalues.")
+@click.option("--tol", type=float, default=1e-3, show_default=True,
+              help="Every eigenvalue's relative error bound <= tol (as `eig`); the run goes on until it holds.")
+@click.option("--steps", type=int, default=None,
+              help="Block Lanczos steps at least: the density is exact for moments of degree < 2*steps [20].")
+@click.option("--block", type=int, default=None,
+              help="Start vectors advanced together (the density's runs; clusters of this many resolved) [4].")
+@click.option("--trace-rse", type=float, default=None,
+              help="Draw trace probes until the relative standard error is at most this (after 10 probes) [0.01].")
+@click.option("--max-hvps", type=int, default=None,
+              help="Budget of Hessian-vector products in all [steps*block + 100*k + 100].")
+@click.option("--sigma2", type=float, default=None,
+              help="Gaussian kernel variance of the density [1e-5 * max(1, eigenvalue range)].")
+def curvature_cmd(checkpoint, k, which, tol, steps, block, trace_rse, max_hvps, sigma2, **opts):
+    """Top-k eigenvalues, trace and spectral density of the Hessian (or --curvature) from one block Lanczos run
+    (stored as the groups eig, trace and esd write)."""
+    from landscape.curvature.suite import curvature_suite
+
+    given = {key: v for key, v in {"steps": steps, "block": block, "trace_rse": trace_rse}.items() if v is not None}
+
+    def compute(model, split):
+        return curvature_suite(model, split, k=k, tol=tol, max_hvps=max_hvps, batch_size=opts["batch_size"],
+                               seed=opts["seed"], which=which, sigma2=sigma2, criterion=opts["loss"],
+                               curvature=opts["curvature"], **given)
+
+    def describe(r) -> str:
+        t, d = r.trace, r.esd
+        lines = _eig_lines(checkpoint, r.eigenvalues)
+        lines.append(f"  trace {t.trace:.6g} +- {t.stderr:.3g} (relative standard error {t.rel_stderr:.2%}): exact "
+                     f"on the {t.sketch}-vector Krylov basis, {t.probes} probes of the rest"
+                     + (f"\n  note: {t.note}" if t.note else ""))
+        lines.append(f"  spectral density: {d.runs} start vector(s) x {d.steps} block steps, Ritz values in "
+                     f"[{d.nodes.min():.4g}, {d.nodes.max():.4g}], kernel variance {d.sigma2:.3g}")
+        lines.append(f"  in all {r.hvps} {_products(opts['curvature'])}, {r.seconds:.2f} s"
+                     + ("" if opts["out"] else "; give --out FILE.h5 to keep the density for `landscape plot`"))
+        return "\n".join(lines)
+    _run(checkpoint, None, opts, compute, describe, omit_from_json=("grid", "density"))
+
+
+COMMANDS = [eig_cmd, trace_cmd, esd_cmd, curvature_cmd]

@@ -24,6 +24,7 @@ _EXPORTS = {
     "hessian_trace": ".curvature.trace", "spectral_density": ".curvature.density",
     "GaussNewtonOperator": ".curvature.ggn", "curvature_operator": ".curvature.ggn",
     "block_eigenvalues": ".curvature.blocks", "block_traces": ".curvature.blocks",
+    "curvature_suite": ".curvature.suite",
     # geometry
     "interpolation_curve": ".geometry.barrier", "evaluate_points": ".geometry.points",
     "random_surface": ".geometry.surface", "plane_surface": ".geometry.surface", "path_surface": ".geometry.surface",

@@ -11,6 +11,7 @@ _EXPORTS = {"HessianOperator": ".operator", "probes": ".operator", "Krylov": ".l
             "EigenResult": ".results", "TraceResult": ".results", "DensityResult": ".results",
             "GaussNewtonOperator": ".ggn", "curvature_operator": ".ggn", "BlockOperator": ".blocks",
             "block_eigenvalues": ".blocks", "block_traces": ".blocks", "BlockEigenResult": ".results",
-            "BlockTraceResult": ".results"}
+            "BlockTraceResult": ".results", "curvature_suite": ".suite", "krylov_aware_trace": ".krylov_trace",
+            "SuiteResult": ".results"}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

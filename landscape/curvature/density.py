@@ -33,9 +33,17 @@ MAX_GRID = 200_000
 
 
 def quadrature(t: Krylov) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss quadrature nodes (Ritz values) and weights (squared first eigenvector components) of each run."""
+    """Gauss quadrature nodes (Ritz values) and weights (squared first eigenvector components) of each run, one
+    row (runs * block, M) per start vector.
+
+    With a block of b start vectors V_1 = [v_1 ... v_b] this is block Gauss quadrature (Golub & Meurant, Matrices,
+    Moments and Quadrature with Applications, Princeton 2010, ch. 7): E_1^T f(T_m) E_1 = V_1^T f(H) V_1 for
+    polynomials f of degree below 2m, whose j-th diagonal entry v_j^T f(H) v_j = sum_i S_{j,i}^2 f(theta_i) is
+    row j's quadrature. A Gaussian block orthonormalised is uniformly distributed on the Stiefel manifold, so
+    E[V_1 V_1^T] = (b / n) I and the rows' average estimates tr f(H) / n as independent runs do.
+    """
     theta, s = torch.linalg.eigh(t.matrix())
-    return theta.numpy(), (s[:, 0, :] ** 2).numpy()
+    return theta.repeat_interleave(t.block, dim=0).numpy(), (s[:, :t.block, :] ** 2).flatten(0, 1).numpy()
 
 
 def slq(op: Operator, steps: int, runs: int, generator: torch.Generator, block: int = 8

@@ -45,43 +45,63 @@ class Ritz(NamedTuple):
     converged: bool
 
 
+class TopRule:
+    """The stopping rule of `lanczos_top`, asked after every Lanczos step (a `lanczos` `stop`): it records the
+    first run's Ritz values, residuals and bounds (`ritz.Step`) and says whether the k wanted ones are certified.
+
+    Default: every wanted error bound (`ritz.error_bounds`) is at most tol * |theta| at two consecutive steps that
+    agree (`ritz.confirmed`); `strict`: every residual is at most tol * |theta| (the bounds reported are then the
+    residuals). A Krylov space as large as the operator certifies everything.
+    """
+
+    def __init__(self, op: Operator, k: int, tol: float, which: str = "algebraic", strict: bool = False):
+        self.op, self.k, self.tol, self.which, self.strict = op, k, tol, which, strict
+        self.steps: list[Step] = []
+        self.converged = False
+
+    def __call__(self, krylov: Krylov, j: int) -> bool:
+        theta, _, residuals = krylov.ritz()
+        step = Step.of(theta[0], residuals[0], torch.finfo(self.op.dtype).eps)
+        self.steps.append(step)
+        if len(step.theta) < self.k:
+            return False
+        wanted = step.wanted(self.k, self.which)
+        exhausted = len(step.theta) >= self.op.size
+        if self.strict:
+            self.converged = meets(step, wanted, self.tol, strict=True) or exhausted
+        else:
+            agreed = len(self.steps) > 1 and confirmed(self.steps[-2], step, wanted, self.which, self.tol)
+            self.converged = agreed or exhausted
+        return self.converged
+
+    def ritz(self, krylov: Krylov, vectors: bool = False) -> Ritz:
+        """The k wanted Ritz pairs of the last step (eigenvectors (k, size) with `vectors`).
+
+        Raises:
+            LandscapeError: the Krylov space has fewer than k vectors.
+        """
+        step = self.steps[-1]
+        if len(step.theta) < self.k:
+            raise LandscapeError(f"asked for {self.k} eigenvalues of a Hessian of size {self.op.size}")
+        wanted = step.wanted(self.k, self.which)
+        bounds = step.first_order() if self.strict else step.bounds
+        vecs = None
+        if vectors:
+            s = krylov.ritz()[1][0][:, wanted]
+            vecs = (s.T.to(dtype=self.op.dtype, device=self.op.device) @ krylov.basis[0]).cpu().numpy()
+        return Ritz(step.theta[wanted].numpy(), step.residuals[wanted].numpy(), bounds[wanted].numpy(), vecs,
+                    self.converged)
+
+
 def lanczos_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator,
                 which: str = "algebraic", vectors: bool = False, block: int = 1, strict: bool = False) -> Ritz:
-    """Top-k Ritz pairs of `op` by (block) Lanczos within `max_hvps` products.
+    """Top-k Ritz pairs of `op` by (block) Lanczos within `max_hvps` products, stopped by `TopRule`.
 
-    Default: stop once every wanted error bound (`ritz.error_bounds`) is at most tol * |theta| at two
-    consecutive steps that agree (`ritz.confirmed`); `strict`: once every residual is at most tol * |theta|
-    (the bounds reported are then the residuals). `block` vectors go through each product together.
+    `block` vectors go through each product together.
     """
-    steps: list[Step] = []
-    converged = False
-
-    def stop(krylov: Krylov, j: int) -> bool:
-        nonlocal converged
-        theta, _, residuals = krylov.ritz()
-        step = Step.of(theta[0], residuals[0], torch.finfo(op.dtype).eps)
-        steps.append(step)
-        if len(step.theta) < k:
-            return False
-        wanted = step.wanted(k, which)
-        exhausted = len(step.theta) >= op.size
-        if strict:
-            converged = meets(step, wanted, tol, strict=True) or exhausted
-        else:
-            converged = (len(steps) > 1 and confirmed(steps[-2], step, wanted, which, tol)) or exhausted
-        return converged
-
-    krylov = lanczos(op, probes(op, block, generator, "normal")[None], max(1, max_hvps // block), generator, stop)
-    step = steps[-1]
-    if len(step.theta) < k:
-        raise LandscapeError(f"asked for {k} eigenvalues of a Hessian of size {op.size}")
-    wanted = step.wanted(k, which)
-    bounds = step.first_order() if strict else step.bounds
-    vecs = None
-    if vectors:
-        s = krylov.ritz()[1][0][:, wanted]
-        vecs = (s.T.to(dtype=op.dtype, device=op.device) @ krylov.basis[0]).cpu().numpy()
-    return Ritz(step.theta[wanted].numpy(), step.residuals[wanted].numpy(), bounds[wanted].numpy(), vecs, converged)
+    rule = TopRule(op, k, tol, which, strict)
+    krylov = lanczos(op, probes(op, block, generator, "normal")[None], max(1, max_hvps // block), generator, rule)
+    return rule.ritz(krylov, vectors)
 
 
 def power_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.Generator, vectors: bool = False

@@ -139,3 +139,27 @@ class BlockTraceResult:
     seed: int
     criterion: str = "ce"
     curvature: str = "hessian"
+
+
+@dataclass
+class SuiteResult:
+    """The three curvature results of one `curvature_suite` run, stored as the usual groups `eigenvalues`,
+    `trace` and `esd`, and the settings and cost they share (`shared`: attributes of each group)."""
+
+    eigenvalues: EigenResult
+    trace: TraceResult
+    esd: DensityResult
+    steps: int
+    block: int
+    trace_rse: float | None
+    hvps: int
+    seconds: float
+
+    def parts(self) -> dict[str, EigenResult | TraceResult | DensityResult]:
+        """The results by group name."""
+        return {"eigenvalues": self.eigenvalues, "trace": self.trace, "esd": self.esd}
+
+    def shared(self) -> dict[str, float | int | str | None]:
+        """What every group records about the run that produced all three."""
+        return {"suite": "curvature", "suite_steps": self.steps, "suite_block": self.block,
+                "suite_trace_rse": self.trace_rse, "suite_hvps": self.hvps, "suite_seconds": self.seconds}

@@ -23,8 +23,9 @@ import torch.distributed as tdist
 from torch import nn
 
 from .. import dist, progress
-from ..curvature.density import spectral_density
 from ..curvature.eigen import top_eigenvalues
+from ..curvature.results import SuiteResult
+from ..curvature.suite import BLOCK, TRACE_RSE, curvature_suite
 from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, data_shape, load_data
 from ..data.split import subsample
@@ -222,24 +223,24 @@ class StudyRun:
         m, replicate = self.cfg.measure, self.info[name]["replicate"]
         seed, bs, samples = self._seed(m["seed"], replicate), m["batch_size"], m["samples"]
         model_key = self.models[name][1]
-        curv = {"samples": samples, "batch_size": bs, "seed": seed}
         split = self._curv_split(seed)
         n = min(samples or self.sizes["train"], self.sizes["train"])
         metrics_cost = [("forward", EVAL_BATCH, self.sizes["train"] + self.sizes["test"])]
         jobs = [self._measure(name, "metrics", model_key, {}, self._metrics, metrics_cost)]
-        jobs.append(self._measure(name, "eigenvalues", model_key, {**curv, "k": m["eig_k"], "tol": m["eig_tol"]},
-                                  lambda model: top_eigenvalues(model, split(), k=m["eig_k"], batch_size=bs,
-                                                                tol=m["eig_tol"], seed=seed),
-                                  [("hvp", bs, 100 * m["eig_k"] * n)]))
-        jobs.append(self._measure(name, "trace", model_key, {**curv, "hvps": m["trace_hvps"]},
-                                  lambda model: hessian_trace(model, split(), batch_size=bs, max_hvps=m["trace_hvps"],
-                                                              seed=seed),
-                                  [("hvp", bs, m["trace_hvps"] * n)]))
+        # One curvature suite per model gives all three groups (one budget, so each depends on every setting): its
+        # block Lanczos run takes the products of the configured ESD (esd_steps x esd_runs) and goes on until the
+        # top eigenvalues are certified (priced with the eigenvalues); trace_hvps caps the trace's probes.
+        suite = {"samples": samples, "batch_size": bs, "seed": seed, "k": m["eig_k"], "tol": m["eig_tol"],
+                 "min_steps": max(1, m["esd_steps"] * m["esd_runs"] // BLOCK), "block": BLOCK,
+                 "trace_hvps": m["trace_hvps"], "trace_rse": TRACE_RSE}
+        budget = suite["min_steps"] * BLOCK + 100 * m["eig_k"]
+        part = self._suite(split, suite, budget + m["trace_hvps"])
+        jobs.append(self._measure(name, "eigenvalues", model_key, suite, part("eigenvalues"),
+                                  [("hvp", bs, budget * n)]))
+        jobs.append(self._measure(name, "trace", model_key, suite, part("trace"), [("hvp", bs, m["trace_hvps"] * n)]))
         if m["esd"] and replicate == 0 and self.info[name]["role"] in FUSED:
-            jobs.append(self._measure(name, "esd", model_key, {**curv, "steps": m["esd_steps"], "runs": m["esd_runs"]},
-                                      lambda model: spectral_density(model, split(), steps=m["esd_steps"],
-                                                                     runs=m["esd_runs"], batch_size=bs, seed=seed),
-                                      [("hvp", bs, m["esd_steps"] * m["esd_runs"] * n)]))
+            jobs.append(self._measure(name, "esd", model_key, suite, part("esd"), []))
+        curv = {"samples": samples, "batch_size": bs, "seed": seed}
         for c in m["curvatures"]:   # Gauss-Newton-vector products cost about what Hessian-vector products do
             jobs.append(self._measure(name, f"{c}/eigenvalues", model_key, {**curv, "k": m["eig_k"],
                                       "tol": m["eig_tol"]}, lambda model, c=c: top_eigenvalues(
@@ -260,6 +261,21 @@ class StudyRun:
                                                 batch_size=bs),
                 [("train", bs, ascent * n), ("forward", bs, (sharp["restarts"] + sharp["draws"] + 1) * n)]))
         return jobs
+
+    @staticmethod
+    def _suite(split: Callable[[], Any], s: dict, max_hvps: int) -> Callable[[str], Callable[[nn.Module], dict]]:
+        """The compute functions of the suite's groups (`curvature_suite`), sharing one run of it."""
+        done: dict[str, SuiteResult] = {}
+
+        def part(what: str) -> Callable[[nn.Module], dict]:
+            def compute(model: nn.Module) -> dict:
+                if not done:
+                    done["run"] = curvature_suite(model, split(), k=s["k"], tol=s["tol"], steps=s["min_steps"],
+                                                  block=s["block"], trace_rse=s["trace_rse"], max_hvps=max_hvps,
+                                                  batch_size=s["batch_size"], seed=s["seed"])
+                return {**asdict(done["run"].parts()[what]), **done["run"].shared()}
+            return compute
+        return part
 
     def _curv_split(self, seed: int) -> Callable[[], Any]:
         return lambda: subsample(self.data.train, self.cfg.measure["samples"], seed, "[measure] samples")

@@ -125,9 +125,10 @@ def settings_rows(view: StudyView) -> list[list[str]]:
                        f"{f['solver']} solver, {f['iterations']} iteration(s), BatchNorm reset on "
                        f"{f['reset_bn_samples']} examples"],
             ["Curvature", f"training loss on {m['samples']} training examples (batches of {m['batch_size']}): "
-                          f"top-{m['eig_k']} eigenvalue by Lanczos (tolerance {m['eig_tol']:g}), trace by Hutch++ "
-                          f"({m['trace_hvps']} HVPs), ESD by SLQ ({m['esd_steps']} steps x {m['esd_runs']} runs, "
-                          "fused models of replicate 0)"],
+                          f"one block Lanczos run ({m['esd_steps'] * m['esd_runs']} HVPs at least) gives the "
+                          f"top-{m['eig_k']} eigenvalue (relative error bound {m['eig_tol']:g}), the ESD by block SLQ "
+                          "(fused models of replicate 0) and the trace (exact on its basis, Hutchinson on the rest, "
+                          f"at most {m['trace_hvps']} probes)"],
             ["Barriers", f"{m['barrier_points']} evenly spaced points on [0, 1], train and test loss"
                          + (f" on {m['barrier_samples']} examples each" if m.get("barrier_samples") else "")],
             ["Contours", contour]]
