@@ -10,6 +10,16 @@ producers seen so far (their inputs are aligned by then). For plain networks tha
 residual stream is solved from the layers that open it (the stem, or a block's second conv and projection
 shortcut), because the later blocks that add into it read the stream themselves. In activation mode every
 group is solved independently, from the pre-activations of all its producers.
+
+Attention heads (`heads="permute"`) are matched at two levels, as Imfeld et al. ("Transformer Fusion with
+Optimal Transport", ICLR 2024) treat them: a head is a block of units that attention never mixes with another
+head, so a permutation of whole heads (each head's query, key and value units, and the output projection's
+input columns, moved together) composed with permutations within each head keeps the function. The heads are
+assigned first: the cost of matching head i of the model with head j of the estimate is the within-head OT cost,
+the optimal within-head matching of their query/key units plus that of their value units, compared by incoming
+weights (inputs already aligned); the head assignment is the linear assignment on those costs. The model's
+heads are then moved into their places, and every group is solved again as above; in activation mode the
+units within heads are then matched by their incoming weights.
 """
 from __future__ import annotations
 
@@ -25,14 +35,16 @@ from landscape.errors import LandscapeError
 
 from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_finite, check_same_graph, check_specs
-from .choices import MARGINALS, MODES, SOLVERS
+from .choices import HEADS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .metrics import Moments, activation_moments, weight_cost, weight_rows
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: object | None, solver: str, marginals: str) -> None:
-    """Raise a one-line error for an unknown mode, solver or marginal, or missing inputs."""
+def check_options(mode: str, x: object | None, solver: str, marginals: str, heads: str = "permute") -> None:
+    """Raise a one-line error for an unknown mode, solver, marginal or head handling, or missing inputs."""
+    if heads not in HEADS:
+        raise LandscapeError(f"unknown head handling {heads!r}; choose one of {', '.join(HEADS)}")
     if mode not in MODES:
         raise LandscapeError(f"unknown alignment mode {mode!r}; choose one of {', '.join(MODES)}")
     if solver not in SOLVERS:
@@ -139,6 +151,57 @@ def _producer_calls(graph: AlignmentGraph, gid: int) -> list[int]:
     return list(seen.values())
 
 
+def head_orders(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
+                estimate_graph: AlignmentGraph, maps: dict[int, Map]) -> list[list[int]]:
+    """For each attention of `graph.heads`, which of the model's heads goes to each of the estimate's heads
+    (`order[j] = i`: head j of the result is the model's head i), by linear assignment on the within-head OT
+    cost (see the module docstring); `maps` align the heads' inputs."""
+    from scipy.optimize import linear_sum_assignment
+
+    def rows(st: dict[str, torch.Tensor], g: AlignmentGraph, gid: int, mp: dict[int, Map] | None) -> torch.Tensor:
+        return weight_rows(st, g, gid, [g.layers[i] for i in _producer_calls(g, gid)], mp)
+
+    orders = []
+    for mine, theirs in zip(graph.heads, estimate_graph.heads):
+        cost = np.zeros((len(mine), len(theirs)))
+        for i, head in enumerate(mine):
+            model_rows = [rows(state, graph, gid, maps) for gid in head]
+            for j, other in enumerate(theirs):
+                for r, gid in zip(model_rows, other):
+                    c = weight_cost(r, rows(estimate_state, estimate_graph, gid, None))
+                    cost[i, j] += c[linear_sum_assignment(c)].sum()
+        model_heads, estimate_heads = linear_sum_assignment(cost)
+        orders.append([int(i) for _, i in sorted(zip(estimate_heads, model_heads))])
+    return orders
+
+
+def permute_heads(state: dict[str, torch.Tensor], graph: AlignmentGraph, orders: list[list[int]]
+                  ) -> dict[str, torch.Tensor]:
+    """A copy of `state` with whole heads moved: head j of each attention takes the units of head `order[j]`
+    on every axis they index (the function is kept). A group's k-th run on an axis takes the k-th run of its
+    source group there."""
+    source = {g: src for heads, order in zip(graph.heads, orders)
+              for j, i in enumerate(order) for g, src in zip(heads[j], heads[i])}
+    out = dict(state)
+    for b in graph.bindings:
+        if b.name not in out or not any(source.get(seg.group, seg.group) != seg.group for seg in b.segments):
+            continue
+        runs: dict[tuple[int, int], tuple[int, int]] = {}
+        keyed = []
+        for seg, start, length in graph.spans(b.segments):
+            k = sum(g == seg.group for g, _ in runs)
+            runs[(seg.group, k)] = (start, length)
+            keyed.append((seg.group, k, length))
+        index = []
+        for g, k, length in keyed:
+            src, n = runs.get((source.get(g, g), k), (None, None))
+            if n != length:
+                raise LandscapeError(f"internal error: the heads on axis {b.axis} of {b.name} are laid out unevenly")
+            index.extend(range(src, src + length))
+        out[b.name] = out[b.name].index_select(b.axis, torch.tensor(index, device=out[b.name].device))
+    return out
+
+
 def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:
     """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the estimate's
     basis (`graph`: the model's own alignment graph)."""
@@ -158,33 +221,45 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
-                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str
-                  ) -> dict[str, torch.Tensor]:
-    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged)."""
+                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
+                  heads: str = "permute") -> dict[str, torch.Tensor]:
+    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged); with
+    `heads="permute"` whole attention heads are assigned first (see the module docstring)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
-    maps = transport_maps(state, {k: v.detach() for k, v in estimate.state_dict().items()}, graph, estimate_graph,
-                          mode=mode, moments=moments, solver=solver, reg=reg, marginals=marginals)
+    estimate_state = {k: v.detach() for k, v in estimate.state_dict().items()}
+    options = {"mode": mode, "solver": solver, "reg": reg, "marginals": marginals}
+    maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
+    if heads == "permute" and graph.heads:
+        orders = head_orders(state, estimate_state, graph, estimate_graph, maps)
+        if any(order != sorted(order) for order in orders):
+            state = permute_heads(state, graph, orders)
+            within = {g for attention in graph.heads for head in attention for g in head}
+            if moments is not None:
+                moments = {g: m for g, m in moments.items() if g not in within}
+            maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-          strict: bool = False) -> nn.Module:
+          strict: bool = False, heads: str = "permute") -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
     Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
+    `heads="permute"` lets whole attention heads trade places before the units within heads are matched;
+    `"fixed"` keeps every head in its place.
 
     `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword arguments (e.g.
     `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and importance marginals read
     activations on all of it; weight alignment needs it only to read the graph (two examples are used)."""
-    check_options(mode, x, solver, marginals)
+    check_options(mode, x, solver, marginals, heads)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
         moments = activation_moments([model], anchor, [graph], anchor_graph,
                                      to_device(x, next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
-                          marginals=marginals)
+                          marginals=marginals, heads=heads)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

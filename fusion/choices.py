@@ -5,3 +5,4 @@ METHODS = ("ot", "vanilla")            # fuse: align then average, or plain para
 MODES = ("acts", "wts")                # ground metric: activations or incoming weights
 SOLVERS = ("emd", "sinkhorn")          # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
+HEADS = ("permute", "fixed")          # attention heads: whole heads may trade places, or stay where they are

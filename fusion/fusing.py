@@ -37,7 +37,7 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
 def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
          mode: str = "acts", x: object | None = None, anchor: int = -1, iterations: int = 1,
          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-         strict: bool = False) -> nn.Module:
+         strict: bool = False, heads: str = "permute") -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot"),
     or without alignment (method "vanilla", equal shapes only). Returns a new model in eval mode.
     Units the alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a
@@ -60,7 +60,7 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
         return with_state(template, average_states(states, w, states[anchor % len(models)]))
     if method != "ot":
         raise LandscapeError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
-    check_options(mode, x, solver, marginals)
+    check_options(mode, x, solver, marginals, heads)
     graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
     estimate_graph = graphs[anchor]   # every estimate is the anchor's architecture and widths
     estimate = template
@@ -73,6 +73,6 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
                                        xs, batch_size)
             moments = dict(zip((id(m) for m, _ in moving), found))
         states = [aligned_state(m, estimate, g, estimate_graph, mode=mode, moments=moments.get(id(m)), solver=solver,
-                                reg=reg, marginals=marginals) for m, g in zip(models, graphs)]
+                                reg=reg, marginals=marginals, heads=heads) for m, g in zip(models, graphs)]
         estimate = with_state(template, average_states(states, w, template.state_dict()))
     return estimate
