@@ -37,6 +37,7 @@ from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_finite, check_same_graph, check_specs
 from .choices import HEADS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
+from .heads import interchangeable, permute_heads
 from .metrics import Moments, activation_moments, weight_cost, weight_rows
 from .transport import Map, move_axis, normalised, plan, uniform
 
@@ -72,11 +73,12 @@ def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object
 def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = False, mode: str = "wts",
             reference: int = -1) -> list[AlignmentGraph]:
     """Check that the models can be aligned to each other and return each one's alignment graph (same
-    structure, each with its own widths). Frozen units are warned about once, for the `reference` model."""
+    structure, each with its own widths; heads listed only where every model keeps its function when they trade
+    places). Frozen units are warned about once, for the `reference` model."""
     check_finite(models)
     check_specs(models)
     example = _example(models, x, mode)
-    graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]
+    graphs = interchangeable(models, [build_graph(m, example, strict=strict, warn=False) for m in models], example)
     check_same_graph(graphs)
     messages = list(graphs[reference].frozen)
     for message in messages:
@@ -163,43 +165,16 @@ def head_orders(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.
 
     orders = []
     for mine, theirs in zip(graph.heads, estimate_graph.heads):
+        model_rows = [[rows(state, graph, gid, maps) for gid in head] for head in mine]
+        estimate_rows = [[rows(estimate_state, estimate_graph, gid, None) for gid in head] for head in theirs]
         cost = np.zeros((len(mine), len(theirs)))
-        for i, head in enumerate(mine):
-            model_rows = [rows(state, graph, gid, maps) for gid in head]
-            for j, other in enumerate(theirs):
-                for r, gid in zip(model_rows, other):
-                    c = weight_cost(r, rows(estimate_state, estimate_graph, gid, None))
-                    cost[i, j] += c[linear_sum_assignment(c)].sum()
+        for i, j in np.ndindex(cost.shape):
+            for r, e in zip(model_rows[i], estimate_rows[j]):
+                c = weight_cost(r, e)
+                cost[i, j] += c[linear_sum_assignment(c)].sum()
         model_heads, estimate_heads = linear_sum_assignment(cost)
         orders.append([int(i) for _, i in sorted(zip(estimate_heads, model_heads))])
     return orders
-
-
-def permute_heads(state: dict[str, torch.Tensor], graph: AlignmentGraph, orders: list[list[int]]
-                  ) -> dict[str, torch.Tensor]:
-    """A copy of `state` with whole heads moved: head j of each attention takes the units of head `order[j]`
-    on every axis they index (the function is kept). A group's k-th run on an axis takes the k-th run of its
-    source group there."""
-    source = {g: src for heads, order in zip(graph.heads, orders)
-              for j, i in enumerate(order) for g, src in zip(heads[j], heads[i])}
-    out = dict(state)
-    for b in graph.bindings:
-        if b.name not in out or not any(source.get(seg.group, seg.group) != seg.group for seg in b.segments):
-            continue
-        runs: dict[tuple[int, int], tuple[int, int]] = {}
-        keyed = []
-        for seg, start, length in graph.spans(b.segments):
-            k = sum(g == seg.group for g, _ in runs)
-            runs[(seg.group, k)] = (start, length)
-            keyed.append((seg.group, k, length))
-        index = []
-        for g, k, length in keyed:
-            src, n = runs.get((source.get(g, g), k), (None, None))
-            if n != length:
-                raise LandscapeError(f"internal error: the heads on axis {b.axis} of {b.name} are laid out unevenly")
-            index.extend(range(src, src + length))
-        out[b.name] = out[b.name].index_select(b.axis, torch.tensor(index, device=out[b.name].device))
-    return out
 
 
 def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:

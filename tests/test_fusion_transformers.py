@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import fusion
 from fusion.alignment import aligned_state, prepare, with_state
@@ -22,7 +24,7 @@ from fusion.layout import Layout, Seg
 from fusion.structural import reshape
 from landscape import LandscapeError
 from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, load, logits
-from tests.model_corpus import CORPUS, TinyBert, build, inputs, permute
+from tests.model_corpus import CORPUS, TimmAttention, TimmVit, TinyBert, build, inputs, permute
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -110,6 +112,33 @@ def test_whole_heads_trade_places_then_units_within_heads_are_matched(name):
     assert not torch.allclose(fixed.state_dict()[qkv], b.state_dict()[qkv])
     fused = fusion.fuse([a, b], x=x, strict=True)
     assert all(torch.allclose(fused.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+class ScaledHeadAttention(TimmAttention):
+    """A learned temperature per head, applied to the queries: heads cannot trade places (the graph lists them,
+    the check on the example drops them)."""
+
+    def __init__(self, d, heads):
+        super().__init__(d, heads)
+        self.temperature = nn.Parameter(torch.tensor([[[0.5]], [[2.0]]]))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q * self.temperature, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+def test_heads_treated_differently_stay_in_place():
+    torch.manual_seed(0)
+    b = TimmVit().eval()
+    b.blocks[0].attn = ScaledHeadAttention(8, 2)
+    x = inputs("timm-style-vit")
+    assert len(fusion.build_graph(b, x[:2]).heads) == 2
+    assert [len(graph.heads) for graph in prepare([b, b], x, mode="wts")] == [1, 1]    # block 1 only
+    a = permute(b, CORPUS["timm-style-vit"].units(b))
+    aligned = fusion.align(a, b, mode="wts", x=x, strict=True)
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
 def test_unknown_head_handling_is_one_line():
