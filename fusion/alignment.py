@@ -78,8 +78,9 @@ def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = Fal
     check_finite(models)
     check_specs(models)
     example = _example(models, x, mode)
-    graphs = interchangeable(models, [build_graph(m, example, strict=strict, warn=False) for m in models], example)
+    graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]
     check_same_graph(graphs)
+    graphs = interchangeable(models, graphs, example)
     messages = list(graphs[reference].frozen)
     for message in messages:
         warnings.warn(f"fusion: {message}", FrozenUnitsWarning, stacklevel=3)
