@@ -13,6 +13,16 @@ group is solved independently, from the pre-activations of all its producers.
 
 With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`): weight matching
 by coordinate descent over all groups, or activation matching by correlation.
+
+Attention heads (`heads="permute"`) are matched at two levels, as Imfeld et al. ("Transformer Fusion with
+Optimal Transport", ICLR 2024) treat them: a head is a block of units that attention never mixes with another
+head, so a permutation of whole heads (each head's query, key and value units, and the output projection's
+input columns, moved together) composed with permutations within each head keeps the function. The heads are
+assigned first: the cost of matching head i of the model with head j of the estimate is the within-head OT cost,
+the optimal within-head matching of their query/key units plus that of their value units, compared by incoming
+weights (inputs already aligned); the head assignment is the linear assignment on those costs. The model's
+heads are then moved into their places, and every group is solved again as above; in activation mode the
+units within heads are then matched by their incoming weights.
 """
 from __future__ import annotations
 
@@ -29,20 +39,22 @@ from landscape.spec import spec_of
 
 from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_all_finite, check_same_graph, check_specs
-from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, MARGINALS, MODES, SOLVERS
+from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, HEADS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
+from .heads import interchangeable, permute_heads
 from .metrics import Moments, activation_moments, normalise_cost, weight_cost, weight_rows
 from .rebasin import activation_matching, weight_matching
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
 def check_options(mode: str, x: object | None, solver: str, marginals: str, method: str = "ot",
-                  ground_metric: str = "euclidean", cost_norm: str = "none") -> None:
-    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric or cost normalisation,
-    or missing inputs."""
+                  ground_metric: str = "euclidean", cost_norm: str = "none", heads: str = "permute") -> None:
+    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric, cost normalisation or
+    head handling, or missing inputs."""
     check_choice(ground_metric, GROUND_METRICS, "ground metric")
     check_choice(cost_norm, COST_NORMS, "cost normalisation")
     check_choice(method, ALIGNERS, "alignment method")
+    check_choice(heads, HEADS, "head handling")
     if method == "rebasin" and (solver, marginals, ground_metric, cost_norm) != ("emd", "uniform", "euclidean", "none"):
         raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, ground "
                              "metric and cost normalisation do not apply (leave them at their defaults)")
@@ -71,12 +83,14 @@ def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object
 def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = False, mode: str = "wts",
             reference: int = -1) -> list[AlignmentGraph]:
     """Check that the models can be aligned to each other and return each one's alignment graph (same
-    structure, each with its own widths). Frozen units are warned about once, for the `reference` model."""
+    structure, each with its own widths; heads listed only where every model keeps its function when they trade
+    places). Frozen units are warned about once, for the `reference` model."""
     check_all_finite(models)
     check_specs(models)
     example = _example(models, x, mode)
     graphs = [build_graph(m, example, strict=strict, warn=False) for m in models]
     check_same_graph(graphs)
+    graphs = interchangeable(models, graphs, example)
     messages = list(graphs[reference].frozen)
     for message in messages:
         warnings.warn(f"fusion: {message}", FrozenUnitsWarning, stacklevel=3)
@@ -153,6 +167,30 @@ def _producer_calls(graph: AlignmentGraph, gid: int) -> list[int]:
     return list(seen.values())
 
 
+def head_orders(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
+                estimate_graph: AlignmentGraph, maps: dict[int, Map]) -> list[list[int]]:
+    """For each attention of `graph.heads`, which of the model's heads goes to each of the estimate's heads
+    (`order[j] = i`: head j of the result is the model's head i), by linear assignment on the within-head OT
+    cost (see the module docstring); `maps` align the heads' inputs."""
+    from scipy.optimize import linear_sum_assignment
+
+    def rows(st: dict[str, torch.Tensor], g: AlignmentGraph, gid: int, mp: dict[int, Map] | None) -> torch.Tensor:
+        return weight_rows(st, g, gid, [g.layers[i] for i in _producer_calls(g, gid)], mp)
+
+    orders = []
+    for mine, theirs in zip(graph.heads, estimate_graph.heads):
+        model_rows = [[rows(state, graph, gid, maps) for gid in head] for head in mine]
+        estimate_rows = [[rows(estimate_state, estimate_graph, gid, None) for gid in head] for head in theirs]
+        cost = np.zeros((len(mine), len(theirs)))
+        for i, j in np.ndindex(cost.shape):
+            for r, e in zip(model_rows[i], estimate_rows[j]):
+                c = weight_cost(r, e)
+                cost[i, j] += c[linear_sum_assignment(c)].sum()
+        model_heads, estimate_heads = linear_sum_assignment(cost)
+        orders.append([int(i) for _, i in sorted(zip(estimate_heads, model_heads))])
+    return orders
+
+
 def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:
     """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the estimate's
     basis (`graph`: the model's own alignment graph)."""
@@ -173,10 +211,11 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
 
 def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
                   mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
-                  method: str = "ot", seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none"
-                  ) -> dict[str, torch.Tensor]:
+                  method: str = "ot", seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none",
+                  heads: str = "permute") -> dict[str, torch.Tensor]:
     """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by transport
-    maps (`method="ot"`) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
+    maps (`method="ot"`; with `heads="permute"` whole attention heads are assigned first, see the module
+    docstring) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
@@ -184,21 +223,32 @@ def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, 
     if method == "rebasin" and mode == "wts":
         names = {name for name, _ in model.named_parameters()}
         maps, _ = weight_matching(state, estimate_state, graph, estimate_graph, names, seed=seed)
-    elif method == "rebasin":
+        return apply_maps(state, graph, maps)
+    if method == "rebasin":
         maps = activation_matching(moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device)
-    else:
-        maps = transport_maps(state, estimate_state, graph, estimate_graph, mode=mode, moments=moments,
-                              solver=solver, reg=reg, marginals=marginals, ground_metric=ground_metric,
-                              cost_norm=cost_norm)
+        return apply_maps(state, graph, maps)
+    options = {"mode": mode, "solver": solver, "reg": reg, "marginals": marginals, "ground_metric": ground_metric,
+               "cost_norm": cost_norm}
+    maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
+    if heads == "permute" and graph.heads:
+        orders = head_orders(state, estimate_state, graph, estimate_graph, maps)
+        if any(order != sorted(order) for order in orders):
+            state = permute_heads(state, graph, orders)
+            within = {g for attention in graph.heads for head in attention for g in head}
+            if moments is not None:
+                moments = {g: m for g, m in moments.items() if g not in within}
+            maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
     return apply_maps(state, graph, maps)
 
 
 def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object | None = None,
           solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
           strict: bool = False, method: str = "ot", seed: int = 0, ground_metric: str = "euclidean",
-          cost_norm: str = "none") -> nn.Module:
+          cost_norm: str = "none", heads: str = "permute") -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
     Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
+    `heads="permute"` lets whole attention heads trade places before the units within heads are matched;
+    `"fixed"` keeps every head in its place.
 
     `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword arguments (e.g.
     `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and importance marginals read
@@ -210,10 +260,12 @@ def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object 
         seed: the random group order of Re-Basin's weight matching.
         ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine".
         cost_norm: OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
+        heads: "permute" (whole attention heads may trade places, then units within heads are matched) or
+            "fixed" (every head stays in its place).
 
     Raises:
         LandscapeError: unknown options, models that cannot be aligned, missing `x`."""
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
@@ -221,6 +273,6 @@ def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object 
                                      to_device(x, next(anchor.parameters()).device), batch_size)[0]
     state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
                           marginals=marginals, method=method, seed=seed, ground_metric=ground_metric,
-                          cost_norm=cost_norm)
+                          cost_norm=cost_norm, heads=heads)
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

@@ -11,3 +11,4 @@ SOLVERS = ("emd", "sinkhorn")          # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
 GROUND_METRICS = ("euclidean", "sqeuclidean", "cosine")   # distance between two units' supports
 COST_NORMS = ("none", "max", "median", "log")           # rescaling of a layer's cost before the OT solve
+HEADS = ("permute", "fixed")          # attention heads: whole heads may trade places, or stay where they are

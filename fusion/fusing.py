@@ -37,11 +37,12 @@ def average_states(states: Sequence[dict[str, torch.Tensor]], weights: Sequence[
 def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[float] | None = None,
          mode: str = "acts", x: object | None = None, anchor: int = -1, iterations: int = 1,
          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-         strict: bool = False, seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none") -> nn.Module:
+         strict: bool = False, seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none",
+         heads: str = "permute") -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method "ot", or
     "rebasin": Git Re-Basin permutations, `seed` ordering its weight matching), or without alignment (method
-    "vanilla", equal shapes only). Returns a new model in eval mode. `ground_metric` and `cost_norm`: as in
-    `fusion.align`.
+    "vanilla", equal shapes only). Returns a new model in eval mode. `ground_metric`, `cost_norm` and `heads`: as
+    in `fusion.align`.
     Units the alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a
     warning; `strict=True` makes that an error. `x` is a batch of inputs as `fusion.align` takes it (a tensor,
     a tuple of positional arguments or a dict of keyword arguments)."""
@@ -61,7 +62,7 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
         states = [{k: v.detach() for k, v in m.state_dict().items()} for m in models]
         return with_state(template, average_states(states, w, states[anchor % len(models)]))
     check_choice(method, METHODS, "fusion method")
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
     graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
     estimate_graph = graphs[anchor]   # every estimate is the anchor's architecture and widths
     estimate = template
@@ -75,7 +76,7 @@ def fuse(models: Sequence[nn.Module], *, method: str = "ot", weights: Sequence[f
             moments = dict(zip((id(m) for m, _ in moving), found))
         states = [aligned_state(m, estimate, g, estimate_graph, mode=mode, moments=moments.get(id(m)), solver=solver,
                                 reg=reg, marginals=marginals, method=method, seed=seed, ground_metric=ground_metric,
-                                cost_norm=cost_norm)
+                                cost_norm=cost_norm, heads=heads)
                   for m, g in zip(models, graphs)]
         estimate = with_state(template, average_states(states, w, template.state_dict()))
     return estimate

@@ -29,7 +29,7 @@ from torch import fx, nn
 from landscape.errors import LandscapeError, LandscapeWarning
 
 from .export import trace
-from .layout import Layout, resolve
+from .layout import Layout, Resolved, resolve
 from .record import Param, Record
 from .walk import Walk
 
@@ -121,6 +121,7 @@ class AlignmentGraph:
     output_group: int
     frozen: tuple[str, ...] = ()    # one message per operation whose units were frozen
     calls: tuple[tuple[str, int], ...] = ()   # modules holding parameters: calls per forward on the example
+    heads: tuple[tuple[tuple[int, ...], ...], ...] = ()   # per attention: each head's groups (Q/K, then V)
 
     def layer(self, name: str) -> Layer:
         """The (first call of the) layer called `name`."""
@@ -139,7 +140,7 @@ class AlignmentGraph:
         """Everything two models must share to be aligned: layers, wiring, bindings and fixed group sizes."""
         return (tuple((lay.name, lay.kind, lay.out, lay.ins, lay.detail) for lay in self.layers),
                 tuple((b.name, b.axis, b.role, b.segments) for b in self.bindings),
-                tuple((g.fixed, g.size if g.fixed else None, len(g.features)) for g in self.groups))
+                tuple((g.fixed, g.size if g.fixed else None, len(g.features)) for g in self.groups), self.heads)
 
 
 # ------------------------------------------------------------------------------------------------ finishing
@@ -169,6 +170,7 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
     referenced += [s for p in rec.producers for lay in (p.out, p.ins) if lay is not None for s in lay.segs]
     referenced += [seg for _, _, seg in rec.features]
     referenced += [s for lay in [*rec.output_layouts, rec.input_layout] if lay is not None for s in lay.segs]
+    referenced += [s for heads in rec.heads for head in heads for s in head]
     res = resolve(rec.units, referenced)
 
     def segments(layout: Layout | None) -> tuple[Segment, ...]:
@@ -207,7 +209,22 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
     out_group = segments(rec.output_layouts[0])[0].group if rec.output_layouts and \
         rec.output_layouts[0].segs else -1
     calls = tuple((path, rec.tr.calls.get(path, 0)) for path in owners)
-    return AlignmentGraph(layers, groups, bindings, in_group, out_group, tuple(messages), calls)
+    return AlignmentGraph(layers, groups, bindings, in_group, out_group, tuple(messages), calls,
+                          _heads(rec, res, groups))
+
+
+def _heads(rec: Record, res: Resolved, groups: tuple[Group, ...]) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """Each attention call's heads as final groups, kept where the heads can trade places: every head made of
+    movable groups of the same sizes, no group in two heads (one entry per attention module)."""
+    out = []
+    for heads in rec.heads:
+        final = tuple(tuple(k for s in head for k, _, _ in res.segments(s)) for head in heads)
+        flat = [k for head in final for k in head]
+        sizes = {tuple(groups[k].size for k in head) for head in final}
+        if len(sizes) == 1 and len(set(flat)) == len(flat) and not any(groups[k].fixed for k in flat) \
+                and final not in out:
+            out.append(final)
+    return tuple(out)
 
 
 

@@ -16,7 +16,7 @@ from torch import fx
 from torch.utils import _pytree as pytree
 
 from .export import Trace
-from .layout import Layout, Units
+from .layout import Layout, Seg, Units
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class Record:
         self.features: list[tuple[tuple[str, int, int] | None, int, object]] = []
         self.param_group: dict[tuple, int] = {}
         self.events: list[tuple[fx.Node, str]] = []
+        self.heads: list[tuple[tuple[Seg, ...], ...]] = []   # per attention call: each head's Q/K then V segments
         self.input_layout: Layout | None = None
         self.output_layouts: list[Layout] = []
         self.gen = torch.Generator().manual_seed(0)

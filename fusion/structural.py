@@ -205,7 +205,27 @@ def attention(rec: Record, node: fx.Node) -> NodeState:
             not all(isinstance(t, Layout) and t.axis == rank - 1 and rank - 2 not in t.outer_axes for t in (q, k, v)) \
             or q.outer_axes != k.outer_axes or not rec.units.unify(q, k):
         return NotImplemented
+    mask = a.get("attn_mask")
+    if mask is None or rec.values[mask].ndim < 3 or rec.values[mask].shape[-3] == 1:   # heads are interchangeable
+        heads = [_heads(t, rec.shape(a[name])[-1]) for t, name in ((q, "query"), (v, "value"))]
+        if all(heads) and len(heads[0]) == len(heads[1]) > 1:
+            rec.heads.append(tuple(hq + hv for hq, hv in zip(*heads)))
     return Layout(v.axis, v.segs, v.outer_axes)
+
+
+def _heads(layout: Layout, width: int) -> list[tuple[Seg, ...]] | None:
+    """The segments of each head of a layout split into heads (`width` elements each), in order; heads merged
+    with the batch axis repeat and are counted once. None if a segment crosses a head's boundary."""
+    blocks, block, filled = [], [], 0
+    for s in expand(layout.segs):
+        block.append(s)
+        filled += s.length
+        if filled == width:
+            blocks.append(tuple(block))
+            block, filled = [], 0
+        elif filled > width:
+            return None
+    return list(dict.fromkeys(blocks)) if not block else None
 
 def cat(rec: Record, node: fx.Node) -> NodeState:
     """Concatenation along the channel axis: the inputs' segments in order (other tensors fixed)."""

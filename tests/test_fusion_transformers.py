@@ -8,12 +8,15 @@ tests/test_fusion_corpus.py). Real library models (timm and torchvision ViTs, Hu
 from configs with random weights) must align with nothing left in place (`strict=True`) and keep their
 function; they are skipped, with the reason, where the library cannot be imported.
 """
+import copy
 import re
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 import fusion
 from fusion.alignment import aligned_state, prepare, with_state
@@ -21,7 +24,7 @@ from fusion.layout import Layout, Seg
 from fusion.structural import reshape
 from landscape import LandscapeError
 from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, load, logits
-from tests.model_corpus import CORPUS, TinyBert, build, inputs, permute
+from tests.model_corpus import CORPUS, TimmAttention, TimmVit, TinyBert, build, inputs, permute
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -69,6 +72,78 @@ def test_tied_lm_head_moves_once_and_stays_tied():
     assert torch.equal(state["wte.weight"], state["lm_head.weight"])
     aligned = with_state(b, state)
     assert aligned.lm_head.weight is aligned.wte.weight and torch.equal(aligned.wte.weight, state["wte.weight"])
+
+
+HEAD_WEIGHTS = {"timm-style-vit": (("attn.qkv.weight", "attn.qkv.bias"), "attn.proj.weight"),
+                "mha-vit": (("attn.mha.in_proj_weight", "attn.mha.in_proj_bias"), "attn.mha.out_proj.weight")}
+
+
+def _swap_heads(model, name):
+    """A copy of `model` (8 channels, 2 heads of 4) with its two heads traded in every block: the rows of each of
+    the fused Q, K and V parts and the input columns of the output projection, written out by hand."""
+    qkv, proj = HEAD_WEIGHTS[name]
+    swap = torch.tensor([4, 5, 6, 7, 0, 1, 2, 3])
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for i in range(2):
+        for key in qkv:
+            key = f"blocks.{i}.{key}"
+            state[key] = state[key].index_select(0, torch.cat([swap, swap + 8, swap + 16]))
+        key = f"blocks.{i}.{proj}"
+        state[key] = state[key].index_select(1, swap)
+    out = copy.deepcopy(model)
+    out.load_state_dict(state)
+    return out.eval()
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_WEIGHTS))
+def test_whole_heads_trade_places_then_units_within_heads_are_matched(name):
+    """Heads traded and units permuted within heads: `heads="permute"` (the default) recovers the original
+    exactly in both modes; with heads kept in place ("fixed", the former behaviour) it cannot."""
+    b, x = build(name), inputs(name)
+    assert [len(attention) for attention in fusion.build_graph(b, x[:2]).heads] == [2, 2]
+    a = permute(_swap_heads(b, name), CORPUS[name].units(b))
+    with torch.no_grad():
+        assert torch.allclose(a(x), b(x), atol=1e-5)
+    for mode in ("wts", "acts"):
+        aligned = fusion.align(a, b, mode=mode, x=x, strict=True)
+        assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
+    fixed = fusion.align(a, b, mode="wts", x=x, strict=True, heads="fixed")
+    qkv = f"blocks.0.{HEAD_WEIGHTS[name][0][0]}"
+    assert not torch.allclose(fixed.state_dict()[qkv], b.state_dict()[qkv])
+    fused = fusion.fuse([a, b], x=x, strict=True)
+    assert all(torch.allclose(fused.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+class ScaledHeadAttention(TimmAttention):
+    """A learned temperature per head, applied to the queries: heads cannot trade places (the graph lists them,
+    the check on the example drops them)."""
+
+    def __init__(self, d, heads):
+        super().__init__(d, heads)
+        self.temperature = nn.Parameter(torch.tensor([[[0.5]], [[2.0]]]))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q * self.temperature, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+def test_heads_treated_differently_stay_in_place():
+    torch.manual_seed(0)
+    b = TimmVit().eval()
+    b.blocks[0].attn = ScaledHeadAttention(8, 2)
+    x = inputs("timm-style-vit")
+    assert len(fusion.build_graph(b, x[:2]).heads) == 2
+    assert [len(graph.heads) for graph in prepare([b, b], x, mode="wts")] == [1, 1]    # block 1 only
+    a = permute(b, CORPUS["timm-style-vit"].units(b))
+    aligned = fusion.align(a, b, mode="wts", x=x, strict=True)
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+def test_unknown_head_handling_is_one_line():
+    with pytest.raises(LandscapeError, match="unknown head handling 'swap'; choose one of permute, fixed"):
+        fusion.align(build("mha-vit"), build("mha-vit"), x=inputs("mha-vit"), heads="swap")
 
 
 class MaskedBert(TinyBert):
