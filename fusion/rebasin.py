@@ -37,7 +37,7 @@ def check_widths(graph: AlignmentGraph, anchor_graph: AlignmentGraph) -> list[in
         if g.size != h.size:
             layer = (h.producers or ("?",))[0]
             raise LandscapeError(f"Re-Basin permutes units, so the models need equal widths: layer '{layer}' has "
-                                 f"{g.size} units in one model and {h.size} in the other (use --align ot)")
+                                 f"{g.size} units in one model and {h.size} in the other (use `align` ot)")
         if not h.fixed:
             movable.append(gid)
     return movable

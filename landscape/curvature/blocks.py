@@ -21,7 +21,7 @@ from torch import nn
 from ..choices import WHICH
 from ..data.batches import Batch
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from .eigen import lanczos_top
 from .ggn import curvature_operator
@@ -65,9 +65,9 @@ def block_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], batch_siz
         LandscapeError: for a bad `which`, `tol` or `max_hvps`, an unknown curvature, or a bad model or data.
     """
     if which not in WHICH:
-        raise LandscapeError(f"unknown --which {which!r}; choose one of {', '.join(WHICH)}")
+        check_choice(which, WHICH, "`which`")
     if tol <= 0 or max_hvps < 1:
-        raise LandscapeError(f"--tol must be positive and --max-hvps at least 1, got {tol}, {max_hvps}")
+        raise LandscapeError(f"`tol` must be positive and `max_hvps` at least 1, got {tol}, {max_hvps}")
     start = time.perf_counter()
     op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, curvature=curvature)
     blocks = parameter_blocks(model)
@@ -106,7 +106,7 @@ def block_traces(model: nn.Module, data: Split | Iterable[Batch], batch_size: in
             model or data.
     """
     if max_hvps < 4 or block < 1:
-        raise LandscapeError(f"--max-hvps must be at least 4 and --block at least 1, got {max_hvps}, {block}")
+        raise LandscapeError(f"`max_hvps` must be at least 4 and `block` at least 1, got {max_hvps}, {block}")
     start = time.perf_counter()
     op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, curvature=curvature)
     blocks = parameter_blocks(model)

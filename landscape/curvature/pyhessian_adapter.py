@@ -62,8 +62,8 @@ def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, s
     dtype = next(model.parameters()).dtype
     loader = [(x, y) for x, y in as_batches(data, batch_size, device, sharded=False)]
     if not all(isinstance(x, torch.Tensor) for x, _ in loader):
-        raise LandscapeError("--backend pyhessian calls model(inputs) with one tensor: use the landscape backend for "
-                             "batches whose inputs are tuples or mappings")
+        raise LandscapeError("the pyhessian `backend` calls model(inputs) with one tensor: use the landscape backend "
+                             "for batches whose inputs are tuples or mappings")
     loader = [(x.to(dtype), y) for x, y in loader]
     was = model.training
     devices = [device] if device.type == "cuda" else []

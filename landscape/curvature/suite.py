@@ -30,7 +30,7 @@ from torch import nn
 from ..choices import WHICH
 from ..data.batches import Batch
 from ..data.split import Split
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from ..models.outputs import Output
 from .density import quadrature, smooth
@@ -87,7 +87,7 @@ def krylov_suite(op: Operator, k: int, tol: float, steps: int, block: int, trace
     """
     lanczos_budget = max_hvps - MIN_PROBES
     if lanczos_budget < steps * block:
-        raise LandscapeError(f"--max-hvps {max_hvps} cannot hold {steps} steps of {block} vectors and the trace's "
+        raise LandscapeError(f"`max_hvps` {max_hvps} cannot hold {steps} steps of {block} vectors and the trace's "
                              f"{MIN_PROBES} probes: give at least {steps * block + MIN_PROBES}")
     rule = TopRule(op, k, tol, which)
     before, began = op.hvps, time.perf_counter()
@@ -103,13 +103,13 @@ def krylov_suite(op: Operator, k: int, tol: float, steps: int, block: int, trace
 
 def _check(k: int, tol: float, steps: int, block: int, trace_rse: float | None, which: str, size: int) -> None:
     if which not in WHICH:
-        raise LandscapeError(f"unknown --which {which!r}; choose one of {', '.join(WHICH)}")
+        check_choice(which, WHICH, "`which`")
     if k < 1 or steps < 1 or block < 1:
-        raise LandscapeError(f"-k, --steps and --block must be at least 1, got {k}, {steps}, {block}")
+        raise LandscapeError(f"`k`, `steps` and `block` must be at least 1, got {k}, {steps}, {block}")
     if tol <= 0 or (trace_rse is not None and trace_rse <= 0):
-        raise LandscapeError(f"--tol and --trace-rse must be positive, got {tol} and {trace_rse}")
+        raise LandscapeError(f"`tol` and `trace_rse` must be positive, got {tol} and {trace_rse}")
     if 0 < size < k:
-        raise LandscapeError(f"-k {k} is more than the {size} trainable parameters (the Hessian has {size} "
+        raise LandscapeError(f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
                              "eigenvalues)")
 
 

@@ -51,7 +51,7 @@ def _check(a: nn.Module, b: nn.Module) -> None:
     check_finite(a, "model A")
     check_finite(b, "model B")
     if not same_layout([a.state_dict(), b.state_dict()]):
-        raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
+        raise LandscapeError("the two models have different architectures or widths: align them first (`align` ot)")
 
 
 def train_curve(a: nn.Module, b: nn.Module, data: Split | Data, *, kind: str = "bezier", epochs: int = 10,
@@ -78,7 +78,7 @@ def train_curve(a: nn.Module, b: nn.Module, data: Split | Data, *, kind: str = "
     _check(a, b)
     curve_coefficients(kind, np.zeros(1))
     if epochs < 1:
-        raise LandscapeError(f"--epochs must be at least 1, got {epochs}")
+        raise LandscapeError(f"`epochs` must be at least 1, got {epochs}")
     gen = torch.Generator().manual_seed(seed)
     sa, sb = a.state_dict(), b.state_dict()
     bend = copy.deepcopy(a)
@@ -127,7 +127,7 @@ def measure_curve(a: nn.Module, bend: nn.Module, b: nn.Module, kind: str, splits
     if not same_layout([a.state_dict(), bend.state_dict()]):
         raise LandscapeError("the bend has another architecture than the endpoints")
     if points < 2:
-        raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
+        raise LandscapeError(f"`points` must be at least 2 (both ends), got {points}")
     reset = has_batchnorm(a) if reset_bn is None else reset_bn
     t = np.linspace(0.0, 1.0, points)
     order = [splits[name] for name in ("train", "test") if name in splits]

@@ -173,8 +173,8 @@ def measure_sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str
     if norm not in SHARPNESS_NORMS:
         raise LandscapeError(f"unknown norm {norm!r}; choose {' or '.join(SHARPNESS_NORMS)}")
     if not rho > 0 or steps < 1 or restarts < 1 or random_draws < 0 or (step_size is not None and step_size <= 0):
-        raise LandscapeError(f"--rho and --step-size must be positive, --steps and --restarts at least 1 and "
-                             f"--random-draws at least 0, got rho={rho}, steps={steps}, restarts={restarts}, "
+        raise LandscapeError(f"`rho` and `step_size` must be positive, `steps` and `restarts` at least 1 and "
+                             f"`random_draws` at least 0, got rho={rho}, steps={steps}, restarts={restarts}, "
                              f"random_draws={random_draws}, step_size={step_size}")
     check_finite(model)
     check_model(model)

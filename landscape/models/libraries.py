@@ -30,7 +30,8 @@ _UNCONDITIONAL_SCHEMAS = (
 )
 _declared: list[torch.library.Library] = []  # kept alive: a Library removes its definitions when collected
 
-INSTALL_HINT = "`make install` installs them (setup.cfg's `models` extra, with --no-deps so that torch stays)"
+INSTALL_HINT = ("`make install` installs them (setup.cfg's `models` extra, installed without dependencies so that "
+                "torch stays)")
 
 
 def _compiled_ops_load(package_dir: str) -> bool:

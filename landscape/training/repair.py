@@ -64,7 +64,7 @@ def repaired_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     for name in layers:
         if modules[name].bias is None:
             raise LandscapeError(f"REPAIR shifts each unit through its layer's bias, and layer '{name}' has none "
-                                 "(for a model with BatchNorm use --reset-bn instead)")
+                                 "(for a model with BatchNorm use `reset_bn` instead)")
     return layers
 
 

@@ -29,7 +29,7 @@ class TrajectoryWriter:
 
     def __init__(self, folder: str | os.PathLike, every: int, epochs: int, meta: dict):
         if every < 1:
-            raise LandscapeError(f"--save-every must be at least 1, got {every}")
+            raise LandscapeError(f"`save_every` must be at least 1, got {every}")
         self.folder, self.every, self.epochs, self.meta = Path(folder), every, epochs, meta
         self.files: list[str] = []
 
@@ -70,7 +70,7 @@ def trajectory_files(paths: list[str], meta: dict) -> list[str]:
     if not paths:
         paths = list(meta.get("trajectory", {}).get("files", []))
         if not paths:
-            raise LandscapeError("--directions pca needs the training trajectory: give --trajectory CKPT... or a "
+            raise LandscapeError("the pca `directions` need the training trajectory: give `trajectory` CKPT... or a "
                                  "checkpoint trained with `landscape train --save-every N`")
     files = []
     for p in map(Path, paths):

@@ -63,7 +63,7 @@ class Report:
         store = Path(os.path.relpath(v.path.resolve(), self.out_dir.resolve())).as_posix()
         n = v.replicates
         spread = (f"± is the standard deviation over the {n} replicates (replicate r shifts every seed by 1000·r)"
-                  if n > 1 else "one replicate, so no ± (run more with --replicates)")
+                  if n > 1 else "one replicate, so no ± (run more with `replicates`)")
         lines = [f"# Study report: {v.config['study']['name']}", "",
                  f"The experiments of {CITATION}, run by `landscape study`. Every number is read from the result "
                  f"store [`{Path(store).name}`]({store}); test accuracy in % on the whole test split "
