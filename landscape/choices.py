@@ -4,6 +4,7 @@ offers them). Kept free of heavy imports so that `landscape --help` stays instan
 LOSSES = ("ce", "nll")                                   # loss.loss_sum: cross-entropy, or NLL of log-probabilities
 SCHEDULES = ("none", "step", "cosine", "plateau")        # training.train
 MONITORS = ("val_acc", "val_loss")                       # training.train: what plateau and early stopping watch
+KEEP = ("last", "best")                                  # training.train: the weights a run returns
 SPLITS = ("train", "val", "test")                        # data.datasets.Dataset.split
 EIG_METHODS = ("lanczos", "power")                       # curvature.eigen
 WHICH = ("algebraic", "magnitude")                       # curvature.eigen

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from landscape import progress
-from landscape.study.stats import estimate, fmt, paired, trend, unpaired
+from landscape.study.stats import Test as Effect
+from landscape.study.stats import estimate, fmt, holm, paired, trend, unpaired
 
 
 def test_estimate_and_format():
@@ -41,6 +42,46 @@ def test_paired_and_welch():
     w = unpaired([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0])
     assert w.effect == pytest.approx(-3.5) and w.se == pytest.approx(math.sqrt(1 / 3 + (5 / 3) / 4))
     assert unpaired([1.0], [2.0, 3.0]) is None
+
+
+def test_holm_adjusts_over_the_family():
+    """By hand: p = 0.01, 0.04, 0.03, 0.005 over m = 4 tests sort as 0.005, 0.01, 0.03, 0.04 and become
+    4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06; missing and exact tests are
+    no part of the family."""
+    tests = [Effect(1.0, 0.1, p, 10, 9) for p in (0.01, 0.04, 0.03, 0.005)]
+    exact = Effect(0.0, 0.0, 1.0, 10)
+    adjusted = holm([tests[0], None, tests[1], exact, tests[2], tests[3]])
+    assert adjusted[1] is None and adjusted[3] == exact
+    assert [t.p_adjusted for t in adjusted if t is not None and not t.exact] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [t.significant for t in adjusted if t is not None and not t.exact] == [True, False, False, True]
+    assert tests[1].significant and not adjusted[2].significant     # p = 0.04 alone, 0.06 in the family
+
+
+def test_interval_and_minimum_n():
+    """The 95% interval is Student's t on the test's degrees of freedom (t(0.975, 2) = 4.302653); a trend on
+    2 batch sizes x 2 replicates (n = 4) gets no verdict however small its p."""
+    t = paired([1.0, 2.0, 3.0], [0.5, 1.7, 2.0])
+    half = 4.302653 * math.sqrt(0.13 / 3)
+    assert t.df == 2 and t.interval() == pytest.approx((0.6 - half, 0.6 + half), rel=1e-6)
+    assert "95% CI [-0.296, +1.5] (p = 0.102, n = 3)" in t.text()
+    w = unpaired([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0])
+    vx, vy = 1 / 3, (5 / 3) / 4
+    assert w.df == pytest.approx((vx + vy) ** 2 / (vx ** 2 / 2 + vy ** 2 / 3))   # Welch-Satterthwaite
+    few = trend([32, 32, 512, 512], [1.0, 1.02, 2.0, 2.01])
+    assert few.n == 4 and few.p < 0.01 and not few.testable and not few.significant
+    assert trend([32, 32, 128, 128, 512, 512], [1.0, 1.2, 2.1, 1.9, 3.0, 3.2]).testable
+
+
+def test_findings_sentences():
+    from landscape.study.findings import _Verdict
+
+    claim = _Verdict(None, "Barrier against the batch size", "grows", "shrinks", " per doubling")
+    few = trend([32, 32, 512, 512], [1.0, 1.02, 2.0, 2.01])
+    assert "no verdict from fewer than 6 values" in claim.sentence(few) and "**" not in claim.sentence(few)
+    many = holm([trend([32, 32, 128, 128, 512, 512], [1.0, 1.2, 2.1, 1.9, 3.0, 3.2]), Effect(1.0, 1.0, 0.5, 9, 8)])[0]
+    text = claim.sentence(many)
+    assert text.startswith("Barrier against the batch size: **grows**, +0.5 per doubling, 95% CI [")
+    assert "Holm-adjusted p < 0.001" in text and text.endswith("n = 6): exceeds its uncertainty.")
 
 
 def test_progress_lines_without_a_terminal(capsys, monkeypatch):

@@ -11,8 +11,9 @@ from ..io.atomic import atomic_path
 from ..io.store import open_store
 from ..plots.figure import DPI
 from .figures import Drawn, Figures
-from .findings import findings
+from .findings import family_size, findings
 from .published import CITATION, find, seed_tables
+from .stats import ALPHA, LEVEL, MIN_N
 from .tables import Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
 from .view import StudyView
 
@@ -77,6 +78,21 @@ def _uncertainty(view: StudyView) -> str:
             "top eigenvalues carry none.")
 
 
+def _pm(view: StudyView) -> str:
+    """What ± means in a table, said under each table."""
+    if view.replicates > 1:
+        return f"±: standard deviation over the {view.replicates} replicates of a cell."
+    return "±: the measurement's own standard error (one replicate); none where there is no such error."
+
+
+def _aligned_note(view: StudyView) -> str:
+    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A with its units permuted."""
+    if view.config["fusion"]["solver"] != "emd":
+        return ""
+    return (" \"A aligned to B\" is A with its units permuted (exact EMD matching): its accuracy, top eigenvalue "
+            "and trace equal A's by construction, up to the trace estimator's noise; the row checks the alignment.")
+
+
 def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str, ...]) -> str:
     cfg = view.config
     store = Path(os.path.relpath(view.path.resolve(), out_dir.resolve())).as_posix()
@@ -97,9 +113,13 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
         lines += ["Fine-tuning runs (each its own model and table row, Batch = fine-tuning batch size):", "",
                   *markdown(["Pair", "Fused model", "Batch", "lr", "Momentum", "Epochs", "Schedule"], ft), ""]
     lines += ["## What the numbers say", "",
-              "Each claim of the seed study, tested on this study's numbers (p: two-sided; least squares against "
-              "log2 of the batch size for trends, paired t-test for two numbers of the same pairs, Welch's t-test "
-              "otherwise; an effect \"exceeds its uncertainty\" at p < 0.05):", ""]
+              "Each claim of the seed study, tested on this study's numbers: the effect, its "
+              f"{LEVEL:.0%} confidence interval (not ±: Student's t on the test's degrees of freedom), the "
+              "two-sided p of no effect (least squares against log2 of the batch size for trends, paired t-test "
+              "for two numbers of the same pairs, Welch's t-test otherwise) and that p adjusted by Holm's method "
+              f"over all {family_size(view)} tests of this report. An effect \"exceeds its uncertainty\" when the "
+              f"adjusted p is below {ALPHA:g} and at least {MIN_N} values stand behind it (fewer leave a t-test "
+              "under 4 degrees of freedom, resting on a normality that so few values cannot show).", ""]
     lines += [f"- {sentence}" for sentence in findings(view)] + [""]
     sections = {"barrier": "## Linear mode connectivity", "model": "## Accuracy and sharpness"}
     for table in tables(view):
@@ -111,7 +131,7 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
                                                          "pair." if table.kind == "barrier" else
                                                          "Test accuracy in %, top Hessian eigenvalue and trace of "
                                                          "the training loss; Batch of an FT row is its fine-tuning "
-                                                         "batch size."), ""]
+                                                         "batch size." + _aligned_note(view)) + " " + _pm(view), ""]
     if drawn:
         lines += ["## Figures", ""]
         for i, figure in enumerate(drawn, start=1):

@@ -110,7 +110,7 @@ class StudyRun:
         key = content_key("parent", self.cfg.arch, self.kwargs, self.cfg.data, asdict(cfg_train), init_seed)
         self.models.setdefault(name, (self._ckpt(name, key), key))
         self.info[name] = {"role": "parent", "replicate": replicate, "batch_size": bs, "init_seed": init_seed,
-                           "data_seed": data_seed, "lr": cfg_train.lr}
+                           "data_seed": data_seed, "lr": cfg_train.lr, "keep": cfg_train.keep}
         return name
 
     def _ckpt(self, name: str, key: str) -> Path:

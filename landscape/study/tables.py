@@ -92,6 +92,10 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
     return header, rows
 
 
+def _kept(keep: str) -> str:
+    return "the last epoch's" if keep == "last" else "the best validation accuracy's"
+
+
 def _kv(items: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in items.items() if v not in (None, "", "None"))
 
@@ -111,7 +115,8 @@ def settings_rows(view: StudyView) -> list[list[str]]:
             ["Data", f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} validation, "
                      f"{sizes.get('test', '?')} test examples"],
             ["Batch sizes (learning rate)", lrs],
-            ["Training (SGD)", loop + "; the best-validation-accuracy weights are kept"],
+            ["Training (SGD)", f"{loop}; kept weights: {_kept(train.get('keep', 'last'))} (fine-tuning: "
+                               f"{_kept(cfg['finetune'].get('keep', train.get('keep', 'last')))})"],
             ["Replicates", f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
                            "and data seeds, fusion, fine-tuning and measurement seeds)"],
             ["Fusion", f"A aligned to B; {f['mode']} alignment from {f['align_samples']} training examples, "
