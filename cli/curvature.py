@@ -16,7 +16,9 @@ CURVATURE = compose(click.argument("checkpoint", type=click.Path(dir_okay=False)
 def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Callable[[Any], str],
          omit_from_json: tuple[str, ...] = ()) -> None:
     """Load the model and data, compute, print, and store `/models/<name>/<what>` when --out is given."""
+    from landscape.curvature.stationarity import FAR_FROM_STATIONARY, point_state
     from landscape.data.split import subsample
+    from landscape.errors import warn
     from landscape.io.store import result_arrays, write_result
 
     from .session import Session, stem, stored
@@ -26,14 +28,20 @@ def _run(checkpoint: str, what: str, opts: dict, compute: Callable, describe: Ca
     data = session.data(opts["data_spec"], [model], opts["normalize"])
     split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"], of=f"of the {opts['split']} split")
     result = compute(model, split)
+    point = point_state(model, split, opts["batch_size"], opts["loss"])
+    if point.far:
+        warn(f"{checkpoint} is far from a stationary point of the measured loss: gradient norm "
+             f"{point.grad_norm:.3g}, {point.rel_grad_norm:.3g} of the weights' norm (above "
+             f"{FAR_FROM_STATIONARY:g}); its curvature does not describe a minimum")
     arrays, attrs = result_arrays(result)
+    attrs = {**attrs, **point.attrs()}
     settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],
                                 seed=opts["seed"], criterion=opts["loss"])
     if opts["out"]:
         write_result(opts["out"], f"/models/{opts['name'] or stem(checkpoint)}/{what}", arrays,
                      {**attrs, **stored(settings)})
     shown = {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
-    session.emit({**settings, **shown}, describe(result))
+    session.emit({**settings, **shown}, f"{describe(result)}\n  {point.text()}")
 
 
 def _method(method: str | None, backend: str, default: str, pyhessian: str) -> str:

@@ -2,23 +2,30 @@
 `warning:` line each, recorded with the result)."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
 import click
 
 from landscape.errors import LandscapeError, LandscapeWarning
+from landscape.threads import ENV, set_threads
 
 from . import curvature, fusion, geometry, messages, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads torch computes with (results depend on it: it is recorded with every checkpoint "
+                   "and result) [$LANDSCAPE_THREADS, else torch's default].")
 @click.version_option(package_name="landscape")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """Fuse neural networks with optimal transport and measure their loss landscapes."""
     ctx.obj = {"debug": debug}
+    if threads is not None or os.environ.get(ENV):
+        set_threads(threads)
 
 
 for module in (train, fusion, curvature, geometry, study):

@@ -106,3 +106,28 @@ def test_train_prints_the_epochs_meta_records(tmp_path, run_cli):
     assert f"kept epoch {meta['kept_epoch']} of 3 (best)" in text and f"at epoch {meta['best_epoch']})" in text
     code, _, err = run_cli("train", "--epochs", "1", "--keep", "first", "--out", tmp_path / "x.pt")
     assert code == 2 and "first" in err and not (tmp_path / "x.pt").exists()
+
+
+def test_threads_are_set_and_recorded(tmp_path, run_cli, monkeypatch):
+    """`landscape --threads N` (or LANDSCAPE_THREADS) sets torch's threads, and checkpoints and stored results
+    record the count; a count below 1 is refused."""
+    from landscape.io.store import read_result
+
+    before = torch.get_num_threads()
+    try:
+        ckpt = tmp_path / "t.pt"
+        assert run_cli("--threads", "1", "train", "--hidden", "8", "--epochs", "1", "--out", ckpt, "--quiet")[0] == 0
+        assert torch.get_num_threads() == 1 and load_checkpoint(ckpt)[1]["threads"] == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("LANDSCAPE_THREADS", "1")
+        code, _, err = run_cli("eval", ckpt, "--out", tmp_path / "r.h5", "--quiet")
+        assert code == 0, err
+        assert torch.get_num_threads() == 1 and read_result(tmp_path / "r.h5", "/models/t/metrics")[1]["threads"] == 1
+        monkeypatch.setenv("LANDSCAPE_THREADS", "two")
+        code, _, err = run_cli("eval", ckpt)
+        assert code == 2 and err == "error: LANDSCAPE_THREADS must be a positive integer, got 'two'\n"
+        monkeypatch.delenv("LANDSCAPE_THREADS")
+        code, _, err = run_cli("--threads", "0", "eval", ckpt)
+        assert code == 2 and "at least 1" in err
+    finally:
+        torch.set_num_threads(before)

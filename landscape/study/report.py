@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..curvature.stationarity import FAR_FROM_STATIONARY
 from ..io.atomic import atomic_path
 from ..io.store import open_store
 from ..plots.figure import DPI
@@ -14,7 +15,7 @@ from .figures import Drawn, Figures
 from .findings import family_size, findings
 from .published import CITATION, find, seed_tables
 from .stats import ALPHA, LEVEL, MIN_N
-from .tables import Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
+from .tables import FAR_MARK, Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
 from .view import StudyView
 
 OWN_TITLES = {
@@ -29,6 +30,10 @@ OWN_TITLES = {
     ("model", "mixed", "same"): "Same initialisation for A and B, trained with different batch sizes. A is aligned "
                                 "to B.",
 }
+STATIONARITY = (f"‖∇L‖/‖θ‖: the norm of the training loss's gradient on the curvature's examples over that of the "
+                "weights, where the curvature was measured (at a minimum of the loss with weight decay λ it is λ); "
+                f"{FAR_MARK}k/n: above {FAR_FROM_STATIONARY:g} in k of n replicates, far from a stationary point, "
+                f"and their curvature ({FAR_MARK}) does not describe a minimum.")
 SOURCES = {"barrier": "`/barriers/<A>~<B>/none` and `/ot`, attributes `barrier_train` and `barrier_test`",
            "model": "`/models/<model>/metrics` (`test_acc`, `test_n`), `/eigenvalues` (`eigenvalues`), `/trace` "
                     "(`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)"}
@@ -131,7 +136,8 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
                                                          "pair." if table.kind == "barrier" else
                                                          "Test accuracy in %, top Hessian eigenvalue and trace of "
                                                          "the training loss; Batch of an FT row is its fine-tuning "
-                                                         "batch size." + _aligned_note(view)) + " " + _pm(view), ""]
+                                                         "batch size. " + STATIONARITY + _aligned_note(view))
+                  + " " + _pm(view), ""]
     if drawn:
         lines += ["## Figures", ""]
         for i, figure in enumerate(drawn, start=1):

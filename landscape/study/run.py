@@ -24,6 +24,7 @@ from torch import nn
 from .. import dist, progress
 from ..curvature.density import spectral_density
 from ..curvature.eigen import top_eigenvalues
+from ..curvature.stationarity import point_state
 from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, load_data
 from ..data.split import subsample
@@ -218,16 +219,16 @@ class StudyRun:
         jobs.append(self._measure(name, "eigenvalues", model_key, {**curv, "k": m["eig_k"], "tol": m["eig_tol"]},
                                   lambda model: top_eigenvalues(model, split(), k=m["eig_k"], batch_size=bs,
                                                                 tol=m["eig_tol"], seed=seed),
-                                  [("hvp", bs, 100 * m["eig_k"] * n)]))
+                                  [("hvp", bs, 100 * m["eig_k"] * n)], at=split))
         jobs.append(self._measure(name, "trace", model_key, {**curv, "hvps": m["trace_hvps"]},
                                   lambda model: hessian_trace(model, split(), batch_size=bs, max_hvps=m["trace_hvps"],
                                                               seed=seed),
-                                  [("hvp", bs, m["trace_hvps"] * n)]))
+                                  [("hvp", bs, m["trace_hvps"] * n)], at=split))
         if m["esd"] and replicate == 0 and self.info[name]["role"] in FUSED:
             jobs.append(self._measure(name, "esd", model_key, {**curv, "steps": m["esd_steps"], "runs": m["esd_runs"]},
                                       lambda model: spectral_density(model, split(), steps=m["esd_steps"],
                                                                      runs=m["esd_runs"], batch_size=bs, seed=seed),
-                                      [("hvp", bs, m["esd_steps"] * m["esd_runs"] * n)]))
+                                      [("hvp", bs, m["esd_steps"] * m["esd_runs"] * n)], at=split))
         return jobs
 
     def _curv_split(self, seed: int) -> Callable[[], Any]:
@@ -238,14 +239,17 @@ class StudyRun:
                 for k, v in asdict(evaluate(model, self.data.split(s))).items()}
 
     def _measure(self, name: str, what: str, model_key: str, settings: dict, compute: Callable[[nn.Module], Any],
-                 cost: list[tuple[str, int, int]]) -> Job:
+                 cost: list[tuple[str, int, int]], at: Callable[[], Any] | None = None) -> Job:
+        """A job measuring `what` of model `name`; with `at` (the examples measured) the result also records the
+        loss, accuracy and gradient norm there (`point_*` attributes)."""
         key = content_key(what, model_key, settings)
         path = self.models[name][0]
 
         def run() -> tuple[dict, dict]:
             model = load_checkpoint(path, self.device)[0]
             arrays, attrs = result_arrays(compute(model))
-            return arrays, {**attrs, **settings, "checkpoint": path.name, "sha256": file_hash(path)}
+            point = point_state(model, at(), self.cfg.measure["batch_size"]).attrs() if at else {}
+            return arrays, {**attrs, **point, **settings, "checkpoint": path.name, "sha256": file_hash(path)}
         return Job(f"{what} {name}", key, run, group=f"/models/{name}/{what}", cost=cost)
 
     def _barrier_splits(self, seed: int) -> dict[str, Any]:

@@ -15,6 +15,8 @@ INIT = {"same": "same", "diff": "different"}
 DIGITS = {"test_acc": 2, "top_eig": 2, "trace": 2}
 HEADS = {"test_acc": "Test acc., %", "top_eig": "Top λ", "trace": "Trace"}
 BARRIER_DIGITS = 4
+CURVATURE = ("top_eig", "trace")
+FAR_MARK = "†"   # curvature measured far from a stationary point in some replicate (the count follows the ratio)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
     header = ["A/B batch", "Batch", "Model"]
     for metric in METRICS:
         header += [HEADS[metric]] + (["seed"] if seed is not None else [])
+    header.append("‖∇L‖/‖θ‖")
     rows = []
     for cell in view.cells_of(table.init, table.batches):
         first = True
@@ -82,11 +85,14 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
             values = [view.cell_value(cell, key, metric) for metric in METRICS]
             if all(v is None for v in values):
                 continue
+            gradient, far = view.cell_stationarity(cell, key)
             row = [f"{cell.bs_a}/{cell.bs_b}" if first else "", batch, label]
             for metric, value in zip(METRICS, values):
-                row.append(fmt(value, DIGITS[metric], view.replicates))
+                mark = FAR_MARK if far and metric in CURVATURE and value is not None else ""
+                row.append(fmt(value, DIGITS[metric], view.replicates) + mark)
                 if seed is not None:
                     row.append(_seed(seed.model(cell.bs_a, cell.bs_b, label, metric, ft_batch)))
+            row.append(fmt(gradient, 3, view.replicates) + (f" {FAR_MARK}{far}/{gradient.n}" if far else ""))
             rows.append(row)
             first = False
     return header, rows
