@@ -53,7 +53,7 @@ def _settings(session, data, o: dict, need_x: bool) -> dict:
     solver, reg = resolve_solver(o["solver"], o["reg"])
     return {"models": list(session.models), "mode": o["mode"], "solver": solver, "reg": reg,
             "marginals": o["marginals"], "align_samples": o["samples"] if need_x else None, "seed": o["seed"],
-            "data": o["data_spec"] if data is not None else None,
+            "data": data.name if data is not None else None,
             "normalize": [list(pair) for pair in data.normalize] if data is not None else None}
 
 

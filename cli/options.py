@@ -38,8 +38,9 @@ def compose(*decorators: Decorator) -> Decorator:
     return apply
 
 
-DATA = click.option("--data", "data_spec", default="digits", show_default=True,
-                    help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR.")
+DATA = click.option("--data", "data_spec", default=None,
+                    help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR [the data the checkpoints "
+                         "record; digits for a new model].")
 NORMALIZE = click.option("--normalize", default="auto", show_default=True,
                          help="Input standardisation: auto (the checkpoint's own, else the training split's "
                               "per-channel statistics), none, MEAN,STD or MEAN,STD;MEAN,STD;... per channel.")

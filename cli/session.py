@@ -17,8 +17,9 @@ from torch import nn
 
 from landscape import dist, progress
 from landscape.data.datasets import Dataset, load_data, normalize_label
+from landscape.data.record import data_mismatch, recorded_source
 from landscape.data.split import check_labels
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, warn
 from landscape.io.checkpoint import file_hash, load_checkpoint
 from landscape.models.checks import check_finite
 
@@ -60,20 +61,37 @@ class Session:
         self.metas.append(meta)
         return model, meta
 
-    def data(self, spec: str, models: list[nn.Module], normalize: str = "auto") -> Dataset:
-        """The dataset, loaded once, checked against every model (input shape and label range). `normalize`
-        "auto" uses the input statistics the checkpoints recorded, else the training split's."""
+    def data(self, spec: str | None, models: list[nn.Module], normalize: str = "auto") -> Dataset:
+        """The dataset (None: the one the checkpoints record, else digits), loaded once, checked against every
+        model (input shape, label range, and the record of its training data: a warning for other data or
+        inputs beyond the training range). `normalize` "auto" uses the input statistics the checkpoints
+        recorded, else the training split's. Rows of as many values as a flattening model's (MLP) input
+        shape are reshaped to it."""
+        spec = spec or self._recorded_source()
         data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
         for model in models:
-            kwargs = getattr(model, "landscape_spec", {}).get("arch_kwargs", {})
+            spec_of = getattr(model, "landscape_spec", {})
+            kwargs = spec_of.get("arch_kwargs", {})
             shape = kwargs.get("input_shape")
+            if (shape is not None and tuple(shape) != tuple(data.input_shape) and spec_of.get("arch") == "mlp"
+                    and math.prod(shape) == math.prod(data.input_shape)):
+                data = data.reshaped(shape)
             if shape is not None and tuple(shape) != tuple(data.input_shape):
                 raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
                                      f"expects {tuple(shape)}")
             classes = int(kwargs.get("num_classes", data.num_classes))
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
+        for meta, ref in zip(self.metas, self.models):
+            for problem in data_mismatch(meta, data):
+                warn(f"{ref['path']}: {problem}")
         return data
+
+    def _recorded_source(self) -> str:
+        sources = sorted({s for s in map(recorded_source, self.metas) if s is not None})
+        if len(sources) > 1:
+            raise LandscapeError(f"the checkpoints record different data ({', '.join(sources)}): give --data")
+        return sources[0] if sources else "digits"
 
     def _normalize(self, normalize: str) -> Any:
         if normalize != "auto":

@@ -20,6 +20,7 @@ from .. import progress
 from ..choices import KEEP, MONITORS, SCHEDULES
 from ..data.augmentation import augment
 from ..data.datasets import Dataset
+from ..data.record import data_record
 from ..data.split import check_labels
 from ..errors import LandscapeError
 from ..models.checks import check_finite
@@ -170,7 +171,7 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
     """The checkpoint meta of a training run."""
-    return {"dataset": data.name, "normalize": [list(pair) for pair in data.normalize], **asdict(cfg),
+    return {**data_record(data), "normalize": [list(pair) for pair in data.normalize], **asdict(cfg),
             "kept_epoch": result.kept_epoch, "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],
             "best_epoch": result.best_epoch,
             "best_val_acc": result.best_val_acc, "epochs_run": len(result.history["val_acc"]),
