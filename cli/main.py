@@ -36,6 +36,9 @@ for module in (train, fusion, curvature, geometry, study):
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:   # a bare `landscape` asks what there is: the help, and success
+        click.echo(cli.get_help(click.Context(cli, info_name="landscape")))
+        return
     messages.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("always", LandscapeWarning)

@@ -129,7 +129,8 @@ def test_clamped_or_doubtful_input_is_one_warning_line_recorded_with_the_result(
                                                                               message, recorded):
     code, out, err = run_cli(*_args(files, args), "--json")
     assert code == 0, err
-    lines = err.strip().splitlines()
+    # the fixture's untrained models are also far from a stationary point, which curvature commands say too
+    lines = [line for line in err.strip().splitlines() if "far from a stationary point" not in line]
     assert len(lines) == 1 and lines[0].startswith("warning:") and message in lines[0], err
     result = json.loads(out)   # the JSON result alone on stdout, with the warning in it
     assert any(message in w for w in result["warnings"])

@@ -44,3 +44,29 @@ def test_one_line_error_exit_2(files, run_cli, args, message):
     assert message in err.lower()
     assert "Traceback" not in err and out == ""
     assert not (files / "o.pt").exists() and not list(files.glob("*.tmp"))
+
+
+def test_durations_in_words():
+    from landscape.study.cost import clock
+
+    assert clock(13 * 3600 + 57 * 60 + 43) == "13 h 58 min"
+    assert clock(2 * 86400 + 5 * 3600 + 600) == "2 d 5 h" and clock(252) == "4 min 12 s"
+    assert clock(3599.6) == "1 h 0 min" and clock(32.54) == "32.5 s" and clock(0.01234) == "0.0123 s"
+
+
+def test_bare_command_prints_help(run_cli):
+    code, out, err = run_cli()
+    assert code == 0 and out.startswith("Usage: landscape") and "train" in out and err == ""
+
+
+def test_out_suffix_and_missing_folder(tmp_path, run_cli):
+    """The suffix names the format (a checkpoint .pt, a result .h5) or is refused; --out into a folder that does
+    not exist is an error, and nothing is created."""
+    code, _, err = run_cli("train", "--epochs", "1", "--out", tmp_path / "fused.h5")
+    assert code == 2
+    assert err == f"error: --out {tmp_path / 'fused.h5'}: a checkpoint is written as .pt or .pth, not .h5\n"
+    code, _, err = run_cli("train", "--epochs", "1", "--out", tmp_path / "missing" / "x.pt")
+    assert code == 2 and "missing does not exist (create it first)" in err and not (tmp_path / "missing").exists()
+    code, _, err = run_cli("eval", tmp_path / "x.pt", "--out", tmp_path / "r.pt")
+    assert code == 2 and "a result is written as .h5 or .hdf5, not .pt" in err
+    assert list(tmp_path.iterdir()) == []
