@@ -7,7 +7,7 @@ from fusion.choices import MODES
 from landscape.choices import SURFACE_KINDS
 
 from .fusion import SOLVER
-from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, compose, figures, measure, writable_folder
+from .options import BATCHING_OPTION, JSON, NAME, PARALLEL_OPTION, QUIET, compose, figures, measure, writable_folder
 
 ALIGN = ("none", "ot", "both")
 POINTS = compose(PARALLEL_OPTION, BATCHING_OPTION)
@@ -142,9 +142,14 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
 @figures("png")
+@click.option("--levels", type=int, default=24, show_default=True, help="Colour levels of 2-D loss surfaces.")
+@click.option("--vmin", type=float, default=None, help="Lowest loss of the colour scale [the smallest drawn].")
+@click.option("--vmax", type=float, default=None, help="Highest loss of the colour scale [the largest drawn].")
 @JSON
-def plot_cmd(store, out_dir, formats, dpi, as_json):
-    """Draw what an HDF5 result file holds: spectral densities, interpolation curves, loss surfaces."""
+@QUIET
+def plot_cmd(store, out_dir, formats, dpi, levels, vmin, vmax, as_json, quiet):
+    """Draw what an HDF5 result file holds: spectral densities, interpolation curves, loss surfaces (all 2-D
+    surfaces on one colour scale; fix --vmin/--vmax to compare the figures of several files)."""
     from pathlib import Path
 
     from landscape.plots.figure import parse_formats
@@ -152,9 +157,9 @@ def plot_cmd(store, out_dir, formats, dpi, as_json):
 
     from .session import Session
 
-    session = Session(as_json=as_json)
+    session = Session(quiet=quiet, as_json=as_json)
     out_dir = Path(out_dir) if out_dir else Path(store).with_name(Path(store).stem + "_plots")
-    written = plot_file(store, out_dir, parse_formats(formats), dpi)
+    written = plot_file(store, out_dir, parse_formats(formats), dpi, levels, vmin, vmax)
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 

@@ -136,3 +136,37 @@ def test_plot_formats_and_a_bad_format(tmp_path, run_cli):
     code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "bad", "--format", "png,gif")
     assert code == 2 and err.startswith("error: unknown figure format 'gif'") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_colorbar_labels_span_the_whole_scale():
+    from landscape.plots.surface import colorbar_ticks
+
+    assert colorbar_ticks(0.07, 1.88) == pytest.approx([0.07, 0.1, 0.2, 0.5, 1.0, 1.88])   # not up to 1 only
+    assert colorbar_ticks(0.0015, 0.67) == pytest.approx([0.0015, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.67])
+
+
+def test_contours_of_a_file_share_one_colour_scale(tmp_path, run_cli, monkeypatch):
+    """Two 2-D surfaces with losses 0.0015-0.67 and 0.07-2.2 are drawn on one scale (0.0015-2.2), or on the one
+    --vmin/--vmax/--levels fix; `plot --quiet` is accepted and a non-positive scale refused."""
+    from landscape.io.store import write_result
+    from landscape.plots import files
+
+    store = tmp_path / "s.h5"
+    grid = np.linspace(-1, 1, 5)
+    for name, (lo, hi) in {"a": (0.0015, 0.67), "b": (0.07, 2.2)}.items():
+        loss = np.geomspace(lo, hi, 25).reshape(5, 5)
+        write_result(store, f"/surfaces/{name}/2d", {"x": grid, "y": grid, "loss": loss, "acc": loss * 0,
+                                                     "done": loss > 0, "model_x": np.zeros(1), "model_y": np.zeros(1)},
+                     {"kind": "2d"})
+    seen = []
+    real = files.plot_surface
+    monkeypatch.setattr(files, "plot_surface", lambda *a, **k: seen.append(a[6]) or real(*a, **k))
+    assert run_cli("plot", store, "--out-dir", tmp_path / "f", "--quiet")[0] == 0
+    assert len(seen) == 2 and np.array_equal(seen[0], seen[1]) and len(seen[0]) == 24
+    assert (seen[0][0], seen[0][-1]) == pytest.approx((0.0015, 2.2))
+    seen.clear()
+    code, _, _ = run_cli("plot", store, "--out-dir", tmp_path / "g", "--vmin", "0.01", "--vmax", "10", "--levels", "9")
+    assert code == 0
+    assert seen[0] == pytest.approx(np.geomspace(0.01, 10, 9))
+    code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "h", "--vmin", "0")
+    assert code == 2 and "0 < vmin < vmax" in err and not (tmp_path / "h").exists()

@@ -10,18 +10,23 @@ from ..io.store import open_store
 from .esd import plot_esd
 from .figure import DPI
 from .path import plot_interpolation
-from .surface import plot_surface
+from .surface import LEVELS, loss_levels, plot_surface
 
 
 def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
-def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI,
+              levels: int = LEVELS, vmin: float | None = None, vmax: float | None = None) -> list[Path]:
     """Draw every spectral density, interpolation curve and surface stored in `path` into `out_dir`, each
-    figure in every one of `formats`.
+    figure in every one of `formats`. All 2-D surfaces share one colour scale of `levels` log-spaced levels
+    (from `vmin` to `vmax` where given: fix them to compare figures of several files).
 
     Nothing is created when the file holds nothing to draw.
+
+    Raises:
+        LandscapeError: nothing to draw, or an impossible colour scale.
     """
     out_dir = Path(out_dir)
     esds, surfaces, curves = [], [], defaultdict(dict)
@@ -37,12 +42,14 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
                                  f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
     if not (esds or surfaces or curves):
         raise LandscapeError(f"{path}: no spectral density, barrier curve or surface to plot")
+    contours = [(arrays, attrs) for _, arrays, attrs, _ in surfaces if "y" in arrays]
+    scale = loss_levels(contours, levels, vmin, vmax) if contours else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for group, arrays, attrs, name in esds:
         written += plot_esd(arrays, attrs, out_dir / _slug(group), f"Hessian ESD of {name}", formats, dpi)
     for group, arrays, attrs, title in surfaces:
-        written += plot_surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi)
+        written += plot_surface(arrays, attrs, out_dir / _slug(group), title, formats, dpi, scale)
     for pair, by_align in curves.items():
         written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
                                       f"Linear interpolation {pair.replace('~', ' to ')}", formats, dpi)
