@@ -142,7 +142,7 @@ def test_colorbar_labels_span_the_whole_scale():
     from landscape.plots.surface import colorbar_ticks
 
     assert colorbar_ticks(0.07, 1.88) == pytest.approx([0.07, 0.1, 0.2, 0.5, 1.0, 1.88])   # not up to 1 only
-    assert colorbar_ticks(0.0015, 0.67) == pytest.approx([0.0015, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.67])
+    assert colorbar_ticks(0.0015, 0.67) == pytest.approx([0.0015, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.67])
 
 
 def test_contours_of_a_file_share_one_colour_scale(tmp_path, run_cli, monkeypatch):

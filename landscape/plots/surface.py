@@ -133,13 +133,14 @@ def nice_log_ticks(lo: float, hi: float) -> list[float]:
     return [lo, hi]
 
 
-END_GAP = 1.3   # a round tick closer than this factor to an end of the scale gives way to the end's own label
+END_GAP = 0.06   # a round tick closer than this share of the (logarithmic) scale to an end gives way to the end
 
 
 def colorbar_ticks(lo: float, hi: float) -> list[float]:
     """The round ticks between `lo` and `hi` plus both ends themselves, so that the labels span the whole
     colour range (a scale from 0.07 to 1.88 is labelled up to 1.88, not 1)."""
-    inner = [t for t in nice_log_ticks(lo, hi) if t / lo >= END_GAP and hi / t >= END_GAP]
+    gap = END_GAP * np.log(hi / lo)
+    inner = [t for t in nice_log_ticks(lo, hi) if np.log(t / lo) >= gap and np.log(hi / t) >= gap]
     return [lo, *inner, hi]
 
 
