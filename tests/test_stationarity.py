@@ -55,3 +55,14 @@ def test_far_from_stationary_is_flagged(digits, tmp_path, run_cli):
     _, attrs = read_result(tmp_path / "r.h5", "/models/fresh/trace")
     assert attrs["point_grad_norm"] == far["point_grad_norm"] and attrs["point_loss"] == far["point_loss"]
     assert any("far from a stationary point" in w for w in attrs["warnings"])
+
+
+def test_barrier_shows_progress(mlp_pair, digits, capsys, monkeypatch):
+    from landscape import progress
+    from landscape.geometry.barrier import interpolation_curve
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    progress.set_quiet(False)
+    interpolation_curve(*mlp_pair, subsample(digits.train, 100, 0), points=5)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and lines[-1].startswith("progress: barrier: 5/5 done in")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from .. import progress
 from ..errors import LandscapeError
 from ..loss import Criterion
 from ..models.checks import check_finite
@@ -69,9 +70,12 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
         raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
     alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
     order = [splits[name] for name in ("train", "test") if name in splits]
+    bar = progress.bar(total=points, desc="barrier")
     values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,
                              reset_on=splits["train"] if reset_bn else None, batching=batching,
-                             parallel=parallel, criterion=criterion).cpu().numpy()
+                             parallel=parallel, criterion=criterion,
+                             on_chunk=lambda rows, _: bar.update(len(rows))).cpu().numpy()
+    bar.close()
     train = values[0]
     test = values[1] if "test" in splits else np.full((0, 2), np.nan)
     b_train, at_train = barrier(alphas, train[:, 0])
