@@ -80,7 +80,7 @@ ERRORS = [  # (bad input, command line, words of the message)
     ("checkpoint --out under a file", ["train", "--epochs", "1", "--out", "afile/o.pt"],
      "afile is a file, not a folder"),
     ("--out-dir under a file", ["plot", "metrics.h5", "--out-dir", "afile/figs"], "afile is a file, not a folder"),
-    ("plot of a file with nothing to draw", ["plot", "metrics.h5"], "no spectral density, barrier curve or surface"),
+    ("plot of a file with nothing to draw", ["plot", "metrics.h5"], "spectral density, barrier curve or surface"),
     ("-k above the number of parameters", ["eig", "ok.pt", "-k", "100000"],
      "-k 100000 is more than the 610 trainable parameters"),
     ("--loss nll on a model that outputs logits", ["barrier", "ok.pt", "ok2.pt", "--loss", "nll", "--points", "3"],

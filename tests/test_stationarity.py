@@ -2,6 +2,7 @@
 written out by hand, and the far-from-stationary flag on the command line."""
 import json
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,3 +67,19 @@ def test_barrier_shows_progress(mlp_pair, digits, capsys, monkeypatch):
     interpolation_curve(*mlp_pair, subsample(digits.train, 100, 0), points=5)
     lines = capsys.readouterr().err.splitlines()
     assert lines and lines[-1].startswith("progress: barrier: 5/5 done in")
+
+
+def test_eigenvalue_and_trace_figure(tmp_path, run_cli):
+    """A file holding only eigenvalues and traces has a figure: one bar per model with its error bar."""
+    from landscape.io.store import write_result
+
+    store = tmp_path / "c.h5"
+    for name, top, trace, far in (("a", 3.4, 20.5, False), ("vanilla", 2.6, 90.5, True)):
+        write_result(store, f"/models/{name}/eigenvalues", {"eigenvalues": np.array([top, 1.0]),
+                                                            "bounds": np.array([0.01, 0.02])},
+                     {"point_far_from_stationary": far})
+        write_result(store, f"/models/{name}/trace", {"estimates": np.full(4, trace)}, {"trace": trace, "stderr": 1.5,
+                                                          "point_far_from_stationary": far})
+    code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "f", "--format", "png,pdf")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["curvature.pdf", "curvature.png"]
