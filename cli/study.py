@@ -89,13 +89,16 @@ def _dry_run(session, run, calibrate: bool) -> None:
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default: beside the store, in report/).")
 @figures("png,pdf")
-def report_cmd(store, out_dir, formats, dpi):
+@QUIET
+def report_cmd(store, out_dir, formats, dpi, quiet):
     """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""
     from pathlib import Path
 
+    from landscape import progress
     from landscape.plots.figure import parse_formats
     from landscape.study.report import write_report
 
+    progress.set_quiet(quiet)
     report = write_report(store, out_dir or Path(store).parent / "report", parse_formats(formats), dpi)
     click.echo(str(report))
 

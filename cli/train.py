@@ -178,7 +178,8 @@ def _flat(row: dict) -> dict:
                    "none), recorded so that every command uses them.")
 @CHECKPOINT_OUT
 @JSON
-def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normalize, out, as_json):
+@QUIET
+def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normalize, out, as_json, quiet):
     """Turn a state_dict, an OT-fusion reference checkpoint or a Lightning .ckpt into a checkpoint; tensors whose
     names differ are matched by order when their shapes agree (the mapping is printed and kept in meta)."""
     from landscape.data.datasets import load_data, parse_normalize
@@ -188,7 +189,7 @@ def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normal
 
     from .session import Session
 
-    session = Session(as_json=as_json)
+    session = Session(quiet=quiet, as_json=as_json)
     kwargs = _json_object(arch_kwargs, "--arch-kwargs")
     mapping_arg = _json_object(key_map, "--key-map")
     if not all(isinstance(v, str) for v in mapping_arg.values()):

@@ -70,3 +70,9 @@ def test_out_suffix_and_missing_folder(tmp_path, run_cli):
     code, _, err = run_cli("eval", tmp_path / "x.pt", "--out", tmp_path / "r.pt")
     assert code == 2 and "a result is written as .h5 or .hdf5, not .pt" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_takes_quiet():
+    from cli.main import cli
+
+    assert [name for name, cmd in sorted(cli.commands.items()) if not any(p.name == "quiet" for p in cmd.params)] == []
