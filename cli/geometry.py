@@ -92,7 +92,7 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
     """
     from landscape.data.split import subsample
     from landscape.errors import LandscapeError
-    from landscape.geometry.points import same_layout
+    from landscape.geometry.points import layout_difference
     from landscape.geometry.surface import compute_surface, path_surface, plane_surface, random_surface
 
     from .session import Session, parse_range, stem, stored
@@ -107,9 +107,9 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, name, c
     session = Session(o["device"], o["quiet"], o["as_json"])
     models = [session.load(c)[0] for c in checkpoints]
     data = session.data(o["data_spec"], models, o["normalize"])
-    if not same_layout([m.state_dict() for m in models]):
-        raise LandscapeError("the models have different architectures or widths: align them first "
-                             "(landscape align)")
+    difference = layout_difference([m.state_dict() for m in models], "landscape align")
+    if difference:
+        raise LandscapeError(difference)
     split = subsample(data.split(o["split"]), o["samples"], o["seed"], of=f"of the {o['split']} split")
     names = [stem(c) for c in checkpoints]
     lo, hi = parse_range(span)

@@ -76,3 +76,11 @@ def test_every_command_takes_quiet():
     from cli.main import cli
 
     assert [name for name, cmd in sorted(cli.commands.items()) if not any(p.name == "quiet" for p in cmd.params)] == []
+
+
+def test_vanilla_fusion_of_different_depths_names_the_layers(files, run_cli):
+    save_checkpoint(build_model("mlp", {"input_shape": [1, 8, 8], "num_classes": 10, "hidden": [8, 8]}),
+                    files / "deep.pt")
+    code, _, err = run_cli("fuse", files / "ok.pt", files / "deep.pt", "--align", "vanilla", "--out", files / "v.pt")
+    assert code == 2 and "have different layers (4 and 6 tensors;" in err and "one depth, layer by layer" in err
+    assert not (files / "v.pt").exists()

@@ -19,7 +19,7 @@ from ..errors import LandscapeError
 from ..loss import Criterion
 from ..models.checks import check_finite
 from .directions import path_coefficients
-from .points import Data, evaluate_points, same_layout
+from .points import Data, evaluate_points, layout_difference
 
 
 @dataclass
@@ -64,8 +64,9 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     check_finite(a, "model A")
     check_finite(b, "model B")
     sa, sb = a.state_dict(), b.state_dict()
-    if not same_layout([sa, sb]):
-        raise LandscapeError("the two models have different architectures or widths: align them first (--align ot)")
+    difference = layout_difference([sa, sb], "--align ot")
+    if difference:
+        raise LandscapeError(difference)
     if points < 2:
         raise LandscapeError(f"--points must be at least 2 (both ends), got {points}")
     alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
