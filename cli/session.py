@@ -68,23 +68,34 @@ class Session:
         recorded, else the training split's. Rows of as many values as a flattening model's (MLP) input
         shape are reshaped to it."""
         spec = spec or self._recorded_source()
-        data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
+        try:
+            data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
+        except LandscapeError:   # the normalisation does not fit the data: a shape mismatch is the first cause
+            self._check_shapes(load_data(spec, normalize="none"), models, spec)
+            raise
+        data = self._check_shapes(data, models, spec)
         for model in models:
-            spec_of = getattr(model, "landscape_spec", {})
-            kwargs = spec_of.get("arch_kwargs", {})
-            shape = kwargs.get("input_shape")
-            if (shape is not None and tuple(shape) != tuple(data.input_shape) and spec_of.get("arch") == "mlp"
-                    and math.prod(shape) == math.prod(data.input_shape)):
-                data = data.reshaped(shape)
-            if shape is not None and tuple(shape) != tuple(data.input_shape):
-                raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
-                                     f"expects {tuple(shape)}")
+            kwargs = getattr(model, "landscape_spec", {}).get("arch_kwargs", {})
             classes = int(kwargs.get("num_classes", data.num_classes))
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
         for meta, ref in zip(self.metas, self.models):
             for problem in data_mismatch(meta, data):
                 warn(f"{ref['path']}: {problem}")
+        return data
+
+    @staticmethod
+    def _check_shapes(data: Dataset, models: list[nn.Module], spec: str) -> Dataset:
+        """`data` with inputs of the models' shape (rows reshaped for an MLP), or a one-line error."""
+        for model in models:
+            spec_of = getattr(model, "landscape_spec", {})
+            shape = spec_of.get("arch_kwargs", {}).get("input_shape")
+            if (shape is not None and tuple(shape) != tuple(data.input_shape) and spec_of.get("arch") == "mlp"
+                    and math.prod(shape) == math.prod(data.input_shape)):
+                data = data.reshaped(shape)
+            if shape is not None and tuple(shape) != tuple(data.input_shape):
+                raise LandscapeError(f"data {spec!r} has inputs of shape {tuple(data.input_shape)}, the model "
+                                     f"expects {tuple(shape)}")
         return data
 
     def _recorded_source(self) -> str:

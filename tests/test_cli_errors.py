@@ -84,3 +84,12 @@ def test_vanilla_fusion_of_different_depths_names_the_layers(files, run_cli):
     code, _, err = run_cli("fuse", files / "ok.pt", files / "deep.pt", "--align", "vanilla", "--out", files / "v.pt")
     assert code == 2 and "have different layers (4 and 6 tensors;" in err and "one depth, layer by layer" in err
     assert not (files / "v.pt").exists()
+
+
+def test_shape_mismatch_is_named_before_the_normalisation(files, run_cli):
+    """A 3-channel model (recording three channels' statistics) on 1-channel digits: the shapes are the error,
+    not the number of (mean, std) pairs."""
+    model = build_model("mlp", {"input_shape": [3, 8, 8], "num_classes": 10, "hidden": [8]})
+    save_checkpoint(model, files / "rgb.pt", meta={"normalize": [[0.5, 0.25]] * 3})
+    code, _, err = run_cli("eval", files / "rgb.pt", "--data", "digits")
+    assert code == 2 and err == "error: data 'digits' has inputs of shape (1, 8, 8), the model expects (3, 8, 8)\n"
