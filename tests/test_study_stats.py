@@ -170,3 +170,19 @@ def test_contours_of_a_file_share_one_colour_scale(tmp_path, run_cli, monkeypatc
     assert seen[0] == pytest.approx(np.geomspace(0.01, 10, 9))
     code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "h", "--vmin", "0")
     assert code == 2 and "0 < vmin < vmax" in err and not (tmp_path / "h").exists()
+
+
+def test_one_legend_that_matches_the_marks():
+    """Series drawn with circles in one panel and dashed squares in another: the legend gives each label's
+    colour once (no marker of either panel) plus one entry per (marker, line style) pair, named."""
+    from landscape.plots.trends import Panel, Series, legend_handles
+
+    same = Panel("same", "y", (Series("A", (32,), (1.0,), (np.nan,), "C0", "o", "-"),
+                               Series("B", (32,), (2.0,), (np.nan,), "C1", "o", "-")))
+    diff = Panel("diff", "y", (Series("A", (32,), (1.0,), (np.nan,), "C0", "s", "--"),))
+    handles, labels = legend_handles([same, diff], {("o", "-"): "same init", ("s", "--"): "different init"})
+    assert labels == ["A", "B", "same init", "different init"]
+    assert [h.get_marker() for h in handles] == ["None", "None", "o", "s"]
+    assert [h.get_linestyle() for h in handles] == ["-", "-", "-", "--"]
+    handles, labels = legend_handles([diff])                 # one style: the colour entries carry it
+    assert labels == ["A"] and (handles[0].get_marker(), handles[0].get_linestyle()) == ("s", "--")
