@@ -37,8 +37,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# From an empty workdir: cached results are keyed by their settings, not by the code that computed them, so a
+# workdir kept from an older tree would put that tree's numbers into results/quick (docs/results.md, Determinism).
 demo: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick --workdir runs/quick --report-dir results/quick
+	rm -rf runs/quick
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape --threads 1 study --preset quick --workdir runs/quick --report-dir results/quick
 
 demo-otfusion: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick-otfusion --workdir runs/quick-otfusion \

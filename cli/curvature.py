@@ -24,8 +24,10 @@ def _run(checkpoint: str, what: str | None, opts: dict, compute: Callable, descr
     """Load the model and data, compute, print, and store `/models/<name>/<what>` (the Hessian) or
     `/models/<name>/<curvature>/<what>` when --out is given; with `what` None the result is a suite
     (`SuiteResult`): its groups are stored together, each with the settings they share, and the JSON object holds
-    one object per group."""
+    one object per group. Every group also records the loss, accuracy and gradient norm at the measured point."""
+    from landscape.curvature.stationarity import FAR_FROM_STATIONARY, point_state
     from landscape.data.split import subsample
+    from landscape.errors import warn
     from landscape.io.store import result_arrays, write_results
 
     from .session import Session, stem, stored
@@ -35,8 +37,14 @@ def _run(checkpoint: str, what: str | None, opts: dict, compute: Callable, descr
     data = session.data(opts["data_spec"], [model], opts["normalize"])
     split = subsample(data.split(opts["split"]), opts["samples"], opts["seed"], of=f"of the {opts['split']} split")
     result = compute(model, split)
+    point = point_state(model, split, opts["batch_size"], opts["loss"])
+    if point.far:
+        warn(f"{checkpoint} is far from a stationary point of the measured loss: gradient norm "
+             f"{point.grad_norm:.3g}, {point.rel_grad_norm:.3g} of the weights' norm (above "
+             f"{FAR_FROM_STATIONARY:g}); its curvature does not describe a minimum")
     parts, shared = (result.parts(), result.shared()) if what is None else ({what: result}, {})
-    groups = {part: result_arrays(r) for part, r in parts.items()}
+    groups = {part: (arrays, {**attrs, **point.attrs()}) for part, (arrays, attrs) in
+              ((part, result_arrays(r)) for part, r in parts.items())}
     settings = session.settings(data, split=opts["split"], samples=opts["samples"], batch_size=opts["batch_size"],
                                 seed=opts["seed"], criterion=opts["loss"])
     curvature = "" if opts["curvature"] == "hessian" else f"/{opts['curvature']}"
@@ -47,7 +55,8 @@ def _run(checkpoint: str, what: str | None, opts: dict, compute: Callable, descr
                                     for part, (arrays, attrs) in groups.items()})
     shown = {part: {k: v for k, v in {**arrays, **attrs}.items() if k not in omit_from_json}
              for part, (arrays, attrs) in groups.items()}
-    session.emit({**settings, **(shown[what] if what else {**shared, **shown})}, describe(result))
+    session.emit({**settings, **(shown[what] if what else {**shared, **shown})},
+                 f"{describe(result)}\n  {point.text()}")
 
 
 def _method(method: str | None, backend: str, default: str, pyhessian: str) -> str:

@@ -24,7 +24,7 @@ from .options import (
     compose,
     figures,
     measure,
-    writable_file,
+    writable,
     writable_folder,
 )
 
@@ -123,7 +123,7 @@ def barrier_cmd(a, b, align, points, reset_bn, mode, align_samples, solver, reg,
 @click.option("--epochs", type=int, default=20, show_default=True, help="Passes over the training split.")
 @click.option("--lr", type=float, default=0.05, show_default=True, help="SGD learning rate of the bend (momentum 0.9).")
 @click.option("--points", type=int, default=21, show_default=True, help="Values of t in [0, 1] measured.")
-@click.option("--store", type=click.Path(dir_okay=False), default=None, callback=writable_file,
+@click.option("--store", type=click.Path(dir_okay=False), default=None, callback=writable("result"),
               help="Store the curve and the straight line in this HDF5 file (`landscape plot` draws them).")
 @compose(DATA, NORMALIZE, SAMPLES, batch_size(128, "Examples per training step and forward pass."), SEED, LOSS,
          DEVICE, CHECKPOINT_OUT, QUIET, JSON)
@@ -201,7 +201,7 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, directi
     """
     from landscape.data.split import subsample
     from landscape.errors import LandscapeError
-    from landscape.geometry.points import same_layout
+    from landscape.geometry.points import layout_difference
     from landscape.geometry.surface import compute_surface, path_surface, pca_surface, plane_surface, random_surface
     from landscape.io.checkpoint import file_hash, load_checkpoint
     from landscape.training.trajectory import trajectory_files
@@ -228,9 +228,9 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, directi
     path = trajectory_files(list(trajectory), session.metas[0]) if directions == "pca" else []
     states = [load_checkpoint(c, session.device)[0].state_dict() for c in path]
     data = session.data(o["data_spec"], models, o["normalize"])
-    if not same_layout([m.state_dict() for m in models] + states):
-        raise LandscapeError("the models have different architectures or widths: align them first "
-                             "(landscape align)")
+    difference = layout_difference([m.state_dict() for m in models] + states, "landscape align")
+    if difference:
+        raise LandscapeError(difference)
     split = subsample(data.split(o["split"]), o["samples"], o["seed"], of=f"of the {o['split']} split")
     names = [stem(c) for c in checkpoints]
     lo, hi = parse_range(span)
@@ -271,10 +271,15 @@ def contour_cmd(checkpoints, kind, span, steps, margin, include_bias_bn, directi
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where to write the figures [FILE's folder / FILE stem + _plots].")
 @figures("png", "; vtk: 2-D surfaces also as VTK structured grids (.vts) for ParaView")
+@click.option("--levels", type=int, default=24, show_default=True, help="Colour levels of 2-D loss surfaces.")
+@click.option("--vmin", type=float, default=None, help="Lowest loss of the colour scale [the smallest drawn].")
+@click.option("--vmax", type=float, default=None, help="Highest loss of the colour scale [the largest drawn].")
 @JSON
-def plot_cmd(store, out_dir, formats, dpi, as_json):
-    """Draw what an HDF5 result file holds: spectral densities, per-block curvature, interpolation curves, loss
-    surfaces (2-D ones also in 3-D, and as .vts files with --format vtk)."""
+@QUIET
+def plot_cmd(store, out_dir, formats, dpi, levels, vmin, vmax, as_json, quiet):
+    """Draw what an HDF5 result file holds: eigenvalues and traces, spectral densities, per-block curvature,
+    interpolation curves, loss surfaces (2-D ones also in 3-D, and as .vts files with --format vtk; all 2-D
+    surfaces on one colour scale: fix --vmin/--vmax to compare the figures of several files)."""
     from pathlib import Path
 
     from landscape.choices import FIGURE_FORMATS
@@ -283,9 +288,9 @@ def plot_cmd(store, out_dir, formats, dpi, as_json):
 
     from .session import Session
 
-    session = Session(as_json=as_json)
+    session = Session(quiet=quiet, as_json=as_json)
     out_dir = Path(out_dir) if out_dir else Path(store).with_name(Path(store).stem + "_plots")
-    written = plot_file(store, out_dir, parse_formats(formats, (*FIGURE_FORMATS, "vtk")), dpi)
+    written = plot_file(store, out_dir, parse_formats(formats, (*FIGURE_FORMATS, "vtk")), dpi, levels, vmin, vmax)
     session.emit({"figures": [str(p) for p in written]}, "\n".join(str(p) for p in written))
 
 

@@ -2,23 +2,30 @@
 `warning:` line each, recorded with the result)."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
 import click
 
 from landscape.errors import LandscapeError, LandscapeWarning
+from landscape.threads import ENV, set_threads
 
 from . import curvature, fusion, geometry, messages, sharpness, study, train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("--threads", type=int, default=None,
+              help="CPU threads torch computes with (results depend on it: it is recorded with every checkpoint "
+                   "and result) [$LANDSCAPE_THREADS, else torch's default].")
 @click.version_option(package_name="landscape")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
     """Fuse neural networks with optimal transport and measure their loss landscapes."""
     ctx.obj = {"debug": debug}
+    if threads is not None or os.environ.get(ENV):
+        set_threads(threads)
 
 
 for module in (train, fusion, curvature, sharpness, geometry, study):
@@ -29,6 +36,9 @@ for module in (train, fusion, curvature, sharpness, geometry, study):
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    if not argv:   # a bare `landscape` asks what there is: the help, and success
+        click.echo(cli.get_help(click.Context(cli, info_name="landscape")))
+        return
     messages.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("always", LandscapeWarning)

@@ -11,18 +11,36 @@ from landscape.choices import BATCHING, FIGURE_FORMATS, LOSSES, PARALLEL, SPLITS
 Decorator = Callable[[Callable], Callable]
 
 
-def writable_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Refuse an output file that could not be written (a file in the way of its folder, no permission) at
-    once, before any work is done."""
-    from landscape.io.atomic import check_writable
+SUFFIXES = {"checkpoint": (".pt", ".pth"), "result": (".h5", ".hdf5")}
 
-    if value is not None:
+
+def writable(kind: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """A callback refusing, at once and before any work, an output file of `kind` that could not be written:
+    a suffix that names another format, a folder that does not exist (nothing is created for it), a file in
+    the way of its folder, no permission."""
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        import os
+
+        from landscape.errors import LandscapeError
+        from landscape.io.atomic import check_writable
+
+        if value is None:
+            return value
+        flag = param.opts[0] if param is not None and param.opts else "--out"
+        suffix = os.path.splitext(value)[1].lower()
+        if suffix not in SUFFIXES[kind]:
+            raise LandscapeError(f"{flag} {value}: a {kind} is written as {' or '.join(SUFFIXES[kind])}, "
+                                 f"not {suffix or 'a file without suffix'}")
         check_writable(value)
-    return value
+        folder = os.path.dirname(os.path.abspath(os.path.expanduser(value)))
+        if not os.path.isdir(folder):
+            raise LandscapeError(f"{flag} {value}: the folder {folder} does not exist (create it first)")
+        return value
+    return check
 
 
 def writable_folder(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """`writable_file` for an output folder."""
+    """The check of `writable` for an output folder (created later when missing)."""
     from landscape.io.atomic import check_writable
 
     if value is not None:
@@ -67,8 +85,9 @@ def _select(f: Callable) -> Callable:
 
 
 DATA = compose(
-    click.option("--data", "data_spec", default="digits", show_default=True,
-                 help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR."),
+    click.option("--data", "data_spec", default=None,
+                 help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR [the data the checkpoints "
+                      "record; digits for a new model]."),
     click.option("--labels", default=None, callback=_labels,
                  help="Train/validation examples of these labels only (comma-separated) [all]; test stays whole."),
     click.option("--exclude-labels", default=None, callback=_labels,
@@ -95,9 +114,10 @@ LOSS = click.option("--loss", type=click.Choice(LOSSES), default="ce", show_defa
                          "model's next-token cross-entropy (docs/models.md).")
 JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout, nothing else.")
 QUIET = click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
-RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, callback=writable_file,
+RESULT_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, callback=writable("result"),
                           help="Store the result in this HDF5 file.")
-CHECKPOINT_OUT = click.option("--out", type=click.Path(dir_okay=False), required=True, callback=writable_file,
+CHECKPOINT_OUT = click.option("--out", type=click.Path(dir_okay=False), required=True,
+                              callback=writable("checkpoint"),
                               help="Checkpoint to write (.pt).")
 NAME = click.option("--name", default=None, help="The NAME of the stored group [the checkpoint's file stem].")
 PARALLEL_OPTION = click.option("--parallel", type=click.Choice(PARALLEL), default="data", show_default=True,

@@ -4,6 +4,7 @@
 Imported inside command bodies only, so that `--help` never loads torch."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,9 +18,10 @@ from torch import nn
 
 from landscape import dist, progress
 from landscape.data.datasets import Dataset, load_data, normalize_label
+from landscape.data.record import data_mismatch, recorded_source
 from landscape.data.selection import DataSpec
 from landscape.data.split import check_labels
-from landscape.errors import LandscapeError, check_finite
+from landscape.errors import LandscapeError, check_finite, warn
 from landscape.io.checkpoint import file_hash, load_checkpoint
 from landscape.spec import spec_of
 
@@ -61,21 +63,52 @@ class Session:
         self.metas.append(meta)
         return model, meta
 
-    def data(self, spec: str | DataSpec, models: list[nn.Module], normalize: str = "auto") -> Dataset:
-        """The dataset, loaded once, checked against every model (input shape and label range). `normalize`
-        "auto" uses the input statistics the checkpoints recorded, else the training split's."""
-        data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
+    def data(self, spec: str | DataSpec | None, models: list[nn.Module], normalize: str = "auto") -> Dataset:
+        """The dataset (no source: the one the checkpoints record, else digits), loaded once, checked against
+        every model (input shape, label range, and the record of its training data: a warning for other data or
+        inputs beyond the training range). `normalize` "auto" uses the input statistics the checkpoints
+        recorded, else the training split's. Rows of as many values as a flattening model's (MLP) input
+        shape are reshaped to it."""
+        if spec is None:
+            spec = self._recorded_source()
+        elif isinstance(spec, DataSpec) and spec.source is None:
+            spec = dataclasses.replace(spec, source=self._recorded_source())
+        try:
+            data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
+        except LandscapeError:   # the normalisation does not fit the data: a shape mismatch is the first cause
+            self._check_shapes(load_data(spec, normalize="none"), models, spec)
+            raise
+        data = self._check_shapes(data, models, spec)
         for model in models:
             model_spec = spec_of(model)
-            shape = None if model_spec is None else model_spec.input_shape
-            if shape is not None and tuple(shape) != tuple(data.input_shape):
-                raise LandscapeError(f"data {str(spec)!r} has inputs of shape {tuple(data.input_shape)}, the model "
-                                     f"expects {tuple(shape)}")
             classes = (data.num_classes if model_spec is None or model_spec.num_classes is None
                        else model_spec.num_classes)
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
+        for meta, ref in zip(self.metas, self.models):
+            for problem in data_mismatch(meta, data):
+                warn(f"{ref['path']}: {problem}")
         return data
+
+    @staticmethod
+    def _check_shapes(data: Dataset, models: list[nn.Module], spec: str | DataSpec) -> Dataset:
+        """`data` with inputs of the models' shape (rows reshaped for an MLP), or a one-line error."""
+        for model in models:
+            model_spec = spec_of(model)
+            shape = None if model_spec is None else model_spec.input_shape
+            if (shape is not None and tuple(shape) != tuple(data.input_shape) and model_spec.arch == "mlp"
+                    and math.prod(shape) == math.prod(data.input_shape)):
+                data = data.reshaped(shape)
+            if shape is not None and tuple(shape) != tuple(data.input_shape):
+                raise LandscapeError(f"data {str(spec)!r} has inputs of shape {tuple(data.input_shape)}, the model "
+                                     f"expects {tuple(shape)}")
+        return data
+
+    def _recorded_source(self) -> str:
+        sources = sorted({s for s in map(recorded_source, self.metas) if s is not None})
+        if len(sources) > 1:
+            raise LandscapeError(f"the checkpoints record different data ({', '.join(sources)}): give --data")
+        return sources[0] if sources else "digits"
 
     def _normalize(self, normalize: str) -> Any:
         if normalize != "auto":

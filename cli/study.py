@@ -122,16 +122,19 @@ def _dry_run(session, stages, arch: str, arch_kwargs: dict, calibrate: bool) -> 
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
               help="Where report.md and figures go (default: beside the store, in report/).")
 @figures("png,pdf")
-def report_cmd(store, out_dir, formats, dpi):
+@QUIET
+def report_cmd(store, out_dir, formats, dpi, quiet):
     """Write the Markdown report (tables and figures) of a study from its HDF5 store alone."""
     from pathlib import Path
 
+    from landscape import progress
     from landscape.io.store import open_store
     from landscape.plots.figure import parse_formats
     from landscape.study.otfusion.report import write_ot_report
     from landscape.study.otfusion.view import is_ot_study
     from landscape.study.report import write_report
 
+    progress.set_quiet(quiet)
     with open_store(store) as reader:
         writer = write_ot_report if is_ot_study(reader) else write_report
     report = writer(store, out_dir or Path(store).parent / "report", parse_formats(formats), dpi)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from landscape.choices import MONITORS, SCHEDULES
+from landscape.choices import KEEP, MONITORS, SCHEDULES
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, RESULT_OUT, batch_size, compose
 
@@ -22,7 +22,9 @@ LOOP = compose(
                  help="Early stopping after N epochs without a better --monitor value (0: off)."),
     click.option("--min-epochs", type=int, default=0, show_default=True, help="Early stopping waits this long."),
     click.option("--monitor", type=click.Choice(MONITORS), default="val_acc", show_default=True,
-                 help="What the plateau schedule and early stopping watch (the best-val-accuracy weights are kept)."),
+                 help="What the plateau schedule and early stopping watch."),
+    click.option("--keep", type=click.Choice(KEEP), default="last", show_default=True,
+                 help="Keep the weights of the last epoch run, or of the best validation accuracy."),
     click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of data order/augmentation."),
     click.option("--augment/--no-augment", default=True, show_default=True,
                  help="Crop+flip augmentation (CIFAR data only)."),
@@ -45,10 +47,12 @@ def _finish(session, result, data, cfg, out, extra) -> None:
     test = evaluate(result.model, data.test)
     meta = with_warnings(train_meta(cfg, result, data, test_acc=test.acc, test_loss=test.loss, **extra))
     save_checkpoint(result.model, out, meta=meta)
-    summary = {"out": out, "models": session.models, "best_epoch": result.best_epoch, "val_acc": result.best_val_acc,
+    summary = {"out": out, "models": session.models, "keep": cfg.keep, "kept_epoch": result.kept_epoch,
+               "val_acc": meta["kept_val_acc"], "best_epoch": result.best_epoch, "best_val_acc": result.best_val_acc,
                "test_acc": test.acc, "test_loss": test.loss, "seconds": result.seconds}
-    session.emit(summary, f"saved {out}: best epoch {result.best_epoch + 1}, val acc {result.best_val_acc:.4f}, "
-                          f"test acc {test.acc:.4f}, test loss {test.loss:.4f}")
+    session.emit(summary, f"saved {out}: kept epoch {result.kept_epoch} of {meta['epochs_run']} ({cfg.keep}), "
+                          f"val acc {meta['kept_val_acc']:.4f} (best {result.best_val_acc:.4f} at epoch "
+                          f"{result.best_epoch}), test acc {test.acc:.4f}, test loss {test.loss:.4f}")
 
 
 def _json_object(text: str | None, what: str) -> dict:
@@ -80,7 +84,8 @@ def _json_object(text: str | None, what: str) -> dict:
 @LOOP
 def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, save_every, data_spec, normalize, out, device,
               quiet, as_json, **kw):
-    """Train a model from scratch with SGD; keeps the best-validation checkpoint."""
+    """Train a model from scratch with SGD; keeps the last epoch's weights (or, with --keep best, the
+    best validation accuracy's)."""
     from landscape.data.datasets import load_data
     from landscape.data.split import check_labels
     from landscape.errors import LandscapeError
@@ -91,7 +96,7 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, save_every,
     from .session import Session
 
     session = Session(device, quiet, as_json)
-    data = load_data(data_spec, device=session.device, normalize=normalize)
+    data = load_data(data_spec or "digits", device=session.device, normalize=normalize)
     extra = _json_object(arch_kwargs, "--arch-kwargs")
     if hidden is not None:
         try:
@@ -190,7 +195,8 @@ def _flat(row: dict) -> dict:
                    "none), recorded so that every command uses them.")
 @CHECKPOINT_OUT
 @JSON
-def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normalize, out, as_json):
+@QUIET
+def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normalize, out, as_json, quiet):
     """Turn a state_dict, an OT-fusion reference checkpoint or a Lightning .ckpt into a checkpoint; tensors whose
     names differ are matched by order when their shapes agree (the mapping is printed and kept in meta)."""
     from landscape.data.datasets import load_data, parse_normalize
@@ -200,7 +206,7 @@ def wrap_cmd(source, arch, arch_kwargs, data_spec, key_map, strip_prefix, normal
 
     from .session import Session
 
-    session = Session(as_json=as_json)
+    session = Session(quiet=quiet, as_json=as_json)
     kwargs = _json_object(arch_kwargs, "--arch-kwargs")
     mapping_arg = _json_object(key_map, "--key-map")
     if not all(isinstance(v, str) for v in mapping_arg.values()):

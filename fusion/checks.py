@@ -53,7 +53,9 @@ def check_same_shapes(models: Sequence[nn.Module]) -> None:
         state = model.state_dict()
         if set(state) != set(ref):
             missing = min(set(ref) ^ set(state))
-            raise LandscapeError(f"incompatible architectures: models 1 and {i} differ in {missing}")
+            raise LandscapeError(f"incompatible architectures: models 1 and {i} have different layers ({len(ref)} and "
+                                 f"{len(state)} tensors; {missing} is only in model {1 if missing in ref else i}): "
+                                 "averaging and OT fusion combine models of one depth, layer by layer")
         for key, value in state.items():
             if value.shape != ref[key].shape:
                 raise LandscapeError(f"vanilla averaging needs models of equal shapes: {key} is "

@@ -8,6 +8,7 @@ LOSSES = ("ce", "nll", "lm")                             # loss.loss_sum: cross-
 #                                                          or a language model's next-token cross-entropy
 SCHEDULES = ("none", "step", "cosine", "plateau")        # training.train
 MONITORS = ("val_acc", "val_loss")                       # training.train: what plateau and early stopping watch
+KEEP = ("last", "best")                                  # training.train: the weights a run returns
 SPLITS = ("train", "val", "test")                        # data.datasets.Dataset.split
 EIG_METHODS = ("lanczos", "power")                       # curvature.eigen
 WHICH = ("algebraic", "magnitude")                       # curvature.eigen

@@ -29,7 +29,7 @@ def test_round_trip_preserves_outputs_exactly(tmp_path, arch):
     loaded, meta = load_checkpoint(tmp_path / "m.pt")
     x = torch.randn(4, 3, 8, 8)
     assert torch.equal(model(x), loaded(x))
-    assert meta == {"lr": 0.1}
+    assert meta == {"lr": 0.1, "threads": torch.get_num_threads()}   # the thread count is always recorded
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     assert payload["format"] == FORMAT and payload["arch"] == arch and payload["arch_kwargs"] == kw
     assert not list(tmp_path.glob("*.tmp"))

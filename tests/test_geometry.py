@@ -478,10 +478,15 @@ def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
     save_checkpoint(mlp_pair[0], tmp_path / "a.pt")
     wide = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[64, 16]), 0)
     save_checkpoint(wide, tmp_path / "w.pt")
+    save_checkpoint(init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32]), 0),
+                    tmp_path / "d.pt")
     (tmp_path / "junk.h5").write_text("not hdf5")
-    for args, words in ((("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), "different architectures"),
+    widths = "different widths (features.0.weight is (32, 64) and (64, 64)): align them first (--align ot)"
+    layers = "different layers (6 and 4 tensors; features.2.bias is only in model 1): only models of one"
+    for args, words in ((("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), widths),
+                        (("barrier", tmp_path / "a.pt", tmp_path / "d.pt"), layers),
                         (("barrier", tmp_path / "a.pt", tmp_path / "a.pt", "--points", "1"), "--points"),
-                        (("contour", tmp_path / "a.pt", tmp_path / "w.pt"), "different architectures"),
+                        (("contour", tmp_path / "a.pt", tmp_path / "w.pt"), "align them first (landscape align)"),
                         (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
                         (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
                         (("plot", tmp_path / "junk.h5"), "not an HDF5")):

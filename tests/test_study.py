@@ -298,3 +298,26 @@ def test_dry_run_lists_jobs_and_writes_nothing(finished, tmp_path):
     cached = _cli(["study", "tiny.toml", "--workdir", "done", "--dry-run"], tmp_path, tmp_path / "err.log")
     assert "train parents: 6 jobs, 0 to do: nothing" in cached.stdout
     assert "[done] train bs32-i1-d1" in cached.stdout
+
+
+def test_curvature_records_where_it_was_measured(finished, tmp_path):
+    """Every curvature result carries the loss, accuracy and gradient norm at the measured point; the report
+    shows ||∇L||/||θ|| per model and marks curvature taken far from a stationary point; parents record which
+    weights training kept."""
+    store = tmp_path / "copy.h5"
+    store.write_bytes(finished.store.read_bytes())
+    with h5py.File(store, "a") as f:
+        for what in ("eigenvalues", "trace"):
+            attrs = f[f"models/diff-bs32.vanilla/{what}"].attrs
+            assert {"point_loss", "point_acc", "point_grad_norm", "point_weight_norm"} <= set(attrs)
+            assert attrs["point_rel_grad_norm"] == attrs["point_grad_norm"] / attrs["point_weight_norm"]
+        assert f["study/models/bs32-i1-d1"].attrs["keep"].decode() == "last"
+        f["models/diff-bs32.vanilla/trace"].attrs["point_rel_grad_norm"] = 0.25
+        f["models/diff-bs32.ot/trace"].attrs["point_rel_grad_norm"] = 0.0125
+    text = write_report(store, tmp_path / "r", formats=()).read_text()
+    table = text[text.index("Different initialisation for A and B, trained with the same batch size"):]
+    vanilla = next(line for line in table.splitlines() if line.startswith("|  |  | Vanilla avg |"))
+    ot = next(line for line in table.splitlines() if line.startswith("|  |  | OTFusion |"))
+    assert vanilla.endswith("| 0.250 †1/1 |") and vanilla.count("†") == 3   # top λ, trace and the ratio
+    assert ot.endswith("| 0.013 |") and "†" not in ot
+    assert "‖∇L‖/‖θ‖" in table and "kept weights: the last epoch's" in text

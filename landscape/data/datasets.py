@@ -40,6 +40,14 @@ class Dataset:
         """The split called `which` (train, val or test)."""
         return getattr(self, check_choice(which, SPLITS, "split"))
 
+    def reshaped(self, shape: Sequence[int]) -> Dataset:
+        """The same examples with inputs of `shape` (as many values per example), e.g. (N, 784) rows for a
+        model that flattens (1, 28, 28) images."""
+        shape = tuple(int(d) for d in shape)
+        splits = {k: Split(getattr(self, k).x.reshape(len(getattr(self, k)), *shape), getattr(self, k).y)
+                  for k in SPLITS}
+        return replace(self, input_shape=shape, **splits)
+
     def to(self, device: torch.device | str) -> Dataset:
         """The same dataset on `device`."""
         return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))

@@ -64,11 +64,11 @@ class DataSpec:
     """A data set as `load_data` names it (`source`: digits, a .npz path, mnist:DIR, ...) and the examples
     kept of it."""
 
-    source: str
+    source: str | None          # None: the data the checkpoints record (the command line's default)
     selection: Selection = Selection()
 
     def __str__(self) -> str:
-        return self.source
+        return str(self.source)
 
 
 def parse_skill_transfer(text: str, seed: int = 0) -> Selection:

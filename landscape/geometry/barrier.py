@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from .. import progress
 from ..errors import LandscapeError, check_finite
 from ..loss import Criterion
 from ..models.outputs import Output
 from .directions import path_coefficients
-from .points import Data, evaluate_points, same_layout
+from .points import Data, evaluate_points, layout_difference
 from .repaired import evaluate_repaired
 
 
@@ -108,21 +109,25 @@ def interpolation_curve(a: nn.Module, b: nn.Module, splits: Mapping[str, Data] |
     check_finite(a, "model A")
     check_finite(b, "model B")
     sa, sb = a.state_dict(), b.state_dict()
-    if not same_layout([sa, sb]):
-        raise LandscapeError("the two models have different architectures or widths: align them first (`align` ot)")
+    difference = layout_difference([sa, sb], "`align` ot")
+    if difference:
+        raise LandscapeError(difference)
     if points < 2:
         raise LandscapeError(f"`points` must be at least 2 (both ends), got {points}")
     alphas, coeffs = path_coefficients(2, points)  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
     order = [splits[name] for name in ("train", "test") if name in splits]
     if repair_on is not None and reset_bn:
         raise LandscapeError("`repair_on` and `reset_bn` are two fixes for the same collapse: choose one")
+    bar = progress.bar(total=points, desc="barrier")
     if repair_on is not None:
-        values = evaluate_repaired(a, [sa, sb], coeffs, order, repair_on, batch_size,
-                                   criterion=criterion).cpu().numpy()
+        values = evaluate_repaired(a, [sa, sb], coeffs, order, repair_on, batch_size, criterion=criterion,
+                                   on_point=lambda p, _: bar.update(1)).cpu().numpy()
     else:
         values = evaluate_points(a, [sa, sb], coeffs, order, batch_size,
                                  reset_on=splits["train"] if reset_bn else None, batching=batching,
-                                 parallel=parallel, criterion=criterion, output=output).cpu().numpy()
+                                 parallel=parallel, criterion=criterion, output=output,
+                                 on_chunk=lambda rows, _: bar.update(len(rows))).cpu().numpy()
+    bar.close()
     train = values[0]
     test = values[1] if "test" in splits else np.full((0, 2), np.nan)
     curve = curve_from_values(alphas, train, test, reset_bn)

@@ -65,6 +65,24 @@ def same_layout(states: Sequence[State]) -> bool:
     return all(s.keys() == first.keys() and all(s[k].shape == first[k].shape for k in first) for s in states[1:])
 
 
+def layout_difference(states: Sequence[State], align: str) -> str | None:
+    """Why the states cannot be combined point by point (None when they can): different layers (tensor names),
+    which no alignment changes, or different widths (shapes of the same tensors), which `align` (how the caller
+    aligns models, e.g. "--align ot") resolves."""
+    first = states[0]
+    for i, s in enumerate(states[1:], 2):
+        if s.keys() != first.keys():
+            key = min(first.keys() ^ s.keys())
+            where = "model 1" if key in first else f"model {i}"
+            return (f"models 1 and {i} have different layers ({len(first)} and {len(s)} tensors; {key} is only in "
+                    f"{where}): only models of one architecture and depth can be interpolated, aligned or not")
+        for key, value in first.items():
+            if s[key].shape != value.shape:
+                return (f"models 1 and {i} have different widths ({key} is {tuple(value.shape)} and "
+                        f"{tuple(s[key].shape)}): align them first ({align})")
+    return None
+
+
 def _is_variance(key: str) -> bool:
     return key.endswith("running_var")
 

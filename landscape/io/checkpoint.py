@@ -14,6 +14,7 @@ from .. import dist
 from ..errors import LandscapeError
 from ..models.zoo import build_model
 from ..spec import require_spec
+from ..threads import threads
 from .atomic import atomic_path
 
 FORMAT = "landscape-checkpoint/1"
@@ -27,7 +28,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, arch: str | None 
         arch, arch_kwargs = spec.arch, spec.arch_kwargs if arch_kwargs is None else arch_kwargs
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "arch": arch, "arch_kwargs": dict(arch_kwargs or {}), "state_dict": state,
-               "meta": dict(meta or {})}
+               "meta": {"threads": threads(), **(meta or {})}}
     if dist.is_main():
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import dist
 from ..errors import LandscapeError
+from ..threads import threads
 from .atomic import make_parent
 from .journal import consistent, update
 
@@ -125,7 +126,7 @@ def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[st
         return
     path = Path(path)
     make_parent(path)
-    stamp = {"written_at": time.time(), **{f"version_{k}": v for k, v in versions().items()}}
+    stamp = {"written_at": time.time(), "threads": threads(), **{f"version_{k}": v for k, v in versions().items()}}
     with update(path) as view:
         try:
             f = h5py.File(view, "r+") if view.original else h5py.File(view, "w", **NEW_FILE)

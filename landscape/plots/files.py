@@ -12,10 +12,11 @@ from ..choices import CURVATURE_LABELS
 from ..errors import LandscapeError, LandscapeWarning
 from ..io.store import open_store
 from .blocks import plot_blocks
+from .curvature import plot_curvature
 from .esd import plot_esd
 from .figure import DPI
 from .path import plot_interpolation
-from .surface import plot_surface, plot_surface_3d
+from .surface import LEVELS, loss_levels, plot_surface, plot_surface_3d
 from .vtk import write_vts
 
 
@@ -23,10 +24,11 @@ def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
-def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequence[str], vtk: bool, dpi: int
-             ) -> list[Path]:
-    """A surface's figures in the `figures` formats, plus its 3-D figure and, with `vtk`, its `.vts` (2-D only)."""
-    written = plot_surface(arrays, attrs, path, title, figures, dpi) if figures else []
+def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequence[str], vtk: bool, dpi: int,
+             scale: np.ndarray | None) -> list[Path]:
+    """A surface's figures in the `figures` formats (2-D contours on the shared colour `scale`), plus its 3-D
+    figure and, with `vtk`, its `.vts` (2-D only)."""
+    written = plot_surface(arrays, attrs, path, title, figures, dpi, scale) if figures else []
     if "y" not in arrays:
         return written
     if figures:
@@ -42,16 +44,23 @@ def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequenc
     return written
 
 
-def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """Draw every spectral density, per-block curvature, interpolation curve and surface stored in `path` into
-    `out_dir`, each figure in every one of `formats`.
+def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI,
+              levels: int = LEVELS, vmin: float | None = None, vmax: float | None = None) -> list[Path]:
+    """Draw every eigenvalue and trace (one figure), spectral density, per-block curvature, interpolation curve
+    and surface stored in `path` into `out_dir`, each figure in every one of `formats`. All 2-D surfaces share one
+    colour scale of `levels` log-spaced levels (from `vmin` to `vmax` where given: fix them to compare figures of
+    several files).
 
     `formats` may include "vtk": every complete 2-D surface is then also written as a VTK structured grid
     (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`). Nothing is created when
     the file holds nothing to draw.
+
+    Raises:
+        LandscapeError: nothing to draw, or an impossible colour scale.
     """
     out_dir = Path(out_dir)
     esds, blocks, surfaces, curves = [], [], [], defaultdict(dict)
+    measured: dict[str, dict] = {"eigenvalues": {}, "trace": {}}
     with open_store(path) as store:
         for group in sorted(store.results()):
             parts = group.split("/")
@@ -61,23 +70,31 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
                 what = {"esd": "ESD", "block_eigenvalues": "per-block top eigenvalue",
                         "block_trace": "per-block trace"}[parts[-1]]
                 (esds if parts[-1] == "esd" else blocks).append((group, store.arrays(group), attrs,
-                                                                 f"{label} {what} of {parts[1]}"))
+                                                                 f"{label} {what} of {'/'.join(parts[1:-1])}"))
+            elif parts[0] == "models" and parts[-1] in measured:
+                measured[parts[-1]]["/".join(parts[1:-1])] = (store.arrays(group), store.attrs(group))
             elif parts[0] == "barriers" and len(parts) == 3:
                 curves[parts[1]][parts[2]] = [store.arrays(group)]
             elif parts[0] == "surfaces" and len(parts) >= 3:
                 surfaces.append((group, store.arrays(group), store.attrs(group),
                                  f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
-    if not (esds or blocks or surfaces or curves):
-        raise LandscapeError(f"{path}: no spectral density, barrier curve or surface (nor per-block curvature) to plot")
+    if not (esds or blocks or surfaces or curves or measured["eigenvalues"] or measured["trace"]):
+        raise LandscapeError(f"{path}: no eigenvalue, trace, spectral density, per-block curvature, barrier curve "
+                             "or surface to plot")
+    contours = [(arrays, attrs) for _, arrays, attrs, _ in surfaces if "y" in arrays]
+    scale = loss_levels(contours, levels, vmin, vmax) if contours else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures = [f for f in formats if f != "vtk"]
+    if figures and (measured["eigenvalues"] or measured["trace"]):
+        written += plot_curvature(measured["eigenvalues"], measured["trace"], out_dir / "curvature",
+                                  f"Curvature of the models in {Path(path).name}", figures, dpi)
     for group, arrays, attrs, title in esds if figures else ():
         written += plot_esd(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
     for group, arrays, attrs, title in blocks if figures else ():
         written += plot_blocks(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
     for group, arrays, attrs, title in surfaces:
-        written += _surface(arrays, attrs, out_dir / _slug(group), title, figures, "vtk" in formats, dpi)
+        written += _surface(arrays, attrs, out_dir / _slug(group), title, figures, "vtk" in formats, dpi, scale)
     for pair, by_align in curves.items() if figures else ():
         written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
                                       f"Linear interpolation {pair.replace('~', ' to ')}", figures, dpi)

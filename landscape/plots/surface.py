@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from ..errors import LandscapeError
 from .figure import DPI, save_figure, style
 
 LEVELS = 24
@@ -49,11 +50,22 @@ def _trajectory(ax: Axes, arrays: dict[str, np.ndarray]) -> None:
         ax.legend(loc="lower right", fontsize=7)
 
 
-def loss_levels(surfaces: Sequence[Surface], levels: int = LEVELS) -> np.ndarray:
-    """Contour levels spaced evenly in log loss over all `surfaces` (one colour scale for several panels)."""
-    values = np.concatenate([_loss(arrays).ravel() for arrays, _ in surfaces])
+def loss_levels(surfaces: Sequence[Surface], levels: int = LEVELS, vmin: float | None = None,
+                vmax: float | None = None) -> np.ndarray:
+    """Contour levels spaced evenly in log loss over all `surfaces` (one colour scale for several panels), from
+    `vmin` to `vmax` where given (else the surfaces' smallest and largest positive loss).
+
+    Raises:
+        LandscapeError: fewer than 2 levels, or a range that is not 0 < vmin < vmax.
+    """
+    if levels < 2:
+        raise LandscapeError(f"--levels must be at least 2, got {levels}")
+    values = np.concatenate([_loss(arrays).ravel() for arrays, _ in surfaces]) if surfaces else np.zeros(0)
     values = values[np.isfinite(values) & (values > 0)]
     lo, hi = (float(values.min()), float(values.max())) if values.size else (1e-3, 1.0)
+    lo, hi = (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+    if not 0 < lo < hi:
+        raise LandscapeError(f"the colour scale needs 0 < vmin < vmax (a logarithmic loss scale), got {lo:g} to {hi:g}")
     return np.geomspace(lo, max(hi, lo * 1.001), levels)
 
 
@@ -94,8 +106,9 @@ def _curve(fig: Figure, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) ->
 
 
 def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: str | Path, title: str,
-                 formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """One surface in its own figure: a 1-D curve, or a 2-D contour with its colorbar."""
+                 formats: Sequence[str] = ("png",), dpi: int = DPI, levels: np.ndarray | None = None) -> list[Path]:
+    """One surface in its own figure: a 1-D curve, or a 2-D contour with its colorbar (on `levels`, shared with
+    the surfaces it is compared with, else its own `loss_levels`)."""
     with style():
         if "y" not in arrays:
             fig = Figure(figsize=(9, 3.5), layout="constrained")
@@ -104,7 +117,7 @@ def plot_surface(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path:
         else:
             fig = Figure(figsize=(6, 4.6), layout="constrained")
             ax = fig.subplots()
-            levels = loss_levels([(arrays, attrs)])
+            levels = loss_levels([(arrays, attrs)]) if levels is None else levels
             filled = draw_surface(ax, arrays, attrs, levels, title)
             _colorbar(fig, filled, ax, attrs, levels)
         return save_figure(fig, out_path, formats, dpi)
@@ -167,10 +180,21 @@ def nice_log_ticks(lo: float, hi: float) -> list[float]:
     return [lo, hi]
 
 
+END_GAP = 0.06   # a round tick closer than this share of the (logarithmic) scale to an end gives way to the end
+
+
+def colorbar_ticks(lo: float, hi: float) -> list[float]:
+    """The round ticks between `lo` and `hi` plus both ends themselves, so that the labels span the whole
+    colour range (a scale from 0.07 to 1.88 is labelled up to 1.88, not 1)."""
+    gap = END_GAP * np.log(hi / lo)
+    inner = [t for t in nice_log_ticks(lo, hi) if np.log(t / lo) >= gap and np.log(hi / t) >= gap]
+    return [lo, *inner, hi]
+
+
 def _colorbar(fig: Figure, filled: Any, ax: Any, attrs: dict[str, Any], levels: np.ndarray) -> None:
     split = attrs.get("split", "train")
     bar = fig.colorbar(filled, ax=ax, shrink=0.9)
-    ticks = nice_log_ticks(float(levels[0]), float(levels[-1]))
+    ticks = colorbar_ticks(float(levels[0]), float(levels[-1]))
     bar.set_ticks(ticks, labels=[f"{t:.3g}" for t in ticks])
     bar.minorticks_off()
     bar.set_label(f"{split} loss (logarithmic colour scale)")

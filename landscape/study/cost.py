@@ -31,15 +31,17 @@ def _amount(n: float) -> str:
 
 
 def clock(seconds: float) -> str:
-    """Seconds as `1d 02:03:04`, `02:03:04`, `3.2 s` or, below 10 s, three significant digits (`0.0123 s`)."""
+    """A duration in words of its size: `2 d 5 h`, `13 h 58 min`, `4 min 12 s`, `32.5 s` or, below 10 s,
+    three significant digits (`0.0123 s`); an estimate has no more precision than that."""
     if seconds < 10:
         return f"{seconds:.3g} s"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, s = divmod(round(seconds), 60)
-    hours, m = divmod(minutes, 60)
+    if round(seconds) < 3600:
+        return "{} min {} s".format(*divmod(round(seconds), 60))
+    hours, m = divmod(round(seconds / 60), 60)
     days, h = divmod(hours, 24)
-    return (f"{days}d " if days else "") + f"{h:02d}:{m:02d}:{s:02d}"
+    return f"{days} d {h} h" if days else f"{h} h {m} min"
 
 
 def work(jobs: Sequence[Job]) -> dict[tuple[str, int], int]:

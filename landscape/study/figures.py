@@ -72,11 +72,14 @@ class Figures:
                             "initialisation, dashed squares: different initialisation; left train loss, right "
                             f"test loss; {self.spread}.")
 
-    def _trends(self, stem: str, panels: list[Panel], title: str, caption: str) -> Drawn | None:
-        """Draw trend panels (when any holds a value) as `stem`."""
+    def _trends(self, stem: str, panels: list[Panel], title: str, caption: str,
+                styles: dict[tuple[str, str], str] | None = None) -> Drawn | None:
+        """Draw trend panels (when any holds a value) as `stem`, a row's panels on one y-scale; `styles` names
+        the (marker, line style) pairs when the series' labels do not."""
         if not any(np.isfinite(s.mean).any() for p in panels for s in p.series):
             return None
-        plot_trends(panels, self.out_dir / stem, title, formats=self.formats, dpi=self.dpi)
+        plot_trends(panels, self.out_dir / stem, title, formats=self.formats, dpi=self.dpi,
+                    styles=styles, share_rows=True)
         return Drawn(stem, caption)
 
     def sharpness(self) -> Drawn | None:
@@ -96,7 +99,8 @@ class Figures:
                             "size", "Top Hessian eigenvalue (top row) and Hessian trace (bottom row) of the training "
                             "loss for the parents, their vanilla average, the OT fusion (A aligned to B, averaged "
                             "with B) and, where fine-tuned, the OT fusion fine-tuned at B's batch size; left column "
-                            f"same initialisation, right column different initialisation; {self.spread}.")
+                            f"same initialisation, right column different initialisation; {self.spread}.",
+                            {INIT_STYLE[k]: INIT_NAME[k] for k in INIT_STYLE})
 
     # ---- interpolation curves ------------------------------------------------------------------------------------
     def _by_batches(self) -> list[list[Cell]]:

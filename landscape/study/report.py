@@ -7,13 +7,15 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..curvature.stationarity import FAR_FROM_STATIONARY
 from ..io.atomic import atomic_path
 from ..io.store import open_store
 from ..plots.figure import DPI
 from .figures import Drawn, Figures
-from .findings import findings
+from .findings import family_size, findings
 from .published import CITATION, find, seed_tables
-from .tables import Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
+from .stats import ALPHA, LEVEL, MIN_N
+from .tables import FAR_MARK, Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
 from .view import StudyView
 
 OWN_TITLES = {
@@ -28,6 +30,10 @@ OWN_TITLES = {
     ("model", "mixed", "same"): "Same initialisation for A and B, trained with different batch sizes. A is aligned "
                                 "to B.",
 }
+STATIONARITY = (f"‖∇L‖/‖θ‖: the norm of the training loss's gradient on the curvature's examples over that of the "
+                "weights, where the curvature was measured (at a minimum of the loss with weight decay λ it is λ); "
+                f"{FAR_MARK}k/n: above {FAR_FROM_STATIONARY:g} in k of n replicates, far from a stationary point, "
+                f"and their curvature ({FAR_MARK}) does not describe a minimum.")
 SOURCES = {"barrier": "`/barriers/<A>~<B>/none` and `/ot`, attributes `barrier_train` and `barrier_test`",
            "model": "`/models/<model>/metrics` (`test_acc`, `test_n`), `/eigenvalues` (`eigenvalues`), `/trace` "
                     "(`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)"}
@@ -77,6 +83,21 @@ def _uncertainty(view: StudyView) -> str:
             "top eigenvalues carry none.")
 
 
+def _pm(view: StudyView) -> str:
+    """What ± means in a table, said under each table."""
+    if view.replicates > 1:
+        return f"±: standard deviation over the {view.replicates} replicates of a cell."
+    return "±: the measurement's own standard error (one replicate); none where there is no such error."
+
+
+def _aligned_note(view: StudyView) -> str:
+    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A with its units permuted."""
+    if view.config["fusion"]["solver"] != "emd":
+        return ""
+    return (" \"A aligned to B\" is A with its units permuted (exact EMD matching): its accuracy, top eigenvalue "
+            "and trace equal A's by construction, up to the trace estimator's noise; the row checks the alignment.")
+
+
 def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str, ...]) -> str:
     cfg = view.config
     store = Path(os.path.relpath(view.path.resolve(), out_dir.resolve())).as_posix()
@@ -97,9 +118,13 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
         lines += ["Fine-tuning runs (each its own model and table row, Batch = fine-tuning batch size):", "",
                   *markdown(["Pair", "Fused model", "Batch", "lr", "Momentum", "Epochs", "Schedule"], ft), ""]
     lines += ["## What the numbers say", "",
-              "Each claim of the seed study, tested on this study's numbers (p: two-sided; least squares against "
-              "log2 of the batch size for trends, paired t-test for two numbers of the same pairs, Welch's t-test "
-              "otherwise; an effect \"exceeds its uncertainty\" at p < 0.05):", ""]
+              "Each claim of the seed study, tested on this study's numbers: the effect, its "
+              f"{LEVEL:.0%} confidence interval (not ±: Student's t on the test's degrees of freedom), the "
+              "two-sided p of no effect (least squares against log2 of the batch size for trends, paired t-test "
+              "for two numbers of the same pairs, Welch's t-test otherwise) and that p adjusted by Holm's method "
+              f"over all {family_size(view)} tests of this report. An effect \"exceeds its uncertainty\" when the "
+              f"adjusted p is below {ALPHA:g} and at least {MIN_N} values stand behind it (fewer leave a t-test "
+              "under 4 degrees of freedom, resting on a normality that so few values cannot show).", ""]
     lines += [f"- {sentence}" for sentence in findings(view)] + [""]
     sections = {"barrier": "## Linear mode connectivity", "model": "## Accuracy and sharpness"}
     for table in tables(view):
@@ -111,7 +136,8 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
                                                          "pair." if table.kind == "barrier" else
                                                          "Test accuracy in %, top Hessian eigenvalue and trace of "
                                                          "the training loss; Batch of an FT row is its fine-tuning "
-                                                         "batch size."), ""]
+                                                         "batch size. " + STATIONARITY + _aligned_note(view))
+                  + " " + _pm(view), ""]
     if drawn:
         lines += ["## Figures", ""]
         for i, figure in enumerate(drawn, start=1):

@@ -25,6 +25,7 @@ from torch import nn
 from .. import dist, progress
 from ..curvature.eigen import top_eigenvalues
 from ..curvature.results import SuiteResult
+from ..curvature.stationarity import point_state
 from ..curvature.suite import BLOCK, TRACE_RSE, curvature_suite
 from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, data_shape, load_data
@@ -119,7 +120,7 @@ class StudyRun:
         key = content_key("parent", self.cfg.arch, self.kwargs, self.cfg.data, asdict(cfg_train), init_seed)
         self.models.setdefault(name, (self._ckpt(name, key), key))
         self.info[name] = {"role": "parent", "replicate": replicate, "batch_size": bs, "init_seed": init_seed,
-                           "data_seed": data_seed, "lr": cfg_train.lr}
+                           "data_seed": data_seed, "lr": cfg_train.lr, "keep": cfg_train.keep}
         return name
 
     def _ckpt(self, name: str, key: str) -> Path:
@@ -236,21 +237,22 @@ class StudyRun:
         budget = suite["min_steps"] * BLOCK + 100 * m["eig_k"]
         part = self._suite(split, suite, budget + m["trace_hvps"])
         jobs.append(self._measure(name, "eigenvalues", model_key, suite, part("eigenvalues"),
-                                  [("hvp", bs, budget * n)]))
-        jobs.append(self._measure(name, "trace", model_key, suite, part("trace"), [("hvp", bs, m["trace_hvps"] * n)]))
+                                  [("hvp", bs, budget * n)], at=split))
+        jobs.append(self._measure(name, "trace", model_key, suite, part("trace"),
+                                  [("hvp", bs, m["trace_hvps"] * n)], at=split))
         if m["esd"] and replicate == 0 and self.info[name]["role"] in FUSED:
-            jobs.append(self._measure(name, "esd", model_key, suite, part("esd"), []))
+            jobs.append(self._measure(name, "esd", model_key, suite, part("esd"), [], at=split))
         curv = {"samples": samples, "batch_size": bs, "seed": seed}
         for c in m["curvatures"]:   # Gauss-Newton-vector products cost about what Hessian-vector products do
             jobs.append(self._measure(name, f"{c}/eigenvalues", model_key, {**curv, "k": m["eig_k"],
                                       "tol": m["eig_tol"]}, lambda model, c=c: top_eigenvalues(
                                           model, split(), k=m["eig_k"], batch_size=bs, tol=m["eig_tol"], seed=seed,
-                                          curvature=c), [("hvp", bs, 100 * m["eig_k"] * n)]))
+                                          curvature=c), [("hvp", bs, 100 * m["eig_k"] * n)], at=split))
             jobs.append(self._measure(name, f"{c}/trace", model_key, {**curv, "hvps": m["trace_hvps"]},
                                       lambda model, c=c: hessian_trace(model, split(), batch_size=bs,
                                                                        max_hvps=m["trace_hvps"], seed=seed,
                                                                        curvature=c),
-                                      [("hvp", bs, m["trace_hvps"] * n)]))
+                                      [("hvp", bs, m["trace_hvps"] * n)], at=split))
         if m["sharpness"]:
             sharp = {k: m[f"sharpness_{k}"] for k in ("kind", "norm", "rho", "steps", "restarts", "draws")}
             ascent = sharp["restarts"] * sharp["steps"]
@@ -285,14 +287,17 @@ class StudyRun:
                 for k, v in asdict(evaluate(model, self.data.split(s))).items()}
 
     def _measure(self, name: str, what: str, model_key: str, settings: dict, compute: Callable[[nn.Module], Any],
-                 cost: list[tuple[str, int, int]]) -> Job:
+                 cost: list[tuple[str, int, int]], at: Callable[[], Any] | None = None) -> Job:
+        """A job measuring `what` of model `name`; with `at` (the examples measured) the result also records the
+        loss, accuracy and gradient norm there (`point_*` attributes)."""
         key = content_key(what, model_key, settings)
         path = self.models[name][0]
 
         def run() -> tuple[dict, dict]:
             model = load_checkpoint(path, self.device)[0]
             arrays, attrs = result_arrays(compute(model))
-            return arrays, {**attrs, **settings, "checkpoint": path.name, "sha256": file_hash(path)}
+            point = point_state(model, at(), self.cfg.measure["batch_size"]).attrs() if at else {}
+            return arrays, {**attrs, **point, **settings, "checkpoint": path.name, "sha256": file_hash(path)}
         return Job(f"{what} {name}", key, run, group=f"/models/{name}/{what}", cost=cost)
 
     def _barrier_splits(self, seed: int) -> dict[str, Any]:

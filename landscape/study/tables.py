@@ -17,6 +17,8 @@ HEADS = {"test_acc": "Test acc., %", "top_eig": "Top λ", "trace": "Trace"}
 BARRIER_DIGITS = 4
 ERROR_DIGITS = 2   # error barriers in percentage points
 ALIGNERS = {"ot": "optimal transport", "rebasin": "Git Re-Basin"}   # the study's [fusion] method
+CURVATURE = ("top_eig", "trace")
+FAR_MARK = "†"   # curvature measured far from a stationary point in some replicate (the count follows the ratio)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
     header = ["A/B batch", "Batch", "Model"]
     for metric in METRICS:
         header += [HEADS[metric]] + (["seed"] if seed is not None else [])
+    header.append("‖∇L‖/‖θ‖")
     rows = []
     for cell in view.cells_of(table.init, table.batches):
         first = True
@@ -88,14 +91,21 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
             values = [view.cell_value(cell, key, metric) for metric in METRICS]
             if all(v is None for v in values):
                 continue
+            gradient, far = view.cell_stationarity(cell, key)
             row = [f"{cell.bs_a}/{cell.bs_b}" if first else "", batch, label]
             for metric, value in zip(METRICS, values):
-                row.append(fmt(value, DIGITS[metric], view.replicates))
+                mark = FAR_MARK if far and metric in CURVATURE and value is not None else ""
+                row.append(fmt(value, DIGITS[metric], view.replicates) + mark)
                 if seed is not None:
                     row.append(_seed(seed.model(cell.bs_a, cell.bs_b, label, metric, ft_batch)))
+            row.append(fmt(gradient, 3, view.replicates) + (f" {FAR_MARK}{far}/{gradient.n}" if far else ""))
             rows.append(row)
             first = False
     return header, rows
+
+
+def _kept(keep: str) -> str:
+    return "the last epoch's" if keep == "last" else "the best validation accuracy's"
 
 
 def _kv(items: dict[str, Any]) -> str:
@@ -117,7 +127,8 @@ def settings_rows(view: StudyView) -> list[list[str]]:
             ["Data", f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} validation, "
                      f"{sizes.get('test', '?')} test examples"],
             ["Batch sizes (learning rate)", lrs],
-            ["Training (SGD)", loop + "; the best-validation-accuracy weights are kept"],
+            ["Training (SGD)", f"{loop}; kept weights: {_kept(train.get('keep', 'last'))} (fine-tuning: "
+                               f"{_kept(cfg['finetune'].get('keep', train.get('keep', 'last')))})"],
             ["Replicates", f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
                            "and data seeds, fusion, fine-tuning and measurement seeds)"],
             ["Fusion", f"A aligned to B by {ALIGNERS.get(f.get('method', 'ot'))}; {f['mode']} alignment from "

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..curvature.stationarity import FAR_FROM_STATIONARY
 from ..errors import LandscapeError
 from ..io.store import StoreReader
 from .stats import Estimate, estimate
@@ -107,6 +108,17 @@ class StudyView:
         top = float(np.max(eig[0]["eigenvalues"])) if eig and "eigenvalues" in eig[0] else None
         return top, None
 
+    def stationarity(self, pair: dict, row: str) -> float | None:
+        """||∇L|| / ||θ|| of a row's model where its curvature was measured (None where not recorded)."""
+        if row == "ensemble":
+            return None
+        name = self.model_name(pair, row)
+        for what in ("trace", "eigenvalues"):
+            value = self.attr(f"/models/{name}/{what}", "point_rel_grad_norm")
+            if value is not None:
+                return value
+        return None
+
     def _accuracy(self, group: str) -> tuple[float | None, float | None]:
         """Test accuracy in percent and its binomial standard error over the test examples."""
         acc, n = self.attr(group, "test_acc"), self.attr(group, "test_n") or self.sizes.get("test")
@@ -128,6 +140,11 @@ class StudyView:
         """A row's `metric` over the cell's replicates (the measurement's own s.e. with one replicate)."""
         values = [self.value(p, row, metric) for p in cell.pairs]
         return estimate([v for v, _ in values], values[0][1] if len(values) == 1 else None)
+
+    def cell_stationarity(self, cell: Cell, row: str) -> tuple[Estimate | None, int]:
+        """A row's ||∇L|| / ||θ|| over the cell's replicates, and how many replicates lie above FAR_FROM_STATIONARY."""
+        values = [self.stationarity(p, row) for p in cell.pairs]
+        return estimate(values), sum(1 for v in values if v is not None and not v <= FAR_FROM_STATIONARY)
 
     def cell_barrier(self, cell: Cell, align: str, split: str = "train", quantity: str = "loss") -> Estimate | None:
         """A cell's barrier (of the loss or the error) over its replicates."""

@@ -1,7 +1,9 @@
 """SGD training and fine-tuning with separate seeds for initialisation and data order.
 
-Keeps the best-validation-accuracy weights (the checkpoint the seed study measured), supports step, cosine
-and plateau schedules and early stopping, and is bitwise deterministic on CPU for fixed seeds.
+Returns the weights of the last epoch run (`keep="last"`, the early-stopped runs the seed study measured) or
+those of the best validation accuracy (`keep="best"`); epochs are counted from 1 everywhere (`history` lists
+hold epoch e at index e - 1). Supports step, cosine and plateau schedules and early stopping, and is bitwise
+deterministic on CPU for fixed seeds and thread count.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import progress
-from ..choices import MONITORS, SCHEDULES
+from ..choices import KEEP, MONITORS, SCHEDULES
 from ..data.augmentation import augment
 from ..data.datasets import Dataset
+from ..data.record import data_record
 from ..data.split import check_labels
 from ..errors import LandscapeError, check_choice, check_finite
 from ..models.zoo import build_model
@@ -45,6 +48,7 @@ class TrainConfig:
     monitor: str = "val_acc"  # what the plateau schedule and early stopping watch: val_acc or val_loss
     data_seed: int = 0
     augment: bool = True  # used only when the dataset supports it (CIFAR)
+    keep: str = "last"  # the weights returned: those of the last epoch run, or of the best validation accuracy
 
     def validate(self) -> None:
         """Raise a one-line error for impossible settings."""
@@ -52,14 +56,16 @@ class TrainConfig:
             raise LandscapeError("batch size, epochs and learning rate must be positive")
         check_choice(self.schedule, SCHEDULES, "schedule")
         check_choice(self.monitor, MONITORS, "monitor")
+        check_choice(self.keep, KEEP, "`keep`")
 
 
 @dataclass
 class TrainResult:
-    """The best-validation model and the run's record."""
+    """The kept model and the run's record; epochs count from 1."""
 
     model: nn.Module
-    best_epoch: int
+    kept_epoch: int      # the epoch whose weights `model` holds
+    best_epoch: int      # the epoch of the best validation accuracy
     best_val_acc: float
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -86,8 +92,22 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train",
           on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
-    """Train `model` in place with SGD; return the weights with the best validation accuracy. `on_epoch(e, model)`
-    is called after every epoch e (1-based), e.g. to save the training trajectory."""
+    """Train `model` in place with SGD.
+
+    Args:
+        model: the module to train (changed in place).
+        data: the splits; validation accuracy is measured after every epoch.
+        cfg: every setting of the run; `cfg.keep` says which weights are returned.
+        desc: the progress bar's label.
+        on_epoch: called as `on_epoch(e, model)` after every epoch e (1-based), e.g. to save the training
+            trajectory.
+
+    Returns:
+        The model holding the kept weights (in eval mode) and the run's record.
+
+    Raises:
+        LandscapeError: impossible settings, non-finite weights, labels out of range or a diverged run.
+    """
     cfg.validate()
     check_finite(model)
     check_labels(data.train, _num_classes(model, data))
@@ -96,7 +116,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = _scheduler(opt, cfg)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": [], "lr": []}
-    best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), -1.0, -1
+    best_state, best_acc, best_epoch = None, -1.0, 0
     best_watched, since_best = -float("inf"), 0
     n = len(data.train)
     bar = progress.bar(total=cfg.epochs, desc=desc)
@@ -123,7 +143,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         history["val_acc"].append(val.acc)
         history["lr"].append(opt.param_groups[0]["lr"])
         if val.acc > best_acc:
-            best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), val.acc, epoch
+            best_acc, best_epoch = val.acc, epoch + 1
+            if cfg.keep == "best":
+                best_state = copy.deepcopy(model.state_dict())
         watched = -val.loss if cfg.monitor == "val_loss" else val.acc   # higher is better
         best_watched, since_best = (watched, 0) if watched > best_watched else (best_watched, since_best + 1)
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -137,9 +159,12 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         if cfg.patience and since_best >= cfg.patience and epoch + 1 >= cfg.min_epochs:
             break
     bar.close()
-    model.load_state_dict(best_state)
+    kept_epoch = len(history["val_acc"])
+    if cfg.keep == "best":
+        model.load_state_dict(best_state)
+        kept_epoch = best_epoch
     model.eval()
-    return TrainResult(model, best_epoch, best_acc, history, time.perf_counter() - start)
+    return TrainResult(model, kept_epoch, best_epoch, best_acc, history, time.perf_counter() - start)
 
 
 def _num_classes(model: nn.Module, data: Dataset) -> int:
@@ -149,8 +174,9 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
     """The checkpoint meta of a training run."""
-    return {"dataset": data.name, "normalize": [list(pair) for pair in data.normalize],
+    return {**data_record(data), "normalize": [list(pair) for pair in data.normalize],
             **({"selection": data.selection.record()} if not data.selection.whole else {}), **asdict(cfg),
+            "kept_epoch": result.kept_epoch, "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],
             "best_epoch": result.best_epoch,
             "best_val_acc": result.best_val_acc, "epochs_run": len(result.history["val_acc"]),
             "history": {k: list(map(float, v)) for k, v in result.history.items()},
