@@ -44,7 +44,8 @@ demo: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(VENV)/bin/landscape --threads 1 study --preset quick --workdir runs/quick --report-dir results/quick
 
 demo-otfusion: $(VENV)/.installed
-	OMP_NUM_THREADS=1 $(VENV)/bin/landscape study --preset quick-otfusion --workdir runs/quick-otfusion \
+	rm -rf runs/quick-otfusion
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape --threads 1 study --preset quick-otfusion --workdir runs/quick-otfusion \
 		--report-dir results/quick-otfusion
 
 test: $(VENV)/.installed
