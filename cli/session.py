@@ -4,7 +4,6 @@
 Imported inside command bodies only, so that `--help` never loads torch."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -69,10 +68,9 @@ class Session:
         inputs beyond the training range). `normalize` "auto" uses the input statistics the checkpoints
         recorded, else the training split's. Rows of as many values as a flattening model's (MLP) input
         shape are reshaped to it."""
-        if spec is None:
-            spec = self._recorded_source()
-        elif isinstance(spec, DataSpec) and spec.source is None:
-            spec = dataclasses.replace(spec, source=self._recorded_source())
+        if spec is None or (isinstance(spec, DataSpec) and spec.source is None):
+            source = self._recorded_source()
+            spec = source if spec is None else spec.with_default(source)
         try:
             data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
         except LandscapeError:   # the normalisation does not fit the data: a shape mismatch is the first cause

@@ -96,7 +96,7 @@ def train_cmd(arch, hidden, width, bn, bias, arch_kwargs, init_seed, save_every,
     from .session import Session
 
     session = Session(device, quiet, as_json)
-    data = load_data(data_spec or "digits", device=session.device, normalize=normalize)
+    data = load_data(data_spec.with_default("digits"), device=session.device, normalize=normalize)
     extra = _json_object(arch_kwargs, "--arch-kwargs")
     if hidden is not None:
         try:

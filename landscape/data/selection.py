@@ -14,7 +14,7 @@ pool, model B the rest of the pool (`skill_transfer`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -69,6 +69,10 @@ class DataSpec:
 
     def __str__(self) -> str:
         return str(self.source)
+
+    def with_default(self, source: str) -> DataSpec:
+        """This spec, with `source` where it names none (the command line's default)."""
+        return self if self.source is not None else replace(self, source=source)
 
 
 def parse_skill_transfer(text: str, seed: int = 0) -> Selection:

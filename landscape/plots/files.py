@@ -79,7 +79,7 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
                 surfaces.append((group, store.arrays(group), store.attrs(group),
                                  f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
     if not (esds or blocks or surfaces or curves or measured["eigenvalues"] or measured["trace"]):
-        raise LandscapeError(f"{path}: no eigenvalue, trace, spectral density, per-block curvature, barrier curve "
+        raise LandscapeError(f"{path}: no eigenvalue, trace, per-block curvature, spectral density, barrier curve "
                              "or surface to plot")
     contours = [(arrays, attrs) for _, arrays, attrs, _ in surfaces if "y" in arrays]
     scale = loss_levels(contours, levels, vmin, vmax) if contours else None

@@ -59,7 +59,7 @@ def loss_levels(surfaces: Sequence[Surface], levels: int = LEVELS, vmin: float |
         LandscapeError: fewer than 2 levels, or a range that is not 0 < vmin < vmax.
     """
     if levels < 2:
-        raise LandscapeError(f"--levels must be at least 2, got {levels}")
+        raise LandscapeError(f"`levels` must be at least 2, got {levels}")
     values = np.concatenate([_loss(arrays).ravel() for arrays, _ in surfaces]) if surfaces else np.zeros(0)
     values = values[np.isfinite(values) & (values > 0)]
     lo, hi = (float(values.min()), float(values.max())) if values.size else (1e-3, 1.0)

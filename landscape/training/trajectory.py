@@ -71,7 +71,7 @@ def trajectory_files(paths: list[str], meta: dict) -> list[str]:
         paths = list(meta.get("trajectory", {}).get("files", []))
         if not paths:
             raise LandscapeError("the pca `directions` need the training trajectory: give `trajectory` CKPT... or a "
-                                 "checkpoint trained with `landscape train --save-every N`")
+                                 "checkpoint whose training saved its trajectory (`save_every`)")
     files = []
     for p in map(Path, paths):
         if p.is_dir():
