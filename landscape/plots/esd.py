@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from ..choices import CURVATURE_LABELS
 from ..curvature.density import smooth
 from .figure import DPI, palette, save_figure, style
+from .path import legend_below
 
 FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
 KERNEL_GAPS = 2.0  # kernel standard deviation in median gaps between neighbouring Ritz values
@@ -64,8 +65,8 @@ def overlay_curves(curves: Sequence[Curve]) -> tuple[list[tuple[np.ndarray, np.n
 
 def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, formats: Sequence[str] = ("png",),
                      dpi: int = DPI, styles: Sequence[str] | None = None) -> list[Path]:
-    """Every density of `curves` as a line on one log-scale axis (one legend, the zero eigenvalue dashed, the
-    kernel width noted), written to `out_path` in `formats`.
+    """Every density of `curves` as a line on one log-scale axis over the span of them all (one legend under it,
+    the zero eigenvalue dashed, the kernel width noted), written to `out_path` in `formats`.
 
     Args:
         curves: (label, arrays, attrs) per density; arrays hold `nodes` and `weights` (or `grid`, `density`).
@@ -82,11 +83,13 @@ def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, format
     with style():
         fig = Figure(figsize=(6.2, 4.0), layout="constrained")
         ax = fig.subplots()
+        lo, hi = min(g[0] for g, _ in drawn), max(g[-1] for g, _ in drawn)
         for i, ((label, _, _), (grid, density)) in enumerate(zip(curves, drawn)):
-            ax.semilogy(grid, density + FLOOR, color=colours[i % len(colours)],
+            # each grid ends 5 kernel widths past its nodes: the density is 0 from there to the shared limits
+            ax.semilogy(np.r_[lo, grid[0], grid, grid[-1], hi], np.r_[0.0, 0.0, density, 0.0, 0.0] + FLOOR,
+                        color=colours[i % len(colours)],
                         ls=styles[i] if styles else "-", lw=1.2, label=label)
         ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
-        lo, hi = min(g[0] for g, _ in drawn), max(g[-1] for g, _ in drawn)
         margin = 0.02 * (hi - lo)
         ax.set_xlim(lo - margin, hi + margin)
         ax.set_ylim(FLOOR / 2, None)
@@ -99,7 +102,7 @@ def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, format
                     f"({KERNEL_GAPS:g} x median Ritz value gap)", transform=ax.transAxes, ha="right", va="top",
                     fontsize=7, color="0.25", bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8",
                                                     "alpha": 0.9})
-        ax.legend(loc="upper left", fontsize=7.5)
+        legend_below(fig, ax)
         return save_figure(fig, out_path, formats, dpi)
 
 
