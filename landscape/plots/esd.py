@@ -102,7 +102,7 @@ def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, format
                     f"({KERNEL_GAPS:g} x median Ritz value gap)", transform=ax.transAxes, ha="right", va="top",
                     fontsize=7, color="0.25", bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8",
                                                     "alpha": 0.9})
-        legend_below(fig, ax)
+        legend_below(fig, ax, columns=2)
         return save_figure(fig, out_path, formats, dpi)
 
 
