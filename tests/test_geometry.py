@@ -470,8 +470,8 @@ def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
     assert code == 0, err
     code, stdout, err = run_cli("plot", out, "--out-dir", tmp_path / "figs")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["interpolation_p-a.png", "surfaces_a_2d.png",
-                                                                     "surfaces_a_2d_3d.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["r_interpolation_p-a.png", "r_surfaces_a_2d.png",
+                                                                     "r_surfaces_a_2d_3d.png"]
 
 
 def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
@@ -504,4 +504,4 @@ def test_plot_file_draws_every_kind(mlp_pair, splits, tmp_path):
     write_result(out, "/barriers/a~b/ot", *result_arrays(interpolation_curve(*mlp_pair, splits, points=3)))
     write_result(out, "/models/a/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
     names = sorted(p.name for p in plot_file(out, tmp_path / "figs"))
-    assert names == ["interpolation_a-b.png", "models_a_esd.png", "surfaces_a_1d.png"]
+    assert names == ["r_esd_hessian.png", "r_interpolation_a-b.png", "r_surfaces_a_1d.png"]

@@ -43,7 +43,7 @@ def test_curvature_and_per_layer_are_stored_and_plotted(ckpt, tmp_path, run_cli)
     code, stdout, err = run_cli("plot", out, "--out-dir", tmp_path / "figs")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
-        "models_net_block_eigenvalues.png", "models_net_fisher_block_trace.png", "models_net_ggn_esd.png"]
+        "r_curvature.png", "r_esd_ggn.png", "r_models_net_block_eigenvalues.png", "r_models_net_fisher_block_trace.png"]
     for args, message in [(("eig", ckpt, "--per-layer", "-k", "2"), "--per-layer"),
                           (("eig", ckpt, "--curvature", "ggn", "--backend", "pyhessian"), "Hessian only"),
                           (("trace", ckpt, "--per-layer", "--method", "hutchinson"), "--per-layer")]:
@@ -88,8 +88,8 @@ def test_plot_vtk_writes_the_grid_and_a_3d_figure(tmp_path, run_cli):
     code, _, err = run_cli("plot", out, "--out-dir", tmp_path / "figs", "--format", "vtk,png")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
-        "models_m_esd.png", "surfaces_m_2d.png", "surfaces_m_2d.vts", "surfaces_m_2d_3d.png"]
-    extent, points, fields = read_vts(tmp_path / "figs" / "surfaces_m_2d.vts")
+        "s_esd_hessian.png", "s_surfaces_m_2d.png", "s_surfaces_m_2d.vts", "s_surfaces_m_2d_3d.png"]
+    extent, points, fields = read_vts(tmp_path / "figs" / "s_surfaces_m_2d.vts")
     assert extent == [0, 3, 0, 2, 0, 0]
     # VTK order: the first index fastest, so point k is (i, j) = (k % 4, k // 4)
     i, j = np.arange(12) % 4, np.arange(12) // 4

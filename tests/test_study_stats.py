@@ -132,7 +132,7 @@ def test_plot_formats_and_a_bad_format(tmp_path, run_cli):
     write_result(store, "/models/a/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
     code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "figs", "--format", "png,pdf", "--dpi", "80")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["models_a_esd.pdf", "models_a_esd.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["r_esd_hessian.pdf", "r_esd_hessian.png"]
     code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "bad", "--format", "png,gif")
     assert code == 2 and err.startswith("error: unknown figure format 'gif'") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()

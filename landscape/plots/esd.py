@@ -1,62 +1,112 @@
 """The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure (log-scale density against
-eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots), drawn from a stored `/models/<name>/esd`
-(or `/models/<name>/<curvature>/esd`) group alone."""
+eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots): every density of a comparison overlaid on
+one axis, each recomputed from its stored SLQ nodes and weights (`/models/<name>/esd` or
+`/models/<name>/<curvature>/esd`) with one kernel width chosen from the runs (`kernel_sigma2`)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..choices import CURVATURE_LABELS
+from ..curvature.density import smooth
 from .figure import DPI, palette, save_figure, style
+from .path import legend_below
 
 FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
+KERNEL_GAPS = 2.0  # kernel standard deviation in median gaps between neighbouring Ritz values
+MIN_WIDTH = 1e-3  # ... and at least this fraction of the nodes' range
+
+Curve = tuple[str, dict[str, np.ndarray], dict[str, Any]]  # (legend label, stored arrays, stored attributes)
 
 
-def draw_esd(ax: Axes, arrays: dict[str, np.ndarray], attrs: dict[str, Any], title: str) -> None:
-    """Draw the smoothed ESD (`grid`, `density`) on a log scale with the zero eigenvalue marked into `ax`."""
-    grid, density = np.asarray(arrays["grid"]), np.asarray(arrays["density"])
-    ax.semilogy(grid, density + FLOOR, color=palette()[0], lw=1.2)
-    ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
-    margin = 0.02 * (grid[-1] - grid[0])
-    ax.set_xlim(grid[0] - margin, grid[-1] + margin)
-    ax.set_ylim(FLOOR / 2, None)
-    ax.set_xlabel(f"{CURVATURE_LABELS.get(str(attrs.get('curvature', 'hessian')), 'Hessian')} eigenvalue")
-    ax.set_ylabel("density (log scale)")
-    ax.set_title(title)
-    if "nodes" in arrays:
-        nodes = np.asarray(arrays["nodes"])
-        runs, steps = nodes.shape if nodes.ndim == 2 else (1, nodes.size)
-        ax.text(0.98, 0.97, f"SLQ: {runs} run(s) x {steps} steps\n"
-                f"Ritz values in [{nodes.min():.3g}, {nodes.max():.3g}]\n"
-                f"kernel variance {float(attrs.get('sigma2', float('nan'))):.2g}",
-                transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.25",
-                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9})
+def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:
+    """The Gaussian kernel variance for densities compared on one axis, chosen from their SLQ runs.
+
+    Rule: pool the Ritz values of every run of every density, sort the distinct ones and take the median gap g
+    between neighbours; the kernel's standard deviation is sigma = max(KERNEL_GAPS * g, MIN_WIDTH * r), r the
+    range of the pooled values (sigma = MIN_WIDTH * max(1, |value|) when they are all equal). A kernel twice the
+    typical node spacing merges the nodes of separate runs into one curve instead of a comb of spikes (the fixed
+    1e-5 * range of Ghorbani, Krishnan & Xiao, "An Investigation into Neural Net Optimization via Hessian
+    Eigenvalue Density", ICML 2019, resolves single nodes), and one width for all curves keeps them comparable.
+
+    Args:
+        node_sets: the `nodes` arrays (runs, steps) of the densities.
+
+    Returns:
+        sigma^2.
+    """
+    pooled = np.unique(np.concatenate([np.ravel(n) for n in node_sets]))
+    if pooled.size < 2:
+        return (MIN_WIDTH * max(1.0, float(abs(pooled[0])))) ** 2
+    gap = float(np.median(np.diff(pooled)))
+    return max(KERNEL_GAPS * gap, MIN_WIDTH * float(pooled[-1] - pooled[0])) ** 2
+
+
+def overlay_curves(curves: Sequence[Curve]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float | None]:
+    """The (grid, density) of each curve, recomputed from its `nodes` and `weights` with the shared
+    `kernel_sigma2` of all curves that have them (stored `grid`, `density` otherwise), and that variance (None when
+    no curve has nodes)."""
+    with_nodes = [arrays["nodes"] for _, arrays, _ in curves if "nodes" in arrays]
+    sigma2 = kernel_sigma2(with_nodes) if with_nodes else None
+    drawn = []
+    for _, arrays, _ in curves:
+        if "nodes" in arrays:
+            grid, density, _ = smooth(np.atleast_2d(arrays["nodes"]), np.atleast_2d(arrays["weights"]), sigma2)
+        else:
+            grid, density = np.asarray(arrays["grid"]), np.asarray(arrays["density"])
+        drawn.append((grid, density))
+    return drawn, sigma2
+
+
+def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, formats: Sequence[str] = ("png",),
+                     dpi: int = DPI, styles: Sequence[str] | None = None) -> list[Path]:
+    """Every density of `curves` as a line on one log-scale axis over the span of them all (one legend under it,
+    the zero eigenvalue dashed, the kernel width noted), written to `out_path` in `formats`.
+
+    Args:
+        curves: (label, arrays, attrs) per density; arrays hold `nodes` and `weights` (or `grid`, `density`).
+        out_path: the figure's path without suffix.
+        title: the figure's title.
+        formats, dpi: as `save_figure`.
+        styles: a matplotlib line style per curve (solid by default).
+
+    Returns:
+        The files written.
+    """
+    drawn, sigma2 = overlay_curves(curves)
+    colours = palette()
+    with style():
+        fig = Figure(figsize=(6.2, 4.0), layout="constrained")
+        ax = fig.subplots()
+        lo, hi = min(g[0] for g, _ in drawn), max(g[-1] for g, _ in drawn)
+        for i, ((label, _, _), (grid, density)) in enumerate(zip(curves, drawn)):
+            # each grid ends 5 kernel widths past its nodes: the density is 0 from there to the shared limits
+            ax.semilogy(np.r_[lo, grid[0], grid, grid[-1], hi], np.r_[0.0, 0.0, density, 0.0, 0.0] + FLOOR,
+                        color=colours[i % len(colours)],
+                        ls=styles[i] if styles else "-", lw=1.2, label=label)
+        ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
+        margin = 0.02 * (hi - lo)
+        ax.set_xlim(lo - margin, hi + margin)
+        ax.set_ylim(FLOOR / 2, None)
+        curvature = str(curves[0][2].get("curvature", "hessian"))
+        ax.set_xlabel(f"{CURVATURE_LABELS.get(curvature, 'Hessian')} eigenvalue")
+        ax.set_ylabel("density (log scale)")
+        ax.set_title(title)
+        if sigma2 is not None:
+            ax.text(0.98, 0.97, f"Gaussian kernel sigma {math.sqrt(sigma2):.2g}\n"
+                    f"({KERNEL_GAPS:g} x median Ritz value gap)", transform=ax.transAxes, ha="right", va="top",
+                    fontsize=7, color="0.25", bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8",
+                                                    "alpha": 0.9})
+        legend_below(fig, ax, columns=2)
+        return save_figure(fig, out_path, formats, dpi)
 
 
 def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: Path, title: str,
              formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """One ESD in its own figure, written to `out_path` in `formats`."""
-    with style():
-        fig = Figure(figsize=(5.5, 3.8), layout="constrained")
-        draw_esd(fig.subplots(), arrays, attrs, title)
-        return save_figure(fig, out_path, formats, dpi)
-
-
-def plot_esd_grid(panels: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out_path: Path,
-                  title: str, columns: int = 3, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """Several ESDs `(title, arrays, attrs)` side by side, each on its own axis scale (seed study figures 3-5)."""
-    rows, cols = -(-len(panels) // columns), min(columns, len(panels))
-    with style():
-        fig = Figure(figsize=(4.2 * cols, 3.3 * rows), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-        for ax, (name, arrays, attrs) in zip(axes, panels):
-            draw_esd(ax, arrays, attrs, name)
-        for ax in axes[len(panels):]:
-            ax.set_visible(False)
-        fig.suptitle(title)
-        return save_figure(fig, out_path, formats, dpi)
+    """One ESD alone: `plot_esd_overlay` with one curve, labelled `title`."""
+    return plot_esd_overlay([(title, arrays, attrs)], out_path, title, formats, dpi)

@@ -13,7 +13,7 @@ from ..errors import LandscapeError, LandscapeWarning
 from ..io.store import open_store
 from .blocks import plot_blocks
 from .curvature import plot_curvature
-from .esd import plot_esd
+from .esd import plot_esd_overlay
 from .figure import DPI
 from .path import plot_interpolation
 from .surface import LEVELS, loss_levels, plot_surface, plot_surface_3d
@@ -22,6 +22,12 @@ from .vtk import write_vts
 
 def _slug(group: str) -> str:
     return group.strip("/").replace("/", "_").replace("~", "-")
+
+
+def _model(parts: list[str], attrs: dict) -> str:
+    """The model of a `/models/<name>[/<curvature>]/<what>` group's parts."""
+    inner = parts[1:-1]
+    return "/".join(inner[:-1] if len(inner) > 1 and inner[-1] == attrs.get("curvature") else inner)
 
 
 def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequence[str], vtk: bool, dpi: int,
@@ -55,22 +61,28 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
     (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`). Nothing is created when
     the file holds nothing to draw.
 
+    The spectral densities of one curvature are overlaid in one figure (`esd_<curvature>`, `esd.plot_esd_overlay`).
+    Every file name starts with the stem of `path` (`<stem>_curvature.png`, ...), so the figures of several files
+    written into one `out_dir` never overwrite each other.
+
     Raises:
         LandscapeError: nothing to draw, or an impossible colour scale.
     """
-    out_dir = Path(out_dir)
-    esds, blocks, surfaces, curves = [], [], [], defaultdict(dict)
+    out_dir, stem = Path(out_dir), Path(path).stem
+    esds: dict[str, list] = defaultdict(list)
+    blocks, surfaces, curves = [], [], defaultdict(dict)
     measured: dict[str, dict] = {"eigenvalues": {}, "trace": {}}
     with open_store(path) as store:
         for group in sorted(store.results()):
             parts = group.split("/")
-            if parts[0] == "models" and parts[-1] in ("esd", "block_eigenvalues", "block_trace"):
+            if parts[0] == "models" and parts[-1] == "esd":
+                attrs = store.attrs(group)
+                esds[str(attrs.get("curvature", "hessian"))].append((_model(parts, attrs), store.arrays(group), attrs))
+            elif parts[0] == "models" and parts[-1] in ("block_eigenvalues", "block_trace"):
                 attrs = store.attrs(group)
                 label = CURVATURE_LABELS.get(str(attrs.get("curvature", "hessian")), "Hessian")
-                what = {"esd": "ESD", "block_eigenvalues": "per-block top eigenvalue",
-                        "block_trace": "per-block trace"}[parts[-1]]
-                (esds if parts[-1] == "esd" else blocks).append((group, store.arrays(group), attrs,
-                                                                 f"{label} {what} of {'/'.join(parts[1:-1])}"))
+                what = {"block_eigenvalues": "per-block top eigenvalue", "block_trace": "per-block trace"}[parts[-1]]
+                blocks.append((group, store.arrays(group), attrs, f"{label} {what} of {'/'.join(parts[1:-1])}"))
             elif parts[0] == "models" and parts[-1] in measured:
                 measured[parts[-1]]["/".join(parts[1:-1])] = (store.arrays(group), store.attrs(group))
             elif parts[0] == "barriers" and len(parts) == 3:
@@ -87,15 +99,18 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
     written: list[Path] = []
     figures = [f for f in formats if f != "vtk"]
     if figures and (measured["eigenvalues"] or measured["trace"]):
-        written += plot_curvature(measured["eigenvalues"], measured["trace"], out_dir / "curvature",
+        written += plot_curvature(measured["eigenvalues"], measured["trace"], out_dir / f"{stem}_curvature",
                                   f"Curvature of the models in {Path(path).name}", figures, dpi)
-    for group, arrays, attrs, title in esds if figures else ():
-        written += plot_esd(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
+    for curvature, curves_of in esds.items() if figures else ():
+        written += plot_esd_overlay(curves_of, out_dir / f"{stem}_esd_{curvature}",
+                                    f"{CURVATURE_LABELS.get(curvature, 'Hessian')} ESD of the models in "
+                                    f"{Path(path).name}", figures, dpi)
     for group, arrays, attrs, title in blocks if figures else ():
-        written += plot_blocks(arrays, attrs, out_dir / _slug(group), title, figures, dpi)
+        written += plot_blocks(arrays, attrs, out_dir / f"{stem}_{_slug(group)}", title, figures, dpi)
     for group, arrays, attrs, title in surfaces:
-        written += _surface(arrays, attrs, out_dir / _slug(group), title, figures, "vtk" in formats, dpi, scale)
+        written += _surface(arrays, attrs, out_dir / f"{stem}_{_slug(group)}", title, figures, "vtk" in formats, dpi,
+                            scale)
     for pair, by_align in curves.items() if figures else ():
-        written += plot_interpolation(by_align, out_dir / f"interpolation_{_slug(pair)}",
+        written += plot_interpolation(by_align, out_dir / f"{stem}_interpolation_{_slug(pair)}",
                                       f"Linear interpolation {pair.replace('~', ' to ')}", figures, dpi)
     return written

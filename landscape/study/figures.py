@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..plots.esd import plot_esd_grid
+from ..plots.esd import plot_esd_overlay
 from ..plots.figure import palette
 from ..plots.path import draw_interpolation, legend_below
 from ..plots.surface import plot_surface_grid
@@ -153,19 +153,21 @@ class Figures:
         for row, what, batches, stem in (("vanilla", "vanilla average", "corresponding", "esd_vanilla"),
                                          ("ot", "OT fusion", "corresponding", "esd_ot"),
                                          ("ot", "OT fusion", "mixed", "esd_ot_mixed")):
-            panels = []
+            curves, styles = [], []
             for cell in sorted(self.view.cells_of(batches=batches), key=lambda c: (c.init != "same", c.bs_a)):
                 stored = self.view.arrays(f"/models/{cell.pairs[0]['name']}.{row}/esd")
                 if stored:
-                    panels.append((_label(cell), *stored))
-            if not panels:
+                    curves.append((_label(cell), *stored))
+                    styles.append(INIT_STYLE[cell.init][1])
+            if not curves:
                 continue
-            plot_esd_grid(panels, self.out_dir / stem, f"Hessian eigenvalue spectral density of the {what}",
-                          columns=len(self.view.cells_of("same", batches)) or 3, formats=self.formats, dpi=self.dpi)
+            plot_esd_overlay(curves, self.out_dir / stem, f"Hessian eigenvalue spectral density of the {what}",
+                             formats=self.formats, dpi=self.dpi, styles=styles)
             drawn.append(Drawn(stem, f"Eigenvalue spectral density of the training-loss Hessian of the {what} "
                                      f"({'mixed' if batches == 'mixed' else 'equal'} batch sizes), by stochastic "
-                                     "Lanczos quadrature, log density; each panel on its own axis scales; "
-                                     "replicate 0."))
+                                     "Lanczos quadrature, log density, one line per batch size and initialisation "
+                                     "(solid same, dashed different) on one axis; each smoothed by one Gaussian "
+                                     "kernel twice the median gap between the pooled Ritz values; replicate 0."))
         return drawn
 
     def contours(self) -> Drawn | None:
