@@ -98,7 +98,7 @@ def test_linear_loss_worst_case_is_exact():
 def test_bad_settings_are_refused(trained):
     model, split = trained
     for kw, match in [({"kind": "flat"}, "unknown sharpness kind"), ({"norm": "l1"}, "unknown norm"),
-                      ({"rho": 0.0}, "--rho"), ({"steps": 0}, "--steps")]:
+                      ({"rho": 0.0}, "`rho`"), ({"steps": 0}, "`steps`")]:
         with pytest.raises(LandscapeError, match=match):
             measure_sharpness(model, split, **kw)
     with pytest.raises(LandscapeError, match="train mode"):
