@@ -82,4 +82,4 @@ def test_eigenvalue_and_trace_figure(tmp_path, run_cli):
                                                           "point_far_from_stationary": far})
     code, _, err = run_cli("plot", store, "--out-dir", tmp_path / "f", "--format", "png,pdf")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["c_curvature.pdf", "c_curvature.png"]  # the store's stem first
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["c_curvature.pdf", "c_curvature.png"]
