@@ -90,6 +90,7 @@ def test_two_processes_match_one(models, tmp_path, name):
     assert sorted(p.name for p in out_dir.iterdir()) == ["r.h5"]
 
 
+@pytest.mark.slow  # about a minute: a whole tiny study, each measurement a curvature-suite run, in two processes
 def test_study_jobs_spread_over_two_processes(tmp_path):
     """Independent study jobs run round-robin on the ranks; the store holds the single-process numbers."""
     from tests.test_study import TINY, _values
