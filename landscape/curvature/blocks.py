@@ -64,8 +64,7 @@ def block_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], batch_siz
     Raises:
         LandscapeError: for a bad `which`, `tol` or `max_hvps`, an unknown curvature, or a bad model or data.
     """
-    if which not in WHICH:
-        check_choice(which, WHICH, "`which`")
+    check_choice(which, WHICH, "`which`")
     if tol <= 0 or max_hvps < 1:
         raise LandscapeError(f"`tol` must be positive and `max_hvps` at least 1, got {tol}, {max_hvps}")
     start = time.perf_counter()

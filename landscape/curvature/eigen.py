@@ -133,6 +133,14 @@ def power_top(op: Operator, k: int, tol: float, max_hvps: int, generator: torch.
     return Ritz(np.array(values), np.array(residuals), np.array(residuals), vecs, converged)
 
 
+def check_k_fits(k: int, model: nn.Module) -> None:
+    """Raise unless the curvature matrix of `model`'s trainable parameters has at least `k` eigenvalues."""
+    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if 0 < size < k:
+        raise LandscapeError(f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
+                             "eigenvalues)")
+
+
 def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1, batch_size: int = 256,
                     method: str = "lanczos", tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0,
                     which: str | None = None, eigenvectors: bool = False, backend: str = "landscape",
@@ -159,10 +167,7 @@ def top_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     if k < 1 or tol <= 0 or block < 1:
         raise LandscapeError(f"`k` and `block` must be at least 1 and `tol` positive, got k={k}, block={block}, "
                              f"tol={tol}")
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if 0 < size < k:
-        raise LandscapeError(f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
-                             "eigenvalues)")
+    check_k_fits(k, model)
     max_hvps = 100 * k if max_hvps is None else max_hvps
     if max_hvps < max(k, block):
         raise LandscapeError(f"`max_hvps` {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "

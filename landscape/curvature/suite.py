@@ -34,7 +34,7 @@ from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from ..models.outputs import Output
 from .density import quadrature, smooth
-from .eigen import Ritz, TopRule
+from .eigen import Ritz, TopRule, check_k_fits
 from .ggn import curvature_operator
 from .krylov_trace import krylov_aware_trace
 from .lanczos import Krylov, lanczos
@@ -101,16 +101,12 @@ def krylov_suite(op: Operator, k: int, tol: float, steps: int, block: int, trace
                time.perf_counter() - began - lanczos_seconds)
 
 
-def _check(k: int, tol: float, steps: int, block: int, trace_rse: float | None, which: str, size: int) -> None:
-    if which not in WHICH:
-        check_choice(which, WHICH, "`which`")
+def _check(k: int, tol: float, steps: int, block: int, trace_rse: float | None, which: str) -> None:
+    check_choice(which, WHICH, "`which`")
     if k < 1 or steps < 1 or block < 1:
         raise LandscapeError(f"`k`, `steps` and `block` must be at least 1, got {k}, {steps}, {block}")
     if tol <= 0 or (trace_rse is not None and trace_rse <= 0):
         raise LandscapeError(f"`tol` and `trace_rse` must be positive, got {tol} and {trace_rse}")
-    if 0 < size < k:
-        raise LandscapeError(f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
-                             "eigenvalues)")
 
 
 def curvature_suite(model: nn.Module, data: Split | Iterable[Batch], k: int = 1, tol: float = 1e-3,
@@ -145,8 +141,8 @@ def curvature_suite(model: nn.Module, data: Split | Iterable[Batch], k: int = 1,
     Raises:
         LandscapeError: bad arguments, a budget too small, or a model or data the operator refuses.
     """
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    _check(k, tol, steps, block, trace_rse, which, size)
+    _check(k, tol, steps, block, trace_rse, which)
+    check_k_fits(k, model)
     max_hvps = steps * block + 100 * k + 100 if max_hvps is None else max_hvps
     began = time.perf_counter()
     op = curvature_operator(model, data, batch_size, cache=cache, criterion=criterion, output=output,
