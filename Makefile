@@ -20,10 +20,8 @@ MODEL_LIBS := torchvision==0.28.0 timm==1.0.31 transformers==5.25.0 huggingface_
 	safetensors==0.8.0 httpx2==2.16.2 httpcore2==2.16.2 h11==0.16.0 truststore==0.10.5 idna==3.20 pyyaml==6.0.4 \
 	regex==2026.11.19 packaging tqdm
 
-# Modules whose examples run as doctests in `make test` (docstrings with Args/Returns/Raises and examples; the
-# same modules as pyproject.toml's docstring rules, plus fusion/transport.py's resolve_solver example). The
-# tree joins module by module, until this is simply `landscape fusion`.
-DOCTESTED := landscape/errors.py landscape/spec.py fusion/transport.py
+# The packages whose docstring examples run as doctests in `make test` (docs/conventions.md).
+DOCTESTED := landscape fusion
 
 .PHONY: demo demo-otfusion test test-slow test-all bench docs install clean
 
@@ -49,6 +47,8 @@ demo-otfusion: $(VENV)/.installed
 		--report-dir results/quick-otfusion
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check landscape fusion cli tests benchmarks setup.py
 	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m pytest -q --doctest-modules $(DOCTESTED)
 

@@ -1,11 +1,14 @@
 """The generated reference pages: the command line (docs/cli.md) and the Python API (docs/api.md).
 
-docs/cli.md comes from the click commands, docs/api.md from the curated exports' signatures and docstrings.
+docs/cli.md comes from the click commands, docs/api.md from the curated exports' signatures and
+docstrings.
 
-Run `python -m cli.docs cli > docs/cli.md` after changing an option and `python -m cli.docs api > docs/api.md`
-after changing a public function; `tests/test_docs.py` fails when either page is stale. The text comes from
-click's help records and Python's docstrings, so it does not depend on the terminal's width.
+Run `python -m cli.docs cli > docs/cli.md` after changing an option and `python -m cli.docs api >
+docs/api.md` after changing a public function; `tests/test_docs.py` fails when either page is stale.
+The text comes from click's help records and Python's docstrings, so it does not depend on the
+terminal's width.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,7 +21,8 @@ from .main import cli
 
 HEADER = """# Command-line reference
 
-Generated from the commands' own help by `python -m cli.docs cli > docs/cli.md`; do not edit by hand.
+Generated from the commands' own help by `python -m cli.docs cli > docs/cli.md`; do not edit by '
+    'hand.
 Every command also prints this with `landscape <command> --help`. Bad input ends a command with one
 `error: ...` line and exit code 2 ([errors](errors.md)).
 """
@@ -42,7 +46,16 @@ def command_markdown(name: str, command: click.Command, parent: click.Context) -
     """
     ctx = click.Context(command, info_name=name, parent=parent)
     usage = " ".join(["landscape", name, *command.collect_usage_pieces(ctx)])
-    lines = [f"## `landscape {name}`", "", "```text", usage, "```", "", inspect.cleandoc(command.help or ""), ""]
+    lines = [
+        f"## `landscape {name}`",
+        "",
+        "```text",
+        usage,
+        "```",
+        "",
+        inspect.cleandoc(command.help or ""),
+        "",
+    ]
     options = [p for p in command.params if isinstance(p, click.Option)]
     records = [r for r in (option.get_help_record(ctx) for option in options) if r is not None]
     if records:
@@ -65,10 +78,10 @@ def reference() -> str:
 
 API_HEADER = """# Python API
 
-Generated from the signatures and docstrings of the curated exports by `python -m cli.docs api > docs/api.md`;
-do not edit by hand. `import landscape` and `import fusion` load nothing heavy: each name below is imported
-on first use. Errors are `landscape.LandscapeError` (a `ValueError`), warnings `landscape.LandscapeWarning`
-([errors](errors.md)).
+Generated from the signatures and docstrings of the curated exports by
+`python -m cli.docs api > docs/api.md`; do not edit by hand. `import landscape` and `import fusion`
+load nothing heavy: each name below is imported on first use. Errors are `landscape.LandscapeError`
+(a `ValueError`), warnings `landscape.LandscapeWarning` ([errors](errors.md)).
 """
 
 
@@ -85,7 +98,7 @@ def object_markdown(package: str, name: str) -> str:
     obj = getattr(importlib.import_module(package), name)
     try:
         signature = f"{name}{inspect.signature(obj)}"
-    except (TypeError, ValueError):   # exception classes and constants have none
+    except (TypeError, ValueError):  # exception classes and constants have none
         bases = ", ".join(base.__name__ for base in obj.__bases__) if inspect.isclass(obj) else ""
         signature = f"class {name}({bases})" if inspect.isclass(obj) else f"{name} = {obj!r}"
     doc = inspect.getdoc(obj) or ""
@@ -103,7 +116,9 @@ def api_reference() -> str:
     sections = [API_HEADER]
     for package in ("landscape", "fusion"):
         sections.append(f"## `{package}`\n")
-        sections += [object_markdown(package, name) for name in importlib.import_module(package).__all__]
+        sections += [
+            object_markdown(package, name) for name in importlib.import_module(package).__all__
+        ]
     return "\n".join(sections).rstrip("\n") + "\n"
 
 

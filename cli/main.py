@@ -1,5 +1,6 @@
-"""The `landscape` command group and its error handling (one `error:` line, exit code 2) and warnings (one
-`warning:` line each, recorded with the result)."""
+"""The `landscape` command group and its error handling (one `error:` line, exit code 2) and
+warnings (one `warning:` line each, recorded with the result)."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,14 @@ from . import curvature, fusion, geometry, messages, sharpness, study, train
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.option("--threads", type=int, default=None,
-              help="CPU threads torch computes with (results depend on it: it is recorded with every checkpoint "
-                   "and result) [$LANDSCAPE_THREADS, else torch's default].")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="CPU threads torch computes with (results depend on it: it is recorded with every "
+    "checkpoint "
+    "and result) [$LANDSCAPE_THREADS, else torch's default].",
+)
 @click.version_option(package_name="landscape")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, threads: int | None) -> None:
@@ -36,7 +42,7 @@ for module in (train, fusion, curvature, sharpness, geometry, study):
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:   # a bare `landscape` asks what there is: the help, and success
+    if not argv:  # a bare `landscape` asks what there is: the help, and success
         click.echo(cli.get_help(click.Context(cli, info_name="landscape")))
         return
     messages.clear()
@@ -59,8 +65,14 @@ def _run(argv: list[str], debug: bool) -> None:
             raise
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)
-    except (LandscapeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
-            PermissionError) as exc:
+    except (
+        LandscapeError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        FileExistsError,
+        PermissionError,
+    ) as exc:
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -73,8 +85,11 @@ def _run(argv: list[str], debug: bool) -> None:
     except Exception as exc:  # a bug, not bad input: still one line unless --debug
         if debug:
             raise
-        click.echo(f"error: internal {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                   "(rerun with --debug for the traceback)", err=True)
+        click.echo(
+            f"error: internal {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(rerun with --debug for the traceback)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -1,7 +1,9 @@
-"""Messages on the command line: every warning one `warning:` line on stderr, the toolkit's own recorded so
-that results (JSON, HDF5 attributes, checkpoint meta) carry them; and the one mapping from the Python parameters
-that library messages name (in backquotes, `max_hvps`) to the command's flags (--max-hvps). A module of its own
-so that the record is the same whether the CLI runs as `landscape` or `python -m cli.main`."""
+"""Messages on the command line: every warning one `warning:` line on stderr, the toolkit's own
+recorded so that results (JSON, HDF5 attributes, checkpoint meta) carry them; and the one mapping
+from the Python parameters that library messages name (in backquotes, `max_hvps`) to the command's
+flags (--max-hvps). A module of its own so that the record is the same whether the CLI runs as
+`landscape` or `python -m cli.main`."""
+
 from __future__ import annotations
 
 import os
@@ -20,13 +22,15 @@ ALIASES = {"criterion": "loss", "data": "data_spec"}
 
 def flags(command: click.Command | None) -> dict[str, str]:
     """The flag of each of `command`'s options by its Python name (`max_hvps` -> `--max-hvps`)."""
-    options = [p for p in (command.params if command is not None else ()) if isinstance(p, click.Option)]
+    options = [
+        p for p in (command.params if command is not None else ()) if isinstance(p, click.Option)
+    ]
     return {p.name: next((o for o in p.opts if o.startswith("--")), p.opts[0]) for p in options}
 
 
 def for_command_line(message: str, command: click.Command | None) -> str:
-    """`message` with every backquoted library parameter spelled as `command`'s flag, or bare where the command
-    has no such flag (a study's settings come from its TOML file, not from flags)."""
+    """`message` with every backquoted library parameter spelled as `command`'s flag, or bare where
+    the command has no such flag (a study's settings come from its TOML file, not from flags)."""
     known = flags(command)
 
     def spell(match: re.Match) -> str:
@@ -46,8 +50,14 @@ def recorded_warnings() -> list[str]:
     return list(_RECORDED)
 
 
-def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                 file: TextIO | None = None, line: str | None = None) -> None:
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     """Print a warning as one `warning:` line on stderr (rank 0 only); record the toolkit's own."""
     text = (str(message).strip().splitlines() or [category.__name__])[0]
     context = click.get_current_context(silent=True)

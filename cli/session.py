@@ -1,7 +1,9 @@
-"""What a command does around the libraries: device and torchrun set-up, loading checkpoints and the data
-(once per command, checked against every model), and printing results for people or as one JSON object.
+"""What a command does around the libraries: device and torchrun set-up, loading checkpoints and the
+data (once per command, checked against every model), and printing results for people or as one JSON
+object.
 
 Imported inside command bodies only, so that `--help` never loads torch."""
+
 from __future__ import annotations
 
 import json
@@ -62,25 +64,32 @@ class Session:
         self.metas.append(meta)
         return model, meta
 
-    def data(self, spec: str | DataSpec | None, models: list[nn.Module], normalize: str = "auto") -> Dataset:
-        """The dataset (no source: the one the checkpoints record, else digits), loaded once, checked against
-        every model (input shape, label range, and the record of its training data: a warning for other data or
-        inputs beyond the training range). `normalize` "auto" uses the input statistics the checkpoints
-        recorded, else the training split's. Rows of as many values as a flattening model's (MLP) input
-        shape are reshaped to it."""
+    def data(
+        self, spec: str | DataSpec | None, models: list[nn.Module], normalize: str = "auto"
+    ) -> Dataset:
+        """The dataset (no source: the one the checkpoints record, else digits), loaded once,
+        checked against every model (input shape, label range, and the record of its training data:
+        a warning for other data or inputs beyond the training range). `normalize` "auto" uses the
+        input statistics the checkpoints recorded, else the training split's. Rows of as many values
+        as a flattening model's (MLP) input shape are reshaped to it."""
         if spec is None or (isinstance(spec, DataSpec) and spec.source is None):
             source = self._recorded_source()
             spec = source if spec is None else spec.with_default(source)
         try:
             data = load_data(spec, device=self.device, normalize=self._normalize(normalize))
-        except LandscapeError:   # the normalisation does not fit the data: a shape mismatch is the first cause
+        except (
+            LandscapeError
+        ):  # the normalisation does not fit the data: a shape mismatch is the first cause
             self._check_shapes(load_data(spec, normalize="none"), models, spec)
             raise
         data = self._check_shapes(data, models, spec)
         for model in models:
             model_spec = spec_of(model)
-            classes = (data.num_classes if model_spec is None or model_spec.num_classes is None
-                       else model_spec.num_classes)
+            classes = (
+                data.num_classes
+                if model_spec is None or model_spec.num_classes is None
+                else model_spec.num_classes
+            )
             for split in (data.train, data.val, data.test):
                 check_labels(split, classes)
         for meta, ref in zip(self.metas, self.models):
@@ -90,43 +99,66 @@ class Session:
 
     @staticmethod
     def _check_shapes(data: Dataset, models: list[nn.Module], spec: str | DataSpec) -> Dataset:
-        """`data` with inputs of the models' shape (rows reshaped for an MLP), or a one-line error."""
+        """`data` with inputs of the models' shape (rows reshaped for an MLP), or a one-line
+        error."""
         for model in models:
             model_spec = spec_of(model)
             shape = None if model_spec is None else model_spec.input_shape
-            if (shape is not None and tuple(shape) != tuple(data.input_shape) and model_spec.arch == "mlp"
-                    and math.prod(shape) == math.prod(data.input_shape)):
+            if (
+                shape is not None
+                and tuple(shape) != tuple(data.input_shape)
+                and model_spec.arch == "mlp"
+                and math.prod(shape) == math.prod(data.input_shape)
+            ):
                 data = data.reshaped(shape)
             if shape is not None and tuple(shape) != tuple(data.input_shape):
-                raise LandscapeError(f"data {str(spec)!r} has inputs of shape {tuple(data.input_shape)}, the model "
-                                     f"expects {tuple(shape)}")
+                raise LandscapeError(
+                    f"data {str(spec)!r} has inputs of shape {tuple(data.input_shape)}, the model "
+                    f"expects {tuple(shape)}"
+                )
         return data
 
     def _recorded_source(self) -> str:
         sources = sorted({s for s in map(recorded_source, self.metas) if s is not None})
         if len(sources) > 1:
-            raise LandscapeError(f"the checkpoints record different data ({', '.join(sources)}): give --data")
+            raise LandscapeError(
+                f"the checkpoints record different data ({', '.join(sources)}): give --data"
+            )
         return sources[0] if sources else "digits"
 
     def _normalize(self, normalize: str) -> Any:
         if normalize != "auto":
             return normalize
-        recorded = [np.asarray(meta["normalize"], dtype=float) for meta in self.metas
-                    if meta.get("normalize") is not None]
-        # equal up to float32 rounding (checkpoints fused before the values were recorded as given hold float32 copies)
-        if any(r.shape != recorded[0].shape or not np.allclose(r, recorded[0], rtol=1e-6, atol=0) for r in recorded):
-            raise LandscapeError("the checkpoints record different input normalisations: give --normalize")
+        recorded = [
+            np.asarray(meta["normalize"], dtype=float)
+            for meta in self.metas
+            if meta.get("normalize") is not None
+        ]
+        # equal up to float32 rounding (checkpoints fused before the values were recorded as given
+        # hold float32 copies)
+        if any(
+            r.shape != recorded[0].shape or not np.allclose(r, recorded[0], rtol=1e-6, atol=0)
+            for r in recorded
+        ):
+            raise LandscapeError(
+                "the checkpoints record different input normalisations: give --normalize"
+            )
         return recorded[0].tolist() if recorded else "auto"
 
     def settings(self, data: Dataset, **more: Any) -> dict[str, Any]:
-        """The settings every result records: the checkpoints, the data and its normalisation, and `more`."""
-        return {"models": [dict(m) for m in self.models], "data": data.name,
-                "normalize": [list(pair) for pair in data.normalize],
-                **({"selection": data.selection.record()} if not data.selection.whole else {}), **more}
+        """The settings every result records: the checkpoints, the data and its normalisation, and
+        `more`."""
+        return {
+            "models": [dict(m) for m in self.models],
+            "data": data.name,
+            "normalize": [list(pair) for pair in data.normalize],
+            **({"selection": data.selection.record()} if not data.selection.whole else {}),
+            **more,
+        }
 
     def emit(self, result: dict, text: str) -> None:
-        """Print `text` for people or `result` as one JSON object (with the `warnings` printed, if any); only
-        rank 0 prints."""
+        """Print `text` for people or `result` as one JSON object (with the `warnings` printed, if
+        any); only rank 0 prints."""
         if not dist.is_main():
             return
         click.echo(json.dumps(_jsonable(with_warnings(result))) if self.as_json else text)
@@ -139,8 +171,9 @@ def with_warnings(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def stored(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` as HDF5 attributes: the checkpoints as parallel lists `models` (paths) and `sha256`, the
-    normalisation as its label ("none" or "MEAN,STD;..."), and the warnings printed so far."""
+    """`settings` as HDF5 attributes: the checkpoints as parallel lists `models` (paths) and
+    `sha256`, the normalisation as its label ("none" or "MEAN,STD;..."), and the warnings printed so
+    far."""
     models = settings.get("models", [])
     rest = {k: v for k, v in with_warnings(settings).items() if k not in ("models", "normalize")}
     out = {**rest, "models": [m["path"] for m in models], "sha256": [m["sha256"] for m in models]}

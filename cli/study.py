@@ -1,5 +1,6 @@
-"""`landscape study` and `landscape report`: the batch-size comparison study and the OT-fusion experiments,
-end to end."""
+"""`landscape study` and `landscape report`: the batch-size comparison study and the OT-fusion
+experiments, end to end."""
+
 from __future__ import annotations
 
 import click
@@ -11,28 +12,68 @@ from .options import DEVICE, JSON, QUIET, figures, writable_folder
 
 @click.command("study")
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
-@click.option("--preset", default=None, help=f"A bundled config instead of a file: {', '.join(presets.names())}.")
+@click.option(
+    "--preset",
+    default=None,
+    help=f"A bundled config instead of a file: {', '.join(presets.names())}.",
+)
 @click.option("--data", "data_spec", default=None, help="Override the config's dataset.")
-@click.option("--replicates", type=click.IntRange(min=1), default=None,
-              help="Override the config's [study] replicates (replicate r shifts every seed by 1000·r).")
-@click.option("--workdir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
-              help="Checkpoints and study.h5 go here (default runs/<name>).")
-@click.option("--report-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
-              help="Where report.md and figures go (default <workdir>/report).")
-@click.option("--dry-run", is_flag=True,
-              help="Print the job list and its work (examples trained, forward passes, Hessian-vector products, "
-                   "what is cached already); run nothing.")
-@click.option("--calibrate", is_flag=True,
-              help="With --dry-run: time a training step, a forward pass and an HVP of the model on --device and "
-                   "estimate how long the jobs left take.")
+@click.option(
+    "--replicates",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the config's [study] replicates (replicate r shifts every seed by 1000·r).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=writable_folder,
+    help="Checkpoints and study.h5 go here (default runs/<name>).",
+)
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=writable_folder,
+    help="Where report.md and figures go (default <workdir>/report).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the job list and its work (examples trained, forward passes, Hessian-vector "
+    "products, "
+    "what is cached already); run nothing.",
+)
+@click.option(
+    "--calibrate",
+    is_flag=True,
+    help="With --dry-run: time a training step, a forward pass and an HVP of the model on --device "
+    "and "
+    "estimate how long the jobs left take.",
+)
 @figures("png,pdf")
 @DEVICE
 @QUIET
 @JSON
-def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi, device,
-              quiet, as_json):
-    """Train, fuse, fine-tune and measure as the config's experiments say (the batch-size study, or the OT-fusion
-    paper's skill transfer, widths, ensemble and ablations); cached and resumable; ends with the report."""
+def study_cmd(
+    config,
+    preset,
+    data_spec,
+    replicates,
+    workdir,
+    report_dir,
+    dry_run,
+    calibrate,
+    formats,
+    dpi,
+    device,
+    quiet,
+    as_json,
+):
+    """Train, fuse, fine-tune and measure as the config's experiments say (the batch-size study, or
+    the OT-fusion paper's skill transfer, widths, ensemble and ablations); cached and resumable;
+    ends with the report."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -48,20 +89,36 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     from .session import Session
 
     if bool(config) == bool(preset):
-        raise LandscapeError("give a CONFIG file or --preset NAME (e.g. --preset quick), not both"
-                             if config else "give a CONFIG file or --preset NAME, e.g. --preset quick")
+        raise LandscapeError(
+            "give a CONFIG file or --preset NAME (e.g. --preset quick), not both"
+            if config
+            else "give a CONFIG file or --preset NAME, e.g. --preset quick"
+        )
     if calibrate and not dry_run:
         raise LandscapeError("--calibrate goes with --dry-run")
     formats = parse_formats(formats)
     session = Session(device, quiet, as_json)
     path = config or presets.path(preset)
     if experiments_of(read_toml(path)) != ("batch-size",):
-        _ot_study(session, path, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi)
+        _ot_study(
+            session,
+            path,
+            data_spec,
+            replicates,
+            workdir,
+            report_dir,
+            dry_run,
+            calibrate,
+            formats,
+            dpi,
+        )
         return
     cfg = load_config(path, data=data_spec)
     if cfg.fusion["method"] not in fusion.ALIGNERS:
-        raise LandscapeError(f"config [fusion] method must be one of {', '.join(fusion.ALIGNERS)}, got "
-                             f"{cfg.fusion['method']!r}")
+        raise LandscapeError(
+            f"config [fusion] method must be one of {', '.join(fusion.ALIGNERS)}, got "
+            f"{cfg.fusion['method']!r}"
+        )
     if replicates is not None:
         cfg = replace(cfg, replicates=replicates)
     workdir = Path(workdir or Path("runs") / cfg.name)
@@ -73,11 +130,16 @@ def study_cmd(config, preset, data_spec, replicates, workdir, report_dir, dry_ru
     report = None
     if dist.launched_rank() == 0:
         report = write_report(run.store, report_dir or workdir / "report", formats, dpi)
-    session.emit({"store": str(run.store), "report": str(report)}, f"store {run.store}\nreport {report}")
+    session.emit(
+        {"store": str(run.store), "report": str(report)}, f"store {run.store}\nreport {report}"
+    )
 
 
-def _ot_study(session, path, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi) -> None:
-    """An OT-fusion study (skill transfer, widths, ensemble, ablation): plan, then dry run or run and report."""
+def _ot_study(
+    session, path, data_spec, replicates, workdir, report_dir, dry_run, calibrate, formats, dpi
+) -> None:
+    """An OT-fusion study (skill transfer, widths, ensemble, ablation): plan, then dry run or run
+    and report."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -97,7 +159,10 @@ def _ot_study(session, path, data_spec, replicates, workdir, report_dir, dry_run
         return
     Runner(planned, fusion, session.device).run()
     report = write_ot_report(planned.store, report_dir or workdir / "report", formats, dpi)
-    session.emit({"store": str(planned.store), "report": str(report)}, f"store {planned.store}\nreport {report}")
+    session.emit(
+        {"store": str(planned.store), "report": str(report)},
+        f"store {planned.store}\nreport {report}",
+    )
 
 
 def _dry_run(session, stages, arch: str, arch_kwargs: dict, calibrate: bool) -> None:
@@ -109,18 +174,33 @@ def _dry_run(session, stages, arch: str, arch_kwargs: dict, calibrate: bool) -> 
     if calibrate:
         keys = [key for _, _, todo in stages for key in work(todo)]
         rates = measure_rates(arch, arch_kwargs, keys, session.device)
-    result = {"stages": [{"stage": stage, "jobs": len(jobs), "todo": len(todo),
-                          "work": [{"unit": u, "batch_size": b, "examples": n} for (u, b), n in work(todo).items()],
-                          **({"seconds": seconds(work(todo), rates)} if rates else {})}
-                         for stage, jobs, todo in stages],
-              "device": str(session.device)}
+    result = {
+        "stages": [
+            {
+                "stage": stage,
+                "jobs": len(jobs),
+                "todo": len(todo),
+                "work": [
+                    {"unit": u, "batch_size": b, "examples": n} for (u, b), n in work(todo).items()
+                ],
+                **({"seconds": seconds(work(todo), rates)} if rates else {}),
+            }
+            for stage, jobs, todo in stages
+        ],
+        "device": str(session.device),
+    }
     session.emit(result, plan_text(stages, rates, str(session.device)))
 
 
 @click.command("report")
 @click.argument("store", type=click.Path(dir_okay=False))
-@click.option("--out-dir", type=click.Path(file_okay=False), default=None, callback=writable_folder,
-              help="Where report.md and figures go (default: beside the store, in report/).")
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    callback=writable_folder,
+    help="Where report.md and figures go (default: beside the store, in report/).",
+)
 @figures("png,pdf")
 @QUIET
 def report_cmd(store, out_dir, formats, dpi, quiet):

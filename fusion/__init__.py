@@ -1,17 +1,29 @@
-"""fusion: align and fuse neural networks with optimal transport (Singh & Jaggi, "Model Fusion via Optimal
-Transport", Algorithm 1), for models written as ordinary PyTorch code: the alignment graph is read off the
-model's exported ATen graph (linear and convolution layers, embeddings, norms, residual adds, concatenation,
-depthwise convolutions, gates, reshapes, attention heads; anything it cannot follow is frozen with a warning, or
-an error with strict). The same graph carries Git Re-Basin (Ainsworth et al., ICLR 2023):
-`align(..., method="rebasin")`.
+"""fusion: align and fuse neural networks with optimal transport (Singh & Jaggi, "Model Fusion via
+Optimal Transport", Algorithm 1), for models written as ordinary PyTorch code: the alignment graph
+is read off the model's exported ATen graph (linear and convolution layers, embeddings, norms,
+residual adds, concatenation, depthwise convolutions, gates, reshapes, attention heads; anything it
+cannot follow is frozen with a warning, or an error with strict). The same graph carries Git
+Re-Basin (Ainsworth et al., ICLR 2023): `align(..., method="rebasin")`.
 
-Names are loaded on first use (PEP 562), so `import fusion` costs nothing until a function is called.
+Names are loaded on first use (PEP 562), so `import fusion` costs nothing until a function is
+called.
 """
+
 import importlib
 
-_EXPORTS = {"align": ".alignment", "fuse": ".fusing", "build_graph": ".graph", "AlignmentGraph": ".graph",
-            "FrozenUnitsWarning": ".graph", "METHODS": ".choices", "ALIGNERS": ".choices", "MODES": ".choices",
-            "SOLVERS": ".choices", "MARGINALS": ".choices", "prune_units": ".pruning"}
+_EXPORTS = {
+    "align": ".alignment",
+    "fuse": ".fusing",
+    "build_graph": ".graph",
+    "AlignmentGraph": ".graph",
+    "FrozenUnitsWarning": ".graph",
+    "METHODS": ".choices",
+    "ALIGNERS": ".choices",
+    "MODES": ".choices",
+    "SOLVERS": ".choices",
+    "MARGINALS": ".choices",
+    "prune_units": ".pruning",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -1,29 +1,34 @@
-"""Align a model to an estimate of the fused model: one transport map per unit group, applied to every
-parameter that is indexed by the group's units (Algorithm 1, lines 8-14, of the OT-fusion paper).
+"""Align a model to an estimate of the fused model: one transport map per unit group, applied to
+every parameter that is indexed by the group's units (Algorithm 1, lines 8-14, of the OT-fusion
+paper).
 
-Every parameter axis the alignment graph binds to units is moved by its groups' maps: "out" axes (one value
-per unit) by the barycentric rows, "in" axes (consumed units) by the columns (see `fusion/transport.py`).
+Every parameter axis the alignment graph binds to units is moved by its groups' maps: "out" axes
+(one value per unit) by the barycentric rows, "in" axes (consumed units) by the columns (see
+`fusion/transport.py`).
 
-Order (weight mode): Algorithm 1 aligns a layer's incoming weights with the previous layer's map before
-computing its own. In the graph a group is solved just before the first layer that reads it, from its
-producers seen so far (their inputs are aligned by then). For plain networks that is every producer; a
-residual stream is solved from the layers that open it (the stem, or a block's second conv and projection
-shortcut), because the later blocks that add into it read the stream themselves. In activation mode every
-group is solved independently, from the pre-activations of all its producers.
+Order (weight mode): Algorithm 1 aligns a layer's incoming weights with the previous layer's map
+before computing its own. In the graph a group is solved just before the first layer that reads it,
+from its producers seen so far (their inputs are aligned by then). For plain networks that is every
+producer; a residual stream is solved from the layers that open it (the stem, or a block's second
+conv and projection shortcut), because the later blocks that add into it read the stream themselves.
+In activation mode every group is solved independently, from the pre-activations of all its
+producers.
 
-With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`): weight matching
-by coordinate descent over all groups, or activation matching by correlation.
+With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`):
+weight matching by coordinate descent over all groups, or activation matching by correlation.
 
-Attention heads (`heads="permute"`) are matched at two levels, as Imfeld et al. ("Transformer Fusion with
-Optimal Transport", ICLR 2024) treat them: a head is a block of units that attention never mixes with another
-head, so a permutation of whole heads (each head's query, key and value units, and the output projection's
-input columns, moved together) composed with permutations within each head keeps the function. The heads are
-assigned first: the cost of matching head i of the model with head j of the estimate is the within-head OT cost,
-the optimal within-head matching of their query/key units plus that of their value units, compared by incoming
-weights (inputs already aligned); the head assignment is the linear assignment on those costs. The model's
-heads are then moved into their places, and every group is solved again as above; in activation mode the
-units within heads are then matched by their incoming weights.
+Attention heads (`heads="permute"`) are matched at two levels, as Imfeld et al. ("Transformer Fusion
+with Optimal Transport", ICLR 2024) treat them: a head is a block of units that attention never
+mixes with another head, so a permutation of whole heads (each head's query, key and value units,
+and the output projection's input columns, moved together) composed with permutations within each
+head keeps the function. The heads are assigned first: the cost of matching head i of the model with
+head j of the estimate is the within-head OT cost, the optimal within-head matching of their
+query/key units plus that of their value units, compared by incoming weights (inputs already
+aligned); the head assignment is the linear assignment on those costs. The model's heads are then
+moved into their places, and every group is solved again as above; in activation mode the units
+within heads are then matched by their incoming weights.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,26 +52,47 @@ from .rebasin import activation_matching, weight_matching
 from .transport import Map, move_axis, normalised, plan, uniform
 
 
-def check_options(mode: str, x: object | None, solver: str, marginals: str, method: str = "ot",
-                  ground_metric: str = "euclidean", cost_norm: str = "none", heads: str = "permute") -> None:
-    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric, cost normalisation or
-    head handling, or missing inputs."""
+def check_options(
+    mode: str,
+    x: object | None,
+    solver: str,
+    marginals: str,
+    method: str = "ot",
+    ground_metric: str = "euclidean",
+    cost_norm: str = "none",
+    heads: str = "permute",
+) -> None:
+    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric, cost
+    normalisation or head handling, or missing inputs.
+    """
     check_choice(ground_metric, GROUND_METRICS, "ground metric")
     check_choice(cost_norm, COST_NORMS, "cost normalisation")
     check_choice(method, ALIGNERS, "alignment method")
     check_choice(heads, HEADS, "head handling")
-    if method == "rebasin" and (solver, marginals, ground_metric, cost_norm) != ("emd", "uniform", "euclidean", "none"):
-        raise LandscapeError("Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, ground "
-                             "metric and cost normalisation do not apply (leave them at their defaults)")
+    if method == "rebasin" and (solver, marginals, ground_metric, cost_norm) != (
+        "emd",
+        "uniform",
+        "euclidean",
+        "none",
+    ):
+        raise LandscapeError(
+            "Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, "
+            "ground "
+            "metric and cost normalisation do not apply (leave them at their defaults)"
+        )
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")
     check_choice(marginals, MARGINALS, "marginals")
     if x is None and (mode == "acts" or marginals == "importance"):
-        raise LandscapeError("activation-based alignment and importance marginals need x, a batch of inputs")
+        raise LandscapeError(
+            "activation-based alignment and importance marginals need x, a batch of inputs"
+        )
 
 
 def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object:
-    """Two inputs to trace with: from `x` (repeated if it holds one), else zeros of the spec's input shape."""
+    """Two inputs to trace with: from `x` (repeated if it holds one), else zeros of the spec's input
+    shape.
+    """
     device = next(models[0].parameters()).device
     if x is not None:
         x = to_device(x, device)
@@ -74,17 +100,27 @@ def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object
     spec = spec_of(models[0])
     shape = None if spec is None else spec.input_shape
     if shape is None:
-        raise LandscapeError(f"mode={mode!r} needs an example input x, only to read the model's graph (one forward "
-                             "pass): pass x, a batch of inputs (a tensor, a tuple of positional arguments or a dict "
-                             "of keyword arguments)")
+        raise LandscapeError(
+            f"mode={mode!r} needs an example input x, only to read the model's graph (one forward "
+            "pass): pass x, a batch of inputs (a tensor, a tuple of positional arguments or a dict "
+            "of keyword arguments)"
+        )
     return torch.zeros(2, *shape, device=device)
 
 
-def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = False, mode: str = "wts",
-            reference: int = -1) -> list[AlignmentGraph]:
-    """Check that the models can be aligned to each other and return each one's alignment graph (same
-    structure, each with its own widths; heads listed only where every model keeps its function when they trade
-    places). Frozen units are warned about once, for the `reference` model."""
+def prepare(
+    models: Sequence[nn.Module],
+    x: object | None,
+    *,
+    strict: bool = False,
+    mode: str = "wts",
+    reference: int = -1,
+) -> list[AlignmentGraph]:
+    """Check that the models can be aligned to each other and return each one's alignment graph
+    (same structure, each with its own widths; heads listed only where every model keeps its
+    function when they trade places). Frozen units are warned about once, for the `reference`
+    model.
+    """
     check_all_finite(models)
     check_specs(models)
     example = _example(models, x, mode)
@@ -97,20 +133,35 @@ def prepare(models: Sequence[nn.Module], x: object | None, *, strict: bool = Fal
     return graphs
 
 
-def _marginals(cost: np.ndarray, mom: Moments | None, marginals: str) -> tuple[np.ndarray, np.ndarray]:
+def _marginals(
+    cost: np.ndarray, mom: Moments | None, marginals: str
+) -> tuple[np.ndarray, np.ndarray]:
     if marginals == "importance" and mom is not None:
-        return normalised(mom.importance_model.cpu().numpy()), normalised(mom.importance_estimate.cpu().numpy())
+        return normalised(mom.importance_model.cpu().numpy()), normalised(
+            mom.importance_estimate.cpu().numpy()
+        )
     return uniform(cost.shape[0]), uniform(cost.shape[1])
 
 
-def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
-                   estimate_graph: AlignmentGraph, *, mode: str = "acts", moments: dict[int, Moments] | None = None,
-                   solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", ground_metric: str = "euclidean",
-                   cost_norm: str = "none") -> dict[int, Map]:
-    """One transport map per movable group, from a model's units (`state`, `graph`) to the estimate's.
-    In activation mode, groups whose activations no module returns are aligned by their incoming weights
-    (after every other group); groups with nothing to compare keep their units in place.
-    `ground_metric` and `cost_norm`: the OT reference code's options (`fusion.metrics`)."""
+def transport_maps(
+    state: dict[str, torch.Tensor],
+    estimate_state: dict[str, torch.Tensor],
+    graph: AlignmentGraph,
+    estimate_graph: AlignmentGraph,
+    *,
+    mode: str = "acts",
+    moments: dict[int, Moments] | None = None,
+    solver: str = "emd",
+    reg: float = 0.01,
+    marginals: str = "uniform",
+    ground_metric: str = "euclidean",
+    cost_norm: str = "none",
+) -> dict[int, Map]:
+    """One transport map per movable group, from a model's units (`state`, `graph`) to the
+    estimate's. In activation mode, groups whose activations no module returns are aligned by their
+    incoming weights (after every other group); groups with nothing to compare keep their units in
+    place. `ground_metric` and `cost_norm`: the OT reference code's options (`fusion.metrics`).
+    """
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
 
@@ -123,9 +174,17 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
         else:
             if not layers:
                 return
-            cost = weight_cost(weight_rows(state, graph, gid, [graph.layers[i] for i in layers], maps),
-                               weight_rows(estimate_state, estimate_graph, gid,
-                                           [estimate_graph.layers[i] for i in layers], None), ground_metric)
+            cost = weight_cost(
+                weight_rows(state, graph, gid, [graph.layers[i] for i in layers], maps),
+                weight_rows(
+                    estimate_state,
+                    estimate_graph,
+                    gid,
+                    [estimate_graph.layers[i] for i in layers],
+                    None,
+                ),
+                ground_metric,
+            )
         cost = normalise_cost(cost, cost_norm)
         a, b = _marginals(cost, mom, marginals)
         maps[gid] = Map.from_plan(plan(cost, a, b, solver, reg), device)
@@ -134,7 +193,9 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
     if mode == "acts":
         for gid in movable:
             solve(gid, (), by_weights=False)
-        for gid in movable:   # units whose activations no module returns (nn.MultiheadAttention's projections)
+        for gid in (
+            movable
+        ):  # units whose activations no module returns (nn.MultiheadAttention's projections)
             if gid not in maps:
                 solve(gid, _producer_calls(graph, gid), by_weights=True)
         return maps
@@ -146,7 +207,7 @@ def transport_maps(state: dict[str, torch.Tensor], estimate_state: dict[str, tor
             if seg.group in seen and seg.group not in solved:
                 solved.add(seg.group)
                 solve(seg.group, seen[seg.group], by_weights=True)
-        if layer.weight in weights:    # a layer called again: its rows are already there
+        if layer.weight in weights:  # a layer called again: its rows are already there
             continue
         weights.add(layer.weight)
         for seg in layer.out:
@@ -167,20 +228,31 @@ def _producer_calls(graph: AlignmentGraph, gid: int) -> list[int]:
     return list(seen.values())
 
 
-def head_orders(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.Tensor], graph: AlignmentGraph,
-                estimate_graph: AlignmentGraph, maps: dict[int, Map]) -> list[list[int]]:
-    """For each attention of `graph.heads`, which of the model's heads goes to each of the estimate's heads
-    (`order[j] = i`: head j of the result is the model's head i), by linear assignment on the within-head OT
-    cost (see the module docstring); `maps` align the heads' inputs."""
+def head_orders(
+    state: dict[str, torch.Tensor],
+    estimate_state: dict[str, torch.Tensor],
+    graph: AlignmentGraph,
+    estimate_graph: AlignmentGraph,
+    maps: dict[int, Map],
+) -> list[list[int]]:
+    """For each attention of `graph.heads`, which of the model's heads goes to each of the
+    estimate's heads (`order[j] = i`: head j of the result is the model's head i), by linear
+    assignment on the within-head OT cost (see the module docstring); `maps` align the heads'
+    inputs.
+    """
     from scipy.optimize import linear_sum_assignment
 
-    def rows(st: dict[str, torch.Tensor], g: AlignmentGraph, gid: int, mp: dict[int, Map] | None) -> torch.Tensor:
+    def rows(
+        st: dict[str, torch.Tensor], g: AlignmentGraph, gid: int, mp: dict[int, Map] | None
+    ) -> torch.Tensor:
         return weight_rows(st, g, gid, [g.layers[i] for i in _producer_calls(g, gid)], mp)
 
     orders = []
     for mine, theirs in zip(graph.heads, estimate_graph.heads):
         model_rows = [[rows(state, graph, gid, maps) for gid in head] for head in mine]
-        estimate_rows = [[rows(estimate_state, estimate_graph, gid, None) for gid in head] for head in theirs]
+        estimate_rows = [
+            [rows(estimate_state, estimate_graph, gid, None) for gid in head] for head in theirs
+        ]
         cost = np.zeros((len(mine), len(theirs)))
         for i, j in np.ndindex(cost.shape):
             for r, e in zip(model_rows[i], estimate_rows[j]):
@@ -191,9 +263,12 @@ def head_orders(state: dict[str, torch.Tensor], estimate_state: dict[str, torch.
     return orders
 
 
-def apply_maps(state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]) -> dict[str, torch.Tensor]:
-    """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the estimate's
-    basis (`graph`: the model's own alignment graph)."""
+def apply_maps(
+    state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]
+) -> dict[str, torch.Tensor]:
+    """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the
+    estimate's basis (`graph`: the model's own alignment graph).
+    """
     sizes = [g.size for g in graph.groups]
     out = dict(state)
     for b in graph.bindings:
@@ -209,13 +284,28 @@ def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module
     return model.eval()
 
 
-def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, estimate_graph: AlignmentGraph, *,
-                  mode: str, moments: dict[int, Moments] | None, solver: str, reg: float, marginals: str,
-                  method: str = "ot", seed: int = 0, ground_metric: str = "euclidean", cost_norm: str = "none",
-                  heads: str = "permute") -> dict[str, torch.Tensor]:
-    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by transport
-    maps (`method="ot"`; with `heads="permute"` whole attention heads are assigned first, see the module
-    docstring) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight matching)."""
+def aligned_state(
+    model: nn.Module,
+    estimate: nn.Module,
+    graph: AlignmentGraph,
+    estimate_graph: AlignmentGraph,
+    *,
+    mode: str,
+    moments: dict[int, Moments] | None,
+    solver: str,
+    reg: float,
+    marginals: str,
+    method: str = "ot",
+    seed: int = 0,
+    ground_metric: str = "euclidean",
+    cost_norm: str = "none",
+    heads: str = "permute",
+) -> dict[str, torch.Tensor]:
+    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by
+    transport maps (`method="ot"`; with `heads="permute"` whole attention heads are assigned first,
+    see the module docstring) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight
+    matching).
+    """
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
         return state
@@ -225,10 +315,18 @@ def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, 
         maps, _ = weight_matching(state, estimate_state, graph, estimate_graph, names, seed=seed)
         return apply_maps(state, graph, maps)
     if method == "rebasin":
-        maps = activation_matching(moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device)
+        maps = activation_matching(
+            moments or {}, graph, estimate_graph, next(iter(estimate_state.values())).device
+        )
         return apply_maps(state, graph, maps)
-    options = {"mode": mode, "solver": solver, "reg": reg, "marginals": marginals, "ground_metric": ground_metric,
-               "cost_norm": cost_norm}
+    options = {
+        "mode": mode,
+        "solver": solver,
+        "reg": reg,
+        "marginals": marginals,
+        "ground_metric": ground_metric,
+        "cost_norm": cost_norm,
+    }
     maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
     if heads == "permute" and graph.heads:
         orders = head_orders(state, estimate_state, graph, estimate_graph, maps)
@@ -237,42 +335,79 @@ def aligned_state(model: nn.Module, estimate: nn.Module, graph: AlignmentGraph, 
             within = {g for attention in graph.heads for head in attention for g in head}
             if moments is not None:
                 moments = {g: m for g, m in moments.items() if g not in within}
-            maps = transport_maps(state, estimate_state, graph, estimate_graph, moments=moments, **options)
+            maps = transport_maps(
+                state, estimate_state, graph, estimate_graph, moments=moments, **options
+            )
     return apply_maps(state, graph, maps)
 
 
-def align(model: nn.Module, anchor: nn.Module, *, mode: str = "acts", x: object | None = None,
-          solver: str = "emd", reg: float = 0.01, marginals: str = "uniform", batch_size: int = 100,
-          strict: bool = False, method: str = "ot", seed: int = 0, ground_metric: str = "euclidean",
-          cost_norm: str = "none", heads: str = "permute") -> nn.Module:
-    """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's widths.
-    Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an error).
-    `heads="permute"` lets whole attention heads trade places before the units within heads are matched;
-    `"fixed"` keeps every head in its place.
+def align(
+    model: nn.Module,
+    anchor: nn.Module,
+    *,
+    mode: str = "acts",
+    x: object | None = None,
+    solver: str = "emd",
+    reg: float = 0.01,
+    marginals: str = "uniform",
+    batch_size: int = 100,
+    strict: bool = False,
+    method: str = "ot",
+    seed: int = 0,
+    ground_metric: str = "euclidean",
+    cost_norm: str = "none",
+    heads: str = "permute",
+) -> nn.Module:
+    """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's
+    widths. Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an
+    error). `heads="permute"` lets whole attention heads trade places before the units within heads
+    are matched; `"fixed"` keeps every head in its place.
 
-    `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword arguments (e.g.
-    `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and importance marginals read
-    activations on all of it; weight alignment needs it only to read the graph (two examples are used).
+    `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword
+    arguments (e.g. `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and
+    importance marginals read activations on all of it; weight alignment needs it only to read the
+    graph (two examples are used).
 
     Args:
-        method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal widths).
-        mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model without an input shape).
-        seed: the random group order of Re-Basin's weight matching.
-        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine".
-        cost_norm: OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
-        heads: "permute" (whole attention heads may trade places, then units within heads are matched) or
+        method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal
+        widths). mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model
+        without an input shape). seed: the random group order of Re-Basin's weight matching.
+        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine". cost_norm:
+        OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
+        heads: "permute" (whole attention heads may trade places, then units within heads are
+        matched) or
             "fixed" (every head stays in its place).
 
     Raises:
-        LandscapeError: unknown options, models that cannot be aligned, missing `x`."""
+        LandscapeError: unknown options, models that cannot be aligned, missing `x`.
+    """
     check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
-        moments = activation_moments([model], anchor, [graph], anchor_graph,
-                                     to_device(x, next(anchor.parameters()).device), batch_size)[0]
-    state = aligned_state(model, anchor, graph, anchor_graph, mode=mode, moments=moments, solver=solver, reg=reg,
-                          marginals=marginals, method=method, seed=seed, ground_metric=ground_metric,
-                          cost_norm=cost_norm, heads=heads)
+        moments = activation_moments(
+            [model],
+            anchor,
+            [graph],
+            anchor_graph,
+            to_device(x, next(anchor.parameters()).device),
+            batch_size,
+        )[0]
+    state = aligned_state(
+        model,
+        anchor,
+        graph,
+        anchor_graph,
+        mode=mode,
+        moments=moments,
+        solver=solver,
+        reg=reg,
+        marginals=marginals,
+        method=method,
+        seed=seed,
+        ground_metric=ground_metric,
+        cost_norm=cost_norm,
+        heads=heads,
+    )
     same = all(v.shape == state[k].shape for k, v in model.state_dict().items())
     return with_state(model if same else anchor, state)

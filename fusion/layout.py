@@ -1,15 +1,18 @@
 """Channel layouts and the unit groups they are made of.
 
-While the graph is read, every tensor's channel axis has a layout: a sequence of segments, each a run of
-units of one provisional group (`Seg`). A unit may cover `inner` consecutive elements (a flatten from
-(C, H, W) makes each channel a block of H*W inputs) and a run may repeat `outer` times (channels-last
-flattens). Operations record constraints between unit ranges: `pair` (these units move together: residual
-adds, gates, a parameter used twice), `cut` (a range must move as a block of its own: GroupNorm groups,
-channel slices) and `fix` (these units never move: the network input and output, frozen operations).
+While the graph is read, every tensor's channel axis has a layout: a sequence of segments, each a
+run of units of one provisional group (`Seg`). A unit may cover `inner` consecutive elements (a
+flatten from (C, H, W) makes each channel a block of H*W inputs) and a run may repeat `outer` times
+(channels-last flattens). Operations record constraints between unit ranges: `pair` (these units
+move together: residual adds, gates, a parameter used twice), `cut` (a range must move as a block of
+its own: GroupNorm groups, channel slices) and `fix` (these units never move: the network input and
+output, frozen operations).
 
-`resolve` cuts every group at all the boundaries that reach it through pairs (to a fixed point), then merges
-the resulting pieces with a union-find: the final groups, each solved by one transport problem.
+`resolve` cuts every group at all the boundaries that reach it through pairs (to a fixed point),
+then merges the resulting pieces with a union-find: the final groups, each solved by one transport
+problem.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -23,8 +26,8 @@ class Seg:
     group: int
     start: int
     n: int
-    inner: int = 1    # consecutive elements per unit
-    outer: int = 1    # repetitions of the whole run
+    inner: int = 1  # consecutive elements per unit
+    outer: int = 1  # repetitions of the whole run
 
     @property
     def length(self) -> int:
@@ -33,10 +36,11 @@ class Seg:
 
 @dataclass(frozen=True)
 class Layout:
-    """The units along axis `axis` of a tensor (or of a parameter, for bindings). A layout split into heads
-    runs over several axes: `outer_axes` (outermost first, then `axis`), its elements in the row-major order
-    of those axes; each segment then lies within one index of the outer axes (one head), and permutations move
-    units only within their segment."""
+    """The units along axis `axis` of a tensor (or of a parameter, for bindings). A layout split
+    into heads runs over several axes: `outer_axes` (outermost first, then `axis`), its elements in
+    the row-major order of those axes; each segment then lies within one index of the outer axes
+    (one head), and permutations move units only within their segment.
+    """
 
     axis: int
     segs: tuple[Seg, ...]
@@ -69,7 +73,9 @@ class Fix:
     start: int
     n: int
     reason: str
-    event: int = -1    # index of the freeze event that fixed it, -1 for the network's input and output
+    event: int = (
+        -1
+    )  # index of the freeze event that fixed it, -1 for the network's input and output
 
 
 class Units:
@@ -80,7 +86,9 @@ class Units:
         self.cuts: list[set[int]] = []
         self.pairs: list[tuple[int, int, int, int, int]] = []
         self.fixes: list[Fix] = []
-        self.constant: set[int] = set()    # groups fixed from birth (the input): their tensors need no analysis
+        self.constant: set[int] = (
+            set()
+        )  # groups fixed from birth (the input): their tensors need no analysis
 
     def new(self, n: int, fixed: str | None = None) -> int:
         self.size.append(n)
@@ -102,7 +110,9 @@ class Units:
             self.fixes.append(Fix(s.group, s.start, s.n, reason, event))
 
     def unify(self, a: Layout, b: Layout) -> bool:
-        """Pair the units of two layouts element by element; False if their unit structures differ."""
+        """Pair the units of two layouts element by element; False if their unit structures
+        differ.
+        """
         if a.length != b.length:
             return False
         sa, sb = expand(a.segs), expand(b.segs)
@@ -161,17 +171,20 @@ class Units:
 class Resolved:
     """The final groups: pieces (group, start, stop) of provisional groups, merged into classes."""
 
-    pieces: dict[int, list[tuple[int, int]]]     # provisional group -> its pieces [(start, stop)]
-    klass: dict[tuple[int, int], int]            # (provisional group, piece start) -> final group
-    sizes: list[int]                             # final group sizes
-    fixed: list[str]                             # final group -> why it is fixed ("" if it moves)
-    events: list[set[int]]                       # final group -> freeze events that fixed it
-    base: list[bool]                             # final group -> fixed by the network's input or output
+    pieces: dict[int, list[tuple[int, int]]]  # provisional group -> its pieces [(start, stop)]
+    klass: dict[tuple[int, int], int]  # (provisional group, piece start) -> final group
+    sizes: list[int]  # final group sizes
+    fixed: list[str]  # final group -> why it is fixed ("" if it moves)
+    events: list[set[int]]  # final group -> freeze events that fixed it
+    base: list[bool]  # final group -> fixed by the network's input or output
 
     def segments(self, seg: Seg) -> list[tuple[int, int, int]]:
         """Final (group, inner, outer) runs covering `seg`, in element order."""
-        runs = [(self.klass[(seg.group, a)], seg.inner) for a, b in self.pieces[seg.group]
-                if seg.start <= a and b <= seg.start + seg.n]
+        runs = [
+            (self.klass[(seg.group, a)], seg.inner)
+            for a, b in self.pieces[seg.group]
+            if seg.start <= a and b <= seg.start + seg.n
+        ]
         if len(runs) == 1:
             return [(runs[0][0], seg.inner, seg.outer)]
         return [(k, inner, 1) for k, inner in runs] * seg.outer

@@ -1,18 +1,23 @@
-"""Ground metrics between the units of a model and of the fused-model estimate (paper section 4, Alg. 1 l. 6-12).
+"""Ground metrics between the units of a model and of the fused-model estimate (paper section 4,
+Alg. 1 l. 6-12).
 
-- activation-based ("acts"): a unit's support is its pre-activations (output of the producer, or of the
-  norm right after it) on the given examples, eval mode, over all examples and spatial positions, read with
-  forward hooks on the user's own modules (never by re-running the traced graph on another batch size).
-  With several producers in a group (residual streams) the supports are concatenated, each member divided by
-  its number of values, so the cost is the root mean squared difference of the activations.
-- weight-based ("wts"): a unit's support is the row of incoming weights (and bias) of each producer in the
-  group, its inputs first moved into the estimate's basis by the input group's map (Alg. 1 line 9).
-Both costs are Euclidean distances, computed from Gram matrices: |x - y|^2 = |x|^2 + |y|^2 - 2 x.y, in the
-weights' own precision (float32: the Gram of a 4096 x 25088 layer is the dominant cost, twice as fast as float64).
-Where the form cancels (|x - y|^2 much smaller than |x|^2 + |y|^2: nearly equal rows, as when aligning a
-permuted copy) those entries are recomputed in float64 as |x - y|^2 directly (`weight_cost`).
-Importance marginals (paper S1.2): unit mass proportional to |mean| x std of its pre-activations.
+- activation-based ("acts"): a unit's support is its pre-activations (output of the producer, or of
+  the norm right after it) on the given examples, eval mode, over all examples and spatial
+  positions, read with forward hooks on the user's own modules (never by re-running the traced graph
+  on another batch size). With several producers in a group (residual streams) the supports are
+  concatenated, each member divided by its number of values, so the cost is the root mean squared
+  difference of the activations.
+- weight-based ("wts"): a unit's support is the row of incoming weights (and bias) of each producer
+  in the group, its inputs first moved into the estimate's basis by the input group's map (Alg. 1
+  line 9).
+Both costs are Euclidean distances, computed from Gram matrices: |x - y|^2 = |x|^2 + |y|^2 - 2 x.y,
+in the weights' own precision (float32: the Gram of a 4096 x 25088 layer is the dominant cost, twice
+as fast as float64). Where the form cancels (|x - y|^2 much smaller than |x|^2 + |y|^2: nearly equal
+rows, as when aligning a permuted copy) those entries are recomputed in float64 as |x - y|^2
+directly (`weight_cost`). Importance marginals (paper S1.2): unit mass proportional to |mean| x std
+of its pre-activations.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,47 +37,71 @@ from .transport import Map, move_axis
 
 @dataclass
 class Moments:
-    """Sufficient statistics of one group's pre-activations in a model (n units) and the estimate (m units)."""
+    """Sufficient statistics of one group's pre-activations in a model (n units) and the estimate (m
+    units).
+    """
 
-    cross: torch.Tensor        # (n, m): sum over members of <a_i, b_j> / values per unit
-    sq_model: torch.Tensor     # (n,): sum over members of |a_i|^2 / values per unit
+    cross: torch.Tensor  # (n, m): sum over members of <a_i, b_j> / values per unit
+    sq_model: torch.Tensor  # (n,): sum over members of |a_i|^2 / values per unit
     sq_estimate: torch.Tensor  # (m,)
-    importance_model: torch.Tensor     # (n,): mean over members of |mean| * std
+    importance_model: torch.Tensor  # (n,): mean over members of |mean| * std
     importance_estimate: torch.Tensor  # (m,)
-    mean_model: torch.Tensor           # (n,): mean over members of each unit's mean
-    mean_estimate: torch.Tensor        # (m,)
-    members: int                       # features per unit (producers of a residual stream)
+    mean_model: torch.Tensor  # (n,): mean over members of each unit's mean
+    mean_estimate: torch.Tensor  # (m,)
+    members: int  # features per unit (producers of a residual stream)
 
     def cost(self, metric: str = "euclidean") -> np.ndarray:
-        """Ground cost between the model's and the estimate's units (n x m), `metric` one of GROUND_METRICS."""
+        """Ground cost between the model's and the estimate's units (n x m), `metric` one of
+        GROUND_METRICS.
+        """
         return ground_cost(self.cross, self.sq_model, self.sq_estimate, metric)
 
     def correlation(self) -> np.ndarray:
-        """Pearson correlation between the model's and the estimate's units (n x m), over all members'
-        values (each member weighted equally); a unit with no variance correlates 0 with everything."""
+        """Pearson correlation between the model's and the estimate's units (n x m), over all
+        members' values (each member weighted equally); a unit with no variance correlates 0 with
+        everything.
+        """
         k = self.members
         cov = self.cross / k - self.mean_model[:, None] * self.mean_estimate[None, :]
-        var_a = (self.sq_model / k - self.mean_model ** 2).clamp_min(0)
-        var_b = (self.sq_estimate / k - self.mean_estimate ** 2).clamp_min(0)
+        var_a = (self.sq_model / k - self.mean_model**2).clamp_min(0)
+        var_b = (self.sq_estimate / k - self.mean_estimate**2).clamp_min(0)
         scale = (var_a[:, None] * var_b[None, :]).sqrt()
-        return torch.where(scale > 0, cov / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0).cpu().numpy()
+        return (
+            torch.where(scale > 0, cov / scale.clamp_min(torch.finfo(scale.dtype).tiny), 0.0)
+            .cpu()
+            .numpy()
+        )
 
 
-def ground_cost(cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor, metric: str = "euclidean"
-                ) -> np.ndarray:
-    """Pairwise costs from inner products and squared norms: Euclidean sqrt(|a_i|^2 + |b_j|^2 - 2 <a_i, b_j>), its
-    square, or the cosine distance 1 - <a_i, b_j> / (|a_i| |b_j|) (1 where a vector is zero)."""
+def ground_cost(
+    cross: torch.Tensor, sq_a: torch.Tensor, sq_b: torch.Tensor, metric: str = "euclidean"
+) -> np.ndarray:
+    """Pairwise costs from inner products and squared norms: Euclidean sqrt(|a_i|^2 + |b_j|^2 - 2
+    <a_i, b_j>), its square, or the cosine distance 1 - <a_i, b_j> / (|a_i| |b_j|) (1 where a vector
+    is zero).
+    """
     cross, sq_a, sq_b = cross.double(), sq_a.double(), sq_b.double()
     if metric == "cosine":
         norms = sq_a.clamp_min(0).sqrt()[:, None] * sq_b.clamp_min(0).sqrt()[None, :]
-        return (1 - torch.where(norms > 0, cross / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0)).cpu().numpy()
+        return (
+            (
+                1
+                - torch.where(
+                    norms > 0, cross / norms.clamp_min(torch.finfo(norms.dtype).tiny), 0.0
+                )
+            )
+            .cpu()
+            .numpy()
+        )
     d2 = (sq_a[:, None] + sq_b[None, :] - 2 * cross).clamp_min(0)
     return (d2 if metric == "sqeuclidean" else d2.sqrt()).cpu().numpy()
 
 
 def normalise_cost(cost: np.ndarray, how: str = "none") -> np.ndarray:
-    """The cost as the OT reference code can rescale it before solving: unchanged ("none"), divided by its largest
-    or median entry ("max", "median"), or log(1 + cost) ("log"). Scaling never changes an exact plan; "log" can."""
+    """The cost as the OT reference code can rescale it before solving: unchanged ("none"), divided
+    by its largest or median entry ("max", "median"), or log(1 + cost) ("log"). Scaling never
+    changes an exact plan; "log" can.
+    """
     if how == "log":
         return np.log1p(cost)
     if how in ("max", "median"):
@@ -82,21 +111,25 @@ def normalise_cost(cost: np.ndarray, how: str = "none") -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, int], Feature]
-              ) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
+def _captured(
+    model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, int], Feature]
+) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
     """Record the outputs of the wanted module calls ((module path, call index) -> feature) as
     (channels, values) matrices while the model runs once (forward hooks on the user's own modules).
-    A module with parameters called a different number of times, or a feature of another rank, than on
-    the traced example (a model whose structure depends on the batch size) is an error, never a wrong
-    activation."""
+    A module with parameters called a different number of times, or a feature of another rank, than
+    on the traced example (a model whose structure depends on the batch size) is an error, never a
+    wrong activation.
+    """
     out: dict[tuple[str, int], torch.Tensor] = {}
     modules = dict(model.named_modules())
     counts: dict[str, int] = {}
     expected = dict(graph.calls)
 
     def mismatch(path: str, what: str) -> LandscapeError:
-        return LandscapeError(f"module '{path}' {what} on this batch than on the traced example: the model's "
-                              "structure depends on the batch size (try another batch_size)")
+        return LandscapeError(
+            f"module '{path}' {what} on this batch than on the traced example: the model's "
+            "structure depends on the batch size (try another batch_size)"
+        )
 
     def hook(path: str):
         def record(_module, _inputs, output) -> None:
@@ -107,7 +140,10 @@ def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, i
                 return
             if not isinstance(output, torch.Tensor) or output.ndim != f.rank:
                 raise mismatch(path, "returns a tensor of another rank")
-            out[(path, call)] = output.detach().movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
+            out[(path, call)] = (
+                output.detach().movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
+            )
+
         return record
 
     paths = sorted({path for path, _ in wanted} | set(expected))
@@ -126,7 +162,9 @@ def _captured(model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, i
 
 
 class _Accumulator:
-    """Running sums of one model's features: Gram with the estimate, squared norms, means and variances."""
+    """Running sums of one model's features: Gram with the estimate, squared norms, means and
+    variances.
+    """
 
     def __init__(self) -> None:
         self.cross: dict[int, torch.Tensor] = {}
@@ -138,22 +176,32 @@ class _Accumulator:
     def _add(store: dict, key, value: torch.Tensor) -> None:
         store[key] = store[key] + value if key in store else value
 
-    def update(self, gid: int, name: tuple[int, int], a: torch.Tensor, b: torch.Tensor | None, total: float) -> None:
-        """Add one chunk of features `a` (units, values) of `name` in group `gid`; `b`: the estimate's."""
+    def update(
+        self, gid: int, name: tuple[int, int], a: torch.Tensor, b: torch.Tensor | None, total: float
+    ) -> None:
+        """Add one chunk of features `a` (units, values) of `name` in group `gid`; `b`: the
+        estimate's.
+        """
         if b is not None:
             self._add(self.cross, gid, (a @ b.T).double() / total)
         self._add(self.sq, gid, (a * a).sum(1).double() / total)
-        var, mean = torch.var_mean(a, dim=1, correction=0)   # centred per chunk: no cancellation
+        var, mean = torch.var_mean(a, dim=1, correction=0)  # centred per chunk: no cancellation
         n, mean, m2 = a.shape[1], mean.double(), var.double() * a.shape[1]
-        if name in self.moments:   # pairwise combination of (count, mean, M2) (Chan et al.)
+        if name in self.moments:  # pairwise combination of (count, mean, M2) (Chan et al.)
             n0, mean0, m20 = self.moments[name]
             delta = mean - mean0
-            n, mean, m2 = n0 + n, mean0 + delta * n / (n0 + n), m20 + m2 + delta ** 2 * n0 * n / (n0 + n)
+            n, mean, m2 = (
+                n0 + n,
+                mean0 + delta * n / (n0 + n),
+                m20 + m2 + delta**2 * n0 * n / (n0 + n),
+            )
         self.moments[name] = (n, mean, m2)
 
     def importance(self, names: Sequence[tuple[int, int]]) -> torch.Tensor:
         """Mean over `names` of |mean| x std of each unit's features (paper S1.2)."""
-        parts = [mean.abs() * (m2 / n).sqrt() for n, mean, m2 in (self.moments[name] for name in names)]
+        parts = [
+            mean.abs() * (m2 / n).sqrt() for n, mean, m2 in (self.moments[name] for name in names)
+        ]
         return torch.stack(parts).mean(0)
 
     def mean(self, names: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -166,23 +214,29 @@ def _wanted(graph: AlignmentGraph, gids: Sequence[int]) -> dict[tuple[str, int],
 
 
 def _features(graph: AlignmentGraph, gid: int, captured: dict) -> list[torch.Tensor]:
-    return [captured[(f.module, f.call)][f.start:f.stop] for f in graph.groups[gid].features]
+    return [captured[(f.module, f.call)][f.start : f.stop] for f in graph.groups[gid].features]
 
 
 @torch.no_grad()
-def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs: Sequence[AlignmentGraph],
-                       estimate_graph: AlignmentGraph, x: object, batch_size: int = 100
-                       ) -> list[dict[int, Moments]]:
+def activation_moments(
+    models: Sequence[nn.Module],
+    estimate: nn.Module,
+    graphs: Sequence[AlignmentGraph],
+    estimate_graph: AlignmentGraph,
+    x: object,
+    batch_size: int = 100,
+) -> list[dict[int, Moments]]:
     """Per model, per movable group with features: the moments of its pre-activations against the
-    estimate's on inputs `x` (a tensor, tuple or dict batch: `fusion/batches.py`; `graphs`: each model's own
-    alignment graph, for its widths)."""
+    estimate's on inputs `x` (a tensor, tuple or dict batch: `fusion/batches.py`; `graphs`: each
+    model's own alignment graph, for its widths).
+    """
     gids = [gid for gid, g in enumerate(estimate_graph.groups) if not g.fixed and g.features]
     nets = [*list(models), estimate]
     states = [m.training for m in nets]
     for m in nets:
         m.eval()
     accs = [_Accumulator() for _ in nets]
-    values: dict[tuple[int, int], float] = {}   # values per unit over all of x, per feature
+    values: dict[tuple[int, int], float] = {}  # values per unit over all of x, per feature
     total = batch_length(x)
     try:
         for chunk in chunks(x, batch_size):
@@ -207,15 +261,34 @@ def activation_moments(models: Sequence[nn.Module], estimate: nn.Module, graphs:
     def keys(gid: int) -> list[tuple[int, int]]:
         return [(gid, i) for i in range(len(estimate_graph.groups[gid].features))]
 
-    return [{gid: Moments(acc.cross[gid], acc.sq[gid], est.sq[gid], acc.importance(keys(gid)),
-                          est.importance(keys(gid)), acc.mean(keys(gid)), est.mean(keys(gid)), len(keys(gid)))
-             for gid in gids} for acc in accs[:-1]]
+    return [
+        {
+            gid: Moments(
+                acc.cross[gid],
+                acc.sq[gid],
+                est.sq[gid],
+                acc.importance(keys(gid)),
+                est.importance(keys(gid)),
+                acc.mean(keys(gid)),
+                est.mean(keys(gid)),
+                len(keys(gid)),
+            )
+            for gid in gids
+        }
+        for acc in accs[:-1]
+    ]
 
 
-def weight_rows(state: dict[str, torch.Tensor], graph: AlignmentGraph, gid: int, layers: Sequence[Layer],
-                maps: dict[int, Map] | None) -> torch.Tensor:
-    """Each unit's incoming weights and bias over `layers` (the group's producers), inputs moved by `maps`
-    (None: left as they are)."""
+def weight_rows(
+    state: dict[str, torch.Tensor],
+    graph: AlignmentGraph,
+    gid: int,
+    layers: Sequence[Layer],
+    maps: dict[int, Map] | None,
+) -> torch.Tensor:
+    """Each unit's incoming weights and bias over `layers` (the group's producers), inputs moved by
+    `maps` (None: left as they are).
+    """
     sizes = [g.size for g in graph.groups]
     rows = []
     for layer in layers:
@@ -225,24 +298,29 @@ def weight_rows(state: dict[str, torch.Tensor], graph: AlignmentGraph, gid: int,
         w = w.movedim(layer.out_axis, 0)
         for seg, off, length in graph.spans(layer.out):
             if seg.group == gid:
-                rows.append(w[off:off + length].reshape(length, -1))
+                rows.append(w[off : off + length].reshape(length, -1))
                 if layer.bias is not None:
-                    rows.append(state[layer.bias][off:off + length, None])
+                    rows.append(state[layer.bias][off : off + length, None])
     dtype = torch.float64 if any(r.dtype == torch.float64 for r in rows) else rows[0].dtype
     return torch.cat([r.to(dtype) for r in rows], 1)
 
 
-CANCELLATION = 1e-2   # entries with |x - y|^2 < CANCELLATION (|x|^2 + |y|^2) are recomputed in float64
-PAIRS_PER_CHUNK = 1 << 24   # elements of the differences recomputed at once (128 MiB in float64)
+CANCELLATION = (
+    1e-2  # entries with |x - y|^2 < CANCELLATION (|x|^2 + |y|^2) are recomputed in float64
+)
+PAIRS_PER_CHUNK = 1 << 24  # elements of the differences recomputed at once (128 MiB in float64)
 
 
-def weight_cost(model_rows: torch.Tensor, estimate_rows: torch.Tensor, metric: str = "euclidean") -> np.ndarray:
-    """Ground cost between rows of incoming weights (n x m): Euclidean, its square, or the cosine distance
-    (half the squared distance of the rows scaled to unit length; 1 where a row is zero).
+def weight_cost(
+    model_rows: torch.Tensor, estimate_rows: torch.Tensor, metric: str = "euclidean"
+) -> np.ndarray:
+    """Ground cost between rows of incoming weights (n x m): Euclidean, its square, or the cosine
+    distance (half the squared distance of the rows scaled to unit length; 1 where a row is zero).
 
-    The Gram form runs in the rows' precision. Its absolute error is about eps (|x|^2 + |y|^2), so where
-    |x - y|^2 is below `CANCELLATION` of that scale the float32 value would be mostly rounding: those entries
-    are recomputed in float64 from the rows themselves. Elsewhere the relative error stays below eps / CANCELLATION.
+    The Gram form runs in the rows' precision. Its absolute error is about eps (|x|^2 + |y|^2), so
+    where |x - y|^2 is below `CANCELLATION` of that scale the float32 value would be mostly
+    rounding: those entries are recomputed in float64 from the rows themselves. Elsewhere the
+    relative error stays below eps / CANCELLATION.
     """
     a, b = model_rows, estimate_rows.to(model_rows.dtype)
     if metric == "cosine":
@@ -257,7 +335,7 @@ def weight_cost(model_rows: torch.Tensor, estimate_rows: torch.Tensor, metric: s
         d2 = d2.double()
         step = max(1, PAIRS_PER_CHUNK // max(1, a.shape[1]))
         for k in range(0, len(i), step):
-            ii, jj = i[k:k + step], j[k:k + step]
+            ii, jj = i[k : k + step], j[k : k + step]
             d2[ii, jj] = ((a[ii].double() - b[jj].double()) ** 2).sum(1)
     if metric == "cosine":
         zero = (norm_a == 0)[:, None] | (norm_b == 0)[None, :]

@@ -1,7 +1,8 @@
-"""Parameter provenance: which parameter axes a tensor computed from parameters alone follows (a transposed or
-reshaped weight, a scaled bias), and operations whose output units only parameters define (embeddings read
-by index, recurrent layers), which fusion cannot follow.
+"""Parameter provenance: which parameter axes a tensor computed from parameters alone follows (a
+transposed or reshaped weight, a scaled bias), and operations whose output units only parameters
+define (embeddings read by index, recurrent layers), which fusion cannot follow.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,18 +18,29 @@ aten = torch.ops.aten
 
 
 def parameter_units(rec: Record, node: fx.Node, leaves: list[fx.Node]) -> None:
-    """An operation on data that carries no units, with parameters whose sizes appear in its output but in
-    none of its data inputs (an embedding, a recurrent layer, a matmul with a weight): its output has units
-    that only those parameters define, which fusion cannot follow. They stay in place, with a warning."""
+    """An operation on data that carries no units, with parameters whose sizes appear in its output
+    but in none of its data inputs (an embedding, a recurrent layer, a matmul with a weight): its
+    output has units that only those parameters define, which fusion cannot follow. They stay in
+    place, with a warning.
+    """
     params = [rec.shape(n) for n in leaves if isinstance(rec.state[n], Param)]
-    data = {s for n in leaves if isinstance(rec.state[n], Layout) or
-            (isinstance(rec.state[n], Fixed) and rec.state[n].from_input) for s in rec.shape(n)}
+    data = {
+        s
+        for n in leaves
+        if isinstance(rec.state[n], Layout)
+        or (isinstance(rec.state[n], Fixed) and rec.state[n].from_input)
+        for s in rec.shape(n)
+    }
     sizes = {s for shape in params if sum(d > 1 for d in shape) >= 2 for s in shape if s > 1}
     outs = [v for v in pytree.tree_leaves(rec.values[node]) if isinstance(v, torch.Tensor)]
     if params and data and any(s in sizes and s not in data for v in outs for s in v.shape):
-        rec.event(node, "its output units are defined by parameters that fusion does not know how to move")
+        rec.event(
+            node, "its output units are defined by parameters that fusion does not know how to move"
+        )
 
-# ---------------------------------------------------------------------------------- parameter-only ops
+
+# ---------------------------------------------------------------------------------- parameter-only
+# ops
 def param_op(rec: Record, node: fx.Node, packet, leaves: list[fx.Node]) -> NodeState:
     out = rec.values[node]
     if not isinstance(out, torch.Tensor):
@@ -42,7 +54,10 @@ def param_op(rec: Record, node: fx.Node, packet, leaves: list[fx.Node]) -> NodeS
                 moved = reshape(Layout(a, (Seg(-1, 0, before[a]),)), before, tuple(out.shape))
                 if moved is not None and moved.segs == (Seg(-1, 0, before[a]),):
                     prov[moved.axis] = p
-    elif packet in (aten.permute, aten.transpose, aten.t, aten.expand, aten.slice) or packet in SAME_SHAPE:
+    elif (
+        packet in (aten.permute, aten.transpose, aten.t, aten.expand, aten.slice)
+        or packet in SAME_SHAPE
+    ):
         if packet is aten.permute:
             order = list(node.args[1])
         elif packet is aten.transpose:
@@ -73,7 +88,10 @@ def param_op(rec: Record, node: fx.Node, packet, leaves: list[fx.Node]) -> NodeS
             for n, a in srcs:
                 moved[n] = base[n].index_select(a, perm)
             b, m = run_node(rec, node, base), run_node(rec, node, moved)
-            if isinstance(b, torch.Tensor) and isinstance(m, torch.Tensor) and close(m, b.index_select(k, perm)):
+            if (
+                isinstance(b, torch.Tensor)
+                and isinstance(m, torch.Tensor)
+                and close(m, b.index_select(k, perm))
+            ):
                 prov[k] = tuple(dict.fromkeys(p for n, a in srcs for p in rec.state[n].prov[a]))
     return Param(tuple(prov))
-

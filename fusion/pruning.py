@@ -1,11 +1,14 @@
-"""Structured pruning by norm: remove the units (neurons or filters) of one layer whose incoming weights have
-the smallest L1 norm (Li, Kadav, Durdanovic, Samet, Graf, "Pruning Filters for Efficient ConvNets", ICLR 2017),
-giving a narrower model. OT fusion of the dense model into the pruned one is the data-free post-processing
-of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020), Section 5.2.
+"""Structured pruning by norm: remove the units (neurons or filters) of one layer whose incoming
+weights have the smallest L1 norm (Li, Kadav, Durdanovic, Samet, Graf, "Pruning Filters for
+Efficient ConvNets", ICLR 2017), giving a narrower model. OT fusion of the dense model into the
+pruned one is the data-free post-processing of Singh & Jaggi, "Model Fusion via Optimal Transport"
+(NeurIPS 2020), Section 5.2.
 
-The pruned layer's units are read by the next linear or convolution layer in the model's registration order
-(a plain chain, as in MLPs and VGG); a BatchNorm right after the layer loses the same units.
+The pruned layer's units are read by the next linear or convolution layer in the model's
+registration order (a plain chain, as in MLPs and VGG); a BatchNorm right after the layer loses the
+same units.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,24 +30,29 @@ def prune_units(model: nn.Module, layer: str, fraction: float) -> nn.Module:
         fraction: the share of its units removed, in [0, 1); at least one unit is kept.
 
     Returns:
-        The pruned copy in eval mode (its `landscape_spec` records the pruning; an MLP's `hidden` widths are
-        updated so that its checkpoint rebuilds).
+        The pruned copy in eval mode (its `landscape_spec` records the pruning; an MLP's `hidden`
+        widths are updated so that its checkpoint rebuilds).
 
     Raises:
-        LandscapeError: for an unknown layer, a layer that is not linear/convolution, the last such layer (its
-        units are the classes), a fraction outside [0, 1), or a next layer that does not read the units.
+        LandscapeError: for an unknown layer, a layer that is not linear/convolution, the last such
+        layer (its units are the classes), a fraction outside [0, 1), or a next layer that does not
+        read the units.
     """
     if not 0 <= fraction < 1:
         raise LandscapeError(f"pruning fraction must be in [0, 1), got {fraction}")
     modules = dict(model.named_modules())
     if layer not in modules:
-        raise LandscapeError(f"no layer {layer!r} in the model; its layers: "
-                             f"{', '.join(n for n, m in modules.items() if isinstance(m, WEIGHTED))}")
+        raise LandscapeError(
+            f"no layer {layer!r} in the model; its layers: "
+            f"{', '.join(n for n, m in modules.items() if isinstance(m, WEIGHTED))}"
+        )
     target = modules[layer]
     if not isinstance(target, WEIGHTED):
-        raise LandscapeError(f"layer {layer!r} is a {type(target).__name__}, not a linear or convolution layer")
+        raise LandscapeError(
+            f"layer {layer!r} is a {type(target).__name__}, not a linear or convolution layer"
+        )
     names = list(modules)
-    after = names[names.index(layer) + 1:]
+    after = names[names.index(layer) + 1 :]
     consumer = next((n for n in after if isinstance(modules[n], WEIGHTED)), None)
     if consumer is None:
         raise LandscapeError(f"layer {layer!r} is the output layer: its units are the classes")
@@ -93,10 +101,14 @@ def _cut_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
 
 
 def _cut_in(module: nn.Module, keep: torch.Tensor, units: int, name: str) -> nn.Module:
-    """The consumer without the inputs of the removed units (a flattened feature map: every position)."""
+    """The consumer without the inputs of the removed units (a flattened feature map: every
+    position).
+    """
     fan_in = module.weight.shape[1]
     if fan_in % units:
-        raise LandscapeError(f"layer {name!r} reads {fan_in} inputs, not the {units} units of the pruned layer")
+        raise LandscapeError(
+            f"layer {name!r} reads {fan_in} inputs, not the {units} units of the pruned layer"
+        )
     per = fan_in // units
     columns = (keep[:, None] * per + torch.arange(per)[None]).flatten()
     new = copy.deepcopy(module)
@@ -119,8 +131,13 @@ def _record(pruned: nn.Module, model: nn.Module, layer: str, kept: int) -> None:
     if spec is None:
         return
     spec.setdefault("pruned", {})[layer] = kept
-    if spec.get("arch") == "mlp" and "arch_kwargs" in spec:   # the widths as built, so that the checkpoint rebuilds
-        spec["arch_kwargs"]["hidden"] = [m.out_features for n, m in pruned.named_modules()
-                                         if isinstance(m, nn.Linear) and n.startswith("features.")]
+    if (
+        spec.get("arch") == "mlp" and "arch_kwargs" in spec
+    ):  # the widths as built, so that the checkpoint rebuilds
+        spec["arch_kwargs"]["hidden"] = [
+            m.out_features
+            for n, m in pruned.named_modules()
+            if isinstance(m, nn.Linear) and n.startswith("features.")
+        ]
         spec["arch_kwargs"]["width"] = 1.0
     pruned.landscape_spec = spec

@@ -1,12 +1,15 @@
-"""What the walk over the exported graph records: each node's state, and the bindings and constraints found so far.
+"""What the walk over the exported graph records: each node's state, and the bindings and
+constraints found so far.
 
 Every node of the graph is in one of these states (`NodeState`):
 - a `Layout` (`fusion/layout.py`): a tensor whose channel axis carries units that may move;
-- `Param`: a parameter or buffer, or a tensor computed from them alone, with the (state key, axis) each of
-  its axes follows (its provenance);
+- `Param`: a parameter or buffer, or a tensor computed from them alone, with the (state key, axis)
+  each of its axes follows (its provenance);
 - `Fixed`: a tensor that carries no movable units;
-- a tuple of states for operations that return several tensors, or None for values that are not tensors.
+- a tuple of states for operations that return several tensors, or None for values that are not
+  tensors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,12 +26,14 @@ from .layout import Layout, Seg, Units
 class Fixed:
     """A tensor that carries no movable units."""
 
-    from_input: bool = False      # computed from the network input only (before the first layer)
+    from_input: bool = False  # computed from the network input only (before the first layer)
 
 
 @dataclass(frozen=True)
 class Param:
-    """A parameter or buffer, or a tensor computed from them alone: per axis, the (state key, axis) it follows."""
+    """A parameter or buffer, or a tensor computed from them alone: per axis, the (state key, axis)
+    it follows.
+    """
 
     prov: tuple[tuple[tuple[str, int], ...], ...]
 
@@ -52,7 +57,9 @@ class Producer:
 
 
 class Record:
-    """The walk's state: node states, parameter bindings, producers, unit constraints and freeze events."""
+    """The walk's state: node states, parameter bindings, producers, unit constraints and freeze
+    events.
+    """
 
     def __init__(self, tr: Trace) -> None:
         self.tr = tr
@@ -65,7 +72,9 @@ class Record:
         self.features: list[tuple[tuple[str, int, int] | None, int, object]] = []
         self.param_group: dict[tuple, int] = {}
         self.events: list[tuple[fx.Node, str]] = []
-        self.heads: list[tuple[tuple[Seg, ...], ...]] = []   # per attention call: each head's Q/K then V segments
+        self.heads: list[
+            tuple[tuple[Seg, ...], ...]
+        ] = []  # per attention call: each head's Q/K then V segments
         self.input_layout: Layout | None = None
         self.output_layouts: list[Layout] = []
         self.gen = torch.Generator().manual_seed(0)
@@ -112,8 +121,10 @@ class Record:
         return self.fixed_like(self.values[node])
 
     def bind(self, key: str, axis: int, role: str, layout: Layout, node: fx.Node) -> None:
-        """Bind axis `axis` of state entry `key` to the units of `layout` ("out" or "in"). A table used both ways
-        on the same units (an embedding tied to the output layer) is bound once, "out": it moves once."""
+        """Bind axis `axis` of state entry `key` to the units of `layout` ("out" or "in"). A table
+        used both ways on the same units (an embedding tied to the output layer) is bound once,
+        "out": it moves once.
+        """
         layout = layout.on(axis)
         prev = self.bindings.get((key, axis))
         if prev is None:

@@ -1,9 +1,12 @@
-"""Operations that move a layout without computing on its channels: reshapes and flattens, concatenation,
-slices, zero padding, splits, and GroupNorm (which cuts the channels into its groups).
+"""Operations that move a layout without computing on its channels: reshapes and flattens,
+concatenation, slices, zero padding, splits, and GroupNorm (which cuts the channels into its
+groups).
 
-Each handler takes the walk's record and a node whose input carries units; it returns the node's state, or
-`NotImplemented` to leave the node to the numeric equivariance test (`fusion/equivariance.py`).
+Each handler takes the walk's record and a node whose input carries units; it returns the node's
+state, or `NotImplemented` to leave the node to the numeric equivariance test
+(`fusion/equivariance.py`).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,15 +21,33 @@ from .record import NodeState, Param, Record
 
 aten = torch.ops.aten
 
-VIEWS = {aten.view, aten.reshape, aten._unsafe_view, aten.flatten, aten.unflatten, aten.squeeze, aten.unsqueeze,
-         aten._reshape_alias}
-SAME_SHAPE = {aten.alias, aten.clone, aten.contiguous, aten.detach, aten._to_copy, aten.to, aten.lift_fresh_copy,
-              aten.type_as}
+VIEWS = {
+    aten.view,
+    aten.reshape,
+    aten._unsafe_view,
+    aten.flatten,
+    aten.unflatten,
+    aten.squeeze,
+    aten.unsqueeze,
+    aten._reshape_alias,
+}
+SAME_SHAPE = {
+    aten.alias,
+    aten.clone,
+    aten.contiguous,
+    aten.detach,
+    aten._to_copy,
+    aten.to,
+    aten.lift_fresh_copy,
+    aten.type_as,
+}
 
 
 def named(node: fx.Node) -> dict:
     """The node's arguments by schema name, defaults filled in."""
-    pair = normalize_function(node.target, tuple(node.args), dict(node.kwargs), normalize_to_only_use_kwargs=True)
+    pair = normalize_function(
+        node.target, tuple(node.args), dict(node.kwargs), normalize_to_only_use_kwargs=True
+    )
     return dict(pair.kwargs) if pair is not None else {}
 
 
@@ -38,11 +59,14 @@ def _prefix(shape: tuple[int, ...]) -> list[int]:
 
 
 def reshape(layout: Layout, before: tuple[int, ...], after: tuple[int, ...]) -> Layout | None:
-    """The layout after a reshape from `before` to `after` (row-major), or None if units cannot be followed.
+    """The layout after a reshape from `before` to `after` (row-major), or None if units cannot be
+    followed.
 
-    A channel axis kept whole (merged with neighbours, or split with its units' blocks) stays one axis; one split
-    into several axes (attention heads: (..., C) to (..., H, C / H)) becomes a layout over those axes, its
-    segments cut at every index of the outer axes (one head each), and merges back the same way."""
+    A channel axis kept whole (merged with neighbours, or split with its units' blocks) stays one
+    axis; one split into several axes (attention heads: (..., C) to (..., H, C / H)) becomes a
+    layout over those axes, its segments cut at every index of the outer axes (one head each), and
+    merges back the same way.
+    """
     if not layout.outer_axes:
         moved = _reshape_axis(layout, before, after)
         if moved is not None:
@@ -55,20 +79,30 @@ def _reshape_axis(layout: Layout, before: tuple[int, ...], after: tuple[int, ...
     if 0 in before or 0 in after or not 0 <= a < len(before):
         return None
     pin, pout = _prefix(before), _prefix(after)
-    for k in range(len(after)):   # the channel axis lies within output axis k (kept, merged or given size-1 dims)
-        if pin[a] % pout[k] == 0 and pout[k + 1] % pin[a + 1] == 0 and pout[k] <= pin[a] < pout[k + 1]:
+    for k in range(
+        len(after)
+    ):  # the channel axis lies within output axis k (kept, merged or given size-1 dims)
+        if (
+            pin[a] % pout[k] == 0
+            and pout[k + 1] % pin[a + 1] == 0
+            and pout[k] <= pin[a] < pout[k + 1]
+        ):
             outer, inner = pin[a] // pout[k], pout[k + 1] // pin[a + 1]
             segs = tuple(replace(s, inner=s.inner * inner) for s in layout.segs)
             if outer > 1:
-                segs = (replace(segs[0], outer=segs[0].outer * outer),) if len(segs) == 1 else segs * outer
+                segs = (
+                    (replace(segs[0], outer=segs[0].outer * outer),)
+                    if len(segs) == 1
+                    else segs * outer
+                )
             return Layout(k, segs)
     starts = [k for k in range(len(after)) if pout[k] == pin[a] and after[k] > 1]
-    if not starts or pin[a + 1] not in pout:   # the channel axis split over output axes k, k+1, ...
+    if not starts or pin[a + 1] not in pout:  # the channel axis split over output axes k, k+1, ...
         return None
     k = starts[0]
     if before[a] % after[k]:
         return None
-    per = before[a] // after[k]    # elements per index of axis k
+    per = before[a] // after[k]  # elements per index of axis k
     segs, off = [], 0
     for s in layout.segs:
         if s.outer != 1 or s.inner % per or off % per:
@@ -78,20 +112,36 @@ def _reshape_axis(layout: Layout, before: tuple[int, ...], after: tuple[int, ...
     return Layout(k, tuple(segs))
 
 
-def _reshape_elements(layout: Layout, before: tuple[int, ...], after: tuple[int, ...]) -> Layout | None:
-    """A reshape followed element by element: each element of the layout gets a code, the codes are broadcast
-    over the other axes and reshaped; the output axes along which the codes vary carry the layout."""
+def _reshape_elements(
+    layout: Layout, before: tuple[int, ...], after: tuple[int, ...]
+) -> Layout | None:
+    """A reshape followed element by element: each element of the layout gets a code, the codes are
+    broadcast over the other axes and reshaped; the output axes along which the codes vary carry the
+    layout.
+    """
     axes = layout.axes
-    if list(axes) != sorted(set(axes)) or not all(0 <= a < len(before) for a in axes) or \
-            math.prod(before[a] for a in axes) != layout.length or math.prod(before) != math.prod(after):
+    if (
+        list(axes) != sorted(set(axes))
+        or not all(0 <= a < len(before) for a in axes)
+        or math.prod(before[a] for a in axes) != layout.length
+        or math.prod(before) != math.prod(after)
+    ):
         return None
-    elements = [(s.group, s.start + u, i, s.inner) for s in expand(layout.segs)
-                for u in range(s.n) for i in range(s.inner)]
-    units = list(dict.fromkeys(elements))     # one code per element of a unit (repetitions share it)
+    elements = [
+        (s.group, s.start + u, i, s.inner)
+        for s in expand(layout.segs)
+        for u in range(s.n)
+        for i in range(s.inner)
+    ]
+    units = list(dict.fromkeys(elements))  # one code per element of a unit (repetitions share it)
     code = {e: c for c, e in enumerate(units)}
     grid = [before[a] if a in axes else 1 for a in range(len(before))]
     codes = torch.tensor([code[e] for e in elements]).reshape(grid).expand(before).reshape(after)
-    varying = [k for k in range(len(after)) if after[k] > 1 and bool((codes != codes.narrow(k, 0, 1)).any())]
+    varying = [
+        k
+        for k in range(len(after))
+        if after[k] > 1 and bool((codes != codes.narrow(k, 0, 1)).any())
+    ]
     if not varying:
         return None
     index = tuple(slice(None) if k in varying else 0 for k in range(len(after)))
@@ -108,9 +158,13 @@ def _reshape_elements(layout: Layout, before: tuple[int, ...], after: tuple[int,
     return Layout(varying[-1], segs, tuple(varying[:-1]))
 
 
-def _parse(elements: list[tuple[int, int, int, int]], block: int, repeat: int) -> tuple[Seg, ...] | None:
-    """Segments covering a sequence of (group, unit, position in unit, elements per unit), a new segment at
-    least every `block` elements; None if a unit's elements are not consecutive and in order."""
+def _parse(
+    elements: list[tuple[int, int, int, int]], block: int, repeat: int
+) -> tuple[Seg, ...] | None:
+    """Segments covering a sequence of (group, unit, position in unit, elements per unit), a new
+    segment at least every `block` elements; None if a unit's elements are not consecutive and in
+    order.
+    """
     segs: list[Seg] = []
     i = 0
     while i < len(elements):
@@ -122,8 +176,9 @@ def _parse(elements: list[tuple[int, int, int, int]], block: int, repeat: int) -
             j = i + n * inner
             if j >= len(elements) or (n and j % block == 0) or elements[j][:2] != (g, u + n):
                 break
-            if [e[2:] for e in elements[j:j + inner]] != [(p, inner) for p in range(inner)] or \
-                    any(e[:2] != (g, u + n) for e in elements[j:j + inner]):
+            if [e[2:] for e in elements[j : j + inner]] != [
+                (p, inner) for p in range(inner)
+            ] or any(e[:2] != (g, u + n) for e in elements[j : j + inner]):
                 return None
             n += 1
         if not n:
@@ -134,7 +189,9 @@ def _parse(elements: list[tuple[int, int, int, int]], block: int, repeat: int) -
 
 
 def view(rec: Record, node: fx.Node) -> NodeState:
-    """view, reshape, flatten, unflatten, squeeze, unsqueeze: the layout after the reshape (`reshape`)."""
+    """view, reshape, flatten, unflatten, squeeze, unsqueeze: the layout after the reshape
+    (`reshape`).
+    """
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout):
         return NotImplemented
@@ -147,7 +204,9 @@ def view(rec: Record, node: fx.Node) -> NodeState:
 
 
 def move_axes(rec: Record, node: fx.Node) -> NodeState:
-    """transpose, permute and t of a layout split into heads: its axes follow (single axes: the equivariance test)."""
+    """transpose, permute and t of a layout split into heads: its axes follow (single axes: the
+    equivariance test).
+    """
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout) or not layout.outer_axes:
         return NotImplemented
@@ -166,8 +225,9 @@ def move_axes(rec: Record, node: fx.Node) -> NodeState:
 
 
 def select(rec: Record, node: fx.Node) -> NodeState:
-    """select and unbind: along an axis the layout does not run over, the layout stays; along its outermost
-    axis, each index holds one block of its elements."""
+    """Select and unbind: along an axis the layout does not run over, the layout stays; along its
+    outermost axis, each index holds one block of its elements.
+    """
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout) or not layout.outer_axes:
         return NotImplemented
@@ -180,7 +240,10 @@ def select(rec: Record, node: fx.Node) -> NodeState:
         return a - (a > dim)
 
     if dim not in layout.axes:
-        parts = [Layout(drop(layout.axis), layout.segs, tuple(drop(a) for a in layout.outer_axes)) for _ in indices]
+        parts = [
+            Layout(drop(layout.axis), layout.segs, tuple(drop(a) for a in layout.outer_axes))
+            for _ in indices
+        ]
     elif dim == layout.outer_axes[0]:
         block = layout.length // shape[dim]
         rest = tuple(drop(a) for a in layout.outer_axes[1:])
@@ -196,17 +259,27 @@ def select(rec: Record, node: fx.Node) -> NodeState:
 
 
 def attention(rec: Record, node: fx.Node) -> NodeState:
-    """scaled_dot_product_attention: queries and keys are contracted over their last axis, so their units pair
-    (Q and K of a head move together); the output carries the values' units (V moves with what reads it)."""
+    """scaled_dot_product_attention: queries and keys are contracted over their last axis, so their
+    units pair (Q and K of a head move together); the output carries the values' units (V moves with
+    what reads it).
+    """
     a = named(node)
     q, k, v = (rec.state.get(a[name]) for name in ("query", "key", "value"))
     rank = len(rec.shape(node))
-    if isinstance(rec.state.get(a.get("attn_mask")), Layout) or \
-            not all(isinstance(t, Layout) and t.axis == rank - 1 and rank - 2 not in t.outer_axes for t in (q, k, v)) \
-            or q.outer_axes != k.outer_axes or not rec.units.unify(q, k):
+    if (
+        isinstance(rec.state.get(a.get("attn_mask")), Layout)
+        or not all(
+            isinstance(t, Layout) and t.axis == rank - 1 and rank - 2 not in t.outer_axes
+            for t in (q, k, v)
+        )
+        or q.outer_axes != k.outer_axes
+        or not rec.units.unify(q, k)
+    ):
         return NotImplemented
     mask = a.get("attn_mask")
-    if mask is None or rec.values[mask].ndim < 3 or rec.values[mask].shape[-3] == 1:   # heads are interchangeable
+    if (
+        mask is None or rec.values[mask].ndim < 3 or rec.values[mask].shape[-3] == 1
+    ):  # heads are interchangeable
         heads = [_heads(t, rec.shape(a[name])[-1]) for t, name in ((q, "query"), (v, "value"))]
         if all(heads) and len(heads[0]) == len(heads[1]) > 1:
             rec.heads.append(tuple(hq + hv for hq, hv in zip(*heads)))
@@ -214,8 +287,10 @@ def attention(rec: Record, node: fx.Node) -> NodeState:
 
 
 def _heads(layout: Layout, width: int) -> list[tuple[Seg, ...]] | None:
-    """The segments of each head of a layout split into heads (`width` elements each), in order; heads merged
-    with the batch axis repeat and are counted once. None if a segment crosses a head's boundary."""
+    """The segments of each head of a layout split into heads (`width` elements each), in order;
+    heads merged with the batch axis repeat and are counted once. None if a segment crosses a head's
+    boundary.
+    """
     blocks, block, filled = [], [], 0
     for s in expand(layout.segs):
         block.append(s)
@@ -227,20 +302,30 @@ def _heads(layout: Layout, width: int) -> list[tuple[Seg, ...]] | None:
             return None
     return list(dict.fromkeys(blocks)) if not block else None
 
+
 def cat(rec: Record, node: fx.Node) -> NodeState:
     """Concatenation along the channel axis: the inputs' segments in order (other tensors fixed)."""
     a = named(node)
     out = rec.values[node]
     dim = a.get("dim", 0) % out.ndim
-    tensors = [t for t in a["tensors"] if not (rec.values[t].ndim == 1 and rec.values[t].numel() == 0)]
-    if any(isinstance(rec.state[t], Layout) and (rec.state[t].axis != dim or rec.state[t].outer_axes) for t in tensors):
+    tensors = [
+        t for t in a["tensors"] if not (rec.values[t].ndim == 1 and rec.values[t].numel() == 0)
+    ]
+    if any(
+        isinstance(rec.state[t], Layout) and (rec.state[t].axis != dim or rec.state[t].outer_axes)
+        for t in tensors
+    ):
         return NotImplemented
     segs = []
     for t in tensors:
         k = rec.state[t]
-        segs.extend(k.segs if isinstance(k, Layout) else
-                    rec.units.layout(dim, rec.values[t].shape[dim], fixed="fixed data").segs)
+        segs.extend(
+            k.segs
+            if isinstance(k, Layout)
+            else rec.units.layout(dim, rec.values[t].shape[dim], fixed="fixed data").segs
+        )
     return Layout(dim, tuple(segs))
+
 
 def slice_(rec: Record, node: fx.Node) -> NodeState:
     """A contiguous slice of the channels: the units it keeps (they must be whole units)."""
@@ -255,7 +340,12 @@ def slice_(rec: Record, node: fx.Node) -> NodeState:
     if r.step != 1:
         return NotImplemented
     sub = rec.units.slice(layout, r.start, max(r.start, r.stop))
-    return sub if sub is not None else rec.freeze(node, [layout], "a slice cuts through its units' blocks")
+    return (
+        sub
+        if sub is not None
+        else rec.freeze(node, [layout], "a slice cuts through its units' blocks")
+    )
+
 
 def pad(rec: Record, node: fx.Node) -> NodeState:
     """Zero padding of the channels: new fixed units around the layout."""
@@ -270,12 +360,18 @@ def pad(rec: Record, node: fx.Node) -> NodeState:
         return Layout(layout.axis, layout.segs)
     if a.get("mode", "constant") != "constant" or before < 0 or after < 0:
         return rec.freeze(node, [layout], "it pads or crops the channels")
-    segs = [*(rec.units.layout(layout.axis, before).segs if before else ()), *layout.segs,
-            *(rec.units.layout(layout.axis, after).segs if after else ())]
+    segs = [
+        *(rec.units.layout(layout.axis, before).segs if before else ()),
+        *layout.segs,
+        *(rec.units.layout(layout.axis, after).segs if after else ()),
+    ]
     return Layout(layout.axis, tuple(segs))
 
+
 def split(rec: Record, node: fx.Node) -> NodeState:
-    """split and chunk: along the channels, each part's units; along another axis, the same layout."""
+    """Split and chunk: along the channels, each part's units; along another axis, the same
+    layout.
+    """
     x = node.args[0]
     layout = rec.state.get(x)
     if not isinstance(layout, Layout) or layout.outer_axes:
@@ -293,13 +389,18 @@ def split(rec: Record, node: fx.Node) -> NodeState:
         off += o.shape[dim]
     return tuple(parts)
 
+
 def group_norm(rec: Record, node: fx.Node) -> NodeState:
     """GroupNorm: the channels cut at its groups, its affine parameters bound to them."""
     a = named(node)
     layout = rec.state.get(a["input"])
     params = [p for p in (a.get("weight"), a.get("bias")) if p is not None]
-    if not isinstance(layout, Layout) or layout.axis != 1 or layout.outer_axes or \
-            any(not (isinstance(rec.state[p], Param) and rec.state[p].prov[0]) for p in params):
+    if (
+        not isinstance(layout, Layout)
+        or layout.axis != 1
+        or layout.outer_axes
+        or any(not (isinstance(rec.state[p], Param) and rec.state[p].prov[0]) for p in params)
+    ):
         return NotImplemented
     groups, size = int(a["num_groups"]), layout.length
     if groups > 1 and not rec.units.cut_at(layout, [size // groups * i for i in range(1, groups)]):
@@ -310,8 +411,20 @@ def group_norm(rec: Record, node: fx.Node) -> NodeState:
     return Layout(1, layout.segs)
 
 
-
-STRUCTURAL = {**dict.fromkeys(VIEWS, view), aten.cat: cat, aten.slice: slice_, aten.pad: pad,
-              aten.constant_pad_nd: pad, aten.split: split, aten.split_with_sizes: split, aten.chunk: split,
-              aten.group_norm: group_norm, aten.transpose: move_axes, aten.permute: move_axes, aten.t: move_axes,
-              aten.select: select, aten.unbind: select, aten.scaled_dot_product_attention: attention}
+STRUCTURAL = {
+    **dict.fromkeys(VIEWS, view),
+    aten.cat: cat,
+    aten.slice: slice_,
+    aten.pad: pad,
+    aten.constant_pad_nd: pad,
+    aten.split: split,
+    aten.split_with_sizes: split,
+    aten.chunk: split,
+    aten.group_norm: group_norm,
+    aten.transpose: move_axes,
+    aten.permute: move_axes,
+    aten.t: move_axes,
+    aten.select: select,
+    aten.unbind: select,
+    aten.scaled_dot_product_attention: attention,
+}

@@ -1,19 +1,21 @@
 """Transport maps between the units of a model (n) and of the fused-model estimate (m), with POT.
 
-`plan` solves OT(a, b; C) (paper eq. 1) exactly (EMD) or with entropic regularisation (Sinkhorn). `Map`
-turns the plan T (n x m) into the two linear maps that move a model into the estimate's basis:
-- rows (m x n) = diag(1/beta) T^T, beta = T^T 1 (Algorithm 1 line 14): unit j of the aligned model is the
-  barycentric projection of the model's units, a convex combination with weights T[:, j] / beta_j;
+`plan` solves OT(a, b; C) (paper eq. 1) exactly (EMD) or with entropic regularisation (Sinkhorn).
+`Map` turns the plan T (n x m) into the two linear maps that move a model into the estimate's basis:
+- rows (m x n) = diag(1/beta) T^T, beta = T^T 1 (Algorithm 1 line 14): unit j of the aligned model
+  is the barycentric projection of the model's units, a convex combination with weights T[:, j] /
+  beta_j;
 - cols (n x m) = diag(1/alpha) T, alpha = T 1: applied to the input dimension of every consumer
-  (line 9). For equal widths and uniform marginals this is the paper's `T diag(1/beta)`; scaling by the
-  source's own mass alpha instead keeps the function when widths differ (a unit split into two copies gives
-  each copy half of its outgoing weight, two merged units add theirs).
-With EMD, uniform marginals and equal widths, n * T is a permutation matrix and both maps are exact: the
-problem is then a linear assignment (an optimal vertex of the Birkhoff polytope is a permutation, Birkhoff-von
-Neumann), which `plan` solves with scipy's `linear_sum_assignment` (Crouse, "On implementing 2D rectangular
-assignment algorithms", IEEE TAES 2016) instead of the network simplex: the same plan, several times faster on
-wide layers (benchmarks/fusion_speed.py).
+  (line 9). For equal widths and uniform marginals this is the paper's `T diag(1/beta)`; scaling by
+  the source's own mass alpha instead keeps the function when widths differ (a unit split into two
+  copies gives each copy half of its outgoing weight, two merged units add theirs).
+With EMD, uniform marginals and equal widths, n * T is a permutation matrix and both maps are exact:
+the problem is then a linear assignment (an optimal vertex of the Birkhoff polytope is a
+permutation, Birkhoff-von Neumann), which `plan` solves with scipy's `linear_sum_assignment`
+(Crouse, "On implementing 2D rectangular assignment algorithms", IEEE TAES 2016) instead of the
+network simplex: the same plan, several times faster on wide layers (benchmarks/fusion_speed.py).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -33,14 +35,17 @@ def uniform(n: int) -> np.ndarray:
 
 
 def normalised(weights: np.ndarray, floor: float = 1e-3) -> np.ndarray:
-    """A histogram proportional to non-negative `weights`; every unit keeps at least `floor` of the mean mass."""
+    """A histogram proportional to non-negative `weights`; every unit keeps at least `floor` of the
+    mean mass.
+    """
     w = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
     w = w + floor * max(float(w.mean()), 1e-12)
     return w / w.sum()
 
 
 def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
-    """The OT solver and its regularisation as the options mean them: EMD unless Sinkhorn is named or a `reg` given.
+    """The OT solver and its regularisation as the options mean them: EMD unless Sinkhorn is named
+    or a `reg` given.
 
     Args:
         solver: "emd", "sinkhorn" or None (not given).
@@ -55,45 +60,68 @@ def resolve_solver(solver: str | None, reg: float | None) -> tuple[str, float]:
     return solver or ("sinkhorn" if reg is not None else "emd"), 0.01 if reg is None else reg
 
 
-def plan(cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", reg: float = 0.01) -> np.ndarray:
-    """The optimal transport plan T (n x m) with T 1 = a and T^T 1 = b for the ground cost `cost`."""
+def plan(
+    cost: np.ndarray, a: np.ndarray, b: np.ndarray, solver: str = "emd", reg: float = 0.01
+) -> np.ndarray:
+    """The optimal transport plan T (n x m) with T 1 = a and T^T 1 = b for the ground cost
+    `cost`.
+    """
     check_choice(solver, SOLVERS, "OT solver")
-    import ot  # POT takes a second to import: only commands that solve a transport problem pay for it
+    # POT takes a second to import: only commands that solve a transport problem pay for it
+    import ot
 
     cost = np.ascontiguousarray(cost, dtype=np.float64)
     if not np.isfinite(cost).all():
-        raise LandscapeError("the ground cost has non-finite entries (the models' weights or activations overflow)")
+        raise LandscapeError(
+            "the ground cost has non-finite entries (the models' weights or activations overflow)"
+        )
     if solver == "emd":
         if is_assignment(a, b):
             return assignment_plan(cost)
         return ot.emd(a, b, cost, numItermax=max(100_000, 50 * cost.size))
     if reg <= 0:
         raise LandscapeError(f"`reg` must be positive for Sinkhorn, got {reg}")
-    scale = float(cost.max()) or 1.0   # reg is relative to the largest cost, so one value fits every layer
-    with warnings.catch_warnings():   # a plan short of full convergence is still rescaled by its own marginals
+    scale = (
+        float(cost.max()) or 1.0
+    )  # reg is relative to the largest cost, so one value fits every layer
+    with (
+        warnings.catch_warnings()
+    ):  # a plan short of full convergence is still rescaled by its own marginals
         warnings.simplefilter("ignore", UserWarning)
-        t = ot.sinkhorn(a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7)
+        t = ot.sinkhorn(
+            a, b, cost / scale, reg, method="sinkhorn_stabilized", numItermax=10_000, stopThr=1e-7
+        )
     if not np.isfinite(t).all() or t.sum() <= 0:
-        raise LandscapeError(f"Sinkhorn failed with reg={reg}; use a larger `reg` or the exact solver")
+        raise LandscapeError(
+            f"Sinkhorn failed with reg={reg}; use a larger `reg` or the exact solver"
+        )
     return t
 
 
 def is_assignment(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether OT between histograms `a` and `b` is a linear assignment: equal sizes, uniform masses."""
+    """Whether OT between histograms `a` and `b` is a linear assignment: equal sizes, uniform
+    masses.
+    """
     n = len(a)
-    return n == len(b) and bool(np.allclose(a, 1.0 / n, rtol=1e-12, atol=0)) and \
-        bool(np.allclose(b, 1.0 / n, rtol=1e-12, atol=0))
+    return (
+        n == len(b)
+        and bool(np.allclose(a, 1.0 / n, rtol=1e-12, atol=0))
+        and bool(np.allclose(b, 1.0 / n, rtol=1e-12, atol=0))
+    )
 
 
 def assignment(score: np.ndarray, maximize: bool = False) -> np.ndarray:
-    """The permutation `index` (unit j of the second side is unit index[j] of the first) that minimises (or
-    maximises) the total of `score[index[j], j]` (n x n)."""
+    """The permutation `index` (unit j of the second side is unit index[j] of the first) that
+    minimises (or maximises) the total of `score[index[j], j]` (n x n).
+    """
     from scipy.optimize import linear_sum_assignment
 
     score = np.asarray(score, dtype=np.float64)
     if not np.isfinite(score).all():
-        raise LandscapeError("the assignment scores have non-finite entries (the models' weights or activations "
-                             "overflow)")
+        raise LandscapeError(
+            "the assignment scores have non-finite entries (the models' weights or activations "
+            "overflow)"
+        )
     rows, cols = linear_sum_assignment(score.T, maximize=maximize)
     index = np.empty(score.shape[1], dtype=np.int64)
     index[rows] = cols
@@ -101,7 +129,9 @@ def assignment(score: np.ndarray, maximize: bool = False) -> np.ndarray:
 
 
 def assignment_plan(cost: np.ndarray) -> np.ndarray:
-    """The exact OT plan for uniform masses on n = m units: the optimal assignment's permutation matrix / n."""
+    """The exact OT plan for uniform masses on n = m units: the optimal assignment's permutation
+    matrix / n.
+    """
     n = cost.shape[0]
     t = np.zeros(cost.shape)
     t[assignment(cost), np.arange(n)] = 1.0 / n
@@ -110,11 +140,15 @@ def assignment_plan(cost: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Map:
-    """How one group's units move into the estimate's basis: `rows` for producers, `cols` for consumers."""
+    """How one group's units move into the estimate's basis: `rows` for producers, `cols` for
+    consumers.
+    """
 
-    rows: torch.Tensor   # (m, n)
-    cols: torch.Tensor   # (n, m)
-    index: torch.Tensor | None = None   # when the plan is a permutation: unit j of the result is unit index[j]
+    rows: torch.Tensor  # (m, n)
+    cols: torch.Tensor  # (n, m)
+    index: torch.Tensor | None = (
+        None  # when the plan is a permutation: unit j of the result is unit index[j]
+    )
 
     @staticmethod
     def from_plan(t: np.ndarray, device: torch.device | str = "cpu") -> Map:
@@ -124,8 +158,11 @@ class Map:
         alpha = t.sum(1).clamp_min(torch.finfo(t.dtype).tiny)
         rows, cols = (t / beta).T.contiguous(), t / alpha[:, None]
         best, index = rows.max(1)
-        one_to_one = t.shape[0] == t.shape[1] and bool((best > 1 - 1e-9).all()) and \
-            int(torch.unique(index).numel()) == t.shape[0]
+        one_to_one = (
+            t.shape[0] == t.shape[1]
+            and bool((best > 1 - 1e-9).all())
+            and int(torch.unique(index).numel()) == t.shape[0]
+        )
         return Map(rows, cols, index if one_to_one else None)
 
     @staticmethod
@@ -143,25 +180,29 @@ class Map:
         return self.cols.shape[0]
 
     def apply(self, t: torch.Tensor, role: str) -> torch.Tensor:
-        """Move axis 1 of `t` (outer, n, inner, rest): "out" averages units into the estimate's (rows),
-        "in" gathers a consumer's inputs (cols)."""
+        """Move axis 1 of `t` (outer, n, inner, rest): "out" averages units into the estimate's
+        (rows), "in" gathers a consumer's inputs (cols).
+        """
         if self.index is not None:
             return t.index_select(1, self.index.to(t.device))
         m = (self.rows if role == "out" else self.cols.T).to(t.device)
         return torch.einsum("mn,onir->omir", m, t.to(m.dtype))
 
 
-def move_axis(value: torch.Tensor, axis: int, segments, role: str, maps: dict[int, Map],
-              sizes: list[int]) -> torch.Tensor:
-    """`value` with axis `axis` moved into the estimate's basis: each segment (group, inner, outer) of the
-    axis by its group's map (`role` "out" or "in"); segments of groups without a map stay as they are.
-    `sizes` are the source model's group sizes. The result is float64 where a plan is not a permutation."""
+def move_axis(
+    value: torch.Tensor, axis: int, segments, role: str, maps: dict[int, Map], sizes: list[int]
+) -> torch.Tensor:
+    """`value` with axis `axis` moved into the estimate's basis: each segment (group, inner, outer)
+    of the axis by its group's map (`role` "out" or "in"); segments of groups without a map stay as
+    they are. `sizes` are the source model's group sizes. The result is float64 where a plan is not
+    a permutation.
+    """
     v = value.movedim(axis, 0)
     pieces, off = [], 0
     for seg in segments:
         n = sizes[seg.group]
         length = n * seg.inner * seg.outer
-        chunk = v[off:off + length]
+        chunk = v[off : off + length]
         off += length
         mp = maps.get(seg.group)
         if mp is not None:

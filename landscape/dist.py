@@ -1,8 +1,9 @@
 """torch.distributed helpers: every reduction over data goes through here, so `torchrun` just works.
 
-Launched with `torchrun`, the environment holds WORLD_SIZE/RANK/MASTER_ADDR; `init()` joins the group
-(NCCL on CUDA, gloo on CPU). Without it every function degrades to the single-process case.
+Launched with `torchrun`, the environment holds WORLD_SIZE/RANK/MASTER_ADDR; `init()` joins the
+group (NCCL on CUDA, gloo on CPU). Without it every function degrades to the single-process case.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -16,7 +17,11 @@ import torch.distributed as tdist
 
 def init(device: torch.device | str = "cpu") -> None:
     """Join the process group described by torchrun's environment, once; a no-op otherwise."""
-    if tdist.is_available() and not tdist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if (
+        tdist.is_available()
+        and not tdist.is_initialized()
+        and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    ):
         device = torch.device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
@@ -36,8 +41,15 @@ _local_depth = 0
 
 
 def active() -> bool:
-    """Whether more than one process takes part in collectives right now (False inside `local()`)."""
-    return _local_depth == 0 and tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1
+    """Whether more than one process takes part in collectives right now (False inside
+    `local()`).
+    """
+    return (
+        _local_depth == 0
+        and tdist.is_available()
+        and tdist.is_initialized()
+        and tdist.get_world_size() > 1
+    )
 
 
 def launched_rank() -> int:
@@ -52,7 +64,9 @@ def launched_world_size() -> int:
 
 @contextlib.contextmanager
 def local() -> Iterator[None]:
-    """Run a whole job on this rank alone: no sharding, no collectives (for independent jobs of a study)."""
+    """Run a whole job on this rank alone: no sharding, no collectives (for independent jobs of a
+    study).
+    """
     global _local_depth
     _local_depth += 1
     try:
@@ -77,7 +91,9 @@ def is_main() -> bool:
 
 
 def shard(n: int, index: int | None = None, parts: int | None = None) -> range:
-    """The contiguous block of `range(n)` that rank `index` of `parts` owns (sizes differ by at most 1)."""
+    """The contiguous block of `range(n)` that rank `index` of `parts` owns (sizes differ by at most
+    1).
+    """
     index = rank() if index is None else index
     parts = world_size() if parts is None else parts
     base, extra = divmod(n, parts)

@@ -1,13 +1,16 @@
 """Bad input and its checks: the error, the warning, and the two checks every package shares.
 
-The command line turns `LandscapeError` into a one-line `error:` message and exit code 2, and shows a
-`LandscapeWarning` as one `warning:` line (recorded with the result) when a run goes on with something the user
-should know. The shared checks: a value among its choices, a model's values finite.
+The command line turns `LandscapeError` into a one-line `error:` message and exit code 2, and shows
+a `LandscapeWarning` as one `warning:` line (recorded with the result) when a run goes on with
+something the user should know. The shared checks: a value among its choices, a model's values
+finite.
 
 Bad input raises `LandscapeError`; a broken internal invariant (a bug, not the user's input) raises
-`RuntimeError`. Messages name the Python parameters, spelled in backquotes (`` `max_hvps` ``); the command line
-shows the flag instead (`--max-hvps`). Nothing here imports torch, so `fusion` can share it.
+`RuntimeError`. Messages name the Python parameters, spelled in backquotes (`` `max_hvps` ``); the
+command line shows the flag instead (`--max-hvps`). Nothing here imports torch, so `fusion` can
+share it.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -32,7 +35,9 @@ class LandscapeWarning(UserWarning):
 
 
 def warn(message: str) -> None:
-    """Issue a `LandscapeWarning` with a one-line `message`, attributed to the caller of the function that warns.
+    """Issue a `LandscapeWarning` with a one-line `message`.
+
+    The warning is attributed to the caller of the function that warns.
 
     Args:
         message: one line saying what was used instead of what was given.
@@ -64,7 +69,9 @@ def check_choice(value: T, choices: Collection[T], what: str, hint: str = "") ->
     """
     if value not in choices:
         listed = ", ".join(str(c) for c in choices)
-        raise LandscapeError(f"unknown {what} {value!r}; choose one of {listed}{', ' + hint if hint else ''}")
+        raise LandscapeError(
+            f"unknown {what} {value!r}; choose one of {listed}{', ' + hint if hint else ''}"
+        )
     return value
 
 
@@ -83,15 +90,20 @@ def check_finite(model: Any, what: str = "the model") -> None:
     >>> check_finite({"w": torch.tensor([1.0, float("nan")])}, "model 2")
     Traceback (most recent call last):
     ...
-    landscape.errors.LandscapeError: model 2 has non-finite values (NaN or inf) in w (1 of 2): measurements ...
+    landscape.errors.LandscapeError: model 2 has non-finite values (NaN or inf) in w (1 of 2):
+    measurements ...
     """
     import torch  # here, not at the top: importing this module must stay free of torch
 
     state: Mapping[str, Any] = model if isinstance(model, Mapping) else model.state_dict()
     floats = [(k, v) for k, v in state.items() if v.is_floating_point() and v.numel()]
-    if not floats or bool(torch.stack([torch.isfinite(v).all() for _, v in floats]).all()):   # one device sync
+    if not floats or bool(
+        torch.stack([torch.isfinite(v).all() for _, v in floats]).all()
+    ):  # one device sync
         return
     key, value = next((k, v) for k, v in floats if not bool(torch.isfinite(v).all()))
     bad = int((~torch.isfinite(value)).sum())
-    raise LandscapeError(f"{what} has non-finite values (NaN or inf) in {key} ({bad} of {value.numel()}): "
-                         "measurements of it would be NaN or meaningless")
+    raise LandscapeError(
+        f"{what} has non-finite values (NaN or inf) in {key} ({bad} of {value.numel()}): "
+        "measurements of it would be NaN or meaningless"
+    )

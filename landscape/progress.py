@@ -1,10 +1,13 @@
-"""Progress on stderr, on rank 0, unless quiet: a tqdm bar with an ETA on a terminal, plain lines elsewhere.
+"""Progress on stderr, on rank 0, unless quiet: a tqdm bar with an ETA on a terminal, plain lines
+elsewhere.
 
-Without a terminal (a SLURM or CI log, `make demo > log`) a bar writes a line (stage, done/total, elapsed,
-ETA) once it has run `INTERVAL` seconds, then at most every `INTERVAL` seconds across all bars, and a last line
-when it ends if it wrote one before or is a `stage` bar: long work is visible, a thousand short inner jobs are
-not, and a command that fails fast on bad input writes nothing but its error line.
+Without a terminal (a SLURM or CI log, `make demo > log`) a bar writes a line (stage, done/total,
+elapsed, ETA) once it has run `INTERVAL` seconds, then at most every `INTERVAL` seconds across all
+bars, and a last line when it ends if it wrote one before or is a `stage` bar: long work is visible,
+a thousand short inner jobs are not, and a command that fails fast on bad input writes nothing but
+its error line.
 """
+
 from __future__ import annotations
 
 import sys
@@ -17,9 +20,9 @@ from tqdm import tqdm
 from . import dist
 
 T = TypeVar("T")
-INTERVAL = 5.0   # seconds between two progress lines in a log
+INTERVAL = 5.0  # seconds between two progress lines in a log
 _quiet = False
-_last_line = [0.0]   # when any bar last wrote a line
+_last_line = [0.0]  # when any bar last wrote a line
 
 
 def set_quiet(quiet: bool) -> None:
@@ -38,13 +41,26 @@ def enabled() -> bool:
     return shown() and sys.stderr.isatty()
 
 
-def bar(iterable: Iterable[T] | None = None, total: int | None = None, desc: str = "", stage: bool = False) -> Any:
-    """A tqdm bar on a terminal, a `LogBar` writing plain lines otherwise, a silent bar when quiet. A `stage`
-    bar (a step of a pipeline) always ends with a line in a log."""
+def bar(
+    iterable: Iterable[T] | None = None,
+    total: int | None = None,
+    desc: str = "",
+    stage: bool = False,
+) -> Any:
+    """A tqdm bar on a terminal, a `LogBar` writing plain lines otherwise, a silent bar when quiet.
+    A `stage` bar (a step of a pipeline) always ends with a line in a log.
+    """
     if shown() and not sys.stderr.isatty():
         return LogBar(iterable, total, desc, stage)
-    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, disable=not enabled(), leave=False,
-                dynamic_ncols=True)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        file=sys.stderr,
+        disable=not enabled(),
+        leave=False,
+        dynamic_ncols=True,
+    )
 
 
 def _clock(seconds: float) -> str:
@@ -54,10 +70,14 @@ def _clock(seconds: float) -> str:
 
 
 class LogBar:
-    """The part of tqdm's interface the code uses (update, set_description, set_postfix, close, iteration),
-    written as lines `progress: <desc>: <done>/<total> (<pct>%), elapsed m:ss, ETA m:ss`."""
+    """The part of tqdm's interface the code uses (update, set_description, set_postfix, close,
+    iteration), written as lines `progress: <desc>: <done>/<total> (<pct>%), elapsed m:ss, ETA
+    m:ss`.
+    """
 
-    def __init__(self, iterable: Iterable[T] | None, total: int | None, desc: str, stage: bool = False):
+    def __init__(
+        self, iterable: Iterable[T] | None, total: int | None, desc: str, stage: bool = False
+    ):
         self.iterable, self.desc, self.n, self.stage = iterable, desc, 0, stage
         self.total = total if total is not None or iterable is None else _length(iterable)
         self.start = time.monotonic()
@@ -73,7 +93,9 @@ class LogBar:
             self.close()
 
     def update(self, n: int = 1) -> None:
-        """Count `n` more done; write a line when the bar and the last line are `INTERVAL` seconds old."""
+        """Count `n` more done; write a line when the bar and the last line are `INTERVAL` seconds
+        old.
+        """
         self.n += n
         if time.monotonic() - max(_last_line[0], self.start) >= INTERVAL:
             self._line()
@@ -87,8 +109,9 @@ class LogBar:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
-        """End the bar: a last line if it is a stage or wrote a line before, and no exception is on its way out
-        (a failing command's last line is its `error:` line)."""
+        """End the bar: a last line if it is a stage or wrote a line before, and no exception is on
+        its way out (a failing command's last line is its `error:` line).
+        """
         if not self.closed:
             self.closed = True
             if (self.stage or self.wrote) and sys.exc_info()[0] is None:
@@ -101,8 +124,11 @@ class LogBar:
             text = f"{count} done in {_clock(elapsed)}"
         else:
             pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
-            eta = (f", ETA {_clock(elapsed * (self.total - self.n) / self.n)}"
-                   if self.total and self.n else "")
+            eta = (
+                f", ETA {_clock(elapsed * (self.total - self.n) / self.n)}"
+                if self.total and self.n
+                else ""
+            )
             text = f"{count}{pct}, elapsed {_clock(elapsed)}{eta}"
         extra = f", {self.postfix}" if self.postfix else ""
         print(f"progress: {self.desc}: {text}{extra}", file=sys.stderr, flush=True)

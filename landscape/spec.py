@@ -1,9 +1,13 @@
-"""A model's spec: the architecture and keyword arguments it was built from, read through one typed accessor.
+"""A model's spec: the architecture and keyword arguments it was built from.
 
-`landscape.build_model` attaches the spec to the module as the attribute `landscape_spec`, a plain dict
-`{"arch", "arch_kwargs"}` (so it survives `copy.deepcopy` and pickling and compares with `==`); checkpoints store
-the same two keys (docs/conventions.md, "Checkpoints"). Nothing here imports torch, so `fusion` can share it.
+The spec is read through one typed accessor.
+
+`landscape.build_model` attaches the spec to the module as the attribute `landscape_spec`, a plain
+dict `{"arch", "arch_kwargs"}` (so it survives `copy.deepcopy` and pickling and compares with `==`);
+checkpoints store the same two keys (docs/conventions.md, "Checkpoints"). Nothing here imports
+torch, so `fusion` can share it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ class ModelSpec:
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
-        """The shape of one input example (without the batch axis), or None when the spec does not say."""
+        """The shape of one input example (without the batch axis), or None if the spec lacks it."""
         shape = self.arch_kwargs.get("input_shape")
         return None if shape is None else tuple(int(n) for n in shape)
 

@@ -1,7 +1,10 @@
-"""The CPU threads torch computes with: part of what decides a result, since a sum split over another number of
-threads rounds differently (the same seeds trained with 1 and with 2 threads end up to 0.04 apart in some
-weights). Set by `landscape --threads N` or the LANDSCAPE_THREADS environment variable, recorded as `threads`
-in every checkpoint's meta and every stored result (docs/results.md, "Determinism")."""
+"""The CPU threads torch computes with: part of what decides a result, since a sum split over
+another number of threads rounds differently (the same seeds trained with 1 and with 2 threads end
+up to 0.04 apart in some weights). Set by `landscape --threads N` or the LANDSCAPE_THREADS
+environment variable, recorded as `threads` in every checkpoint's meta and every stored result
+(docs/results.md, "Determinism").
+"""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +15,8 @@ ENV = "LANDSCAPE_THREADS"
 
 
 def set_threads(threads: int | None) -> None:
-    """Make torch use `threads` intra-op threads (None: LANDSCAPE_THREADS if set, else leave torch's choice).
+    """Make torch use `threads` intra-op threads (None: LANDSCAPE_THREADS if set, else leave torch's
+    choice).
 
     Args:
         threads: a positive count, or None.

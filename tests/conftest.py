@@ -1,4 +1,5 @@
 """Shared fixtures: small trained models on digits, and a runner for the CLI's `main`."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,11 @@ def train_mlp(data, init_seed: int, data_seed: int, hidden=(32, 16), epochs: int
     """A small MLP trained on `data` (a few seconds on CPU)."""
     kwargs = arch_kwargs_for("mlp", data.input_shape, data.num_classes, hidden=list(hidden), **kw)
     model = init_model("mlp", kwargs, init_seed)
-    # the best-validation weights, as before `keep` existed, so that the shared fixtures stay the same models
-    cfg = TrainConfig(batch_size=32, lr=0.05, epochs=epochs, data_seed=data_seed, schedule="cosine", keep="best")
+    # the best-validation weights, as before `keep` existed, so that the shared fixtures stay the
+    # same models
+    cfg = TrainConfig(
+        batch_size=32, lr=0.05, epochs=epochs, data_seed=data_seed, schedule="cosine", keep="best"
+    )
     return train(model, data, cfg).model
 
 
@@ -37,6 +41,7 @@ def mlp_pair(digits):
 @pytest.fixture
 def run_cli(capsys):
     """Run `landscape ARGS...` in-process; return (exit code, stdout, stderr)."""
+
     def run(*args: str) -> tuple[int, str, str]:
         code = 0
         try:
@@ -45,6 +50,7 @@ def run_cli(capsys):
             code = int(exc.code or 0)
         out = capsys.readouterr()
         return code, out.out, out.err
+
     return run
 
 

@@ -1,12 +1,15 @@
-"""Small models written the way public model code writes them, each with a hand-written list of its hidden
-unit groups (which axes of which parameters a hidden permutation moves), for permuted-copy tests.
+"""Small models written the way public model code writes them, each with a hand-written list of its
+hidden unit groups (which axes of which parameters a hidden permutation moves), for permuted-copy
+tests.
 
-The unit lists are written per model from its module names; they do not use `fusion` in any way. A unit
-group is `Units(n, [Axis(key, axis, offset, inner, outer), ...])`: a permutation of its n units reorders,
-along axis `axis` of state tensor `key`, the n blocks of `inner` consecutive elements starting at `offset`
-(and the same in each of `outer` consecutive repetitions of those n blocks: a channels-last flatten).
-Everything here was written for these tests (no code copied from other projects).
+The unit lists are written per model from its module names; they do not use `fusion` in any way. A
+unit group is `Units(n, [Axis(key, axis, offset, inner, outer), ...])`: a permutation of its n units
+reorders, along axis `axis` of state tensor `key`, the n blocks of `inner` consecutive elements
+starting at `offset` (and the same in each of `outer` consecutive repetitions of those n blocks: a
+channels-last flatten). Everything here was written for these tests (no code copied from other
+projects).
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,7 +47,10 @@ def cols(prefix: str, offset: int = 0, inner: int = 1) -> list[Axis]:
 
 
 def bn(prefix: str, offset: int = 0, inner: int = 1) -> list[Axis]:
-    return [Axis(f"{prefix}.{k}", 0, offset, inner) for k in ("weight", "bias", "running_mean", "running_var")]
+    return [
+        Axis(f"{prefix}.{k}", 0, offset, inner)
+        for k in ("weight", "bias", "running_mean", "running_var")
+    ]
 
 
 def affine(prefix: str, offset: int = 0) -> list[Axis]:
@@ -64,7 +70,9 @@ def permute(model: nn.Module, units: list[Units], seed: int = 1) -> nn.Module:
             span = unit.n * ax.inner
             for rep in range(ax.outer):
                 start = ax.offset + rep * span
-                idx[start:start + span] = (perm[:, None] * ax.inner + torch.arange(ax.inner)[None]).reshape(-1) + start
+                idx[start : start + span] = (
+                    perm[:, None] * ax.inner + torch.arange(ax.inner)[None]
+                ).reshape(-1) + start
             state[ax.key] = value.index_select(ax.axis, idx)
     out = copy.deepcopy(model)
     out.load_state_dict(state)
@@ -72,7 +80,8 @@ def permute(model: nn.Module, units: list[Units], seed: int = 1) -> nn.Module:
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random norm statistics and affine parameters, biases and scales, so every unit is distinct."""
+    """Random norm statistics and affine parameters, biases and scales, so every unit is
+    distinct."""
     g = torch.Generator().manual_seed(seed + 1000)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -86,7 +95,7 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-# ---------------------------------------------------------------------------------------------------- MLPs
+# --------------------------------------------------------------------------------------------- MLPs
 class MlpNet(nn.Module):
     """The OT-fusion reference code's MNIST network, as that code writes it."""
 
@@ -110,8 +119,11 @@ class MlpNet(nn.Module):
 
 
 def mlpnet_units(m):
-    return [Units(20, rows("fc1", False) + cols("fc2")), Units(16, rows("fc2", False) + cols("fc3")),
-            Units(12, rows("fc3", False) + cols("fc4"))]
+    return [
+        Units(20, rows("fc1", False) + cols("fc2")),
+        Units(16, rows("fc2", False) + cols("fc3")),
+        Units(12, rows("fc3", False) + cols("fc4")),
+    ]
 
 
 class SoftmaxHead(nn.Module):
@@ -167,7 +179,8 @@ class TwoTowers(nn.Module):
         return self.out(torch.cat([F.relu(self.a(x)), torch.tanh(self.b(x))], dim=1))
 
 
-# ---------------------------------------------------------------------------------------------- ResNets
+# ----------------------------------------------------------------------------------------------
+# ResNets
 def conv3x3(cin, cout, stride=1):
     return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
 
@@ -227,7 +240,8 @@ class Bottleneck(nn.Module):
 
 
 class TvResNet(nn.Module):
-    """torchvision ResNet layout at toy widths: stem, max-pool, stages, average pool, flatten, fc."""
+    """torchvision ResNet layout at toy widths: stem, max-pool, stages, average pool, flatten,
+    fc."""
 
     def __init__(self, block, layers, width=8, num_classes=10):
         super().__init__()
@@ -244,8 +258,10 @@ class TvResNet(nn.Module):
     def _make_layer(self, block, planes, blocks, stride=1):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -266,23 +282,64 @@ class TvResNet(nn.Module):
 
 def tv_basic_units(m):
     return [
-        Units(8, rows("conv1", False) + bn("bn1") + rows("layer1.0.conv2", False) + bn("layer1.0.bn2")
-              + rows("layer1.1.conv2", False) + bn("layer1.1.bn2") + cols("layer1.0.conv1") + cols("layer1.1.conv1")
-              + cols("layer2.0.conv1") + cols("layer2.0.downsample.0")),
+        Units(
+            8,
+            rows("conv1", False)
+            + bn("bn1")
+            + rows("layer1.0.conv2", False)
+            + bn("layer1.0.bn2")
+            + rows("layer1.1.conv2", False)
+            + bn("layer1.1.bn2")
+            + cols("layer1.0.conv1")
+            + cols("layer1.1.conv1")
+            + cols("layer2.0.conv1")
+            + cols("layer2.0.downsample.0"),
+        ),
         Units(8, rows("layer1.0.conv1", False) + bn("layer1.0.bn1") + cols("layer1.0.conv2")),
         Units(8, rows("layer1.1.conv1", False) + bn("layer1.1.bn1") + cols("layer1.1.conv2")),
         Units(16, rows("layer2.0.conv1", False) + bn("layer2.0.bn1") + cols("layer2.0.conv2")),
-        Units(16, rows("layer2.0.conv2", False) + bn("layer2.0.bn2") + rows("layer2.0.downsample.0", False)
-              + bn("layer2.0.downsample.1") + cols("fc")),
+        Units(
+            16,
+            rows("layer2.0.conv2", False)
+            + bn("layer2.0.bn2")
+            + rows("layer2.0.downsample.0", False)
+            + bn("layer2.0.downsample.1")
+            + cols("fc"),
+        ),
     ]
 
 
 def tv_bottleneck_units(m):
-    units = [Units(8, rows("conv1", False) + bn("bn1") + cols("layer1.0.conv1") + cols("layer1.0.downsample.0"))]
-    units.append(Units(32, rows("layer1.0.conv3", False) + bn("layer1.0.bn3") + rows("layer1.0.downsample.0", False)
-                       + bn("layer1.0.downsample.1") + cols("layer2.0.conv1") + cols("layer2.0.downsample.0")))
-    units.append(Units(64, rows("layer2.0.conv3", False) + bn("layer2.0.bn3") + rows("layer2.0.downsample.0", False)
-                       + bn("layer2.0.downsample.1") + cols("fc")))
+    units = [
+        Units(
+            8,
+            rows("conv1", False)
+            + bn("bn1")
+            + cols("layer1.0.conv1")
+            + cols("layer1.0.downsample.0"),
+        )
+    ]
+    units.append(
+        Units(
+            32,
+            rows("layer1.0.conv3", False)
+            + bn("layer1.0.bn3")
+            + rows("layer1.0.downsample.0", False)
+            + bn("layer1.0.downsample.1")
+            + cols("layer2.0.conv1")
+            + cols("layer2.0.downsample.0"),
+        )
+    )
+    units.append(
+        Units(
+            64,
+            rows("layer2.0.conv3", False)
+            + bn("layer2.0.bn3")
+            + rows("layer2.0.downsample.0", False)
+            + bn("layer2.0.downsample.1")
+            + cols("fc"),
+        )
+    )
     for p, w in (("layer1.0", 8), ("layer2.0", 16)):
         units.append(Units(w, rows(f"{p}.conv1", False) + bn(f"{p}.bn1") + cols(f"{p}.conv2")))
         units.append(Units(w, rows(f"{p}.conv2", False) + bn(f"{p}.bn2") + cols(f"{p}.conv3")))
@@ -303,14 +360,19 @@ class BlockA(nn.Module):
 
     def __init__(self, in_planes, planes, stride=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4),
-                                                        "constant", 0))
+            self.shortcut = LambdaLayer(
+                lambda x: F.pad(
+                    x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0
+                )
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -343,23 +405,37 @@ def resnet_a_units(m):
     w = m.conv1.out_channels
     pad = 2 * w // 4
     stage2 = [("layer2.0.conv2", "layer2.0.bn2"), ("layer2.1.conv2", "layer2.1.bn2")]
-    tied = []   # the incoming stream continues in the middle channels of stage 2
+    tied = []  # the incoming stream continues in the middle channels of stage 2
     for conv, norm in stage2:
         tied += rows(conv, False, offset=pad) + bn(norm, offset=pad)
-    units = [Units(w, rows("conv1", False) + bn("bn1") + rows("layer1.0.conv2", False) + bn("layer1.0.bn2")
-                   + cols("layer1.0.conv1") + cols("layer2.0.conv1") + tied + cols("layer2.1.conv1", offset=pad)
-                   + cols("linear", offset=pad))]
-    for offset in (0, pad + w):   # the zero-padded channels: their own units
+    units = [
+        Units(
+            w,
+            rows("conv1", False)
+            + bn("bn1")
+            + rows("layer1.0.conv2", False)
+            + bn("layer1.0.bn2")
+            + cols("layer1.0.conv1")
+            + cols("layer2.0.conv1")
+            + tied
+            + cols("layer2.1.conv1", offset=pad)
+            + cols("linear", offset=pad),
+        )
+    ]
+    for offset in (0, pad + w):  # the zero-padded channels: their own units
         axes = []
         for conv, norm in stage2:
             axes += rows(conv, False, offset=offset) + bn(norm, offset=offset)
-        units.append(Units(pad, axes + cols("layer2.1.conv1", offset=offset) + cols("linear", offset=offset)))
+        units.append(
+            Units(pad, axes + cols("layer2.1.conv1", offset=offset) + cols("linear", offset=offset))
+        )
     for p, n in (("layer1.0", w), ("layer2.0", 2 * w), ("layer2.1", 2 * w)):
         units.append(Units(n, rows(f"{p}.conv1", False) + bn(f"{p}.bn1") + cols(f"{p}.conv2")))
     return units
 
 
-# --------------------------------------------------------------------------------------------- DenseNet
+# ---------------------------------------------------------------------------------------------
+# DenseNet
 class DenseLayer(nn.Module):
     def __init__(self, in_planes, growth):
         super().__init__()
@@ -408,24 +484,41 @@ class DenseNet(nn.Module):
 def densenet_units(m):
     g = m.linear.in_features // 4
     units = []
-    for stage, first, readers in (("dense1", "conv1", ["trans1.bn", "trans1.conv"]),
-                                  ("dense2", "trans1.conv", ["bn", "linear"])):
+    for stage, first, readers in (
+        ("dense1", "conv1", ["trans1.bn", "trans1.conv"]),
+        ("dense2", "trans1.conv", ["bn", "linear"]),
+    ):
+
         def reads(offset, n, layers):
             axes = []
             for name in layers:
-                axes += bn(name, offset) if name.endswith("bn") or name.endswith("bn1") else cols(name, offset)
+                axes += (
+                    bn(name, offset)
+                    if name.endswith("bn") or name.endswith("bn1")
+                    else cols(name, offset)
+                )
             return axes
+
         later = [f"{stage}.0.bn1", f"{stage}.0.conv1", f"{stage}.1.bn1", f"{stage}.1.conv1"]
         units.append(Units(2 * g, rows(first, False) + reads(0, 2 * g, later + readers)))
-        units.append(Units(g, rows(f"{stage}.0.conv2", False) + reads(2 * g, g, later[2:] + readers)))
+        units.append(
+            Units(g, rows(f"{stage}.0.conv2", False) + reads(2 * g, g, later[2:] + readers))
+        )
         units.append(Units(g, rows(f"{stage}.1.conv2", False) + reads(3 * g, g, readers)))
         for i in range(2):
-            units.append(Units(4 * g, rows(f"{stage}.{i}.conv1", False) + bn(f"{stage}.{i}.bn2")
-                               + cols(f"{stage}.{i}.conv2")))
+            units.append(
+                Units(
+                    4 * g,
+                    rows(f"{stage}.{i}.conv1", False)
+                    + bn(f"{stage}.{i}.bn2")
+                    + cols(f"{stage}.{i}.conv2"),
+                )
+            )
     return units
 
 
-# -------------------------------------------------------------------------------------------- MobileNets
+# --------------------------------------------------------------------------------------------
+# MobileNets
 class SqueezeExcite(nn.Module):
     def __init__(self, channels, squeeze):
         super().__init__()
@@ -445,9 +538,14 @@ class SqueezeExcite(nn.Module):
 class InvertedResidual(nn.Module):
     def __init__(self, cin, expanded, cout, stride, se):
         super().__init__()
-        self.expand = nn.Sequential(nn.Conv2d(cin, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.Hardswish())
-        self.dw = nn.Sequential(nn.Conv2d(expanded, expanded, 3, stride, 1, groups=expanded, bias=False),
-                                nn.BatchNorm2d(expanded), nn.Hardswish())
+        self.expand = nn.Sequential(
+            nn.Conv2d(cin, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.Hardswish()
+        )
+        self.dw = nn.Sequential(
+            nn.Conv2d(expanded, expanded, 3, stride, 1, groups=expanded, bias=False),
+            nn.BatchNorm2d(expanded),
+            nn.Hardswish(),
+        )
         self.se = SqueezeExcite(expanded, expanded // 4) if se else nn.Identity()
         self.project = nn.Sequential(nn.Conv2d(expanded, cout, 1, bias=False), nn.BatchNorm2d(cout))
         self.use_res_connect = stride == 1 and cin == cout
@@ -466,10 +564,15 @@ class MobileNet(nn.Module):
             nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.Hardswish()),
             InvertedResidual(8, 16, 8, 1, True),
             InvertedResidual(8, 24, 12, 2, False),
-            nn.Sequential(nn.Conv2d(12, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish()))
+            nn.Sequential(nn.Conv2d(12, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish()),
+        )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Linear(32, 20), nn.Hardswish(inplace=True), nn.Dropout(p=0.2, inplace=True),
-                                        nn.Linear(20, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(32, 20),
+            nn.Hardswish(inplace=True),
+            nn.Dropout(p=0.2, inplace=True),
+            nn.Linear(20, num_classes),
+        )
 
     def forward(self, x):
         x = self.features(x)
@@ -482,13 +585,34 @@ class MobileNet(nn.Module):
 def mobilenet_units(m):
     b1, b2 = "features.1", "features.2"
     return [
-        Units(8, rows("features.0.0", False) + bn("features.0.1") + rows(f"{b1}.project.0", False)
-              + bn(f"{b1}.project.1") + cols(f"{b1}.expand.0") + cols(f"{b2}.expand.0")),
-        Units(16, rows(f"{b1}.expand.0", False) + bn(f"{b1}.expand.1") + rows(f"{b1}.dw.0", False) + bn(f"{b1}.dw.1")
-              + rows(f"{b1}.se.fc2") + cols(f"{b1}.se.fc1") + cols(f"{b1}.project.0")),
+        Units(
+            8,
+            rows("features.0.0", False)
+            + bn("features.0.1")
+            + rows(f"{b1}.project.0", False)
+            + bn(f"{b1}.project.1")
+            + cols(f"{b1}.expand.0")
+            + cols(f"{b2}.expand.0"),
+        ),
+        Units(
+            16,
+            rows(f"{b1}.expand.0", False)
+            + bn(f"{b1}.expand.1")
+            + rows(f"{b1}.dw.0", False)
+            + bn(f"{b1}.dw.1")
+            + rows(f"{b1}.se.fc2")
+            + cols(f"{b1}.se.fc1")
+            + cols(f"{b1}.project.0"),
+        ),
         Units(4, rows(f"{b1}.se.fc1") + cols(f"{b1}.se.fc2")),
-        Units(24, rows(f"{b2}.expand.0", False) + bn(f"{b2}.expand.1") + rows(f"{b2}.dw.0", False) + bn(f"{b2}.dw.1")
-              + cols(f"{b2}.project.0")),
+        Units(
+            24,
+            rows(f"{b2}.expand.0", False)
+            + bn(f"{b2}.expand.1")
+            + rows(f"{b2}.dw.0", False)
+            + bn(f"{b2}.dw.1")
+            + cols(f"{b2}.project.0"),
+        ),
         Units(12, rows(f"{b2}.project.0", False) + bn(f"{b2}.project.1") + cols("features.3.0")),
         Units(32, rows("features.3.0", False) + bn("features.3.1") + cols("classifier.0")),
         Units(20, rows("classifier.0") + cols("classifier.3")),
@@ -514,8 +638,17 @@ class SeparableNet(nn.Module):
 
 
 def separable_units(m):
-    return [Units(8, rows("conv1") + bn("bn1") + rows("dw", inner=2) + bn("bn2", inner=2) + cols("pw", inner=2)),
-            Units(12, rows("pw") + bn("bn3") + cols("fc", inner=4))]
+    return [
+        Units(
+            8,
+            rows("conv1")
+            + bn("bn1")
+            + rows("dw", inner=2)
+            + bn("bn2", inner=2)
+            + cols("pw", inner=2),
+        ),
+        Units(12, rows("pw") + bn("bn3") + cols("fc", inner=4)),
+    ]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -562,7 +695,9 @@ class ChannelsFirstNorm(nn.Module):
 class ConvNeXt(nn.Module):
     def __init__(self, dim=8, num_classes=10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, dim, kernel_size=2, stride=2), ChannelsFirstNorm(dim))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, dim, kernel_size=2, stride=2), ChannelsFirstNorm(dim)
+        )
         self.blocks = nn.Sequential(ConvNeXtBlock(dim), ConvNeXtBlock(dim))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -577,13 +712,19 @@ def convnext_units(m):
     units = []
     for i in range(2):
         p = f"blocks.{i}"
-        stream += rows(f"{p}.dwconv") + affine(f"{p}.norm") + cols(f"{p}.pwconv1") + rows(f"{p}.pwconv2") + \
-            [Axis(f"{p}.gamma")]
+        stream += (
+            rows(f"{p}.dwconv")
+            + affine(f"{p}.norm")
+            + cols(f"{p}.pwconv1")
+            + rows(f"{p}.pwconv2")
+            + [Axis(f"{p}.gamma")]
+        )
         units.append(Units(32, rows(f"{p}.pwconv1") + cols(f"{p}.pwconv2")))
     return [Units(8, stream), *units]
 
 
-# ------------------------------------------------------------------------------------------------ VGG etc.
+# ------------------------------------------------------------------------------------------------
+# VGG etc.
 class VggMeanHead(nn.Module):
     def __init__(self, num_classes=10):
         super().__init__()
@@ -593,10 +734,16 @@ class VggMeanHead(nn.Module):
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
-                layers += [nn.Conv2d(cin, v, kernel_size=3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(cin, v, kernel_size=3, padding=1),
+                    nn.BatchNorm2d(v),
+                    nn.ReLU(inplace=True),
+                ]
                 cin = v
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Linear(16, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(16, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, num_classes)
+        )
 
     def forward(self, x):
         x = self.features(x)
@@ -609,7 +756,11 @@ def vgg_units(m):
     units = []
     for j, i in enumerate(convs):
         reader = cols(f"features.{convs[j + 1]}") if j + 1 < len(convs) else cols("classifier.0")
-        units.append(Units(m.features[i].out_channels, rows(f"features.{i}") + bn(f"features.{i + 1}") + reader))
+        units.append(
+            Units(
+                m.features[i].out_channels, rows(f"features.{i}") + bn(f"features.{i + 1}") + reader
+            )
+        )
     units.append(Units(32, rows("classifier.0") + cols("classifier.3")))
     return units
 
@@ -636,8 +787,11 @@ class SizeArithmetic(nn.Module):
 
 
 def size_units(m):
-    return [Units(8, rows("conv1") + cols("conv2")), Units(12, rows("conv2") + cols("fc1")),
-            Units(16, rows("fc1") + cols("fc2"))]
+    return [
+        Units(8, rows("conv1") + cols("conv2")),
+        Units(12, rows("conv2") + cols("fc1")),
+        Units(16, rows("fc1") + cols("fc2")),
+    ]
 
 
 class Flatten1Gelu(nn.Module):
@@ -656,12 +810,16 @@ class Flatten1Gelu(nn.Module):
 
 
 def flatten_units(m):
-    return [Units(6, rows("conv1") + cols("conv2")), Units(8, rows("conv2") + cols("fc1", inner=16)),
-            Units(16, rows("fc1") + cols("fc2"))]
+    return [
+        Units(6, rows("conv1") + cols("conv2")),
+        Units(8, rows("conv2") + cols("fc1", inner=16)),
+        Units(16, rows("fc1") + cols("fc2")),
+    ]
 
 
 class ManyActivations(nn.Module):
-    """Element-wise operations and dropouts found in public code, none of them special-cased by fusion."""
+    """Element-wise operations and dropouts found in public code, none of them special-cased by
+    fusion."""
 
     def __init__(self):
         super().__init__()
@@ -690,8 +848,12 @@ class ManyActivations(nn.Module):
 
 
 def activations_units(m):
-    return [Units(8, rows("conv1") + cols("conv2")), Units(8, rows("conv2") + cols("conv3")),
-            Units(8, rows("conv3") + cols("fc1")), Units(12, rows("fc1") + cols("fc2"))]
+    return [
+        Units(8, rows("conv1") + cols("conv2")),
+        Units(8, rows("conv2") + cols("conv3")),
+        Units(8, rows("conv3") + cols("fc1")),
+        Units(12, rows("fc1") + cols("fc2")),
+    ]
 
 
 class NormalizedInput(nn.Module):
@@ -714,11 +876,15 @@ class NormalizedInput(nn.Module):
 
 
 def normalized_units(m):
-    return [Units(8, rows("conv1") + bn("bn1") + cols("conv2")), Units(8, rows("conv2") + bn("bn2") + cols("fc"))]
+    return [
+        Units(8, rows("conv1") + bn("bn1") + cols("conv2")),
+        Units(8, rows("conv2") + bn("bn2") + cols("fc")),
+    ]
 
 
 class GroupNormNet(nn.Module):
-    """GroupNorm(1, C) (permutations are free) or GroupNorm(G, C) (units stay within their group)."""
+    """GroupNorm(1, C) (permutations are free) or GroupNorm(G, C) (units stay within their
+    group)."""
 
     def __init__(self, groups=(1, 1)):
         super().__init__()
@@ -736,9 +902,11 @@ def groupnorm_units(m):
     units = []
     for conv, norm, reader in (("conv1", "gn1", "conv2"), ("conv2", "gn2", "fc")):
         groups, c = getattr(m, norm).num_groups, getattr(m, conv).out_channels
-        for k in range(groups):   # one permutation per norm group
+        for k in range(groups):  # one permutation per norm group
             off = k * c // groups
-            units.append(Units(c // groups, rows(conv, offset=off) + affine(norm, off) + cols(reader, off)))
+            units.append(
+                Units(c // groups, rows(conv, offset=off) + affine(norm, off) + cols(reader, off))
+            )
     return units
 
 
@@ -789,11 +957,15 @@ class GatedConv(nn.Module):
 
 
 def gated_units(m):
-    return [Units(8, rows("conv1") + rows("conv1", offset=8) + cols("conv2")), Units(8, rows("conv2") + cols("fc"))]
+    return [
+        Units(8, rows("conv1") + rows("conv1", offset=8) + cols("conv2")),
+        Units(8, rows("conv2") + cols("fc")),
+    ]
 
 
 class ChannelsLastHead(nn.Module):
-    """Features flattened channels-last (`permute(0, 2, 3, 1).reshape(n, -1)`) into a linear layer."""
+    """Features flattened channels-last (`permute(0, 2, 3, 1).reshape(n, -1)`) into a linear
+    layer."""
 
     def __init__(self):
         super().__init__()
@@ -809,11 +981,15 @@ class ChannelsLastHead(nn.Module):
 
 
 def channels_last_units(m):
-    return [Units(6, [*rows("conv"), Axis("fc1.weight", 1, outer=16)]), Units(12, rows("fc1") + cols("fc2"))]
+    return [
+        Units(6, [*rows("conv"), Axis("fc1.weight", 1, outer=16)]),
+        Units(12, rows("fc1") + cols("fc2")),
+    ]
 
 
 class TinyUNet(nn.Module):
-    """Encoder-decoder: InstanceNorm, a transposed convolution, interpolation, and a skip concatenation."""
+    """Encoder-decoder: InstanceNorm, a transposed convolution, interpolation, and a skip
+    concatenation."""
 
     def __init__(self, num_classes=10):
         super().__init__()
@@ -831,14 +1007,18 @@ class TinyUNet(nn.Module):
 
 
 def unet_units(m):
-    return [Units(8, rows("down1") + affine("norm1") + cols("down2") + cols("head")),
-            Units(16, [*rows("down2"), Axis("up.weight", 0)]),
-            Units(8, [Axis("up.weight", 1), Axis("up.bias", 0), *cols("head", offset=8)])]
+    return [
+        Units(8, rows("down1") + affine("norm1") + cols("down2") + cols("head")),
+        Units(16, [*rows("down2"), Axis("up.weight", 0)]),
+        Units(8, [Axis("up.weight", 1), Axis("up.bias", 0), *cols("head", offset=8)]),
+    ]
 
 
-# --------------------------------------------------------------------- one construct at a time (probes)
+# --------------------------------------------------------------------- one construct at a time
+# (probes)
 class MlpProbe(nn.Module):
-    """The reference MlpNet's constructs one at a time: `x.view(x.shape[0], -1)` or `F.log_softmax(x)`."""
+    """The reference MlpNet's constructs one at a time: `x.view(x.shape[0], -1)` or
+    `F.log_softmax(x)`."""
 
     def __init__(self, variant):
         super().__init__()
@@ -882,7 +1062,8 @@ def probe_units(m):
     return [Units(8, rows("conv") + cols("fc"))]
 
 
-# ------------------------------------------------------------------------------- operations that freeze
+# ------------------------------------------------------------------------------- operations that
+# freeze
 class ChannelFlip(nn.Module):
     """`x.flip(1)`: reverses the channel order, which no permutation of units commutes with."""
 
@@ -950,7 +1131,8 @@ def einsum_units(m):
     return [Units(12, rows("fc1") + cols("fc2"))]
 
 
-# ------------------------------------------------------------------------------------------------ attention
+# ------------------------------------------------------------------------------------------------
+# attention
 class BertSelfAttention(nn.Module):
     """Separate query/key/value layers, heads split with view + transpose, scores with matmul."""
 
@@ -965,8 +1147,12 @@ class BertSelfAttention(nn.Module):
         return x.view(b, t, self.heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x, mask):
-        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim ** 0.5 + mask
+        q, k, v = (
+            self.split_heads(self.query(x)),
+            self.split_heads(self.key(x)),
+            self.split_heads(self.value(x)),
+        )
+        scores = torch.matmul(q, k.transpose(-1, -2)) / self.head_dim**0.5 + mask
         context = torch.matmul(F.dropout(scores.softmax(dim=-1), 0.1, self.training), v)
         context = context.permute(0, 2, 1, 3).contiguous()
         return self.dense(context.view(context.size(0), context.size(1), -1))
@@ -976,7 +1162,11 @@ class BertLayer(nn.Module):
     def __init__(self, d, heads):
         super().__init__()
         self.attention, self.ln1 = BertSelfAttention(d, heads), nn.LayerNorm(d)
-        self.intermediate, self.output, self.ln2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d), nn.LayerNorm(d)
+        self.intermediate, self.output, self.ln2 = (
+            nn.Linear(d, 2 * d),
+            nn.Linear(2 * d, d),
+            nn.LayerNorm(d),
+        )
 
     def forward(self, x, mask):
         x = self.ln1(x + self.attention(x, mask))
@@ -984,11 +1174,16 @@ class BertLayer(nn.Module):
 
 
 class TinyBert(nn.Module):
-    """Token, position and segment embeddings, post-norm layers, an attention mask built from the ids."""
+    """Token, position and segment embeddings, post-norm layers, an attention mask built from the
+    ids."""
 
     def __init__(self, vocab=13, d=8, heads=2, positions=6, classes=3):
         super().__init__()
-        self.word, self.position, self.segment = nn.Embedding(vocab, d), nn.Embedding(positions, d), nn.Embedding(2, d)
+        self.word, self.position, self.segment = (
+            nn.Embedding(vocab, d),
+            nn.Embedding(positions, d),
+            nn.Embedding(2, d),
+        )
         self.register_buffer("position_ids", torch.arange(positions)[None], persistent=False)
         self.ln = nn.LayerNorm(d)
         self.layers = nn.ModuleList([BertLayer(d, heads) for _ in range(2)])
@@ -997,7 +1192,11 @@ class TinyBert(nn.Module):
     def forward(self, input_ids):
         t = input_ids.shape[1]
         mask = (1.0 - (input_ids > 0).float())[:, None, None, :] * -10000.0
-        x = self.word(input_ids) + self.position(self.position_ids[:, :t]) + self.segment(torch.zeros_like(input_ids))
+        x = (
+            self.word(input_ids)
+            + self.position(self.position_ids[:, :t])
+            + self.segment(torch.zeros_like(input_ids))
+        )
         x = self.ln(x)
         for layer in self.layers:
             x = layer(x, mask)
@@ -1006,18 +1205,33 @@ class TinyBert(nn.Module):
 
 def bert_units(m):
     d, h = 8, 4
-    stream = [Axis(f"{e}.weight", 1) for e in ("word", "position", "segment")] + affine("ln") + cols("pooler")
+    stream = (
+        [Axis(f"{e}.weight", 1) for e in ("word", "position", "segment")]
+        + affine("ln")
+        + cols("pooler")
+    )
     units = []
     for i in range(2):
         p = f"layers.{i}"
-        stream += cols(f"{p}.attention.query") + cols(f"{p}.attention.key") + cols(f"{p}.attention.value")
+        stream += (
+            cols(f"{p}.attention.query") + cols(f"{p}.attention.key") + cols(f"{p}.attention.value")
+        )
         stream += rows(f"{p}.attention.dense") + affine(f"{p}.ln1") + cols(f"{p}.intermediate")
         stream += rows(f"{p}.output") + affine(f"{p}.ln2")
         units.append(Units(2 * d, rows(f"{p}.intermediate") + cols(f"{p}.output")))
         for head in range(d // h):
             o = head * h
-            units.append(Units(h, rows(f"{p}.attention.query", offset=o) + rows(f"{p}.attention.key", offset=o)))
-            units.append(Units(h, rows(f"{p}.attention.value", offset=o) + cols(f"{p}.attention.dense", offset=o)))
+            units.append(
+                Units(
+                    h, rows(f"{p}.attention.query", offset=o) + rows(f"{p}.attention.key", offset=o)
+                )
+            )
+            units.append(
+                Units(
+                    h,
+                    rows(f"{p}.attention.value", offset=o) + cols(f"{p}.attention.dense", offset=o),
+                )
+            )
     return [Units(d, stream), Units(d, rows("pooler") + cols("classifier")), *units]
 
 
@@ -1031,7 +1245,9 @@ class TimmAttention(nn.Module):
 
     def forward(self, x):
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
@@ -1048,12 +1264,16 @@ class VitBlock(nn.Module):
 
 
 class TimmVit(nn.Module):
-    """Patch convolution, class token concatenated, learned position embedding added, pre-norm blocks."""
+    """Patch convolution, class token concatenated, learned position embedding added, pre-norm
+    blocks."""
 
     def __init__(self, d=8, heads=2, classes=3):
         super().__init__()
         self.patch_embed = nn.Conv2d(3, d, 4, 4)
-        self.cls_token, self.pos_embed = nn.Parameter(torch.randn(1, 1, d)), nn.Parameter(torch.randn(1, 5, d))
+        self.cls_token, self.pos_embed = (
+            nn.Parameter(torch.randn(1, 1, d)),
+            nn.Parameter(torch.randn(1, 5, d)),
+        )
         self.blocks = nn.Sequential(*[VitBlock(d, heads, TimmAttention) for _ in range(2)])
         self.norm, self.head = nn.LayerNorm(d), nn.Linear(d, classes)
 
@@ -1064,10 +1284,22 @@ class TimmVit(nn.Module):
 
 
 def vit_stream(m, blocks, attn_in):
-    stream = [*rows("patch_embed"), Axis("cls_token", 2), Axis("pos_embed", 2), *affine("norm"), *cols("head")]
+    stream = [
+        *rows("patch_embed"),
+        Axis("cls_token", 2),
+        Axis("pos_embed", 2),
+        *affine("norm"),
+        *cols("head"),
+    ]
     for i in range(blocks):
         p = f"blocks.{i}"
-        stream += affine(f"{p}.norm1") + attn_in(p) + affine(f"{p}.norm2") + cols(f"{p}.fc1") + rows(f"{p}.fc2")
+        stream += (
+            affine(f"{p}.norm1")
+            + attn_in(p)
+            + affine(f"{p}.norm2")
+            + cols(f"{p}.fc1")
+            + rows(f"{p}.fc2")
+        )
     return stream
 
 
@@ -1079,8 +1311,12 @@ def timm_vit_units(m):
         units.append(Units(2 * d, rows(f"{p}.fc1") + cols(f"{p}.fc2")))
         for head in range(d // h):
             o = head * h
-            units.append(Units(h, rows(f"{p}.attn.qkv", offset=o) + rows(f"{p}.attn.qkv", offset=d + o)))
-            units.append(Units(h, rows(f"{p}.attn.qkv", offset=2 * d + o) + cols(f"{p}.attn.proj", offset=o)))
+            units.append(
+                Units(h, rows(f"{p}.attn.qkv", offset=o) + rows(f"{p}.attn.qkv", offset=d + o))
+            )
+            units.append(
+                Units(h, rows(f"{p}.attn.qkv", offset=2 * d + o) + cols(f"{p}.attn.proj", offset=o))
+            )
     return units
 
 
@@ -1103,27 +1339,40 @@ class MhaVit(TimmVit):
 
 def mha_vit_units(m):
     d, h = 8, 4
-    stream = vit_stream(m, 2, lambda p: [Axis(f"{p}.attn.mha.in_proj_weight", 1), *rows(f"{p}.attn.mha.out_proj")])
+    stream = vit_stream(
+        m, 2, lambda p: [Axis(f"{p}.attn.mha.in_proj_weight", 1), *rows(f"{p}.attn.mha.out_proj")]
+    )
     units = [Units(d, stream)]
     for i in range(2):
         p, a = f"blocks.{i}", f"blocks.{i}.attn.mha"
         units.append(Units(2 * d, rows(f"{p}.fc1") + cols(f"{p}.fc2")))
         for head in range(d // h):
             o = head * h
-            packed = [Axis(f"{a}.in_proj_{k}", 0, off + o) for k in ("weight", "bias") for off in (0, d)]
+            packed = [
+                Axis(f"{a}.in_proj_{k}", 0, off + o) for k in ("weight", "bias") for off in (0, d)
+            ]
             units.append(Units(h, packed))
-            units.append(Units(h, [Axis(f"{a}.in_proj_{k}", 0, 2 * d + o) for k in ("weight", "bias")]
-                               + cols(f"{a}.out_proj", offset=o)))
+            units.append(
+                Units(
+                    h,
+                    [Axis(f"{a}.in_proj_{k}", 0, 2 * d + o) for k in ("weight", "bias")]
+                    + cols(f"{a}.out_proj", offset=o),
+                )
+            )
     return units
 
 
 class Conv1D(nn.Module):
-    """A linear layer with its weight stored (in, out), applied with addmm on the flattened batch."""
+    """A linear layer with its weight stored (in, out), applied with addmm on the flattened
+    batch."""
 
     def __init__(self, nf, nx):
         super().__init__()
         self.nf = nf
-        self.weight, self.bias = nn.Parameter(torch.randn(nx, nf) * 0.3), nn.Parameter(torch.zeros(nf))
+        self.weight, self.bias = (
+            nn.Parameter(torch.randn(nx, nf) * 0.3),
+            nn.Parameter(torch.zeros(nf)),
+        )
 
     def forward(self, x):
         size_out = (*x.size()[:-1], self.nf)
@@ -1141,8 +1390,9 @@ class Gpt2Attention(nn.Module):
 
     def forward(self, x):
         q, k, v = self.c_attn(x).split(self.split_size, dim=2)
-        out = F.scaled_dot_product_attention(self._split_heads(q), self._split_heads(k), self._split_heads(v),
-                                             is_causal=True)
+        out = F.scaled_dot_product_attention(
+            self._split_heads(q), self._split_heads(k), self._split_heads(v), is_causal=True
+        )
         out = out.transpose(1, 2).contiguous()
         return self.c_proj(out.view((*out.size()[:-2], self.heads * self.head_dim)))
 
@@ -1184,103 +1434,248 @@ def conv1d_rows(prefix: str, offset: int = 0) -> list[Axis]:
 
 def gpt2_units(m):
     d, h = 8, 4
-    stream = [Axis("wte.weight", 1), Axis("wpe.weight", 1), Axis("lm_head.weight", 1), *affine("ln_f")]
+    stream = [
+        Axis("wte.weight", 1),
+        Axis("wpe.weight", 1),
+        Axis("lm_head.weight", 1),
+        *affine("ln_f"),
+    ]
     units = []
     for i in range(2):
         p = f"h.{i}"
         stream += [*affine(f"{p}.ln_1"), Axis(f"{p}.attn.c_attn.weight", 0), *affine(f"{p}.ln_2")]
-        stream += [Axis(f"{p}.c_fc.weight", 0), *conv1d_rows(f"{p}.attn.c_proj"), *conv1d_rows(f"{p}.c_proj")]
+        stream += [
+            Axis(f"{p}.c_fc.weight", 0),
+            *conv1d_rows(f"{p}.attn.c_proj"),
+            *conv1d_rows(f"{p}.c_proj"),
+        ]
         units.append(Units(2 * d, [*conv1d_rows(f"{p}.c_fc"), Axis(f"{p}.c_proj.weight", 0)]))
         for head in range(d // h):
             o = head * h
-            units.append(Units(h, conv1d_rows(f"{p}.attn.c_attn", o) + conv1d_rows(f"{p}.attn.c_attn", d + o)))
-            units.append(Units(h, [*conv1d_rows(f"{p}.attn.c_attn", 2 * d + o), Axis(f"{p}.attn.c_proj.weight", 0, o)]))
+            units.append(
+                Units(
+                    h, conv1d_rows(f"{p}.attn.c_attn", o) + conv1d_rows(f"{p}.attn.c_attn", d + o)
+                )
+            )
+            units.append(
+                Units(
+                    h,
+                    [
+                        *conv1d_rows(f"{p}.attn.c_attn", 2 * d + o),
+                        Axis(f"{p}.attn.c_proj.weight", 0, o),
+                    ],
+                )
+            )
     return [Units(d, stream), *units]
 
 
 @dataclass
 class Case:
-    build: object                 # () -> model
-    units: object                 # model -> list[Units]
+    build: object  # () -> model
+    units: object  # model -> list[Units]
     shape: tuple = (3, 8, 8)
-    frozen: str = ""              # the operation that freezes units (named in the warning), "" if none
-    constructs: tuple = ()        # the issue's constructs this model exercises
-    vocab: int = 0                # > 0: the inputs are token ids in [1, vocab) of length shape[0]
+    frozen: str = ""  # the operation that freezes units (named in the warning), "" if none
+    constructs: tuple = ()  # the issue's constructs this model exercises
+    vocab: int = 0  # > 0: the inputs are token ids in [1, vocab) of length shape[0]
 
 
 CORPUS: dict[str, Case] = {
-    "mlpnet-reference": Case(MlpNet, mlpnet_units, (1, 8, 8),
-                             constructs=("x.shape[0]", "forward argument with default + if", "log_softmax")),
-    "softmax-temperature": Case(SoftmaxHead, lambda m: [Units(24, rows("net.0") + cols("net.2"))], (1, 8, 8),
-                                constructs=("nn.Softmax", "temperature", "scaling after logits", ".flatten(1)")),
-    "layernorm-mlp": Case(LayerNormMlp, lambda m: [Units(24, rows("fc1") + affine("ln1") + cols("fc2")),
-                                                   Units(16, rows("fc2") + affine("ln2") + cols("head"))],
-                          (1, 8, 8), constructs=("LayerNorm", "GELU")),
-    "shared-layer": Case(SharedLayer, lambda m: [Units(8, rows("fc") + rows("mid") + cols("mid") + cols("out"))],
-                         (1, 8, 8), constructs=("layer with parameters called twice",)),
-    "two-towers-cat": Case(TwoTowers, lambda m: [Units(4, rows("a") + cols("out")),
-                                                 Units(6, rows("b") + cols("out", offset=4))],
-                           (1, 8, 8), constructs=("torch.cat along features",)),
-    "tv-resnet-basic": Case(lambda: TvResNet(BasicBlock, [2, 1]), tv_basic_units,
-                            constructs=("shared nn.ReLU(inplace) called twice per block", "out += identity")),
-    "tv-resnet-bottleneck": Case(lambda: TvResNet(Bottleneck, [1, 1]), tv_bottleneck_units,
-                                 constructs=("shared nn.ReLU(inplace) called three times",)),
-    "resnet-option-a": Case(ResNetA, resnet_a_units,
-                            constructs=("strided slicing + F.pad zero channels shortcut", "x.size()[3]")),
+    "mlpnet-reference": Case(
+        MlpNet,
+        mlpnet_units,
+        (1, 8, 8),
+        constructs=("x.shape[0]", "forward argument with default + if", "log_softmax"),
+    ),
+    "softmax-temperature": Case(
+        SoftmaxHead,
+        lambda m: [Units(24, rows("net.0") + cols("net.2"))],
+        (1, 8, 8),
+        constructs=("nn.Softmax", "temperature", "scaling after logits", ".flatten(1)"),
+    ),
+    "layernorm-mlp": Case(
+        LayerNormMlp,
+        lambda m: [
+            Units(24, rows("fc1") + affine("ln1") + cols("fc2")),
+            Units(16, rows("fc2") + affine("ln2") + cols("head")),
+        ],
+        (1, 8, 8),
+        constructs=("LayerNorm", "GELU"),
+    ),
+    "shared-layer": Case(
+        SharedLayer,
+        lambda m: [Units(8, rows("fc") + rows("mid") + cols("mid") + cols("out"))],
+        (1, 8, 8),
+        constructs=("layer with parameters called twice",),
+    ),
+    "two-towers-cat": Case(
+        TwoTowers,
+        lambda m: [Units(4, rows("a") + cols("out")), Units(6, rows("b") + cols("out", offset=4))],
+        (1, 8, 8),
+        constructs=("torch.cat along features",),
+    ),
+    "tv-resnet-basic": Case(
+        lambda: TvResNet(BasicBlock, [2, 1]),
+        tv_basic_units,
+        constructs=("shared nn.ReLU(inplace) called twice per block", "out += identity"),
+    ),
+    "tv-resnet-bottleneck": Case(
+        lambda: TvResNet(Bottleneck, [1, 1]),
+        tv_bottleneck_units,
+        constructs=("shared nn.ReLU(inplace) called three times",),
+    ),
+    "resnet-option-a": Case(
+        ResNetA,
+        resnet_a_units,
+        constructs=("strided slicing + F.pad zero channels shortcut", "x.size()[3]"),
+    ),
     "densenet": Case(DenseNet, densenet_units, constructs=("torch.cat along channels",)),
-    "mobilenet-v3": Case(MobileNet, mobilenet_units,
-                         constructs=("depthwise conv", "Hardswish", "SE gate multiply", "Hardsigmoid")),
-    "separable-multiplier": Case(SeparableNet, separable_units,
-                                 constructs=("depthwise conv with channel multiplier", "SiLU")),
-    "convnext": Case(ConvNeXt, convnext_units,
-                     constructs=("channels-last LayerNorm and Linear", "layer-scale parameter",
-                                 "hand-written channels-first LayerNorm", "x.mean([-2, -1])")),
+    "mobilenet-v3": Case(
+        MobileNet,
+        mobilenet_units,
+        constructs=("depthwise conv", "Hardswish", "SE gate multiply", "Hardsigmoid"),
+    ),
+    "separable-multiplier": Case(
+        SeparableNet, separable_units, constructs=("depthwise conv with channel multiplier", "SiLU")
+    ),
+    "convnext": Case(
+        ConvNeXt,
+        convnext_units,
+        constructs=(
+            "channels-last LayerNorm and Linear",
+            "layer-scale parameter",
+            "hand-written channels-first LayerNorm",
+            "x.mean([-2, -1])",
+        ),
+    ),
     "vgg-mean-head": Case(VggMeanHead, vgg_units, constructs=("x.mean((2, 3))",)),
-    "size-arithmetic": Case(SizeArithmetic, size_units,
-                            constructs=("x.size()[3]", ".squeeze()", "shape unpacking and arithmetic")),
+    "size-arithmetic": Case(
+        SizeArithmetic,
+        size_units,
+        constructs=("x.size()[3]", ".squeeze()", "shape unpacking and arithmetic"),
+    ),
     "flatten-gelu": Case(Flatten1Gelu, flatten_units, constructs=(".flatten(1)", "GELU")),
-    "many-activations": Case(ManyActivations, activations_units,
-                             constructs=("Hardswish", "SiLU", "Mish", "F.relu_", "x * sigmoid(x)", "clamp",
-                                         "Dropout2d", "AlphaDropout", "F.dropout")),
-    "normalized-input": Case(NormalizedInput, normalized_units,
-                             constructs=("(x - mean) / std buffers before the first layer",)),
-    "groupnorm-1": Case(lambda: GroupNormNet((1, 1)), groupnorm_units, constructs=("GroupNorm(1, C)",)),
-    "groupnorm-g": Case(lambda: GroupNormNet((4, 3)), groupnorm_units, constructs=("GroupNorm(G > 1, C)",)),
-    "control-flow": Case(ControlFlow, control_units,
-                         constructs=("control flow on input sizes", "extra forward arguments with defaults")),
-    "gated-chunk": Case(GatedConv, gated_units, constructs=("chunk along channels", "gate multiply")),
-    "channels-last-head": Case(ChannelsLastHead, channels_last_units,
-                               constructs=("permute(0, 2, 3, 1).reshape(n, -1) into a Linear",)),
-    "tiny-unet": Case(TinyUNet, unet_units,
-                      constructs=("ConvTranspose2d", "InstanceNorm2d", "F.interpolate", "skip torch.cat")),
-    "probe-view-shape0": Case(lambda: MlpProbe("view"), probe_units, (1, 8, 8),
-                              constructs=("x.view(x.shape[0], -1) alone",)),
-    "probe-log-softmax": Case(lambda: MlpProbe("log_softmax"), probe_units, (1, 8, 8),
-                              constructs=("F.log_softmax(x) alone",)),
-    "probe-forward-flag": Case(lambda: FlagProbe("flag"), probe_units, (1, 8, 8),
-                               constructs=("forward(x, disable_logits=False) with an if, alone",)),
-    "probe-size3-pool": Case(lambda: PoolProbe("size"), probe_units, constructs=("x.size()[3] alone",)),
-    "probe-squeeze": Case(lambda: PoolProbe("squeeze"), probe_units, constructs=(".squeeze() alone",)),
-    "bert-style": Case(TinyBert, bert_units, (6,), vocab=13,
-                       constructs=("token/position/segment embeddings", "view + transpose heads", "matmul scores",
-                                   "attention mask from the ids", "post-norm LayerNorm")),
-    "timm-style-vit": Case(TimmVit, timm_vit_units,
-                           constructs=("fused qkv reshape(B, N, 3, H, D).permute.unbind", "SDPA", "class token cat",
-                                       "position embedding parameter")),
+    "many-activations": Case(
+        ManyActivations,
+        activations_units,
+        constructs=(
+            "Hardswish",
+            "SiLU",
+            "Mish",
+            "F.relu_",
+            "x * sigmoid(x)",
+            "clamp",
+            "Dropout2d",
+            "AlphaDropout",
+            "F.dropout",
+        ),
+    ),
+    "normalized-input": Case(
+        NormalizedInput,
+        normalized_units,
+        constructs=("(x - mean) / std buffers before the first layer",),
+    ),
+    "groupnorm-1": Case(
+        lambda: GroupNormNet((1, 1)), groupnorm_units, constructs=("GroupNorm(1, C)",)
+    ),
+    "groupnorm-g": Case(
+        lambda: GroupNormNet((4, 3)), groupnorm_units, constructs=("GroupNorm(G > 1, C)",)
+    ),
+    "control-flow": Case(
+        ControlFlow,
+        control_units,
+        constructs=("control flow on input sizes", "extra forward arguments with defaults"),
+    ),
+    "gated-chunk": Case(
+        GatedConv, gated_units, constructs=("chunk along channels", "gate multiply")
+    ),
+    "channels-last-head": Case(
+        ChannelsLastHead,
+        channels_last_units,
+        constructs=("permute(0, 2, 3, 1).reshape(n, -1) into a Linear",),
+    ),
+    "tiny-unet": Case(
+        TinyUNet,
+        unet_units,
+        constructs=("ConvTranspose2d", "InstanceNorm2d", "F.interpolate", "skip torch.cat"),
+    ),
+    "probe-view-shape0": Case(
+        lambda: MlpProbe("view"),
+        probe_units,
+        (1, 8, 8),
+        constructs=("x.view(x.shape[0], -1) alone",),
+    ),
+    "probe-log-softmax": Case(
+        lambda: MlpProbe("log_softmax"),
+        probe_units,
+        (1, 8, 8),
+        constructs=("F.log_softmax(x) alone",),
+    ),
+    "probe-forward-flag": Case(
+        lambda: FlagProbe("flag"),
+        probe_units,
+        (1, 8, 8),
+        constructs=("forward(x, disable_logits=False) with an if, alone",),
+    ),
+    "probe-size3-pool": Case(
+        lambda: PoolProbe("size"), probe_units, constructs=("x.size()[3] alone",)
+    ),
+    "probe-squeeze": Case(
+        lambda: PoolProbe("squeeze"), probe_units, constructs=(".squeeze() alone",)
+    ),
+    "bert-style": Case(
+        TinyBert,
+        bert_units,
+        (6,),
+        vocab=13,
+        constructs=(
+            "token/position/segment embeddings",
+            "view + transpose heads",
+            "matmul scores",
+            "attention mask from the ids",
+            "post-norm LayerNorm",
+        ),
+    ),
+    "timm-style-vit": Case(
+        TimmVit,
+        timm_vit_units,
+        constructs=(
+            "fused qkv reshape(B, N, 3, H, D).permute.unbind",
+            "SDPA",
+            "class token cat",
+            "position embedding parameter",
+        ),
+    ),
     "mha-vit": Case(MhaVit, mha_vit_units, constructs=("nn.MultiheadAttention in_proj_weight",)),
-    "gpt2-style": Case(TinyGpt2, gpt2_units, (6,), vocab=13,
-                       constructs=("Conv1D addmm (weight stored (in, out))", "fused c_attn split", "causal SDPA",
-                                   "LM head tied to the token embedding")),
-    "channel-flip": Case(ChannelFlip, flip_units, frozen="aten.flip", constructs=("x.flip(1): frozen",)),
-    "channel-shuffle": Case(ShuffleNet, shuffle_units, frozen="aten.view",
-                            constructs=("channel shuffle: frozen",)),
-    "einsum-mix": Case(EinsumMix, einsum_units, frozen="aten.einsum",
-                       constructs=("learned channel-mixing einsum: frozen",)),
+    "gpt2-style": Case(
+        TinyGpt2,
+        gpt2_units,
+        (6,),
+        vocab=13,
+        constructs=(
+            "Conv1D addmm (weight stored (in, out))",
+            "fused c_attn split",
+            "causal SDPA",
+            "LM head tied to the token embedding",
+        ),
+    ),
+    "channel-flip": Case(
+        ChannelFlip, flip_units, frozen="aten.flip", constructs=("x.flip(1): frozen",)
+    ),
+    "channel-shuffle": Case(
+        ShuffleNet, shuffle_units, frozen="aten.view", constructs=("channel shuffle: frozen",)
+    ),
+    "einsum-mix": Case(
+        EinsumMix,
+        einsum_units,
+        frozen="aten.einsum",
+        constructs=("learned channel-mixing einsum: frozen",),
+    ),
 }
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
-    """Corpus model `name` with seeded random weights, norm statistics and affine parameters (eval mode)."""
+    """Corpus model `name` with seeded random weights, norm statistics and affine parameters (eval
+    mode)."""
     torch.manual_seed(seed)
     return randomize(CORPUS[name].build(), seed)
 

@@ -1,5 +1,6 @@
-"""Atomic writes (checkpoints, figures, reports): temporaries name their writer and are cleaned up once it is
-dead; final files get the mode the umask allows."""
+"""Atomic writes (checkpoints, figures, reports): temporaries name their writer and are cleaned up
+once it is dead; final files get the mode the umask allows."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -24,8 +25,8 @@ def _model():
 
 
 def _killed_while_writing(path: str) -> None:
-    """An atomic write killed (SIGKILL) halfway through writing its file (no torch here: a forked child must not
-    touch the parent's thread pools)."""
+    """An atomic write killed (SIGKILL) halfway through writing its file (no torch here: a forked
+    child must not touch the parent's thread pools)."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(b"PK half a checkpoint")
         os.kill(os.getpid(), signal.SIGKILL)
@@ -50,15 +51,21 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
     dead.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        names = {"dead": f".r.png.{host}.{dead.pid}.0a1b.tmp", "alive": f".r.png.{host}.{alive.pid}.0a1b.tmp",
-                 "remote": ".r.png.elsewhere.1.0a1b.tmp", "old_remote": ".r.png.elsewhere.2.0a1b.tmp",
-                 "other_file": f".s.png.{host}.{dead.pid}.0a1b.tmp"}
+        names = {
+            "dead": f".r.png.{host}.{dead.pid}.0a1b.tmp",
+            "alive": f".r.png.{host}.{alive.pid}.0a1b.tmp",
+            "remote": ".r.png.elsewhere.1.0a1b.tmp",
+            "old_remote": ".r.png.elsewhere.2.0a1b.tmp",
+            "other_file": f".s.png.{host}.{dead.pid}.0a1b.tmp",
+        }
         for name in names.values():
             (tmp_path / name).write_bytes(b"partial")
         two_days_ago = time.time() - 2 * 86400
         os.utime(tmp_path / names["old_remote"], (two_days_ago, two_days_ago))
         with atomic_path(tmp_path / "r.png") as tmp:
-            assert tmp.name.startswith(f".r.png.{host}.{os.getpid()}.") and tmp.name.endswith(".tmp")
+            assert tmp.name.startswith(f".r.png.{host}.{os.getpid()}.") and tmp.name.endswith(
+                ".tmp"
+            )
             tmp.write_bytes(b"figure")
         kept = {p.name for p in tmp_path.iterdir()}
         assert kept == {"r.png", names["alive"], names["remote"], names["other_file"]}

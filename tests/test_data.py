@@ -1,4 +1,6 @@
-"""Data: bundled digits, .npz files and the on-disk MNIST/CIFAR formats, read without downloading."""
+"""Data: bundled digits, .npz files and the on-disk MNIST/CIFAR formats, read without
+downloading."""
+
 import gzip
 import pickle
 
@@ -33,7 +35,11 @@ def test_home_directory_is_expanded(tmp_path, monkeypatch):
     """`cifar10:~/data` reaches us unexpanded (the shell expands ~ only at the start of a word)."""
     monkeypatch.setenv("HOME", str(tmp_path))
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "a.npz", x_train=rng.random((20, 4)).astype(np.float32), y_train=rng.integers(0, 2, 20))
+    np.savez(
+        tmp_path / "a.npz",
+        x_train=rng.random((20, 4)).astype(np.float32),
+        y_train=rng.integers(0, 2, 20),
+    )
     assert len(load_data("~/a.npz").train) + len(load_data("~/a.npz").val) == 16
     with pytest.raises(LandscapeError, match="not found"):
         load_data("mnist:~/missing")
@@ -61,8 +67,13 @@ def test_mnist_idx_files(tmp_path):
 
 def _cifar_batch(path, n, rng, key=b"labels", classes=10):
     with open(path, "wb") as fh:
-        pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                     key: list(rng.integers(0, classes, n))}, fh)
+        pickle.dump(
+            {
+                b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                key: list(rng.integers(0, classes, n)),
+            },
+            fh,
+        )
 
 
 def test_cifar10_and_cifar100_python_batches(tmp_path):
@@ -81,8 +92,14 @@ def test_cifar10_and_cifar100_python_batches(tmp_path):
     assert load_data(f"cifar100:{tmp_path / 'c100'}").num_classes == 100
 
 
-@pytest.mark.parametrize("spec,match", [("imagenet", "unknown dataset"), ("mnist:/no/such/dir", "not found"),
-                                        ("/no/file.npz", "not found")])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("imagenet", "unknown dataset"),
+        ("mnist:/no/such/dir", "not found"),
+        ("/no/file.npz", "not found"),
+    ],
+)
 def test_bad_specs(spec, match):
     with pytest.raises(LandscapeError, match=match):
         load_data(spec)
@@ -108,4 +125,7 @@ def test_augment_crops_and_flips_within_bounds():
     out = augment(x, torch.Generator().manual_seed(0), pad=2)
     assert out.shape == x.shape
     zero_shift = augment(x, torch.Generator().manual_seed(0), pad=0)
-    assert all(torch.equal(zero_shift[i], x[i]) or torch.equal(zero_shift[i], x[i].flip(-1)) for i in range(2))
+    assert all(
+        torch.equal(zero_shift[i], x[i]) or torch.equal(zero_shift[i], x[i].flip(-1))
+        for i in range(2)
+    )

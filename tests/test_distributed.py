@@ -1,4 +1,6 @@
-"""torchrun with 2 gloo processes on CPU gives the single-process numbers, printed and written once."""
+"""torchrun with 2 gloo processes on CPU gives the single-process numbers, printed and written
+once."""
+
 import json
 import math
 import os
@@ -29,9 +31,19 @@ def _run(args: list[str], procs: int, cwd: Path) -> dict:
     if procs == 1:
         cmd = [LANDSCAPE, *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", LANDSCAPE, *args]
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False)
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={procs}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}",
+            LANDSCAPE,
+            *args,
+        ]
+    done = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=240, check=False
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, done.stdout  # rank 0 alone prints, one JSON object
@@ -49,9 +61,14 @@ def _assert_close(a, b, path="") -> None:
         for i, (x, y) in enumerate(zip(a, b)):
             _assert_close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
-        # a barrier is a difference of losses (about 2.3 here): it carries their rounding, 1e-5 of their scale,
-        # however close to 0 it is (a signed barrier of -0.018 differed by 3e-7 between one and two processes)
-        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5 if "barrier" in path else 1e-7), (path, a, b)
+        # a barrier is a difference of losses (about 2.3 here): it carries their rounding, 1e-5 of
+        # their scale, however close to 0 it is (a signed barrier of -0.018 differed by 3e-7 between
+        # one and two processes)
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-5 if "barrier" in path else 1e-7), (
+            path,
+            a,
+            b,
+        )
     else:
         assert a == b, (path, a, b)
 
@@ -69,13 +86,49 @@ COMMANDS = {
     "eval": ["eval", "a.pt", "b.pt"],
     "eig": ["eig", "a.pt", "-k", "2", "--samples", "300"],
     "trace": ["trace", "a.pt", "--samples", "300", "--seed", "3"],
-    "esd": ["esd", "a.pt", "--samples", "300", "--steps", "12", "--runs", "2", "--grid-points", "400"],
+    "esd": [
+        "esd",
+        "a.pt",
+        "--samples",
+        "300",
+        "--steps",
+        "12",
+        "--runs",
+        "2",
+        "--grid-points",
+        "400",
+    ],
     "barrier": ["barrier", "a.pt", "b.pt", "--align", "none", "--points", "5", "--samples", "300"],
     "contour": ["contour", "a.pt", "--steps", "5", "--samples", "300", "--batching", "vmap"],
-    "barrier-by-points": ["barrier", "a.pt", "b.pt", "--align", "ot", "--points", "5", "--samples", "300",
-                          "--parallel", "points"],
-    "contour-by-points": ["contour", "a.pt", "b.pt", "a.pt", "--kind", "path", "--steps", "4", "--samples", "300",
-                          "--parallel", "points", "--batching", "vmap"],
+    "barrier-by-points": [
+        "barrier",
+        "a.pt",
+        "b.pt",
+        "--align",
+        "ot",
+        "--points",
+        "5",
+        "--samples",
+        "300",
+        "--parallel",
+        "points",
+    ],
+    "contour-by-points": [
+        "contour",
+        "a.pt",
+        "b.pt",
+        "a.pt",
+        "--kind",
+        "path",
+        "--steps",
+        "4",
+        "--samples",
+        "300",
+        "--parallel",
+        "points",
+        "--batching",
+        "vmap",
+    ],
 }
 
 
@@ -90,9 +143,11 @@ def test_two_processes_match_one(models, tmp_path, name):
     assert sorted(p.name for p in out_dir.iterdir()) == ["r.h5"]
 
 
-@pytest.mark.slow  # about a minute: a whole tiny study, each measurement a curvature-suite run, in two processes
+# about a minute: a whole tiny study, each measurement a curvature-suite run, in two processes
+@pytest.mark.slow
 def test_study_jobs_spread_over_two_processes(tmp_path):
-    """Independent study jobs run round-robin on the ranks; the store holds the single-process numbers."""
+    """Independent study jobs run round-robin on the ranks; the store holds the single-process
+    numbers."""
     from tests.test_study import TINY, _values
 
     (tmp_path / "tiny.toml").write_text(TINY.format(hvps=20))

@@ -1,4 +1,6 @@
-"""The documentation: generated pages current, every relative link resolving, no machine paths, the site built."""
+"""The documentation: generated pages current, every relative link resolving, no machine paths, the
+site built."""
+
 import importlib.util
 import re
 import subprocess
@@ -27,13 +29,15 @@ def _links(page: Path) -> list[str]:
 
 
 def test_cli_reference_is_current():
-    assert (ROOT / "docs" / "cli.md").read_text() == reference(), \
+    assert (ROOT / "docs" / "cli.md").read_text() == reference(), (
         "docs/cli.md is stale: run `python -m cli.docs cli > docs/cli.md`"
+    )
 
 
 def test_api_reference_is_current():
-    assert (ROOT / "docs" / "api.md").read_text() == api_reference(), \
+    assert (ROOT / "docs" / "api.md").read_text() == api_reference(), (
         "docs/api.md is stale: run `python -m cli.docs api > docs/api.md`"
+    )
 
 
 def test_every_command_is_documented():
@@ -58,21 +62,41 @@ def test_relative_links_resolve(page):
 
 def test_anchor_spelling():
     """The slug rule the link test relies on, on headings of the pages."""
-    assert {"errors-and-warnings", "the-quick-study-resultsquick", "expected-cost-on-one-gpu"} <= \
-        _anchors(ROOT / "docs" / "errors.md") | _anchors(ROOT / "docs" / "study.md")
+    assert {
+        "errors-and-warnings",
+        "the-quick-study-resultsquick",
+        "expected-cost-on-one-gpu",
+    } <= _anchors(ROOT / "docs" / "errors.md") | _anchors(ROOT / "docs" / "study.md")
 
 
 def test_no_machine_paths():
     """Nothing in the repository points into this project's machines or their shared folders."""
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     patterns = ("/" + "work/", "../" + "shared", "/" + "home/", "/" + "tmp/bash_jobs")
-    texts = [name for name in files if (ROOT / name).is_file() and Path(name).suffix not in {".png", ".pdf", ".h5"}]
-    hits = [f"{name}: {p}" for name in texts for p in patterns if p in (ROOT / name).read_text(errors="ignore")]
+    texts = [
+        name
+        for name in files
+        if (ROOT / name).is_file() and Path(name).suffix not in {".png", ".pdf", ".h5"}
+    ]
+    hits = [
+        f"{name}: {p}"
+        for name in texts
+        for p in patterns
+        if p in (ROOT / name).read_text(errors="ignore")
+    ]
     assert hits == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed (docs extra)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed (docs extra)"
+)
 def test_site_builds_strict(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr

@@ -1,5 +1,6 @@
-"""ESD overlays: the densities of a file on one axis with one kernel width chosen from the runs, and figure names
-that carry the file's stem."""
+"""ESD overlays: the densities of a file on one axis with one kernel width chosen from the runs, and
+figure names that carry the file's stem."""
+
 import numpy as np
 import pytest
 
@@ -7,7 +8,9 @@ from landscape.curvature.density import smooth
 from landscape.io.store import write_result
 from landscape.plots import esd, plot_file
 
-INTERLEAVED = np.array([[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]])  # two runs, pooled gaps all 0.5
+INTERLEAVED = np.array(
+    [[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]]
+)  # two runs, pooled gaps all 0.5
 
 
 def test_kernel_width_follows_the_median_gap_rule():
@@ -15,13 +18,15 @@ def test_kernel_width_follows_the_median_gap_rule():
     # the rule pools every density's runs: adding 4.0 and 4.5 keeps the median gap
     assert esd.kernel_sigma2([INTERLEAVED, np.array([[4.0, 4.5]])]) == pytest.approx(1.0)
     # near-duplicate nodes: the floor of 1e-3 of the range (10) wins over 2 x the median gap (2e-6)
-    assert esd.kernel_sigma2([np.array([[0.0, 1e-6, 2e-6, 10.0]])]) == pytest.approx(0.01 ** 2)
-    assert esd.kernel_sigma2([np.array([[3.0, 3.0]])]) == pytest.approx(0.003 ** 2)
+    assert esd.kernel_sigma2([np.array([[0.0, 1e-6, 2e-6, 10.0]])]) == pytest.approx(0.01**2)
+    assert esd.kernel_sigma2([np.array([[3.0, 3.0]])]) == pytest.approx(0.003**2)
 
 
 def test_the_chosen_kernel_removes_the_comb_of_one_run():
     weights = np.full_like(INTERLEAVED, 0.25)
-    (grid, density), = esd.overlay_curves([("a", {"nodes": INTERLEAVED, "weights": weights}, {})])[0]
+    ((grid, density),) = esd.overlay_curves(
+        [("a", {"nodes": INTERLEAVED, "weights": weights}, {})]
+    )[0]
     inner = density[(grid > 1.0) & (grid < 2.5)]
     assert inner.max() / inner.min() < 1.1  # one smooth bump over the nodes, no spike per node
     rise = np.diff(inner)
@@ -39,9 +44,17 @@ def _two_esds(path):
     stored = []
     for name, scale in (("a", 1.0), ("b", 4.0)):
         nodes = np.sort(rng.normal(size=(2, 6)) * scale, axis=1)
-        write_result(path, f"/models/{name}/esd", {"nodes": nodes, "weights": np.full((2, 6), 1 / 6),
-                                                    "grid": np.linspace(-1, 1, 5), "density": np.ones(5)},
-                     {"curvature": "hessian", "sigma2": 1e-5})
+        write_result(
+            path,
+            f"/models/{name}/esd",
+            {
+                "nodes": nodes,
+                "weights": np.full((2, 6), 1 / 6),
+                "grid": np.linspace(-1, 1, 5),
+                "density": np.ones(5),
+            },
+            {"curvature": "hessian", "sigma2": 1e-5},
+        )
         stored.append(nodes)
     return stored
 
@@ -67,7 +80,9 @@ def test_two_esds_of_a_file_share_one_axis_and_one_legend(tmp_path, monkeypatch)
     lo, hi = ax.get_xlim()
     sigma2 = esd.kernel_sigma2(nodes)
     ends = []
-    for line, n in zip(lines, nodes):  # each recomputed from its nodes with the shared kernel, on the shared span
+    for line, n in zip(
+        lines, nodes
+    ):  # each recomputed from its nodes with the shared kernel, on the shared span
         grid, density, _ = smooth(n, np.full((2, 6), 1 / 6), sigma2)
         np.testing.assert_allclose(line.get_xdata()[2:-2], grid)
         np.testing.assert_allclose(line.get_ydata()[2:-2], density + esd.FLOOR)
@@ -79,11 +94,24 @@ def test_two_esds_of_a_file_share_one_axis_and_one_legend(tmp_path, monkeypatch)
 def test_figures_of_two_files_in_one_folder_do_not_collide(tmp_path):
     for stem in ("first", "second"):
         _two_esds(tmp_path / f"{stem}.h5")
-        write_result(tmp_path / f"{stem}.h5", "/surfaces/m/1d",
-                     {"x": np.linspace(-1, 1, 3), "loss": np.ones(3), "done": np.ones(3, dtype=bool),
-                      "acc": np.ones(3), "model_x": np.array([0.0])}, {"kind": "1d"})
+        write_result(
+            tmp_path / f"{stem}.h5",
+            "/surfaces/m/1d",
+            {
+                "x": np.linspace(-1, 1, 3),
+                "loss": np.ones(3),
+                "done": np.ones(3, dtype=bool),
+                "acc": np.ones(3),
+                "model_x": np.array([0.0]),
+            },
+            {"kind": "1d"},
+        )
     first = plot_file(tmp_path / "first.h5", tmp_path / "figs")
     second = plot_file(tmp_path / "second.h5", tmp_path / "figs")
     assert not set(first) & set(second)
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
-        "first_esd_hessian.png", "first_surfaces_m_1d.png", "second_esd_hessian.png", "second_surfaces_m_1d.png"]
+        "first_esd_hessian.png",
+        "first_surfaces_m_1d.png",
+        "second_esd_hessian.png",
+        "second_surfaces_m_1d.png",
+    ]

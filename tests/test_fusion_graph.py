@@ -1,5 +1,6 @@
-"""The alignment graph derived from the exported graph, user modules, transport maps on hand-computed cases,
-and errors."""
+"""The alignment graph derived from the exported graph, user modules, transport maps on
+hand-computed cases, and errors."""
+
 import copy
 import warnings
 
@@ -13,7 +14,9 @@ import fusion
 from fusion.graph import Segment
 from fusion.transport import Map, move_axis, plan
 from landscape import LandscapeError, build_model
-from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401 (autouse fixture)
+
+# one_thread is an autouse fixture.
+from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401
 
 SHAPE = [1, 8, 8]
 X = torch.randn(32, *SHAPE, generator=torch.Generator().manual_seed(0))
@@ -26,26 +29,39 @@ def _graph(model):
 def test_resnet18_residual_streams_share_one_group():
     g = _graph(build_model("resnet18", {"input_shape": SHAPE, "num_classes": 10, "width": 0.125}))
     groups = {frozenset(grp.producers) for grp in g.groups if not grp.fixed}
-    streams = [{"conv1", "layer1.0.conv2", "layer1.1.conv2"}] + \
-              [{f"layer{s}.0.conv2", f"layer{s}.0.shortcut.0", f"layer{s}.1.conv2"} for s in (2, 3, 4)]
+    streams = [{"conv1", "layer1.0.conv2", "layer1.1.conv2"}] + [
+        {f"layer{s}.0.conv2", f"layer{s}.0.shortcut.0", f"layer{s}.1.conv2"} for s in (2, 3, 4)
+    ]
     inner = [{f"layer{s}.{b}.conv1"} for s in (1, 2, 3, 4) for b in (0, 1)]
     assert groups == {frozenset(s) for s in streams + inner}
     assert g.groups[g.output_group].producers == ("linear",) and g.groups[g.output_group].fixed
     stem = next(grp for grp in g.groups if "conv1" in grp.producers)
-    assert tuple(f.module for f in stem.features) == ("bn1", "layer1.0.bn2", "layer1.1.bn2")   # after BatchNorm
+    assert tuple(f.module for f in stem.features) == (
+        "bn1",
+        "layer1.0.bn2",
+        "layer1.1.bn2",
+    )  # after BatchNorm
     assert g.layer("linear").in_group == g.layer("layer4.1.conv2").group
     assert g.layer("layer2.0.shortcut.0").in_group == g.layer("conv1").group
 
 
 def test_flatten_from_conv_to_linear_is_a_block_per_channel():
-    g = _graph(build_model("tests.factories:tiny_cnn", {"input_shape": SHAPE, "num_classes": 10, "channels": 5}))
+    g = _graph(
+        build_model(
+            "tests.factories:tiny_cnn", {"input_shape": SHAPE, "num_classes": 10, "channels": 5}
+        )
+    )
     assert g.layer("3").in_block == 64 and g.layer("3").in_group == g.layer("0").group
     mlp = _graph(build_model("mlp", {"input_shape": SHAPE, "num_classes": 10, "hidden": [7]}))
-    assert mlp.layer("features.0").in_group == mlp.input_group and mlp.layer("features.0").in_block == 64
+    assert (
+        mlp.layer("features.0").in_group == mlp.input_group
+        and mlp.layer("features.0").in_block == 64
+    )
 
 
 class UserNet(nn.Module):
-    """Functional ReLU, a residual add inside a conv stream, a scalar scale, pooling and a view-flatten."""
+    """Functional ReLU, a residual add inside a conv stream, a scalar scale, pooling and a
+    view-flatten."""
 
     def __init__(self):
         super().__init__()
@@ -67,8 +83,10 @@ def test_user_module_with_functional_ops_and_residual(mode):
     torch.manual_seed(0)
     b = UserNet().eval()
     b.bn.running_mean.normal_(0, 0.3)
-    units = [{"n": 6, "rows": ["conv", "conv2"], "norms": ["bn"], "cols": [("conv2", 1), ("fc", 16)]},
-             {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}]
+    units = [
+        {"n": 6, "rows": ["conv", "conv2"], "norms": ["bn"], "cols": [("conv2", 1), ("fc", 16)]},
+        {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]},
+    ]
     a = _permute(b, units)
     assert torch.allclose(a(X), b(X), atol=1e-5)
     aligned = fusion.align(a, b, mode=mode, x=X)
@@ -100,7 +118,8 @@ class Embedded(nn.Module):
 
 
 class ParamMix(nn.Module):
-    """A weight matrix applied to the flattened input with einsum: its output units only a parameter defines."""
+    """A weight matrix applied to the flattened input with einsum: its output units only a parameter
+    defines."""
 
     def __init__(self):
         super().__init__()
@@ -122,12 +141,17 @@ class ValueBranch(nn.Module):
 
 
 def test_unsupported_operation_is_named():
-    """An operation that no permutation commutes with freezes the units reaching it: one warning line naming
-    the node and its module, or a one-line error with strict; a model whose branches depend on values cannot
-    be traced on one example (its other branch could use other parameters): a one-line error."""
+    """An operation that no permutation commutes with freezes the units reaching it: one warning
+    line naming the node and its module, or a one-line error with strict; a model whose branches
+    depend on values cannot be traced on one example (its other branch could use other parameters):
+    a one-line error."""
     a, b = ChannelRoll(), ChannelRoll()
-    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.roll \(node 'roll'\) in the model's forward: "
-                      r"permuting its input channels does not permute its output; 1 unit group\(s\) left in place$"):
+    with pytest.warns(
+        fusion.FrozenUnitsWarning,
+        match=r"^fusion: aten\.roll \(node 'roll'\) in the model's forward: "
+        r"permuting its input channels does not permute its output; 1 unit group\(s\) left in "
+        r"place$",
+    ):
         fused = fusion.fuse([a, b], mode="wts", x=X)
     assert torch.allclose(fused.fc.weight, (a.fc.weight + b.fc.weight) / 2)
     with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.roll \(node 'roll'\)"):
@@ -137,14 +161,18 @@ def test_unsupported_operation_is_named():
 
 
 def test_units_defined_by_unknown_parameters_are_named():
-    """Units only a parameter defines, in an operation fusion does not know, are left in place with a warning;
-    the hidden layer after them is still aligned."""
+    """Units only a parameter defines, in an operation fusion does not know, are left in place with
+    a warning; the hidden layer after them is still aligned."""
     torch.manual_seed(0)
     b = ParamMix().eval()
     a = _permute(b, [{"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
-    with pytest.warns(fusion.FrozenUnitsWarning, match=r"^fusion: aten\.einsum \(node 'einsum'\) in the model's "
-                      r"forward: its output units are defined by parameters that fusion does not know how to move; "
-                      r"they are left in place$"):
+    with pytest.warns(
+        fusion.FrozenUnitsWarning,
+        match=r"^fusion: aten\.einsum \(node 'einsum'\) in the model's "
+        r"forward: its output units are defined by parameters that fusion does not know how to "
+        r"move; "
+        r"they are left in place$",
+    ):
         aligned = fusion.align(a, b, mode="acts", x=X)
     assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
     with pytest.raises(LandscapeError, match=r"^strict fusion: aten\.einsum"):
@@ -152,12 +180,17 @@ def test_units_defined_by_unknown_parameters_are_named():
 
 
 def test_embedding_columns_are_units():
-    """An embedding table's columns are units (its rows are looked up by index): a copy with them and the
-    hidden layer permuted is recovered exactly, without a warning."""
+    """An embedding table's columns are units (its rows are looked up by index): a copy with them
+    and the hidden layer permuted is recovered exactly, without a warning."""
     torch.manual_seed(0)
     b = Embedded().eval()
-    a = _permute(b, [{"n": 8, "rows": [], "norms": [], "cols": [("embed", 1), ("fc", 1)]},
-                     {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]}])
+    a = _permute(
+        b,
+        [
+            {"n": 8, "rows": [], "norms": [], "cols": [("embed", 1), ("fc", 1)]},
+            {"n": 12, "rows": ["fc"], "norms": [], "cols": [("out", 1)]},
+        ],
+    )
     assert not torch.equal(a.embed.weight, b.embed.weight)
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
@@ -171,17 +204,30 @@ def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
     t = plan(np.array([[0.0, 1], [0, 1], [1, 0], [1, 0]]), np.full(4, 0.25), np.full(2, 0.5))
     assert np.allclose(t, [[0.25, 0], [0.25, 0], [0, 0.25], [0, 0.25]])
     m = Map.from_plan(t)
-    assert torch.allclose(m.rows, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], dtype=torch.float64))
-    assert torch.allclose(m.cols, torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64))
-    w = torch.tensor([[1.0, 2, 3, 4]])   # a consumer of the wide layer: merged inputs add up
+    assert torch.allclose(
+        m.rows, torch.tensor([[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]], dtype=torch.float64)
+    )
+    assert torch.allclose(
+        m.cols, torch.tensor([[1.0, 0], [1, 0], [0, 1], [0, 1]], dtype=torch.float64)
+    )
+    w = torch.tensor([[1.0, 2, 3, 4]])  # a consumer of the wide layer: merged inputs add up
     maps, sizes = {0: m}, [4]
-    assert torch.equal(move_axis(w, 1, (Segment(0),), "in", maps, sizes), torch.tensor([[3.0, 7]], dtype=torch.float64))
-    blocks = torch.arange(8.0)[None]      # the same with blocks of 2 inputs per unit (a flatten)
-    assert torch.equal(move_axis(blocks, 1, (Segment(0, inner=2),), "in", maps, sizes),
-                       torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64))
-    units = torch.tensor([[1.0, 1], [3, 3], [5, 5], [7, 7]])   # producer rows: merged units are averaged
-    assert torch.equal(move_axis(units, 0, (Segment(0),), "out", maps, sizes),
-                       torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64))
+    assert torch.equal(
+        move_axis(w, 1, (Segment(0),), "in", maps, sizes),
+        torch.tensor([[3.0, 7]], dtype=torch.float64),
+    )
+    blocks = torch.arange(8.0)[None]  # the same with blocks of 2 inputs per unit (a flatten)
+    assert torch.equal(
+        move_axis(blocks, 1, (Segment(0, inner=2),), "in", maps, sizes),
+        torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64),
+    )
+    units = torch.tensor(
+        [[1.0, 1], [3, 3], [5, 5], [7, 7]]
+    )  # producer rows: merged units are averaged
+    assert torch.equal(
+        move_axis(units, 0, (Segment(0),), "out", maps, sizes),
+        torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64),
+    )
 
 
 def test_exact_and_sinkhorn_plans_have_the_marginals():
@@ -196,18 +242,30 @@ def test_exact_and_sinkhorn_plans_have_the_marginals():
 
 def _mlp(hidden, classes=10, seed=0):
     torch.manual_seed(seed)
-    return build_model("mlp", {"input_shape": SHAPE, "num_classes": classes, "hidden": hidden}).eval()
+    return build_model(
+        "mlp", {"input_shape": SHAPE, "num_classes": classes, "hidden": hidden}
+    ).eval()
 
 
-@pytest.mark.parametrize("other,message", [
-    (lambda: _mlp([8, 8]), "different depths"),
-    (lambda: _mlp([8], classes=3), "different numbers of classes"),
-    (lambda: build_model("mlp", {"input_shape": [3, 8, 8], "num_classes": 10, "hidden": [8]}), "different inputs"),
-    (lambda: _model("tests.factories:tiny_cnn", channels=8), "incompatible architectures"),
-])
+@pytest.mark.parametrize(
+    "other,message",
+    [
+        (lambda: _mlp([8, 8]), "different depths"),
+        (lambda: _mlp([8], classes=3), "different numbers of classes"),
+        (
+            lambda: build_model(
+                "mlp", {"input_shape": [3, 8, 8], "num_classes": 10, "hidden": [8]}
+            ),
+            "different inputs",
+        ),
+        (lambda: _model("tests.factories:tiny_cnn", channels=8), "incompatible architectures"),
+    ],
+)
 def test_incompatible_models_raise_one_line(other, message):
-    for call in (lambda: fusion.fuse([_mlp([8]), other()], mode="wts"),
-                 lambda: fusion.align(other(), _mlp([8]), mode="wts")):
+    for call in (
+        lambda: fusion.fuse([_mlp([8]), other()], mode="wts"),
+        lambda: fusion.align(other(), _mlp([8]), mode="wts"),
+    ):
         with pytest.raises(LandscapeError, match=message):
             call()
 
@@ -237,8 +295,12 @@ def test_vanilla_is_the_weighted_average_of_parameters_and_buffers():
     f = fusion.fuse([a, b], method="vanilla", weights=[3, 1])
     for key, value in f.state_dict().items():
         if value.is_floating_point():
-            assert torch.allclose(value, 0.75 * a.state_dict()[key] + 0.25 * b.state_dict()[key]), key
-    assert f.landscape_spec == b.landscape_spec and not any(p is q for p, q in zip(f.parameters(), b.parameters()))
+            assert torch.allclose(value, 0.75 * a.state_dict()[key] + 0.25 * b.state_dict()[key]), (
+                key
+            )
+    assert f.landscape_spec == b.landscape_spec and not any(
+        p is q for p, q in zip(f.parameters(), b.parameters())
+    )
 
 
 def test_inputs_are_not_modified():
@@ -263,16 +325,19 @@ class BatchDependent(nn.Module):
 
 
 def test_a_model_whose_structure_depends_on_the_batch_size_is_an_error_in_acts_mode():
-    """The graph is traced on two examples; activations are read on batches of `batch_size` with hooks on
-    the model's modules, which must be called as in the trace."""
+    """The graph is traced on two examples; activations are read on batches of `batch_size` with
+    hooks on the model's modules, which must be called as in the trace."""
     a, b = BatchDependent(), BatchDependent()
-    with pytest.raises(LandscapeError, match=r"^module 'extra' is called 1 times instead of 0 on this batch"):
+    with pytest.raises(
+        LandscapeError, match=r"^module 'extra' is called 1 times instead of 0 on this batch"
+    ):
         fusion.align(a, b, mode="acts", x=X, batch_size=16)
-    fusion.align(a, b, mode="acts", x=X, batch_size=4)    # batches like the trace's: fine
+    fusion.align(a, b, mode="acts", x=X, batch_size=4)  # batches like the trace's: fine
 
 
 class FixedData(nn.Module):
-    """Hidden units multiplied by a constant made in forward, or added to the (normalised) network input."""
+    """Hidden units multiplied by a constant made in forward, or added to the (normalised) network
+    input."""
 
     def __init__(self, constant):
         super().__init__()
@@ -291,7 +356,9 @@ def test_units_combined_with_fixed_data_stay_in_place():
         g = fusion.build_graph(FixedData(True), X[:2])
     assert g.groups[g.layer("fc").group].fixed and not g.groups[g.layer("mid").group].fixed
     with warnings.catch_warnings():
-        warnings.simplefilter("error")   # a residual from the network input: fixed by construction, no warning
+        warnings.simplefilter(
+            "error"
+        )  # a residual from the network input: fixed by construction, no warning
         g = fusion.build_graph(FixedData(False), X[:2])
     assert g.groups[g.layer("fc").group].reason == "combined with the network input"
     assert not g.groups[g.layer("mid").group].fixed

@@ -1,9 +1,11 @@
-"""Exact ground truth for alignment: a model whose hidden units are randomly permuted is the same function.
+"""Exact ground truth for alignment: a model whose hidden units are randomly permuted is the same
+function.
 
-The permutations are written out by hand per architecture from the zoo's module names (not from the code
-under test), so a wrong alignment graph (a missed BatchNorm buffer, bias, residual stream or flatten block)
-makes these tests fail.
+The permutations are written out by hand per architecture from the zoo's module names (not from the
+code under test), so a wrong alignment graph (a missed BatchNorm buffer, bias, residual stream or
+flatten block) makes these tests fail.
 """
+
 import copy
 
 import pytest
@@ -18,8 +20,9 @@ SHAPE = [1, 8, 8]
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Fusion tests use small tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine (a 20x
-    slowdown there). Imported by the other fusion test modules; the previous count is restored after each."""
+    """Fusion tests use small tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine
+    (a 20x slowdown there). Imported by the other fusion test modules; the previous count is
+    restored after each."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -27,7 +30,8 @@ def one_thread():
 
 
 def _model(arch: str, seed: int = 0, **kw) -> nn.Module:
-    """A randomly initialised model with random BatchNorm statistics and affine parameters (eval mode)."""
+    """A randomly initialised model with random BatchNorm statistics and affine parameters (eval
+    mode)."""
     torch.manual_seed(seed)
     model = build_model(arch, {"input_shape": SHAPE, "num_classes": 10, **kw})
     for m in model.modules():
@@ -36,15 +40,18 @@ def _model(arch: str, seed: int = 0, **kw) -> nn.Module:
             m.bias.data.normal_(0, 0.3)
             m.running_mean.normal_(0, 0.3)
             m.running_var.uniform_(0.5, 2.0)
-        if getattr(m, "bias", None) is not None and not isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if getattr(m, "bias", None) is not None and not isinstance(
+            m, nn.modules.batchnorm._BatchNorm
+        ):
             m.bias.data.normal_(0, 0.1)
     return model.eval()
 
 
 def _permute(model: nn.Module, units: list[dict], seed: int = 1) -> nn.Module:
-    """Apply one random permutation per entry of `units`: {"n": size, "rows": producer names, "norms": BatchNorm
-    names, "cols": [(consumer name, block)]}. Rows move weight/bias; norms move all four BatchNorm tensors;
-    consumers move their input dimension in blocks of `block` consecutive columns."""
+    """Apply one random permutation per entry of `units`: {"n": size, "rows": producer names,
+    "norms": BatchNorm names, "cols": [(consumer name, block)]}. Rows move weight/bias; norms move
+    all four BatchNorm tensors; consumers move their input dimension in blocks of `block`
+    consecutive columns."""
     g = torch.Generator().manual_seed(seed)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     for unit in units:
@@ -70,8 +77,14 @@ def mlp_units(hidden: list[int], bn: bool) -> list[dict]:
     units = []
     for i, h in enumerate(hidden):
         consumer = f"features.{(i + 1) * step}" if i + 1 < len(hidden) else "classifier"
-        units.append({"n": h, "rows": [f"features.{i * step}"], "norms": [f"features.{i * step + 1}"] if bn else [],
-                      "cols": [(consumer, 1)]})
+        units.append(
+            {
+                "n": h,
+                "rows": [f"features.{i * step}"],
+                "norms": [f"features.{i * step + 1}"] if bn else [],
+                "cols": [(consumer, 1)],
+            }
+        )
     return units
 
 
@@ -81,30 +94,46 @@ def vgg_units(model: nn.Module) -> list[dict]:
     for j, (i, conv) in enumerate(convs):
         consumer = f"features.{convs[j + 1][0]}" if j + 1 < len(convs) else "classifier"
         block = 1 if j + 1 < len(convs) else model.classifier.in_features // conv.out_channels
-        units.append({"n": conv.out_channels, "rows": [f"features.{i}"], "norms": [f"features.{i + 1}"],
-                      "cols": [(consumer, block)]})
+        units.append(
+            {
+                "n": conv.out_channels,
+                "rows": [f"features.{i}"],
+                "norms": [f"features.{i + 1}"],
+                "cols": [(consumer, block)],
+            }
+        )
     return units
 
 
 def resnet_units(model: nn.Module) -> list[dict]:
-    """Residual streams: stem + every block's conv2 (+ projection) of a stage share one permutation; each
-    block's conv1/bn1 has its own."""
+    """Residual streams: stem + every block's conv2 (+ projection) of a stage share one permutation;
+    each block's conv1/bn1 has its own."""
     stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     units = []
     stream = {"n": model.conv1.out_channels, "rows": ["conv1"], "norms": ["bn1"], "cols": []}
     for s, stage in enumerate(stages, 1):
         for b, block in enumerate(stage):
             p = f"layer{s}.{b}"
-            stream["cols"].append((f"{p}.conv1", 1))   # conv1 reads the incoming stream
-            if len(block.shortcut):   # a projection closes the incoming stream and opens a new one
+            stream["cols"].append((f"{p}.conv1", 1))  # conv1 reads the incoming stream
+            if len(block.shortcut):  # a projection closes the incoming stream and opens a new one
                 stream["cols"].append((f"{p}.shortcut.0", 1))
                 units.append(stream)
-                stream = {"n": block.conv2.out_channels, "rows": [f"{p}.shortcut.0"], "norms": [f"{p}.shortcut.1"],
-                          "cols": []}
+                stream = {
+                    "n": block.conv2.out_channels,
+                    "rows": [f"{p}.shortcut.0"],
+                    "norms": [f"{p}.shortcut.1"],
+                    "cols": [],
+                }
             stream["rows"].append(f"{p}.conv2")
             stream["norms"].append(f"{p}.bn2")
-            units.append({"n": block.conv1.out_channels, "rows": [f"{p}.conv1"], "norms": [f"{p}.bn1"],
-                          "cols": [(f"{p}.conv2", 1)]})
+            units.append(
+                {
+                    "n": block.conv1.out_channels,
+                    "rows": [f"{p}.conv1"],
+                    "norms": [f"{p}.bn1"],
+                    "cols": [(f"{p}.conv2", 1)],
+                }
+            )
     stream["cols"].append(("linear", 1))
     units.append(stream)
     return units
@@ -112,11 +141,16 @@ def resnet_units(model: nn.Module) -> list[dict]:
 
 CASES = {
     "mlp": (lambda: _model("mlp", hidden=[24, 16, 12]), lambda m: mlp_units([24, 16, 12], False)),
-    "mlp-bn": (lambda: _model("mlp", hidden=[24, 16], bn=True), lambda m: mlp_units([24, 16], True)),
+    "mlp-bn": (
+        lambda: _model("mlp", hidden=[24, 16], bn=True),
+        lambda m: mlp_units([24, 16], True),
+    ),
     "vgg11-bn-bias": (lambda: _model("vgg11", width=0.125, bias=True), vgg_units),
     "resnet18-bn-bias": (lambda: _model("resnet18", width=0.25, bias=True), resnet_units),
-    "user-cnn": (lambda: _model("tests.factories:tiny_cnn", channels=6),
-                 lambda m: [{"n": 6, "rows": ["0"], "norms": [], "cols": [("3", 64)]}]),
+    "user-cnn": (
+        lambda: _model("tests.factories:tiny_cnn", channels=6),
+        lambda m: [{"n": 6, "rows": ["0"], "norms": [], "cols": [("3", 64)]}],
+    ),
 }
 
 
@@ -131,8 +165,10 @@ def test_align_undoes_a_permutation(case, mode, inputs):
     build, units = CASES[case]
     b = build()
     a = _permute(b, units(b))
-    assert any(not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())   # other weights...
-    assert torch.allclose(a(inputs), b(inputs), atol=1e-4)   # ...but not the function
+    assert any(
+        not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items()
+    )  # other weights...
+    assert torch.allclose(a(inputs), b(inputs), atol=1e-4)  # ...but not the function
     aligned = fusion.align(a, b, mode=mode, x=inputs)
     for key, value in b.state_dict().items():
         assert torch.allclose(aligned.state_dict()[key].float(), value.float(), atol=1e-5), key
@@ -159,7 +195,9 @@ def test_sinkhorn_approaches_the_permutation_as_reg_shrinks(inputs):
     errors = []
     for reg in (0.1, 0.01):
         aligned = fusion.align(a, b, mode="acts", x=inputs, solver="sinkhorn", reg=reg)
-        errors.append(max((aligned.state_dict()[k] - v).abs().max().item() for k, v in b.state_dict().items()))
+        errors.append(
+            max((aligned.state_dict()[k] - v).abs().max().item() for k, v in b.state_dict().items())
+        )
     assert errors[1] < errors[0] and errors[1] < 1e-3
 
 
@@ -185,5 +223,7 @@ def test_alignment_on_cuda(case, inputs):
         assert next(aligned.parameters()).is_cuda
         for key, value in b.state_dict().items():
             assert torch.allclose(aligned.state_dict()[key].float(), value.float(), atol=1e-5), key
-    fused = fusion.fuse([a, b], mode="wts", x=x, solver="sinkhorn", marginals="importance", iterations=2)
+    fused = fusion.fuse(
+        [a, b], mode="wts", x=x, solver="sinkhorn", marginals="importance", iterations=2
+    )
     assert next(fused.parameters()).is_cuda and torch.isfinite(fused(x)).all()

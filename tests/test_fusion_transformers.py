@@ -1,13 +1,15 @@
-"""Fusion through attention and embeddings (Imfeld et al., "Transformer Fusion with Optimal Transport", ICLR
-2024); the examples of docs/transformers.md are run as written.
+"""Fusion through attention and embeddings (Imfeld et al., "Transformer Fusion with Optimal
+Transport", ICLR 2024); the examples of docs/transformers.md are run as written.
 
-Hand-written models (tests/model_corpus.py: bert-style, timm-style-vit, mha-vit, gpt2-style) check the structure
-the graph finds (Q and K of a head together, V with the output projection, the residual stream through the
-embeddings, a tied LM head moved once) and exact recovery of hand-permuted copies (also run by
-tests/test_fusion_corpus.py). Real library models (timm and torchvision ViTs, Hugging Face BERT and GPT-2, built
-from configs with random weights) must align with nothing left in place (`strict=True`) and keep their
-function; they are skipped, with the reason, where the library cannot be imported.
+Hand-written models (tests/model_corpus.py: bert-style, timm-style-vit, mha-vit, gpt2-style) check
+the structure the graph finds (Q and K of a head together, V with the output projection, the
+residual stream through the embeddings, a tied LM head moved once) and exact recovery of
+hand-permuted copies (also run by tests/test_fusion_corpus.py). Real library models (timm and
+torchvision ViTs, Hugging Face BERT and GPT-2, built from configs with random weights) must align
+with nothing left in place (`strict=True`) and keep their function; they are skipped, with the
+reason, where the library cannot be imported.
 """
+
 import copy
 import re
 import warnings
@@ -34,12 +36,15 @@ def _groups(graph, producers):
 
 def test_heads_are_unit_groups_and_the_stream_runs_through_the_embeddings():
     graph = fusion.build_graph(build("bert-style"), inputs("bert-style")[:2])
-    assert [g.reason for g in graph.groups if g.fixed] == ["output"]     # token ids are not channels
+    assert [g.reason for g in graph.groups if g.fixed] == ["output"]  # token ids are not channels
     stream = graph.groups[graph.layer("word").group]
     assert stream.size == 8 and stream.producers[:3] == ("word", "position", "segment")
     for i in range(2):
         a = f"layers.{i}.attention"
-        assert [g.size for g in _groups(graph, (f"{a}.query", f"{a}.key"))] == [4, 4]    # one group per head
+        assert [g.size for g in _groups(graph, (f"{a}.query", f"{a}.key"))] == [
+            4,
+            4,
+        ]  # one group per head
         assert [g.size for g in _groups(graph, (f"{a}.value",))] == [4, 4]
         dense = graph.layer(f"{a}.dense")
         assert [graph.groups[s.group].producers for s in dense.ins] == [(f"{a}.value",)] * 2
@@ -52,35 +57,56 @@ def test_fused_qkv_projections_are_split_into_heads(name):
     assert len(qkv) == 2
     for lay in qkv:
         sizes = [graph.groups[s.group].size for s in lay.out]
-        assert sizes == [4] * 6       # (Q, K, V) x 2 heads of 4 units, in the weight's order
-        assert [s.group for s in lay.out[:2]] == [s.group for s in lay.out[2:4]]    # Q and K of a head share one
+        assert sizes == [4] * 6  # (Q, K, V) x 2 heads of 4 units, in the weight's order
+        assert [s.group for s in lay.out[:2]] == [
+            s.group for s in lay.out[2:4]
+        ]  # Q and K of a head share one
         assert not {s.group for s in lay.out[4:]} & {s.group for s in lay.out[:4]}
-    assert not graph.frozen and [g.reason for g in graph.groups if g.fixed] in (["input", "output"], ["output"])
+    assert not graph.frozen and [g.reason for g in graph.groups if g.fixed] in (
+        ["input", "output"],
+        ["output"],
+    )
 
 
 def test_tied_lm_head_moves_once_and_stays_tied():
-    """GPT-2's LM head shares the token embedding: both names are bound as the embedding's columns ("out"), so a
-    plan that is not a permutation (Sinkhorn) moves them alike."""
+    """GPT-2's LM head shares the token embedding: both names are bound as the embedding's columns
+    ("out"), so a plan that is not a permutation (Sinkhorn) moves them alike."""
     b, x = build("gpt2-style"), inputs("gpt2-style")
     a = build("gpt2-style", seed=1)
     graph, anchor_graph = prepare([a, b], x, mode="wts")
-    tied = {bd.name: bd.role for bd in graph.bindings if bd.name in ("wte.weight", "lm_head.weight")}
+    tied = {
+        bd.name: bd.role for bd in graph.bindings if bd.name in ("wte.weight", "lm_head.weight")
+    }
     assert tied == {"wte.weight": "out", "lm_head.weight": "out"}
-    state = aligned_state(a, b, graph, anchor_graph, mode="wts", moments=None, solver="sinkhorn", reg=0.05,
-                          marginals="uniform")
+    state = aligned_state(
+        a,
+        b,
+        graph,
+        anchor_graph,
+        mode="wts",
+        moments=None,
+        solver="sinkhorn",
+        reg=0.05,
+        marginals="uniform",
+    )
     assert not torch.equal(state["wte.weight"], a.state_dict()["wte.weight"])
     assert torch.equal(state["wte.weight"], state["lm_head.weight"])
     aligned = with_state(b, state)
-    assert aligned.lm_head.weight is aligned.wte.weight and torch.equal(aligned.wte.weight, state["wte.weight"])
+    assert aligned.lm_head.weight is aligned.wte.weight and torch.equal(
+        aligned.wte.weight, state["wte.weight"]
+    )
 
 
-HEAD_WEIGHTS = {"timm-style-vit": (("attn.qkv.weight", "attn.qkv.bias"), "attn.proj.weight"),
-                "mha-vit": (("attn.mha.in_proj_weight", "attn.mha.in_proj_bias"), "attn.mha.out_proj.weight")}
+HEAD_WEIGHTS = {
+    "timm-style-vit": (("attn.qkv.weight", "attn.qkv.bias"), "attn.proj.weight"),
+    "mha-vit": (("attn.mha.in_proj_weight", "attn.mha.in_proj_bias"), "attn.mha.out_proj.weight"),
+}
 
 
 def _swap_heads(model, name):
-    """A copy of `model` (8 channels, 2 heads of 4) with its two heads traded in every block: the rows of each of
-    the fused Q, K and V parts and the input columns of the output projection, written out by hand."""
+    """A copy of `model` (8 channels, 2 heads of 4) with its two heads traded in every block: the
+    rows of each of the fused Q, K and V parts and the input columns of the output projection,
+    written out by hand."""
     qkv, proj = HEAD_WEIGHTS[name]
     swap = torch.tensor([4, 5, 6, 7, 0, 1, 2, 3])
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -97,8 +123,9 @@ def _swap_heads(model, name):
 
 @pytest.mark.parametrize("name", sorted(HEAD_WEIGHTS))
 def test_whole_heads_trade_places_then_units_within_heads_are_matched(name):
-    """Heads traded and units permuted within heads: `heads="permute"` (the default) recovers the original
-    exactly in both modes; with heads kept in place ("fixed", the former behaviour) it cannot."""
+    """Heads traded and units permuted within heads: `heads="permute"` (the default) recovers the
+    original exactly in both modes; with heads kept in place ("fixed", the former behaviour) it
+    cannot."""
     b, x = build(name), inputs(name)
     assert [len(attention) for attention in fusion.build_graph(b, x[:2]).heads] == [2, 2]
     a = permute(_swap_heads(b, name), CORPUS[name].units(b))
@@ -115,8 +142,8 @@ def test_whole_heads_trade_places_then_units_within_heads_are_matched(name):
 
 
 class ScaledHeadAttention(TimmAttention):
-    """A learned temperature per head, applied to the queries: heads cannot trade places (the graph lists them,
-    the check on the example drops them)."""
+    """A learned temperature per head, applied to the queries: heads cannot trade places (the graph
+    lists them, the check on the example drops them)."""
 
     def __init__(self, d, heads):
         super().__init__(d, heads)
@@ -124,7 +151,9 @@ class ScaledHeadAttention(TimmAttention):
 
     def forward(self, x):
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        )
         x = F.scaled_dot_product_attention(q * self.temperature, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
@@ -135,14 +164,16 @@ def test_heads_treated_differently_stay_in_place():
     b.blocks[0].attn = ScaledHeadAttention(8, 2)
     x = inputs("timm-style-vit")
     assert len(fusion.build_graph(b, x[:2]).heads) == 2
-    assert [len(graph.heads) for graph in prepare([b, b], x, mode="wts")] == [1, 1]    # block 1 only
+    assert [len(graph.heads) for graph in prepare([b, b], x, mode="wts")] == [1, 1]  # block 1 only
     a = permute(b, CORPUS["timm-style-vit"].units(b))
     aligned = fusion.align(a, b, mode="wts", x=x, strict=True)
     assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
 def test_unknown_head_handling_is_one_line():
-    with pytest.raises(LandscapeError, match="unknown head handling 'swap'; choose one of permute, fixed"):
+    with pytest.raises(
+        LandscapeError, match="unknown head handling 'swap'; choose one of permute, fixed"
+    ):
         fusion.align(build("mha-vit"), build("mha-vit"), x=inputs("mha-vit"), heads="swap")
 
 
@@ -152,7 +183,11 @@ class MaskedBert(TinyBert):
     def forward(self, input_ids, attention_mask=None):
         t = input_ids.shape[1]
         mask = (1.0 - attention_mask.float())[:, None, None, :] * -10000.0
-        x = self.word(input_ids) + self.position(self.position_ids[:, :t]) + self.segment(torch.zeros_like(input_ids))
+        x = (
+            self.word(input_ids)
+            + self.position(self.position_ids[:, :t])
+            + self.segment(torch.zeros_like(input_ids))
+        )
         x = self.ln(x)
         for layer in self.layers:
             x = layer(x, mask)
@@ -167,19 +202,26 @@ def test_examples_as_keyword_or_positional_arguments(kind):
     ids = inputs("bert-style", n=33)
     mask = (torch.arange(6) < torch.randint(3, 7, (33, 1))).long()
     x = {"input_ids": ids, "attention_mask": mask} if kind == "dict" else (ids, mask)
-    aligned = fusion.align(a, b, mode="acts", x=x, batch_size=16, strict=True)   # chunks of 16 and 17 examples
+    aligned = fusion.align(
+        a, b, mode="acts", x=x, batch_size=16, strict=True
+    )  # chunks of 16 and 17 examples
     assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
 def test_weight_mode_needs_an_example_only_to_read_the_graph():
     a, b = build("bert-style"), build("bert-style", seed=1)
-    with pytest.raises(LandscapeError, match=r"^mode='wts' needs an example input x, only to read the model's graph "
-                       r"\(one forward pass\): pass x, a batch of inputs \(a tensor, a tuple of positional arguments "
-                       r"or a dict of keyword arguments\)$"):
+    with pytest.raises(
+        LandscapeError,
+        match=r"^mode='wts' needs an example input x, only to read the model's graph "
+        r"\(one forward pass\): pass x, a batch of inputs \(a tensor, a tuple of positional "
+        r"arguments "
+        r"or a dict of keyword arguments\)$",
+    ):
         fusion.align(a, b, mode="wts")
 
 
-# ------------------------------------------------------------------------------------------ library models
+# ------------------------------------------------------------------------------------------ library
+# models
 def _library_model(name: str, seed: int):
     try:
         return LIBRARY_MODELS[name].build(seed)
@@ -189,7 +231,8 @@ def _library_model(name: str, seed: int):
 
 @pytest.mark.parametrize("name", sorted(LIBRARY_MODELS))
 def test_library_transformers_align_with_nothing_left_in_place(name):
-    """Two random initialisations: the first aligned to the second keeps its function, and nothing is frozen."""
+    """Two random initialisations: the first aligned to the second keeps its function, and nothing
+    is frozen."""
     a, b, x = _library_model(name, 0), _library_model(name, 1), LIBRARY_MODELS[name].inputs()
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
@@ -204,8 +247,11 @@ def test_library_cache_output_is_one_line_naming_use_cache():
     except LibraryUnavailable as exc:
         pytest.skip(str(exc))
     x = {"input_ids": torch.randint(0, 50, (4, 7))}
-    with pytest.raises(LandscapeError, match=r"^cannot trace the model with torch.export: it returns a key/value "
-                       r"cache \(\w+\); build it with use_cache=False, or pass use_cache=False in x"):
+    with pytest.raises(
+        LandscapeError,
+        match=r"^cannot trace the model with torch.export: it returns a key/value "
+        r"cache \(\w+\); build it with use_cache=False, or pass use_cache=False in x",
+    ):
         fusion.build_graph(model, x)
     assert not fusion.build_graph(model, {**x, "use_cache": False}, strict=True).frozen
 
@@ -217,7 +263,10 @@ def _doc_examples() -> list[str]:
 
 @pytest.mark.parametrize("code", _doc_examples(), ids=["timm", "hugging-face"])
 def test_documented_examples_run(code):
-    for module, name in (("timm", "create_model"), ("transformers", "BertForSequenceClassification")):
+    for module, name in (
+        ("timm", "create_model"),
+        ("transformers", "BertForSequenceClassification"),
+    ):
         if f"import {module}" in code or f"from {module} import" in code:
             try:
                 load(module, name)
@@ -225,18 +274,26 @@ def test_documented_examples_run(code):
                 pytest.skip(str(exc))
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
-        exec(compile(code, "docs/transformers.md", "exec"), {})   # the documentation's own example, as written
+        exec(
+            compile(code, "docs/transformers.md", "exec"), {}
+        )  # the documentation's own example, as written
 
 
 def test_head_reshapes_by_hand():
     """Layouts through the reshapes attention code uses, written out by hand."""
     d = Layout(2, (Seg(0, 0, 8),))
-    heads = reshape(d, (2, 5, 8), (2, 5, 2, 4))              # (B, T, C) -> (B, T, H, C / H)
+    heads = reshape(d, (2, 5, 8), (2, 5, 2, 4))  # (B, T, C) -> (B, T, H, C / H)
     assert heads == Layout(3, (Seg(0, 0, 4), Seg(0, 4, 4)), (2,))
-    assert reshape(heads, (2, 5, 2, 4), (2, 5, 8)) == d      # merged back: one run of the group's 8 units
-    merged = reshape(Layout(2, (Seg(0, 0, 8),)), (5, 2, 8), (5, 4, 4))    # (T, B, C) -> (T, B * H, C / H)
+    assert (
+        reshape(heads, (2, 5, 2, 4), (2, 5, 8)) == d
+    )  # merged back: one run of the group's 8 units
+    merged = reshape(
+        Layout(2, (Seg(0, 0, 8),)), (5, 2, 8), (5, 4, 4)
+    )  # (T, B, C) -> (T, B * H, C / H)
     assert merged == Layout(2, (Seg(0, 0, 4), Seg(0, 4, 4)) * 2, (1,))
-    qkv = reshape(Layout(2, (Seg(1, 0, 6),)), (2, 5, 6), (2, 5, 3, 2))   # fused Q, K, V of one head each
+    qkv = reshape(
+        Layout(2, (Seg(1, 0, 6),)), (2, 5, 6), (2, 5, 3, 2)
+    )  # fused Q, K, V of one head each
     assert qkv == Layout(3, (Seg(1, 0, 2), Seg(1, 2, 2), Seg(1, 4, 2)), (2,))
-    flipped = Layout(1, heads.segs, (3,))                    # heads after the units: not a row-major order
+    flipped = Layout(1, heads.segs, (3,))  # heads after the units: not a row-major order
     assert reshape(flipped, (2, 4, 5, 2), (2, 8, 5)) is None

@@ -1,4 +1,6 @@
-"""Barriers, batched multi-point evaluation, random-direction and plane surfaces, resumable contours, plots."""
+"""Barriers, batched multi-point evaluation, random-direction and plane surfaces, resumable
+contours, plots."""
+
 import copy
 import itertools
 import json
@@ -62,14 +64,18 @@ def permuted_copy(mlp: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return out
 
 
-# ---- barrier formula --------------------------------------------------------------------------------------------
+# ---- barrier formula
+# --------------------------------------------------------------------------------------------
 def test_barrier_formula_by_hand():
     assert barrier(np.array([0, 0.5, 1]), np.array([1.0, 3.0, 2.0])) == (1.5, 0.5)
-    # the linear part is subtracted: a convex curve under the chord has barrier 0, its signed barrier the largest
-    # interior excess (-0.45 at a=0.75: 0.8 against the chord's 1.25)
+    # the linear part is subtracted: a convex curve under the chord has barrier 0, its signed
+    # barrier the largest interior excess (-0.45 at a=0.75: 0.8 against the chord's 1.25)
     value, at = barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0]))
     assert value == 0.0 and at == 0.75
-    assert signed_barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0])) == (pytest.approx(-0.45), 0.75)
+    assert signed_barrier(np.linspace(0, 1, 5), np.array([2.0, 1.0, 0.5, 0.8, 1.0])) == (
+        pytest.approx(-0.45),
+        0.75,
+    )
     value, at = barrier(np.linspace(0, 1, 5), np.array([0.0, 1.0, 3.0, 1.0, 4.0]))
     assert value == pytest.approx(3.0 - 2.0) and at == 0.5
 
@@ -85,8 +91,12 @@ def test_endpoints_are_the_models_own_loss(mlp_pair, splits):
     curve = interpolation_curve(a, b, splits, points=7)
     for split in ("train", "test"):
         ends = [evaluate(m, splits[split]) for m in (a, b)]
-        assert getattr(curve, f"{split}_loss")[[0, -1]] == pytest.approx([e.loss for e in ends], abs=1e-6)
-        assert getattr(curve, f"{split}_acc")[[0, -1]] == pytest.approx([e.acc for e in ends], abs=1e-9)
+        assert getattr(curve, f"{split}_loss")[[0, -1]] == pytest.approx(
+            [e.loss for e in ends], abs=1e-6
+        )
+        assert getattr(curve, f"{split}_acc")[[0, -1]] == pytest.approx(
+            [e.acc for e in ends], abs=1e-9
+        )
 
 
 def test_curve_on_one_split_or_loader(mlp_pair, splits):
@@ -98,7 +108,9 @@ def test_curve_on_one_split_or_loader(mlp_pair, splits):
     np.testing.assert_allclose(one.train_loss, both.train_loss, rtol=1e-5)
     assert one.barrier_train == pytest.approx(both.barrier_train, rel=1e-4)
     assert len(one.test_loss) == 0 and np.isnan(one.barrier_test)
-    with pytest.raises(LandscapeError, match="a train split and optionally a test split, got 'val'"):
+    with pytest.raises(
+        LandscapeError, match="a train split and optionally a test split, got 'val'"
+    ):
         interpolation_curve(a, b, {"val": loader})
 
 
@@ -116,22 +128,29 @@ def test_permuted_copy_has_a_barrier_that_alignment_removes(mlp_pair, splits, di
 def test_alignment_lowers_the_barrier_of_independently_trained_mlps(mlp_pair, splits, digits):
     a, b = mlp_pair
     pre = interpolation_curve(a, b, splits)
-    post = interpolation_curve(fusion.align(a, b, mode="acts", x=subsample(digits.train, 200, 0).x), b, splits)
+    post = interpolation_curve(
+        fusion.align(a, b, mode="acts", x=subsample(digits.train, 200, 0).x), b, splits
+    )
     assert pre.barrier_train > 0 and post.barrier_train < pre.barrier_train
     assert post.barrier_test < pre.barrier_test
 
 
-# ---- batched evaluation equals the loop ------------------------------------------------------------------------
+# ---- batched evaluation equals the loop
+# ------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["mlp", "bn_cnn"])
 def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
     a, b = mlp_pair if which == "mlp" else bn_cnn
     before = {k: v.clone() for k, v in a.state_dict().items()}
     batched = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="vmap")
-    loop = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="loop")  # several loop chunks
+    loop = interpolation_curve(
+        a, b, splits, points=21, batch_size=128, batching="loop"
+    )  # several loop chunks
     for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert np.allclose(getattr(batched, field), getattr(loop, field), rtol=0, atol=1e-6), field
     assert batched.barrier_train == pytest.approx(loop.barrier_train, abs=1e-6)
-    assert all(torch.equal(v, before[k]) for k, v in a.state_dict().items())  # the anchor model never moves
+    assert all(
+        torch.equal(v, before[k]) for k, v in a.state_dict().items()
+    )  # the anchor model never moves
 
 
 def test_batched_contour_equals_the_loop(bn_cnn, splits):
@@ -150,12 +169,16 @@ def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
         reset = reset_bn(copy.deepcopy(model), splits["train"])
         assert curve.train_loss[i] == pytest.approx(evaluate(reset, splits["train"]).loss, abs=1e-6)
     plain = interpolation_curve(a, b, splits, points=3)
-    assert not np.allclose(curve.train_loss[1], plain.train_loss[1], atol=1e-4)  # the midpoint really changed
+    assert not np.allclose(
+        curve.train_loss[1], plain.train_loss[1], atol=1e-4
+    )  # the midpoint really changed
 
 
-# ---- the walk: points moved in place ---------------------------------------------------------------------------
+# ---- the walk: points moved in place
+# ---------------------------------------------------------------------------
 def _extrapolated_line(n: int) -> torch.Tensor:
-    """a from -3 to 4 on the line through A (a = 0) and B (a = 1): some running variances go below 0 there."""
+    """a from -3 to 4 on the line through A (a = 0) and B (a = 1): some running variances go below 0
+    there."""
     a = np.linspace(-3.0, 4.0, n)
     return torch.as_tensor(np.stack([1 - a, a], 1))
 
@@ -165,25 +188,28 @@ def _serpentine_grid(model: torch.nn.Module, steps: int):
     return surface.anchors, surface.coeffs[torch.as_tensor(serpentine(surface.shape))]
 
 
-def _walk_vs_combine_bounds(anchors: Sequence[Mapping[str, torch.Tensor]],
-                            coeffs: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
-    """For each point of a walk, a bound per floating key on |walked - combine| from the float32 error analysis
-    of both (Higham, "Accuracy and Stability of Numerical Algorithms", SIAM 2002, ch. 3), following the walk's
-    plan (`_plan`: built afresh, stepped from the run's start, or stepped in place).
+def _walk_vs_combine_bounds(
+    anchors: Sequence[Mapping[str, torch.Tensor]], coeffs: torch.Tensor
+) -> Iterator[dict[str, torch.Tensor]]:
+    """For each point of a walk, a bound per floating key on |walked - combine| from the float32
+    error analysis of both (Higham, "Accuracy and Stability of Numerical Algorithms", SIAM 2002, ch.
+    3), following the walk's plan (`_plan`: built afresh, stepped from the run's start, or stepped
+    in place).
 
-    With u = 2^-24 (float32 unit roundoff), gamma_n = n u / (1 - n u), K anchors S_k, and for coefficients c
-    the magnitude M(c) = sum_k |c_k| |S_k| (elementwise):
-    - a point built afresh (`combine`, or the walk's `start_at`) rounds c to float32 then takes K-term dot
-      products in any order: error <= gamma_{K+1} M(c);
-    - an axpy y = x + alpha v from a point x with error E, moving by Dc in coefficients (alpha v = Dc @ S),
-      rounds alpha, v (unless v is one anchor), their product and the sum: error <= (1 + u) E + u M(c_y)
-      + gamma_4 M(Dc) (any order, fused or not); v is cached under its step rounded to 1e-12, which adds
-      1e-12 max|Dc| sum_k |S_k|;
+    With u = 2^-24 (float32 unit roundoff), gamma_n = n u / (1 - n u), K anchors S_k, and for
+    coefficients c the magnitude M(c) = sum_k |c_k| |S_k| (elementwise):
+    - a point built afresh (`combine`, or the walk's `start_at`) rounds c to float32 then takes
+      K-term dot products in any order: error <= gamma_{K+1} M(c);
+    - an axpy y = x + alpha v from a point x with error E, moving by Dc in coefficients (alpha v =
+      Dc @ S), rounds alpha, v (unless v is one anchor), their product and the sum: error <= (1 + u)
+      E + u M(c_y) + gamma_4 M(Dc) (any order, fused or not); v is cached under its step rounded to
+      1e-12, which adds 1e-12 max|Dc| sum_k |S_k|;
     - the walked running variances are clamped as `combine`'s are, which cannot widen a difference.
-    The walked point's error grows from its run's start, whose magnitude can exceed the point's own (an
-    extrapolated line walks from 4A - 3B towards B), so the bound is not a few ulps of the point itself.
+    The walked point's error grows from its run's start, whose magnitude can exceed the point's own
+    (an extrapolated line walks from 4A - 3B towards B), so the bound is not a few ulps of the point
+    itself.
     """
-    u = 2.0 ** -24
+    u = 2.0**-24
     k = len(anchors)
 
     def gamma(n: int) -> float:
@@ -196,57 +222,83 @@ def _walk_vs_combine_bounds(anchors: Sequence[Mapping[str, torch.Tensor]],
     def size(weights: torch.Tensor) -> dict[str, torch.Tensor]:
         return {key: torch.tensordot(weights.abs(), magnitudes[key], dims=1) for key in keys}
 
-    first, start, here = 0, {}, {}  # the run's first point, and the walk's error bounds there and at p
+    first, start, here = (
+        0,
+        {},
+        {},
+    )  # the run's first point, and the walk's error bounds there and at p
     for p, move in enumerate(_plan(coeffs.numpy())):
         point = size(c[p])
-        built = {key: gamma(k + 1) * m for key, m in point.items()}  # combine's error, or a walk built afresh
+        built = {
+            key: gamma(k + 1) * m for key, m in point.items()
+        }  # combine's error, or a walk built afresh
         if move is None:
             first, start, here = p, built, built
         else:
             origin, before = (first, start) if move[1] else (p - 1, here)
             step = size(c[p] - c[origin])
             cache = 1e-12 * float((c[p] - c[origin]).abs().max())
-            here = {key: (1 + u) * before[key] + u * point[key] + gamma(4) * step[key]
-                    + cache * magnitudes[key].sum(0) for key in keys}
+            here = {
+                key: (1 + u) * before[key]
+                + u * point[key]
+                + gamma(4) * step[key]
+                + cache * magnitudes[key].sum(0)
+                for key in keys
+            }
         yield {key: here[key] + built[key] for key in keys}
 
 
 def test_walk_builds_the_points_combine_builds(bn_cnn):
-    """At every point of a walk the model holds what `combine` builds afresh, within the rounding both may make
-    (`_walk_vs_combine_bounds`, whatever the thread count), clamped running variances and integer buffers
-    included: along a line, a grid, and a scattered subset of a grid (as a resumed run walks)."""
+    """At every point of a walk the model holds what `combine` builds afresh, within the rounding
+    both may make (`_walk_vs_combine_bounds`, whatever the thread count), clamped running variances
+    and integer buffers included: along a line, a grid, and a scattered subset of a grid (as a
+    resumed run walks)."""
     a, b = bn_cnn
     around_a, grid = _serpentine_grid(a, 6)
     scattered = grid[torch.randperm(len(grid), generator=torch.Generator().manual_seed(0))[:12]]
-    for anchors, coeffs in (([a.state_dict(), b.state_dict()], _extrapolated_line(30)), (around_a, grid),
-                            (around_a, scattered)):
+    for anchors, coeffs in (
+        ([a.state_dict(), b.state_dict()], _extrapolated_line(30)),
+        (around_a, grid),
+        (around_a, scattered),
+    ):
         walk = _Walk(a, anchors)
         fresh = combine(anchors, coeffs)
-        for p, (_, bounds) in enumerate(zip(walk.visit(coeffs.numpy()), _walk_vs_combine_bounds(anchors, coeffs),
-                                            strict=True)):
+        for p, (_, bounds) in enumerate(
+            zip(walk.visit(coeffs.numpy()), _walk_vs_combine_bounds(anchors, coeffs), strict=True)
+        ):
             for key, value in walk.model.state_dict().items():
                 expected = fresh[key][p]
                 if value.is_floating_point():
-                    assert ((value.double() - expected.double()).abs() <= bounds[key]).all(), (p, key)
+                    assert ((value.double() - expected.double()).abs() <= bounds[key]).all(), (
+                        p,
+                        key,
+                    )
                 else:
                     assert torch.equal(value, expected), key
     clamped = combine([a.state_dict(), b.state_dict()], _extrapolated_line(30))
-    assert any((v == 0).any() for k, v in clamped.items() if k.endswith("running_var"))  # the clamp is exercised
+    assert any(
+        (v == 0).any() for k, v in clamped.items() if k.endswith("running_var")
+    )  # the clamp is exercised
 
 
 def test_walk_does_not_drift_over_hundreds_of_steps(bn_cnn, splits):
-    """499 steps along A->B and a 16x16 grid, each in one chunk: every walked point stays within 4 float32 ulps
-    (of its largest entry) of the exact combination, and its loss within 1e-6 of the freshly built point's."""
+    """499 steps along A->B and a 16x16 grid, each in one chunk: every walked point stays within 4
+    float32 ulps (of its largest entry) of the exact combination, and its loss within 1e-6 of the
+    freshly built point's."""
     a, b = bn_cnn
     eps = torch.finfo(torch.float32).eps
     few = subsample(splits["test"], 32, 0)
-    for anchors, coeffs in (([a.state_dict(), b.state_dict()], path_coefficients(2, 500)[1]),
-                            _serpentine_grid(a, 16)):
+    for anchors, coeffs in (
+        ([a.state_dict(), b.state_dict()], path_coefficients(2, 500)[1]),
+        _serpentine_grid(a, 16),
+    ):
         walk = _Walk(a, anchors)
         stacked = walk.flats[0].anchors.double()
         for p, _ in enumerate(walk.visit(coeffs.numpy())):
             exact = coeffs[p] @ stacked
-            assert (walk.flats[0].raw.double() - exact).abs().max() <= 4 * eps * exact.abs().max(), p
+            assert (
+                walk.flats[0].raw.double() - exact
+            ).abs().max() <= 4 * eps * exact.abs().max(), p
         walked = evaluate_points(a, anchors, coeffs, [few], 32, batching="loop", chunk=len(coeffs))
         fresh = evaluate_points(a, anchors, coeffs, [few], 32, batching="vmap")
         assert torch.allclose(walked[..., 0], fresh[..., 0], rtol=1e-6, atol=0)
@@ -259,11 +311,19 @@ def test_caller_model_comes_back_bit_identical(bn_cnn, splits):
     a.train()  # a mode of its own, which must survive too
     try:
         for kwargs in ({"batching": "loop"}, {"batching": "vmap"}, {"reset_on": splits["train"]}):
-            evaluate_points(a, [a.state_dict(), b.state_dict()], _extrapolated_line(5), [splits["test"]], 128,
-                            **kwargs)
+            evaluate_points(
+                a,
+                [a.state_dict(), b.state_dict()],
+                _extrapolated_line(5),
+                [splits["test"]],
+                128,
+                **kwargs,
+            )
             assert a.training and all(p.requires_grad for p in a.parameters()), kwargs
-            assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype
-                       for k, v in a.state_dict().items()), kwargs
+            assert all(
+                torch.equal(v, before[k]) and v.dtype == before[k].dtype
+                for k, v in a.state_dict().items()
+            ), kwargs
     finally:
         a.eval()
 
@@ -271,39 +331,54 @@ def test_caller_model_comes_back_bit_identical(bn_cnn, splits):
 def test_auto_walks_on_the_cpu(mlp_pair, splits, monkeypatch):
     import landscape.geometry.points as points_module
 
-    monkeypatch.setattr(points_module, "_vmap_pays", lambda *a, **kw: pytest.fail("timed on the CPU"))
+    monkeypatch.setattr(
+        points_module, "_vmap_pays", lambda *a, **kw: pytest.fail("timed on the CPU")
+    )
     a, b = mlp_pair
     anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(40)
     auto = evaluate_points(a, anchors, coeffs, [splits["test"]], 128)
-    assert torch.equal(auto, evaluate_points(a, anchors, coeffs, [splits["test"]], 128, batching="loop"))
+    assert torch.equal(
+        auto, evaluate_points(a, anchors, coeffs, [splits["test"]], 128, batching="loop")
+    )
 
 
 def test_timing_vmap_against_the_walk_leaves_the_walk_intact(mlp_pair, splits):
-    """What `auto` does on accelerators, run on the CPU: a yes or no, after which the walk gives what a new one
-    gives; a rank without examples times nothing and walks."""
+    """What `auto` does on accelerators, run on the CPU: a yes or no, after which the walk gives
+    what a new one gives; a rank without examples times nothing and walks."""
     a, b = mlp_pair
     anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(20).numpy()
     test = splits["test"]
     walk, loss, cpu = _Walk(a, anchors), loss_sum("ce"), torch.device("cpu")
-    assert isinstance(_vmap_pays(walk, anchors, coeffs, (test.x[:64], test.y[:64]), loss, cpu), bool)
+    assert isinstance(
+        _vmap_pays(walk, anchors, coeffs, (test.x[:64], test.y[:64]), loss, cpu), bool
+    )
     assert _vmap_pays(walk, anchors, coeffs, None, loss, cpu) is False
     with torch.inference_mode():
-        assert torch.equal(_sums_walk(walk, coeffs, [[(test.x, test.y)]], loss, True, None, cpu),
-                           _sums_walk(_Walk(a, anchors), coeffs, [[(test.x, test.y)]], loss, True, None, cpu))
+        assert torch.equal(
+            _sums_walk(walk, coeffs, [[(test.x, test.y)]], loss, True, None, cpu),
+            _sums_walk(_Walk(a, anchors), coeffs, [[(test.x, test.y)]], loss, True, None, cpu),
+        )
 
 
-def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(mlp_pair, splits, monkeypatch):
-    """Outputs held for the whole chunk, reduced every few points (several batches and splits), or reduced one by
-    one for a criterion given as a callable (not necessarily vmappable): the same sums."""
+def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(
+    mlp_pair, splits, monkeypatch
+):
+    """Outputs held for the whole chunk, reduced every few points (several batches and splits), or
+    reduced one by one for a criterion given as a callable (not necessarily vmappable): the same
+    sums."""
     import landscape.geometry.points as points_module
 
     a, b = mlp_pair
     anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(9)
     data = [splits["train"], splits["test"]]
     whole = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
-    monkeypatch.setattr(points_module, "HELD_OUTPUTS", 20000)  # 7590 logits per point: a flush every third point
+    monkeypatch.setattr(
+        points_module, "HELD_OUTPUTS", 20000
+    )  # 7590 logits per point: a flush every third point
     rounds = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
-    one_by_one = evaluate_points(a, anchors, coeffs, data, 64, batching="loop", criterion=torch.nn.CrossEntropyLoss())
+    one_by_one = evaluate_points(
+        a, anchors, coeffs, data, 64, batching="loop", criterion=torch.nn.CrossEntropyLoss()
+    )
     assert torch.allclose(rounds, whole, rtol=1e-12, atol=0)
     assert torch.allclose(one_by_one, whole, rtol=1e-6, atol=0)
 
@@ -324,7 +399,8 @@ def test_correct_predictions_follow_argmax_through_ties_and_nan():
 
 
 def test_fast_cross_entropy_equals_torch():
-    """The summed cross-entropy the evaluations use (transposed log-softmax for few classes on the CPU)."""
+    """The summed cross-entropy the evaluations use (transposed log-softmax for few classes on the
+    CPU)."""
     g = torch.Generator().manual_seed(0)
     ce = loss_sum("ce")
     for n_classes in (2, 10, 15, 16, 100):
@@ -333,10 +409,13 @@ def test_fast_cross_entropy_equals_torch():
         expected = F.cross_entropy(out.double(), y, reduction="sum").item()
         with torch.inference_mode():
             assert ce(out, y).item() == pytest.approx(expected, rel=1e-6), n_classes
-        assert ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()  # with gradients: torch's
+        assert (
+            ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()
+        )  # with gradients: torch's
 
 
-# ---- directions and surfaces ------------------------------------------------------------------------------------
+# ---- directions and surfaces
+# ------------------------------------------------------------------------------------
 def test_filter_normalisation_per_filter(bn_cnn):
     model = bn_cnn[0]
     state = model.state_dict()
@@ -344,9 +423,13 @@ def test_filter_normalisation_per_filter(bn_cnn):
     params = set(trainable_names(model))
     for key, w in state.items():
         if key in params and w.dim() > 1:
-            assert torch.allclose(d[key].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5), key
+            assert torch.allclose(
+                d[key].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5
+            ), key
         elif w.is_floating_point():
-            assert torch.count_nonzero(d[key]) == 0, key  # biases, BN parameters and buffers stay put
+            assert torch.count_nonzero(d[key]) == 0, (
+                key
+            )  # biases, BN parameters and buffers stay put
     with_1d = filter_normalised_direction(model, torch.Generator().manual_seed(0), include_1d=True)
     bias = next(k for k in params if state[k].dim() == 1)
     assert torch.equal(with_1d[bias], state[bias])
@@ -370,8 +453,12 @@ def test_contour_axis_order_is_x_then_y(mlp_pair, splits):
     arrays, _ = compute_surface(model, surface, splits["train"], 128, {"t": 2})
     d1, d2 = surface.anchors[1], surface.anchors[2]
     moved = copy.deepcopy(model)
-    moved.load_state_dict({k: v + 1.0 * d1[k] - 1.0 * d2[k] if v.is_floating_point() else v
-                           for k, v in model.state_dict().items()})
+    moved.load_state_dict(
+        {
+            k: v + 1.0 * d1[k] - 1.0 * d2[k] if v.is_floating_point() else v
+            for k, v in model.state_dict().items()
+        }
+    )
     assert arrays["loss"][2, 0] == pytest.approx(evaluate(moved, splits["train"]).loss, abs=1e-5)
 
 
@@ -379,20 +466,22 @@ def test_plane_and_path_pass_through_the_models(mlp_pair, digits, splits):
     c = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32, 16]), 9)
     models = [*mlp_pair, c]
     weights, coords = plane_axes([m.state_dict() for m in models], trainable_names(models[0]))
-    coeffs = (grid_coefficients(coords[:, 0], None, weights[:2])
-              + torch.as_tensor(coords[:, 1:]) * torch.as_tensor(weights[2]))
+    coeffs = grid_coefficients(coords[:, 0], None, weights[:2]) + torch.as_tensor(
+        coords[:, 1:]
+    ) * torch.as_tensor(weights[2])
     assert torch.allclose(coeffs, torch.eye(3, dtype=torch.float64), atol=1e-9)
     plane = plane_surface(models, 5, 0.25, ["a", "b", "c"])
     assert len(plane.coeffs) == 25 and np.allclose(plane.model_x, coords[:, 0])
     path = path_surface(models, 4, ["a", "b", "c"])
     arrays, _ = compute_surface(models[0], path, splits["train"], 128, {"t": 3})
-    assert arrays["loss"][[0, 3, 6]] == pytest.approx([evaluate(m, splits["train"]).loss for m in (*mlp_pair, c)],
-                                                      abs=1e-6)
+    assert arrays["loss"][[0, 3, 6]] == pytest.approx(
+        [evaluate(m, splits["train"]).loss for m in (*mlp_pair, c)], abs=1e-6
+    )
 
 
 def test_plane_through_a_midpoint_is_refused(mlp_pair):
-    """A two-model average is the float32 midpoint of its parents: about 1e-8 |B - A| off their line, which used to
-    pass as a plane with a meaningless y axis."""
+    """A two-model average is the float32 midpoint of its parents: about 1e-8 |B - A| off their
+    line, which used to pass as a plane with a meaningless y axis."""
     a, b = mlp_pair
     mid = copy.deepcopy(a)
     mid.load_state_dict({k: (v + b.state_dict()[k]) / 2 for k, v in a.state_dict().items()})
@@ -408,10 +497,12 @@ def test_plane_ranges_pad_by_the_larger_extent():
 def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, monkeypatch):
     model = mlp_pair[0]
     settings = {"seed": 1, "steps": 7}
-    whole, _ = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
-                               chunk=5)
+    whole, _ = compute_surface(
+        model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings, chunk=5
+    )
 
     import landscape.geometry.surface as surface_module
+
     original = surface_module.evaluate_points
     calls = []
 
@@ -421,22 +512,44 @@ def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, mo
             calls.append(len(rows))
             if len(calls) == 2:
                 raise KeyboardInterrupt
+
         return original(*args, on_chunk=chunk_then_die, **kw)
 
     out = tmp_path / "s.h5"
     monkeypatch.setattr(surface_module, "evaluate_points", dies_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
-        compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings, out=out,
-                        group="/surfaces/m/2d", chunk=5, save_every=0)
+        compute_surface(
+            model,
+            random_surface(model, 2, -1, 1, 7, 1),
+            splits["train"],
+            128,
+            settings,
+            out=out,
+            group="/surfaces/m/2d",
+            chunk=5,
+            save_every=0,
+        )
     monkeypatch.setattr(surface_module, "evaluate_points", original)
     with h5py.File(out) as f:
         assert f["surfaces/m/2d/done"][()].sum() == 10 and not f["surfaces/m/2d"].attrs["complete"]
 
     evaluated = []
-    monkeypatch.setattr(surface_module, "evaluate_points",
-                        lambda *a, **kw: evaluated.append(len(a[2])) or original(*a, **kw))
-    resumed, _attrs = compute_surface(model, random_surface(model, 2, -1, 1, 7, 1), splits["train"], 128, settings,
-                                     out=out, group="/surfaces/m/2d", chunk=5, save_every=0)
+    monkeypatch.setattr(
+        surface_module,
+        "evaluate_points",
+        lambda *a, **kw: evaluated.append(len(a[2])) or original(*a, **kw),
+    )
+    resumed, _attrs = compute_surface(
+        model,
+        random_surface(model, 2, -1, 1, 7, 1),
+        splits["train"],
+        128,
+        settings,
+        out=out,
+        group="/surfaces/m/2d",
+        chunk=5,
+        save_every=0,
+    )
     assert evaluated == [49 - 10]  # only the points not yet done
     assert np.allclose(resumed["loss"], whole["loss"], rtol=0, atol=1e-6) and resumed["done"].all()
     with h5py.File(out) as f:
@@ -444,14 +557,27 @@ def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, mo
         assert np.array_equal(f["surfaces/m/2d/loss"][()], resumed["loss"])
 
 
-# ---- command line and plots -------------------------------------------------------------------------------------
+# ---- command line and plots
+# -------------------------------------------------------------------------------------
 def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
     a = mlp_pair[0]
     save_checkpoint(a, tmp_path / "a.pt")
     save_checkpoint(permuted_copy(a, 3), tmp_path / "p.pt")
     out = tmp_path / "r.h5"
-    code, stdout, err = run_cli("barrier", tmp_path / "p.pt", tmp_path / "a.pt", "--align", "both", "--points", "5",
-                                "--samples", "300", "--json", "--out", out)
+    code, stdout, err = run_cli(
+        "barrier",
+        tmp_path / "p.pt",
+        tmp_path / "a.pt",
+        "--align",
+        "both",
+        "--points",
+        "5",
+        "--samples",
+        "300",
+        "--json",
+        "--out",
+        out,
+    )
     assert code == 0, err
     result = json.loads(stdout)
     assert result["none"]["barrier_train"] > 0.05 and result["ot"]["barrier_train"] < 1e-5
@@ -461,37 +587,70 @@ def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
         assert set(g) == {"alphas", "train_loss", "train_acc", "test_loss", "test_acc"}
         assert g.attrs["barrier_train"] == pytest.approx(result["none"]["barrier_train"])
         assert "argmax_test" in g.attrs and "barriers/p~a/ot" in f
-    code, stdout, err = run_cli("barrier", tmp_path / "p.pt", tmp_path / "a.pt", "--align", "ot", "--reg", "0.05",
-                                "--points", "3", "--samples", "100", "--json")
+    code, stdout, err = run_cli(
+        "barrier",
+        tmp_path / "p.pt",
+        tmp_path / "a.pt",
+        "--align",
+        "ot",
+        "--reg",
+        "0.05",
+        "--points",
+        "3",
+        "--samples",
+        "100",
+        "--json",
+    )
     assert code == 0, err
-    assert (json.loads(stdout)["ot"]["solver"], json.loads(stdout)["ot"]["reg"]) == ("sinkhorn", 0.05)  # as align
-    code, stdout, err = run_cli("contour", tmp_path / "a.pt", "--steps", "3", "--samples", "100", "--out", out,
-                                "--quiet")
+    assert (json.loads(stdout)["ot"]["solver"], json.loads(stdout)["ot"]["reg"]) == (
+        "sinkhorn",
+        0.05,
+    )  # as align
+    code, stdout, err = run_cli(
+        "contour", tmp_path / "a.pt", "--steps", "3", "--samples", "100", "--out", out, "--quiet"
+    )
     assert code == 0, err
     code, stdout, err = run_cli("plot", out, "--out-dir", tmp_path / "figs")
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["r_interpolation_p-a.png", "r_surfaces_a_2d.png",
-                                                                     "r_surfaces_a_2d_3d.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "r_interpolation_p-a.png",
+        "r_surfaces_a_2d.png",
+        "r_surfaces_a_2d_3d.png",
+    ]
 
 
 def test_geometry_cli_errors(mlp_pair, digits, tmp_path, run_cli):
     save_checkpoint(mlp_pair[0], tmp_path / "a.pt")
     wide = init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[64, 16]), 0)
     save_checkpoint(wide, tmp_path / "w.pt")
-    save_checkpoint(init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32]), 0),
-                    tmp_path / "d.pt")
+    save_checkpoint(
+        init_model("mlp", arch_kwargs_for("mlp", digits.input_shape, 10, hidden=[32]), 0),
+        tmp_path / "d.pt",
+    )
     (tmp_path / "junk.h5").write_text("not hdf5")
-    widths = "different widths (features.0.weight is (32, 64) and (64, 64)): align them first (--align ot)"
-    layers = "different layers (6 and 4 tensors; features.2.bias is only in model 1): only models of one"
-    for args, words in ((("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), widths),
-                        (("barrier", tmp_path / "a.pt", tmp_path / "d.pt"), layers),
-                        (("barrier", tmp_path / "a.pt", tmp_path / "a.pt", "--points", "1"), "--points"),
-                        (("contour", tmp_path / "a.pt", tmp_path / "w.pt"), "align them first (landscape align)"),
-                        (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
-                        (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
-                        (("plot", tmp_path / "junk.h5"), "not an HDF5")):
+    widths = (
+        "different widths (features.0.weight is (32, 64) and (64, 64)): align them first (--align "
+        "ot)"
+    )
+    layers = (
+        "different layers (6 and 4 tensors; features.2.bias is only in model 1): only models of one"
+    )
+    for args, words in (
+        (("barrier", tmp_path / "a.pt", tmp_path / "w.pt"), widths),
+        (("barrier", tmp_path / "a.pt", tmp_path / "d.pt"), layers),
+        (("barrier", tmp_path / "a.pt", tmp_path / "a.pt", "--points", "1"), "--points"),
+        (("contour", tmp_path / "a.pt", tmp_path / "w.pt"), "align them first (landscape align)"),
+        (("contour", tmp_path / "a.pt", "--kind", "plane"), "exactly three"),
+        (("contour", tmp_path / "a.pt", "--range", "1:-1"), "--range"),
+        (("plot", tmp_path / "junk.h5"), "not an HDF5"),
+    ):
         code, _stdout, err = run_cli(*args)
-        assert code == 2 and err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1, err
+        assert (
+            code == 2
+            and err.startswith("error:")
+            and words in err
+            and len(err.strip().splitlines()) == 1
+        ), err
 
 
 def test_plot_file_draws_every_kind(mlp_pair, splits, tmp_path):
@@ -499,9 +658,18 @@ def test_plot_file_draws_every_kind(mlp_pair, splits, tmp_path):
 
     out = tmp_path / "r.h5"
     model = mlp_pair[0]
-    arrays, attrs = compute_surface(model, random_surface(model, 1, -1, 1, 5, 0), splits["train"], 128, {})
+    arrays, attrs = compute_surface(
+        model, random_surface(model, 1, -1, 1, 5, 0), splits["train"], 128, {}
+    )
     write_result(out, "/surfaces/a/1d", arrays, attrs)
-    write_result(out, "/barriers/a~b/ot", *result_arrays(interpolation_curve(*mlp_pair, splits, points=3)))
-    write_result(out, "/models/a/esd", {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6}, {"sigma2": 0.1})
+    write_result(
+        out, "/barriers/a~b/ot", *result_arrays(interpolation_curve(*mlp_pair, splits, points=3))
+    )
+    write_result(
+        out,
+        "/models/a/esd",
+        {"grid": np.linspace(-1, 5, 50), "density": np.ones(50) / 6},
+        {"sigma2": 0.1},
+    )
     names = sorted(p.name for p in plot_file(out, tmp_path / "figs"))
     assert names == ["r_esd_hessian.png", "r_interpolation_a-b.png", "r_surfaces_a_1d.png"]

@@ -1,5 +1,6 @@
-"""The rollback journal under the store: a torn commit is played back, a damaged journal is a clear error, and
-the page overlay reads and writes like a file."""
+"""The rollback journal under the store: a torn commit is played back, a damaged journal is a clear
+error, and the page overlay reads and writes like a file."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -24,7 +25,9 @@ def test_a_killed_writers_journal_is_played_back_by_the_next_reader(tmp_path):
     write_result(path, "/a", {"x": np.arange(3)}, {"v": 1})
     before = path.read_bytes()
 
-    def torn_commit() -> None:   # a writer killed after its journal was in place, halfway through its pages
+    def torn_commit() -> (
+        None
+    ):  # a writer killed after its journal was in place, halfway through its pages
         with update(path) as view:
             with h5py.File(view, "r+") as f:
                 f["/a/x"][...] = np.arange(3) * 7
@@ -43,7 +46,9 @@ def test_a_killed_writers_journal_is_played_back_by_the_next_reader(tmp_path):
 def _die_after_journal(self: PagedFile, path) -> None:
     journal._write_journal(path, self.original, self._saved())
     first = min(self.pages)
-    os.pwrite(self.fd, bytes(self.pages[first]), first * journal.PAGE)   # one page of many, then the kill
+    os.pwrite(
+        self.fd, bytes(self.pages[first]), first * journal.PAGE
+    )  # one page of many, then the kill
     os.ftruncate(self.fd, self.size)
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -56,21 +61,22 @@ def test_damaged_journal_is_a_clear_error(tmp_path):
         read_result(path, "/a")
 
 
-
-
 def _random_edits(view: PagedFile, plain: bytearray, rng: np.random.Generator, steps: int) -> None:
-    """The same random writes, truncations and growth on the overlay and on `plain`, checked after each."""
+    """The same random writes, truncations and growth on the overlay and on `plain`, checked after
+    each."""
     for _ in range(steps):
         at = int(rng.integers(0, 5 * journal.PAGE))
         if rng.random() < 0.15:
-            view.truncate(at)   # shrinks or, like a file, grows with zeros
+            view.truncate(at)  # shrinks or, like a file, grows with zeros
             plain[:] = plain[:at] + bytes(max(0, at - len(plain)))
             continue
-        data = rng.integers(0, 256, int(rng.integers(1, 2 * journal.PAGE)), dtype=np.uint8).tobytes()
+        data = rng.integers(
+            0, 256, int(rng.integers(1, 2 * journal.PAGE)), dtype=np.uint8
+        ).tobytes()
         view.seek(at)
         view.write(data)
-        plain[len(plain):at] = bytes(max(0, at - len(plain)))
-        plain[at:at + len(data)] = data
+        plain[len(plain) : at] = bytes(max(0, at - len(plain)))
+        plain[at : at + len(data)] = data
         view.seek(0)
         got = bytearray(view.size)
         view.readinto(got)
@@ -78,8 +84,9 @@ def _random_edits(view: PagedFile, plain: bytearray, rng: np.random.Generator, s
 
 
 def test_paged_file_commits_and_its_journal_restores_the_old_bytes(tmp_path):
-    """Random edits through the overlay commit to what the same edits give on a plain file; a commit torn
-    after its journal (some pages written, the length changed) is played back to the bytes before it."""
+    """Random edits through the overlay commit to what the same edits give on a plain file; a commit
+    torn after its journal (some pages written, the length changed) is played back to the bytes
+    before it."""
     rng = np.random.default_rng(0)
     path = tmp_path / "a"
     path.write_bytes(rng.integers(0, 256, 3 * journal.PAGE + 100, dtype=np.uint8).tobytes())
@@ -104,10 +111,12 @@ def test_paged_file_commits_and_its_journal_restores_the_old_bytes(tmp_path):
 
 def test_the_empty_file_of_a_killed_first_write_is_removed_or_filled(tmp_path):
     path = tmp_path / "r.h5"
-    path.write_bytes(b"")   # what a writer killed between creating the file and its first commit leaves
-    assert group_keys(path) == {} and not path.exists()   # a reader removes it
+    path.write_bytes(
+        b""
+    )  # what a writer killed between creating the file and its first commit leaves
+    assert group_keys(path) == {} and not path.exists()  # a reader removes it
     path.write_bytes(b"")
-    write_result(path, "/a", {"x": np.arange(2)})   # a writer fills it
+    write_result(path, "/a", {"x": np.arange(2)})  # a writer fills it
     assert list_results(path) == ["a"]
 
 
@@ -120,7 +129,7 @@ def test_a_writer_blocked_by_a_program_holding_the_file_says_why(tmp_path, monke
     monkeypatch.setattr(locking, "PATIENCE", 0.2)
     reader = FORK.Process(target=_hold_open, args=(str(path), 1.0))
     reader.start()
-    time.sleep(0.3)   # the other program has the file open with h5py (HDF5 locks it while open)
+    time.sleep(0.3)  # the other program has the file open with h5py (HDF5 locks it while open)
     with pytest.warns(LandscapeWarning, match="waiting for .*r.h5: another process is using it"):
         write_result(path, "/b", {"x": np.arange(2)})
     reader.join(60)
@@ -136,6 +145,7 @@ def test_file_systems_without_locks_get_one_warning(tmp_path, monkeypatch):
 
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")
+
     monkeypatch.setattr(fcntl, "flock", no_locks)
     monkeypatch.setattr(locking, "_warned", set())
     with pytest.warns(LandscapeWarning, match="does not support file locks"):

@@ -1,6 +1,7 @@
-"""The architecture's rules (docs/conventions.md, "Layout"): the dependency direction cli -> fusion, landscape;
-no import circles; `fusion` needs nothing of `landscape` but its errors and spec modules; `--help` loads no heavy
-library; curated exports resolve to the objects they name."""
+"""The architecture's rules (docs/conventions.md, "Layout"): the dependency direction cli -> fusion,
+landscape; no import circles; `fusion` needs nothing of `landscape` but its errors and spec modules;
+`--help` loads no heavy library; curated exports resolve to the objects they name."""
+
 import ast
 import importlib
 import json
@@ -46,8 +47,11 @@ def _imports(path: Path, name: str, known: dict[str, Path]) -> set[str]:
 
 def test_no_forbidden_imports():
     known = _modules()
-    offenders = {name: {m.split(".")[0] for m in _imports(path, name, known)} & FORBIDDEN[name.split(".")[0]]
-                 for name, path in known.items() if name.split(".")[0] in FORBIDDEN}
+    offenders = {
+        name: {m.split(".")[0] for m in _imports(path, name, known)} & FORBIDDEN[name.split(".")[0]]
+        for name, path in known.items()
+        if name.split(".")[0] in FORBIDDEN
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -93,8 +97,13 @@ def test_cycle_detector_finds_a_circle():
 
 
 def _loaded_after(code: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -102,24 +111,35 @@ def test_fusion_needs_only_the_errors_and_spec_modules_of_landscape():
     modules = sorted(n for n in _modules() if n.startswith("fusion"))
     code = f"import fusion, importlib\nfor m in {modules!r}: importlib.import_module(m)"
     loaded = [m for m in _loaded_after(code) if m.split(".")[0] == "landscape"]
-    assert set(loaded) <= {"landscape", "landscape._lazy", "landscape.errors", "landscape.spec"}, loaded
+    assert set(loaded) <= {"landscape", "landscape._lazy", "landscape.errors", "landscape.spec"}, (
+        loaded
+    )
 
 
-@pytest.mark.parametrize("command", [[], ["eig"], ["study"], ["fuse"], ["barrier"], ["train"], ["contour"]])
+@pytest.mark.parametrize(
+    "command", [[], ["eig"], ["study"], ["fuse"], ["barrier"], ["train"], ["contour"]]
+)
 def test_help_loads_no_heavy_library(command):
-    code = f"from cli.main import main\ntry:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass"
+    code = (
+        f"from cli.main import main\ntry:\n    main({[*command, '--help']!r})\nexcept "
+        "SystemExit:\n    pass"
+    )
     loaded = {m.split(".")[0] for m in _loaded_after(code)}
     assert loaded & set(HEAVY) == set()
 
 
 def _lazy_packages() -> list[str]:
-    return sorted(n for n, p in _modules().items() if p.name == "__init__.py" and "_EXPORTS" in p.read_text())
+    return sorted(
+        n for n, p in _modules().items() if p.name == "__init__.py" and "_EXPORTS" in p.read_text()
+    )
 
 
 @pytest.mark.parametrize("package", _lazy_packages())
 def test_curated_exports_are_the_objects_they_name(package):
     pkg = importlib.import_module(package)
-    for info in pkgutil.walk_packages(pkg.__path__, f"{package}."):   # every submodule loaded: no name shadowed
+    for info in pkgutil.walk_packages(
+        pkg.__path__, f"{package}."
+    ):  # every submodule loaded: no name shadowed
         importlib.import_module(info.name)
     for name in pkg.__all__:
         value = getattr(pkg, name)

@@ -1,4 +1,6 @@
-"""The batch forms every measurement reads and the rule that picks the prediction from a model's output."""
+"""The batch forms every measurement reads and the rule that picks the prediction from a model's
+output."""
+
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +22,8 @@ class Output:
 
 
 class Shaped(nn.Module):
-    """A linear classifier over `features` and an optional `scale`, returning its logits in the form `kind`."""
+    """A linear classifier over `features` and an optional `scale`, returning its logits in the form
+    `kind`."""
 
     def __init__(self, kind: str = "tensor"):
         super().__init__()
@@ -29,13 +32,22 @@ class Shaped(nn.Module):
 
     def forward(self, features, scale=None):
         logits = self.linear(features) * (1 if scale is None else scale)
-        return {"tensor": logits, "dataclass": Output(logits, features), "dict": {"logits": logits, "h": features},
-                "tuple": (logits, features), "scores": {"scores": logits}}[self.kind]
+        return {
+            "tensor": logits,
+            "dataclass": Output(logits, features),
+            "dict": {"logits": logits, "h": features},
+            "tuple": (logits, features),
+            "scores": {"scores": logits},
+        }[self.kind]
 
 
 def _data():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(6, 4, generator=g), torch.tensor([0, 1, 2, 2, 1, 0]), torch.rand(6, 1, generator=g) + 0.5
+    return (
+        torch.randn(6, 4, generator=g),
+        torch.tensor([0, 1, 2, 2, 1, 0]),
+        torch.rand(6, 1, generator=g) + 0.5,
+    )
 
 
 def test_the_rule_takes_the_tensor_the_logits_or_the_first_entry():
@@ -50,13 +62,20 @@ def test_the_rule_takes_the_tensor_the_logits_or_the_first_entry():
     assert prediction({"a": {"b": t}}, output=lambda out: out["a"]["b"]) is t
 
 
-@pytest.mark.parametrize("out, output, message", [
-    ({"scores": torch.ones(1)}, None, "a dict with keys scores, and no prediction tensor was found in it: pass output"),
-    ("text", None, "a str, and no prediction"),
-    ((torch.ones(1),), "logits", "output='logits' names no tensor"),
-    ((torch.ones(1),), 3, "output=3 names no tensor"),
-    (torch.ones(1), lambda out: out.tolist(), "the output= callable must return a tensor"),
-])
+@pytest.mark.parametrize(
+    "out, output, message",
+    [
+        (
+            {"scores": torch.ones(1)},
+            None,
+            "a dict with keys scores, and no prediction tensor was found in it: pass output",
+        ),
+        ("text", None, "a str, and no prediction"),
+        ((torch.ones(1),), "logits", "output='logits' names no tensor"),
+        ((torch.ones(1),), 3, "output=3 names no tensor"),
+        (torch.ones(1), lambda out: out.tolist(), "the output= callable must return a tensor"),
+    ],
+)
 def test_outputs_without_a_prediction_are_one_line_errors(out, output, message):
     with pytest.raises(LandscapeError, match=message.replace("(", r"\(")):
         prediction(out, output)
@@ -74,7 +93,9 @@ def test_measurements_take_the_prediction_of_structured_outputs(kind):
         expected = float(F.cross_entropy(plain(x), y))
     assert evaluate(shaped, [(x, y)]).loss == pytest.approx(expected, rel=1e-12)
     v = torch.randn(1, 15, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    torch.testing.assert_close(HessianOperator(shaped, [(x, y)]).matmat(v), HessianOperator(plain, [(x, y)]).matmat(v))
+    torch.testing.assert_close(
+        HessianOperator(shaped, [(x, y)]).matmat(v), HessianOperator(plain, [(x, y)]).matmat(v)
+    )
 
 
 def test_output_hook_names_the_prediction():
@@ -89,25 +110,35 @@ def test_output_hook_names_the_prediction():
 
 
 def test_inputs_may_be_a_tensor_a_tuple_or_a_mapping_and_labels_a_key():
-    """The four batch forms give the same loss: model(x), model(*x), model(**x), and a mapping with labels."""
+    """The four batch forms give the same loss: model(x), model(*x), model(**x), and a mapping with
+    labels."""
     x, y, scale = _data()
     model = Shaped()
     with torch.no_grad():
         expected = float(F.cross_entropy(model(x, scale), y))
-    forms = [[((x, scale), y)], [([x, scale], y)], [({"features": x, "scale": scale}, y)],
-             [{"features": x[:4], "scale": scale[:4], "labels": y[:4]}, {"features": x[4:], "scale": scale[4:],
-                                                                         "labels": y[4:]}]]
+    forms = [
+        [((x, scale), y)],
+        [([x, scale], y)],
+        [({"features": x, "scale": scale}, y)],
+        [
+            {"features": x[:4], "scale": scale[:4], "labels": y[:4]},
+            {"features": x[4:], "scale": scale[4:], "labels": y[4:]},
+        ],
+    ]
     for form in forms:
         assert evaluate(model, form).loss == pytest.approx(expected, rel=1e-6)
         assert as_batches(form).examples() == 6
 
 
-@pytest.mark.parametrize("batch, message", [
-    ({"features": torch.ones(2, 4)}, "a mapping without 'labels' \\(keys: features\\)"),
-    ((torch.ones(2, 4), [0, 1]), "targets of type list"),
-    (("text", torch.zeros(2)), "inputs of type str"),
-    (torch.ones(2, 4), "batch 0 of the data is a Tensor, not an \\(inputs, targets\\) pair"),
-])
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        ({"features": torch.ones(2, 4)}, "a mapping without 'labels' \\(keys: features\\)"),
+        ((torch.ones(2, 4), [0, 1]), "targets of type list"),
+        (("text", torch.zeros(2)), "inputs of type str"),
+        (torch.ones(2, 4), "batch 0 of the data is a Tensor, not an \\(inputs, targets\\) pair"),
+    ],
+)
 def test_malformed_batches_are_one_line_errors(batch, message):
     with pytest.raises(LandscapeError, match=message):
         evaluate(Shaped(), [batch])
@@ -115,5 +146,7 @@ def test_malformed_batches_are_one_line_errors(batch, message):
 
 def test_a_model_refusing_the_batch_keywords_is_a_one_line_error():
     x, y, _ = _data()
-    with pytest.raises(LandscapeError, match=r"does not accept the batch's keyword arguments: .*'pixels'"):
+    with pytest.raises(
+        LandscapeError, match=r"does not accept the batch's keyword arguments: .*'pixels'"
+    ):
         evaluate(Shaped(), [({"pixels": x}, y)])

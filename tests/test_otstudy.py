@@ -1,6 +1,7 @@
-"""The OT-fusion paper's experiments as study kinds: typed settings, the pure plan, each kind end to end on tiny
-settings (checked against values that follow exactly from the definitions), the report, and the published
-values' transcription."""
+"""The OT-fusion paper's experiments as study kinds: typed settings, the pure plan, each kind end to
+end on tiny settings (checked against values that follow exactly from the definitions), the report,
+and the published values' transcription."""
+
 import json
 from pathlib import Path
 
@@ -57,21 +58,40 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('epochs = 2', 'epochs = "two"', "[train] epochs must be an integer, got 'two'"),
-    ('proportions = [0.0, 1.0]', 'proportions = [0.0, "x"]', "[skill-transfer] proportions must be a list of numbers"),
-    ('inits = ["diff"]', 'inits = ["other"]', "[skill-transfer] inits must be a list of (one of diff, same)"),
-    ('models = [2]', 'models = 2', "[ensemble] models must be a list of integers, got 2"),
-    ('modes = ["acts", "wts"]', 'modes = ["acts", true]', "[ablation] modes must be a list of"),
-    ('layers = ["features.0"]', 'layers = ["features.0"]\nweight = true', "[widths] weight must be a number, got True"),
-    ('samples = [20]', 'samples = [20]\nm = 3', "[ablation] unknown setting 'm'"),
-    ('name = "tiny"\n', '', "[study] missing setting 'name'"),
-    ('compare = "mnist-mlpnet"\n\n[widths]', 'compare = "mnist"\n\n[widths]', "compare must be one of mnist-mlpnet"),
-    ('share = 0.1', '', None),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("epochs = 2", 'epochs = "two"', "[train] epochs must be an integer, got 'two'"),
+        (
+            "proportions = [0.0, 1.0]",
+            'proportions = [0.0, "x"]',
+            "[skill-transfer] proportions must be a list of numbers",
+        ),
+        (
+            'inits = ["diff"]',
+            'inits = ["other"]',
+            "[skill-transfer] inits must be a list of (one of diff, same)",
+        ),
+        ("models = [2]", "models = 2", "[ensemble] models must be a list of integers, got 2"),
+        ('modes = ["acts", "wts"]', 'modes = ["acts", true]', "[ablation] modes must be a list of"),
+        (
+            'layers = ["features.0"]',
+            'layers = ["features.0"]\nweight = true',
+            "[widths] weight must be a number, got True",
+        ),
+        ("samples = [20]", "samples = [20]\nm = 3", "[ablation] unknown setting 'm'"),
+        ('name = "tiny"\n', "", "[study] missing setting 'name'"),
+        (
+            'compare = "mnist-mlpnet"\n\n[widths]',
+            'compare = "mnist"\n\n[widths]',
+            "compare must be one of mnist-mlpnet",
+        ),
+        ("share = 0.1", "", None),
+    ],
+)
 def test_each_bad_setting_is_one_error_naming_it(tmp_path, old, new, message):
     text = TINY.replace(old, new, 1)
-    if message is None:   # the replacement did not apply: defaults fill in
+    if message is None:  # the replacement did not apply: defaults fill in
         assert load_ot_config(_write(tmp_path, text)).skill_transfer.share == 0.1
         return
     with pytest.raises(LandscapeError) as info:
@@ -95,15 +115,31 @@ def test_kinds_and_sections_must_agree(tmp_path):
         widths = '[widths]\nlayers = ["features.0"]\nfractions = [0.0, 0.5]\n'
         load_ot_config(_write(tmp_path, TINY.replace(widths, "")))
     with pytest.raises(LandscapeError, match="batch-size is a study of its own"):
-        load_ot_config(_write(tmp_path, TINY.replace('experiments = ["skill', 'experiments = ["batch-size", "skill')))
+        load_ot_config(
+            _write(
+                tmp_path,
+                TINY.replace('experiments = ["skill', 'experiments = ["batch-size", "skill'),
+            )
+        )
 
 
 def test_paper_presets_plan_without_their_data():
     """Planning reads no data: the MNIST/CIFAR presets size themselves with no folder on disk."""
     skill = plan(load_ot_config(presets.path("otfusion-skill-transfer")), "/nonexistent")
     trains = [t for t in skill.tasks if t.action == "train"]
-    assert len(trains) == 3 * 5   # A, B (diff init), B (same init: A's init seed) per replicate
-    assert sorted({t.params["init_seed"] for t in trains}) == [1, 2, 1001, 1002, 2001, 2002, 3001, 3002, 4001, 4002]
+    assert len(trains) == 3 * 5  # A, B (diff init), B (same init: A's init seed) per replicate
+    assert sorted({t.params["init_seed"] for t in trains}) == [
+        1,
+        2,
+        1001,
+        1002,
+        2001,
+        2002,
+        3001,
+        3002,
+        4001,
+        4002,
+    ]
     a = next(t for t in trains if t.params["selection"].plus_labels)
     assert a.cost[0] == ("train", 64, 10 * round(54000 * (9 * 0.1 + 1) / 10))
     widths = plan(load_ot_config(presets.path("otfusion-widths")), "/nonexistent")
@@ -115,16 +151,19 @@ def test_paper_presets_plan_without_their_data():
 def test_shared_models_are_trained_once(tmp_path):
     p = plan(load_ot_config(_write(tmp_path, TINY)), tmp_path)
     trains = [t for t in p.tasks if t.action == "train"]
-    # model 1 is the ensemble's first, the ablation's A and the widths' dense model; model 2 the ensemble's
-    # second and the ablation's B; skill transfer's A and B train on their own examples
+    # model 1 is the ensemble's first, the ablation's A and the widths' dense model; model 2 the
+    # ensemble's second and the ablation's B; skill transfer's A and B train on their own examples
     assert len(trains) == 4 and len({t.key for t in trains}) == 4
-    assert [t.stage for t in p.tasks] == sorted((t.stage for t in p.tasks),
-                                                key=["train", "fuse", "fine-tune", "measure"].index)
+    assert [t.stage for t in p.tasks] == sorted(
+        (t.stage for t in p.tasks), key=["train", "fuse", "fine-tune", "measure"].index
+    )
 
 
 def test_widths_layers_are_checked_when_planning(tmp_path):
     with pytest.raises(LandscapeError, match=r"no linear or convolution layer 'features\.1'"):
-        plan(load_ot_config(_write(tmp_path, TINY.replace('"features.0"', '"features.1"'))), tmp_path)
+        plan(
+            load_ot_config(_write(tmp_path, TINY.replace('"features.0"', '"features.1"'))), tmp_path
+        )
 
 
 @pytest.fixture(scope="module")
@@ -146,12 +185,13 @@ def _group(tmp: Path, group: str) -> tuple[dict, dict]:
 
 
 def test_skill_transfer_ends_are_the_parents(tiny_study):
-    """w_B = 0 is A and w_B = 1 is B, for vanilla and OT averaging and the prediction ensemble alike."""
+    """w_B = 0 is A and w_B = 1 is B, for vanilla and OT averaging and the prediction ensemble
+    alike."""
     arrays, attrs = _group(tiny_study, "/skill-transfer/diff-r0")
     for method in ("vanilla", "ot", "ensemble"):
         assert arrays[f"{method}_acc"][0] == pytest.approx(attrs["a_acc"])
         assert arrays[f"{method}_acc"][1] == pytest.approx(attrs["b_acc"])
-    assert attrs["b_special"] == 0   # B never saw label 4
+    assert attrs["b_special"] == 0  # B never saw label 4
 
 
 def test_widths_prune_nothing_at_zero_and_count_the_parameters_removed(tiny_study):
@@ -163,25 +203,43 @@ def test_widths_prune_nothing_at_zero_and_count_the_parameters_removed(tiny_stud
 
 def test_ensemble_and_ablation_results(tiny_study):
     arrays, attrs = _group(tiny_study, "/ensemble/k2-r0")
-    assert len(arrays["individual_acc"]) == 2 and {"ot_acc", "vanilla_acc", "ot_ft_acc", "vanilla_ft_acc"} <= set(attrs)
+    assert len(arrays["individual_acc"]) == 2 and {
+        "ot_acc",
+        "vanilla_acc",
+        "ot_ft_acc",
+        "vanilla_ft_acc",
+    } <= set(attrs)
     _, ablation = _group(tiny_study, "/ablation/r0")
     rows = json.loads(ablation["rows"])
     assert [(r["mode"], r["samples"]) for r in rows] == [("acts", 20), ("wts", None)]
     # exact OT between equal widths is a permutation: A aligned to B computes what A computes
     assert all(r["aligned_acc"] == pytest.approx(ablation["a_acc"]) for r in rows)
-    assert ablation["a_acc"] == pytest.approx(arrays["individual_acc"][0])   # the same model 1
+    assert ablation["a_acc"] == pytest.approx(arrays["individual_acc"][0])  # the same model 1
 
 
 def test_report_sections_and_rerun_is_cached(tiny_study, run_cli):
     report = (tiny_study / "run" / "report" / "report.md").read_text()
-    for heading in ("## Skill transfer (Sec. 5.1)", "## Different widths", "### K = 2", "## Ablations"):
+    for heading in (
+        "## Skill transfer (Sec. 5.1)",
+        "## Different widths",
+        "### K = 2",
+        "## Ablations",
+    ):
         assert heading in report
     assert "best OT average 93.11" in report and "| acts | emd | - | 20 |" in report
     assert (tiny_study / "run" / "report" / "skill_transfer.png").is_file()
-    code, out, _ = run_cli("study", tiny_study / "study.toml", "--workdir", tiny_study / "run", "--dry-run")
+    code, out, _ = run_cli(
+        "study", tiny_study / "study.toml", "--workdir", tiny_study / "run", "--dry-run"
+    )
     assert code == 0 and "total to do: nothing" in out
-    code, out, _ = run_cli("report", tiny_study / "run" / "study.h5", "--out-dir", tiny_study / "again",
-                           "--format", "png")
+    code, out, _ = run_cli(
+        "report",
+        tiny_study / "run" / "study.h5",
+        "--out-dir",
+        tiny_study / "again",
+        "--format",
+        "png",
+    )
     again = (tiny_study / "again" / "report.md").read_text()
     assert code == 0 and again == report.replace("../study.h5", "../run/study.h5")
 
@@ -189,15 +247,28 @@ def test_report_sections_and_rerun_is_cached(tiny_study, run_cli):
 def test_published_values_spot_checks():
     vgg = {r["k"]: r for r in published("ensemble", "cifar10-vgg11")["rows"]}
     assert vgg[4]["individual"] == ["90.31", "90.50", "90.43", "90.51"]
-    assert (vgg[4]["ensemble"], vgg[4]["vanilla"], vgg[4]["ot"], vgg[4]["vanilla_ft"], vgg[4]["ot_ft"]) == (
-        "91.77", "10.00", "73.31", "12.40", "90.91")
+    assert (
+        vgg[4]["ensemble"],
+        vgg[4]["vanilla"],
+        vgg[4]["ot"],
+        vgg[4]["vanilla_ft"],
+        vgg[4]["ot_ft"],
+    ) == ("91.77", "10.00", "73.31", "12.40", "90.91")
     assert (vgg[2]["vanilla"], vgg[2]["ot"], vgg[2]["ot_ft"]) == ("17.02", "85.98", "90.73")
     resnet = published("ensemble", "cifar10-resnet18")["rows"][0]
     assert (resnet["individual"], resnet["ensemble"], resnet["ot"], resnet["ot_ft"]) == (
-        ["93.11", "93.20"], "93.89", "77.00", "93.78")
+        ["93.11", "93.20"],
+        "93.89",
+        "77.00",
+        "93.78",
+    )
     c100 = {r["k"]: r for r in published("ensemble", "cifar100-vgg11")["rows"]}
     assert (c100[4]["ot_ft"], c100[6]["ot_ft"], c100[8]["ot_ft"], c100[4]["vanilla_ft"]) == (
-        "64.29 ± 0.26", "64.55 ± 0.30", "65.05 ± 0.53", "4.02")
+        "64.29 ± 0.26",
+        "64.55 ± 0.30",
+        "65.05 ± 0.53",
+        "4.02",
+    )
     skill = published("skill-transfer", "mnist-mlpnet")
     assert (skill["a_acc"], skill["b_acc"], skill["ot_best"]) == ("89.78", "87.35", "93.11")
     rows = published("ablation", "mnist-mlpnet")["rows"]
@@ -221,7 +292,8 @@ def test_selection_reaches_the_trained_checkpoints(tiny_study):
 
 
 def test_batch_size_planning_reads_no_data(tmp_path):
-    """The batch-size study plans (and sizes) its jobs without its data on disk, as the OT-fusion kinds do."""
+    """The batch-size study plans (and sizes) its jobs without its data on disk, as the OT-fusion
+    kinds do."""
     import fusion
     from landscape.study.config import load_config
     from landscape.study.run import StudyRun
@@ -229,6 +301,6 @@ def test_batch_size_planning_reads_no_data(tmp_path):
     run = StudyRun(load_config(presets.path("mnist-resnet18")), tmp_path, fusion)
     stages = {stage: jobs for stage, jobs, _ in run.todo()}
     parent = stages["train parents"][0]
-    assert parent.cost[0][2] == 100 * 54000   # epochs x MNIST's training split
+    assert parent.cost[0][2] == 100 * 54000  # epochs x MNIST's training split
     with pytest.raises(LandscapeError, match="data directory not found"):
-        run.run()   # the first job reads the data
+        run.run()  # the first job reads the data

@@ -1,6 +1,7 @@
-"""Git Re-Basin on the alignment graph: weight and activation matching recover a hand-permuted copy exactly
-(the permutations written out per architecture in tests/test_fusion_permutation.py), on an MLP and on a CNN
-with residual streams and BatchNorm; its options and errors."""
+"""Git Re-Basin on the alignment graph: weight and activation matching recover a hand-permuted copy
+exactly (the permutations written out per architecture in tests/test_fusion_permutation.py), on an
+MLP and on a CNN with residual streams and BatchNorm; its options and errors."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,18 +40,25 @@ def test_weight_matching_sweeps_until_nothing_changes_and_any_order_finds_the_co
     state_a, state_b = a.state_dict(), b.state_dict()
     for seed in (0, 1):
         maps, sweeps = weight_matching(state_a, state_b, graph, graph, names, seed=seed)
-        assert sweeps >= 2   # at least one sweep that moves, then one that changes nothing
+        assert sweeps >= 2  # at least one sweep that moves, then one that changes nothing
         assert any(not torch.equal(m.index, torch.arange(len(m.index))) for m in maps.values())
         done, again = weight_matching(state_b, state_b, graph, graph, names, seed=seed)
-        assert again == 1 and all(torch.equal(m.index, torch.arange(len(m.index))) for m in done.values())
-        assert weight_matching(state_a, state_b, graph, graph, names, seed=seed, max_sweeps=1)[1] == 1
+        assert again == 1 and all(
+            torch.equal(m.index, torch.arange(len(m.index))) for m in done.values()
+        )
+        assert (
+            weight_matching(state_a, state_b, graph, graph, names, seed=seed, max_sweeps=1)[1] == 1
+        )
 
 
 def test_rebasin_needs_equal_widths_and_no_ot_options(inputs):
     torch.manual_seed(0)
     a, b = _model("mlp", hidden=[24, 16]), _model("mlp", seed=1, hidden=[20, 16])
-    with pytest.raises(LandscapeError, match=r"^Re-Basin permutes units, so the models need equal widths: layer "
-                                             r"'features.0' has 24 units in one model and 20 in the other"):
+    with pytest.raises(
+        LandscapeError,
+        match=r"^Re-Basin permutes units, so the models need equal widths: layer "
+        r"'features.0' has 24 units in one model and 20 in the other",
+    ):
         fusion.align(a, b, method="rebasin", mode="wts")
     with pytest.raises(LandscapeError, match="do not apply"):
         fusion.align(a, b, method="rebasin", mode="wts", solver="sinkhorn")
@@ -59,12 +67,14 @@ def test_rebasin_needs_equal_widths_and_no_ot_options(inputs):
 
 
 def test_activation_matching_maximises_correlation_not_distance(inputs):
-    """A copy whose hidden units are permuted AND rescaled by positive factors (a ReLU net's same function):
-    the correlation is unchanged, so activation matching still finds the permutation."""
+    """A copy whose hidden units are permuted AND rescaled by positive factors (a ReLU net's same
+    function): the correlation is unchanged, so activation matching still finds the permutation."""
     b = _model("mlp", hidden=[24, 16, 12])
     a = _permute(b, mlp_units([24, 16, 12], False), seed=4)
     state = a.state_dict()
-    scale = torch.linspace(0.2, 5.0, 24)[torch.randperm(24, generator=torch.Generator().manual_seed(0))]
+    scale = torch.linspace(0.2, 5.0, 24)[
+        torch.randperm(24, generator=torch.Generator().manual_seed(0))
+    ]
     state["features.0.weight"] = state["features.0.weight"] * scale[:, None]
     state["features.0.bias"] = state["features.0.bias"] * scale
     state["features.2.weight"] = state["features.2.weight"] / scale[None, :]

@@ -1,5 +1,6 @@
-"""Data selection: labels, excluded labels, seeded fractions, the skill-transfer split, and their record in
-checkpoints and results."""
+"""Data selection: labels, excluded labels, seeded fractions, the skill-transfer split, and their
+record in checkpoints and results."""
+
 import json
 
 import pytest
@@ -44,12 +45,19 @@ def test_skill_transfer_parts_are_disjoint_and_only_a_has_the_special_label():
     assert set(_ids(a)) & set(_ids(b)) == set()
     assert sorted(_ids(a) + _ids(b)) == list(range(100))
     assert (a.y == 2).sum() == 20 and (b.y == 2).sum() == 0
-    assert len(a) == 20 + 20 and len(b) == 60   # A: all 20 of label 2 and 25% of the other 80
+    assert len(a) == 20 + 20 and len(b) == 60  # A: all 20 of label 2 and 25% of the other 80
 
 
-@pytest.mark.parametrize("kw, message", [({"fraction": 0.0}, "fraction"), ({"fraction": 1.5}, "fraction"),
-                                         ({"rest": True}, "rest"), ({"labels": (-1,)}, "labels"),
-                                         ({"labels": (9,)}, "keeps no example")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"fraction": 0.0}, "fraction"),
+        ({"fraction": 1.5}, "fraction"),
+        ({"rest": True}, "rest"),
+        ({"labels": (-1,)}, "labels"),
+        ({"labels": (9,)}, "keeps no example"),
+    ],
+)
 def test_bad_selections_are_one_line_errors(kw, message):
     with pytest.raises(LandscapeError, match=message):
         select(_split(), Selection(**kw))
@@ -59,18 +67,36 @@ def test_load_data_selects_train_and_validation_not_test():
     whole, part = load_data("digits"), load_data(DataSpec("digits", Selection(labels=(0, 1))))
     assert set(part.train.y.tolist()) == {0, 1} and set(part.val.y.tolist()) == {0, 1}
     assert torch.equal(part.test.y, whole.test.y)
-    assert part.normalize == whole.normalize   # statistics of the whole training split
+    assert part.normalize == whole.normalize  # statistics of the whole training split
     assert len(part.train) == int(((whole.train.y == 0) | (whole.train.y == 1)).sum())
 
 
 def test_train_records_the_selection_and_eval_reports_it(tmp_path, run_cli):
     out = tmp_path / "a.pt"
-    code, _, err = run_cli("train", "--hidden", "16", "--epochs", "1", "--skill-transfer", "A:4:0.1",
-                           "--fraction-seed", "5", "--out", out, "--quiet")
+    code, _, err = run_cli(
+        "train",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+        "--skill-transfer",
+        "A:4:0.1",
+        "--fraction-seed",
+        "5",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert code == 0, err
     meta = load_checkpoint(out)[1]
-    assert meta["selection"] == {"labels": None, "exclude_labels": [4], "fraction": 0.1, "seed": 5, "rest": False,
-                                 "plus_labels": [4]}
+    assert meta["selection"] == {
+        "labels": None,
+        "exclude_labels": [4],
+        "fraction": 0.1,
+        "seed": 5,
+        "rest": False,
+        "plus_labels": [4],
+    }
     code, text, _ = run_cli("eval", out, "--labels", "3,4", "--json", "--out", tmp_path / "r.h5")
     assert code == 0
     assert json.loads(text)["selection"]["labels"] == [3, 4]
@@ -81,11 +107,16 @@ def test_train_records_the_selection_and_eval_reports_it(tmp_path, run_cli):
     assert json.loads(attrs["selection"])["labels"] == [3, 4]
 
 
-@pytest.mark.parametrize("args, message", [(["--skill-transfer", "C"], "part"),
-                                           (["--skill-transfer", "A:x"], "PART"),
-                                           (["--skill-transfer", "A", "--labels", "1"], "drop --labels"),
-                                           (["--labels", "1,a"], "class indices"),
-                                           (["--fraction", "2"], "fraction")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--skill-transfer", "C"], "part"),
+        (["--skill-transfer", "A:x"], "PART"),
+        (["--skill-transfer", "A", "--labels", "1"], "drop --labels"),
+        (["--labels", "1,a"], "class indices"),
+        (["--fraction", "2"], "fraction"),
+    ],
+)
 def test_selection_options_refuse_bad_input(tmp_path, run_cli, args, message):
     code, _, err = run_cli("train", "--epochs", "1", *args, "--out", tmp_path / "x.pt", "--quiet")
     assert code == 2 and message in err and "Traceback" not in err

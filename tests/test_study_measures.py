@@ -1,5 +1,7 @@
-"""The study's optional measurements of issue 25: Gauss-Newton/Fisher eig and trace and sharpness per model, set
-in `[measure]`, run as jobs of the measure stage and stored beside the Hessian's groups."""
+"""The study's optional measurements of issue 25: Gauss-Newton/Fisher eig and trace and sharpness
+per model, set in `[measure]`, run as jobs of the measure stage and stored beside the Hessian's
+groups."""
+
 import pytest
 
 import fusion
@@ -24,11 +26,16 @@ def test_study_measures_curvatures_and_sharpness(tmp_path):
     run = StudyRun(_config(tmp_path, extra=EXTRA), tmp_path / "work", fusion)
     stages = dict(run.stages())
     parent = stages["train parents"][0]
-    groups = {j.group: j for j in stages["measure"] if j.name.endswith(" " + parent.name.split()[1])}
+    groups = {
+        j.group: j for j in stages["measure"] if j.name.endswith(" " + parent.name.split()[1])
+    }
     name = parent.name.split()[1]
-    assert {f"/models/{name}/ggn/eigenvalues", f"/models/{name}/fisher/trace",
-            f"/models/{name}/sharpness/standard-l2-0.02"} <= set(groups)
-    model = init_model(run.cfg.arch, run.kwargs, 0)   # an untrained parent is enough to measure
+    assert {
+        f"/models/{name}/ggn/eigenvalues",
+        f"/models/{name}/fisher/trace",
+        f"/models/{name}/sharpness/standard-l2-0.02",
+    } <= set(groups)
+    model = init_model(run.cfg.arch, run.kwargs, 0)  # an untrained parent is enough to measure
     save_checkpoint(model, parent.checkpoint)
     arrays, attrs = groups[f"/models/{name}/ggn/eigenvalues"].run()
     assert attrs["curvature"] == "ggn" and arrays["eigenvalues"][0] > 0
@@ -37,9 +44,14 @@ def test_study_measures_curvatures_and_sharpness(tmp_path):
     assert len(arrays["random_increase"]) == 2
 
 
-@pytest.mark.parametrize("line, words", [('curvatures = ["hessian"]', "curvatures are among"),
-                                         ('sharpness_norm = "l1"', "sharpness_norm is one of"),
-                                         ("sharpness = 1", "sharpness must be")])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ('curvatures = ["hessian"]', "curvatures are among"),
+        ('sharpness_norm = "l1"', "sharpness_norm is one of"),
+        ("sharpness = 1", "sharpness must be"),
+    ],
+)
 def test_study_measure_settings_are_checked(tmp_path, line, words):
     path = tmp_path / "bad.toml"
     path.write_text(TINY.format(hvps=20) + line + "\n")

@@ -1,5 +1,6 @@
-"""The Python API on users' own objects (any nn.Module, any re-iterable of batches, any criterion) and input
-normalisation under the user's control."""
+"""The Python API on users' own objects (any nn.Module, any re-iterable of batches, any criterion)
+and input normalisation under the user's control."""
+
 import copy
 import json
 
@@ -33,7 +34,9 @@ def setup(digits):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.Tanh(), nn.Linear(12, 10)).eval()
     split = subsample(digits.train, 150, seed=1)
-    loader = DataLoader(TensorDataset(split.x, split.y), batch_size=40, shuffle=False)   # 40, 40, 40, 30
+    loader = DataLoader(
+        TensorDataset(split.x, split.y), batch_size=40, shuffle=False
+    )  # 40, 40, 40, 30
     return model, split, loader
 
 
@@ -45,10 +48,17 @@ def test_a_dataloader_and_a_list_give_the_split_s_numbers(setup):
         r = top_eigenvalues(model, data, k=2)
         np.testing.assert_allclose(r.eigenvalues, ref.eigenvalues, rtol=1e-5)
         assert r.n_examples == 150
-    np.testing.assert_allclose(hessian_trace(model, loader, max_hvps=12).trace,
-                               hessian_trace(model, split, batch_size=40, max_hvps=12).trace, rtol=1e-5)
-    np.testing.assert_allclose(spectral_density(model, loader, steps=6).nodes,
-                               spectral_density(model, split, batch_size=40, steps=6).nodes, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        hessian_trace(model, loader, max_hvps=12).trace,
+        hessian_trace(model, split, batch_size=40, max_hvps=12).trace,
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        spectral_density(model, loader, steps=6).nodes,
+        spectral_density(model, split, batch_size=40, steps=6).nodes,
+        rtol=1e-4,
+        atol=1e-6,
+    )
     assert evaluate(model, loader).loss == pytest.approx(evaluate(model, split).loss, rel=1e-6)
 
 
@@ -65,8 +75,11 @@ def test_geometry_takes_loaders_too(setup, digits):
     np.testing.assert_allclose(by_loader.train_loss, by_split.train_loss, rtol=1e-6)
     np.testing.assert_allclose(by_loader.test_acc, by_split.test_acc)
     surface = random_surface(model, 1, -1.0, 1.0, 4, seed=0)
-    np.testing.assert_allclose(compute_surface(model, surface, loader, 64, {})[0]["loss"],
-                               compute_surface(model, surface, split, 64, {})[0]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(
+        compute_surface(model, surface, loader, 64, {})[0]["loss"],
+        compute_surface(model, surface, split, 64, {})[0]["loss"],
+        rtol=1e-6,
+    )
 
 
 def test_criterion_nll_on_log_probabilities_equals_cross_entropy_on_logits(setup):
@@ -77,8 +90,11 @@ def test_criterion_nll_on_log_probabilities_equals_cross_entropy_on_logits(setup
     np.testing.assert_allclose(nll.eigenvalues, ce.eigenvalues, rtol=1e-5)
     assert nll.criterion == "nll" and ce.criterion == "ce"
     for criterion in (nn.CrossEntropyLoss(), lambda out, y: nn.functional.cross_entropy(out, y)):
-        np.testing.assert_allclose(top_eigenvalues(model, split, k=2, criterion=criterion).eigenvalues,
-                                   ce.eigenvalues, rtol=1e-5)
+        np.testing.assert_allclose(
+            top_eigenvalues(model, split, k=2, criterion=criterion).eigenvalues,
+            ce.eigenvalues,
+            rtol=1e-5,
+        )
     with pytest.raises(LandscapeError, match="unknown loss 'mse'"):
         top_eigenvalues(model, split, criterion="mse")
 
@@ -100,22 +116,35 @@ def test_one_shot_iterators_and_non_pairs_are_refused(setup):
 
 def test_normalize_none_given_and_auto(digits):
     raw = load_data("digits", normalize="none")
-    assert raw.normalize == () and float(raw.train.x.min()) == 0.0 and float(raw.train.x.max()) == 1.0
+    assert (
+        raw.normalize == () and float(raw.train.x.min()) == 0.0 and float(raw.train.x.max()) == 1.0
+    )
     given = load_data("digits", normalize="0.5,0.25")
     torch.testing.assert_close(given.train.x, (raw.train.x - 0.5) / 0.25)
     assert given.normalize == ((0.5, 0.25),)
-    assert digits.normalize and abs(float(digits.train.x.mean())) < 1e-5   # auto: the training split's statistics
-    for bad, message in (("0.5", "expected auto"), ("0.5,0;0.1,0.1", "gives 2"), ("0.5,-1", "std must be positive")):
+    assert (
+        digits.normalize and abs(float(digits.train.x.mean())) < 1e-5
+    )  # auto: the training split's statistics
+    for bad, message in (
+        ("0.5", "expected auto"),
+        ("0.5,0;0.1,0.1", "gives 2"),
+        ("0.5,-1", "std must be positive"),
+    ):
         with pytest.raises(LandscapeError, match=message):
             load_data("digits", normalize=bad)
 
 
 def test_cli_loss_and_normalize_are_used_and_recorded(tmp_path, run_cli, digits):
-    model = build_model("tests.factories:log_softmax_mlp", {"input_shape": [1, 8, 8], "num_classes": 10})
-    save_checkpoint(model.eval(), tmp_path / "nll.pt", meta={"normalize": [[0.0, 1.0]]})   # trained on raw pixels
+    model = build_model(
+        "tests.factories:log_softmax_mlp", {"input_shape": [1, 8, 8], "num_classes": 10}
+    )
+    save_checkpoint(
+        model.eval(), tmp_path / "nll.pt", meta={"normalize": [[0.0, 1.0]]}
+    )  # trained on raw pixels
     out = tmp_path / "r.h5"
-    code, stdout, err = run_cli("eig", tmp_path / "nll.pt", "--loss", "nll", "--samples", "200", "--json",
-                                "--out", out)
+    code, stdout, err = run_cli(
+        "eig", tmp_path / "nll.pt", "--loss", "nll", "--samples", "200", "--json", "--out", out
+    )
     assert code == 0, err
     result = json.loads(stdout)
     raw = subsample(load_data("digits", normalize="none").train, 200, 0)
@@ -127,34 +156,67 @@ def test_cli_loss_and_normalize_are_used_and_recorded(tmp_path, run_cli, digits)
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "auto", "--json")
     auto = json.loads(stdout)["models"][0]["test"]["loss"]
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "none", "--json")
-    assert json.loads(stdout)["models"][0]["test"]["loss"] == auto   # auto used the recorded statistics
+    assert (
+        json.loads(stdout)["models"][0]["test"]["loss"] == auto
+    )  # auto used the recorded statistics
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "0.3,0.4", "--json")
     assert json.loads(stdout)["models"][0]["test"]["loss"] != auto
 
 
 def test_training_records_the_normalisation_it_used(tmp_path, run_cli):
-    code, _, err = run_cli("train", "--hidden", "8", "--epochs", "1", "--normalize", "0.25,0.5", "--out",
-                           tmp_path / "m.pt", "--quiet")
+    code, _, err = run_cli(
+        "train",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--normalize",
+        "0.25,0.5",
+        "--out",
+        tmp_path / "m.pt",
+        "--quiet",
+    )
     assert code == 0, err
     assert load_checkpoint(tmp_path / "m.pt")[1]["normalize"] == [[0.25, 0.5]]
-    code, _, err = run_cli("train", "--hidden", "8", "--epochs", "1", "--out", tmp_path / "a.pt", "--quiet")
-    (mean, std), = load_checkpoint(tmp_path / "a.pt")[1]["normalize"]
-    assert 0.2 < mean < 0.4 and 0.3 < std < 0.5   # auto: the digits training split's own statistics
+    code, _, err = run_cli(
+        "train", "--hidden", "8", "--epochs", "1", "--out", tmp_path / "a.pt", "--quiet"
+    )
+    ((mean, std),) = load_checkpoint(tmp_path / "a.pt")[1]["normalize"]
+    assert 0.2 < mean < 0.4 and 0.3 < std < 0.5  # auto: the digits training split's own statistics
 
 
-def test_values_given_to_normalize_are_recorded_as_given_and_compared_up_to_float32(tmp_path, run_cli):
-    """0.1307 is not a float32: fused models used to record its float32 copy, which their parents' exact value
-    then refused ("different input normalisations")."""
-    code, _, err = run_cli("train", "--hidden", "8", "--epochs", "1", "--normalize", "0.1307,0.3081", "--out",
-                           tmp_path / "m.pt", "--quiet")
+def test_values_given_to_normalize_are_recorded_as_given_and_compared_up_to_float32(
+    tmp_path, run_cli
+):
+    """0.1307 is not a float32: fused models used to record its float32 copy, which their parents'
+    exact value then refused ("different input normalisations")."""
+    code, _, err = run_cli(
+        "train",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--normalize",
+        "0.1307,0.3081",
+        "--out",
+        tmp_path / "m.pt",
+        "--quiet",
+    )
     assert code == 0, err
-    code, _, err = run_cli("fuse", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path / "f.pt", "--quiet")
+    code, _, err = run_cli(
+        "fuse", tmp_path / "m.pt", tmp_path / "m.pt", "--out", tmp_path / "f.pt", "--quiet"
+    )
     assert code == 0, err
     assert load_checkpoint(tmp_path / "f.pt")[1]["normalize"] == [[0.1307, 0.3081]]
     model, meta = load_checkpoint(tmp_path / "m.pt")
-    save_checkpoint(model, tmp_path / "rounded.pt", meta={**meta, "normalize": [[float(np.float32(0.1307)),
-                                                                                 float(np.float32(0.3081))]]})
-    code, _, err = run_cli("eval", tmp_path / "m.pt", tmp_path / "f.pt", tmp_path / "rounded.pt", "--quiet")
+    save_checkpoint(
+        model,
+        tmp_path / "rounded.pt",
+        meta={**meta, "normalize": [[float(np.float32(0.1307)), float(np.float32(0.3081))]]},
+    )
+    code, _, err = run_cli(
+        "eval", tmp_path / "m.pt", tmp_path / "f.pt", tmp_path / "rounded.pt", "--quiet"
+    )
     assert code == 0, err
     save_checkpoint(model, tmp_path / "other.pt", meta={**meta, "normalize": [[0.1308, 0.3081]]})
     code, _, err = run_cli("eval", tmp_path / "m.pt", tmp_path / "other.pt", "--quiet")

@@ -1,4 +1,6 @@
-"""Every zoo architecture builds and runs on digits-, MNIST- and CIFAR-shaped input in every variant."""
+"""Every zoo architecture builds and runs on digits-, MNIST- and CIFAR-shaped input in every
+variant."""
+
 import pytest
 import torch
 from torch import nn
@@ -6,8 +8,12 @@ from torch import nn
 from landscape.models.zoo import build_model
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar": (3, 32, 32)}
-VARIANTS = [{}, {"bn": False, "bias": True}, {"bn": True, "bias": False, "width": 0.5},
-            {"width": 0.25, "bn": False, "bias": False}]
+VARIANTS = [
+    {},
+    {"bn": False, "bias": True},
+    {"bn": True, "bias": False, "width": 0.5},
+    {"width": 0.25, "bn": False, "bias": False},
+]
 
 
 @pytest.mark.parametrize("arch", ["mlp", "vgg11", "resnet18"])
@@ -33,8 +39,16 @@ def test_width_multiplier_scales_hidden_layers():
     small = build_model("vgg11", {"input_shape": (3, 32, 32), "num_classes": 10, "width": 0.5})
     big = build_model("vgg11", {"input_shape": (3, 32, 32), "num_classes": 10, "width": 1.0})
     assert small.features[0].out_channels * 2 == big.features[0].out_channels == 64
-    mlp = build_model("mlp", {"input_shape": (1, 28, 28), "num_classes": 10, "hidden": [400, 200, 100], "width": 2})
-    assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [800, 400, 200, 10]
+    mlp = build_model(
+        "mlp",
+        {"input_shape": (1, 28, 28), "num_classes": 10, "hidden": [400, 200, 100], "width": 2},
+    )
+    assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [
+        800,
+        400,
+        200,
+        10,
+    ]
 
 
 def test_full_resnet18_cifar_has_standard_size():

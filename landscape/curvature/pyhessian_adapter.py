@@ -1,13 +1,16 @@
-"""Run PyHessian 0.1's own eigenvalue and trace routines on a model and its data (`--backend pyhessian`).
+"""Run PyHessian 0.1's own eigenvalue and trace routines on a model and its data (`--backend
+pyhessian`).
 
-This reproduces numbers computed the way the seed study did (power iteration and Hutchinson, one double
-backward over the whole loader per product). PyHessian 0.1 runs unchanged on torch 2.x for these two
-routines; only its `density()` is broken there (it calls the removed `torch.eig`), which is why the ESD has no
-PyHessian backend. The adapter only builds PyHessian's loader from the same batches as landscape (unsharded),
-seeds the global RNG it draws from, counts its products, and clears the `.grad` tensors PyHessian leaves behind.
-Its trace loop keeps its original stopping rule, which ends at the next probe whenever the running mean is
-negative (after two probes if the first is negative); the result says so in `note`.
+This reproduces numbers computed the way the seed study did (power iteration and Hutchinson, one
+double backward over the whole loader per product). PyHessian 0.1 runs unchanged on torch 2.x for
+these two routines; only its `density()` is broken there (it calls the removed `torch.eig`), which
+is why the ESD has no PyHessian backend. The adapter only builds PyHessian's loader from the same
+batches as landscape (unsharded), seeds the global RNG it draws from, counts its products, and
+clears the `.grad` tensors PyHessian leaves behind. Its trace loop keeps its original stopping rule,
+which ends at the next probe whenever the running mean is negative (after two probes if the first is
+negative); the result says so in `note`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +38,9 @@ def _hessian_class() -> type:
     try:
         from pyhessian import hessian
     except ImportError:
-        raise LandscapeError("`backend` pyhessian needs the pyhessian package: pip install pyhessian") from None
+        raise LandscapeError(
+            "`backend` pyhessian needs the pyhessian package: pip install pyhessian"
+        ) from None
 
     class Counted(hessian):
         """PyHessian's hessian class, counting its Hessian-vector products over the loader."""
@@ -50,31 +55,51 @@ def _hessian_class() -> type:
 
 
 @contextlib.contextmanager
-def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, seed: int,
-             criterion: Criterion) -> Iterator:
-    """A PyHessian `hessian` object over `data`; the model's mode, grads and the global RNG are restored after."""
+def _session(
+    model: nn.Module,
+    data: Split | Iterable[Batch],
+    batch_size: int,
+    seed: int,
+    criterion: Criterion,
+) -> Iterator:
+    """A PyHessian `hessian` object over `data`; the model's mode, grads and the global RNG are
+    restored after.
+    """
     check_model(model)
     data_batches(model, data, batch_size)
     if dist.active():
-        raise LandscapeError("`backend` pyhessian runs in a single process; launch it without torchrun")
+        raise LandscapeError(
+            "`backend` pyhessian runs in a single process; launch it without torchrun"
+        )
     cls = _hessian_class()
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     loader = [(x, y) for x, y in as_batches(data, batch_size, device, sharded=False)]
     if not all(isinstance(x, torch.Tensor) for x, _ in loader):
-        raise LandscapeError("the pyhessian `backend` calls model(inputs) with one tensor: use the landscape backend "
-                             "for batches whose inputs are tuples or mappings")
+        raise LandscapeError(
+            "the pyhessian `backend` calls model(inputs) with one tensor: use the landscape "
+            "backend "
+            "for batches whose inputs are tuples or mappings"
+        )
     loader = [(x.to(dtype), y) for x, y in loader]
     was = model.training
     devices = [device] if device.type == "cuda" else []
     device_ctx = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
     try:
         # the math attention kernel: the fused ones have no second derivative (operator.py)
-        with (torch.random.fork_rng(devices=devices), device_ctx, warnings.catch_warnings(),
-              sdpa_kernel(SDPBackend.MATH)):
-            warnings.simplefilter("ignore", UserWarning)  # backward(create_graph=True) reference-cycle warning
+        with (
+            torch.random.fork_rng(devices=devices),
+            device_ctx,
+            warnings.catch_warnings(),
+            sdpa_kernel(SDPBackend.MATH),
+        ):
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # backward(create_graph=True) reference-cycle warning
             torch.manual_seed(seed)
-            yield cls(model, _mean_criterion(criterion), dataloader=loader, cuda=device.type == "cuda")
+            yield cls(
+                model, _mean_criterion(criterion), dataloader=loader, cuda=device.type == "cuda"
+            )
     finally:
         model.train(was)
         for p in model.parameters():
@@ -82,7 +107,9 @@ def _session(model: nn.Module, data: Split | Iterable[Batch], batch_size: int, s
 
 
 def _mean_criterion(criterion: Criterion) -> nn.Module:
-    """The criterion as PyHessian expects it: a batch mean (it weights batches by their size itself)."""
+    """The criterion as PyHessian expects it: a batch mean (it weights batches by their size
+    itself).
+    """
     if criterion == "ce":
         return nn.CrossEntropyLoss()
     if criterion == "nll":
@@ -90,11 +117,20 @@ def _mean_criterion(criterion: Criterion) -> nn.Module:
     return criterion
 
 
-def pyhessian_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: int = 1, batch_size: int = 256,
-                          tol: float = 1e-3, max_hvps: int | None = None, seed: int = 0, eigenvectors: bool = False,
-                          criterion: Criterion = "ce") -> EigenResult:
-    """PyHessian's `eigenvalues(maxIter=max_hvps // k, tol, top_n=k)`; residuals are checked afterwards with
-    landscape's operator (k extra products, not counted in `hvps` or `seconds`)."""
+def pyhessian_eigenvalues(
+    model: nn.Module,
+    data: Split | Iterable[Batch],
+    k: int = 1,
+    batch_size: int = 256,
+    tol: float = 1e-3,
+    max_hvps: int | None = None,
+    seed: int = 0,
+    eigenvectors: bool = False,
+    criterion: Criterion = "ce",
+) -> EigenResult:
+    """PyHessian's `eigenvalues(maxIter=max_hvps // k, tol, top_n=k)`; residuals are checked
+    afterwards with landscape's operator (k extra products, not counted in `hvps` or `seconds`).
+    """
     max_hvps = 100 * k if max_hvps is None else max_hvps
     start = time.perf_counter()
     with _session(model, data, batch_size, seed, criterion) as h:
@@ -106,17 +142,46 @@ def pyhessian_eigenvalues(model: nn.Module, data: Split | Iterable[Batch], k: in
     op = HessianOperator(model, data, batch_size, criterion=criterion)
     hv = op.matmat(flat)
     values = np.array(values, dtype=np.float64)
-    residuals = (hv - torch.as_tensor(values, dtype=hv.dtype, device=hv.device)[:, None] * flat).norm(dim=1)
+    residuals = (
+        hv - torch.as_tensor(values, dtype=hv.dtype, device=hv.device)[:, None] * flat
+    ).norm(dim=1)
     residuals = residuals.double().cpu().numpy()
-    return EigenResult(values, residuals, flat.cpu().numpy() if eigenvectors else None, k, "power", "pyhessian",
-                       "magnitude", tol, hvps, seconds, None, op.size, op.n_examples, batch_size, seed,
-                       loss_name(criterion), residuals, "change", 1, PYHESSIAN_PATH)
+    return EigenResult(
+        values,
+        residuals,
+        flat.cpu().numpy() if eigenvectors else None,
+        k,
+        "power",
+        "pyhessian",
+        "magnitude",
+        tol,
+        hvps,
+        seconds,
+        None,
+        op.size,
+        op.n_examples,
+        batch_size,
+        seed,
+        loss_name(criterion),
+        residuals,
+        "change",
+        1,
+        PYHESSIAN_PATH,
+    )
 
 
-def pyhessian_trace(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256, max_hvps: int = 100,
-                    target_rse: float | None = None, seed: int = 0, criterion: Criterion = "ce") -> TraceResult:
-    """PyHessian's `trace(maxIter=max_hvps, tol)`, tol = target_rse or its default 1e-3 (its own rule: the
-    relative change of the running mean, not a standard error)."""
+def pyhessian_trace(
+    model: nn.Module,
+    data: Split | Iterable[Batch],
+    batch_size: int = 256,
+    max_hvps: int = 100,
+    target_rse: float | None = None,
+    seed: int = 0,
+    criterion: Criterion = "ce",
+) -> TraceResult:
+    """PyHessian's `trace(maxIter=max_hvps, tol)`, tol = target_rse or its default 1e-3 (its own
+    rule: the relative change of the running mean, not a standard error).
+    """
     tol = 1e-3 if target_rse is None else target_rse
     start = time.perf_counter()
     with _session(model, data, batch_size, seed, criterion) as h:
@@ -127,8 +192,29 @@ def pyhessian_trace(model: nn.Module, data: Split | Iterable[Batch], batch_size:
     trace, stderr, rse = summarize(estimates)
     note = None
     if 1 < len(estimates) < max_hvps and np.mean(estimates[:-1]) < 0:
-        note = (f"PyHessian stopped after {len(estimates)} probes because its running mean was negative "
-                "(its stopping rule divides by the signed mean)")
-    return TraceResult(trace, stderr, rse, estimates, "hutchinson", "pyhessian", len(estimates), 0, hvps, max_hvps,
-                       target_rse, time.perf_counter() - start, n_params, n_examples, batch_size, seed, note,
-                       loss_name(criterion), PYHESSIAN_PATH)
+        note = (
+            f"PyHessian stopped after {len(estimates)} probes because its running mean was "
+            "negative "
+            "(its stopping rule divides by the signed mean)"
+        )
+    return TraceResult(
+        trace,
+        stderr,
+        rse,
+        estimates,
+        "hutchinson",
+        "pyhessian",
+        len(estimates),
+        0,
+        hvps,
+        max_hvps,
+        target_rse,
+        time.perf_counter() - start,
+        n_params,
+        n_examples,
+        batch_size,
+        seed,
+        note,
+        loss_name(criterion),
+        PYHESSIAN_PATH,
+    )

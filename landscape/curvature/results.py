@@ -1,6 +1,8 @@
-"""What the curvature solvers return: dataclasses whose fields are the arrays and attributes of the stored
-HDF5 groups `/models/<name>/eigenvalues`, `/trace` and `/esd` (docs/conventions.md); `curvature` names the
-matrix measured: "hessian", or "ggn" and "fisher" (`ggn.py`)."""
+"""What the curvature solvers return: dataclasses whose fields are the arrays and attributes of the
+stored HDF5 groups `/models/<name>/eigenvalues`, `/trace` and `/esd` (docs/conventions.md);
+`curvature` names the matrix measured: "hessian", or "ggn" and "fisher" (`ggn.py`).
+"""
+
 from __future__ import annotations
 
 import math
@@ -11,11 +13,13 @@ import numpy as np
 
 @dataclass
 class EigenResult:
-    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, error bounds
-    |lambda_true - lambda| <= bound (`ritz.py`; the residuals for power iteration and PyHessian), and the run's
-    cost. `rule`: what stopped the iteration ("bound": every bound <= tol |lambda| (Lanczos default);
-    "residual": every residual (Lanczos, strict); "change": the relative change of lambda (power iteration));
-    `hvp_path`: how the products were computed (`HessianOperator.path`)."""
+    """Top-k eigenvalues (descending by `which`), their residual norms ||Hv - lambda v||, error
+    bounds |lambda_true - lambda| <= bound (`ritz.py`; the residuals for power iteration and
+    PyHessian), and the run's cost. `rule`: what stopped the iteration ("bound": every bound <= tol
+    |lambda| (Lanczos default); "residual": every residual (Lanczos, strict); "change": the relative
+    change of lambda (power iteration)); `hvp_path`: how the products were computed
+    (`HessianOperator.path`).
+    """
 
     eigenvalues: np.ndarray
     residuals: np.ndarray
@@ -42,7 +46,9 @@ class EigenResult:
 
 @dataclass
 class TraceResult:
-    """Trace estimate, its standard error, the per-probe estimates it averages, and the run's cost."""
+    """Trace estimate, its standard error, the per-probe estimates it averages, and the run's
+    cost.
+    """
 
     trace: float
     stderr: float
@@ -67,15 +73,23 @@ class TraceResult:
 
 
 def summarize(estimates: np.ndarray) -> tuple[float, float, float]:
-    """Mean, standard error and relative standard error (inf when undefined) of per-probe estimates."""
+    """Mean, standard error and relative standard error (inf when undefined) of per-probe
+    estimates.
+    """
     mean = float(np.mean(estimates))
-    stderr = float(np.std(estimates, ddof=1) / math.sqrt(len(estimates))) if len(estimates) > 1 else math.inf
+    stderr = (
+        float(np.std(estimates, ddof=1) / math.sqrt(len(estimates)))
+        if len(estimates) > 1
+        else math.inf
+    )
     return mean, stderr, (stderr / abs(mean) if mean != 0 else math.inf)
 
 
 @dataclass
 class DensityResult:
-    """Ritz nodes and weights (runs, steps) of every run, the smoothed density on `grid`, and the run's cost."""
+    """Ritz nodes and weights (runs, steps) of every run, the smoothed density on `grid`, and the
+    run's cost.
+    """
 
     nodes: np.ndarray
     weights: np.ndarray
@@ -97,9 +111,11 @@ class DensityResult:
 
 @dataclass
 class BlockEigenResult:
-    """The top eigenvalue of each parameter block's diagonal block of the curvature matrix (`blocks.py`): the
-    block names and sizes in `model.parameters()` order, eigenvalues with residuals and error bounds, whether
-    each met the stopping rule, and the run's cost (products with the whole matrix)."""
+    """The top eigenvalue of each parameter block's diagonal block of the curvature matrix
+    (`blocks.py`): the block names and sizes in `model.parameters()` order, eigenvalues with
+    residuals and error bounds, whether each met the stopping rule, and the run's cost (products
+    with the whole matrix).
+    """
 
     blocks: list[str]
     sizes: np.ndarray
@@ -122,8 +138,10 @@ class BlockEigenResult:
 
 @dataclass
 class BlockTraceResult:
-    """The trace of each parameter block's diagonal block (`blocks.py`) with its standard error (0 where the
-    block is small enough to be summed exactly, `exact`), in `model.parameters()` order, and the run's cost."""
+    """The trace of each parameter block's diagonal block (`blocks.py`) with its standard error (0
+    where the block is small enough to be summed exactly, `exact`), in `model.parameters()` order,
+    and the run's cost.
+    """
 
     blocks: list[str]
     sizes: np.ndarray
@@ -143,8 +161,10 @@ class BlockTraceResult:
 
 @dataclass
 class SuiteResult:
-    """The three curvature results of one `curvature_suite` run, stored as the usual groups `eigenvalues`,
-    `trace` and `esd`, and the settings and cost they share (`shared`: attributes of each group)."""
+    """The three curvature results of one `curvature_suite` run, stored as the usual groups
+    `eigenvalues`, `trace` and `esd`, and the settings and cost they share (`shared`: attributes of
+    each group).
+    """
 
     eigenvalues: EigenResult
     trace: TraceResult
@@ -161,5 +181,11 @@ class SuiteResult:
 
     def shared(self) -> dict[str, float | int | str | None]:
         """What every group records about the run that produced all three."""
-        return {"suite": "curvature", "suite_steps": self.steps, "suite_block": self.block,
-                "suite_trace_rse": self.trace_rse, "suite_hvps": self.hvps, "suite_seconds": self.seconds}
+        return {
+            "suite": "curvature",
+            "suite_steps": self.steps,
+            "suite_block": self.block,
+            "suite_trace_rse": self.trace_rse,
+            "suite_hvps": self.hvps,
+            "suite_seconds": self.seconds,
+        }

@@ -1,14 +1,17 @@
-"""Where a measurement was taken: the loss, accuracy and gradient of the measured loss at the model's weights.
+"""Where a measurement was taken: the loss, accuracy and gradient of the measured loss at the
+model's weights.
 
-Curvature describes a minimum only where the gradient (nearly) vanishes. At a minimum of the training
-objective L(θ) + (λ/2)||θ||² with weight decay λ, the data gradient is ∇L = -λθ, so its size relative to the
-weights, ||∇L|| / ||θ||, is the weight decay there (5e-4 in the study's settings), and stays within a small
-factor of it on a subsample of the training data. `rel_grad_norm` is that ratio, over the trainable
-parameters; a point with a ratio above `FAR_FROM_STATIONARY` is flagged as far from a stationary point. In
-the quick study (1024 training examples) trained and fine-tuned models sit at 0.003 to 0.054, OT fusions
-before fine-tuning at 0.016 to 0.08, and vanilla averages of different-init parents at 0.13 to 0.29
-(docs/results.md, "Stationarity").
+Curvature describes a minimum only where the gradient (nearly) vanishes. At a minimum of the
+training objective L(θ) + (λ/2)||θ||² with weight decay λ, the data gradient is ∇L = -λθ, so its
+size relative to the weights, ||∇L|| / ||θ||, is the weight decay there (5e-4 in the study's
+settings), and stays within a small factor of it on a subsample of the training data.
+`rel_grad_norm` is that ratio, over the trainable parameters; a point with a ratio above
+`FAR_FROM_STATIONARY` is flagged as far from a stationary point. In the quick study (1024 training
+examples) trained and fine-tuned models sit at 0.003 to 0.054, OT fusions before fine-tuning at
+0.016 to 0.08, and vanilla averages of different-init parents at 0.13 to 0.29 (docs/results.md,
+"Stationarity").
 """
+
 from __future__ import annotations
 
 import math
@@ -24,13 +27,16 @@ from ..data.split import Split
 from ..loss import Criterion, correct, loss_sum
 from ..training.metrics import check_targets
 
-FAR_FROM_STATIONARY = 0.1    # ||∇L|| / ||θ|| above this: the point is flagged as far from a stationary point
+FAR_FROM_STATIONARY = (
+    0.1  # ||∇L|| / ||θ|| above this: the point is flagged as far from a stationary point
+)
 
 
 @dataclass(frozen=True)
 class PointState:
-    """The measured loss at the model's weights: its mean value, the accuracy, the norms of its gradient and of
-    the trainable weights, their ratio, and the number of examples."""
+    """The measured loss at the model's weights: its mean value, the accuracy, the norms of its
+    gradient and of the trainable weights, their ratio, and the number of examples.
+    """
 
     loss: float
     acc: float
@@ -46,29 +52,45 @@ class PointState:
 
     def attrs(self) -> dict[str, float | int | bool]:
         """As the `point_*` attributes of a stored result."""
-        return {"point_loss": self.loss, "point_acc": self.acc, "point_grad_norm": self.grad_norm,
-                "point_weight_norm": self.weight_norm, "point_rel_grad_norm": self.rel_grad_norm,
-                "point_far_from_stationary": self.far}
+        return {
+            "point_loss": self.loss,
+            "point_acc": self.acc,
+            "point_grad_norm": self.grad_norm,
+            "point_weight_norm": self.weight_norm,
+            "point_rel_grad_norm": self.rel_grad_norm,
+            "point_far_from_stationary": self.far,
+        }
 
     def text(self) -> str:
         """One line for people."""
-        line = (f"at the measured point: loss {self.loss:.4g}, accuracy {100 * self.acc:.2f}%, gradient norm "
-                f"{self.grad_norm:.3g} ({self.rel_grad_norm:.3g} of the weights' norm)")
-        return line + (f": FAR FROM A STATIONARY POINT (above {FAR_FROM_STATIONARY:g})" if self.far else "")
+        line = (
+            f"at the measured point: loss {self.loss:.4g}, accuracy {100 * self.acc:.2f}%, "
+            "gradient norm "
+            f"{self.grad_norm:.3g} ({self.rel_grad_norm:.3g} of the weights' norm)"
+        )
+        return line + (
+            f": FAR FROM A STATIONARY POINT (above {FAR_FROM_STATIONARY:g})" if self.far else ""
+        )
 
 
-def point_state(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256,
-                criterion: Criterion = "ce") -> PointState:
-    """The mean loss, accuracy and gradient norm of `model` (eval mode, as every measurement) on `data`.
+def point_state(
+    model: nn.Module,
+    data: Split | Iterable[Batch],
+    batch_size: int = 256,
+    criterion: Criterion = "ce",
+) -> PointState:
+    """The mean loss, accuracy and gradient norm of `model` (eval mode, as every measurement) on
+    `data`.
 
     Args:
         model: the model; its weights and mode are left as they were.
-        data: the examples the measurement used (a Split or re-iterable batches; sharded under torchrun).
-        batch_size: examples per forward pass of a Split.
-        criterion: "ce", "nll" or a loss callable, as the measurement's.
+        data: the examples the measurement used (a Split or re-iterable batches; sharded under
+        torchrun). batch_size: examples per forward pass of a Split. criterion: "ce", "nll" or a
+        loss callable, as the measurement's.
 
     Returns:
-        The PointState; the gradient is that of the mean loss over all examples, w.r.t. the trainable parameters.
+        The PointState; the gradient is that of the mean loss over all examples, w.r.t. the
+        trainable parameters.
 
     Raises:
         LandscapeError: labels out of the model's range, or an unknown criterion.
@@ -79,7 +101,7 @@ def point_state(model: nn.Module, data: Split | Iterable[Batch], batch_size: int
     was = model.training
     model.eval()
     grads = [torch.zeros_like(p, dtype=torch.float64) for p in params]
-    sums = torch.zeros(3, dtype=torch.float64, device=device)   # loss, correct, examples
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, examples
     for x, y in as_batches(data, batch_size, device):
         out = model(x)
         check_targets(out, y)
@@ -87,12 +109,23 @@ def point_state(model: nn.Module, data: Split | Iterable[Batch], batch_size: int
         for g, d in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
             if d is not None:
                 g += d.double()
-        sums += torch.stack([loss.detach().double(), correct(out, y).detach().double(),
-                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                loss.detach().double(),
+                correct(out, y).detach().double(),
+                torch.tensor(float(len(y)), dtype=torch.float64, device=device),
+            ]
+        )
     model.train(was)
     flat = dist.all_reduce_sum(torch.cat([g.flatten() for g in grads] + [sums]))
     n = max(float(flat[-1]), 1.0)
     grad_norm = float(flat[:-3].norm()) / n
     weight_norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in params))
-    return PointState(float(flat[-3]) / n, float(flat[-2]) / n, grad_norm, weight_norm,
-                      grad_norm / weight_norm if weight_norm > 0 else math.inf, int(flat[-1]))
+    return PointState(
+        float(flat[-3]) / n,
+        float(flat[-2]) / n,
+        grad_norm,
+        weight_norm,
+        grad_norm / weight_norm if weight_norm > 0 else math.inf,
+        int(flat[-1]),
+    )

@@ -1,4 +1,7 @@
-"""Standard CIFAR training augmentation, drawn from an explicit generator (so a data seed fixes it)."""
+"""Standard CIFAR training augmentation, drawn from an explicit generator (so a data seed fixes
+it).
+"""
+
 from __future__ import annotations
 
 import torch

@@ -1,18 +1,21 @@
-"""The examples a measurement sums over: a fixed, re-iterable sequence of `(inputs, targets)` batches.
+"""The examples a measurement sums over: a fixed, re-iterable sequence of `(inputs, targets)`
+batches.
 
-Every loss, gradient, Hessian-vector product, BatchNorm reset and grid point loops over a `Batches`, built by
-`as_batches` from
-- a `Split` (tensors in memory): consecutive slices of `batch_size` examples; under torchrun each rank takes
-  one contiguous shard of the examples;
-- any re-iterable of batches, the way users already hold their data (a `DataLoader` without shuffling or
-  random augmentation, a list of tensor pairs): its own batches, moved to `device`. A batch is
-  `(inputs, targets)` (more entries are ignored) or a mapping with a `labels` entry (Hugging Face style: the
-  targets are `labels`, the inputs every other entry); inputs are a tensor (`model(x)`), a tuple or list of
-  tensors (`model(*x)`) or a mapping of tensors (`model(**x)`);
-  under torchrun rank r takes batches r, r + P, r + 2P, ... (give every rank the same loader, without a
-  DistributedSampler). Two passes are compared when it is wrapped, and a loader whose batches change between
-  passes (shuffling, random augmentation) is refused: the quantities measured here would not be defined.
+Every loss, gradient, Hessian-vector product, BatchNorm reset and grid point loops over a `Batches`,
+built by `as_batches` from
+- a `Split` (tensors in memory): consecutive slices of `batch_size` examples; under torchrun each
+  rank takes one contiguous shard of the examples;
+- any re-iterable of batches, the way users already hold their data (a `DataLoader` without
+  shuffling or random augmentation, a list of tensor pairs): its own batches, moved to `device`. A
+  batch is `(inputs, targets)` (more entries are ignored) or a mapping with a `labels` entry
+  (Hugging Face style: the targets are `labels`, the inputs every other entry); inputs are a tensor
+  (`model(x)`), a tuple or list of tensors (`model(*x)`) or a mapping of tensors (`model(**x)`);
+  under torchrun rank r takes batches r, r + P, r + 2P, ... (give every rank the same loader,
+  without a DistributedSampler). Two passes are compared when it is wrapped, and a loader whose
+  batches change between passes (shuffling, random augmentation) is refused: the quantities measured
+  here would not be defined.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,11 +28,15 @@ from .split import Split
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]
 Batch = tuple[Inputs, torch.Tensor]
-Count = Callable[[torch.Tensor], int]  # how many terms a batch's targets add to a mean (`landscape.loss.counter`)
+Count = Callable[
+    [torch.Tensor], int
+]  # how many terms a batch's targets add to a mean (`landscape.loss.counter`)
 
 
 def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:
-    """`fn` applied to every tensor of `inputs` (a tensor, a tuple or a mapping; other entries kept as they are)."""
+    """`fn` applied to every tensor of `inputs` (a tensor, a tuple or a mapping; other entries kept
+    as they are).
+    """
     if isinstance(inputs, torch.Tensor):
         return fn(inputs)
     if isinstance(inputs, Mapping):
@@ -57,10 +64,17 @@ def _fingerprint(x: Inputs, y: torch.Tensor) -> tuple:
 
 
 class Batches:
-    """This rank's share of a fixed sequence of `(inputs, targets)` batches (see the module docstring)."""
+    """This rank's share of a fixed sequence of `(inputs, targets)` batches (see the module
+    docstring).
+    """
 
-    def __init__(self, source: Split | Iterable[Batch], batch_size: int = 256,
-                 device: torch.device | str | None = None, sharded: bool = True):
+    def __init__(
+        self,
+        source: Split | Iterable[Batch],
+        batch_size: int = 256,
+        device: torch.device | str | None = None,
+        sharded: bool = True,
+    ):
         if batch_size <= 0:
             raise LandscapeError(f"`batch_size` must be positive, got {batch_size}")
         self.source, self.batch_size, self.sharded = source, batch_size, sharded
@@ -76,7 +90,11 @@ class Batches:
         for i, batch in enumerate(self.source):
             if i % parts == me:
                 x, y = _pair(batch, i)
-                yield (x, y) if self.device is None else (map_inputs(self._move, x), y.to(self.device))
+                yield (
+                    (x, y)
+                    if self.device is None
+                    else (map_inputs(self._move, x), y.to(self.device))
+                )
 
     def _move(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.device)
@@ -89,16 +107,21 @@ class Batches:
             yield (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
 
     def local_examples(self, count: Count = len) -> int:
-        """Examples on this rank (or the terms `count(targets)` of each batch, e.g. predicted tokens)."""
+        """Examples on this rank (or the terms `count(targets)` of each batch, e.g. predicted
+        tokens).
+        """
         if isinstance(self.source, Split) and count is len:
             rows = dist.shard(len(self.source)) if self.sharded else range(len(self.source))
             return len(rows)
         return sum(int(count(y)) for _, y in self)
 
     def examples(self, count: Count = len) -> int:
-        """Examples (or terms, see `local_examples`) on all ranks together (a collective under torchrun: every
-        rank must call it)."""
-        total = torch.tensor(float(self.local_examples(count)), dtype=torch.float64, device=self._device())
+        """Examples (or terms, see `local_examples`) on all ranks together (a collective under
+        torchrun: every rank must call it).
+        """
+        total = torch.tensor(
+            float(self.local_examples(count)), dtype=torch.float64, device=self._device()
+        )
         return int(dist.all_reduce_sum(total)) if self.sharded else int(total)
 
     def first(self) -> Batch | None:
@@ -115,21 +138,27 @@ class Batches:
 
     def _check_loader(self) -> None:
         if isinstance(self.source, Iterator):
-            raise LandscapeError("the data is a one-shot iterator: pass something that can be iterated again "
-                                 "(a DataLoader or a list of (inputs, targets) batches)")
+            raise LandscapeError(
+                "the data is a one-shot iterator: pass something that can be iterated again "
+                "(a DataLoader or a list of (inputs, targets) batches)"
+            )
         first = [_fingerprint(*_pair(b, i)) for i, b in enumerate(self.source)]
         if not first:
             raise LandscapeError("the data loader yields no batches")
         second = [_fingerprint(*_pair(b, i)) for i, b in enumerate(self.source)]
         if first != second:
-            raise LandscapeError("the data loader gives different batches on two passes (shuffling or random "
-                                 "augmentation?): use shuffle=False and no random transforms")
+            raise LandscapeError(
+                "the data loader gives different batches on two passes (shuffling or random "
+                "augmentation?): use shuffle=False and no random transforms"
+            )
 
 
 def _is_inputs(x: object) -> bool:
     if isinstance(x, torch.Tensor):
         return True
-    values = list(x.values()) if isinstance(x, Mapping) else x if isinstance(x, (tuple, list)) else []
+    values = (
+        list(x.values()) if isinstance(x, Mapping) else x if isinstance(x, (tuple, list)) else []
+    )
     return any(isinstance(v, torch.Tensor) for v in values)
 
 
@@ -137,26 +166,38 @@ def _pair(batch: object, index: int) -> Batch:
     """`(inputs, targets)` of one batch of a user's loader (the forms of the module docstring)."""
     if isinstance(batch, Mapping):
         if "labels" not in batch:
-            raise LandscapeError(f"batch {index} of the data is a mapping without 'labels' (keys: "
-                                 f"{', '.join(map(str, batch)) or 'none'}): give the targets as 'labels' or yield "
-                                 "(inputs, targets) pairs")
+            raise LandscapeError(
+                f"batch {index} of the data is a mapping without 'labels' (keys: "
+                f"{', '.join(map(str, batch)) or 'none'}): give the targets as 'labels' or yield "
+                "(inputs, targets) pairs"
+            )
         x, y = {k: v for k, v in batch.items() if k != "labels"}, batch["labels"]
     elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
         x, y = batch[0], batch[1]
         x = tuple(x) if isinstance(x, list) else x
     else:
-        raise LandscapeError(f"batch {index} of the data is a {type(batch).__name__}, not an (inputs, targets) pair "
-                             "or a mapping with 'labels'")
+        raise LandscapeError(
+            f"batch {index} of the data is a {type(batch).__name__}, not an (inputs, targets) pair "
+            "or a mapping with 'labels'"
+        )
     if not isinstance(y, torch.Tensor) or not _is_inputs(x):
-        raise LandscapeError(f"batch {index} of the data has inputs of type {type(x).__name__} and targets of type "
-                             f"{type(y).__name__}: the targets must be a tensor and the inputs a tensor, a tuple or "
-                             "a mapping of tensors")
+        raise LandscapeError(
+            f"batch {index} of the data has inputs of type {type(x).__name__} and targets of type "
+            f"{type(y).__name__}: the targets must be a tensor and the inputs a tensor, a tuple or "
+            "a mapping of tensors"
+        )
     return x, y
 
 
-def as_batches(data: Split | Batches | Iterable[Batch], batch_size: int = 256,
-               device: torch.device | str | None = None, sharded: bool = True) -> Batches:
-    """`data` as `Batches` (a `Batches` is returned as it is; `batch_size` applies to a `Split` only)."""
+def as_batches(
+    data: Split | Batches | Iterable[Batch],
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    sharded: bool = True,
+) -> Batches:
+    """`data` as `Batches` (a `Batches` is returned as it is; `batch_size` applies to a `Split`
+    only).
+    """
     if isinstance(data, Batches):
         return data
     return Batches(data, batch_size, device, sharded)

@@ -1,10 +1,12 @@
 """Datasets held as in-memory tensors: train / validation / test splits of what `readers` read.
 
-Splits are deterministic (fixed permutation seed). Inputs are standardised per channel, `(x - mean) / std`:
-with the training split's own statistics (`normalize="auto"`), not at all (`"none"`, inputs as read, e.g.
-pixels in [0, 1]), or with given statistics (`"MEAN,STD"` for every channel, `"M1,S1;M2,S2;..."` per channel, or
-a list of (mean, std) pairs), as a model trained elsewhere expects. `Dataset.normalize` records what was applied.
+Splits are deterministic (fixed permutation seed). Inputs are standardised per channel, `(x - mean)
+/ std`: with the training split's own statistics (`normalize="auto"`), not at all (`"none"`, inputs
+as read, e.g. pixels in [0, 1]), or with given statistics (`"MEAN,STD"` for every channel,
+`"M1,S1;M2,S2;..."` per channel, or a list of (mean, std) pairs), as a model trained elsewhere
+expects. `Dataset.normalize` records what was applied.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,24 +35,33 @@ class Dataset:
     num_classes: int
     input_shape: tuple[int, ...]
     augment: bool = False
-    normalize: tuple[tuple[float, float], ...] = ()   # (mean, std) per channel as applied; () for none
-    selection: Selection = field(default_factory=Selection)   # the training and validation examples kept
+    normalize: tuple[
+        tuple[float, float], ...
+    ] = ()  # (mean, std) per channel as applied; () for none
+    selection: Selection = field(
+        default_factory=Selection
+    )  # the training and validation examples kept
 
     def split(self, which: str) -> Split:
         """The split called `which` (train, val or test)."""
         return getattr(self, check_choice(which, SPLITS, "split"))
 
     def reshaped(self, shape: Sequence[int]) -> Dataset:
-        """The same examples with inputs of `shape` (as many values per example), e.g. (N, 784) rows for a
-        model that flattens (1, 28, 28) images."""
+        """The same examples with inputs of `shape` (as many values per example), e.g. (N, 784) rows
+        for a model that flattens (1, 28, 28) images.
+        """
         shape = tuple(int(d) for d in shape)
-        splits = {k: Split(getattr(self, k).x.reshape(len(getattr(self, k)), *shape), getattr(self, k).y)
-                  for k in SPLITS}
+        splits = {
+            k: Split(getattr(self, k).x.reshape(len(getattr(self, k)), *shape), getattr(self, k).y)
+            for k in SPLITS
+        }
         return replace(self, input_shape=shape, **splits)
 
     def to(self, device: torch.device | str) -> Dataset:
         """The same dataset on `device`."""
-        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+        return replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
+        )
 
 
 def _as_nchw(x: np.ndarray, source: str) -> np.ndarray:
@@ -69,22 +80,32 @@ Normalize = str | Sequence[Sequence[float]]
 
 
 def parse_normalize(value: Normalize, channels: int) -> str | list[tuple[float, float]]:
-    """"auto", "none", or one (mean, std) pair per channel from `value` (see the module docstring)."""
+    """ "auto", "none", or one (mean, std) pair per channel from `value` (see the module
+    docstring).
+    """
     if isinstance(value, str):
         if value in ("auto", "none"):
             return value
         try:
-            pairs = [tuple(float(v) for v in part.split(",")) for part in value.split(";") if part.strip()]
+            pairs = [
+                tuple(float(v) for v in part.split(","))
+                for part in value.split(";")
+                if part.strip()
+            ]
         except ValueError:
             pairs = []
     else:
         pairs = [tuple(float(v) for v in pair) for pair in value]
     if not pairs or any(len(p) != 2 for p in pairs):
-        raise LandscapeError(f"`normalize`: expected auto, none, MEAN,STD or MEAN,STD;MEAN,STD;... got {value!r}")
+        raise LandscapeError(
+            f"`normalize`: expected auto, none, MEAN,STD or MEAN,STD;MEAN,STD;... got {value!r}"
+        )
     if len(pairs) == 1:
         pairs = pairs * channels
     if len(pairs) != channels:
-        raise LandscapeError(f"`normalize` gives {len(pairs)} (mean, std) pairs for inputs with {channels} channels")
+        raise LandscapeError(
+            f"`normalize` gives {len(pairs)} (mean, std) pairs for inputs with {channels} channels"
+        )
     if any(not std > 0 for _, std in pairs):
         raise LandscapeError(f"`normalize`: every std must be positive, got {value!r}")
     return pairs
@@ -95,15 +116,20 @@ def normalize_label(pairs: Sequence[Sequence[float]]) -> str:
     return ";".join(f"{m:.6g},{s:.6g}" for m, s in pairs) if pairs else "none"
 
 
-def _examples(source: str, raw_x: np.ndarray, raw_y: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _examples(
+    source: str, raw_x: np.ndarray, raw_y: np.ndarray, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Checked inputs (float32, NCHW) and class labels (int64) of one split as read."""
     x = float_inputs(source, f"x_{split}", np.asarray(raw_x))
     return _as_nchw(x, source), class_labels(source, f"y_{split}", np.asarray(raw_y), len(x))
 
 
-def _splits(source: str, raw: Raw, classes: int | None, val_fraction: float) -> tuple[tuple, tuple, tuple, int]:
-    """(train, test, validation) arrays and the number of classes: checked, the test split held out when the
-    source has none, every split non-empty and every label below the number of classes."""
+def _splits(
+    source: str, raw: Raw, classes: int | None, val_fraction: float
+) -> tuple[tuple, tuple, tuple, int]:
+    """(train, test, validation) arrays and the number of classes: checked, the test split held out
+    when the source has none, every split non-empty and every label below the number of classes.
+    """
     xtr, ytr = _examples(source, raw.x_train, raw.y_train, "train")
     if raw.x_test is None:
         total = len(ytr)
@@ -116,18 +142,29 @@ def _splits(source: str, raw: Raw, classes: int | None, val_fraction: float) -> 
     classes = classes or int(max(ytr.max(initial=0), yte.max(initial=0))) + 1
     highest = int(max(ytr.max(initial=0), yte.max(initial=0)))
     if highest >= classes:
-        raise LandscapeError(f"{source}: labels out of range: found label {highest} for {classes} classes")
+        raise LandscapeError(
+            f"{source}: labels out of range: found label {highest} for {classes} classes"
+        )
     (xtr, ytr), (xva, yva) = holdout(xtr, ytr, val_fraction)
-    check_split_sizes(source, {"training": len(ytr), "validation": len(yva), "test": len(yte)}, total)
+    check_split_sizes(
+        source, {"training": len(ytr), "validation": len(yva), "test": len(yte)}, total
+    )
     return (xtr, ytr), (xte, yte), (xva, yva), classes
 
 
-def load_data(spec: str | DataSpec = "digits", val_fraction: float = 0.1, device: torch.device | str = "cpu",
-              normalize: Normalize = "auto", selection: Selection | None = None) -> Dataset:
-    """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is downloaded),
-    normalised as `normalize` says (see the module docstring); `selection` keeps part of the training and
-    validation examples (after the statistics of `normalize="auto"` are taken from the whole training split;
-    the test split stays whole, see `landscape/data/selection.py`); a `DataSpec` carries its own selection."""
+def load_data(
+    spec: str | DataSpec = "digits",
+    val_fraction: float = 0.1,
+    device: torch.device | str = "cpu",
+    normalize: Normalize = "auto",
+    selection: Selection | None = None,
+) -> Dataset:
+    """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is
+    downloaded), normalised as `normalize` says (see the module docstring); `selection` keeps part
+    of the training and validation examples (after the statistics of `normalize="auto"` are taken
+    from the whole training split; the test split stays whole, see `landscape/data/selection.py`); a
+    `DataSpec` carries its own selection.
+    """
     if isinstance(spec, DataSpec):
         if selection is not None:
             raise LandscapeError("give the selection in the DataSpec or as selection, not both")
@@ -144,15 +181,22 @@ def load_data(spec: str | DataSpec = "digits", val_fraction: float = 0.1, device
         kind = "npz"
         raw = npz(os.path.expanduser(spec))
     else:
-        raise LandscapeError(f"unknown dataset {spec!r}; use digits, a .npz file, or mnist:DIR, cifar10:DIR, "
-                             "cifar100:DIR")
-    (xtr, ytr), (xte, yte), (xva, yva), num_classes = _splits(spec, raw, CLASSES.get(kind), val_fraction)
+        raise LandscapeError(
+            f"unknown dataset {spec!r}; use digits, a .npz file, or mnist:DIR, cifar10:DIR, "
+            "cifar100:DIR"
+        )
+    (xtr, ytr), (xte, yte), (xva, yva), num_classes = _splits(
+        spec, raw, CLASSES.get(kind), val_fraction
+    )
     how = parse_normalize(normalize, xtr.shape[1])
     if how == "auto":
         mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
         std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
     elif how == "none":
-        mean, std = np.zeros((1, xtr.shape[1], 1, 1), np.float32), np.ones((1, xtr.shape[1], 1, 1), np.float32)
+        mean, std = (
+            np.zeros((1, xtr.shape[1], 1, 1), np.float32),
+            np.ones((1, xtr.shape[1], 1, 1), np.float32),
+        )
     else:
         mean = np.array([m for m, _ in how], np.float32).reshape(1, -1, 1, 1)
         std = np.array([s for _, s in how], np.float32).reshape(1, -1, 1, 1)
@@ -160,19 +204,35 @@ def load_data(spec: str | DataSpec = "digits", val_fraction: float = 0.1, device
     def norm(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
 
-    applied = (() if how == "none" else tuple(tuple(pair) for pair in how) if how != "auto"
-               else tuple(zip(mean.ravel().tolist(), std.ravel().tolist())))   # as given, not their float32 copy
+    applied = (
+        ()
+        if how == "none"
+        else tuple(tuple(pair) for pair in how)
+        if how != "auto"
+        else tuple(zip(mean.ravel().tolist(), std.ravel().tolist()))
+    )  # as given, not their float32 copy
     selection = selection or Selection()
     train = select(Split(norm(xtr), torch.from_numpy(ytr)), selection)
     val = select(Split(norm(xva), torch.from_numpy(yva)), selection)
-    ds = Dataset(spec, train, val, Split(norm(xte), torch.from_numpy(yte)), num_classes, tuple(xtr.shape[1:]),
-                 raw.augment, applied, selection)
+    ds = Dataset(
+        spec,
+        train,
+        val,
+        Split(norm(xte), torch.from_numpy(yte)),
+        num_classes,
+        tuple(xtr.shape[1:]),
+        raw.augment,
+        applied,
+        selection,
+    )
     return ds.to(device)
 
 
 @dataclass(frozen=True)
 class DataShape:
-    """What planning needs of a data set: input shape, classes, and examples per split (train, val, test)."""
+    """What planning needs of a data set: input shape, classes, and examples per split (train, val,
+    test).
+    """
 
     input_shape: tuple[int, ...]
     num_classes: int
@@ -180,15 +240,17 @@ class DataShape:
 
 
 # the data sets of fixed size, after the 10% validation split (digits: 20% held out as test first)
-KNOWN_SHAPES = {"digits": DataShape((1, 8, 8), 10, {"train": 1294, "val": 144, "test": 359}),
-                "mnist": DataShape((1, 28, 28), 10, {"train": 54000, "val": 6000, "test": 10000}),
-                "cifar10": DataShape((3, 32, 32), 10, {"train": 45000, "val": 5000, "test": 10000}),
-                "cifar100": DataShape((3, 32, 32), 100, {"train": 45000, "val": 5000, "test": 10000})}
+KNOWN_SHAPES = {
+    "digits": DataShape((1, 8, 8), 10, {"train": 1294, "val": 144, "test": 359}),
+    "mnist": DataShape((1, 28, 28), 10, {"train": 54000, "val": 6000, "test": 10000}),
+    "cifar10": DataShape((3, 32, 32), 10, {"train": 45000, "val": 5000, "test": 10000}),
+    "cifar100": DataShape((3, 32, 32), 100, {"train": 45000, "val": 5000, "test": 10000}),
+}
 
 
 def data_shape(spec: str) -> DataShape:
-    """The shape of data set `spec` without reading it (digits, mnist:DIR, cifar10:DIR, cifar100:DIR); a `.npz`
-    file is read.
+    """The shape of data set `spec` without reading it (digits, mnist:DIR, cifar10:DIR,
+    cifar100:DIR); a `.npz` file is read.
 
     Args:
         spec: the data set as `load_data` names it.
@@ -204,4 +266,3 @@ def data_shape(spec: str) -> DataShape:
         return KNOWN_SHAPES[kind]
     data = load_data(spec)
     return DataShape(data.input_shape, data.num_classes, {s: len(data.split(s)) for s in SPLITS})
-

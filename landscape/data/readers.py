@@ -1,5 +1,8 @@
-"""Readers for the data formats `--data` names: scikit-learn's bundled digits, `.npz` files, and MNIST / CIFAR
-files already on disk (never downloaded). Each returns raw arrays; `datasets.load_data` validates and splits."""
+"""Readers for the data formats `--data` names: scikit-learn's bundled digits, `.npz` files, and
+MNIST / CIFAR files already on disk (never downloaded). Each returns raw arrays;
+`datasets.load_data` validates and splits.
+"""
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +21,9 @@ TEST_FRACTION = 0.2  # of the training data, held out as test when a source has 
 
 @dataclass(frozen=True)
 class Raw:
-    """Training and test arrays as read (no test arrays: `load_data` holds out part of the training data), and
-    whether the data set is augmented in training (CIFAR)."""
+    """Training and test arrays as read (no test arrays: `load_data` holds out part of the training
+    data), and whether the data set is augmented in training (CIFAR).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -51,14 +55,24 @@ def npz(path: str) -> Raw:
         raise LandscapeError(f"data file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {name: f[name] for name in ("x_train", "y_train", "x_test", "y_test") if name in f.files}
+            arrays = {
+                name: f[name]
+                for name in ("x_train", "y_train", "x_test", "y_test")
+                if name in f.files
+            }
     except Exception as exc:  # noqa: BLE001 -- numpy raises several types for corrupt files
-        raise LandscapeError(f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        raise LandscapeError(
+            f"cannot read {path} as .npz: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from None
     missing = {"x_train", "y_train"} - set(arrays)
     if missing:
-        raise LandscapeError(f"{path}: missing arrays {', '.join(sorted(missing))} (need x_train, y_train)")
+        raise LandscapeError(
+            f"{path}: missing arrays {', '.join(sorted(missing))} (need x_train, y_train)"
+        )
     if ("x_test" in arrays) != ("y_test" in arrays):
-        raise LandscapeError(f"{path}: has {'x_test' if 'x_test' in arrays else 'y_test'} without its pair")
+        raise LandscapeError(
+            f"{path}: has {'x_test' if 'x_test' in arrays else 'y_test'} without its pair"
+        )
     return Raw(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"))
 
 
@@ -68,7 +82,9 @@ def _find(directory: Path, names: list[str]) -> Path:
             for candidate in (directory / sub / name, directory / sub / (name + ".gz")):
                 if candidate.is_file():
                     return candidate
-    raise LandscapeError(f"{directory}: cannot find {names[0]} (files are read from disk, never downloaded)")
+    raise LandscapeError(
+        f"{directory}: cannot find {names[0]} (files are read from disk, never downloaded)"
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -78,7 +94,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise LandscapeError(f"{path}: not an IDX file of unsigned bytes")
     ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -101,7 +117,9 @@ def _unpickle(path: Path) -> dict:
 
 
 def _cifar_images(batch: dict) -> np.ndarray:
-    return np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
+    return (
+        np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).astype(np.float32) / 255.0
+    )
 
 
 def cifar10(directory: str) -> Raw:
@@ -118,8 +136,13 @@ def cifar100(directory: str) -> Raw:
     """The CIFAR-100 python files (fine labels), scaled to [0, 1]; augmented in training."""
     d = Path(directory)
     train, test = _unpickle(_find(d, ["train"])), _unpickle(_find(d, ["test"]))
-    return Raw(_cifar_images(train), np.asarray(train[b"fine_labels"]), _cifar_images(test),
-               np.asarray(test[b"fine_labels"]), True)
+    return Raw(
+        _cifar_images(train),
+        np.asarray(train[b"fine_labels"]),
+        _cifar_images(test),
+        np.asarray(test[b"fine_labels"]),
+        True,
+    )
 
 
 READERS = {"mnist": mnist, "cifar10": cifar10, "cifar100": cifar100}

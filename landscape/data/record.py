@@ -1,11 +1,14 @@
-"""What a checkpoint remembers of the data it was trained on, and the check of other data against it.
+"""What a checkpoint remembers of the data it was trained on, and the check of other data against
+it.
 
-The record (in `meta`, docs/results.md, "Data"): `dataset` (the `--data` source), `data_shape` (one example's
-shape), `data_fingerprint` (a hash of the labels of the first FINGERPRINT_EXAMPLES training examples after the
-fixed split) and `data_stats` (per channel: mean, standard deviation, minimum and maximum of the raw training
-inputs, before normalisation). Inputs are compared raw, so that data scaled differently (uint8 against
-[0, 1]) or transformed (inverted images) is noticed even when the labels and shapes agree.
+The record (in `meta`, docs/results.md, "Data"): `dataset` (the `--data` source), `data_shape` (one
+example's shape), `data_fingerprint` (a hash of the labels of the first FINGERPRINT_EXAMPLES
+training examples after the fixed split) and `data_stats` (per channel: mean, standard deviation,
+minimum and maximum of the raw training inputs, before normalisation). Inputs are compared raw, so
+that data scaled differently (uint8 against [0, 1]) or transformed (inverted images) is noticed even
+when the labels and shapes agree.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +20,12 @@ import torch
 from .datasets import Dataset
 
 FINGERPRINT_EXAMPLES = 256
-STAT_TOL = 0.05    # a channel's mean or std this far from the recorded one (in recorded stds): other data
-RANGE_TOL = 0.1    # inputs beyond the recorded range by this fraction of it: out of the training range
+STAT_TOL = (
+    0.05  # a channel's mean or std this far from the recorded one (in recorded stds): other data
+)
+RANGE_TOL = (
+    0.1  # inputs beyond the recorded range by this fraction of it: out of the training range
+)
 
 
 def _raw(data: Dataset) -> torch.Tensor:
@@ -43,27 +50,36 @@ def data_record(data: Dataset) -> dict[str, Any]:
     raw = _raw(data)
     stats = torch.stack([raw.mean(1), raw.std(1), raw.min(1).values, raw.max(1).values], 1)
     scale = stats[:, 2:].abs().amax(1, keepdim=True).clamp_min(1e-30)
-    stats = torch.round(stats / scale, decimals=6) * scale   # float32 inputs: digits beyond these are rounding
-    return {"dataset": data.name, "data_shape": list(data.input_shape), "data_fingerprint": _fingerprint(data),
-            "data_stats": stats.tolist()}
+    stats = (
+        torch.round(stats / scale, decimals=6) * scale
+    )  # float32 inputs: digits beyond these are rounding
+    return {
+        "dataset": data.name,
+        "data_shape": list(data.input_shape),
+        "data_fingerprint": _fingerprint(data),
+        "data_stats": stats.tolist(),
+    }
 
 
 def recorded_source(meta: dict) -> str | None:
-    """The `--data` source a checkpoint records (`dataset` of a trained model, `data` of a fused one)."""
+    """The `--data` source a checkpoint records (`dataset` of a trained model, `data` of a fused
+    one).
+    """
     source = meta.get("dataset") or meta.get("data")
     return str(source) if source else None
 
 
 def data_mismatch(meta: dict, data: Dataset) -> list[str]:
-    """Why `data` is not the data a checkpoint with `meta` was trained on, one sentence each (none when it is,
-    or when the checkpoint records nothing to compare with).
+    """Why `data` is not the data a checkpoint with `meta` was trained on, one sentence each (none
+    when it is, or when the checkpoint records nothing to compare with).
 
     Args:
         meta: the checkpoint's meta.
         data: the data about to be measured.
 
     Returns:
-        The differences: other examples (labels or input statistics), or inputs beyond the training range.
+        The differences: other examples (labels or input statistics), or inputs beyond the training
+        range.
     """
     stats = meta.get("data_stats")
     if not stats:
@@ -72,8 +88,11 @@ def data_mismatch(meta: dict, data: Dataset) -> list[str]:
     trained = f"{meta.get('dataset', 'its training data')!r}"
     ours = data_record(data)
     if len(ours["data_stats"]) != len(stats):
-        return [f"data {data.name!r} has {len(ours['data_stats'])} input channels, the model was trained on "
-                f"{len(stats)} ({trained})"]
+        return [
+            f"data {data.name!r} has {len(ours['data_stats'])} input channels, the model was "
+            "trained on "
+            f"{len(stats)} ({trained})"
+        ]
     same_examples = ours["data_fingerprint"] == meta.get("data_fingerprint")
     for c, ((m0, s0, lo0, hi0), (m1, s1, lo1, hi1)) in enumerate(zip(stats, ours["data_stats"])):
         scale = s0 if s0 > 0 else 1.0
@@ -81,12 +100,20 @@ def data_mismatch(meta: dict, data: Dataset) -> list[str]:
             same_examples = False
         span = (hi0 - lo0) or 1.0
         if lo1 < lo0 - RANGE_TOL * span or hi1 > hi0 + RANGE_TOL * span:
-            out.append(f"data {data.name!r} has inputs in [{_g(lo1)}, {_g(hi1)}] (channel {c}), beyond the "
-                       f"range [{_g(lo0)}, {_g(hi0)}] the model was trained on ({trained}): check the scaling")
+            out.append(
+                f"data {data.name!r} has inputs in [{_g(lo1)}, {_g(hi1)}] (channel {c}), beyond "
+                "the "
+                f"range [{_g(lo0)}, {_g(hi0)}] the model was trained on ({trained}): check the "
+                "scaling"
+            )
             break
     if not same_examples:
-        out.insert(0, f"data {data.name!r} is not the data the model was trained on ({trained}): other labels or "
-                      "input statistics in the first training examples")
+        out.insert(
+            0,
+            f"data {data.name!r} is not the data the model was trained on ({trained}): other "
+            "labels or "
+            "input statistics in the first training examples",
+        )
     return out
 
 

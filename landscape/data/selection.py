@@ -1,16 +1,20 @@
-"""Which training examples a run uses: restrict the labels, take a seeded fraction, and the skill-transfer
-split of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020), Section 5.1.
+"""Which training examples a run uses: restrict the labels, take a seeded fraction, and the
+skill-transfer split of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020), Section
+5.1.
 
-A `Selection` is applied to the training and validation splits after the whole data set has been read and
-standardised, so models trained on different selections expect the same inputs (the statistics are those of
-the whole training split) and are evaluated on the same, whole test split (the paper's "global" test set).
+A `Selection` is applied to the training and validation splits after the whole data set has been
+read and standardised, so models trained on different selections expect the same inputs (the
+statistics are those of the whole training split) and are evaluated on the same, whole test split
+(the paper's "global" test set).
 
-The order is: keep `labels` (all when None) and drop `exclude_labels`; of those examples keep a `fraction`
-drawn with `seed` (or, with `rest`, the examples that fraction leaves out: the same seed splits the pool into
-two disjoint parts); then add every example of `plus_labels`. The skill-transfer recipe is two selections of
-the same pool, the labels other than the special one: model A gets the special label plus a share of the
-pool, model B the rest of the pool (`skill_transfer`).
+The order is: keep `labels` (all when None) and drop `exclude_labels`; of those examples keep a
+`fraction` drawn with `seed` (or, with `rest`, the examples that fraction leaves out: the same seed
+splits the pool into two disjoint parts); then add every example of `plus_labels`. The
+skill-transfer recipe is two selections of the same pool, the labels other than the special one:
+model A gets the special label plus a share of the pool, model B the rest of the pool
+(`skill_transfer`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,11 +43,15 @@ class Selection:
         if not 0 < self.fraction <= 1:
             raise LandscapeError(f"fraction must be in (0, 1], got {self.fraction}")
         if self.rest and self.fraction == 1:
-            raise LandscapeError("rest (the examples a fraction leaves out) needs a fraction below 1")
+            raise LandscapeError(
+                "rest (the examples a fraction leaves out) needs a fraction below 1"
+            )
         for name in ("labels", "exclude_labels", "plus_labels"):
             values = getattr(self, name) or ()
             if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
-                raise LandscapeError(f"{name} must be class indices (integers >= 0), got {list(values)}")
+                raise LandscapeError(
+                    f"{name} must be class indices (integers >= 0), got {list(values)}"
+                )
 
     @property
     def whole(self) -> bool:
@@ -54,17 +62,23 @@ class Selection:
         """The selection as results and checkpoints record it ({} when every example is kept)."""
         if self.whole:
             return {}
-        return {"labels": None if self.labels is None else list(self.labels),
-                "exclude_labels": list(self.exclude_labels), "fraction": self.fraction, "seed": self.seed,
-                "rest": self.rest, "plus_labels": list(self.plus_labels)}
+        return {
+            "labels": None if self.labels is None else list(self.labels),
+            "exclude_labels": list(self.exclude_labels),
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "rest": self.rest,
+            "plus_labels": list(self.plus_labels),
+        }
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A data set as `load_data` names it (`source`: digits, a .npz path, mnist:DIR, ...) and the examples
-    kept of it."""
+    """A data set as `load_data` names it (`source`: digits, a .npz path, mnist:DIR, ...) and the
+    examples kept of it.
+    """
 
-    source: str | None          # None: the data the checkpoints record (the command line's default)
+    source: str | None  # None: the data the checkpoints record (the command line's default)
     selection: Selection = Selection()
 
     def __str__(self) -> str:
@@ -95,13 +109,16 @@ def parse_skill_transfer(text: str, seed: int = 0) -> Selection:
     except ValueError:
         special = share = None
     if special is None or len(rest) > 2:
-        raise LandscapeError(f"skill transfer: expected PART[:LABEL[:SHARE]] such as A:4:0.1, got {text!r}")
+        raise LandscapeError(
+            f"skill transfer: expected PART[:LABEL[:SHARE]] such as A:4:0.1, got {text!r}"
+        )
     return skill_transfer(part.upper(), special, share, seed)
 
 
 def skill_transfer(part: str, special: int = 4, share: float = 0.1, seed: int = 0) -> Selection:
-    """Model A's or model B's training examples in the skill-transfer split: A has every example of the
-    `special` label plus a `share` of the other labels' examples, B the other labels' remaining examples.
+    """Model A's or model B's training examples in the skill-transfer split: A has every example of
+    the `special` label plus a `share` of the other labels' examples, B the other labels' remaining
+    examples.
 
     Args:
         part: "A" (the specialist) or "B" (the generalist).
@@ -116,11 +133,15 @@ def skill_transfer(part: str, special: int = 4, share: float = 0.1, seed: int = 
         LandscapeError: for an unknown part or a share outside (0, 1).
     """
     if part not in SKILL_PARTS:
-        raise LandscapeError(f"skill-transfer part must be one of {', '.join(SKILL_PARTS)}, got {part!r}")
+        raise LandscapeError(
+            f"skill-transfer part must be one of {', '.join(SKILL_PARTS)}, got {part!r}"
+        )
     if not 0 < share < 1:
         raise LandscapeError(f"skill-transfer share must be in (0, 1), got {share}")
     if part == "A":
-        return Selection(exclude_labels=(special,), fraction=share, seed=seed, plus_labels=(special,))
+        return Selection(
+            exclude_labels=(special,), fraction=share, seed=seed, plus_labels=(special,)
+        )
     return Selection(exclude_labels=(special,), fraction=share, seed=seed, rest=True)
 
 
@@ -140,13 +161,19 @@ def select(split: Split, selection: Selection) -> Split:
     if selection.whole:
         return split
     y = split.y.cpu()
-    pool = torch.ones(len(y), dtype=torch.bool) if selection.labels is None else _isin(y, selection.labels)
+    pool = (
+        torch.ones(len(y), dtype=torch.bool)
+        if selection.labels is None
+        else _isin(y, selection.labels)
+    )
     pool &= ~_isin(y, selection.exclude_labels)
     keep = pool.clone()
     if selection.fraction < 1:
         members = torch.nonzero(pool).flatten()
-        order = members[torch.randperm(len(members), generator=torch.Generator().manual_seed(selection.seed))]
-        drawn = order[:round(len(members) * selection.fraction)]
+        order = members[
+            torch.randperm(len(members), generator=torch.Generator().manual_seed(selection.seed))
+        ]
+        drawn = order[: round(len(members) * selection.fraction)]
         keep = pool.clone() if selection.rest else torch.zeros_like(pool)
         keep[drawn] = not selection.rest
     keep |= _isin(y, selection.plus_labels)

@@ -1,4 +1,5 @@
 """A split of a dataset held as in-memory tensors, and seeded subsets of it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,9 +24,13 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
-def subsample(split: Split, n: int | None, seed: int = 0, what: str = "`samples`", of: str = "available") -> Split:
-    """`n` examples drawn without replacement with `seed`: all of them when `n` is None, and with a warning
-    when `n` is more than there are. `what` names the setting and `of` the examples in messages."""
+def subsample(
+    split: Split, n: int | None, seed: int = 0, what: str = "`samples`", of: str = "available"
+) -> Split:
+    """`n` examples drawn without replacement with `seed`: all of them when `n` is None, and with a
+    warning when `n` is more than there are. `what` names the setting and `of` the examples in
+    messages.
+    """
     if n is not None and n <= 0:
         raise LandscapeError(f"{what} must be positive, got {n}")
     if n is None or n == len(split):
@@ -41,5 +46,7 @@ def subsample(split: Split, n: int | None, seed: int = 0, what: str = "`samples`
 def check_labels(split: Split, num_classes: int, what: str = "model") -> None:
     """Raise if a label cannot be predicted by a `num_classes`-way classifier."""
     if len(split) and int(split.y.max()) >= num_classes:
-        raise LandscapeError(f"labels out of range: data has label {int(split.y.max())} but the {what} "
-                             f"has {num_classes} classes")
+        raise LandscapeError(
+            f"labels out of range: data has label {int(split.y.max())} but the {what} "
+            f"has {num_classes} classes"
+        )

@@ -1,16 +1,19 @@
-"""Mode-connecting curves: a path of low loss between two models through a trained bend (Garipov, Izmailov,
-Podoprikhin, Vetrov & Wilson, "Loss Surfaces, Mode Connectivity, and Fast Ensembling of DNNs", NeurIPS 2018;
-Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially No Barriers in Neural Network Energy Landscape", ICML 2018).
+"""Mode-connecting curves: a path of low loss between two models through a trained bend (Garipov,
+Izmailov, Podoprikhin, Vetrov & Wilson, "Loss Surfaces, Mode Connectivity, and Fast Ensembling of
+DNNs", NeurIPS 2018; Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially No Barriers in Neural
+Network Energy Landscape", ICML 2018).
 
 With the endpoints A and B fixed and one bend θ, a point of the curve at t in [0, 1] is
 - `bezier`: the quadratic Bezier curve (1 - t)^2 A + 2 t (1 - t) θ + t^2 B;
 - `polychain`: the broken line A -> θ -> B, θ reached at t = 1/2.
-The bend starts at the midpoint of A and B and is trained by SGD on E_t[L(curve(t))], one t drawn uniformly per
-batch (Garipov et al., eq. 3), the model in train mode (BatchNorm normalises with batch statistics). Every point
-is a linear combination of the three states, so the curve is measured like the straight line (`evaluate_points`):
-loss and accuracy at evenly spaced t, BatchNorm statistics recomputed at each point for models that have them, and
-the barriers of `landscape.geometry.barrier` (the excess over the chord between the endpoints' values).
+The bend starts at the midpoint of A and B and is trained by SGD on E_t[L(curve(t))], one t drawn
+uniformly per batch (Garipov et al., eq. 3), the model in train mode (BatchNorm normalises with
+batch statistics). Every point is a linear combination of the three states, so the curve is measured
+like the straight line (`evaluate_points`): loss and accuracy at evenly spaced t, BatchNorm
+statistics recomputed at each point for models that have them, and the barriers of
+`landscape.geometry.barrier` (the excess over the chord between the endpoints' values).
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,14 +39,21 @@ def curve_coefficients(kind: str, t: np.ndarray) -> np.ndarray:
     """Weights (len(t), 3) of A, the bend and B at each t of a `kind` curve.
 
     Raises:
-        LandscapeError: an unknown kind."""
+        LandscapeError: an unknown kind.
+    """
     t = np.asarray(t, dtype=np.float64)
     if kind == "bezier":
-        return np.stack([(1 - t) ** 2, 2 * t * (1 - t), t ** 2], axis=1)
+        return np.stack([(1 - t) ** 2, 2 * t * (1 - t), t**2], axis=1)
     if kind == "polychain":
         first = t < 0.5
-        return np.stack([np.where(first, 1 - 2 * t, 0.0), np.where(first, 2 * t, 2 - 2 * t),
-                         np.where(first, 0.0, 2 * t - 1)], axis=1)
+        return np.stack(
+            [
+                np.where(first, 1 - 2 * t, 0.0),
+                np.where(first, 2 * t, 2 - 2 * t),
+                np.where(first, 0.0, 2 * t - 1),
+            ],
+            axis=1,
+        )
     raise LandscapeError(f"unknown curve kind {kind!r}; choose one of {', '.join(CURVE_KINDS)}")
 
 
@@ -51,30 +61,42 @@ def _check(a: nn.Module, b: nn.Module) -> None:
     check_finite(a, "model A")
     check_finite(b, "model B")
     if not same_layout([a.state_dict(), b.state_dict()]):
-        raise LandscapeError("the two models have different architectures or widths: align them first (`align` ot)")
+        raise LandscapeError(
+            "the two models have different architectures or widths: align them first (`align` ot)"
+        )
 
 
-def train_curve(a: nn.Module, b: nn.Module, data: Split | Data, *, kind: str = "bezier", epochs: int = 10,
-                lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128,
-                seed: int = 0, criterion: Criterion = "ce") -> nn.Module:
+def train_curve(
+    a: nn.Module,
+    b: nn.Module,
+    data: Split | Data,
+    *,
+    kind: str = "bezier",
+    epochs: int = 10,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    seed: int = 0,
+    criterion: Criterion = "ce",
+) -> nn.Module:
     """Train the bend of a `kind` curve from A to B (endpoints fixed) on `data`.
 
     Args:
         a, b: the endpoints, aligned to each other if wanted (same architecture and widths).
-        data: a `Split` (shuffled each epoch with `seed`) or a re-iterable of `(inputs, targets)` batches.
-        kind: "bezier" or "polychain".
-        epochs: passes over `data`.
-        lr, momentum, weight_decay: SGD on the bend's parameters.
-        batch_size: examples per step (a `Split` only).
-        seed: the seed of the t drawn per batch and of the shuffling.
-        criterion: "ce", "nll" or a loss callable.
+        data: a `Split` (shuffled each epoch with `seed`) or a re-iterable of `(inputs, targets)`
+        batches. kind: "bezier" or "polychain". epochs: passes over `data`. lr, momentum,
+        weight_decay: SGD on the bend's parameters. batch_size: examples per step (a `Split` only).
+        seed: the seed of the t drawn per batch and of the shuffling. criterion: "ce", "nll" or a
+        loss callable.
 
     Returns:
-        The bend: a copy of A's architecture holding θ (parameters trained; buffers those of the midpoint), in eval
-        mode.
+        The bend: a copy of A's architecture holding θ (parameters trained; buffers those of the
+        midpoint), in eval mode.
 
     Raises:
-        LandscapeError: models of different layouts, an unknown kind, epochs < 1."""
+        LandscapeError: models of different layouts, an unknown kind, epochs < 1.
+    """
     _check(a, b)
     curve_coefficients(kind, np.zeros(1))
     if epochs < 1:
@@ -82,11 +104,15 @@ def train_curve(a: nn.Module, b: nn.Module, data: Split | Data, *, kind: str = "
     gen = torch.Generator().manual_seed(seed)
     sa, sb = a.state_dict(), b.state_dict()
     bend = copy.deepcopy(a)
-    bend.load_state_dict({k: (v + sb[k]) / 2 if v.is_floating_point() else v for k, v in sa.items()})
+    bend.load_state_dict(
+        {k: (v + sb[k]) / 2 if v.is_floating_point() else v for k, v in sa.items()}
+    )
     names = [n for n, p in bend.named_parameters() if p.requires_grad]
     params = dict(bend.named_parameters())
     ends = [{n: s[n].detach() for n in names} for s in (sa, sb)]
-    optimiser = torch.optim.SGD([params[n] for n in names], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    optimiser = torch.optim.SGD(
+        [params[n] for n in names], lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     loss = loss_sum(criterion)
     device = next(bend.parameters()).device
     bend.train()
@@ -111,18 +137,28 @@ def train_curve(a: nn.Module, b: nn.Module, data: Split | Data, *, kind: str = "
     return bend.eval()
 
 
-def measure_curve(a: nn.Module, bend: nn.Module, b: nn.Module, kind: str, splits: Mapping[str, Data],
-                  points: int = 21, batch_size: int = 256, *, criterion: Criterion = "ce",
-                  reset_bn: bool | None = None) -> Curve:
-    """Loss and accuracy along the `kind` curve through `bend` at `points` evenly spaced t (0 = A, 1 = B) on
-    `splits["train"]` (and `splits["test"]`), with its barriers.
+def measure_curve(
+    a: nn.Module,
+    bend: nn.Module,
+    b: nn.Module,
+    kind: str,
+    splits: Mapping[str, Data],
+    points: int = 21,
+    batch_size: int = 256,
+    *,
+    criterion: Criterion = "ce",
+    reset_bn: bool | None = None,
+) -> Curve:
+    """Loss and accuracy along the `kind` curve through `bend` at `points` evenly spaced t (0 = A, 1
+    = B) on `splits["train"]` (and `splits["test"]`), with its barriers.
 
     Args:
-        reset_bn: recompute BatchNorm statistics on the train split at every point [whenever the model has
-            BatchNorm: the bend's interpolated statistics mean nothing].
+        reset_bn: recompute BatchNorm statistics on the train split at every point [whenever the
+            model has BatchNorm: the bend's interpolated statistics mean nothing].
 
     Returns:
-        A `Curve` whose `alphas` are the t values."""
+        A `Curve` whose `alphas` are the t values.
+    """
     _check(a, b)
     if not same_layout([a.state_dict(), bend.state_dict()]):
         raise LandscapeError("the bend has another architecture than the endpoints")
@@ -131,8 +167,18 @@ def measure_curve(a: nn.Module, bend: nn.Module, b: nn.Module, kind: str, splits
     reset = has_batchnorm(a) if reset_bn is None else reset_bn
     t = np.linspace(0.0, 1.0, points)
     order = [splits[name] for name in ("train", "test") if name in splits]
-    values = evaluate_points(a, [a.state_dict(), bend.state_dict(), b.state_dict()],
-                             torch.from_numpy(curve_coefficients(kind, t)), order, batch_size,
-                             reset_on=splits["train"] if reset else None, criterion=criterion).cpu().numpy()
+    values = (
+        evaluate_points(
+            a,
+            [a.state_dict(), bend.state_dict(), b.state_dict()],
+            torch.from_numpy(curve_coefficients(kind, t)),
+            order,
+            batch_size,
+            reset_on=splits["train"] if reset else None,
+            criterion=criterion,
+        )
+        .cpu()
+        .numpy()
+    )
     test = values[1] if "test" in splits else np.full((0, 2), np.nan)
     return curve_from_values(t, values[0], test, reset)

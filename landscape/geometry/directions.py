@@ -1,6 +1,8 @@
-"""Coordinates in parameter space: (filter-)normalised random directions, the principal directions of a training
-trajectory, the plane through three models, and piecewise-linear paths. Each returns anchor states and the
-coefficients that `points.evaluate_points` evaluates."""
+"""Coordinates in parameter space: (filter-)normalised random directions, the principal directions
+of a training trajectory, the plane through three models, and piecewise-linear paths. Each returns
+anchor states and the coefficients that `points.evaluate_points` evaluates.
+"""
+
 from __future__ import annotations
 
 import math
@@ -25,24 +27,27 @@ def trainable_names(model: nn.Module) -> list[str]:
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
-def filter_normalised_direction(model: nn.Module, generator: torch.Generator, include_1d: bool = False,
-                                norm: str = "filter") -> dict[str, torch.Tensor]:
+def filter_normalised_direction(
+    model: nn.Module, generator: torch.Generator, include_1d: bool = False, norm: str = "filter"
+) -> dict[str, torch.Tensor]:
     """A Gaussian direction with every filter rescaled to the norm of the same filter of the model.
 
-    Li et al. 2018 ("Visualizing the Loss Landscape of Neural Nets", section 4): for each parameter with at
-    least two dimensions, each slice along the first dimension (a convolution filter, a row of a linear layer)
-    gets `d_i <- d_i * ||θ_i|| / ||d_i||`. One-dimensional parameters (biases, BatchNorm scales and shifts) get
-    zero unless `include_1d`, in which case the direction copies them, as their reference code does. Buffers
-    never move. The normal draws happen on the CPU in parameter order, so a seed gives the same direction on
-    every device and rank.
+    Li et al. 2018 ("Visualizing the Loss Landscape of Neural Nets", section 4): for each parameter
+    with at least two dimensions, each slice along the first dimension (a convolution filter, a row
+    of a linear layer) gets `d_i <- d_i * ||θ_i|| / ||d_i||`. One-dimensional parameters (biases,
+    BatchNorm scales and shifts) get zero unless `include_1d`, in which case the direction copies
+    them, as their reference code does. Buffers never move. The normal draws happen on the CPU in
+    parameter order, so a seed gives the same direction on every device and rank.
 
-    `norm` chooses the other normalisations their reference code offers (`choices.DIRECTION_NORMS`): "layer"
-    rescales each parameter tensor as a whole to the norm of the model's, `d <- d * ||θ|| / ||d||`; "weight"
-    scales each entry by its weight, `d <- d * θ`; "none" keeps the Gaussian draw. The draws are the same for
-    every `norm`.
+    `norm` chooses the other normalisations their reference code offers (`choices.DIRECTION_NORMS`):
+    "layer" rescales each parameter tensor as a whole to the norm of the model's, `d <- d * ||θ|| /
+    ||d||`; "weight" scales each entry by its weight, `d <- d * θ`; "none" keeps the Gaussian draw.
+    The draws are the same for every `norm`.
     """
     if norm not in DIRECTION_NORMS:
-        raise LandscapeError(f"unknown direction normalisation {norm!r}; choose one of {', '.join(DIRECTION_NORMS)}")
+        raise LandscapeError(
+            f"unknown direction normalisation {norm!r}; choose one of {', '.join(DIRECTION_NORMS)}"
+        )
     names = set(trainable_names(model))
     out = {}
     for key, value in model.state_dict().items():
@@ -65,34 +70,48 @@ def filter_normalised_direction(model: nn.Module, generator: torch.Generator, in
     return out
 
 
-def pca_directions(final: State, trajectory: Sequence[State], names: Sequence[str]
-                   ) -> tuple[list[dict[str, torch.Tensor]], np.ndarray, np.ndarray]:
-    """The two principal directions of a training trajectory around its final point (Li et al. 2018, section 7).
+def pca_directions(
+    final: State, trajectory: Sequence[State], names: Sequence[str]
+) -> tuple[list[dict[str, torch.Tensor]], np.ndarray, np.ndarray]:
+    """The two principal directions of a training trajectory around its final point (Li et al. 2018,
+    section 7).
 
-    With θ_n the `final` state and θ_0..θ_{m-1} the `trajectory` states, the rows θ_i - θ_n of the trainable
-    parameters `names` (flattened) are centred and decomposed by SVD; the first two right singular vectors are
-    the directions (orthonormal, as states: zero for every other key), the squares of their singular values over
-    the total the share of the trajectory's variance each explains. The trajectory's coordinates are the
-    projections of θ_i - θ_n on the two directions, so the final state sits at the origin.
+    With θ_n the `final` state and θ_0..θ_{m-1} the `trajectory` states, the rows θ_i - θ_n of the
+    trainable parameters `names` (flattened) are centred and decomposed by SVD; the first two right
+    singular vectors are the directions (orthonormal, as states: zero for every other key), the
+    squares of their singular values over the total the share of the trajectory's variance each
+    explains. The trajectory's coordinates are the projections of θ_i - θ_n on the two directions,
+    so the final state sits at the origin.
 
     Returns:
-        (two direction states, the (m, 2) coordinates of the trajectory, the 2 explained variance ratios).
+        (two direction states, the (m, 2) coordinates of the trajectory, the 2 explained variance
+        ratios).
 
     Raises:
-        LandscapeError: with fewer than three trajectory states or a trajectory that does not span two dimensions.
+        LandscapeError: with fewer than three trajectory states or a trajectory that does not span
+        two dimensions.
     """
     if len(trajectory) < 3:
-        raise LandscapeError(f"PCA directions need at least 3 trajectory checkpoints, got {len(trajectory)}")
+        raise LandscapeError(
+            f"PCA directions need at least 3 trajectory checkpoints, got {len(trajectory)}"
+        )
     origin = torch.cat([t.double().flatten() for t in _params(final, names)])
-    rows = torch.stack([torch.cat([t.double().flatten() for t in _params(s, names)]) - origin for s in trajectory])
+    rows = torch.stack(
+        [torch.cat([t.double().flatten() for t in _params(s, names)]) - origin for s in trajectory]
+    )
     _, sing, vh = torch.linalg.svd(rows - rows.mean(0), full_matrices=False)
     if len(sing) < 2 or float(sing[1]) <= 1e-12 * max(float(sing[0]), 1e-300):
-        raise LandscapeError("the trajectory checkpoints do not span two dimensions (identical or collinear "
-                             "states): PCA gives no plane")
-    explained = (sing[:2] ** 2 / (sing ** 2).sum()).numpy()
+        raise LandscapeError(
+            "the trajectory checkpoints do not span two dimensions (identical or collinear "
+            "states): PCA gives no plane"
+        )
+    explained = (sing[:2] ** 2 / (sing**2).sum()).numpy()
     directions = []
     for v in vh[:2]:
-        state = {k: (torch.zeros_like(t) if t.is_floating_point() else t.clone()) for k, t in final.items()}
+        state = {
+            k: (torch.zeros_like(t) if t.is_floating_point() else t.clone())
+            for k, t in final.items()
+        }
         for name, piece in zip(names, v.split([final[n].numel() for n in names])):
             state[name] = piece.view_as(final[name]).to(final[name].dtype)
         directions.append(state)
@@ -109,10 +128,11 @@ def grid(lo: float, hi: float, steps: int) -> np.ndarray:
 
 
 def grid_coefficients(xs: np.ndarray, ys: np.ndarray | None, weights: np.ndarray) -> torch.Tensor:
-    """Coefficients for a grid in row-major (x, y) order: point `(x, y)` is `w0 + x w1 + y w2` over anchors.
+    """Coefficients for a grid in row-major (x, y) order: point `(x, y)` is `w0 + x w1 + y w2` over
+    anchors.
 
-    `weights` is `(3, K)` (or `(2, K)` for a line): the anchor coefficients of the origin, of the x axis and of
-    the y axis.
+    `weights` is `(3, K)` (or `(2, K)` for a line): the anchor coefficients of the origin, of the x
+    axis and of the y axis.
     """
     w = torch.as_tensor(weights, dtype=torch.float64)
     x = torch.as_tensor(xs, dtype=torch.float64)
@@ -124,22 +144,26 @@ def grid_coefficients(xs: np.ndarray, ys: np.ndarray | None, weights: np.ndarray
 
 
 def serpentine(shape: tuple[int, ...]) -> np.ndarray:
-    """Flat row-major indices of a 1-D or 2-D grid in serpentine order (every other row reversed), so that each
-    point is a neighbour of the one before it, as the walk of `points.evaluate_points` wants."""
+    """Flat row-major indices of a 1-D or 2-D grid in serpentine order (every other row reversed),
+    so that each point is a neighbour of the one before it, as the walk of `points.evaluate_points`
+    wants.
+    """
     order = np.arange(math.prod(shape)).reshape(shape[0], -1)
     order[1::2] = order[1::2, ::-1]
     return order.reshape(-1)
 
 
-COLLINEAR = 1e-5   # the third model of a plane must be at least this fraction of |B - A| off the line through A, B
+# the third model of a plane must be at least this fraction of |B - A| off the line through A, B
+COLLINEAR = 1e-5
 
 
 def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Orthonormal axes of the plane through three models (Garipov et al. 2018, section 3.3).
 
-    Origin A, x along `B - A`, y along the part of `C - A` orthogonal to it, lengths in parameter-space units
-    (trainable parameters). Returns the `(3, 3)` anchor coefficients of origin, x and y for `grid_coefficients`,
-    and the `(3, 2)` coordinates of A, B and C in the plane.
+    Origin A, x along `B - A`, y along the part of `C - A` orthogonal to it, lengths in
+    parameter-space units (trainable parameters). Returns the `(3, 3)` anchor coefficients of
+    origin, x and y for `grid_coefficients`, and the `(3, 2)` coordinates of A, B and C in the
+    plane.
     """
     a, b, c = (torch.cat([t.double().flatten() for t in _params(s, names)]) for s in states)
     u, w = b - a, c - a
@@ -148,20 +172,32 @@ def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarra
         raise LandscapeError("the first two models are identical: they do not span a plane")
     along = float(w @ u) / u_norm
     v_norm = float((w - along * u / u_norm).norm())
-    if v_norm <= COLLINEAR * u_norm:   # float32 rounding puts an exact midpoint about 1e-8 * |B - A| off the line
-        raise LandscapeError(f"the three models lie on one line (the third is {v_norm:.3g} off the line through the "
-                             f"first two, which are {u_norm:.3g} apart): they do not span a plane; a two-model "
-                             "average or fusion is the midpoint of its aligned parents, so plot a fine-tuned one")
-    weights = np.array([[1.0, 0.0, 0.0],
-                        [-1 / u_norm, 1 / u_norm, 0.0],
-                        [(along / u_norm - 1) / v_norm, -along / (u_norm * v_norm), 1 / v_norm]])
+    if (
+        v_norm <= COLLINEAR * u_norm
+    ):  # float32 rounding puts an exact midpoint about 1e-8 * |B - A| off the line
+        raise LandscapeError(
+            f"the three models lie on one line (the third is {v_norm:.3g} off the line through the "
+            f"first two, which are {u_norm:.3g} apart): they do not span a plane; a two-model "
+            "average or fusion is the midpoint of its aligned parents, so plot a fine-tuned one"
+        )
+    weights = np.array(
+        [
+            [1.0, 0.0, 0.0],
+            [-1 / u_norm, 1 / u_norm, 0.0],
+            [(along / u_norm - 1) / v_norm, -along / (u_norm * v_norm), 1 / v_norm],
+        ]
+    )
     coords = np.array([[0.0, 0.0], [u_norm, 0.0], [along, v_norm]])
     return weights, coords
 
 
-def plane_ranges(coords: np.ndarray, margin: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """x and y ranges covering the models' coordinates, padded on each side by `margin` times the larger extent
-    (so a third model close to the line through the first two still gets a readable plane)."""
+def plane_ranges(
+    coords: np.ndarray, margin: float
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """X and y ranges covering the models' coordinates, padded on each side by `margin` times the
+    larger extent (so a third model close to the line through the first two still gets a readable
+    plane).
+    """
     lo, hi = coords.min(0), coords.max(0)
     pad = margin * float((hi - lo).max())
     return (float(lo[0] - pad), float(hi[0] + pad)), (float(lo[1] - pad), float(hi[1] + pad))

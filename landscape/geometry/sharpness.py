@@ -1,24 +1,28 @@
 """Worst-case and average-case sharpness, standard or adaptive, in an L2 or L-infinity ball.
 
-With θ the trainable parameters, L the mean loss over the chosen examples (docs/conventions.md) and c a scale per
-parameter, perturbations are δ = c ⊙ e with e in the ball ||e||_p <= rho:
+With θ the trainable parameters, L the mean loss over the chosen examples (docs/conventions.md) and
+c a scale per parameter, perturbations are δ = c ⊙ e with e in the ball ||e||_p <= rho:
 - worst-case sharpness  S_max = max_{||e||_p <= rho} L(θ + c ⊙ e) - L(θ);
 - average-case sharpness S_avg = E_{e ~ N(0, rho^2 I)} L(θ + c ⊙ e) - L(θ);
-with c = 1 ("standard") or c = |θ| ("adaptive"; Kwon, Kim, Park & Choi, "ASAM: Adaptive sharpness-aware
-minimization for scale-invariant learning of deep neural networks", ICML 2021; Andriushchenko, Croce, Müller,
-Hein & Flammarion, "A modern look at the relationship between sharpness and generalization", ICML 2023).
-Adaptive sharpness is invariant under rescalings that leave the function unchanged (a ReLU neuron's incoming
-weights times a, its outgoing ones divided by a): L(θ + |θ| ⊙ e) is then the same function of e. The Hessian's
-top eigenvalue and standard sharpness are not.
+with c = 1 ("standard") or c = |θ| ("adaptive"; Kwon, Kim, Park & Choi, "ASAM: Adaptive
+sharpness-aware minimization for scale-invariant learning of deep neural networks", ICML 2021;
+Andriushchenko, Croce, Müller, Hein & Flammarion, "A modern look at the relationship between
+sharpness and generalization", ICML 2023). Adaptive sharpness is invariant under rescalings that
+leave the function unchanged (a ReLU neuron's incoming weights times a, its outgoing ones divided by
+a): L(θ + |θ| ⊙ e) is then the same function of e. The Hessian's top eigenvalue and standard
+sharpness are not.
 
-The maximum is sought by projected gradient ascent on e (Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards deep
-learning models resistant to adversarial attacks", ICLR 2018), from `restarts` random starts (e uniform in the
-L-infinity ball, or a uniformly random direction at a uniform radius in the L2 ball), `steps` steps each of size
-`step_size` (default 2.5 rho / steps): e <- P(e + s g / ||g||_2) for L2, e <- clip(e + s sign(g), -rho, rho) for
-L-infinity, g = c ⊙ ∇L(θ + c ⊙ e). The largest loss met at any iterate is kept, so S_max is a lower bound on the
-true maximum that more steps or restarts can only raise. Both are measured on the whole set of examples given
-(Andriushchenko et al. average over mini-batches of m examples; pass m examples to match their m-sharpness).
+The maximum is sought by projected gradient ascent on e (Madry, Makelov, Schmidt, Tsipras & Vladu,
+"Towards deep learning models resistant to adversarial attacks", ICLR 2018), from `restarts` random
+starts (e uniform in the L-infinity ball, or a uniformly random direction at a uniform radius in the
+L2 ball), `steps` steps each of size `step_size` (default 2.5 rho / steps): e <- P(e + s g /
+||g||_2) for L2, e <- clip(e + s sign(g), -rho, rho) for L-infinity, g = c ⊙ ∇L(θ + c ⊙ e). The
+largest loss met at any iterate is kept, so S_max is a lower bound on the true maximum that more
+steps or restarts can only raise. Both are measured on the whole set of examples given
+(Andriushchenko et al. average over mini-batches of m examples; pass m examples to match their
+m-sharpness).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,10 +47,11 @@ from ..loss import Criterion, loss_name, loss_sum
 
 @dataclass
 class SharpnessResult:
-    """Worst-case (`worst`) and average-case (`average`, with its standard error) sharpness around a model whose
-    loss is `loss`; `restart_worst` is each restart's largest increase and `random_increase` each random draw's.
-    `passes` counts loss evaluations over the data (forward passes; all but the last of each restart with a
-    backward pass)."""
+    """Worst-case (`worst`) and average-case (`average`, with its standard error) sharpness around a
+    model whose loss is `loss`; `restart_worst` is each restart's largest increase and
+    `random_increase` each random draw's. `passes` counts loss evaluations over the data (forward
+    passes; all but the last of each restart with a backward pass).
+    """
 
     kind: str
     norm: str
@@ -71,9 +76,13 @@ class SharpnessResult:
 
 
 class _Loss:
-    """The mean loss over fixed batches and its gradient with respect to the model's trainable parameters."""
+    """The mean loss over fixed batches and its gradient with respect to the model's trainable
+    parameters.
+    """
 
-    def __init__(self, model: nn.Module, data: Split | Iterable[Batch], batch_size: int, criterion: Criterion):
+    def __init__(
+        self, model: nn.Module, data: Split | Iterable[Batch], batch_size: int, criterion: Criterion
+    ):
         self.model, self.loss = model, loss_sum(criterion)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.batches: Batches = as_batches(data, batch_size, self.params[0].device)
@@ -84,14 +93,23 @@ class _Loss:
 
     def __call__(self, grad: bool) -> tuple[float, torch.Tensor | None]:
         total = torch.zeros((), dtype=torch.float64, device=self.params[0].device)
-        flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.params[0].dtype,
-                           device=self.params[0].device) if grad else None
+        flat = (
+            torch.zeros(
+                sum(p.numel() for p in self.params),
+                dtype=self.params[0].dtype,
+                device=self.params[0].device,
+            )
+            if grad
+            else None
+        )
         with torch.set_grad_enabled(grad):
             for x, y in self.batches:
                 x = x.to(self.params[0].dtype) if x.is_floating_point() else x
                 value = self.loss(self.model(x), y)
                 if grad:
-                    g = torch.autograd.grad(value, self.params, allow_unused=True, materialize_grads=True)
+                    g = torch.autograd.grad(
+                        value, self.params, allow_unused=True, materialize_grads=True
+                    )
                     flat += torch.cat([t.reshape(-1) for t in g])
                 total += value.detach().double()
         self.passes += 1
@@ -100,14 +118,19 @@ class _Loss:
 
 
 @contextmanager
-def _moved(params: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, Callable[[torch.Tensor], None]]]:
-    """(the flat original parameters, a function that sets them to original + delta); restores them on exit."""
+def _moved(
+    params: list[torch.Tensor],
+) -> Iterator[tuple[torch.Tensor, Callable[[torch.Tensor], None]]]:
+    """(the flat original parameters, a function that sets them to original + delta); restores them
+    on exit.
+    """
     original = torch.cat([p.detach().reshape(-1) for p in params]).clone()
 
     def place(delta: torch.Tensor) -> None:
         with torch.no_grad():
             for p, piece in zip(params, (original + delta).split([p.numel() for p in params])):
                 p.copy_(piece.view_as(p))
+
     try:
         yield original, place
     finally:
@@ -126,11 +149,25 @@ def _start(size: int, rho: float, norm: str, generator: torch.Generator) -> torc
     if norm == "linf":
         return (torch.rand(size, generator=generator, dtype=torch.float64) * 2 - 1) * rho
     direction = torch.randn(size, generator=generator, dtype=torch.float64)
-    return direction / direction.norm() * rho * float(torch.rand((), generator=generator, dtype=torch.float64))
+    return (
+        direction
+        / direction.norm()
+        * rho
+        * float(torch.rand((), generator=generator, dtype=torch.float64))
+    )
 
 
-def _ascent(evaluate: _Loss, place: Callable[[torch.Tensor], None], scale: torch.Tensor, e: torch.Tensor,
-            rho: float, norm: str, steps: int, step_size: float, bar: Any) -> float:
+def _ascent(
+    evaluate: _Loss,
+    place: Callable[[torch.Tensor], None],
+    scale: torch.Tensor,
+    e: torch.Tensor,
+    rho: float,
+    norm: str,
+    steps: int,
+    step_size: float,
+    bar: Any,
+) -> float:
     """The largest loss at the iterates of `steps` projected gradient ascent steps from `e`."""
     best = -math.inf
     for step in range(steps + 1):
@@ -146,12 +183,23 @@ def _ascent(evaluate: _Loss, place: Callable[[torch.Tensor], None], scale: torch
     return best
 
 
-def measure_sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str = "adaptive", rho: float = 0.05,
-                      norm: str = "l2", steps: int = 10, restarts: int = 3, random_draws: int = 10,
-                      step_size: float | None = None, seed: int = 0, batch_size: int = 256,
-                      criterion: Criterion = "ce") -> SharpnessResult:
-    """Worst-case and average-case sharpness of the mean loss of `model` (eval mode) on `data` (a `Split` or a
-    re-iterable of batches) within radius `rho` (see the module docstring). The model is left as it was.
+def measure_sharpness(
+    model: nn.Module,
+    data: Split | Iterable[Batch],
+    kind: str = "adaptive",
+    rho: float = 0.05,
+    norm: str = "l2",
+    steps: int = 10,
+    restarts: int = 3,
+    random_draws: int = 10,
+    step_size: float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    criterion: Criterion = "ce",
+) -> SharpnessResult:
+    """Worst-case and average-case sharpness of the mean loss of `model` (eval mode) on `data` (a
+    `Split` or a re-iterable of batches) within radius `rho` (see the module docstring). The model
+    is left as it was.
 
     Args:
         kind: "adaptive" (perturbations scaled by |θ|) or "standard".
@@ -159,23 +207,35 @@ def measure_sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str
         steps, restarts: projected gradient ascent steps per restart, and random restarts.
         random_draws: Gaussian perturbations averaged for the average case (0: none).
         step_size: the ascent step s [2.5 rho / steps].
-        seed: seeds the random starts and draws (drawn on the CPU, so every device gives the same ones).
+        seed: seeds the random starts and draws (drawn on the CPU, so every device gives the same
+        ones).
 
     Returns:
         A `SharpnessResult`.
 
     Raises:
-        LandscapeError: for an unknown kind or norm, a negative radius, fewer than one step or restart, a model in
-            train mode with dropout or BatchNorm, no trainable parameters, or no examples.
+        LandscapeError: for an unknown kind or norm, a negative radius, fewer than one step or
+            restart, a model in train mode with dropout or BatchNorm, no trainable parameters, or no
+            examples.
     """
     if kind not in SHARPNESS_KINDS:
-        raise LandscapeError(f"unknown sharpness kind {kind!r}; choose {' or '.join(SHARPNESS_KINDS)}")
+        raise LandscapeError(
+            f"unknown sharpness kind {kind!r}; choose {' or '.join(SHARPNESS_KINDS)}"
+        )
     if norm not in SHARPNESS_NORMS:
         raise LandscapeError(f"unknown norm {norm!r}; choose {' or '.join(SHARPNESS_NORMS)}")
-    if not rho > 0 or steps < 1 or restarts < 1 or random_draws < 0 or (step_size is not None and step_size <= 0):
-        raise LandscapeError(f"`rho` and `step_size` must be positive, `steps` and `restarts` at least 1 and "
-                             f"`random_draws` at least 0, got rho={rho}, steps={steps}, restarts={restarts}, "
-                             f"random_draws={random_draws}, step_size={step_size}")
+    if (
+        not rho > 0
+        or steps < 1
+        or restarts < 1
+        or random_draws < 0
+        or (step_size is not None and step_size <= 0)
+    ):
+        raise LandscapeError(
+            f"`rho` and `step_size` must be positive, `steps` and `restarts` at least 1 and "
+            f"`random_draws` at least 0, got rho={rho}, steps={steps}, restarts={restarts}, "
+            f"random_draws={random_draws}, step_size={step_size}"
+        )
     check_finite(model)
     check_model(model)
     step_size = 2.5 * rho / steps if step_size is None else step_size
@@ -189,17 +249,56 @@ def measure_sharpness(model: nn.Module, data: Split | Iterable[Batch], kind: str
         bar = progress.bar(total=restarts * (steps + 1) + random_draws, desc=f"{kind} sharpness")
         try:
             for _ in range(restarts):
-                worst.append(_ascent(evaluate, place, scale, _start(theta.numel(), rho, norm, generator).to(theta),
-                                     rho, norm, steps, step_size, bar) - base)
+                worst.append(
+                    _ascent(
+                        evaluate,
+                        place,
+                        scale,
+                        _start(theta.numel(), rho, norm, generator).to(theta),
+                        rho,
+                        norm,
+                        steps,
+                        step_size,
+                        bar,
+                    )
+                    - base
+                )
             for _ in range(random_draws):
-                place(scale * torch.randn(theta.numel(), generator=generator, dtype=torch.float64).to(theta) * rho)
+                place(
+                    scale
+                    * torch.randn(theta.numel(), generator=generator, dtype=torch.float64).to(theta)
+                    * rho
+                )
                 increases.append(evaluate(grad=False)[0] - base)
                 bar.update(1)
         finally:
             bar.close()
     random_increase = np.array(increases)
     average = float(random_increase.mean()) if increases else math.nan
-    stderr = float(random_increase.std(ddof=1) / math.sqrt(len(increases))) if len(increases) > 1 else math.nan
-    return SharpnessResult(kind, norm, rho, base, max(worst), average, stderr, np.array(worst), random_increase,
-                           steps, restarts, random_draws, step_size, seed, evaluate.passes,
-                           time.perf_counter() - start, theta.numel(), evaluate.n, batch_size, loss_name(criterion))
+    stderr = (
+        float(random_increase.std(ddof=1) / math.sqrt(len(increases)))
+        if len(increases) > 1
+        else math.nan
+    )
+    return SharpnessResult(
+        kind,
+        norm,
+        rho,
+        base,
+        max(worst),
+        average,
+        stderr,
+        np.array(worst),
+        random_increase,
+        steps,
+        restarts,
+        random_draws,
+        step_size,
+        seed,
+        evaluate.passes,
+        time.perf_counter() - start,
+        theta.numel(),
+        evaluate.n,
+        batch_size,
+        loss_name(criterion),
+    )

@@ -1,11 +1,13 @@
-"""Atomic file writes (checkpoints, figures, reports): write beside the target, then rename, so no partial
-file is ever left behind.
+"""Atomic file writes (checkpoints, figures, reports): write beside the target, then rename, so no
+partial file is ever left behind.
 
-The temporary file is `.<name>.<host>.<pid>.<random>.tmp`, so it names its writer: a writer killed before the
-rename (`kill -9`) leaves it behind, and the next write to the same target removes it once that process is
-gone (a writer on another host is presumed gone after a day). Files get the mode the umask allows
-(0666 & ~umask), as any file a program creates, so results on a shared file system are readable as usual.
+The temporary file is `.<name>.<host>.<pid>.<random>.tmp`, so it names its writer: a writer killed
+before the rename (`kill -9`) leaves it behind, and the next write to the same target removes it
+once that process is gone (a writer on another host is presumed gone after a day). Files get the
+mode the umask allows (0666 & ~umask), as any file a program creates, so results on a shared file
+system are readable as usual.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,11 +20,13 @@ from pathlib import Path
 
 from ..errors import LandscapeError
 
-FOREIGN_AGE = 86400.0   # seconds after which another host's temporary file is taken to be stale
+FOREIGN_AGE = 86400.0  # seconds after which another host's temporary file is taken to be stale
 
 
 def make_parent(path: str | os.PathLike) -> None:
-    """Create the folders above `path`; a file in the way or a folder without write access is a one-line error."""
+    """Create the folders above `path`; a file in the way or a folder without write access is a
+    one-line error.
+    """
     folder = Path(path).parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -34,8 +38,10 @@ def make_parent(path: str | os.PathLike) -> None:
 
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
-    """Raise now, before any work, if `path` (a file, or a folder with `folder`) could not be written later:
-    a file where a folder is needed, a folder where the file would go, or no permission; creates nothing."""
+    """Raise now, before any work, if `path` (a file, or a folder with `folder`) could not be
+    written later: a file where a folder is needed, a folder where the file would go, or no
+    permission; creates nothing.
+    """
     path = Path(path).expanduser()
     if not folder and path.is_dir():
         raise LandscapeError(f"cannot write {path}: it is a folder")
@@ -62,17 +68,21 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(target: Path) -> list[Path]:
-    """Remove the temporary files of writers of `target` that died before renaming them; return them."""
+    """Remove the temporary files of writers of `target` that died before renaming them; return
+    them.
+    """
     host, prefix, removed = socket.gethostname(), f".{target.name}.", []
     for tmp in target.parent.iterdir():
         if not (tmp.name.startswith(prefix) and tmp.name.endswith(".tmp")):
             continue
-        writer, pid, _ = [*tmp.name[len(prefix):-len(".tmp")].rsplit(".", 2), "", ""][:3]
+        writer, pid, _ = [*tmp.name[len(prefix) : -len(".tmp")].rsplit(".", 2), "", ""][:3]
         try:
             age = time.time() - tmp.stat().st_mtime
         except FileNotFoundError:
             continue
-        if (writer == host and pid.isdigit() and not _alive(int(pid))) or (writer != host and age > FOREIGN_AGE):
+        if (writer == host and pid.isdigit() and not _alive(int(pid))) or (
+            writer != host and age > FOREIGN_AGE
+        ):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             removed.append(tmp)
@@ -81,12 +91,18 @@ def remove_stale(target: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it onto `path`, else delete it."""
+    """Yield a temporary path in the target's folder; on success rename it onto `path`, else delete
+    it.
+    """
     target = Path(path)
     make_parent(target)
     remove_stale(target)
-    tmp = target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))   # the umask decides its mode
+    tmp = target.with_name(
+        f".{target.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    )
+    os.close(
+        os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    )  # the umask decides its mode
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

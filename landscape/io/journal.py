@@ -1,19 +1,22 @@
-"""In-place updates of a file that a kill at any moment cannot tear: a page overlay committed through a
-rollback journal (the scheme of SQLite's rollback journal).
+"""In-place updates of a file that a kill at any moment cannot tear: a page overlay committed
+through a rollback journal (the scheme of SQLite's rollback journal).
 
-`update(path)` locks the file exclusively, plays back what a killed writer left, and yields a `PagedFile`: a
-file-like view of `path` whose writes stay in memory, in 4 KiB pages. When the block ends without an error
-the commit
+`update(path)` locks the file exclusively, plays back what a killed writer left, and yields a
+`PagedFile`: a file-like view of `path` whose writes stay in memory, in 4 KiB pages. When the block
+ends without an error the commit
 1. writes the current bytes of every page about to change (and the file's length) to the journal
-   `.<name>.journal` beside the file: to `.<name>.journal.new` first, synced, then renamed into place;
+   `.<name>.journal` beside the file: to `.<name>.journal.new` first, synced, then renamed into
+   place;
 2. writes the new pages into the file itself, sets its length and syncs it;
 3. deletes the journal.
-A kill before the rename leaves the file untouched; a kill after it leaves a journal that the next reader or
-writer plays back (the old bytes and the old length restored) before it uses the file. So the file always
-holds the whole old or the whole new content, and a commit writes only the pages that changed, never the whole
-file. On an error inside the block nothing is written, and a file the block created is removed again.
-`consistent(path)` is the reader's side: a shared lock on a file with no journal to play back.
+A kill before the rename leaves the file untouched; a kill after it leaves a journal that the next
+reader or writer plays back (the old bytes and the old length restored) before it uses the file. So
+the file always holds the whole old or the whole new content, and a commit writes only the pages
+that changed, never the whole file. On an error inside the block nothing is written, and a file the
+block created is removed again. `consistent(path)` is the reader's side: a shared lock on a file
+with no journal to play back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,11 +32,13 @@ from .locking import file_lock
 
 PAGE = 4096
 MAGIC = b"landscape-journal/1\n"
-_ENTRY = struct.Struct("<QQ")   # offset, length
+_ENTRY = struct.Struct("<QQ")  # offset, length
 
 
 def journal_path(path: str | os.PathLike) -> Path:
-    """Where the journal of the file at `path` lives while a commit is in progress (or after a kill)."""
+    """Where the journal of the file at `path` lives while a commit is in progress (or after a
+    kill).
+    """
     path = Path(path)
     return path.with_name(f".{path.name}.journal")
 
@@ -44,13 +49,17 @@ def _pending(path: Path) -> Path:
 
 
 class PagedFile(io.RawIOBase):
-    """A read-write view of an open file whose writes are kept in memory until `commit` (see the module)."""
+    """A read-write view of an open file whose writes are kept in memory until `commit` (see the
+    module).
+    """
 
     def __init__(self, fd: int):
         super().__init__()
         self.fd = fd
         self.original = self.size = os.fstat(fd).st_size
-        self.floor = self.original   # bytes below this are as on disk unless a page says otherwise, above it zeros
+        self.floor = (
+            self.original
+        )  # bytes below this are as on disk unless a page says otherwise, above it zeros
         self.pos = 0
         self.pages: dict[int, bytearray] = {}
 
@@ -72,7 +81,9 @@ class PagedFile(io.RawIOBase):
         return self.pos
 
     def _disk(self, offset: int, length: int) -> bytes:
-        """`length` bytes at `offset` as this view had them before any write: the file below `floor`, zeros above."""
+        """`length` bytes at `offset` as this view had them before any write: the file below
+        `floor`, zeros above.
+        """
         valid = max(0, min(length, self.floor - offset))
         data = os.pread(self.fd, valid, offset) if valid else b""
         return data + bytes(length - len(data))
@@ -85,11 +96,11 @@ class PagedFile(io.RawIOBase):
             page, start = divmod(self.pos + done, PAGE)
             take = min(PAGE - start, n - done)
             if page in self.pages:
-                view[done:done + take] = self.pages[page][start:start + take]
-            else:   # a run of pages that were not written: one read
+                view[done : done + take] = self.pages[page][start : start + take]
+            else:  # a run of pages that were not written: one read
                 while done + take < n and (self.pos + done + take) // PAGE not in self.pages:
                     take = min(n - done, take + PAGE)
-                view[done:done + take] = self._disk(self.pos + done, take)
+                view[done : done + take] = self._disk(self.pos + done, take)
             done += take
         self.pos += n
         return n
@@ -102,7 +113,7 @@ class PagedFile(io.RawIOBase):
             take = min(PAGE - start, len(view) - done)
             if page not in self.pages:
                 self.pages[page] = bytearray(self._disk(page * PAGE, PAGE))
-            self.pages[page][start:start + take] = view[done:done + take]
+            self.pages[page][start : start + take] = view[done : done + take]
             done += take
         self.pos += len(view)
         self.size = max(self.size, self.pos)
@@ -129,8 +140,11 @@ class PagedFile(io.RawIOBase):
 
     def _saved(self) -> list[tuple[int, bytes]]:
         """The current bytes of every range of the file that the commit overwrites or cuts off."""
-        ranges = [(p * PAGE, min((p + 1) * PAGE, self.original))
-                  for p in sorted(self.pages) if p * PAGE < self.original]
+        ranges = [
+            (p * PAGE, min((p + 1) * PAGE, self.original))
+            for p in sorted(self.pages)
+            if p * PAGE < self.original
+        ]
         cut = min(self.floor, self.size)
         if cut < self.original:
             ranges.append((cut, self.original))
@@ -141,9 +155,11 @@ class PagedFile(io.RawIOBase):
         if not self.changed():
             return
         _write_journal(path, self.original, self._saved())
-        os.ftruncate(self.fd, self.floor)   # bytes cut off by a truncation read as zeros from here on
+        os.ftruncate(
+            self.fd, self.floor
+        )  # bytes cut off by a truncation read as zeros from here on
         for page in sorted(self.pages):
-            os.pwrite(self.fd, self.pages[page][:max(0, self.size - page * PAGE)], page * PAGE)
+            os.pwrite(self.fd, self.pages[page][: max(0, self.size - page * PAGE)], page * PAGE)
         os.ftruncate(self.fd, self.size)
         os.fsync(self.fd)
         os.unlink(journal_path(path))
@@ -158,7 +174,9 @@ def _sync_folder(folder: Path) -> None:
 
 
 def _write_journal(path: Path, length: int, saved: list[tuple[int, bytes]]) -> None:
-    body = MAGIC + struct.pack("<Q", length) + b"".join(_ENTRY.pack(o, len(d)) + d for o, d in saved)
+    body = (
+        MAGIC + struct.pack("<Q", length) + b"".join(_ENTRY.pack(o, len(d)) + d for o, d in saved)
+    )
     new = _pending(path)
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
@@ -171,24 +189,28 @@ def _write_journal(path: Path, length: int, saved: list[tuple[int, bytes]]) -> N
 
 
 def _play_back(path: Path, fd: int) -> None:
-    """Restore what the journal of a killed writer saved, then delete it; remove a half-written journal."""
+    """Restore what the journal of a killed writer saved, then delete it; remove a half-written
+    journal.
+    """
     journal = journal_path(path)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(_pending(path))   # the writer died before its journal was complete
+        os.unlink(_pending(path))  # the writer died before its journal was complete
     try:
         raw = journal.read_bytes()
     except FileNotFoundError:
         return
     body, digest = raw[:-32], raw[-32:]
     if not body.startswith(MAGIC) or hashlib.sha256(body).digest() != digest:
-        raise LandscapeError(f"{journal}: damaged journal of an interrupted write to {path}; move both aside")
+        raise LandscapeError(
+            f"{journal}: damaged journal of an interrupted write to {path}; move both aside"
+        )
     at = len(MAGIC)
     (length,) = struct.unpack_from("<Q", body, at)
     at += 8
     while at < len(body):
         offset, size = _ENTRY.unpack_from(body, at)
         at += _ENTRY.size
-        os.pwrite(fd, body[at:at + size], offset)
+        os.pwrite(fd, body[at : at + size], offset)
         at += size
     os.ftruncate(fd, length)
     os.fsync(fd)
@@ -211,7 +233,9 @@ def update(path: str | os.PathLike) -> Iterator[PagedFile]:
             yield view
         except BaseException:
             if view.original == 0:
-                os.unlink(path)   # a file this block created (or a killed writer's empty one): leave nothing
+                os.unlink(
+                    path
+                )  # a file this block created (or a killed writer's empty one): leave nothing
             raise
         if view.original == 0 and view.size == 0:
             os.unlink(path)
@@ -221,8 +245,9 @@ def update(path: str | os.PathLike) -> Iterator[PagedFile]:
 
 @contextlib.contextmanager
 def consistent(path: str | os.PathLike) -> Iterator[bool]:
-    """Hold a shared lock on the file at `path` once nothing of a killed writer is left (its journal played
-    back, an empty file it created removed); yield whether the file exists."""
+    """Hold a shared lock on the file at `path` once nothing of a killed writer is left (its journal
+    played back, an empty file it created removed); yield whether the file exists.
+    """
     path = Path(path)
     while True:
         with file_lock(path, exclusive=False) as fd:

@@ -1,14 +1,16 @@
 """Advisory file locks shared by every process that reads or writes a result file.
 
-A lock is `flock` on a descriptor of the file itself: shared for readers, exclusive for writers. HDF5 (1.10 and
-later) takes the same kind of lock on the files it opens, so a writer here also waits for other programs reading
-the file with h5py, and they are refused while it writes. After the lock is granted the path is checked to still
-name the locked file (an empty file left by a killed writer is removed under the lock), else the lock is taken
-again on what the path names now. A wait longer than `PATIENCE` seconds is reported in one warning (a program
-holding the file open, e.g. an `h5py.File` in a notebook, makes writers wait). File systems without `flock`
-(some cluster mounts) get one warning and no locking. Within one process, an exclusive lock on a file that this
-process already holds would wait for itself forever; that is refused instead.
+A lock is `flock` on a descriptor of the file itself: shared for readers, exclusive for writers.
+HDF5 (1.10 and later) takes the same kind of lock on the files it opens, so a writer here also waits
+for other programs reading the file with h5py, and they are refused while it writes. After the lock
+is granted the path is checked to still name the locked file (an empty file left by a killed writer
+is removed under the lock), else the lock is taken again on what the path names now. A wait longer
+than `PATIENCE` seconds is reported in one warning (a program holding the file open, e.g. an
+`h5py.File` in a notebook, makes writers wait). File systems without `flock` (some cluster mounts)
+get one warning and no locking. Within one process, an exclusive lock on a file that this process
+already holds would wait for itself forever; that is refused instead.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +24,10 @@ from pathlib import Path
 from ..errors import warn
 
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
-PATIENCE = 10.0   # seconds of waiting for a lock before saying so
-_held: dict[tuple[int, int], list[bool]] = {}   # (device, inode) -> the kinds of lock this process holds on it
+PATIENCE = 10.0  # seconds of waiting for a lock before saying so
+_held: dict[
+    tuple[int, int], list[bool]
+] = {}  # (device, inode) -> the kinds of lock this process holds on it
 _warned: set[str] = set()
 
 
@@ -61,15 +65,21 @@ def _flock(fd: int, exclusive: bool, path: Path) -> None:
             raise
         if str(path.parent) not in _warned:
             _warned.add(str(path.parent))
-            warn(f"the file system of {path.parent} does not support file locks: concurrent writers of the same "
-                 "result file may overwrite each other")
+            warn(
+                f"the file system of {path.parent} does not support file locks: concurrent writers "
+                "of the same "
+                "result file may overwrite each other"
+            )
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike, exclusive: bool, create: bool = False) -> Iterator[int | None]:
-    """Hold a shared or exclusive lock on the file at `path`; yield a descriptor of it (read-write when
-    `exclusive`). With `create` a missing file is created empty (mode 0666 less the umask); without it a
-    missing file yields None."""
+def file_lock(
+    path: str | os.PathLike, exclusive: bool, create: bool = False
+) -> Iterator[int | None]:
+    """Hold a shared or exclusive lock on the file at `path`; yield a descriptor of it (read-write
+    when `exclusive`). With `create` a missing file is created empty (mode 0666 less the umask);
+    without it a missing file yields None.
+    """
     path = Path(path)
     flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if exclusive else os.O_RDONLY
     while True:

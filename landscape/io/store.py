@@ -1,18 +1,21 @@
-"""The HDF5 result store, the only module that opens HDF5 files (docs/conventions.md, "HDF5 results").
+"""The HDF5 result store, the only module that opens HDF5 files (docs/conventions.md, "HDF5
+results").
 
-One file holds many results; each result is a group named after what it measured, its arrays datasets, its
-scalars and settings attributes. Results are dataclasses or dicts, split into arrays and attributes by
-`result_arrays`; a result's `key` attribute (`content_key`) identifies what it was computed from, so reruns can
-skip or resume it. Only rank 0 writes.
+One file holds many results; each result is a group named after what it measured, its arrays
+datasets, its scalars and settings attributes. Results are dataclasses or dicts, split into arrays
+and attributes by `result_arrays`; a result's `key` attribute (`content_key`) identifies what it was
+computed from, so reruns can skip or resume it. Only rank 0 writes.
 
-Safe under concurrency and kills (`journal.py`): a write locks the file exclusively (readers take a shared
-lock) and changes it in place through a rollback journal, so a kill at any moment leaves every group of the
-write old or every one new, and the next reader or writer repairs what the killed writer left. A group is
-rewritten in place: datasets of the same shape and type are overwritten where they are, and strings are stored
-at fixed length (a variable-length string takes a new 4 KiB heap block on every rewrite that HDF5 never gives
-back), so a contour that rewrites its group every few seconds does not grow its file. New files keep HDF5's
-free-space records (`fs_persist`), so the space a deleted dataset leaves is reused by later writes.
+Safe under concurrency and kills (`journal.py`): a write locks the file exclusively (readers take a
+shared lock) and changes it in place through a rollback journal, so a kill at any moment leaves
+every group of the write old or every one new, and the next reader or writer repairs what the killed
+writer left. A group is rewritten in place: datasets of the same shape and type are overwritten
+where they are, and strings are stored at fixed length (a variable-length string takes a new 4 KiB
+heap block on every rewrite that HDF5 never gives back), so a contour that rewrites its group every
+few seconds does not grow its file. New files keep HDF5's free-space records (`fs_persist`), so the
+space a deleted dataset leaves is reused by later writes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,13 +39,21 @@ from .journal import consistent, update
 
 Arrays = dict[str, np.ndarray]
 Attrs = dict[str, Any]
-NEW_FILE = {"libver": ("v110", "v110"), "fs_strategy": "fsm", "fs_persist": True}   # HDF5 1.10 or later reads it
-LONG_TEXT = 32768   # longer strings are stored variable-length: a fixed-length attribute that big needs the
-                    # 1.10 format, which files written by earlier versions of this package lack
+NEW_FILE = {
+    "libver": ("v110", "v110"),
+    "fs_strategy": "fsm",
+    "fs_persist": True,
+}  # HDF5 1.10 or later reads it
+LONG_TEXT = (
+    32768  # longer strings are stored variable-length: a fixed-length attribute that big needs the
+)
+# 1.10 format, which files written by earlier versions of this package lack
 
 
 def content_key(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts: the `key` of a stored result or a cached checkpoint."""
+    """A short stable hash of JSON-serialisable parts: the `key` of a stored result or a cached
+    checkpoint.
+    """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -53,12 +64,19 @@ def versions() -> dict[str, str]:
 
     import landscape
 
-    return {"torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
-            "h5py": h5py.__version__, "landscape": landscape.__version__}
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "h5py": h5py.__version__,
+        "landscape": landscape.__version__,
+    }
 
 
 def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
-    """Split a result (dataclass or dict) into array fields (datasets) and scalar fields (attributes)."""
+    """Split a result (dataclass or dict) into array fields (datasets) and scalar fields
+    (attributes).
+    """
     import torch
 
     items = asdict(result) if is_dataclass(result) else dict(result)
@@ -66,7 +84,9 @@ def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
     for k, v in items.items():
         if isinstance(v, torch.Tensor):
             v = v.detach().cpu().numpy()
-        if isinstance(v, (np.ndarray, list, tuple)) and np.asarray(v).dtype.kind not in "OU":  # strings: attributes
+        if (
+            isinstance(v, (np.ndarray, list, tuple)) and np.asarray(v).dtype.kind not in "OU"
+        ):  # strings: attributes
             arrays[k] = np.asarray(v)
         elif v is not None and not callable(v):
             attrs[k] = v
@@ -76,14 +96,20 @@ def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
 def _text(value: str) -> Any:
     """A string as a fixed-length UTF-8 attribute value."""
     data = value.encode()
-    return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, len(data)))) if len(data) <= LONG_TEXT else value
+    return (
+        np.array(data, dtype=h5py.string_dtype("utf-8", max(1, len(data))))
+        if len(data) <= LONG_TEXT
+        else value
+    )
 
 
 def _attr(value: Any) -> Any:
     if value is None:
         return _text("None")
     if isinstance(value, str):
-        return _text(str(value))  # plain str: h5py cannot store str subclasses such as torch.__version__
+        return _text(
+            str(value)
+        )  # plain str: h5py cannot store str subclasses such as torch.__version__
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         data = [v.encode() for v in value]
         return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, *map(len, data))))
@@ -93,7 +119,9 @@ def _attr(value: Any) -> Any:
 
 
 def _put(f: h5py.File, group: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Make `group` hold exactly `arrays` and `attrs`, rewriting datasets of unchanged shape and type in place."""
+    """Make `group` hold exactly `arrays` and `attrs`, rewriting datasets of unchanged shape and
+    type in place.
+    """
     g = f.require_group(group)
     for name in [n for n in g if n not in arrays]:
         del g[name]
@@ -112,21 +140,34 @@ def _put(f: h5py.File, group: str, arrays: Mapping[str, Any], attrs: Mapping[str
         g.attrs[name] = _attr(value)
 
 
-def write_result(path: str | os.PathLike, group: str, arrays: Mapping[str, Any],
-                 attrs: Mapping[str, Any] | None = None) -> None:
+def write_result(
+    path: str | os.PathLike,
+    group: str,
+    arrays: Mapping[str, Any],
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
     """Replace `group` in the HDF5 file at `path` with `arrays` and `attrs`, atomically."""
     write_results(path, {group: (arrays, attrs or {})})
 
 
-def write_results(path: str | os.PathLike, groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
-                  clear: str | None = None) -> None:
-    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0 only.
-    `clear` names a group removed with everything under it first (a description rewritten whole)."""
+def write_results(
+    path: str | os.PathLike,
+    groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
+    clear: str | None = None,
+) -> None:
+    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0
+    only. `clear` names a group removed with everything under it first (a description rewritten
+    whole).
+    """
     if not dist.is_main():
         return
     path = Path(path)
     make_parent(path)
-    stamp = {"written_at": time.time(), "threads": threads(), **{f"version_{k}": v for k, v in versions().items()}}
+    stamp = {
+        "written_at": time.time(),
+        "threads": threads(),
+        **{f"version_{k}": v for k, v in versions().items()},
+    }
     with update(path) as view:
         try:
             f = h5py.File(view, "r+") if view.original else h5py.File(view, "w", **NEW_FILE)
@@ -177,6 +218,7 @@ class StoreReader:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Group) and any(isinstance(obj[k], h5py.Dataset) for k in obj):
                 found.append(name)
+
         self.f.visititems(visit)
         return found
 
@@ -187,14 +229,16 @@ class StoreReader:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Group) and "key" in obj.attrs:
                 keys["/" + name] = str(_decoded(obj.attrs["key"]))
+
         self.f.visititems(visit)
         return keys
 
 
 @contextmanager
 def open_store(path: str | os.PathLike) -> Iterator[StoreReader]:
-    """Open a result file for reading, under a shared lock (no writer changes it meanwhile); a missing or
-    non-HDF5 file is a one-line error."""
+    """Open a result file for reading, under a shared lock (no writer changes it meanwhile); a
+    missing or non-HDF5 file is a one-line error.
+    """
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"result file not found: {path}")
@@ -233,4 +277,4 @@ def group_keys(path: str | os.PathLike) -> dict[str, str]:
     except LandscapeError:
         if Path(path).exists():
             raise
-        return {}   # none yet, or only the empty file of a first write that was killed
+        return {}  # none yet, or only the empty file of a first write that was killed

@@ -1,13 +1,16 @@
-"""The model libraries researchers use (torchvision, timm, Hugging Face transformers): importing them on a CPU
-torch, and building their models from configs with random weights (`landscape wrap --arch torchvision:NAME`).
+"""The model libraries researchers use (torchvision, timm, Hugging Face transformers): importing
+them on a CPU torch, and building their models from configs with random weights (`landscape wrap
+--arch torchvision:NAME`).
 
-torchvision's registry wheels for Linux are CUDA builds: beside the CPU torch their compiled operators
-(`torchvision/_C`) do not load, and `import torchvision` then stops at its fake-tensor registration of
-`torchvision::nms`, which takes `import timm` and most of `transformers` down with it. The model definitions
-themselves are plain PyTorch and need none of those operators, so when the compiled library cannot load, the
-two operator schemas torchvision registers unconditionally are declared first (without kernels: calling
-`torchvision.ops.nms` still fails, with torch's "no kernel" message). A working torchvision is left alone.
+torchvision's registry wheels for Linux are CUDA builds: beside the CPU torch their compiled
+operators (`torchvision/_C`) do not load, and `import torchvision` then stops at its fake-tensor
+registration of `torchvision::nms`, which takes `import timm` and most of `transformers` down with
+it. The model definitions themselves are plain PyTorch and need none of those operators, so when the
+compiled library cannot load, the two operator schemas torchvision registers unconditionally are
+declared first (without kernels: calling `torchvision.ops.nms` still fails, with torch's "no kernel"
+message). A working torchvision is left alone.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,16 +25,21 @@ import torch
 
 from ..errors import LandscapeError
 
-# The schemas of the operators torchvision's `_meta_registrations` registers whether or not its compiled ops
-# loaded (torchvision 0.28, csrc/ops/nms.cpp and quantized/cpu/qnms_kernel.cpp).
+# The schemas of the operators torchvision's `_meta_registrations` registers whether or not its
+# compiled ops loaded (torchvision 0.28, csrc/ops/nms.cpp and quantized/cpu/qnms_kernel.cpp).
 _UNCONDITIONAL_SCHEMAS = (
     "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 )
-_declared: list[torch.library.Library] = []  # kept alive: a Library removes its definitions when collected
+_declared: list[
+    torch.library.Library
+] = []  # kept alive: a Library removes its definitions when collected
 
-INSTALL_HINT = ("`make install` installs them (setup.cfg's `models` extra, installed without dependencies so that "
-                "torch stays)")
+INSTALL_HINT = (
+    "`make install` installs them (setup.cfg's `models` extra, installed without dependencies so "
+    "that "
+    "torch stays)"
+)
 
 
 def _compiled_ops_load(package_dir: str) -> bool:
@@ -50,8 +58,8 @@ def _compiled_ops_load(package_dir: str) -> bool:
 def prepare_torchvision() -> None:
     """Make `import torchvision` (and so `import timm`, `import transformers`) work on a CPU torch.
 
-    Idempotent and cheap. Does nothing when torchvision is not installed, is already imported, or its
-    compiled operators load; otherwise declares the operator schemas torchvision's import needs.
+    Idempotent and cheap. Does nothing when torchvision is not installed, is already imported, or
+    its compiled operators load; otherwise declares the operator schemas torchvision's import needs.
     """
     if _declared or "torchvision" in sys.modules:
         return
@@ -76,7 +84,8 @@ def import_library(name: str) -> ModuleType:
         The imported module.
 
     Raises:
-        LandscapeError: the library is not installed or fails to import (one line, with the install hint).
+        LandscapeError: the library is not installed or fails to import (one line, with the install
+        hint).
     """
     prepare_torchvision()
     try:
@@ -92,22 +101,29 @@ LIBRARY_PREFIXES = ("torchvision:", "timm:", "hf:")
 
 
 def is_library_arch(arch: str) -> bool:
-    """Whether `arch` names a model of torchvision, timm or transformers (`torchvision:NAME`, `timm:NAME`,
-    `hf:DIR` or `hf:CLASS`)."""
+    """Whether `arch` names a model of torchvision, timm or transformers (`torchvision:NAME`,
+    `timm:NAME`, `hf:DIR` or `hf:CLASS`).
+    """
     return arch.startswith(LIBRARY_PREFIXES)
 
 
 def _hf_config(transformers: ModuleType, where: str, kwargs: dict):
-    """The transformers config of `hf:WHERE`: a directory holding config.json or the file itself (overridden by
-    `kwargs`), or, in a checkpoint, the class name with the whole config in `kwargs["config"]`."""
+    """The transformers config of `hf:WHERE`: a directory holding config.json or the file itself
+    (overridden by `kwargs`), or, in a checkpoint, the class name with the whole config in
+    `kwargs["config"]`.
+    """
     if "config" in kwargs:
         config = dict(kwargs["config"])
         config_class = transformers.AutoConfig.for_model(config.pop("model_type"))
-        return config_class.from_dict({**config, **{k: v for k, v in kwargs.items() if k != "config"}})
+        return config_class.from_dict(
+            {**config, **{k: v for k, v in kwargs.items() if k != "config"}}
+        )
     path = os.path.dirname(where) if os.path.basename(where) == "config.json" else where
     if not os.path.isfile(os.path.join(path, "config.json")):
-        raise LandscapeError(f"hf:{where} is not a directory with a config.json (models are built from a config "
-                             "with random weights; nothing is downloaded)")
+        raise LandscapeError(
+            f"hf:{where} is not a directory with a config.json (models are built from a config "
+            "with random weights; nothing is downloaded)"
+        )
     try:
         return transformers.AutoConfig.from_pretrained(path, local_files_only=True, **kwargs)
     except (ValueError, OSError, KeyError) as exc:
@@ -115,17 +131,20 @@ def _hf_config(transformers: ModuleType, where: str, kwargs: dict):
 
 
 def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, dict]:
-    """A model of torchvision, timm or transformers built from its configuration with random weights.
+    """A model of torchvision, timm or transformers built from its configuration with random
+    weights.
 
     Args:
-        arch: `torchvision:NAME` (`torchvision.models.get_model`), `timm:NAME` (`timm.create_model`), `hf:DIR`
-            (a directory with a transformers config.json; the model class is the config's first `architectures`
-            entry, else `AutoModel`'s) or `hf:CLASS` with the config in `arch_kwargs["config"]`.
-        arch_kwargs: the factory's keyword arguments (for `hf:`, config fields that override the file's).
+        arch: `torchvision:NAME` (`torchvision.models.get_model`), `timm:NAME`
+            (`timm.create_model`), `hf:DIR` (a directory with a transformers config.json; the model
+            class is the config's first `architectures` entry, else `AutoModel`'s) or `hf:CLASS`
+            with the config in `arch_kwargs["config"]`.
+        arch_kwargs: the factory's keyword arguments (for `hf:`, config fields that override the
+        file's).
 
     Returns:
-        The model and the spec that rebuilds it (`{"arch", "arch_kwargs"}`; for `hf:` the class name and the whole
-        config, so that a checkpoint does not depend on the directory).
+        The model and the spec that rebuilds it (`{"arch", "arch_kwargs"}`; for `hf:` the class name
+        and the whole config, so that a checkpoint does not depend on the directory).
 
     Raises:
         LandscapeError: the library is missing, the name unknown or the arguments refused.
@@ -133,7 +152,9 @@ def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, 
     library, _, name = arch.partition(":")
     try:
         if library == "torchvision":
-            model = import_library("torchvision").models.get_model(name, weights=None, **arch_kwargs)
+            model = import_library("torchvision").models.get_model(
+                name, weights=None, **arch_kwargs
+            )
         elif library == "timm":
             model = import_library("timm").create_model(name, pretrained=False, **arch_kwargs)
         else:
@@ -143,9 +164,13 @@ def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, 
             cls_name = name if "config" in arch_kwargs else (names[0] if names else None)
             cls = getattr(transformers, cls_name, None) if cls_name else None
             model = cls(config) if cls is not None else transformers.AutoModel.from_config(config)
-            return model, {"arch": f"hf:{type(model).__name__}",
-                           "arch_kwargs": {"config": json.loads(config.to_json_string(use_diff=False))}}
+            return model, {
+                "arch": f"hf:{type(model).__name__}",
+                "arch_kwargs": {"config": json.loads(config.to_json_string(use_diff=False))},
+            }
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LandscapeError(f"cannot build {arch} with arguments {json.dumps(arch_kwargs)}: {first}") from None
+        raise LandscapeError(
+            f"cannot build {arch} with arguments {json.dumps(arch_kwargs)}: {first}"
+        ) from None
     return model, {"arch": arch, "arch_kwargs": dict(arch_kwargs)}

@@ -1,14 +1,17 @@
-"""How a model is called on a batch's inputs, and which of its outputs is the prediction every measurement uses.
+"""How a model is called on a batch's inputs, and which of its outputs is the prediction every
+measurement uses.
 
-Inputs (`landscape.data.batches`): a tensor is passed as `model(x)`, a tuple of tensors as `model(*x)`, a
-mapping as `model(**x)` (Hugging Face style: `input_ids`, `attention_mask`, ...).
+Inputs (`landscape.data.batches`): a tensor is passed as `model(x)`, a tuple of tensors as
+`model(*x)`, a mapping as `model(**x)` (Hugging Face style: `input_ids`, `attention_mask`, ...).
 
-The prediction rule (docs/models.md): the output itself when it is a tensor; else its `logits` (an attribute, as
-on transformers' `ModelOutput` dataclasses, or a mapping key); else the first entry of a tuple or list
-(torchvision's auxiliary-head and timm's distillation outputs put the main prediction first). Anything else is
-refused with a `LandscapeError` that names what the model returned. `output=` overrides the rule: a name (an
-attribute, mapping key or tuple index) or a callable `output(model_output) -> tensor`.
+The prediction rule (docs/models.md): the output itself when it is a tensor; else its `logits` (an
+attribute, as on transformers' `ModelOutput` dataclasses, or a mapping key); else the first entry of
+a tuple or list (torchvision's auxiliary-head and timm's distillation outputs put the main
+prediction first). Anything else is refused with a `LandscapeError` that names what the model
+returned. `output=` overrides the rule: a name (an attribute, mapping key or tuple index) or a
+callable `output(model_output) -> tensor`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -41,9 +44,13 @@ def _describe(out: Any) -> str:
 
 
 def _select(out: Any, name: str | int) -> Any:
-    """`out`'s entry `name`: a tuple index, a mapping key or an attribute (None when it has none)."""
+    """`out`'s entry `name`: a tuple index, a mapping key or an attribute (None when it has
+    none).
+    """
     if isinstance(name, int):
-        return out[name] if isinstance(out, (tuple, list)) and -len(out) <= name < len(out) else None
+        return (
+            out[name] if isinstance(out, (tuple, list)) and -len(out) <= name < len(out) else None
+        )
     if isinstance(out, Mapping) and name in out:
         return out[name]
     return getattr(out, name, None)
@@ -54,7 +61,8 @@ def prediction(out: Any, output: Output = None) -> torch.Tensor:
 
     Args:
         out: what the model returned.
-        output: None for the rule, a name (attribute, key or tuple index) or a callable taking `out`.
+        output: None for the rule, a name (attribute, key or tuple index) or a callable taking
+        `out`.
 
     Returns:
         The prediction tensor (logits, or log-probabilities for `criterion="nll"`).
@@ -72,7 +80,9 @@ def prediction(out: Any, output: Output = None) -> torch.Tensor:
     else:
         found, how = _select(out, output), f"output={output!r} names no tensor of it"
     if not isinstance(found, torch.Tensor):
-        raise LandscapeError(f"the model returned {_describe(out)}, and no prediction tensor was found in it: {how}")
+        raise LandscapeError(
+            f"the model returned {_describe(out)}, and no prediction tensor was found in it: {how}"
+        )
     return found
 
 
@@ -80,8 +90,8 @@ def predict(model: nn.Module, inputs: Inputs, output: Output = None) -> torch.Te
     """The prediction tensor of `model` on `inputs` (`call`, then `prediction`).
 
     Raises:
-        LandscapeError: the model's output holds no prediction tensor, or the model refuses the inputs
-            (a `TypeError` from its forward, e.g. a keyword it does not take), in one line.
+        LandscapeError: the model's output holds no prediction tensor, or the model refuses the
+            inputs (a `TypeError` from its forward, e.g. a keyword it does not take), in one line.
     """
     try:
         out = call(model, inputs)

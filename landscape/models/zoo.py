@@ -1,8 +1,11 @@
-"""Model zoo: MLP, VGG11 and ResNet18 (CIFAR forms) with width multiplier, optional BatchNorm and biases.
+"""Model zoo: MLP, VGG11 and ResNet18 (CIFAR forms) with width multiplier, optional BatchNorm and
+biases.
 
-Every activation is its own non-inplace `nn.ReLU` module so that hooks and torch.fx see pre-activations.
-Models work on any input shape `(C, H, W)`; pooling that would shrink a map below 1x1 is skipped.
+Every activation is its own non-inplace `nn.ReLU` module so that hooks and torch.fx see
+pre-activations. Models work on any input shape `(C, H, W)`; pooling that would shrink a map below
+1x1 is skipped.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,10 +26,19 @@ def _scaled(channels: int, width: float) -> int:
 
 
 class MLP(nn.Module):
-    """Fully connected ReLU network; `hidden` lists the widths (the OT-fusion paper's MLPNet is 400-200-100)."""
+    """Fully connected ReLU network; `hidden` lists the widths (the OT-fusion paper's MLPNet is
+    400-200-100).
+    """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (400, 200, 100),
-                 width: float = 1.0, bn: bool = False, bias: bool = True):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (400, 200, 100),
+        width: float = 1.0,
+        bn: bool = False,
+        bias: bool = True,
+    ):
         super().__init__()
         self.flatten = nn.Flatten()
         layers: list[nn.Module] = []
@@ -48,8 +60,16 @@ class MLP(nn.Module):
 class VGG(nn.Module):
     """VGG in its CIFAR form: 3x3 convolutions, max pooling, one linear classifier."""
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, cfg: Sequence = VGG11_CFG,
-                 width: float = 1.0, bn: bool = True, bias: bool = False, head_bias: bool = True):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        cfg: Sequence = VGG11_CFG,
+        width: float = 1.0,
+        bn: bool = True,
+        bias: bool = False,
+        head_bias: bool = True,
+    ):
         super().__init__()
         in_ch, size = int(input_shape[0]), int(min(input_shape[1:]))
         layers: list[nn.Module] = []
@@ -88,7 +108,9 @@ def _norm(bn: bool, channels: int) -> nn.Module:
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 convolutions and a (projected when shapes change) skip connection."""
+    """ResNet basic block: two 3x3 convolutions and a (projected when shapes change) skip
+    connection.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, bn: bool, bias: bool):
         super().__init__()
@@ -99,7 +121,9 @@ class BasicBlock(nn.Module):
         self.bn2 = _norm(bn, out_ch)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_ch != out_ch:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=bias), _norm(bn, out_ch))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=bias), _norm(bn, out_ch)
+            )
         self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,10 +132,20 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet in its CIFAR form (3x3 stem, no initial max pool), global average pooling, linear head."""
+    """ResNet in its CIFAR form (3x3 stem, no initial max pool), global average pooling, linear
+    head.
+    """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, blocks: Sequence[int] = (2, 2, 2, 2),
-                 width: float = 1.0, bn: bool = True, bias: bool = False, head_bias: bool = True):
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        width: float = 1.0,
+        bn: bool = True,
+        bias: bool = False,
+        head_bias: bool = True,
+    ):
         super().__init__()
         ch = _scaled(64, width)
         self.conv1 = nn.Conv2d(int(input_shape[0]), ch, 3, padding=1, bias=bias)
@@ -120,9 +154,17 @@ class ResNet(nn.Module):
         stages = []
         in_ch = ch
         for i, n in enumerate(blocks):
-            out_ch = _scaled(64 * 2 ** i, width)
-            layer = [BasicBlock(in_ch if j == 0 else out_ch, out_ch, (1 if i == 0 else 2) if j == 0 else 1, bn, bias)
-                     for j in range(n)]
+            out_ch = _scaled(64 * 2**i, width)
+            layer = [
+                BasicBlock(
+                    in_ch if j == 0 else out_ch,
+                    out_ch,
+                    (1 if i == 0 else 2) if j == 0 else 1,
+                    bn,
+                    bias,
+                )
+                for j in range(n)
+            ]
             stages.append(nn.Sequential(*layer))
             in_ch = out_ch
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -136,7 +178,9 @@ class ResNet(nn.Module):
         return self.linear(self.flatten(self.pool(out)))
 
 
-def mlp(input_shape, num_classes, hidden=(400, 200, 100), width=1.0, bn=False, bias=True) -> nn.Module:
+def mlp(
+    input_shape, num_classes, hidden=(400, 200, 100), width=1.0, bn=False, bias=True
+) -> nn.Module:
     """MLP factory (see `MLP`)."""
     return MLP(input_shape, num_classes, hidden, width, bn, bias)
 
@@ -147,7 +191,9 @@ def vgg11(input_shape, num_classes, width=1.0, bn=True, bias=False, head_bias=Tr
 
 
 def resnet18(input_shape, num_classes, width=1.0, bn=True, bias=False, head_bias=True) -> nn.Module:
-    """ResNet18 factory, CIFAR form; `bias` is for the convolutions, `head_bias` for the classifier."""
+    """ResNet18 factory, CIFAR form; `bias` is for the convolutions, `head_bias` for the
+    classifier.
+    """
     return ResNet(input_shape, num_classes, (2, 2, 2, 2), width, bn, bias, head_bias)
 
 
@@ -166,10 +212,12 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
 
 
 def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
-    """Build a model from its architecture name and keyword arguments; the spec is remembered on the module.
+    """Build a model from its architecture name and keyword arguments; the spec is remembered on the
+    module.
 
     `arch` is a zoo name, a user's `package.module:factory`, or a library model: `torchvision:NAME`,
-    `timm:NAME`, `hf:DIR` (`landscape.models.libraries.build_library_model`)."""
+    `timm:NAME`, `hf:DIR` (`landscape.models.libraries.build_library_model`).
+    """
     if is_library_arch(arch):
         model, spec = build_library_model(arch, arch_kwargs)
         model.landscape_spec = spec
@@ -178,20 +226,28 @@ def build_model(arch: str, arch_kwargs: dict) -> nn.Module:
     try:
         model = factory(**arch_kwargs)
     except TypeError as exc:
-        shape = " (pass `data`, which gives input_shape and num_classes, or put them in `arch_kwargs`)" if any(
-            f"'{name}'" in str(exc) for name in ("input_shape", "num_classes")) else ""
+        shape = (
+            " (pass `data`, which gives input_shape and num_classes, or put them in `arch_kwargs`)"
+            if any(f"'{name}'" in str(exc) for name in ("input_shape", "num_classes"))
+            else ""
+        )
         raise LandscapeError(f"bad arguments for arch {arch!r}: {exc}{shape}") from None
     attach_spec(model, arch, arch_kwargs)
     return model
 
 
-def arch_kwargs_for(arch: str, input_shape: Sequence[int], num_classes: int, /, **overrides) -> dict:
-    """The full `arch_kwargs` for data of `input_shape` with `num_classes`; non-None `overrides` win. A library
-    model takes the number of classes only (`num_labels` for transformers); its input size, where it has one
-    (a ViT's `img_size`), is given in the overrides."""
+def arch_kwargs_for(
+    arch: str, input_shape: Sequence[int], num_classes: int, /, **overrides
+) -> dict:
+    """The full `arch_kwargs` for data of `input_shape` with `num_classes`; non-None `overrides`
+    win. A library model takes the number of classes only (`num_labels` for transformers); its input
+    size, where it has one (a ViT's `img_size`), is given in the overrides.
+    """
     if is_library_arch(arch):
         kwargs = {"num_labels" if arch.startswith("hf:") else "num_classes": int(num_classes)}
     else:
         kwargs = {"input_shape": [int(s) for s in input_shape], "num_classes": int(num_classes)}
-    kwargs.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None})
+    kwargs.update(
+        {k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items() if v is not None}
+    )
     return kwargs

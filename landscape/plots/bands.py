@@ -1,5 +1,8 @@
-"""Quantities against a linear x (a proportion, a fraction pruned): one line per series with a shaded band of
-± its spread, and horizontal reference lines (a parent model's accuracy); panels side by side, one legend."""
+"""Quantities against a linear x (a proportion, a fraction pruned): one line per series with a
+shaded band of ± its spread, and horizontal reference lines (a parent model's accuracy); panels side
+by side, one legend.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,7 +29,9 @@ class Band:
 
 @dataclass(frozen=True)
 class BandPanel:
-    """One axes: title, axis labels and its lines (colours assigned by label, the same in every panel)."""
+    """One axes: title, axis labels and its lines (colours assigned by label, the same in every
+    panel).
+    """
 
     title: str
     xlabel: str
@@ -34,9 +39,16 @@ class BandPanel:
     lines: tuple[Band, ...]
 
 
-def plot_bands(panels: Sequence[BandPanel], out_path: str | Path, title: str, formats: Sequence[str] = ("png",),
-               dpi: int = DPI) -> list[Path]:
-    """Draw `panels` in one row and save them as `out_path` in `formats`; return the files written."""
+def plot_bands(
+    panels: Sequence[BandPanel],
+    out_path: str | Path,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+) -> list[Path]:
+    """Draw `panels` in one row and save them as `out_path` in `formats`; return the files
+    written.
+    """
     labels = list(dict.fromkeys(line.label for p in panels for line in p.lines))
     with style():
         colours = dict(zip(labels, palette() * (1 + len(labels) // len(palette()))))
@@ -45,13 +57,31 @@ def plot_bands(panels: Sequence[BandPanel], out_path: str | Path, title: str, fo
         for ax, panel in zip(axes, panels):
             for line in panel.lines:
                 if not line.x:
-                    ax.axhline(line.mean[0], color=colours[line.label], ls=line.linestyle, lw=1.2, label=line.label)
+                    ax.axhline(
+                        line.mean[0],
+                        color=colours[line.label],
+                        ls=line.linestyle,
+                        lw=1.2,
+                        label=line.label,
+                    )
                     continue
-                x, mean, spread = (np.asarray(v, dtype=float) for v in (line.x, line.mean, line.spread))
-                ax.plot(x, mean, color=colours[line.label], ls=line.linestyle, marker="o", ms=4, lw=1.5,
-                        label=line.label)
+                x, mean, spread = (
+                    np.asarray(v, dtype=float) for v in (line.x, line.mean, line.spread)
+                )
+                ax.plot(
+                    x,
+                    mean,
+                    color=colours[line.label],
+                    ls=line.linestyle,
+                    marker="o",
+                    ms=4,
+                    lw=1.5,
+                    label=line.label,
+                )
                 if np.isfinite(spread).any():
-                    ax.fill_between(x, mean - spread, mean + spread, color=colours[line.label], alpha=0.2, lw=0)
+                    ax.fill_between(
+                        x, mean - spread, mean + spread, color=colours[line.label], alpha=0.2, lw=0
+                    )
             ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
         fullest = max(range(len(panels)), key=lambda i: len(axes[i].get_legend_handles_labels()[0]))
         legend_below(fig, axes[fullest], columns=4)

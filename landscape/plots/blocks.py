@@ -1,6 +1,8 @@
-"""Per-layer curvature figures: one horizontal bar per parameter block (its diagonal block's top eigenvalue or
-trace, with the standard error where estimated), drawn from a stored `block_eigenvalues` or `block_trace` group
-alone (`curvature.blocks`)."""
+"""Per-layer curvature figures: one horizontal bar per parameter block (its diagonal block's top
+eigenvalue or trace, with the standard error where estimated), drawn from a stored
+`block_eigenvalues` or `block_trace` group alone (`curvature.blocks`).
+"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -14,10 +16,18 @@ from ..choices import CURVATURE_LABELS
 from .figure import DPI, palette, save_figure, style
 
 
-def plot_blocks(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: Path, title: str,
-                formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """Bars of each block's top eigenvalue (`eigenvalues`) or trace (`trace`, `stderr`), blocks top to bottom in
-    the model's order, on a symmetric-log axis when the values span decades; returns the files written."""
+def plot_blocks(
+    arrays: dict[str, np.ndarray],
+    attrs: dict[str, Any],
+    out_path: Path,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+) -> list[Path]:
+    """Bars of each block's top eigenvalue (`eigenvalues`) or trace (`trace`, `stderr`), blocks top
+    to bottom in the model's order, on a symmetric-log axis when the values span decades; returns
+    the files written.
+    """
     names = list(np.atleast_1d(attrs.get("blocks", [])))
     trace = "trace" in arrays
     values = np.asarray(arrays["trace" if trace else "eigenvalues"], dtype=float)

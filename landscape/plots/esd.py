@@ -1,7 +1,10 @@
-"""The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure (log-scale density against
-eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots): every density of a comparison overlaid on
-one axis, each recomputed from its stored SLQ nodes and weights (`/models/<name>/esd` or
-`/models/<name>/<curvature>/esd`) with one kernel width chosen from the runs (`kernel_sigma2`)."""
+"""The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure (log-scale
+density against eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots): every density
+of a comparison overlaid on one axis, each recomputed from its stored SLQ nodes and weights
+(`/models/<name>/esd` or `/models/<name>/<curvature>/esd`) with one kernel width chosen from the
+runs (`kernel_sigma2`).
+"""
+
 from __future__ import annotations
 
 import math
@@ -17,22 +20,26 @@ from ..curvature.density import smooth
 from .figure import DPI, palette, save_figure, style
 from .path import legend_below
 
-FLOOR = 1e-7  # added to the density before the log scale, as PyHessian's plots do, so empty regions show
+# added to the density before the log scale, as PyHessian's plots do, so empty regions show
+FLOOR = 1e-7
 KERNEL_GAPS = 2.0  # kernel standard deviation in median gaps between neighbouring Ritz values
 MIN_WIDTH = 1e-3  # ... and at least this fraction of the nodes' range
 
-Curve = tuple[str, dict[str, np.ndarray], dict[str, Any]]  # (legend label, stored arrays, stored attributes)
+Curve = tuple[
+    str, dict[str, np.ndarray], dict[str, Any]
+]  # (legend label, stored arrays, stored attributes)
 
 
 def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:
     """The Gaussian kernel variance for densities compared on one axis, chosen from their SLQ runs.
 
-    Rule: pool the Ritz values of every run of every density, sort the distinct ones and take the median gap g
-    between neighbours; the kernel's standard deviation is sigma = max(KERNEL_GAPS * g, MIN_WIDTH * r), r the
-    range of the pooled values (sigma = MIN_WIDTH * max(1, |value|) when they are all equal). A kernel twice the
-    typical node spacing merges the nodes of separate runs into one curve instead of a comb of spikes (the fixed
-    1e-5 * range of Ghorbani, Krishnan & Xiao, "An Investigation into Neural Net Optimization via Hessian
-    Eigenvalue Density", ICML 2019, resolves single nodes), and one width for all curves keeps them comparable.
+    Rule: pool the Ritz values of every run of every density, sort the distinct ones and take the
+    median gap g between neighbours; the kernel's standard deviation is sigma = max(KERNEL_GAPS * g,
+    MIN_WIDTH * r), r the range of the pooled values (sigma = MIN_WIDTH * max(1, |value|) when they
+    are all equal). A kernel twice the typical node spacing merges the nodes of separate runs into
+    one curve instead of a comb of spikes (the fixed 1e-5 * range of Ghorbani, Krishnan & Xiao, "An
+    Investigation into Neural Net Optimization via Hessian Eigenvalue Density", ICML 2019, resolves
+    single nodes), and one width for all curves keeps them comparable.
 
     Args:
         node_sets: the `nodes` arrays (runs, steps) of the densities.
@@ -47,33 +54,43 @@ def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:
     return max(KERNEL_GAPS * gap, MIN_WIDTH * float(pooled[-1] - pooled[0])) ** 2
 
 
-def overlay_curves(curves: Sequence[Curve]) -> tuple[list[tuple[np.ndarray, np.ndarray]], float | None]:
+def overlay_curves(
+    curves: Sequence[Curve],
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], float | None]:
     """The (grid, density) of each curve, recomputed from its `nodes` and `weights` with the shared
-    `kernel_sigma2` of all curves that have them (stored `grid`, `density` otherwise), and that variance (None when
-    no curve has nodes)."""
+    `kernel_sigma2` of all curves that have them (stored `grid`, `density` otherwise), and that
+    variance (None when no curve has nodes).
+    """
     with_nodes = [arrays["nodes"] for _, arrays, _ in curves if "nodes" in arrays]
     sigma2 = kernel_sigma2(with_nodes) if with_nodes else None
     drawn = []
     for _, arrays, _ in curves:
         if "nodes" in arrays:
-            grid, density, _ = smooth(np.atleast_2d(arrays["nodes"]), np.atleast_2d(arrays["weights"]), sigma2)
+            grid, density, _ = smooth(
+                np.atleast_2d(arrays["nodes"]), np.atleast_2d(arrays["weights"]), sigma2
+            )
         else:
             grid, density = np.asarray(arrays["grid"]), np.asarray(arrays["density"])
         drawn.append((grid, density))
     return drawn, sigma2
 
 
-def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, formats: Sequence[str] = ("png",),
-                     dpi: int = DPI, styles: Sequence[str] | None = None) -> list[Path]:
-    """Every density of `curves` as a line on one log-scale axis over the span of them all (one legend under it,
-    the zero eigenvalue dashed, the kernel width noted), written to `out_path` in `formats`.
+def plot_esd_overlay(
+    curves: Sequence[Curve],
+    out_path: Path,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+    styles: Sequence[str] | None = None,
+) -> list[Path]:
+    """Every density of `curves` as a line on one log-scale axis over the span of them all (one
+    legend under it, the zero eigenvalue dashed, the kernel width noted), written to `out_path` in
+    `formats`.
 
     Args:
-        curves: (label, arrays, attrs) per density; arrays hold `nodes` and `weights` (or `grid`, `density`).
-        out_path: the figure's path without suffix.
-        title: the figure's title.
-        formats, dpi: as `save_figure`.
-        styles: a matplotlib line style per curve (solid by default).
+        curves: (label, arrays, attrs) per density; arrays hold `nodes` and `weights` (or `grid`,
+        `density`). out_path: the figure's path without suffix. title: the figure's title. formats,
+        dpi: as `save_figure`. styles: a matplotlib line style per curve (solid by default).
 
     Returns:
         The files written.
@@ -85,10 +102,16 @@ def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, format
         ax = fig.subplots()
         lo, hi = min(g[0] for g, _ in drawn), max(g[-1] for g, _ in drawn)
         for i, ((label, _, _), (grid, density)) in enumerate(zip(curves, drawn)):
-            # each grid ends 5 kernel widths past its nodes: the density is 0 from there to the shared limits
-            ax.semilogy(np.r_[lo, grid[0], grid, grid[-1], hi], np.r_[0.0, 0.0, density, 0.0, 0.0] + FLOOR,
-                        color=colours[i % len(colours)],
-                        ls=styles[i] if styles else "-", lw=1.2, label=label)
+            # each grid ends 5 kernel widths past its nodes: the density is 0 from there to the
+            # shared limits
+            ax.semilogy(
+                np.r_[lo, grid[0], grid, grid[-1], hi],
+                np.r_[0.0, 0.0, density, 0.0, 0.0] + FLOOR,
+                color=colours[i % len(colours)],
+                ls=styles[i] if styles else "-",
+                lw=1.2,
+                label=label,
+            )
         ax.axvline(0.0, color="0.5", lw=0.8, ls="--")
         margin = 0.02 * (hi - lo)
         ax.set_xlim(lo - margin, hi + margin)
@@ -98,15 +121,29 @@ def plot_esd_overlay(curves: Sequence[Curve], out_path: Path, title: str, format
         ax.set_ylabel("density (log scale)")
         ax.set_title(title)
         if sigma2 is not None:
-            ax.text(0.98, 0.97, f"Gaussian kernel sigma {math.sqrt(sigma2):.2g}\n"
-                    f"({KERNEL_GAPS:g} x median Ritz value gap)", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=7, color="0.25", bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8",
-                                                    "alpha": 0.9})
+            ax.text(
+                0.98,
+                0.97,
+                f"Gaussian kernel sigma {math.sqrt(sigma2):.2g}\n"
+                f"({KERNEL_GAPS:g} x median Ritz value gap)",
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=7,
+                color="0.25",
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "0.8", "alpha": 0.9},
+            )
         legend_below(fig, ax, columns=2)
         return save_figure(fig, out_path, formats, dpi)
 
 
-def plot_esd(arrays: dict[str, np.ndarray], attrs: dict[str, Any], out_path: Path, title: str,
-             formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
+def plot_esd(
+    arrays: dict[str, np.ndarray],
+    attrs: dict[str, Any],
+    out_path: Path,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+) -> list[Path]:
     """One ESD alone: `plot_esd_overlay` with one curve, labelled `title`."""
     return plot_esd_overlay([(title, arrays, attrs)], out_path, title, formats, dpi)

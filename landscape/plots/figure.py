@@ -1,5 +1,7 @@
-"""The style every figure is drawn in and the one place figures are written (atomically, in several formats,
-byte for byte reproducible)."""
+"""The style every figure is drawn in and the one place figures are written (atomically, in several
+formats, byte for byte reproducible).
+"""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -14,22 +16,35 @@ from ..errors import check_choice
 from ..io.atomic import atomic_path
 
 DPI = 150
-# Fixed metadata: no creation date, so that the same numbers give the same file (`make demo` regenerates the
-# committed figures byte for byte).
-METADATA = {"png": {"Software": "landscape (matplotlib)"}, "pdf": {"CreationDate": None, "Producer": "landscape"},
-            "svg": {"Date": None}}
+# Fixed metadata: no creation date, so that the same numbers give the same file (`make demo`
+# regenerates the committed figures byte for byte).
+METADATA = {
+    "png": {"Software": "landscape (matplotlib)"},
+    "pdf": {"CreationDate": None, "Producer": "landscape"},
+    "svg": {"Date": None},
+}
 
 
 @contextmanager
 def style() -> Iterator[None]:
-    """Seaborn's paper style and colour-blind palette, applied inside the block only (the user's matplotlib
-    settings are left as they were)."""
+    """Seaborn's paper style and colour-blind palette, applied inside the block only (the user's
+    matplotlib settings are left as they were).
+    """
     import seaborn as sns
 
-    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.15),
-          "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
-          "axes.titlesize": 10.5, "figure.titlesize": 11.5, "legend.fontsize": 8.5, "legend.frameon": True,
-          "legend.framealpha": 0.9, "svg.hashsalt": "landscape", "pdf.fonttype": 42, "image.cmap": "viridis"}
+    rc = {
+        **sns.axes_style("whitegrid"),
+        **sns.plotting_context("paper", font_scale=1.15),
+        "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
+        "axes.titlesize": 10.5,
+        "figure.titlesize": 11.5,
+        "legend.fontsize": 8.5,
+        "legend.frameon": True,
+        "legend.framealpha": 0.9,
+        "svg.hashsalt": "landscape",
+        "pdf.fonttype": 42,
+        "image.cmap": "viridis",
+    }
     with matplotlib.rc_context(rc):
         yield
 
@@ -41,19 +56,28 @@ def palette() -> list[tuple[float, float, float]]:
     return list(sns.color_palette("colorblind"))
 
 
-def parse_formats(text: str | Sequence[str], allowed: Sequence[str] = FIGURE_FORMATS) -> tuple[str, ...]:
-    """`"png,pdf"` (or a sequence) as a tuple of `allowed` formats (the figure formats), in the order given."""
-    items = [f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)]
+def parse_formats(
+    text: str | Sequence[str], allowed: Sequence[str] = FIGURE_FORMATS
+) -> tuple[str, ...]:
+    """`"png,pdf"` (or a sequence) as a tuple of `allowed` formats (the figure formats), in the
+    order given.
+    """
+    items = [
+        f.strip().lower().lstrip(".") for f in (text.split(",") if isinstance(text, str) else text)
+    ]
     formats = tuple(dict.fromkeys(f for f in items if f))
     for f in formats or (text,):
         check_choice(f, allowed, "figure format")
     return formats
 
 
-def save_figure(fig: Figure, path: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI) -> list[Path]:
-    """Save `fig` as `path` plus each suffix in `formats` (a figure format suffix already on `path` is dropped),
-    each through a temporary file and a rename; return the files written. Call it inside `style()` when the
-    figure was drawn there."""
+def save_figure(
+    fig: Figure, path: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI
+) -> list[Path]:
+    """Save `fig` as `path` plus each suffix in `formats` (a figure format suffix already on `path`
+    is dropped), each through a temporary file and a rename; return the files written. Call it
+    inside `style()` when the figure was drawn there.
+    """
     base, written = Path(path), []
     name = base.stem if base.suffix.lstrip(".") in FIGURE_FORMATS else base.name
     for fmt in formats:

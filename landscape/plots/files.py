@@ -1,4 +1,5 @@
 """`plot_file`: the figures of whatever a result file holds, drawn from its stored arrays alone."""
+
 from __future__ import annotations
 
 import warnings
@@ -30,40 +31,63 @@ def _model(parts: list[str], attrs: dict) -> str:
     return "/".join(inner[:-1] if len(inner) > 1 and inner[-1] == attrs.get("curvature") else inner)
 
 
-def _surface(arrays: dict, attrs: dict, path: Path, title: str, figures: Sequence[str], vtk: bool, dpi: int,
-             scale: np.ndarray | None) -> list[Path]:
-    """A surface's figures in the `figures` formats (2-D contours on the shared colour `scale`), plus its 3-D
-    figure and, with `vtk`, its `.vts` (2-D only)."""
+def _surface(
+    arrays: dict,
+    attrs: dict,
+    path: Path,
+    title: str,
+    figures: Sequence[str],
+    vtk: bool,
+    dpi: int,
+    scale: np.ndarray | None,
+) -> list[Path]:
+    """A surface's figures in the `figures` formats (2-D contours on the shared colour `scale`),
+    plus its 3-D figure and, with `vtk`, its `.vts` (2-D only).
+    """
     written = plot_surface(arrays, attrs, path, title, figures, dpi, scale) if figures else []
     if "y" not in arrays:
         return written
     if figures:
-        written += plot_surface_3d(arrays, attrs, path.with_name(path.name + "_3d"), title, figures, dpi)
+        written += plot_surface_3d(
+            arrays, attrs, path.with_name(path.name + "_3d"), title, figures, dpi
+        )
     if vtk:
         done = np.asarray(arrays["done"], dtype=bool)
         if done.all():
             fields = {k: np.asarray(arrays[k], dtype=float) for k in ("loss", "acc") if k in arrays}
             written.append(write_vts(path, arrays["x"], arrays["y"], fields["loss"], fields))
         else:
-            warnings.warn(f"{title}: {int((~done).sum())} of {done.size} points not computed yet, no VTK file "
-                          "written (finish the contour first)", LandscapeWarning, stacklevel=2)
+            warnings.warn(
+                f"{title}: {int((~done).sum())} of {done.size} points not computed yet, no VTK "
+                "file "
+                "written (finish the contour first)",
+                LandscapeWarning,
+                stacklevel=2,
+            )
     return written
 
 
-def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("png",), dpi: int = DPI,
-              levels: int = LEVELS, vmin: float | None = None, vmax: float | None = None) -> list[Path]:
-    """Draw every eigenvalue and trace (one figure), spectral density, per-block curvature, interpolation curve
-    and surface stored in `path` into `out_dir`, each figure in every one of `formats`. All 2-D surfaces share one
-    colour scale of `levels` log-spaced levels (from `vmin` to `vmax` where given: fix them to compare figures of
-    several files).
+def plot_file(
+    path: str | Path,
+    out_dir: str | Path,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+    levels: int = LEVELS,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> list[Path]:
+    """Draw every eigenvalue and trace (one figure), spectral density, per-block curvature,
+    interpolation curve and surface stored in `path` into `out_dir`, each figure in every one of
+    `formats`. All 2-D surfaces share one colour scale of `levels` log-spaced levels (from `vmin` to
+    `vmax` where given: fix them to compare figures of several files).
 
-    `formats` may include "vtk": every complete 2-D surface is then also written as a VTK structured grid
-    (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`). Nothing is created when
-    the file holds nothing to draw.
+    `formats` may include "vtk": every complete 2-D surface is then also written as a VTK structured
+    grid (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`).
+    Nothing is created when the file holds nothing to draw.
 
-    The spectral densities of one curvature are overlaid in one figure (`esd_<curvature>`, `esd.plot_esd_overlay`).
-    Every file name starts with the stem of `path` (`<stem>_curvature.png`, ...), so the figures of several files
-    written into one `out_dir` never overwrite each other.
+    The spectral densities of one curvature are overlaid in one figure (`esd_<curvature>`,
+    `esd.plot_esd_overlay`). Every file name starts with the stem of `path` (`<stem>_curvature.png`,
+    ...), so the figures of several files written into one `out_dir` never overwrite each other.
 
     Raises:
         LandscapeError: nothing to draw, or an impossible colour scale.
@@ -77,40 +101,88 @@ def plot_file(path: str | Path, out_dir: str | Path, formats: Sequence[str] = ("
             parts = group.split("/")
             if parts[0] == "models" and parts[-1] == "esd":
                 attrs = store.attrs(group)
-                esds[str(attrs.get("curvature", "hessian"))].append((_model(parts, attrs), store.arrays(group), attrs))
+                esds[str(attrs.get("curvature", "hessian"))].append(
+                    (_model(parts, attrs), store.arrays(group), attrs)
+                )
             elif parts[0] == "models" and parts[-1] in ("block_eigenvalues", "block_trace"):
                 attrs = store.attrs(group)
                 label = CURVATURE_LABELS.get(str(attrs.get("curvature", "hessian")), "Hessian")
-                what = {"block_eigenvalues": "per-block top eigenvalue", "block_trace": "per-block trace"}[parts[-1]]
-                blocks.append((group, store.arrays(group), attrs, f"{label} {what} of {'/'.join(parts[1:-1])}"))
+                what = {
+                    "block_eigenvalues": "per-block top eigenvalue",
+                    "block_trace": "per-block trace",
+                }[parts[-1]]
+                blocks.append(
+                    (
+                        group,
+                        store.arrays(group),
+                        attrs,
+                        f"{label} {what} of {'/'.join(parts[1:-1])}",
+                    )
+                )
             elif parts[0] == "models" and parts[-1] in measured:
-                measured[parts[-1]]["/".join(parts[1:-1])] = (store.arrays(group), store.attrs(group))
+                measured[parts[-1]]["/".join(parts[1:-1])] = (
+                    store.arrays(group),
+                    store.attrs(group),
+                )
             elif parts[0] == "barriers" and len(parts) == 3:
                 curves[parts[1]][parts[2]] = [store.arrays(group)]
             elif parts[0] == "surfaces" and len(parts) >= 3:
-                surfaces.append((group, store.arrays(group), store.attrs(group),
-                                 f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}"))
+                surfaces.append(
+                    (
+                        group,
+                        store.arrays(group),
+                        store.attrs(group),
+                        f"{parts[-1]} loss surface of {'/'.join(parts[1:-1])}",
+                    )
+                )
     if not (esds or blocks or surfaces or curves or measured["eigenvalues"] or measured["trace"]):
-        raise LandscapeError(f"{path}: no eigenvalue, trace, per-block curvature, spectral density, barrier curve "
-                             "or surface to plot")
+        raise LandscapeError(
+            f"{path}: no eigenvalue, trace, per-block curvature, spectral density, barrier curve "
+            "or surface to plot"
+        )
     contours = [(arrays, attrs) for _, arrays, attrs, _ in surfaces if "y" in arrays]
     scale = loss_levels(contours, levels, vmin, vmax) if contours else None
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     figures = [f for f in formats if f != "vtk"]
     if figures and (measured["eigenvalues"] or measured["trace"]):
-        written += plot_curvature(measured["eigenvalues"], measured["trace"], out_dir / f"{stem}_curvature",
-                                  f"Curvature of the models in {Path(path).name}", figures, dpi)
+        written += plot_curvature(
+            measured["eigenvalues"],
+            measured["trace"],
+            out_dir / f"{stem}_curvature",
+            f"Curvature of the models in {Path(path).name}",
+            figures,
+            dpi,
+        )
     for curvature, curves_of in esds.items() if figures else ():
-        written += plot_esd_overlay(curves_of, out_dir / f"{stem}_esd_{curvature}",
-                                    f"{CURVATURE_LABELS.get(curvature, 'Hessian')} ESD of the models in "
-                                    f"{Path(path).name}", figures, dpi)
+        written += plot_esd_overlay(
+            curves_of,
+            out_dir / f"{stem}_esd_{curvature}",
+            f"{CURVATURE_LABELS.get(curvature, 'Hessian')} ESD of the models in {Path(path).name}",
+            figures,
+            dpi,
+        )
     for group, arrays, attrs, title in blocks if figures else ():
-        written += plot_blocks(arrays, attrs, out_dir / f"{stem}_{_slug(group)}", title, figures, dpi)
+        written += plot_blocks(
+            arrays, attrs, out_dir / f"{stem}_{_slug(group)}", title, figures, dpi
+        )
     for group, arrays, attrs, title in surfaces:
-        written += _surface(arrays, attrs, out_dir / f"{stem}_{_slug(group)}", title, figures, "vtk" in formats, dpi,
-                            scale)
+        written += _surface(
+            arrays,
+            attrs,
+            out_dir / f"{stem}_{_slug(group)}",
+            title,
+            figures,
+            "vtk" in formats,
+            dpi,
+            scale,
+        )
     for pair, by_align in curves.items() if figures else ():
-        written += plot_interpolation(by_align, out_dir / f"{stem}_interpolation_{_slug(pair)}",
-                                      f"Linear interpolation {pair.replace('~', ' to ')}", figures, dpi)
+        written += plot_interpolation(
+            by_align,
+            out_dir / f"{stem}_interpolation_{_slug(pair)}",
+            f"Linear interpolation {pair.replace('~', ' to ')}",
+            figures,
+            dpi,
+        )
     return written

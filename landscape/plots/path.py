@@ -1,7 +1,10 @@
-"""The interpolation figure of the seed study (figures 1-2): loss and accuracy from A (a=0) to B (a=1), train
-solid and test dashed, before and after alignment, with the vanilla average (a=0.5 before alignment) and the
-OT fusion (a=0.5 after alignment: the average of B and A aligned to B) marked. Several curves of one kind
-(replicates) are drawn as their mean with a band of one standard deviation."""
+"""The interpolation figure of the seed study (figures 1-2): loss and accuracy from A (a=0) to B
+(a=1), train solid and test dashed, before and after alignment, with the vanilla average (a=0.5
+before alignment) and the OT fusion (a=0.5 after alignment: the average of B and A aligned to B)
+marked. Several curves of one kind (replicates) are drawn as their mean with a band of one standard
+deviation.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -13,16 +16,28 @@ from matplotlib.figure import Figure
 
 from .figure import DPI, palette, save_figure, style
 
-Curves = Mapping[str, Sequence[dict[str, np.ndarray]]]   # align ("none" | "ot") -> one curve per replicate
-LABELS = {"none": ("pre-alignment", "vanilla avg"), "ot": ("post OT alignment", "OT fusion"),
-          "rebasin": ("post Re-Basin alignment", "Re-Basin fusion"), "bezier": ("Bezier curve (a = t)", None),
-          "polychain": ("polychain curve (a = t)", None)}
+Curves = Mapping[
+    str, Sequence[dict[str, np.ndarray]]
+]  # align ("none" | "ot") -> one curve per replicate
+LABELS = {
+    "none": ("pre-alignment", "vanilla avg"),
+    "ot": ("post OT alignment", "OT fusion"),
+    "rebasin": ("post Re-Basin alignment", "Re-Basin fusion"),
+    "bezier": ("Bezier curve (a = t)", None),
+    "polychain": ("polychain curve (a = t)", None),
+}
 WHAT = {"loss": "cross-entropy loss", "acc": "accuracy"}
 
 
 def _colours() -> dict[str, tuple]:
     colours = palette()
-    return {"none": colours[3], "ot": colours[0], "rebasin": colours[4], "bezier": colours[2], "polychain": colours[5]}
+    return {
+        "none": colours[3],
+        "ot": colours[0],
+        "rebasin": colours[4],
+        "bezier": colours[2],
+        "polychain": colours[5],
+    }
 
 
 def draw_interpolation(ax: Axes, curves: Curves, what: str) -> None:
@@ -42,15 +57,34 @@ def draw_interpolation(ax: Axes, curves: Curves, what: str) -> None:
                 sd = values.std(axis=0, ddof=1)
                 ax.fill_between(a, mean - sd, mean + sd, color=colour, alpha=0.18, lw=0)
         if marker_label:
-            train = np.stack([np.asarray(r[f"train_{what}"], dtype=float) for r in runs]).mean(axis=0)
-            ax.plot([0.5], [float(np.interp(0.5, a, train))], marker="*", ms=13, mec="black", mew=0.6, color=colour,
-                    ls="none", label=f"{marker_label} (train)", zorder=3)
+            train = np.stack([np.asarray(r[f"train_{what}"], dtype=float) for r in runs]).mean(
+                axis=0
+            )
+            ax.plot(
+                [0.5],
+                [float(np.interp(0.5, a, train))],
+                marker="*",
+                ms=13,
+                mec="black",
+                mew=0.6,
+                color=colour,
+                ls="none",
+                label=f"{marker_label} (train)",
+                zorder=3,
+            )
     ax.set(xlabel="a  (0 = A, 1 = B)", ylabel=WHAT[what], xlim=(0, 1))
 
 
-def plot_interpolation(curves: Curves, out_path: str | Path, title: str, formats: Sequence[str] = ("png",),
-                       dpi: int = DPI) -> list[Path]:
-    """One pair's curves `{align: [arrays, ...]}` in a two-panel figure (loss, accuracy), legend below."""
+def plot_interpolation(
+    curves: Curves,
+    out_path: str | Path,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    dpi: int = DPI,
+) -> list[Path]:
+    """One pair's curves `{align: [arrays, ...]}` in a two-panel figure (loss, accuracy), legend
+    below.
+    """
     with style():
         fig = Figure(figsize=(9, 4), layout="constrained")
         axes = fig.subplots(1, 2)

@@ -1,13 +1,15 @@
-"""A 2-D loss surface as a VTK XML structured grid (`.vts`), the file ParaView, VisIt and VTK's readers open.
+"""A 2-D loss surface as a VTK XML structured grid (`.vts`), the file ParaView, VisIt and VTK's
+readers open.
 
-The format is Kitware's XML StructuredGrid ("VTK File Formats", The VTK User's Guide, 11th ed., Kitware 2010):
-a `<VTKFile type="StructuredGrid">` whose `<Piece Extent="0 nx-1 0 ny-1 0 0">` holds the points
-`(x_i, y_j, loss_ij)`, i varying fastest, and one `<PointData>` array per stored quantity (loss, accuracy), written
-as ASCII so the file reads in any text editor. The third coordinate is the loss itself, so the grid opens as the
-surface (only complete surfaces are written: `files.plot_file`). No library is needed: meshio, the maintained
-pure-Python mesh writer, writes unstructured grids (`.vtu`) only, and VTK's own Python wheels are far heavier
-than this format.
+The format is Kitware's XML StructuredGrid ("VTK File Formats", The VTK User's Guide, 11th ed.,
+Kitware 2010): a `<VTKFile type="StructuredGrid">` whose `<Piece Extent="0 nx-1 0 ny-1 0 0">` holds
+the points `(x_i, y_j, loss_ij)`, i varying fastest, and one `<PointData>` array per stored quantity
+(loss, accuracy), written as ASCII so the file reads in any text editor. The third coordinate is the
+loss itself, so the grid opens as the surface (only complete surfaces are written:
+`files.plot_file`). No library is needed: meshio, the maintained pure-Python mesh writer, writes
+unstructured grids (`.vtu`) only, and VTK's own Python wheels are far heavier than this format.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -23,10 +25,16 @@ def _values(a: np.ndarray) -> str:
     return " ".join(repr(float(v)) for v in np.asarray(a, dtype=np.float64).ravel())
 
 
-def write_vts(path: str | Path, x: np.ndarray, y: np.ndarray, height: np.ndarray,
-              fields: Mapping[str, np.ndarray]) -> Path:
-    """Write the grid of points (x[i], y[j], height[i, j]) with the point arrays `fields` (each (len(x), len(y)),
-    value [i, j] at point (i, j)) to `path` (suffix `.vts` added when missing), atomically.
+def write_vts(
+    path: str | Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    height: np.ndarray,
+    fields: Mapping[str, np.ndarray],
+) -> Path:
+    """Write the grid of points (x[i], y[j], height[i, j]) with the point arrays `fields` (each
+    (len(x), len(y)), value [i, j] at point (i, j)) to `path` (suffix `.vts` added when missing),
+    atomically.
 
     Args:
         path: the file to write.
@@ -46,22 +54,29 @@ def write_vts(path: str | Path, x: np.ndarray, y: np.ndarray, height: np.ndarray
         if np.shape(a) != shape:
             raise LandscapeError(f"VTK grid: {name} has shape {np.shape(a)}, the axes give {shape}")
     gx, gy = np.meshgrid(x, y, indexing="ij")
-    # VTK orders points with the first index fastest: transpose the (i, j) arrays to (j, i) before flattening
+    # VTK orders points with the first index fastest: transpose the (i, j) arrays to (j, i) before
+    # flattening
     points = np.stack([gx.T, gy.T, np.asarray(height, dtype=np.float64).T], axis=-1)
     extent = f"0 {shape[0] - 1} 0 {shape[1] - 1} 0 0"
-    arrays = "".join(f'        <DataArray type="Float64" Name="{name}" format="ascii">{_values(np.asarray(a).T)}'
-                     "</DataArray>\n" for name, a in fields.items())
-    text = ('<?xml version="1.0"?>\n'
-            '<VTKFile type="StructuredGrid" version="1.0" byte_order="LittleEndian">\n'
-            f'  <StructuredGrid WholeExtent="{extent}">\n'
-            f'    <Piece Extent="{extent}">\n'
-            f'      <PointData Scalars="{next(iter(fields), "")}">\n{arrays}      </PointData>\n'
-            '      <Points>\n'
-            f'        <DataArray type="Float64" NumberOfComponents="3" format="ascii">{_values(points)}</DataArray>\n'
-            '      </Points>\n'
-            '    </Piece>\n'
-            '  </StructuredGrid>\n'
-            '</VTKFile>\n')
+    arrays = "".join(
+        f'        <DataArray type="Float64" Name="{name}" format="ascii">{_values(np.asarray(a).T)}'
+        "</DataArray>\n"
+        for name, a in fields.items()
+    )
+    text = (
+        '<?xml version="1.0"?>\n'
+        '<VTKFile type="StructuredGrid" version="1.0" byte_order="LittleEndian">\n'
+        f'  <StructuredGrid WholeExtent="{extent}">\n'
+        f'    <Piece Extent="{extent}">\n'
+        f'      <PointData Scalars="{next(iter(fields), "")}">\n{arrays}      </PointData>\n'
+        "      <Points>\n"
+        f'        <DataArray type="Float64" NumberOfComponents="3" '
+        f'format="ascii">{_values(points)}</DataArray>\n'
+        "      </Points>\n"
+        "    </Piece>\n"
+        "  </StructuredGrid>\n"
+        "</VTKFile>\n"
+    )
     path = Path(path)
     path = path if path.suffix == ".vts" else path.with_name(path.name + ".vts")
     with atomic_path(path) as tmp:

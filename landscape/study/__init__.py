@@ -1,10 +1,20 @@
-"""Studies: the batch-size study of the seed paper and the OT-fusion paper's experiments (`otfusion`): configs
-with typed settings and bundled presets, the cached pipelines, the reports, the published values, and the cost
-of a study before it runs."""
+"""Studies: the batch-size study of the seed paper and the OT-fusion paper's experiments
+(`otfusion`): configs with typed settings and bundled presets, the cached pipelines, the reports,
+the published values, and the cost of a study before it runs.
+"""
+
 from .._lazy import exporter
 
-_EXPORTS = {"StudyConfig": ".config", "load_config": ".config", "StudyRun": ".run", "write_report": ".report",
-            "seed_tables": ".published", "plan_text": ".cost", "calibrate": ".cost",
-            "load_ot_config": ".otfusion.config", "write_ot_report": ".otfusion.report"}
+_EXPORTS = {
+    "StudyConfig": ".config",
+    "load_config": ".config",
+    "StudyRun": ".run",
+    "write_report": ".report",
+    "seed_tables": ".published",
+    "plan_text": ".cost",
+    "calibrate": ".cost",
+    "load_ot_config": ".otfusion.config",
+    "write_ot_report": ".otfusion.report",
+}
 __getattr__, __dir__ = exporter(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

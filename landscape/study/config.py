@@ -1,10 +1,12 @@
-"""Study configuration: a TOML file (or a bundled preset) describing the batch-size comparison study.
+"""Study configuration: a TOML file (or a bundled preset) describing the batch-size comparison
+study.
 
-Sections: `[study]` (architecture, data, replicates, the seed-study tables to compare with), `[train]` (batch
-sizes, their learning rates, any training setting), `[pairs]` (seeds of A and B: same-init and different-init
-pairs for every batch size, and mixed batch-size pairs), `[fusion]`, `[finetune]` (defaults and per-pair
-runs, as the seed study's Table 6), `[measure]`.
+Sections: `[study]` (architecture, data, replicates, the seed-study tables to compare with),
+`[train]` (batch sizes, their learning rates, any training setting), `[pairs]` (seeds of A and B:
+same-init and different-init pairs for every batch size, and mixed batch-size pairs), `[fusion]`,
+`[finetune]` (defaults and per-pair runs, as the seed study's Table 6), `[measure]`.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -18,7 +20,7 @@ from ..training.loop import TrainConfig
 from .settings import described, from_table
 
 SECTIONS = ("study", "train", "pairs", "fusion", "finetune", "measure")
-FUSED = ("vanilla", "ot")   # the fused models that can be fine-tuned
+FUSED = ("vanilla", "ot")  # the fused models that can be fine-tuned
 CONTOUR_KINDS = ("plane", "2d")
 LOOP_FIELDS = {f.name for f in fields(TrainConfig)} - {"batch_size", "lr", "data_seed"}
 
@@ -34,7 +36,9 @@ class Parent:
 
 @dataclass(frozen=True)
 class PairSpec:
-    """A pair of parents, A aligned to B; `init` is "same" when A and B share the initial weights."""
+    """A pair of parents, A aligned to B; `init` is "same" when A and B share the initial
+    weights.
+    """
 
     a: Parent
     b: Parent
@@ -49,21 +53,29 @@ class PairSpec:
 
     @property
     def name(self) -> str:
-        sizes = (f"bs{self.a.batch_size}" if self.batches == "corresponding"
-                 else f"bs{self.a.batch_size}-bs{self.b.batch_size}")
+        sizes = (
+            f"bs{self.a.batch_size}"
+            if self.batches == "corresponding"
+            else f"bs{self.a.batch_size}-bs{self.b.batch_size}"
+        )
         return f"{self.init}-{sizes}"
 
 
 @dataclass(frozen=True)
 class FinetuneRun:
-    """One fine-tuning of one fused model of matching pairs: `batches` (A, B) or None for every pair."""
+    """One fine-tuning of one fused model of matching pairs: `batches` (A, B) or None for every
+    pair.
+    """
 
     models: tuple[str, ...]
     batches: tuple[int, int] | None
-    settings: dict   # TrainConfig fields, plus lr or lr_factor; batch_size may be absent (then B's)
+    settings: dict  # TrainConfig fields, plus lr or lr_factor; batch_size may be absent (then B's)
 
     def matches(self, pair: PairSpec, model: str) -> bool:
-        return model in self.models and self.batches in (None, (pair.a.batch_size, pair.b.batch_size))
+        return model in self.models and self.batches in (
+            None,
+            (pair.a.batch_size, pair.b.batch_size),
+        )
 
 
 @dataclass
@@ -76,14 +88,16 @@ class StudyConfig:
     data: str
     batch_sizes: list[int]
     lrs: list[float]
-    train: dict = field(default_factory=dict)        # other TrainConfig fields (epochs, schedule, ...)
+    train: dict = field(default_factory=dict)  # other TrainConfig fields (epochs, schedule, ...)
     pairs: list[PairSpec] = field(default_factory=list)
     fusion: dict = field(default_factory=dict)
-    finetune: dict = field(default_factory=dict)     # defaults: init, models, lr_factor, data_seed, loop fields
+    finetune: dict = field(
+        default_factory=dict
+    )  # defaults: init, models, lr_factor, data_seed, loop fields
     finetune_runs: list[FinetuneRun] = field(default_factory=list)
     measure: dict = field(default_factory=dict)
     replicates: int = 1
-    compare: str | None = None                       # "resnet18/cifar10": show the seed study's values beside ours
+    compare: str | None = None  # "resnet18/cifar10": show the seed study's values beside ours
 
     def lr_for(self, batch_size: int) -> float:
         """The training learning rate paired with `batch_size`."""
@@ -91,11 +105,15 @@ class StudyConfig:
 
     def train_config(self, batch_size: int, data_seed: int) -> TrainConfig:
         """The TrainConfig of a parent trained with `batch_size` and `data_seed`."""
-        return TrainConfig(batch_size=batch_size, lr=self.lr_for(batch_size), data_seed=data_seed, **self.train)
+        return TrainConfig(
+            batch_size=batch_size, lr=self.lr_for(batch_size), data_seed=data_seed, **self.train
+        )
 
     def finetunes(self, pair: PairSpec, model: str) -> list[dict]:
-        """The fine-tuning runs of fused `model` of `pair`, each as its TrainConfig fields (seed not shifted):
-        the matching `[[finetune.runs]]`, or one run with the defaults when no runs are listed."""
+        """The fine-tuning runs of fused `model` of `pair`, each as its TrainConfig fields (seed not
+        shifted): the matching `[[finetune.runs]]`, or one run with the defaults when no runs are
+        listed.
+        """
         if pair.init not in self.finetune["init"]:
             return []
         if self.finetune_runs:
@@ -105,11 +123,20 @@ class StudyConfig:
         defaults = {k: v for k, v in self.finetune.items() if k in LOOP_FIELDS}
         out = []
         for run in runs:
-            settings = {**self.train, **defaults, **{k: v for k, v in run.items() if k in LOOP_FIELDS}}
+            settings = {
+                **self.train,
+                **defaults,
+                **{k: v for k, v in run.items() if k in LOOP_FIELDS},
+            }
             factor = run.get("lr_factor", self.finetune["lr_factor"])
-            out.append({**settings, "batch_size": int(run.get("batch_size", pair.b.batch_size)),
-                        "lr": float(run.get("lr", factor * self.lr_for(pair.b.batch_size))),
-                        "data_seed": int(self.finetune["data_seed"])})
+            out.append(
+                {
+                    **settings,
+                    "batch_size": int(run.get("batch_size", pair.b.batch_size)),
+                    "lr": float(run.get("lr", factor * self.lr_for(pair.b.batch_size))),
+                    "data_seed": int(self.finetune["data_seed"]),
+                }
+            )
         return out
 
 
@@ -118,7 +145,7 @@ class StudySection:
     """`[study]`."""
 
     arch: str
-    name: str | None = None          # the file's stem
+    name: str | None = None  # the file's stem
     arch_kwargs: dict = field(default_factory=dict)
     data: str = "digits"
     replicates: int = 1
@@ -130,7 +157,7 @@ class StudySection:
 class FusionSection:
     """`[fusion]`: how every pair is aligned and fused."""
 
-    method: str = "ot"               # "ot" or "rebasin" (Git Re-Basin)
+    method: str = "ot"  # "ot" or "rebasin" (Git Re-Basin)
     mode: str = "acts"
     align_samples: int = 200
     solver: str = "emd"
@@ -160,7 +187,9 @@ class MeasureSection:
     contour_range: float = 1.0
     contour_margin: float = 0.25
     seed: int = 0
-    curvatures: tuple[str, ...] = ()  # beside the Hessian: eig and trace of these matrices ("ggn", "fisher")
+    curvatures: tuple[
+        str, ...
+    ] = ()  # beside the Hessian: eig and trace of these matrices ("ggn", "fisher")
     sharpness: bool = False
     sharpness_kind: str = "adaptive"
     sharpness_norm: str = "l2"
@@ -175,8 +204,9 @@ PAIRS = described(tuple[tuple[int, int], ...], "a list of [a, b] integer pairs")
 
 @dataclass(frozen=True)
 class PairsSection:
-    """`[pairs]`: (init seed, data seed) of A and B for the same- and different-init pairs of every batch size,
-    and mixed pairs `{ a = [batch, init seed, data seed], b = [...] }`."""
+    """`[pairs]`: (init seed, data seed) of A and B for the same- and different-init pairs of every
+    batch size, and mixed pairs `{ a = [batch, init seed, data seed], b = [...] }`.
+    """
 
     same_init: PAIRS | None = None
     diff_init: PAIRS | None = None
@@ -184,8 +214,9 @@ class PairsSection:
 
 
 def _loop_fields(name: str, doc: str, *extra: tuple) -> type:
-    """A dataclass of every TrainConfig field but batch size, lr and data seed, each optional (None: not set),
-    plus `extra` fields."""
+    """A dataclass of every TrainConfig field but batch size, lr and data seed, each optional (None:
+    not set), plus `extra` fields.
+    """
     hints = get_type_hints(TrainConfig)
     loop = [(f, hints[f] | None, field(default=None)) for f in sorted(LOOP_FIELDS)]
     cls = make_dataclass(name, [*extra, *loop], frozen=True)
@@ -193,19 +224,31 @@ def _loop_fields(name: str, doc: str, *extra: tuple) -> type:
     return cls
 
 
-TrainSection = _loop_fields("TrainSection", "`[train]`: batch sizes, their learning rates, and training settings.",
-                            ("batch_sizes", tuple[int, ...]), ("lrs", tuple[float, ...]))
+TrainSection = _loop_fields(
+    "TrainSection",
+    "`[train]`: batch sizes, their learning rates, and training settings.",
+    ("batch_sizes", tuple[int, ...]),
+    ("lrs", tuple[float, ...]),
+)
 # Fine-tuning mirrors [train] (the seed study's A.3) except what [finetune] and its runs set.
-FinetuneSection = _loop_fields("FinetuneSection", "`[finetune]`: defaults of every fine-tuning run, and the runs.",
-                               ("lr_factor", float, field(default=1.0)),
-                               ("init", tuple[str, ...], field(default=("diff",))),
-                               ("models", tuple[str, ...], field(default=FUSED)),
-                               ("data_seed", int, field(default=0)), ("runs", tuple[dict, ...], field(default=())))
-RunSection = _loop_fields("RunSection", "One of `[[finetune.runs]]`.",
-                          ("batches", tuple[int, ...] | None, field(default=None)),
-                          ("models", tuple[str, ...] | None, field(default=None)),
-                          ("batch_size", int | None, field(default=None)), ("lr", float | None, field(default=None)),
-                          ("lr_factor", float | None, field(default=None)))
+FinetuneSection = _loop_fields(
+    "FinetuneSection",
+    "`[finetune]`: defaults of every fine-tuning run, and the runs.",
+    ("lr_factor", float, field(default=1.0)),
+    ("init", tuple[str, ...], field(default=("diff",))),
+    ("models", tuple[str, ...], field(default=FUSED)),
+    ("data_seed", int, field(default=0)),
+    ("runs", tuple[dict, ...], field(default=())),
+)
+RunSection = _loop_fields(
+    "RunSection",
+    "One of `[[finetune.runs]]`.",
+    ("batches", tuple[int, ...] | None, field(default=None)),
+    ("models", tuple[str, ...] | None, field(default=None)),
+    ("batch_size", int | None, field(default=None)),
+    ("lr", float | None, field(default=None)),
+    ("lr_factor", float | None, field(default=None)),
+)
 
 
 def _set(section: Any) -> dict:
@@ -215,7 +258,9 @@ def _set(section: Any) -> dict:
 
 def _parent(value: Any, where: str) -> Parent:
     if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value)):
-        raise LandscapeError(f"{where}: a parent is [batch size, init seed, data seed], got {value!r}")
+        raise LandscapeError(
+            f"{where}: a parent is [batch size, init seed, data seed], got {value!r}"
+        )
     return Parent(*value)
 
 
@@ -230,29 +275,44 @@ def _pairs(raw: PairsSection, batch_sizes: list[int], where: str) -> list[PairSp
             raise LandscapeError(f"{where}: [pairs] {key} is [[init_a, data_a], [init_b, data_b]]")
         (ia, da), (ib, db) = seeds
         if (ia == ib) != (key == "same_init"):
-            raise LandscapeError(f"{where}: [pairs] {key} needs {'equal' if key == 'same_init' else 'different'} "
-                                 "init seeds for A and B")
+            raise LandscapeError(
+                f"{where}: [pairs] {key} needs {'equal' if key == 'same_init' else 'different'} "
+                "init seeds for A and B"
+            )
         pairs += [PairSpec(Parent(bs, ia, da), Parent(bs, ib, db)) for bs in batch_sizes]
     for i, entry in enumerate(raw.mixed):
         if set(entry) != {"a", "b"}:
-            raise LandscapeError(f"{where}: [pairs] mixed entries are {{ a = [batch, init seed, data seed], b = "
-                                 "[...] }}")
-        pair = PairSpec(_parent(entry["a"], f"{where}: mixed pair {i + 1}"),
-                        _parent(entry["b"], f"{where}: mixed pair {i + 1}"))
+            raise LandscapeError(
+                f"{where}: [pairs] mixed entries are {{ a = [batch, init seed, data seed], b = "
+                "[...] }}"
+            )
+        pair = PairSpec(
+            _parent(entry["a"], f"{where}: mixed pair {i + 1}"),
+            _parent(entry["b"], f"{where}: mixed pair {i + 1}"),
+        )
         if pair.batches != "mixed" or {pair.a.batch_size, pair.b.batch_size} - set(batch_sizes):
-            raise LandscapeError(f"{where}: mixed pair {i + 1} needs two different batch sizes of [train] batch_sizes")
+            raise LandscapeError(
+                f"{where}: mixed pair {i + 1} needs two different batch sizes of [train] "
+                "batch_sizes"
+            )
         pairs.append(pair)
     names = [p.name for p in pairs]
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
-        raise LandscapeError(f"{where}: two pairs are both {duplicate!r}; each (init, A batch, B batch) once")
+        raise LandscapeError(
+            f"{where}: two pairs are both {duplicate!r}; each (init, A batch, B batch) once"
+        )
     return pairs
 
 
 def _finetune(section: Any, where: str) -> tuple[dict, list[FinetuneRun]]:
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in _set(section).items() if k != "runs"}
+    settings = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in _set(section).items() if k != "runs"
+    }
     if set(settings["init"]) - {"same", "diff"} or set(settings["models"]) - set(FUSED):
-        raise LandscapeError(f"{where}: [finetune] init is a list of same/diff, models a list of vanilla/ot")
+        raise LandscapeError(
+            f"{where}: [finetune] init is a list of same/diff, models a list of vanilla/ot"
+        )
     runs = []
     for i, raw in enumerate(section.runs):
         run = _set(from_table(RunSection, raw, where, f"finetune.runs {i + 1}"))
@@ -264,8 +324,13 @@ def _finetune(section: Any, where: str) -> tuple[dict, list[FinetuneRun]]:
         models = tuple(run.get("models", settings["models"]))
         if set(models) - set(FUSED):
             raise LandscapeError(f"{where}: [finetune] run {i + 1}: models are vanilla and/or ot")
-        runs.append(FinetuneRun(models, tuple(batches) if batches else None,
-                                {k: v for k, v in run.items() if k not in ("batches", "models")}))
+        runs.append(
+            FinetuneRun(
+                models,
+                tuple(batches) if batches else None,
+                {k: v for k, v in run.items() if k not in ("batches", "models")},
+            )
+        )
     return settings, runs
 
 
@@ -280,8 +345,8 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
         The study's settings.
 
     Raises:
-        LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the wrong type
-        (one line naming the setting), or settings that contradict each other.
+        LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the
+        wrong type (one line naming the setting), or settings that contradict each other.
     """
     path = Path(path)
     if not path.is_file():
@@ -307,11 +372,21 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
         raise LandscapeError(f"{path}: [train] needs one learning rate per batch size")
     finetune, runs = _finetune(finetune_section, where)
     cfg = StudyConfig(
-        name=study.name or path.stem, arch=study.arch, arch_kwargs=dict(study.arch_kwargs),
-        data=data or study.data, batch_sizes=batch_sizes, lrs=lrs,
-        train={k: v for k, v in _set(train).items() if k in LOOP_FIELDS}, pairs=_pairs(pairs, batch_sizes, where),
-        fusion=asdict(fusion), finetune=finetune, finetune_runs=runs, measure=asdict(measure),
-        replicates=study.replicates, compare=study.compare)
+        name=study.name or path.stem,
+        arch=study.arch,
+        arch_kwargs=dict(study.arch_kwargs),
+        data=data or study.data,
+        batch_sizes=batch_sizes,
+        lrs=lrs,
+        train={k: v for k, v in _set(train).items() if k in LOOP_FIELDS},
+        pairs=_pairs(pairs, batch_sizes, where),
+        fusion=asdict(fusion),
+        finetune=finetune,
+        finetune_runs=runs,
+        measure=asdict(measure),
+        replicates=study.replicates,
+        compare=study.compare,
+    )
     _check(cfg, where)
     return cfg
 
@@ -325,19 +400,37 @@ def _check(cfg: StudyConfig, where: str) -> None:
         raise LandscapeError(f"{where}: [study] compare must be one of {', '.join(COMPARABLE)}")
     extra = [c for c in cfg.measure["curvatures"] if c not in CURVATURES[1:]]
     if extra:
-        raise LandscapeError(f"{where}: [measure] curvatures are among {', '.join(CURVATURES[1:])}, got {extra[0]!r}")
-    for setting, allowed in (("sharpness_kind", SHARPNESS_KINDS), ("sharpness_norm", SHARPNESS_NORMS)):
+        raise LandscapeError(
+            f"{where}: [measure] curvatures are among {', '.join(CURVATURES[1:])}, got {extra[0]!r}"
+        )
+    for setting, allowed in (
+        ("sharpness_kind", SHARPNESS_KINDS),
+        ("sharpness_norm", SHARPNESS_NORMS),
+    ):
         if cfg.measure[setting] not in allowed:
             raise LandscapeError(f"{where}: [measure] {setting} is one of {', '.join(allowed)}")
     if cfg.measure["contour_kind"] not in CONTOUR_KINDS:
-        raise LandscapeError(f"{where}: [measure] contour_kind is one of {', '.join(CONTOUR_KINDS)}")
-    if cfg.measure["contours"] and cfg.measure["contour_kind"] == "plane" and not any(
-            cfg.finetunes(p, "ot") for p in cfg.pairs if p.init == "diff" and p.batches == "corresponding"):
-        raise LandscapeError(f"{where}: [measure] contour_kind = plane needs a fine-tuned OT fusion of a "
-                             "different-init pair (an OT fusion of two models is the midpoint of A aligned and B, "
-                             "so the three lie on one line): fine-tune one, or use contour_kind = \"2d\"")
+        raise LandscapeError(
+            f"{where}: [measure] contour_kind is one of {', '.join(CONTOUR_KINDS)}"
+        )
+    if (
+        cfg.measure["contours"]
+        and cfg.measure["contour_kind"] == "plane"
+        and not any(
+            cfg.finetunes(p, "ot")
+            for p in cfg.pairs
+            if p.init == "diff" and p.batches == "corresponding"
+        )
+    ):
+        raise LandscapeError(
+            f"{where}: [measure] contour_kind = plane needs a fine-tuned OT fusion of a "
+            "different-init pair (an OT fusion of two models is the midpoint of A aligned and B, "
+            'so the three lie on one line): fine-tune one, or use contour_kind = "2d"'
+        )
     for pair in cfg.pairs:
         variants = [(m, s["batch_size"]) for m in FUSED for s in cfg.finetunes(pair, m)]
         if len(set(variants)) != len(variants):
-            raise LandscapeError(f"{where}: [finetune] two runs fine-tune the {pair.name} pair's model at the same "
-                                 "batch size; give each run its own batch size")
+            raise LandscapeError(
+                f"{where}: [finetune] two runs fine-tune the {pair.name} pair's model at the same "
+                "batch size; give each run its own batch size"
+            )

@@ -1,10 +1,13 @@
-"""What a study costs before it runs (`landscape study --dry-run`): every job with its work in examples
-(trained = forward + backward + SGD step, forwards, Hessian-vector products), totals per stage, and, with
-measured seconds per example (`calibrate`, on the device the study would use), the time it takes.
+"""What a study costs before it runs (`landscape study --dry-run`): every job with its work in
+examples (trained = forward + backward + SGD step, forwards, Hessian-vector products), totals per
+stage, and, with measured seconds per example (`calibrate`, on the device the study would use), the
+time it takes.
 
-The counts are upper bounds: training counts every epoch up to the maximum (early stopping ends sooner),
-eigenvalues count the Lanczos cap of 100 products per eigenvalue (tolerance usually stops it sooner).
+The counts are upper bounds: training counts every epoch up to the maximum (early stopping ends
+sooner), eigenvalues count the Lanczos cap of 100 products per eigenvalue (tolerance usually stops
+it sooner).
 """
+
 from __future__ import annotations
 
 import time
@@ -20,7 +23,7 @@ from ..models.zoo import build_model
 from .run import Job
 
 UNITS = {"train": "trained", "forward": "forward", "hvp": "HVP"}
-Rates = dict[tuple[str, int], float]   # (unit, batch size) -> seconds per example
+Rates = dict[tuple[str, int], float]  # (unit, batch size) -> seconds per example
 
 
 def _amount(n: float) -> str:
@@ -31,8 +34,9 @@ def _amount(n: float) -> str:
 
 
 def clock(seconds: float) -> str:
-    """A duration in words of its size: `2 d 5 h`, `13 h 58 min`, `4 min 12 s`, `32.5 s` or, below 10 s,
-    three significant digits (`0.0123 s`); an estimate has no more precision than that."""
+    """A duration in words of its size: `2 d 5 h`, `13 h 58 min`, `4 min 12 s`, `32.5 s` or, below
+    10 s, three significant digits (`0.0123 s`); an estimate has no more precision than that.
+    """
     if seconds < 10:
         return f"{seconds:.3g} s"
     if seconds < 60:
@@ -57,7 +61,10 @@ def describe(work_done: dict[tuple[str, int], int]) -> str:
     """`1.2M trained (batch 32), 3.4k HVP (batch 256)`."""
     if not work_done:
         return "nothing"
-    return ", ".join(f"{_amount(n)} {UNITS[unit]} (batch {batch})" for (unit, batch), n in sorted(work_done.items()))
+    return ", ".join(
+        f"{_amount(n)} {UNITS[unit]} (batch {batch})"
+        for (unit, batch), n in sorted(work_done.items())
+    )
 
 
 def seconds(work_done: dict[tuple[str, int], int], rates: Rates) -> float:
@@ -65,10 +72,15 @@ def seconds(work_done: dict[tuple[str, int], int], rates: Rates) -> float:
     return sum(n * rates[key] for key, n in work_done.items())
 
 
-def plan_text(stages: Sequence[tuple[str, Sequence[Job], Sequence[Job]]], rates: Rates | None = None,
-              device: str = "", list_jobs: bool = True) -> str:
-    """The job list of a dry run: per stage its jobs (done or to do; `list_jobs`) with their work, the stage's
-    total, and, with `rates`, the time of what is left."""
+def plan_text(
+    stages: Sequence[tuple[str, Sequence[Job], Sequence[Job]]],
+    rates: Rates | None = None,
+    device: str = "",
+    list_jobs: bool = True,
+) -> str:
+    """The job list of a dry run: per stage its jobs (done or to do; `list_jobs`) with their work,
+    the stage's total, and, with `rates`, the time of what is left.
+    """
     lines, total_todo, left = [], defaultdict(int), 0.0
     for stage, jobs, todo in stages:
         pending = {id(j) for j in todo}
@@ -79,16 +91,24 @@ def plan_text(stages: Sequence[tuple[str, Sequence[Job], Sequence[Job]]], rates:
         if rates is not None:
             left += seconds(stage_work, rates)
             timing = f"; about {clock(seconds(stage_work, rates))}"
-        lines.append(f"{stage}: {len(jobs)} jobs, {len(todo)} to do: {describe(stage_work)}{timing}")
+        lines.append(
+            f"{stage}: {len(jobs)} jobs, {len(todo)} to do: {describe(stage_work)}{timing}"
+        )
         for job in jobs if list_jobs else ():
             mark = "todo" if id(job) in pending else "done"
             lines.append(f"  [{mark}] {job.name}: {describe(work([job]))}")
     lines.append(f"total to do: {describe(dict(total_todo))}")
     if rates is not None:
-        lines.append(f"estimated time on {device or 'this device'}: {clock(left)} (upper bound: every epoch up to "
-                     "the maximum, 100 Lanczos products per eigenvalue, gradient graphs recomputed per product)")
-        lines += [f"  measured {clock(r * 1e3)} per 1000 {UNITS[u]} examples at batch {b}"
-                  for (u, b), r in sorted(rates.items())]
+        lines.append(
+            f"estimated time on {device or 'this device'}: {clock(left)} (upper bound: every epoch "
+            "up to "
+            "the maximum, 100 Lanczos products per eigenvalue, gradient graphs recomputed per "
+            "product)"
+        )
+        lines += [
+            f"  measured {clock(r * 1e3)} per 1000 {UNITS[u]} examples at batch {b}"
+            for (u, b), r in sorted(rates.items())
+        ]
     return "\n".join(lines)
 
 
@@ -97,12 +117,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def calibrate(arch: str, arch_kwargs: dict, keys: Sequence[tuple[str, int]], device: torch.device | str,
-              repeats: int = 2) -> Rates:
-    """Seconds per example of each (unit, batch size) in `keys` for the model on `device`: the fastest of
-    `repeats` timed calls after one warm-up, on random inputs of the model's input shape, of an SGD step
-    (train), a forward pass in eval mode (forward) or a Hessian-vector product without cached gradient graphs
-    (hvp)."""
+def calibrate(
+    arch: str,
+    arch_kwargs: dict,
+    keys: Sequence[tuple[str, int]],
+    device: torch.device | str,
+    repeats: int = 2,
+) -> Rates:
+    """Seconds per example of each (unit, batch size) in `keys` for the model on `device`: the
+    fastest of `repeats` timed calls after one warm-up, on random inputs of the model's input shape,
+    of an SGD step (train), a forward pass in eval mode (forward) or a Hessian-vector product
+    without cached gradient graphs (hvp).
+    """
     device = torch.device(device)
     model = build_model(arch, arch_kwargs).to(device)
     shape, classes = arch_kwargs["input_shape"], arch_kwargs["num_classes"]
@@ -124,7 +150,9 @@ def calibrate(arch: str, arch_kwargs: dict, keys: Sequence[tuple[str, int]], dev
     return rates
 
 
-def _step(unit: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+def _step(
+    unit: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
+):
     if unit == "train":
         opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
@@ -134,12 +162,15 @@ def _step(unit: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, d
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+
         return train_step
     if unit == "forward":
+
         def forward() -> None:
             model.eval()
             with torch.no_grad():
                 model(x)
+
         return forward
     model.eval()
     op = HessianOperator(model, Split(x, y), batch_size=len(y), cache=False)

@@ -1,6 +1,8 @@
-"""The study report: settings, "what the numbers say", the seed study's tables (numbered and captioned as in
-the paper when the study compares with it, with its published values beside ours) and captioned figures in
-PNG and PDF, rebuilt from the HDF5 store alone."""
+"""The study report: settings, "what the numbers say", the seed study's tables (numbered and
+captioned as in the paper when the study compares with it, with its published values beside ours)
+and captioned figures in PNG and PDF, rebuilt from the HDF5 store alone.
+"""
+
 from __future__ import annotations
 
 import os
@@ -15,34 +17,73 @@ from .figures import Drawn, Figures
 from .findings import family_size, findings
 from .published import CITATION, find, seed_tables
 from .stats import ALPHA, LEVEL, MIN_N
-from .tables import FAR_MARK, Table, barrier_rows, finetune_rows, markdown, model_rows, pair_rows, settings_rows
+from .tables import (
+    FAR_MARK,
+    Table,
+    barrier_rows,
+    finetune_rows,
+    markdown,
+    model_rows,
+    pair_rows,
+    settings_rows,
+)
 from .view import StudyView
 
 OWN_TITLES = {
-    ("barrier", "corresponding", None): "LMC barrier pre / post OT alignment, A and B trained with the same batch size",
+    (
+        "barrier",
+        "corresponding",
+        None,
+    ): "LMC barrier pre / post OT alignment, A and B trained with the same batch size",
     ("barrier", "mixed", None): "LMC barrier pre / post OT alignment for mixed batch sizes",
-    ("model", "corresponding", "same"): "Same initialisation for A and B, trained with the same batch size. A is "
-                                        "aligned to B.",
-    ("model", "corresponding", "diff"): "Different initialisation for A and B, trained with the same batch size. A "
-                                        "is aligned to B.",
-    ("model", "mixed", "diff"): "Different initialisation for A and B, trained with different batch sizes. A is "
-                                "aligned to B.",
-    ("model", "mixed", "same"): "Same initialisation for A and B, trained with different batch sizes. A is aligned "
-                                "to B.",
+    (
+        "model",
+        "corresponding",
+        "same",
+    ): "Same initialisation for A and B, trained with the same batch size. A is aligned to B.",
+    (
+        "model",
+        "corresponding",
+        "diff",
+    ): "Different initialisation for A and B, trained with the same batch size. A is aligned to B.",
+    (
+        "model",
+        "mixed",
+        "diff",
+    ): "Different initialisation for A and B, trained with different batch sizes. A is "
+    "aligned to B.",
+    (
+        "model",
+        "mixed",
+        "same",
+    ): "Same initialisation for A and B, trained with different batch sizes. A is aligned to B.",
 }
-STATIONARITY = (f"‖∇L‖/‖θ‖: the norm of the training loss's gradient on the curvature's examples over that of the "
-                "weights, where the curvature was measured (at a minimum of the loss with weight decay λ it is λ); "
-                f"{FAR_MARK}k/n: above {FAR_FROM_STATIONARY:g} in k of n replicates, far from a stationary point, "
-                f"and their curvature ({FAR_MARK}) does not describe a minimum.")
-SOURCES = {"barrier": "`/barriers/<A>~<B>/none` and `/ot`, attributes `barrier_train` and `barrier_test`",
-           "model": "`/models/<model>/metrics` (`test_acc`, `test_n`), `/eigenvalues` (`eigenvalues`), `/trace` "
-                    "(`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)"}
+STATIONARITY = (
+    f"‖∇L‖/‖θ‖: the norm of the training loss's gradient on the curvature's examples over that of "
+    "the "
+    "weights, where the curvature was measured (at a minimum of the loss with weight decay λ it "
+    "is λ); "
+    f"{FAR_MARK}k/n: above {FAR_FROM_STATIONARY:g} in k of n replicates, far from a stationary "
+    "point, "
+    f"and their curvature ({FAR_MARK}) does not describe a minimum."
+)
+SOURCES = {
+    "barrier": "`/barriers/<A>~<B>/none` and `/ot`, attributes `barrier_train` and `barrier_test`",
+    "model": "`/models/<model>/metrics` (`test_acc`, `test_n`), `/eigenvalues` (`eigenvalues`), "
+    "`/trace` "
+    "(`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)",
+}
 
 
-def write_report(store: str | os.PathLike, out_dir: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"),
-                 dpi: int = DPI) -> Path:
-    """Write `report.md` and its figures (each in every one of `formats`; none for no formats) into `out_dir`
-    from the study store; return the report's path."""
+def write_report(
+    store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    formats: Sequence[str] = ("png", "pdf"),
+    dpi: int = DPI,
+) -> Path:
+    """Write `report.md` and its figures (each in every one of `formats`; none for no formats) into
+    `out_dir` from the study store; return the report's path.
+    """
     with open_store(store) as reader:
         view = StudyView(reader, Path(store))
         out_dir = Path(out_dir)
@@ -56,8 +97,10 @@ def write_report(store: str | os.PathLike, out_dir: str | os.PathLike, formats: 
 
 
 def tables(view: StudyView) -> list[Table]:
-    """The tables the store has cells for, numbered as in the seed study when the study compares with it
-    (tables without a counterpart there follow as A1, A2, ...), else 1, 2, ... in the seed study's order."""
+    """The tables the store has cells for, numbered as in the seed study when the study compares
+    with it (tables without a counterpart there follow as A1, A2, ...), else 1, 2, ... in the seed
+    study's order.
+    """
     seeds = seed_tables(view.compare) if view.compare else []
     out, extra = [], 0
     for kind, batches, init in OWN_TITLES:
@@ -75,74 +118,136 @@ def tables(view: StudyView) -> list[Table]:
 
 def _uncertainty(view: StudyView) -> str:
     if view.replicates > 1:
-        return (f"± is the standard deviation over the {view.replicates} replicates of a cell (n: how many "
-                "finished; a cell with fewer shows (n=k)).")
+        return (
+            f"± is the standard deviation over the {view.replicates} replicates of a cell (n: how "
+            "many "
+            "finished; a cell with fewer shows (n=k))."
+        )
     test = view.sizes.get("test")
-    return ("One replicate: ± is the measurement's own standard error, binomial over the "
-            f"{test or 'test'} test examples for accuracies and over the Hutch++ probes for traces; barriers and "
-            "top eigenvalues carry none.")
+    return (
+        "One replicate: ± is the measurement's own standard error, binomial over the "
+        f"{test or 'test'} test examples for accuracies and over the Hutch++ probes for traces; "
+        "barriers and "
+        "top eigenvalues carry none."
+    )
 
 
 def _pm(view: StudyView) -> str:
     """What ± means in a table, said under each table."""
     if view.replicates > 1:
         return f"±: standard deviation over the {view.replicates} replicates of a cell."
-    return "±: the measurement's own standard error (one replicate); none where there is no such error."
+    return (
+        "±: the measurement's own standard error (one replicate); none where there is no such "
+        "error."
+    )
 
 
 def _aligned_note(view: StudyView) -> str:
-    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A with its units permuted."""
+    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A with its units
+    permuted.
+    """
     if view.config["fusion"]["solver"] != "emd":
         return ""
-    return (" \"A aligned to B\" is A with its units permuted (exact EMD matching): its accuracy, top eigenvalue "
-            "and trace equal A's by construction, up to the trace estimator's noise; the row checks the alignment.")
+    return (
+        ' "A aligned to B" is A with its units permuted (exact EMD matching): its accuracy, top '
+        "eigenvalue "
+        "and trace equal A's by construction, up to the trace estimator's noise; the row checks "
+        "the alignment."
+    )
 
 
 def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str, ...]) -> str:
     cfg = view.config
     store = Path(os.path.relpath(view.path.resolve(), out_dir.resolve())).as_posix()
-    intro = (f"The batch-size study `{cfg['name']}` of `landscape study`: parents A and B trained with the batch "
-             "sizes below, fused by vanilla averaging and by OT fusion (A aligned to B), fine-tuned, and measured. "
-             f"Every number is read from the result store [`{Path(store).name}`]({store}); each table names the "
-             f"groups it came from. {_uncertainty(view)}")
+    intro = (
+        f"The batch-size study `{cfg['name']}` of `landscape study`: parents A and B trained with "
+        "the batch "
+        "sizes below, fused by vanilla averaging and by OT fusion (A aligned to B), fine-tuned, "
+        "and measured. "
+        f"Every number is read from the result store [`{Path(store).name}`]({store}); each table "
+        "names the "
+        f"groups it came from. {_uncertainty(view)}"
+    )
     lines = [f"# Study report: {cfg['name']}", "", intro, ""]
     if view.compare:
-        lines += [f"The `seed` columns are the values printed in the seed study ({CITATION}), tables numbered as "
-                  "there; it measured one seed pair per cell. Figures cited from it carry its numbers.", ""]
-    lines += ["## Settings", "", *markdown(["Setting", "Value"], settings_rows(view)), "",
-              "Pairs (seeds of replicate 0; later replicates shift them):", "",
-              *markdown(["Pair", "Init", "A (batch, init seed, data seed)", "B (batch, init seed, data seed)"],
-                        pair_rows(view)), ""]
+        lines += [
+            f"The `seed` columns are the values printed in the seed study ({CITATION}), tables "
+            "numbered as "
+            "there; it measured one seed pair per cell. Figures cited from it carry its numbers.",
+            "",
+        ]
+    lines += [
+        "## Settings",
+        "",
+        *markdown(["Setting", "Value"], settings_rows(view)),
+        "",
+        "Pairs (seeds of replicate 0; later replicates shift them):",
+        "",
+        *markdown(
+            ["Pair", "Init", "A (batch, init seed, data seed)", "B (batch, init seed, data seed)"],
+            pair_rows(view),
+        ),
+        "",
+    ]
     ft = finetune_rows(view)
     if ft:
-        lines += ["Fine-tuning runs (each its own model and table row, Batch = fine-tuning batch size):", "",
-                  *markdown(["Pair", "Fused model", "Batch", "lr", "Momentum", "Epochs", "Schedule"], ft), ""]
-    lines += ["## What the numbers say", "",
-              "Each claim of the seed study, tested on this study's numbers: the effect, its "
-              f"{LEVEL:.0%} confidence interval (not ±: Student's t on the test's degrees of freedom), the "
-              "two-sided p of no effect (least squares against log2 of the batch size for trends, paired t-test "
-              "for two numbers of the same pairs, Welch's t-test otherwise) and that p adjusted by Holm's method "
-              f"over all {family_size(view)} tests of this report. An effect \"exceeds its uncertainty\" when the "
-              f"adjusted p is below {ALPHA:g} and at least {MIN_N} values stand behind it (fewer leave a t-test "
-              "under 4 degrees of freedom, resting on a normality that so few values cannot show).", ""]
+        lines += [
+            "Fine-tuning runs (each its own model and table row, Batch = fine-tuning batch size):",
+            "",
+            *markdown(["Pair", "Fused model", "Batch", "lr", "Momentum", "Epochs", "Schedule"], ft),
+            "",
+        ]
+    lines += [
+        "## What the numbers say",
+        "",
+        "Each claim of the seed study, tested on this study's numbers: the effect, its "
+        f"{LEVEL:.0%} confidence interval (not ±: Student's t on the test's degrees of freedom), "
+        "the "
+        "two-sided p of no effect (least squares against log2 of the batch size for trends, "
+        "paired t-test "
+        "for two numbers of the same pairs, Welch's t-test otherwise) and that p adjusted by "
+        "Holm's method "
+        f'over all {family_size(view)} tests of this report. An effect "exceeds its uncertainty" '
+        "when the "
+        f"adjusted p is below {ALPHA:g} and at least {MIN_N} values stand behind it (fewer leave "
+        "a t-test "
+        "under 4 degrees of freedom, resting on a normality that so few values cannot show).",
+        "",
+    ]
     lines += [f"- {sentence}" for sentence in findings(view)] + [""]
     sections = {"barrier": "## Linear mode connectivity", "model": "## Accuracy and sharpness"}
     for table in tables(view):
         if table.kind in sections:
             lines += [sections.pop(table.kind), ""]
         header, rows = (barrier_rows if table.kind == "barrier" else model_rows)(view, table)
-        lines += [f"### {table.title}", "", *markdown(header, rows), "",
-                  f"Source: {SOURCES[table.kind]}. " + ("Barriers: train and test cross-entropy, one value per "
-                                                         "pair." if table.kind == "barrier" else
-                                                         "Test accuracy in %, top Hessian eigenvalue and trace of "
-                                                         "the training loss; Batch of an FT row is its fine-tuning "
-                                                         "batch size. " + STATIONARITY + _aligned_note(view))
-                  + " " + _pm(view), ""]
+        lines += [
+            f"### {table.title}",
+            "",
+            *markdown(header, rows),
+            "",
+            f"Source: {SOURCES[table.kind]}. "
+            + (
+                "Barriers: train and test cross-entropy, one value per pair."
+                if table.kind == "barrier"
+                else "Test accuracy in %, top Hessian eigenvalue and trace of "
+                "the training loss; Batch of an FT row is its fine-tuning "
+                "batch size. " + STATIONARITY + _aligned_note(view)
+            )
+            + " "
+            + _pm(view),
+            "",
+        ]
     if drawn:
         lines += ["## Figures", ""]
         for i, figure in enumerate(drawn, start=1):
             shown = "png" if "png" in formats else formats[0]
-            others = ", ".join(f"[{fmt.upper()}]({figure.stem}.{fmt})" for fmt in formats if fmt != shown)
-            lines += [f"![Figure {i}]({figure.stem}.{shown})", "",
-                      f"*Figure {i}.* {figure.caption}" + (f" ({others})" if others else ""), ""]
+            others = ", ".join(
+                f"[{fmt.upper()}]({figure.stem}.{fmt})" for fmt in formats if fmt != shown
+            )
+            lines += [
+                f"![Figure {i}]({figure.stem}.{shown})",
+                "",
+                f"*Figure {i}.* {figure.caption}" + (f" ({others})" if others else ""),
+                "",
+            ]
     return "\n".join(lines)

@@ -1,13 +1,14 @@
-"""Study settings as frozen dataclasses, read from a TOML table and checked against their type hints: every
-field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`, `tuple[T, ...]` or a
-fixed-length tuple, a `Literal` of choices, `X | None`, or any of these `Annotated` with the words messages use
-for it), and a bad value is a one-line error naming its file, section and field
-(`<file>: [section] name must be an integer, got 'x'`). Lists become tuples, integers given for numbers become
-floats; unknown and missing settings are errors too.
+"""Study settings as frozen dataclasses, read from a TOML table and checked against their type
+hints: every field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`,
+`tuple[T, ...]` or a fixed-length tuple, a `Literal` of choices, `X | None`, or any of these
+`Annotated` with the words messages use for it), and a bad value is a one-line error naming its
+file, section and field (`<file>: [section] name must be an integer, got 'x'`). Lists become tuples,
+integers given for numbers become floats; unknown and missing settings are errors too.
 
 The seed shift of replicates is defined here once: replicate r of a study shifts every seed by
 `SEED_SHIFT * r`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 
 from ..errors import LandscapeError
 
-SEED_SHIFT = 1000   # replicate r adds SEED_SHIFT * r to every seed of the study
+SEED_SHIFT = 1000  # replicate r adds SEED_SHIFT * r to every seed of the study
 
 T = TypeVar("T")
 
@@ -33,7 +34,9 @@ def described(hint: Any, words: str) -> Any:
 
 
 def describe(hint: Any) -> str:
-    """What a value of type `hint` is, in words ("an integer", "a list of numbers", "one of acts, wts")."""
+    """What a value of type `hint` is, in words ("an integer", "a list of numbers", "one of acts,
+    wts").
+    """
     origin, args = get_origin(hint), get_args(hint)
     if origin is Annotated:
         return hint.__metadata__[0]
@@ -43,10 +46,21 @@ def describe(hint: Any) -> str:
         return "one of " + ", ".join(str(a) for a in args)
     if origin is tuple:
         inner = describe(args[0])
-        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings", "true or false": "flags",
-                  "a table": "tables"}
+        plural = {
+            "an integer": "integers",
+            "a number": "numbers",
+            "a string": "strings",
+            "true or false": "flags",
+            "a table": "tables",
+        }
         return "a list of " + plural.get(inner, f"({inner})")
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a table"}[hint]
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true or false",
+        dict: "a table",
+    }[hint]
 
 
 def _optional(hint: Any) -> Any:
@@ -79,7 +93,9 @@ def convert(value: Any, hint: Any) -> tuple[bool, Any]:
     if isinstance(value, bool) or hint is bool:
         return isinstance(value, bool) and hint is bool, value
     if hint is float:
-        return isinstance(value, (int, float)), float(value) if isinstance(value, (int, float)) else value
+        return isinstance(value, (int, float)), float(value) if isinstance(
+            value, (int, float)
+        ) else value
     return isinstance(value, hint), value
 
 
@@ -96,8 +112,8 @@ def from_table(cls: type[T], values: Any, where: str, section: str) -> T:
         The settings, defaults filled in.
 
     Raises:
-        LandscapeError: for a value that is not a table, an unknown or missing setting, or a value of the
-        wrong type; one line naming the setting.
+        LandscapeError: for a value that is not a table, an unknown or missing setting, or a value
+        of the wrong type; one line naming the setting.
     """
     if not isinstance(values, dict):
         raise LandscapeError(f"{where}: [{section}] must be a table of settings, got {values!r}")
@@ -105,15 +121,24 @@ def from_table(cls: type[T], values: Any, where: str, section: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise LandscapeError(f"{where}: [{section}] unknown setting {unknown[0]!r}; known: {', '.join(fields)}")
+        raise LandscapeError(
+            f"{where}: [{section}] unknown setting {unknown[0]!r}; known: {', '.join(fields)}"
+        )
     given = {}
     for name, value in values.items():
         ok, converted = convert(value, hints[name])
         if not ok:
-            raise LandscapeError(f"{where}: [{section}] {name} must be {describe(hints[name])}, got {value!r}")
+            raise LandscapeError(
+                f"{where}: [{section}] {name} must be {describe(hints[name])}, got {value!r}"
+            )
         given[name] = converted
-    missing = [n for n, f in fields.items() if n not in given and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in given
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise LandscapeError(f"{where}: [{section}] missing setting {missing[0]!r}")
     return cls(**given)

@@ -1,6 +1,9 @@
-"""The report's tables as Markdown: the LMC barriers and the model tables of the seed study (mean ± standard
-deviation over replicates, or the measurement's own standard error with one replicate), with the seed study's
-published values beside ours when the study compares with it, and the settings the numbers came from."""
+"""The report's tables as Markdown: the LMC barriers and the model tables of the seed study (mean ±
+standard deviation over replicates, or the measurement's own standard error with one replicate),
+with the seed study's published values beside ours when the study compares with it, and the settings
+the numbers came from.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,19 +18,22 @@ INIT = {"same": "same", "diff": "different"}
 DIGITS = {"test_acc": 2, "top_eig": 2, "trace": 2}
 HEADS = {"test_acc": "Test acc., %", "top_eig": "Top λ", "trace": "Trace"}
 BARRIER_DIGITS = 4
-ERROR_DIGITS = 2   # error barriers in percentage points
-ALIGNERS = {"ot": "optimal transport", "rebasin": "Git Re-Basin"}   # the study's [fusion] method
+ERROR_DIGITS = 2  # error barriers in percentage points
+ALIGNERS = {"ot": "optimal transport", "rebasin": "Git Re-Basin"}  # the study's [fusion] method
 CURVATURE = ("top_eig", "trace")
-FAR_MARK = "†"   # curvature measured far from a stationary point in some replicate (the count follows the ratio)
+# curvature measured far from a stationary point in some replicate (the count follows the ratio)
+FAR_MARK = "†"
 
 
 @dataclass(frozen=True)
 class Table:
-    """One table of the report: what it tabulates, its title and, when compared, the seed study's table."""
+    """One table of the report: what it tabulates, its title and, when compared, the seed study's
+    table.
+    """
 
-    kind: str            # barrier | model
-    batches: str         # corresponding | mixed
-    init: str | None     # model tables: same | diff
+    kind: str  # barrier | model
+    batches: str  # corresponding | mixed
+    init: str | None  # model tables: same | diff
     title: str
     seed: SeedTable | None = None
 
@@ -43,8 +49,9 @@ def _seed(value: str | None) -> str:
 
 
 def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]]]:
-    """LMC barriers per cell: train loss pre/post alignment (with the seed study's beside them), test loss, and
-    the test error barrier (percentage points)."""
+    """LMC barriers per cell: train loss pre/post alignment (with the seed study's beside them),
+    test loss, and the test error barrier (percentage points).
+    """
     mixed = table.batches == "mixed"
     header = (["A batch", "B batch"] if mixed else ["Batch"]) + ["Init", "n"]
     seed = table.seed
@@ -55,25 +62,39 @@ def barrier_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[st
                 header.append("seed")
     header += ["Pre, test error %", "Post, test error %"]
     rows = []
-    cells = sorted(view.cells_of(batches=table.batches), key=lambda c: (c.bs_a, c.bs_b, c.init != "same"))
+    cells = sorted(
+        view.cells_of(batches=table.batches), key=lambda c: (c.bs_a, c.bs_b, c.init != "same")
+    )
     for cell in cells:
         row = ([str(cell.bs_a), str(cell.bs_b)] if mixed else [str(cell.bs_a)]) + [INIT[cell.init]]
         row.append(str(len(cell.pairs)))
         for split in ("train", "test"):
             for align, which in (("none", "pre"), ("ot", "post")):
-                row.append(fmt(view.cell_barrier(cell, align, split), BARRIER_DIGITS, view.replicates))
+                row.append(
+                    fmt(view.cell_barrier(cell, align, split), BARRIER_DIGITS, view.replicates)
+                )
                 if seed is not None and split == "train":
                     row.append(_seed(seed.barrier(cell.bs_a, cell.bs_b, cell.init, which)))
-        row += [fmt(view.cell_barrier(cell, align, "test", "error"), ERROR_DIGITS, view.replicates)
-                for align in ("none", "ot")]
+        row += [
+            fmt(view.cell_barrier(cell, align, "test", "error"), ERROR_DIGITS, view.replicates)
+            for align in ("none", "ot")
+        ]
         rows.append(row)
     return header, rows
 
 
 def _rows_of(cell: Cell) -> list[tuple[str, str, str, int | None]]:
-    """(label, row key, Batch column, fine-tuning batch) of every row of a cell, in the seed study's order."""
-    rows = [(label, key, str({"a": cell.bs_a, "b": cell.bs_b}.get(key, "")), None) for label, key in ROWS]
-    rows += [(FT_LABELS[source], StudyView.ft_row(source, bs), str(bs), bs) for source, bs in cell.finetunes]
+    """(label, row key, Batch column, fine-tuning batch) of every row of a cell, in the seed study's
+    order.
+    """
+    rows = [
+        (label, key, str({"a": cell.bs_a, "b": cell.bs_b}.get(key, "")), None)
+        for label, key in ROWS
+    ]
+    rows += [
+        (FT_LABELS[source], StudyView.ft_row(source, bs), str(bs), bs)
+        for source, bs in cell.finetunes
+    ]
     return rows
 
 
@@ -98,7 +119,10 @@ def model_rows(view: StudyView, table: Table) -> tuple[list[str], list[list[str]
                 row.append(fmt(value, DIGITS[metric], view.replicates) + mark)
                 if seed is not None:
                     row.append(_seed(seed.model(cell.bs_a, cell.bs_b, label, metric, ft_batch)))
-            row.append(fmt(gradient, 3, view.replicates) + (f" {FAR_MARK}{far}/{gradient.n}" if far else ""))
+            row.append(
+                fmt(gradient, 3, view.replicates)
+                + (f" {FAR_MARK}{far}/{gradient.n}" if far else "")
+            )
             rows.append(row)
             first = False
     return header, rows
@@ -117,32 +141,71 @@ def settings_rows(view: StudyView) -> list[list[str]]:
     cfg, sizes = view.config, view.sizes
     train, f, m = cfg["train"], cfg["fusion"], cfg["measure"]
     lrs = ", ".join(f"{b} (lr {lr:g})" for b, lr in zip(cfg["batch_sizes"], cfg["lrs"]))
-    loop = _kv({"epochs": train.get("epochs"), "schedule": train.get("schedule"), "momentum": train.get("momentum"),
-                "weight decay": train.get("weight_decay"), "plateau factor": train.get("plateau_factor"),
-                "plateau patience": train.get("plateau_patience"), "early-stopping patience": train.get("patience"),
-                "min. epochs": train.get("min_epochs"), "monitor": train.get("monitor")})
-    contour = (f"{m['contour_kind']} contours, {m['contour_steps']} x {m['contour_steps']} points on the training "
-               "loss (replicate 0, different-init pairs)") if m.get("contours") else "no contours"
-    rows = [["Architecture", f"`{cfg['arch']}` {_kv(cfg['arch_kwargs']) or '(defaults)'}"],
-            ["Data", f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} validation, "
-                     f"{sizes.get('test', '?')} test examples"],
-            ["Batch sizes (learning rate)", lrs],
-            ["Training (SGD)", f"{loop}; kept weights: {_kept(train.get('keep', 'last'))} (fine-tuning: "
-                               f"{_kept(cfg['finetune'].get('keep', train.get('keep', 'last')))})"],
-            ["Replicates", f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
-                           "and data seeds, fusion, fine-tuning and measurement seeds)"],
-            ["Fusion", f"A aligned to B by {ALIGNERS.get(f.get('method', 'ot'))}; {f['mode']} alignment from "
-                       f"{f['align_samples']} training examples, "
-                       f"{f['solver']} solver, {f['iterations']} iteration(s), BatchNorm reset on "
-                       f"{f['reset_bn_samples']} examples"],
-            ["Curvature", f"training loss on {m['samples']} training examples (batches of {m['batch_size']}): "
-                          f"one block Lanczos run ({m['esd_steps'] * m['esd_runs']} HVPs at least) gives the "
-                          f"top-{m['eig_k']} eigenvalue (relative error bound {m['eig_tol']:g}), the ESD by block SLQ "
-                          "(fused models of replicate 0) and the trace (exact on its basis, Hutchinson on the rest, "
-                          f"at most {m['trace_hvps']} probes)"],
-            ["Barriers", f"{m['barrier_points']} evenly spaced points on [0, 1], train and test loss"
-                         + (f" on {m['barrier_samples']} examples each" if m.get("barrier_samples") else "")],
-            ["Contours", contour]]
+    loop = _kv(
+        {
+            "epochs": train.get("epochs"),
+            "schedule": train.get("schedule"),
+            "momentum": train.get("momentum"),
+            "weight decay": train.get("weight_decay"),
+            "plateau factor": train.get("plateau_factor"),
+            "plateau patience": train.get("plateau_patience"),
+            "early-stopping patience": train.get("patience"),
+            "min. epochs": train.get("min_epochs"),
+            "monitor": train.get("monitor"),
+        }
+    )
+    contour = (
+        (
+            f"{m['contour_kind']} contours, {m['contour_steps']} x {m['contour_steps']} points on "
+            "the training "
+            "loss (replicate 0, different-init pairs)"
+        )
+        if m.get("contours")
+        else "no contours"
+    )
+    rows = [
+        ["Architecture", f"`{cfg['arch']}` {_kv(cfg['arch_kwargs']) or '(defaults)'}"],
+        [
+            "Data",
+            f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} "
+            "validation, "
+            f"{sizes.get('test', '?')} test examples",
+        ],
+        ["Batch sizes (learning rate)", lrs],
+        [
+            "Training (SGD)",
+            f"{loop}; kept weights: {_kept(train.get('keep', 'last'))} (fine-tuning: "
+            f"{_kept(cfg['finetune'].get('keep', train.get('keep', 'last')))})",
+        ],
+        [
+            "Replicates",
+            f"{view.replicates}: replicate r adds {view.seed_shift}·r to every seed (parents' init "
+            "and data seeds, fusion, fine-tuning and measurement seeds)",
+        ],
+        [
+            "Fusion",
+            f"A aligned to B by {ALIGNERS.get(f.get('method', 'ot'))}; {f['mode']} alignment from "
+            f"{f['align_samples']} training examples, "
+            f"{f['solver']} solver, {f['iterations']} iteration(s), BatchNorm reset on "
+            f"{f['reset_bn_samples']} examples",
+        ],
+        [
+            "Curvature",
+            f"training loss on {m['samples']} training examples (batches of {m['batch_size']}): "
+            f"one block Lanczos run ({m['esd_steps'] * m['esd_runs']} HVPs at least) gives the "
+            f"top-{m['eig_k']} eigenvalue (relative error bound {m['eig_tol']:g}), the ESD by "
+            "block SLQ "
+            "(fused models of replicate 0) and the trace (exact on its basis, Hutchinson on the "
+            "rest, "
+            f"at most {m['trace_hvps']} probes)",
+        ],
+        [
+            "Barriers",
+            f"{m['barrier_points']} evenly spaced points on [0, 1], train and test loss"
+            + (f" on {m['barrier_samples']} examples each" if m.get("barrier_samples") else ""),
+        ],
+        ["Contours", contour],
+    ]
     return rows
 
 
@@ -151,21 +214,38 @@ def pair_rows(view: StudyView) -> list[list[str]]:
     rows = []
     for cell in view.cells_of():
         p = cell.pairs[0]
-        a, b = (f"({bs}, {s[0]}, {s[1]})" for bs, s in ((cell.bs_a, p["seeds_a"]), (cell.bs_b, p["seeds_b"])))
+        a, b = (
+            f"({bs}, {s[0]}, {s[1]})"
+            for bs, s in ((cell.bs_a, p["seeds_a"]), (cell.bs_b, p["seeds_b"]))
+        )
         rows.append([f"`{cell.name}`", INIT[cell.init], a, b])
     return rows
 
 
 def finetune_rows(view: StudyView) -> list[list[str]]:
-    """Every fine-tuning run (the seed study's Table 6): the fused model, its batch size, learning rate,
-    momentum and schedule."""
+    """Every fine-tuning run (the seed study's Table 6): the fused model, its batch size, learning
+    rate, momentum and schedule.
+    """
     rows = []
     for cell in view.cells_of():
         for ft in cell.pairs[0]["finetuned"]:
             s = ft["settings"]
-            details = _kv({"factor": s["plateau_factor"] if s["schedule"] == "plateau" else None,
-                           "early-stopping patience": s["patience"] or None, "min. epochs": s["min_epochs"] or None})
-            rows.append([f"`{cell.name}`", FT_LABELS[ft["source"]].removesuffix(" FT"), str(s["batch_size"]),
-                         f"{s['lr']:g}", f"{s['momentum']:g}", str(s["epochs"]),
-                         s["schedule"] + (f" ({details})" if details else "")])
+            details = _kv(
+                {
+                    "factor": s["plateau_factor"] if s["schedule"] == "plateau" else None,
+                    "early-stopping patience": s["patience"] or None,
+                    "min. epochs": s["min_epochs"] or None,
+                }
+            )
+            rows.append(
+                [
+                    f"`{cell.name}`",
+                    FT_LABELS[ft["source"]].removesuffix(" FT"),
+                    str(s["batch_size"]),
+                    f"{s['lr']:g}",
+                    f"{s['momentum']:g}",
+                    str(s["epochs"]),
+                    s["schedule"] + (f" ({details})" if details else ""),
+                ]
+            )
     return rows

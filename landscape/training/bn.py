@@ -1,4 +1,7 @@
-"""Recompute BatchNorm running statistics on data (REPAIR-style reset after fusion or interpolation)."""
+"""Recompute BatchNorm running statistics on data (REPAIR-style reset after fusion or
+interpolation).
+"""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -21,10 +24,12 @@ def has_batchnorm(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def reset_bn(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 256) -> nn.Module:
-    """Replace every BatchNorm's running mean/var by the average of its batch statistics over `data`.
+    """Replace every BatchNorm's running mean/var by the average of its batch statistics over
+    `data`.
 
-    Same rule as torch.optim.swa_utils.update_bn (cumulative average over batches); under torch.distributed
-    the per-rank averages are combined weighted by the number of batches. Returns the model in eval mode.
+    Same rule as torch.optim.swa_utils.update_bn (cumulative average over batches); under
+    torch.distributed the per-rank averages are combined weighted by the number of batches. Returns
+    the model in eval mode.
     """
     layers = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
     if not layers:
@@ -43,7 +48,9 @@ def reset_bn(model: nn.Module, data: Split | Iterable[Batch], batch_size: int = 
     for m, momentum in zip(layers, saved):
         m.momentum = momentum
     if dist.active():
-        count = dist.all_reduce_sum(torch.tensor(float(n_batches), dtype=torch.float64, device=device))
+        count = dist.all_reduce_sum(
+            torch.tensor(float(n_batches), dtype=torch.float64, device=device)
+        )
         for m in layers:
             for buf in (m.running_mean, m.running_var):
                 weighted = buf.double() * n_batches

@@ -1,10 +1,11 @@
 """SGD training and fine-tuning with separate seeds for initialisation and data order.
 
-Returns the weights of the last epoch run (`keep="last"`, the early-stopped runs the seed study measured) or
-those of the best validation accuracy (`keep="best"`); epochs are counted from 1 everywhere (`history` lists
-hold epoch e at index e - 1). Supports step, cosine and plateau schedules and early stopping, and is bitwise
-deterministic on CPU for fixed seeds and thread count.
+Returns the weights of the last epoch run (`keep="last"`, the early-stopped runs the seed study
+measured) or those of the best validation accuracy (`keep="best"`); epochs are counted from 1
+everywhere (`history` lists hold epoch e at index e - 1). Supports step, cosine and plateau
+schedules and early stopping, and is bitwise deterministic on CPU for fixed seeds and thread count.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,10 +46,13 @@ class TrainConfig:
     plateau_patience: int = 5
     patience: int = 0  # early stopping: epochs without a better `monitor` value; 0 turns it off
     min_epochs: int = 0  # early stopping never stops before this many epochs
-    monitor: str = "val_acc"  # what the plateau schedule and early stopping watch: val_acc or val_loss
+    monitor: str = (
+        "val_acc"  # what the plateau schedule and early stopping watch: val_acc or val_loss
+    )
     data_seed: int = 0
     augment: bool = True  # used only when the dataset supports it (CIFAR)
-    keep: str = "last"  # the weights returned: those of the last epoch run, or of the best validation accuracy
+    # the weights returned: those of the last epoch run, or of the best validation accuracy
+    keep: str = "last"
 
     def validate(self) -> None:
         """Raise a one-line error for impossible settings."""
@@ -64,8 +68,8 @@ class TrainResult:
     """The kept model and the run's record; epochs count from 1."""
 
     model: nn.Module
-    kept_epoch: int      # the epoch whose weights `model` holds
-    best_epoch: int      # the epoch of the best validation accuracy
+    kept_epoch: int  # the epoch whose weights `model` holds
+    best_epoch: int  # the epoch of the best validation accuracy
     best_val_acc: float
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -85,13 +89,19 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
     if cfg.schedule == "plateau":
         mode = "min" if cfg.monitor == "val_loss" else "max"
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg.plateau_factor,
-                                                          patience=cfg.plateau_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode=mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
     return None
 
 
-def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train",
-          on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    data: Dataset,
+    cfg: TrainConfig,
+    desc: str = "train",
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+) -> TrainResult:
     """Train `model` in place with SGD.
 
     Args:
@@ -99,21 +109,24 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         data: the splits; validation accuracy is measured after every epoch.
         cfg: every setting of the run; `cfg.keep` says which weights are returned.
         desc: the progress bar's label.
-        on_epoch: called as `on_epoch(e, model)` after every epoch e (1-based), e.g. to save the training
-            trajectory.
+        on_epoch: called as `on_epoch(e, model)` after every epoch e (1-based), e.g. to save the
+            training trajectory.
 
     Returns:
         The model holding the kept weights (in eval mode) and the run's record.
 
     Raises:
-        LandscapeError: impossible settings, non-finite weights, labels out of range or a diverged run.
+        LandscapeError: impossible settings, non-finite weights, labels out of range or a diverged
+        run.
     """
     cfg.validate()
     check_finite(model)
     check_labels(data.train, _num_classes(model, data))
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(cfg.data_seed)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     sched = _scheduler(opt, cfg)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": [], "lr": []}
     best_state, best_acc, best_epoch = None, -1.0, 0
@@ -125,7 +138,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         perm = torch.randperm(n, generator=gen).to(data.train.y.device)
         loss_sum = 0.0
         for s in range(0, n, cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
+            idx = perm[s : s + cfg.batch_size]
             x, y = data.train.x[idx], data.train.y[idx]
             if cfg.augment and data.augment:
                 x = augment(x, gen)
@@ -135,8 +148,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
             opt.step()
             loss_sum += float(loss.detach()) * len(idx)
         if not math.isfinite(loss_sum):
-            raise LandscapeError(f"training diverged in epoch {epoch + 1} (training loss {loss_sum / n:.4g}): "
-                                 "lower the learning rate")
+            raise LandscapeError(
+                f"training diverged in epoch {epoch + 1} (training loss {loss_sum / n:.4g}): "
+                "lower the learning rate"
+            )
         val = evaluate(model, data.val)
         history["train_loss"].append(loss_sum / n)
         history["val_loss"].append(val.loss)
@@ -146,8 +161,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
             best_acc, best_epoch = val.acc, epoch + 1
             if cfg.keep == "best":
                 best_state = copy.deepcopy(model.state_dict())
-        watched = -val.loss if cfg.monitor == "val_loss" else val.acc   # higher is better
-        best_watched, since_best = (watched, 0) if watched > best_watched else (best_watched, since_best + 1)
+        watched = -val.loss if cfg.monitor == "val_loss" else val.acc  # higher is better
+        best_watched, since_best = (
+            (watched, 0) if watched > best_watched else (best_watched, since_best + 1)
+        )
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val.loss if cfg.monitor == "val_loss" else val.acc)
         elif sched is not None:
@@ -164,7 +181,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, desc: str = "train"
         model.load_state_dict(best_state)
         kept_epoch = best_epoch
     model.eval()
-    return TrainResult(model, kept_epoch, best_epoch, best_acc, history, time.perf_counter() - start)
+    return TrainResult(
+        model, kept_epoch, best_epoch, best_acc, history, time.perf_counter() - start
+    )
 
 
 def _num_classes(model: nn.Module, data: Dataset) -> int:
@@ -174,10 +193,17 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
     """The checkpoint meta of a training run."""
-    return {**data_record(data), "normalize": [list(pair) for pair in data.normalize],
-            **({"selection": data.selection.record()} if not data.selection.whole else {}), **asdict(cfg),
-            "kept_epoch": result.kept_epoch, "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],
-            "best_epoch": result.best_epoch,
-            "best_val_acc": result.best_val_acc, "epochs_run": len(result.history["val_acc"]),
-            "history": {k: list(map(float, v)) for k, v in result.history.items()},
-            "train_seconds": result.seconds, **extra}
+    return {
+        **data_record(data),
+        "normalize": [list(pair) for pair in data.normalize],
+        **({"selection": data.selection.record()} if not data.selection.whole else {}),
+        **asdict(cfg),
+        "kept_epoch": result.kept_epoch,
+        "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],
+        "best_epoch": result.best_epoch,
+        "best_val_acc": result.best_val_acc,
+        "epochs_run": len(result.history["val_acc"]),
+        "history": {k: list(map(float, v)) for k, v in result.history.items()},
+        "train_seconds": result.seconds,
+        **extra,
+    }

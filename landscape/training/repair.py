@@ -1,22 +1,24 @@
-"""REPAIR (Jordan, Sedghi, Saukh, Entezari & Neyshabur, "REPAIR: REnormalizing Permuted Activations for
-Interpolation Repair", ICLR 2023) for models without BatchNorm.
+"""REPAIR (Jordan, Sedghi, Saukh, Entezari & Neyshabur, "REPAIR: REnormalizing Permuted Activations
+for Interpolation Repair", ICLR 2023) for models without BatchNorm.
 
-Interpolating two aligned networks shrinks the variance of their units' pre-activations ("variance collapse").
-REPAIR rescales every unit of the interpolated model so that its pre-activation mean and standard deviation on
-some examples are the same interpolation of the parents' statistics:
+Interpolating two aligned networks shrinks the variance of their units' pre-activations ("variance
+collapse"). REPAIR rescales every unit of the interpolated model so that its pre-activation mean and
+standard deviation on some examples are the same interpolation of the parents' statistics:
 
     target mean = (1 - a) mean_A + a mean_B,   target std = (1 - a) std_A + a std_B
 
-(for a fusion of K models with weights w_k, the w-weighted averages of their statistics, all parents aligned to
-the fused model).
+(for a fusion of K models with weights w_k, the w-weighted averages of their statistics, all parents
+aligned to the fused model).
 
-The correction is the affine map a BatchNorm would apply, folded into the layer itself: the unit's weights are
-scaled by `target std / std` and its bias becomes `(bias - mean) * target std / std + target mean`. Layers are
-corrected in forward order, each measured after the ones before it were corrected, so every corrected layer has
-exactly the promised statistics on those examples. The corrected layers are the linear and convolution modules
-called once per forward, except the last one (the logits). A model with BatchNorm gets the same effect from
-recomputing its statistics (`landscape.training.bn.reset_bn`, `--reset-bn`).
+The correction is the affine map a BatchNorm would apply, folded into the layer itself: the unit's
+weights are scaled by `target std / std` and its bias becomes `(bias - mean) * target std / std +
+target mean`. Layers are corrected in forward order, each measured after the ones before it were
+corrected, so every corrected layer has exactly the promised statistics on those examples. The
+corrected layers are the linear and convolution modules called once per forward, except the last one
+(the logits). A model with BatchNorm gets the same effect from recomputing its statistics
+(`landscape.training.bn.reset_bn`, `--reset-bn`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,11 +39,12 @@ def _channel_axis(module: nn.Module) -> int:
 
 
 def repaired_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Names of the linear and convolution modules REPAIR corrects: called once on `x`, in call order, the last
-    one (the output layer) left out.
+    """Names of the linear and convolution modules REPAIR corrects: called once on `x`, in call
+    order, the last one (the output layer) left out.
 
     Raises:
-        LandscapeError: a corrected layer without a bias (there is nothing to shift)."""
+        LandscapeError: a corrected layer without a bias (there is nothing to shift).
+    """
     order: list[str] = []
     counts: dict[str, int] = {}
     names = {m: name for name, m in model.named_modules() if isinstance(m, LAYERS)}
@@ -63,30 +66,39 @@ def repaired_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     modules = dict(model.named_modules())
     for name in layers:
         if modules[name].bias is None:
-            raise LandscapeError(f"REPAIR shifts each unit through its layer's bias, and layer '{name}' has none "
-                                 "(for a model with BatchNorm use `reset_bn` instead)")
+            raise LandscapeError(
+                f"REPAIR shifts each unit through its layer's bias, and layer '{name}' has none "
+                "(for a model with BatchNorm use `reset_bn` instead)"
+            )
     return layers
 
 
 @torch.no_grad()
-def unit_statistics(model: nn.Module, data: Split | Iterable[Batch], layers: Sequence[str],
-                    batch_size: int = 256) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Mean and standard deviation (population) of each unit's outputs of the named layers over all examples
-    (and positions) of `data`, the model in eval mode.
+def unit_statistics(
+    model: nn.Module, data: Split | Iterable[Batch], layers: Sequence[str], batch_size: int = 256
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Mean and standard deviation (population) of each unit's outputs of the named layers over all
+    examples (and positions) of `data`, the model in eval mode.
 
     Returns:
-        {layer name: (mean, std)}, float64 tensors with one value per output unit."""
+        {layer name: (mean, std)}, float64 tensors with one value per output unit.
+    """
     modules = dict(model.named_modules())
     sums: dict[str, list[torch.Tensor | float]] = {}
 
     def hook(name: str):
         def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-            values = output.detach().movedim(_channel_axis(module), 0).reshape(output.shape[_channel_axis(module)], -1)
+            values = (
+                output.detach()
+                .movedim(_channel_axis(module), 0)
+                .reshape(output.shape[_channel_axis(module)], -1)
+            )
             values = values.double()
             acc = sums.setdefault(name, [0.0, 0.0, 0.0])
             acc[0] += values.sum(1)
             acc[1] += (values * values).sum(1)
             acc[2] += values.shape[1]
+
         return record
 
     handles = [modules[name].register_forward_hook(hook(name)) for name in layers]
@@ -108,10 +120,15 @@ def unit_statistics(model: nn.Module, data: Split | Iterable[Batch], layers: Seq
 
 
 @torch.no_grad()
-def repair(model: nn.Module, parents: Sequence[nn.Module], weights: Sequence[float], data: Split | Iterable[Batch],
-           batch_size: int = 256) -> nn.Module:
-    """A copy of `model` (the point `sum_k weights[k] parents[k]`) with every corrected layer's unit statistics on
-    `data` set to the same combination of the parents' (see the module docstring).
+def repair(
+    model: nn.Module,
+    parents: Sequence[nn.Module],
+    weights: Sequence[float],
+    data: Split | Iterable[Batch],
+    batch_size: int = 256,
+) -> nn.Module:
+    """A copy of `model` (the point `sum_k weights[k] parents[k]`) with every corrected layer's unit
+    statistics on `data` set to the same combination of the parents' (see the module docstring).
 
     Args:
         model: the interpolated or fused model (the parents' architecture).
@@ -124,7 +141,8 @@ def repair(model: nn.Module, parents: Sequence[nn.Module], weights: Sequence[flo
         The corrected copy, in eval mode; `model` is not modified.
 
     Raises:
-        LandscapeError: no examples, or a corrected layer without a bias."""
+        LandscapeError: no examples, or a corrected layer without a bias.
+    """
     first = next(iter(as_batches(data, batch_size, next(model.parameters()).device)))
     out = copy.deepcopy(model).eval()
     layers = repaired_layers(out, first[0])

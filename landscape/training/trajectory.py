@@ -1,11 +1,13 @@
-"""A training run's trajectory: checkpoints every N epochs in a folder beside the final checkpoint, for the PCA
-directions of a loss surface (Li et al. 2018, section 7; `geometry.directions.pca_directions`).
+"""A training run's trajectory: checkpoints every N epochs in a folder beside the final checkpoint,
+for the PCA directions of a loss surface (Li et al. 2018, section 7;
+`geometry.directions.pca_directions`).
 
 `train --save-every N --out net.pt` writes `net_trajectory/epoch0000.pt` (the initial weights) and
-`epochNNNN.pt` after every N-th epoch and after epoch `--epochs` (an early stop before it saves no more), each a
-checkpoint with `meta.epoch` and the data's `normalize`; the final checkpoint records the folder, N and the files
-in `meta.trajectory`.
+`epochNNNN.pt` after every N-th epoch and after epoch `--epochs` (an early stop before it saves no
+more), each a checkpoint with `meta.epoch` and the data's `normalize`; the final checkpoint records
+the folder, N and the files in `meta.trajectory`.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +26,10 @@ def trajectory_folder(out: str | os.PathLike) -> Path:
 
 
 class TrajectoryWriter:
-    """Saves the model as `epochNNNN.pt` in `folder` at epoch 0 (`start`), every `every` epochs and at the last
-    epoch (`on_epoch`, the training loop's callback); `files` lists what was written, in order."""
+    """Saves the model as `epochNNNN.pt` in `folder` at epoch 0 (`start`), every `every` epochs and
+    at the last epoch (`on_epoch`, the training loop's callback); `files` lists what was written, in
+    order.
+    """
 
     def __init__(self, folder: str | os.PathLike, every: int, epochs: int, meta: dict):
         if every < 1:
@@ -48,7 +52,9 @@ class TrajectoryWriter:
         self.files.append(str(path))
 
     def discard(self) -> None:
-        """Remove what was written (a failed run leaves nothing behind), and the folder when it is left empty."""
+        """Remove what was written (a failed run leaves nothing behind), and the folder when it is
+        left empty.
+        """
         for f in self.files:
             Path(f).unlink(missing_ok=True)
         self.files.clear()
@@ -61,8 +67,8 @@ class TrajectoryWriter:
 
 
 def trajectory_files(paths: list[str], meta: dict) -> list[str]:
-    """The trajectory's checkpoints: `paths` (files, or folders whose `*.pt` files count, in name order) when
-    given, else those the checkpoint's `meta.trajectory` records.
+    """The trajectory's checkpoints: `paths` (files, or folders whose `*.pt` files count, in name
+    order) when given, else those the checkpoint's `meta.trajectory` records.
 
     Raises:
         LandscapeError: when no checkpoint is given or recorded, or one is missing.
@@ -70,8 +76,10 @@ def trajectory_files(paths: list[str], meta: dict) -> list[str]:
     if not paths:
         paths = list(meta.get("trajectory", {}).get("files", []))
         if not paths:
-            raise LandscapeError("the pca `directions` need the training trajectory: give `trajectory` CKPT... or a "
-                                 "checkpoint whose training saved its trajectory (`save_every`)")
+            raise LandscapeError(
+                "the pca `directions` need the training trajectory: give `trajectory` CKPT... or a "
+                "checkpoint whose training saved its trajectory (`save_every`)"
+            )
     files = []
     for p in map(Path, paths):
         if p.is_dir():

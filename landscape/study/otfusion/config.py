@@ -1,9 +1,12 @@
-"""The settings of an OT-fusion study: a TOML file whose `[study] experiments` names the kinds it runs, one
-section per kind, each a frozen dataclass checked against its type hints (`landscape/study/settings.py`).
+"""The settings of an OT-fusion study: a TOML file whose `[study] experiments` names the kinds it
+runs, one section per kind, each a frozen dataclass checked against its type hints
+(`landscape/study/settings.py`).
 
-Sections: `[study]` (name, architecture, data, replicates), `[train]` (every `TrainConfig` field, shared by all
-models trained), `[skill-transfer]`, `[widths]`, `[ensemble]`, `[ablation]` (the kinds listed).
+Sections: `[study]` (name, architecture, data, replicates), `[train]` (every `TrainConfig` field,
+shared by all models trained), `[skill-transfer]`, `[widths]`, `[ensemble]`, `[ablation]` (the kinds
+listed).
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -18,15 +21,17 @@ from ..settings import from_table
 EXPERIMENTS = ("batch-size", "skill-transfer", "widths", "ensemble", "ablation")
 OT_KINDS = EXPERIMENTS[1:]
 Kind = Literal["batch-size", "skill-transfer", "widths", "ensemble", "ablation"]
-Mode = Literal["acts", "wts"]         # fusion's alignment modes (fusion/choices.py)
-Solver = Literal["emd", "sinkhorn"]   # fusion's OT solvers
+Mode = Literal["acts", "wts"]  # fusion's alignment modes (fusion/choices.py)
+Solver = Literal["emd", "sinkhorn"]  # fusion's OT solvers
 Init = Literal["diff", "same"]
 PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    """`[study]`: what is trained on what, and how often (replicate r shifts every seed by 1000·r)."""
+    """`[study]`: what is trained on what, and how often (replicate r shifts every seed by
+    1000·r).
+    """
 
     name: str
     arch: str
@@ -38,8 +43,10 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class SkillTransfer:
-    """`[skill-transfer]` (Sec. 5.1, Fig. 2): A sees the special label plus `share` of the others, B the rest of
-    the others; fused in proportions w_B (`proportions`) by vanilla and OT averaging, for each of `inits`."""
+    """`[skill-transfer]` (Sec. 5.1, Fig. 2): A sees the special label plus `share` of the others, B
+    the rest of the others; fused in proportions w_B (`proportions`) by vanilla and OT averaging,
+    for each of `inits`.
+    """
 
     special_label: int = 4
     share: float = 0.1
@@ -54,8 +61,10 @@ class SkillTransfer:
 
 @dataclass(frozen=True)
 class Widths:
-    """`[widths]` (Sec. 5.2, Fig. 3): each of `layers` pruned by `fractions` of its units (smallest L1 norm),
-    then the dense model OT-fused into the pruned one with the pruned model's weight `weight`."""
+    """`[widths]` (Sec. 5.2, Fig. 3): each of `layers` pruned by `fractions` of its units (smallest
+    L1 norm), then the dense model OT-fused into the pruned one with the pruned model's weight
+    `weight`.
+    """
 
     layers: tuple[str, ...]
     fractions: tuple[float, ...] = PROPORTIONS
@@ -69,9 +78,11 @@ class Widths:
 
 @dataclass(frozen=True)
 class Ensemble:
-    """`[ensemble]` (Sec. 5.3, Tables 1-3): for each K of `models`, the first K of max(K) models trained from
-    different initialisations: individuals, prediction ensemble, vanilla and OT averages, each fine-tuned for
-    `finetune_epochs` (0: not fine-tuned) at `finetune_lr` (None: [train] lr)."""
+    """`[ensemble]` (Sec. 5.3, Tables 1-3): for each K of `models`, the first K of max(K) models
+    trained from different initialisations: individuals, prediction ensemble, vanilla and OT
+    averages, each fine-tuned for `finetune_epochs` (0: not fine-tuned) at `finetune_lr` (None:
+    [train] lr).
+    """
 
     models: tuple[int, ...] = (2, 4)
     finetune_epochs: int = 0
@@ -85,8 +96,10 @@ class Ensemble:
 
 @dataclass(frozen=True)
 class Ablation:
-    """`[ablation]` (App. S2, Tables S2-S4): two models of different initialisation fused with every mode,
-    solver (Sinkhorn at every regularisation of `regs`) and number of activation samples of `samples`."""
+    """`[ablation]` (App. S2, Tables S2-S4): two models of different initialisation fused with every
+    mode, solver (Sinkhorn at every regularisation of `regs`) and number of activation samples of
+    `samples`.
+    """
 
     samples: tuple[int, ...] = (2, 10, 25, 50, 100, 200)
     solvers: tuple[Solver, ...] = ("emd", "sinkhorn")
@@ -95,7 +108,12 @@ class Ablation:
     compare: str | None = None
 
 
-SECTIONS = {"skill-transfer": SkillTransfer, "widths": Widths, "ensemble": Ensemble, "ablation": Ablation}
+SECTIONS = {
+    "skill-transfer": SkillTransfer,
+    "widths": Widths,
+    "ensemble": Ensemble,
+    "ablation": Ablation,
+}
 
 
 @dataclass(frozen=True)
@@ -147,8 +165,8 @@ def load_ot_config(path: str | Path, data: str | None = None) -> OTStudyConfig:
         The settings.
 
     Raises:
-        LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the wrong
-        type, a kind listed without its section or a section not listed, or impossible values.
+        LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the
+        wrong type, a kind listed without its section or a section not listed, or impossible values.
     """
     where = str(path)
     raw = read_toml(path)
@@ -159,16 +177,22 @@ def load_ot_config(path: str | Path, data: str | None = None) -> OTStudyConfig:
     if data is not None:
         study = StudySettings(**{**study.__dict__, "data": data})
     if "batch-size" in study.experiments or not study.experiments:
-        raise LandscapeError(f"{where}: [study] experiments: batch-size is a study of its own; list OT-fusion "
-                             f"kinds ({', '.join(OT_KINDS)})")
+        raise LandscapeError(
+            f"{where}: [study] experiments: batch-size is a study of its own; list OT-fusion "
+            f"kinds ({', '.join(OT_KINDS)})"
+        )
     kinds = {}
     for name, cls in SECTIONS.items():
         if (name in study.experiments) != (name in raw):
-            raise LandscapeError(f"{where}: [{name}] " + ("is missing" if name in study.experiments else
-                                                          "is not in [study] experiments"))
+            raise LandscapeError(
+                f"{where}: [{name}] "
+                + ("is missing" if name in study.experiments else "is not in [study] experiments")
+            )
         if name in raw:
             kinds[name.replace("-", "_")] = from_table(cls, raw[name], where, name)
-    cfg = OTStudyConfig(study, from_table(TrainConfig, raw.get("train", {}), where, "train"), **kinds)
+    cfg = OTStudyConfig(
+        study, from_table(TrainConfig, raw.get("train", {}), where, "train"), **kinds
+    )
     _check(cfg, where)
     return cfg
 
@@ -179,29 +203,46 @@ def _check(cfg: OTStudyConfig, where: str) -> None:
     problems = [("study", "replicates must be at least 1", cfg.study.replicates < 1)]
     if cfg.skill_transfer:
         s = cfg.skill_transfer
-        problems += [("skill-transfer", "share must be in (0, 1)", not 0 < s.share < 1),
-                     ("skill-transfer", "proportions must be in [0, 1]", any(not 0 <= w <= 1 for w in s.proportions)),
-                     ("skill-transfer", "align_samples must be positive", s.align_samples < 1)]
+        problems += [
+            ("skill-transfer", "share must be in (0, 1)", not 0 < s.share < 1),
+            (
+                "skill-transfer",
+                "proportions must be in [0, 1]",
+                any(not 0 <= w <= 1 for w in s.proportions),
+            ),
+            ("skill-transfer", "align_samples must be positive", s.align_samples < 1),
+        ]
     if cfg.widths:
         w = cfg.widths
-        problems += [("widths", "fractions must be in [0, 1)", any(not 0 <= f < 1 for f in w.fractions)),
-                     ("widths", "weight must be in [0, 1]", not 0 <= w.weight <= 1),
-                     ("widths", "layers must name at least one layer", not w.layers)]
+        problems += [
+            ("widths", "fractions must be in [0, 1)", any(not 0 <= f < 1 for f in w.fractions)),
+            ("widths", "weight must be in [0, 1]", not 0 <= w.weight <= 1),
+            ("widths", "layers must name at least one layer", not w.layers),
+        ]
     if cfg.ensemble:
         e = cfg.ensemble
-        problems += [("ensemble", "models must be at least 2 each", not e.models or min(e.models) < 2),
-                     ("ensemble", "finetune_epochs must be at least 0", e.finetune_epochs < 0)]
+        problems += [
+            ("ensemble", "models must be at least 2 each", not e.models or min(e.models) < 2),
+            ("ensemble", "finetune_epochs must be at least 0", e.finetune_epochs < 0),
+        ]
     if cfg.ablation:
         a = cfg.ablation
-        problems += [("ablation", "samples must be positive", any(m < 1 for m in a.samples)),
-                     ("ablation", "regs must be positive", any(r <= 0 for r in a.regs))]
+        problems += [
+            ("ablation", "samples must be positive", any(m < 1 for m in a.samples)),
+            ("ablation", "regs must be positive", any(r <= 0 for r in a.regs)),
+        ]
     from .published import settings
 
     for kind in cfg.study.experiments:
         wanted = cfg.kind(kind).compare
         for setting in (wanted,) if isinstance(wanted, str) else wanted or ():
-            problems.append((kind, f"compare must be one of {', '.join(settings(kind))}, got {setting!r}",
-                             setting not in settings(kind)))
+            problems.append(
+                (
+                    kind,
+                    f"compare must be one of {', '.join(settings(kind))}, got {setting!r}",
+                    setting not in settings(kind),
+                )
+            )
     for section, message, bad in problems:
         if bad:
             raise LandscapeError(f"{where}: [{section}] {message}")

@@ -1,6 +1,9 @@
-"""Running a planned OT-fusion study: every task not done yet (a checkpoint that exists, or a stored group
-whose `key` matches, is done), stage by stage, in one process; the store ends with the study's description
-under `/study`. `landscape` never imports `fusion`: the caller passes the fusion functions in (`Fuser`)."""
+"""Running a planned OT-fusion study: every task not done yet (a checkpoint that exists, or a stored
+group whose `key` matches, is done), stage by stage, in one process; the store ends with the study's
+description under `/study`. `landscape` never imports `fusion`: the caller passes the fusion
+functions in (`Fuser`).
+"""
+
 from __future__ import annotations
 
 import json
@@ -40,6 +43,7 @@ def todo(p: Plan) -> list[tuple[str, list[Task], list[Task]]]:
 
     def finished(t: Task) -> bool:
         return t.checkpoint.exists() if t.checkpoint is not None else done.get(t.group) == t.key
+
     return [(stage, tasks, [t for t in tasks if not finished(t)]) for stage, tasks in p.stages()]
 
 
@@ -49,27 +53,38 @@ class Runner:
     def __init__(self, p: Plan, fuser: Fuser, device: torch.device | str = "cpu"):
         self.plan, self.fuser, self.device = p, fuser, torch.device(device)
         self.actions: dict[str, Callable[[Task], Any]] = {
-            "train": self._train, "fuse": self._fuse, "finetune": self._finetune, "skill": self._skill,
-            "widths": self._widths, "ensemble": self._ensemble, "ablation": self._ablation}
+            "train": self._train,
+            "fuse": self._fuse,
+            "finetune": self._finetune,
+            "skill": self._skill,
+            "widths": self._widths,
+            "ensemble": self._ensemble,
+            "ablation": self._ablation,
+        }
         self.data = cache(self._data)
 
     def run(self) -> None:
         """Run every task not done yet; then describe the study in the store."""
         stages = todo(self.plan)
         for i, (stage, _, tasks) in enumerate(stages):
-            bar = progress.bar(total=len(tasks), desc=f"study {i + 1}/{len(stages)} {stage}", stage=True)
+            bar = progress.bar(
+                total=len(tasks), desc=f"study {i + 1}/{len(stages)} {stage}", stage=True
+            )
             try:
                 for task in tasks:
                     out = self.actions[task.action](task)
                     if task.group is not None:
                         arrays, attrs = out
-                        write_result(self.plan.store, task.group, arrays, {**attrs, "key": task.key})
+                        write_result(
+                            self.plan.store, task.group, arrays, {**attrs, "key": task.key}
+                        )
                     bar.update(1)
             finally:
                 bar.close()
         self._describe()
 
-    # ---- helpers ---------------------------------------------------------------------------------------------
+    # ---- helpers
+    # ---------------------------------------------------------------------------------------------
     def _data(self, selection: Selection = WHOLE) -> Dataset:
         return load_data(DataSpec(self.plan.cfg.study.data, selection), device=self.device)
 
@@ -81,20 +96,32 @@ class Runner:
 
     def _x(self, settings: dict, selection: Selection = WHOLE) -> torch.Tensor:
         train_split = self.data(selection).train
-        return subsample(train_split, settings["align_samples"], settings["seed"], "align_samples").x
+        return subsample(
+            train_split, settings["align_samples"], settings["seed"], "align_samples"
+        ).x
 
     @staticmethod
     def _ot(settings: dict, x: torch.Tensor | None) -> dict:
-        return {"mode": settings["mode"], "solver": settings["solver"], "reg": settings["reg"],
-                "x": x if settings["mode"] == "acts" else None}
+        return {
+            "mode": settings["mode"],
+            "solver": settings["solver"],
+            "reg": settings["reg"],
+            "x": x if settings["mode"] == "acts" else None,
+        }
 
-    # ---- actions ---------------------------------------------------------------------------------------------
+    # ---- actions
+    # ---------------------------------------------------------------------------------------------
     def _train(self, task: Task) -> None:
         cfg, data = TrainConfig(**task.params["train"]), self.data(task.params["selection"])
-        model = init_model(self.plan.cfg.study.arch, self.plan.arch_kwargs, task.params["init_seed"]).to(self.device)
+        model = init_model(
+            self.plan.cfg.study.arch, self.plan.arch_kwargs, task.params["init_seed"]
+        ).to(self.device)
         result = train(model, data, cfg, desc=task.name)
-        save_checkpoint(result.model, task.checkpoint,
-                        meta=train_meta(cfg, result, data, init_seed=task.params["init_seed"], key=task.key))
+        save_checkpoint(
+            result.model,
+            task.checkpoint,
+            meta=train_meta(cfg, result, data, init_seed=task.params["init_seed"], key=task.key),
+        )
 
     def _fuse(self, task: Task) -> None:
         s = task.params
@@ -108,36 +135,54 @@ class Runner:
     def _finetune(self, task: Task) -> None:
         cfg, data = TrainConfig(**task.params["train"]), self.data()
         result = train(self._load(task.params["source"]), data, cfg, desc=task.name)
-        save_checkpoint(result.model, task.checkpoint,
-                        meta=train_meta(cfg, result, data, finetuned_from=task.params["source"], key=task.key))
+        save_checkpoint(
+            result.model,
+            task.checkpoint,
+            meta=train_meta(cfg, result, data, finetuned_from=task.params["source"], key=task.key),
+        )
 
     def _skill(self, task: Task) -> tuple[dict, dict]:
-        """Global and special-label test accuracy of A, B, and their vanilla, OT and prediction averages at every
-        proportion w_B; activations from A's own training examples (the paper's footnote 3)."""
+        """Global and special-label test accuracy of A, B, and their vanilla, OT and prediction
+        averages at every proportion w_B; activations from A's own training examples (the paper's
+        footnote 3).
+        """
         s = task.params
         a, b = self._load(s["a"]), self._load(s["b"])
         test = self.data().test
         special = Split(test.x[test.y == s["special"]], test.y[test.y == s["special"]])
         x = self._x(s, s["selection"])
-        curves: dict[str, list[float]] = {f"{m}_{w}": [] for m in ("vanilla", "ot", "ensemble")
-                                          for w in ("acc", "special")}
+        curves: dict[str, list[float]] = {
+            f"{m}_{w}": [] for m in ("vanilla", "ot", "ensemble") for w in ("acc", "special")
+        }
         for w_b in s["proportions"]:
             weights = [1 - w_b, w_b]
-            fused = {"vanilla": self.fuser.fuse([a, b], method="vanilla", weights=weights),
-                     "ot": self.fuser.fuse([a, b], method="ot", weights=weights, **self._ot(s, x))}
+            fused = {
+                "vanilla": self.fuser.fuse([a, b], method="vanilla", weights=weights),
+                "ot": self.fuser.fuse([a, b], method="ot", weights=weights, **self._ot(s, x)),
+            }
             for method, model in fused.items():
                 curves[f"{method}_acc"].append(self._acc(model, test))
                 curves[f"{method}_special"].append(self._acc(model, special))
             curves["ensemble_acc"].append(evaluate_ensemble([a, b], test, weights=weights).acc)
-            curves["ensemble_special"].append(evaluate_ensemble([a, b], special, weights=weights).acc)
+            curves["ensemble_special"].append(
+                evaluate_ensemble([a, b], special, weights=weights).acc
+            )
         arrays = {"proportions": s["proportions"], **curves}
-        attrs = {"a_acc": self._acc(a, test), "b_acc": self._acc(b, test), "a_special": self._acc(a, special),
-                 "b_special": self._acc(b, special), "special": s["special"], "test_n": len(test)}
+        attrs = {
+            "a_acc": self._acc(a, test),
+            "b_acc": self._acc(b, test),
+            "a_special": self._acc(a, special),
+            "b_special": self._acc(b, special),
+            "special": s["special"],
+            "test_n": len(test),
+        }
         return arrays, attrs
 
     def _widths(self, task: Task) -> tuple[dict, dict]:
-        """Test accuracy of the model with `layer` pruned by every fraction, before and after OT-fusing the dense
-        model into it (the pruned model is the anchor, so the fusion has its widths)."""
+        """Test accuracy of the model with `layer` pruned by every fraction, before and after
+        OT-fusing the dense model into it (the pruned model is the anchor, so the fusion has its
+        widths).
+        """
         s = task.params
         dense = self._load(s["model"])
         x = self._x(s) if s["mode"] == "acts" else None
@@ -145,20 +190,39 @@ class Runner:
         pruned_acc, fused_acc, sparsity = [], [], []
         for fraction in s["fractions"]:
             pruned = self.fuser.prune_units(dense, s["layer"], fraction)
-            fused = self.fuser.fuse([dense, pruned], method="ot", weights=[1 - s["weight"], s["weight"]],
-                                    **self._ot(s, x))
+            fused = self.fuser.fuse(
+                [dense, pruned],
+                method="ot",
+                weights=[1 - s["weight"], s["weight"]],
+                **self._ot(s, x),
+            )
             pruned_acc.append(self._acc(pruned))
             fused_acc.append(self._acc(fused))
             sparsity.append(1 - sum(p.numel() for p in pruned.parameters()) / total)
-        return ({"fractions": s["fractions"], "pruned_acc": pruned_acc, "fused_acc": fused_acc,
-                 "sparsity": sparsity}, {"dense_acc": self._acc(dense), "layer": s["layer"]})
+        return (
+            {
+                "fractions": s["fractions"],
+                "pruned_acc": pruned_acc,
+                "fused_acc": fused_acc,
+                "sparsity": sparsity,
+            },
+            {"dense_acc": self._acc(dense), "layer": s["layer"]},
+        )
 
     def _ensemble(self, task: Task) -> tuple[dict, dict]:
         s = task.params
         models = [self._load(k) for k in s["models"]]
         test = self.data().test
-        attrs = {f"{name}_acc": self._acc(self._load(key), test) for name, key in s["fused"].items()}
-        attrs.update({"ensemble_acc": evaluate_ensemble(models, test).acc, "k": len(models), "test_n": len(test)})
+        attrs = {
+            f"{name}_acc": self._acc(self._load(key), test) for name, key in s["fused"].items()
+        }
+        attrs.update(
+            {
+                "ensemble_acc": evaluate_ensemble(models, test).acc,
+                "k": len(models),
+                "test_n": len(test),
+            }
+        )
         return {"individual_acc": [self._acc(m, test) for m in models]}, attrs
 
     def _ablation(self, task: Task) -> tuple[dict, dict]:
@@ -168,31 +232,57 @@ class Runner:
         test = self.data().test
         rows = []
         for row in s["rows"]:
-            x = (subsample(self.data().train, row["samples"], s["seed"], "ablation samples").x
-                 if row["samples"] else None)
+            x = (
+                subsample(self.data().train, row["samples"], s["seed"], "ablation samples").x
+                if row["samples"]
+                else None
+            )
             ot = {"mode": row["mode"], "solver": row["solver"], "reg": row["reg"] or 0.01, "x": x}
-            rows.append({**row, "ot_acc": self._acc(self.fuser.fuse([a, b], method="ot", **ot), test),
-                         "aligned_acc": self._acc(self.fuser.align(a, b, **ot), test)})
-        attrs = {"a_acc": self._acc(a, test), "b_acc": self._acc(b, test),
-                 "ensemble_acc": evaluate_ensemble([a, b], test).acc,
-                 "vanilla_acc": self._acc(self.fuser.fuse([a, b], method="vanilla"), test),
-                 "rows": json.dumps(rows, sort_keys=True), "test_n": len(test)}
+            rows.append(
+                {
+                    **row,
+                    "ot_acc": self._acc(self.fuser.fuse([a, b], method="ot", **ot), test),
+                    "aligned_acc": self._acc(self.fuser.align(a, b, **ot), test),
+                }
+            )
+        attrs = {
+            "a_acc": self._acc(a, test),
+            "b_acc": self._acc(b, test),
+            "ensemble_acc": evaluate_ensemble([a, b], test).acc,
+            "vanilla_acc": self._acc(self.fuser.fuse([a, b], method="vanilla"), test),
+            "rows": json.dumps(rows, sort_keys=True),
+            "test_n": len(test),
+        }
         return {}, attrs
 
     def _describe(self) -> None:
         """Record the study under /study, so that the report needs nothing else."""
         cfg = self.plan.cfg
         config = json.loads(json.dumps(asdict(cfg), default=list))
-        groups = {f"/study/models/{key}": ({}, {**{k: v if not isinstance(v, dict) else json.dumps(v)
-                                                   for k, v in info.items()}, "key": key})
-                  for key, info in self.plan.models.items()}
-        groups["/study/config"] = ({}, {"config": json.dumps(config, sort_keys=True), "name": cfg.name,
-                                        "experiments": json.dumps(list(cfg.study.experiments)),
-                                        "replicates": cfg.study.replicates, "seed_shift": SEED_SHIFT,
-                                        "data_sizes": json.dumps(self._sizes()), "key": content_key(config)})
+        groups = {
+            f"/study/models/{key}": (
+                {},
+                {
+                    **{k: v if not isinstance(v, dict) else json.dumps(v) for k, v in info.items()},
+                    "key": key,
+                },
+            )
+            for key, info in self.plan.models.items()
+        }
+        groups["/study/config"] = (
+            {},
+            {
+                "config": json.dumps(config, sort_keys=True),
+                "name": cfg.name,
+                "experiments": json.dumps(list(cfg.study.experiments)),
+                "replicates": cfg.study.replicates,
+                "seed_shift": SEED_SHIFT,
+                "data_sizes": json.dumps(self._sizes()),
+                "key": content_key(config),
+            },
+        )
         write_results(self.plan.store, groups, clear="/study")
 
     def _sizes(self) -> dict[str, int]:
         data = self.data()
         return {s: len(data.split(s)) for s in ("train", "val", "test")}
-

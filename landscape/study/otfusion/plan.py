@@ -1,12 +1,14 @@
-"""The jobs of an OT-fusion study, planned from its settings alone (no data is read): every model to train and
-every result to store, with the key hashed from everything it depends on and the work it costs at most.
+"""The jobs of an OT-fusion study, planned from its settings alone (no data is read): every model to
+train and every result to store, with the key hashed from everything it depends on and the work it
+costs at most.
 
-Models are numbered: model k of replicate r starts from init seed k and draws its data order with data seed
-k, both shifted by 1000·r. A checkpoint is named by its key only, so a model two experiments share (the
-first models of the ensemble are the ablation's pair and the dense model of the widths experiment) is trained
-once. Skill transfer: A is model 1 (its "same init" B starts from A's init seed), B model 2; the split is
-drawn with seed 0 shifted by 1000·r.
+Models are numbered: model k of replicate r starts from init seed k and draws its data order with
+data seed k, both shifted by 1000·r. A checkpoint is named by its key only, so a model two
+experiments share (the first models of the ensemble are the ablation's pair and the dense model of
+the widths experiment) is trained once. Skill transfer: A is model 1 (its "same init" B starts from
+A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -22,12 +24,16 @@ from ...training.loop import TrainConfig
 from ..settings import shifted
 from .config import OTStudyConfig
 
-WHOLE = Selection()   # every example
-EVAL_BATCH = 1024   # the batch size of evaluations (forward passes only)
+WHOLE = Selection()  # every example
+EVAL_BATCH = 1024  # the batch size of evaluations (forward passes only)
+
+
 @dataclass(frozen=True)
 class Task:
-    """One job: a checkpoint to write or a result group to store; `action` names what does it, `params` holds
-    everything it needs; `cost` lists (unit, batch size, examples) with unit train, forward or hvp."""
+    """One job: a checkpoint to write or a result group to store; `action` names what does it,
+    `params` holds everything it needs; `cost` lists (unit, batch size, examples) with unit train,
+    forward or hvp.
+    """
 
     stage: str
     name: str
@@ -41,7 +47,9 @@ class Task:
 
 @dataclass
 class Plan:
-    """Every task of the study in stage order, and the models (name -> checkpoint) the report names."""
+    """Every task of the study in stage order, and the models (name -> checkpoint) the report
+    names.
+    """
 
     cfg: OTStudyConfig
     workdir: Path
@@ -77,11 +85,18 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
         The plan.
     """
     shape = data_shape(cfg.study.data)
-    kwargs = arch_kwargs_for(cfg.study.arch, shape.input_shape, shape.num_classes, **cfg.study.arch_kwargs)
+    kwargs = arch_kwargs_for(
+        cfg.study.arch, shape.input_shape, shape.num_classes, **cfg.study.arch_kwargs
+    )
     if cfg.widths is not None:
         _check_layers(cfg.study.arch, kwargs, cfg.widths.layers)
     p = Plan(cfg, Path(workdir), kwargs, {**shape.sizes, "classes": shape.num_classes})
-    builders = {"skill-transfer": _skill, "widths": _widths, "ensemble": _ensemble, "ablation": _ablation}
+    builders = {
+        "skill-transfer": _skill,
+        "widths": _widths,
+        "ensemble": _ensemble,
+        "ablation": _ablation,
+    }
     for r in range(cfg.study.replicates):
         for kind in cfg.study.experiments:
             builders[kind](p, r)
@@ -92,32 +107,64 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
 
 
 def _check_layers(arch: str, kwargs: dict, layers: tuple[str, ...]) -> None:
-    """Raise unless every layer to prune is a linear or convolution layer of the model (built, not trained)."""
+    """Raise unless every layer to prune is a linear or convolution layer of the model (built, not
+    trained).
+    """
     from torch import nn
 
-    found = {n for n, m in build_model(arch, kwargs).named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    found = {
+        n
+        for n, m in build_model(arch, kwargs).named_modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    }
     missing = [layer for layer in layers if layer not in found]
     if missing:
-        raise LandscapeError(f"[widths] layers: the model has no linear or convolution layer {missing[0]!r}; it has "
-                             f"{', '.join(sorted(found))}")
+        raise LandscapeError(
+            f"[widths] layers: the model has no linear or convolution layer {missing[0]!r}; it has "
+            f"{', '.join(sorted(found))}"
+        )
 
 
-def _model(p: Plan, k: int, r: int, selection: Selection | None = None, init: int | None = None) -> str:
+def _model(
+    p: Plan, k: int, r: int, selection: Selection | None = None, init: int | None = None
+) -> str:
     """The checkpoint key of model k of replicate r (init seed `init` instead of k when given)."""
     cfg, selection = p.cfg, selection or WHOLE
     train = TrainConfig(**{**asdict(cfg.train), "data_seed": shifted(k, r)})
     init_seed = shifted(k if init is None else init, r)
-    key = content_key("model", cfg.study.arch, p.arch_kwargs, cfg.study.data, asdict(train), init_seed,
-                      selection.record())
+    key = content_key(
+        "model",
+        cfg.study.arch,
+        p.arch_kwargs,
+        cfg.study.data,
+        asdict(train),
+        init_seed,
+        selection.record(),
+    )
     if key not in p.models:
         path = p.workdir / "checkpoints" / f"{key}.pt"
         n = _kept(p.sizes["train"], p.sizes["classes"], selection)
-        p.models[key] = {"checkpoint": str(path), "init_seed": init_seed, "data_seed": train.data_seed,
-                         "selection": selection.record(), "replicate": r}
-        p.tasks.append(Task("train", f"train model {k}{_tag(selection)} r{r}", key, "train",
-                            {"init_seed": init_seed, "train": asdict(train), "selection": selection},
-                            checkpoint=path, cost=(("train", train.batch_size, train.epochs * n),
-                                                   ("forward", EVAL_BATCH, train.epochs * max(1, n // 9)))))
+        p.models[key] = {
+            "checkpoint": str(path),
+            "init_seed": init_seed,
+            "data_seed": train.data_seed,
+            "selection": selection.record(),
+            "replicate": r,
+        }
+        p.tasks.append(
+            Task(
+                "train",
+                f"train model {k}{_tag(selection)} r{r}",
+                key,
+                "train",
+                {"init_seed": init_seed, "train": asdict(train), "selection": selection},
+                checkpoint=path,
+                cost=(
+                    ("train", train.batch_size, train.epochs * n),
+                    ("forward", EVAL_BATCH, train.epochs * max(1, n // 9)),
+                ),
+            )
+        )
     return key
 
 
@@ -127,40 +174,91 @@ def _tag(s: Selection) -> str:
     return " (skill-transfer A)" if s.plus_labels else " (skill-transfer B)"
 
 
-def _result(p: Plan, stage: str, name: str, action: str, group: str, params: dict[str, Any], forwards: int,
-            *depends: Any) -> None:
+def _result(
+    p: Plan,
+    stage: str,
+    name: str,
+    action: str,
+    group: str,
+    params: dict[str, Any],
+    forwards: int,
+    *depends: Any,
+) -> None:
     key = content_key(action, group, depends, {k: v for k, v in params.items() if k != "selection"})
-    p.tasks.append(Task(stage, name, key, action, params, group=group,
-                        cost=(("forward", EVAL_BATCH, forwards),)))
+    p.tasks.append(
+        Task(
+            stage, name, key, action, params, group=group, cost=(("forward", EVAL_BATCH, forwards),)
+        )
+    )
 
 
 def _fusion(settings: Any, seed: int) -> dict[str, Any]:
-    return {"mode": settings.mode, "align_samples": settings.align_samples, "solver": settings.solver,
-            "reg": settings.reg, "seed": seed}
+    return {
+        "mode": settings.mode,
+        "align_samples": settings.align_samples,
+        "solver": settings.solver,
+        "reg": settings.reg,
+        "seed": seed,
+    }
 
 
 def _skill(p: Plan, r: int) -> None:
     s = p.cfg.skill_transfer
     split_seed = shifted(0, r)
-    sel_a, sel_b = (skill_transfer(part, s.special_label, s.share, split_seed) for part in ("A", "B"))
+    sel_a, sel_b = (
+        skill_transfer(part, s.special_label, s.share, split_seed) for part in ("A", "B")
+    )
     for init in s.inits:
         a = _model(p, 1, r, sel_a)
         b = _model(p, 2, r, sel_b, init=1 if init == "same" else None)
-        params = {"a": a, "b": b, "proportions": list(s.proportions), "special": s.special_label,
-                  "selection": sel_a, **_fusion(s, shifted(0, r))}
-        evals = (2 + 3 * len(s.proportions)) * p.sizes["test"] + 2 * len(s.proportions) * s.align_samples
-        _result(p, "measure", f"skill transfer {init} init r{r}", "skill", f"/skill-transfer/{init}-r{r}", params,
-                evals, p.models[a], p.models[b], {"a": a, "b": b}, r)
+        params = {
+            "a": a,
+            "b": b,
+            "proportions": list(s.proportions),
+            "special": s.special_label,
+            "selection": sel_a,
+            **_fusion(s, shifted(0, r)),
+        }
+        evals = (2 + 3 * len(s.proportions)) * p.sizes["test"] + 2 * len(
+            s.proportions
+        ) * s.align_samples
+        _result(
+            p,
+            "measure",
+            f"skill transfer {init} init r{r}",
+            "skill",
+            f"/skill-transfer/{init}-r{r}",
+            params,
+            evals,
+            p.models[a],
+            p.models[b],
+            {"a": a, "b": b},
+            r,
+        )
 
 
 def _widths(p: Plan, r: int) -> None:
     w = p.cfg.widths
     dense = _model(p, 1, r)
     for layer in w.layers:
-        params = {"model": dense, "layer": layer, "fractions": list(w.fractions), "weight": w.weight,
-                  **_fusion(w, shifted(0, r))}
-        _result(p, "measure", f"prune and fuse {layer} r{r}", "widths", f"/widths/{layer}-r{r}", params,
-                (1 + 2 * len(w.fractions)) * p.sizes["test"], dense, r)
+        params = {
+            "model": dense,
+            "layer": layer,
+            "fractions": list(w.fractions),
+            "weight": w.weight,
+            **_fusion(w, shifted(0, r)),
+        }
+        _result(
+            p,
+            "measure",
+            f"prune and fuse {layer} r{r}",
+            "widths",
+            f"/widths/{layer}-r{r}",
+            params,
+            (1 + 2 * len(w.fractions)) * p.sizes["test"],
+            dense,
+            r,
+        )
 
 
 def _ensemble(p: Plan, r: int) -> None:
@@ -172,23 +270,61 @@ def _ensemble(p: Plan, r: int) -> None:
             params = {"models": keys[:k], "method": method, **_fusion(e, shifted(0, r))}
             key = content_key("fused", keys[:k], params)
             path = p.workdir / "checkpoints" / f"{key}.pt"
-            p.tasks.append(Task("fuse", f"{method} average of {k} models r{r}", key, "fuse", params, checkpoint=path,
-                                cost=(("forward", EVAL_BATCH, k * e.align_samples),) if method == "ot" else ()))
+            p.tasks.append(
+                Task(
+                    "fuse",
+                    f"{method} average of {k} models r{r}",
+                    key,
+                    "fuse",
+                    params,
+                    checkpoint=path,
+                    cost=(("forward", EVAL_BATCH, k * e.align_samples),) if method == "ot" else (),
+                )
+            )
             fused[method] = key
             p.models[key] = {"checkpoint": str(path), "role": method, "k": k, "replicate": r}
             if e.finetune_epochs:
-                train = TrainConfig(**{**asdict(p.cfg.train), "epochs": e.finetune_epochs,
-                                       "lr": e.finetune_lr or p.cfg.train.lr, "data_seed": shifted(0, r)})
+                train = TrainConfig(
+                    **{
+                        **asdict(p.cfg.train),
+                        "epochs": e.finetune_epochs,
+                        "lr": e.finetune_lr or p.cfg.train.lr,
+                        "data_seed": shifted(0, r),
+                    }
+                )
                 ft_key = content_key("finetuned", key, asdict(train))
                 ft_path = p.workdir / "checkpoints" / f"{ft_key}.pt"
-                p.tasks.append(Task("fine-tune", f"fine-tune {method} average of {k} models r{r}", ft_key,
-                                    "finetune", {"source": key, "train": asdict(train)}, checkpoint=ft_path,
-                                    cost=(("train", train.batch_size, train.epochs * p.sizes["train"]),)))
+                p.tasks.append(
+                    Task(
+                        "fine-tune",
+                        f"fine-tune {method} average of {k} models r{r}",
+                        ft_key,
+                        "finetune",
+                        {"source": key, "train": asdict(train)},
+                        checkpoint=ft_path,
+                        cost=(("train", train.batch_size, train.epochs * p.sizes["train"]),),
+                    )
+                )
                 fused[f"{method}_ft"] = ft_key
-                p.models[ft_key] = {"checkpoint": str(ft_path), "role": f"{method}_ft", "k": k, "replicate": r}
+                p.models[ft_key] = {
+                    "checkpoint": str(ft_path),
+                    "role": f"{method}_ft",
+                    "k": k,
+                    "replicate": r,
+                }
         params = {"models": keys[:k], "fused": fused}
-        _result(p, "measure", f"evaluate {k} models r{r}", "ensemble", f"/ensemble/k{k}-r{r}", params,
-                (2 * k + len(fused)) * p.sizes["test"], keys[:k], fused, r)
+        _result(
+            p,
+            "measure",
+            f"evaluate {k} models r{r}",
+            "ensemble",
+            f"/ensemble/k{k}-r{r}",
+            params,
+            (2 * k + len(fused)) * p.sizes["test"],
+            keys[:k],
+            fused,
+            r,
+        )
 
 
 def _ablation(p: Plan, r: int) -> None:
@@ -197,9 +333,20 @@ def _ablation(p: Plan, r: int) -> None:
     rows = []
     for mode in a.modes:
         for solver in a.solvers:
-            for reg in (a.regs if solver == "sinkhorn" else (None,)):
-                rows += [{"mode": mode, "solver": solver, "reg": reg, "samples": m}
-                         for m in (a.samples if mode == "acts" else (None,))]
+            for reg in a.regs if solver == "sinkhorn" else (None,):
+                rows += [
+                    {"mode": mode, "solver": solver, "reg": reg, "samples": m}
+                    for m in (a.samples if mode == "acts" else (None,))
+                ]
     params = {"models": keys, "rows": rows, "seed": shifted(0, r)}
-    _result(p, "measure", f"ablation r{r}", "ablation", f"/ablation/r{r}", params,
-            (4 + 2 * len(rows)) * p.sizes["test"], keys, r)
+    _result(
+        p,
+        "measure",
+        f"ablation r{r}",
+        "ablation",
+        f"/ablation/r{r}",
+        params,
+        (4 + 2 * len(rows)) * p.sizes["test"],
+        keys,
+        r,
+    )

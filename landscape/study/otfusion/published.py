@@ -1,6 +1,8 @@
-"""The published values of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020), shipped as
-`published.toml` (transcribed from the paper and its rebuttal, as printed), and their look-up by experiment
-and setting."""
+"""The published values of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020),
+shipped as `published.toml` (transcribed from the paper and its rebuttal, as printed), and their
+look-up by experiment and setting.
+"""
+
 from __future__ import annotations
 
 import tomllib
@@ -39,5 +41,7 @@ def published(kind: str, setting: str) -> dict[str, Any]:
     """
     tables = _data().get(kind, {})
     if setting not in tables:
-        raise LandscapeError(f"no published {kind} values for {setting!r}; known: {', '.join(sorted(tables))}")
+        raise LandscapeError(
+            f"no published {kind} values for {setting!r}; known: {', '.join(sorted(tables))}"
+        )
     return tables[setting]

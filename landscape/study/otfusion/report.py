@@ -1,6 +1,9 @@
-"""The report of an OT-fusion study, rebuilt from its store alone: settings, then one section per experiment
-with its tables (ours as mean ± sd over replicates, the paper's values as printed beside them, their setting
-named) and figures (accuracy against w_B with bands; accuracy against the fraction pruned)."""
+"""The report of an OT-fusion study, rebuilt from its store alone: settings, then one section per
+experiment with its tables (ours as mean ± sd over replicates, the paper's values as printed beside
+them, their setting named) and figures (accuracy against w_B with bands; accuracy against the
+fraction pruned).
+"""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +25,14 @@ MISSING = "-"
 INIT_NAME = {"diff": "different init", "same": "same init"}
 
 
-def write_ot_report(store: str | os.PathLike, out_dir: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"),
-                    dpi: int = DPI) -> Path:
-    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store; return its path.
+def write_ot_report(
+    store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    formats: Sequence[str] = ("png", "pdf"),
+    dpi: int = DPI,
+) -> Path:
+    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store; return its
+    path.
 
     Args:
         store: the study's `study.h5`.
@@ -62,32 +70,65 @@ class Report:
         v = self.view
         store = Path(os.path.relpath(v.path.resolve(), self.out_dir.resolve())).as_posix()
         n = v.replicates
-        spread = (f"± is the standard deviation over the {n} replicates (replicate r shifts every seed by 1000·r)"
-                  if n > 1 else "one replicate, so no ± (run more with `replicates`)")
-        lines = [f"# Study report: {v.config['study']['name']}", "",
-                 f"The experiments of {CITATION}, run by `landscape study`. Every number is read from the result "
-                 f"store [`{Path(store).name}`]({store}); test accuracy in % on the whole test split "
-                 f"({v.sizes['test']} examples); {spread}. The `paper` columns are the values printed in the "
-                 "paper for its own setting, named above each table: they show what the experiment found there, "
-                 "not what this study's data and model should give.", "", "## Settings", "",
-                 *markdown(["Setting", "Value"], self._settings()), ""]
-        sections = {"skill-transfer": self._skill, "widths": self._widths, "ensemble": self._ensemble,
-                    "ablation": self._ablation}
+        spread = (
+            f"± is the standard deviation over the {n} replicates (replicate r shifts every seed "
+            "by 1000·r)"
+            if n > 1
+            else "one replicate, so no ± (run more with `replicates`)"
+        )
+        lines = [
+            f"# Study report: {v.config['study']['name']}",
+            "",
+            f"The experiments of {CITATION}, run by `landscape study`. Every number is read from "
+            "the result "
+            f"store [`{Path(store).name}`]({store}); test accuracy in % on the whole test split "
+            f"({v.sizes['test']} examples); {spread}. The `paper` columns are the values printed "
+            "in the "
+            "paper for its own setting, named above each table: they show what the experiment "
+            "found there, "
+            "not what this study's data and model should give.",
+            "",
+            "## Settings",
+            "",
+            *markdown(["Setting", "Value"], self._settings()),
+            "",
+        ]
+        sections = {
+            "skill-transfer": self._skill,
+            "widths": self._widths,
+            "ensemble": self._ensemble,
+            "ablation": self._ablation,
+        }
         for kind in v.experiments:
             lines += sections[kind]()
         return "\n".join(lines)
 
     def _settings(self) -> list[list[str]]:
         study, train = self.view.config["study"], self.view.config["train"]
-        rows = [["data", f"`{study['data']}` (train {self.view.sizes['train']}, validation "
-                         f"{self.view.sizes['val']}, test {self.view.sizes['test']} examples)"],
-                ["model", f"`{study['arch']}` {json.dumps(study['arch_kwargs'])}"],
-                ["training", ", ".join(f"{k} {train[k]}" for k in ("epochs", "batch_size", "lr", "momentum",
-                                                                  "weight_decay", "schedule"))],
-                ["replicates", str(study["replicates"])]]
+        rows = [
+            [
+                "data",
+                f"`{study['data']}` (train {self.view.sizes['train']}, validation "
+                f"{self.view.sizes['val']}, test {self.view.sizes['test']} examples)",
+            ],
+            ["model", f"`{study['arch']}` {json.dumps(study['arch_kwargs'])}"],
+            [
+                "training",
+                ", ".join(
+                    f"{k} {train[k]}"
+                    for k in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule")
+                ),
+            ],
+            ["replicates", str(study["replicates"])],
+        ]
         for kind in self.view.experiments:
             s = self.view.settings(kind)
-            rows.append([f"[{kind}]", ", ".join(f"{k} {json.dumps(val)}" for k, val in s.items() if k != "compare")])
+            rows.append(
+                [
+                    f"[{kind}]",
+                    ", ".join(f"{k} {json.dumps(val)}" for k, val in s.items() if k != "compare"),
+                ]
+            )
         return rows
 
     def _figure(self, stem: str, panels: list[BandPanel], title: str, caption: str) -> list[str]:
@@ -97,8 +138,12 @@ class Report:
         self.figures += 1
         shown = "png" if "png" in self.formats else self.formats[0]
         others = ", ".join(f"[{f.upper()}]({stem}.{f})" for f in self.formats if f != shown)
-        return [f"![Figure {self.figures}]({stem}.{shown})", "",
-                f"*Figure {self.figures}.* {caption}" + (f" ({others})" if others else ""), ""]
+        return [
+            f"![Figure {self.figures}]({stem}.{shown})",
+            "",
+            f"*Figure {self.figures}.* {caption}" + (f" ({others})" if others else ""),
+            "",
+        ]
 
     def _paper(self, kind: str) -> tuple[dict | None, list[str]]:
         setting = self.view.settings(kind).get("compare")
@@ -107,64 +152,147 @@ class Report:
         table = published(kind, setting)
         return table, [f"Paper ({table['source']}): {table['setting']}.", ""]
 
-    # ---- skill transfer ----------------------------------------------------------------------------------------
+    # ---- skill transfer
+    # ----------------------------------------------------------------------------------------
     def _skill(self) -> list[str]:
         s = self.view.settings("skill-transfer")
         paper, intro = self._paper("skill-transfer")
-        lines = ["## Skill transfer (Sec. 5.1)", "",
-                 f"Model A is trained on every example of label {s['special_label']} and {100 * s['share']:g}% of "
-                 f"the other labels' examples, model B on the other {100 * (1 - s['share']):g}% without label "
-                 f"{s['special_label']}; A and B are fused with B's weight w_B by vanilla averaging, OT fusion "
-                 f"({s['mode']} alignment, {s['align_samples']} of A's own training examples) and the prediction "
-                 "ensemble, without retraining. \"Special\" is the accuracy on the test examples of label "
-                 f"{s['special_label']}. Source: `/skill-transfer/<init>-r<r>`.", "", *intro]
+        lines = [
+            "## Skill transfer (Sec. 5.1)",
+            "",
+            f"Model A is trained on every example of label {s['special_label']} and "
+            f"{100 * s['share']:g}% of "
+            f"the other labels' examples, model B on the other {100 * (1 - s['share']):g}% without "
+            "label "
+            f"{s['special_label']}; A and B are fused with B's weight w_B by vanilla averaging, OT "
+            "fusion "
+            f"({s['mode']} alignment, {s['align_samples']} of A's own training examples) and the "
+            "prediction "
+            'ensemble, without retraining. "Special" is the accuracy on the test examples of label '
+            f"{s['special_label']}. Source: `/skill-transfer/<init>-r<r>`.",
+            "",
+            *intro,
+        ]
         panels = []
         for init in s["inits"]:
             runs = self.view.groups("skill-transfer", init)
             if not runs:
                 continue
             w = [float(x) for x in runs[0][0]["proportions"]]
-            curves = {k: stats([r[0][k] for r in runs]) for k in ("vanilla_acc", "ot_acc", "ensemble_acc",
-                                                                  "ot_special", "vanilla_special")}
+            curves = {
+                k: stats([r[0][k] for r in runs])
+                for k in ("vanilla_acc", "ot_acc", "ensemble_acc", "ot_special", "vanilla_special")
+            }
             a, b = stat([r[1]["a_acc"] for r in runs]), stat([r[1]["b_acc"] for r in runs])
-            a_sp, b_sp = stat([r[1]["a_special"] for r in runs]), stat([r[1]["b_special"] for r in runs])
+            a_sp, b_sp = (
+                stat([r[1]["a_special"] for r in runs]),
+                stat([r[1]["b_special"] for r in runs]),
+            )
             best = int(np.argmax([c.mean for c in curves["ot_acc"]]))
-            lines += [f"### {INIT_NAME[init].capitalize()} (n = {len(runs)})", "",
-                      f"Parents: A {a.pct()} (special {a_sp.pct()}), B {b.pct()} (special {b_sp.pct()}). "
-                      f"Best OT average: {curves['ot_acc'][best].pct()} at w_B = {w[best]:g}."
-                      + (f" Paper (different init): A {paper['a_acc']}, B {paper['b_acc']}, best OT average "
-                         f"{paper['ot_best']}." if paper and init == "diff" else ""), "",
-                      *markdown(["w_B", "Vanilla", "OT", "Ensemble", "Vanilla special", "OT special"],
-                                [[f"{x:g}", curves["vanilla_acc"][i].pct(), curves["ot_acc"][i].pct(),
-                                  curves["ensemble_acc"][i].pct(), curves["vanilla_special"][i].pct(),
-                                  curves["ot_special"][i].pct()] for i, x in enumerate(w)]), ""]
-            band = [Band(label, tuple(w), tuple(100 * c.mean for c in curves[key]),
-                         tuple(100 * (c.sd or np.nan) for c in curves[key]))
-                    for label, key in (("OT average", "ot_acc"), ("vanilla average", "vanilla_acc"),
-                                       ("prediction ensemble", "ensemble_acc"))]
-            band += [Band("model A", (), (100 * a.mean,), (np.nan,), "--"),
-                      Band("model B", (), (100 * b.mean,), (np.nan,), ":")]
-            panels.append(BandPanel(INIT_NAME[init], "w_B (weight of model B)", "test accuracy (%)", tuple(band)))
+            lines += [
+                f"### {INIT_NAME[init].capitalize()} (n = {len(runs)})",
+                "",
+                f"Parents: A {a.pct()} (special {a_sp.pct()}), B {b.pct()} (special {b_sp.pct()}). "
+                f"Best OT average: {curves['ot_acc'][best].pct()} at w_B = {w[best]:g}."
+                + (
+                    f" Paper (different init): A {paper['a_acc']}, B {paper['b_acc']}, best OT "
+                    "average "
+                    f"{paper['ot_best']}."
+                    if paper and init == "diff"
+                    else ""
+                ),
+                "",
+                *markdown(
+                    ["w_B", "Vanilla", "OT", "Ensemble", "Vanilla special", "OT special"],
+                    [
+                        [
+                            f"{x:g}",
+                            curves["vanilla_acc"][i].pct(),
+                            curves["ot_acc"][i].pct(),
+                            curves["ensemble_acc"][i].pct(),
+                            curves["vanilla_special"][i].pct(),
+                            curves["ot_special"][i].pct(),
+                        ]
+                        for i, x in enumerate(w)
+                    ],
+                ),
+                "",
+            ]
+            band = [
+                Band(
+                    label,
+                    tuple(w),
+                    tuple(100 * c.mean for c in curves[key]),
+                    tuple(100 * (c.sd or np.nan) for c in curves[key]),
+                )
+                for label, key in (
+                    ("OT average", "ot_acc"),
+                    ("vanilla average", "vanilla_acc"),
+                    ("prediction ensemble", "ensemble_acc"),
+                )
+            ]
+            band += [
+                Band("model A", (), (100 * a.mean,), (np.nan,), "--"),
+                Band("model B", (), (100 * b.mean,), (np.nan,), ":"),
+            ]
+            panels.append(
+                BandPanel(
+                    INIT_NAME[init], "w_B (weight of model B)", "test accuracy (%)", tuple(band)
+                )
+            )
         if panels:
-            lines += self._figure("skill_transfer", panels, "One-shot skill transfer",
-                                  "Test accuracy of the fusions of A and B against B's weight w_B "
-                                  f"(the paper's Figure 2); bands: ± sd over {self.view.replicates} replicates; "
-                                  "dashed and dotted lines: the parents.")
+            lines += self._figure(
+                "skill_transfer",
+                panels,
+                "One-shot skill transfer",
+                "Test accuracy of the fusions of A and B against B's weight w_B "
+                f"(the paper's Figure 2); bands: ± sd over {self.view.replicates} replicates; "
+                "dashed and dotted lines: the parents.",
+            )
         return lines
 
-    # ---- widths ------------------------------------------------------------------------------------------------
+    # ---- widths
+    # ----------------------------------------------------------------------------------------------
     def _widths(self) -> list[str]:
         s = self.view.settings("widths")
         paper, intro = self._paper("widths")
-        lines = ["## Different widths: structured pruning, then OT fusion (Sec. 5.2)", "",
-                 "One layer at a time loses the given fraction of its units (those of smallest L1 norm of their "
-                 "incoming weights); then the dense model is OT-fused into the pruned one "
-                 f"({s['mode']} alignment, pruned model's weight {s['weight']:g}), which keeps the pruned widths. "
-                 "Sparsity: the share of all parameters removed. Source: `/widths/<layer>-r<r>`.", "", *intro]
+        lines = [
+            "## Different widths: structured pruning, then OT fusion (Sec. 5.2)",
+            "",
+            "One layer at a time loses the given fraction of its units (those of smallest L1 norm "
+            "of their "
+            "incoming weights); then the dense model is OT-fused into the pruned one "
+            f"({s['mode']} alignment, pruned model's weight {s['weight']:g}), which keeps the "
+            "pruned widths. "
+            "Sparsity: the share of all parameters removed. Source: `/widths/<layer>-r<r>`.",
+            "",
+            *intro,
+        ]
         if paper:
-            lines += [*markdown(["Paper: layer", "Fraction", "Sparsity", "Dense", "Pruned", "Pruned + OT fusion"],
-                                [[r["layer"], f"{r['fraction']:g}", r["sparsity"], paper["dense_acc"],
-                                  r["pruned_acc"], r["fused_acc"]] for r in paper["rows"]]), ""]
+            lines += [
+                *markdown(
+                    [
+                        "Paper: layer",
+                        "Fraction",
+                        "Sparsity",
+                        "Dense",
+                        "Pruned",
+                        "Pruned + OT fusion",
+                    ],
+                    [
+                        [
+                            r["layer"],
+                            f"{r['fraction']:g}",
+                            r["sparsity"],
+                            paper["dense_acc"],
+                            r["pruned_acc"],
+                            r["fused_acc"],
+                        ]
+                        for r in paper["rows"]
+                    ],
+                ),
+                "",
+            ]
         panels = []
         for layer in s["layers"]:
             runs = self.view.groups("widths", layer)
@@ -174,82 +302,194 @@ class Report:
             pruned, fused = (stats([r[0][k] for r in runs]) for k in ("pruned_acc", "fused_acc"))
             dense = stat([r[1]["dense_acc"] for r in runs])
             sparsity = [float(x) for x in runs[0][0]["sparsity"]]
-            lines += [f"### Layer `{layer}` (dense model {dense.pct()}, n = {len(runs)})", "",
-                      *markdown(["Fraction pruned", "Sparsity", "Pruned", "Pruned + OT fusion", "Gain"],
-                                [[f"{x:g}", f"{100 * sparsity[i]:.1f}%", pruned[i].pct(), fused[i].pct(),
-                                  f"{100 * (fused[i].mean - pruned[i].mean):+.2f}"] for i, x in enumerate(f)]), ""]
-            panels.append(BandPanel(f"layer {layer}", "fraction of units pruned", "test accuracy (%)", (
-                Band("pruned", tuple(f), tuple(100 * c.mean for c in pruned), tuple(100 * (c.sd or np.nan)
-                                                                                   for c in pruned)),
-                Band("pruned + OT fusion", tuple(f), tuple(100 * c.mean for c in fused),
-                     tuple(100 * (c.sd or np.nan) for c in fused)),
-                Band("dense", (), (100 * dense.mean,), (np.nan,), "--"))))
+            lines += [
+                f"### Layer `{layer}` (dense model {dense.pct()}, n = {len(runs)})",
+                "",
+                *markdown(
+                    ["Fraction pruned", "Sparsity", "Pruned", "Pruned + OT fusion", "Gain"],
+                    [
+                        [
+                            f"{x:g}",
+                            f"{100 * sparsity[i]:.1f}%",
+                            pruned[i].pct(),
+                            fused[i].pct(),
+                            f"{100 * (fused[i].mean - pruned[i].mean):+.2f}",
+                        ]
+                        for i, x in enumerate(f)
+                    ],
+                ),
+                "",
+            ]
+            panels.append(
+                BandPanel(
+                    f"layer {layer}",
+                    "fraction of units pruned",
+                    "test accuracy (%)",
+                    (
+                        Band(
+                            "pruned",
+                            tuple(f),
+                            tuple(100 * c.mean for c in pruned),
+                            tuple(100 * (c.sd or np.nan) for c in pruned),
+                        ),
+                        Band(
+                            "pruned + OT fusion",
+                            tuple(f),
+                            tuple(100 * c.mean for c in fused),
+                            tuple(100 * (c.sd or np.nan) for c in fused),
+                        ),
+                        Band("dense", (), (100 * dense.mean,), (np.nan,), "--"),
+                    ),
+                )
+            )
         if panels:
-            lines += self._figure("widths", panels, "Structured pruning with and without OT fusion",
-                                  "Test accuracy against the fraction of a layer's units pruned, before and after "
-                                  "fusing the dense model into the pruned one (the paper's Figure 3); bands: ± sd.")
+            lines += self._figure(
+                "widths",
+                panels,
+                "Structured pruning with and without OT fusion",
+                "Test accuracy against the fraction of a layer's units pruned, before and after "
+                "fusing the dense model into the pruned one (the paper's Figure 3); bands: ± sd.",
+            )
         return lines
 
-    # ---- ensemble ----------------------------------------------------------------------------------------------
+    # ---- ensemble
+    # ----------------------------------------------------------------------------------------------
     def _ensemble(self) -> list[str]:
         s = self.view.settings("ensemble")
         ft = s["finetune_epochs"]
-        lines = ["## Ensemble replacement with K models (Sec. 5.3)", "",
-                 "K models from different initialisations: each alone, their prediction ensemble (K models kept), "
-                 f"and one model from vanilla or OT averaging ({s['mode']} alignment, {s['align_samples']} "
-                 "training examples)" + (f", each fine-tuned for {ft} epochs" if ft else "") + ". Efficiency: how "
-                 "many times fewer models are evaluated than the ensemble keeps. Source: `/ensemble/k<K>-r<r>`.", ""]
-        columns = [("ensemble_acc", "Prediction ensemble", "ensemble"), ("vanilla_acc", "Vanilla", "vanilla"),
-                   ("ot_acc", "OT", "ot")]
+        lines = [
+            "## Ensemble replacement with K models (Sec. 5.3)",
+            "",
+            "K models from different initialisations: each alone, their prediction ensemble (K "
+            "models kept), "
+            f"and one model from vanilla or OT averaging ({s['mode']} alignment, "
+            f"{s['align_samples']} "
+            "training examples)"
+            + (f", each fine-tuned for {ft} epochs" if ft else "")
+            + ". Efficiency: how "
+            "many times fewer models are evaluated than the ensemble keeps. Source: "
+            "`/ensemble/k<K>-r<r>`.",
+            "",
+        ]
+        columns = [
+            ("ensemble_acc", "Prediction ensemble", "ensemble"),
+            ("vanilla_acc", "Vanilla", "vanilla"),
+            ("ot_acc", "OT", "ot"),
+        ]
         if ft:
-            columns += [("vanilla_ft_acc", "Vanilla FT", "vanilla_ft"), ("ot_ft_acc", "OT FT", "ot_ft")]
+            columns += [
+                ("vanilla_ft_acc", "Vanilla FT", "vanilla_ft"),
+                ("ot_ft_acc", "OT FT", "ot_ft"),
+            ]
         header = ["", "Individual models", *(c[1] for c in columns)]
         for k in s["models"]:
             runs = self.view.groups("ensemble", f"k{k}")
             if not runs:
                 continue
             individual = stats([r[0]["individual_acc"] for r in runs])
-            rows = [["Accuracy", "[" + ", ".join(c.pct() for c in individual) + "]",
-                     *(stat([r[1][key] for r in runs]).pct() for key, _, _ in columns)],
-                    ["Efficiency", "1x", "1x", *(f"{k}x" for _ in columns[1:])]]
+            rows = [
+                [
+                    "Accuracy",
+                    "[" + ", ".join(c.pct() for c in individual) + "]",
+                    *(stat([r[1][key] for r in runs]).pct() for key, _, _ in columns),
+                ],
+                ["Efficiency", "1x", "1x", *(f"{k}x" for _ in columns[1:])],
+            ]
             for setting in s.get("compare", []):
-                paper = next((r for r in published("ensemble", setting)["rows"] if r["k"] == k), None)
+                paper = next(
+                    (r for r in published("ensemble", setting)["rows"] if r["k"] == k), None
+                )
                 if paper:
-                    rows.append([f"Paper ({setting})", "[" + ", ".join(paper["individual"]) + "]",
-                                 *(paper.get(name, MISSING) for _, _, name in columns)])
+                    rows.append(
+                        [
+                            f"Paper ({setting})",
+                            "[" + ", ".join(paper["individual"]) + "]",
+                            *(paper.get(name, MISSING) for _, _, name in columns),
+                        ]
+                    )
             lines += [f"### K = {k} (n = {len(runs)})", "", *markdown(header, rows), ""]
         for setting in s.get("compare", []):
             table = published("ensemble", setting)
             lines += [f"Paper {setting} ({table['source']}): {table['setting']}.", ""]
         return lines
 
-    # ---- ablation ----------------------------------------------------------------------------------------------
+    # ---- ablation
+    # ----------------------------------------------------------------------------------------------
     def _ablation(self) -> list[str]:
         paper, intro = self._paper("ablation")
         runs = self.view.groups("ablation", "")
-        lines = ["## Ablations: activation samples, exact vs Sinkhorn, acts vs wts (App. S2)", "",
-                 "Two models from different initialisations fused by OT with every alignment mode, solver "
-                 "(Sinkhorn at each regularisation) and number m of activation samples; \"A aligned\" is model A "
-                 "after alignment to B, before averaging (an exact OT map is a permutation, so A aligned computes "
-                 "what A computes). Source: `/ablation/r<r>`.", "", *intro]
+        lines = [
+            "## Ablations: activation samples, exact vs Sinkhorn, acts vs wts (App. S2)",
+            "",
+            "Two models from different initialisations fused by OT with every alignment mode, "
+            "solver "
+            '(Sinkhorn at each regularisation) and number m of activation samples; "A aligned" is '
+            "model A "
+            "after alignment to B, before averaging (an exact OT map is a permutation, so A "
+            "aligned computes "
+            "what A computes). Source: `/ablation/r<r>`.",
+            "",
+            *intro,
+        ]
         if not runs:
             return lines
-        base = {k: stat([r[1][k] for r in runs]) for k in ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc")}
-        lines += [f"Baselines (n = {len(runs)}): A {base['a_acc'].pct()}, B {base['b_acc'].pct()}, prediction "
-                  f"ensemble {base['ensemble_acc'].pct()}, vanilla average {base['vanilla_acc'].pct()}."
-                  + (f" Paper: A {paper['a_acc']}, B {paper['b_acc']}, ensemble {paper['ensemble_acc']}, vanilla "
-                     f"{paper['vanilla_acc']}." if paper else ""), ""]
+        base = {
+            k: stat([r[1][k] for r in runs])
+            for k in ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc")
+        }
+        lines += [
+            f"Baselines (n = {len(runs)}): A {base['a_acc'].pct()}, B {base['b_acc'].pct()}, "
+            "prediction "
+            f"ensemble {base['ensemble_acc'].pct()}, vanilla average {base['vanilla_acc'].pct()}."
+            + (
+                f" Paper: A {paper['a_acc']}, B {paper['b_acc']}, ensemble "
+                f"{paper['ensemble_acc']}, vanilla "
+                f"{paper['vanilla_acc']}."
+                if paper
+                else ""
+            ),
+            "",
+        ]
         rows_by_run = [json.loads(r[1]["rows"]) for r in runs]
         out = []
         for i, row in enumerate(rows_by_run[0]):
             ot = stat([rr[i]["ot_acc"] for rr in rows_by_run])
             aligned = stat([rr[i]["aligned_acc"] for rr in rows_by_run])
-            match = next((p for p in (paper or {}).get("rows", [])
-                          if (p["mode"], p["solver"], p.get("reg"), p.get("samples"))
-                          == (row["mode"], row["solver"], row["reg"], row["samples"])), None)
-            out.append([row["mode"], row["solver"], MISSING if row["reg"] is None else f"{row['reg']:g}",
-                        MISSING if row["samples"] is None else str(row["samples"]), ot.pct(), aligned.pct(),
-                        match["ot_acc"] if match else MISSING, match["aligned_acc"] if match else MISSING])
-        lines += [*markdown(["Mode", "Solver", "Reg", "m", "OT average", "A aligned", "Paper OT average",
-                             "Paper A aligned"], out), ""]
+            match = next(
+                (
+                    p
+                    for p in (paper or {}).get("rows", [])
+                    if (p["mode"], p["solver"], p.get("reg"), p.get("samples"))
+                    == (row["mode"], row["solver"], row["reg"], row["samples"])
+                ),
+                None,
+            )
+            out.append(
+                [
+                    row["mode"],
+                    row["solver"],
+                    MISSING if row["reg"] is None else f"{row['reg']:g}",
+                    MISSING if row["samples"] is None else str(row["samples"]),
+                    ot.pct(),
+                    aligned.pct(),
+                    match["ot_acc"] if match else MISSING,
+                    match["aligned_acc"] if match else MISSING,
+                ]
+            )
+        lines += [
+            *markdown(
+                [
+                    "Mode",
+                    "Solver",
+                    "Reg",
+                    "m",
+                    "OT average",
+                    "A aligned",
+                    "Paper OT average",
+                    "Paper A aligned",
+                ],
+                out,
+            ),
+            "",
+        ]
         return lines

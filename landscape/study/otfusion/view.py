@@ -1,5 +1,7 @@
-"""An OT-fusion study as its store describes it: settings, and every experiment's results gathered over
-replicates (mean and standard deviation of each number), for the report and its figures."""
+"""An OT-fusion study as its store describes it: settings, and every experiment's results gathered
+over replicates (mean and standard deviation of each number), for the report and its figures.
+"""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +15,9 @@ from ...io.store import StoreReader
 
 
 def is_ot_study(reader: StoreReader) -> bool:
-    """Whether the store holds an OT-fusion study (its description names experiments other than batch-size)."""
+    """Whether the store holds an OT-fusion study (its description names experiments other than
+    batch-size).
+    """
     if not reader.has("/study/config"):
         return False
     kinds = json.loads(reader.attrs("/study/config").get("experiments", '["batch-size"]'))
@@ -22,7 +26,9 @@ def is_ot_study(reader: StoreReader) -> bool:
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean and standard deviation over replicates (sd None for one replicate) of an accuracy in [0, 1]."""
+    """Mean and standard deviation over replicates (sd None for one replicate) of an accuracy in [0,
+    1].
+    """
 
     mean: float
     sd: float | None
@@ -62,8 +68,9 @@ class OTView:
         return self.config[kind.replace("-", "_")]
 
     def groups(self, kind: str, cell: str) -> list[tuple[dict, dict]]:
-        """(arrays, attributes) of `/<kind>/<cell>-r<r>` (or `/<kind>/r<r>` for an empty cell) for every
-        replicate that finished."""
+        """(arrays, attributes) of `/<kind>/<cell>-r<r>` (or `/<kind>/r<r>` for an empty cell) for
+        every replicate that finished.
+        """
         out = []
         for r in range(self.replicates):
             group = f"/{kind}/{cell}-r{r}" if cell else f"/{kind}/r{r}"

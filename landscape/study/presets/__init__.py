@@ -1,4 +1,5 @@
 """The bundled study configs: one TOML file per preset, beside this module (no heavy imports)."""
+
 from __future__ import annotations
 
 from pathlib import Path
