@@ -90,8 +90,7 @@ def check_finite(model: Any, what: str = "the model") -> None:
     >>> check_finite({"w": torch.tensor([1.0, float("nan")])}, "model 2")
     Traceback (most recent call last):
     ...
-    landscape.errors.LandscapeError: model 2 has non-finite values (NaN or inf) in w (1 of 2):
-    measurements ...
+    landscape.errors.LandscapeError: model 2 has non-finite values (NaN or inf) in w (1 of 2): ...
     """
     import torch  # here, not at the top: importing this module must stay free of torch
 
