@@ -1,10 +1,9 @@
 """Eval-mode BatchNorm as the affine map it computes, for cheaper second derivatives.
 
-In eval mode with running statistics, BatchNorm is y = (x - mu) / sqrt(var + eps) * gamma + beta
-(Ioffe & Szegedy 2015, sec. 3.1, inference form): a per-channel scale and shift, linear in x and in
-(gamma, beta). PyTorch differentiates its fused kernel twice through a general formula written for
-batch statistics; the same function written as one multiply-add has a cheaper second backward pass
-(measured in benchmarks/curvature_vs_peers.py) and the same first and second derivatives.
+PyTorch differentiates its fused BatchNorm kernel twice through a general formula written for
+batch statistics; the same function written as one multiply-add (`affine_batchnorm`) has a
+cheaper second backward pass (measured in benchmarks/curvature_vs_peers.py) and the same first
+and second derivatives. `batchnorm_as_affine` switches a model's layers to it for a while.
 """
 
 from __future__ import annotations
@@ -19,8 +18,11 @@ from torch import nn
 def affine_batchnorm(norm: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
     """`norm(x)` for an eval-mode BatchNorm with running statistics, as one multiply-add.
 
-    y = x * scale + shift per channel (dim 1), with scale = gamma / sqrt(var + eps) and shift =
-    beta - mu * scale (the module docstring's formula); a missing gamma or beta counts as 1 or 0.
+    In eval mode with running statistics, BatchNorm is y = (x - mu) / sqrt(var + eps) * gamma + beta
+    (Ioffe & Szegedy, "Batch normalization: accelerating deep network training by reducing internal
+    covariate shift", ICML 2015, sec. 3.1, inference form): a per-channel scale and shift, linear in
+    x and in (gamma, beta). Here y = x * scale + shift per channel (dim 1), with scale = gamma /
+    sqrt(var + eps) and shift = beta - mu * scale; a missing gamma or beta counts as 1 or 0.
 
     Args:
         norm: a BatchNorm1d/2d/3d whose `running_mean` and `running_var` are set.

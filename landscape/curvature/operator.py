@@ -3,9 +3,9 @@
 The loss is that of docs/conventions.md: the mean cross-entropy (or the user's criterion,
 `landscape.loss`) over the chosen examples, the model in eval mode, batches weighted by their size.
 The Hessian is taken with respect to the trainable parameters, flattened in `model.parameters()`
-order. A product is exact (no Gauss-Newton or finite differences): reverse-over-reverse automatic
-differentiation, `d/dθ <∇L(θ), v>` (Pearlmutter 1994). Several vectors go through one backward pass
-together (`is_grads_batched`).
+order. A product is exact (no Gauss-Newton or finite differences; the formula and its paper are in
+`HessianOperator`'s docstring). Several vectors go through one backward pass together
+(`is_grads_batched`).
 
 Two paths (`HessianOperator.path`), chosen by memory: when the per-batch gradient graphs fit in a
 quarter of the free memory they are kept ("kept graphs"), so a product is only the second backward
