@@ -186,8 +186,8 @@ def check_model(model: nn.Module) -> None:
 def data_batches(model: nn.Module, data: Split | Iterable[Batch], batch_size: int) -> Batches:
     """The examples of a curvature measurement as `Batches` on the model's device.
 
-    Loaders whose batches change between passes (their Hessian is not defined) are refused when the
-    batches are read (`landscape.data.batches`).
+    One-shot iterators, loaders without batches and loaders whose batches change between passes
+    (their Hessian is not defined) are refused by `landscape.data.batches.as_batches`.
 
     Args:
         model: the model measured (its first parameter gives the device).

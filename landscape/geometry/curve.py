@@ -100,8 +100,8 @@ def train_curve(
 
     The bend starts at the midpoint of A and B and is trained by SGD on E_t[L(curve(t))], one t
     drawn uniformly per batch (Garipov et al., eq. 3), the model in train mode (BatchNorm normalises
-    with batch statistics). Non-finite endpoints and an unknown kind are refused by the checks this
-    calls.
+    with batch statistics). Non-finite endpoints, endpoints of different layouts and an unknown
+    kind are refused by the checks this calls.
 
     Args:
         a: endpoint A, aligned to B if wanted.
