@@ -1,15 +1,11 @@
 """Per-layer curvature: the top eigenvalue and the trace of each parameter block's diagonal block.
 
 A block is one trainable parameter tensor (a layer's weight, its bias, a BatchNorm scale); its
-diagonal block H_bb of the Hessian (or of the Gauss-Newton or Fisher matrix, `ggn.py`) is the
-curvature seen when only that tensor moves. Blockwise spectra are what Zhang, Chen, Ding, Li, Sun &
-Luo ("Why transformers need Adam: a Hessian perspective", NeurIPS 2024) compare across
-architectures. H_bb v is the slice b of H (v padded with zeros outside b): one product with the
-whole matrix per block vector, so every block costs what a whole-model measurement of the same
-number of products costs. The top eigenvalue is Lanczos' (`eigen.lanczos_top`); the trace is summed
-exactly over the block's unit vectors when the block has at most `max_hvps` parameters, and
-estimated by Hutch++ (`trace.hutch_plus_plus`) otherwise. The block traces add up to the whole
-trace.
+diagonal block of the Hessian (or of the Gauss-Newton or Fisher matrix, `ggn.py`) is the
+curvature seen when only that tensor moves. Blockwise spectra are what Zhang, Chen, Ding, Li,
+Sun & Luo ("Why transformers need Adam: a Hessian perspective", NeurIPS 2024) compare across
+architectures. `BlockOperator` is the diagonal block as an operator; `block_eigenvalues` and
+`block_traces` measure every block of a model.
 """
 
 from __future__ import annotations
@@ -34,14 +30,43 @@ from .trace import hutch_plus_plus
 
 
 class BlockOperator:
-    """The diagonal block `op[start:stop, start:stop]` of an operator, behind the same interface."""
+    """The diagonal block `op[start:stop, start:stop]` of an operator, behind the same interface.
+
+    H_bb v is the slice b of H (v padded with zeros outside b): one product with the whole matrix
+    per block vector, so a block costs what a whole-model measurement of as many products costs.
+    `hvps` counts the block's products; `op.hvps` those of the whole matrix.
+
+    Args:
+        op: the whole operator.
+        start: the block's first index in the flat vector.
+        stop: one past its last index.
+
+    Examples:
+        >>> import torch
+        >>> from landscape.curvature import HessianOperator
+        >>> model = torch.nn.Linear(2, 1)  # least squares: H = (2/N) sum_i [x_i 1] [x_i 1]^T
+        >>> data = [(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1))]
+        >>> op = HessianOperator(model, data, criterion=torch.nn.MSELoss())
+        >>> op.matmat(torch.eye(3)).tolist()
+        [[1.0, 0.0, 1.0], [0.0, 4.0, 2.0], [1.0, 2.0, 2.0]]
+        >>> weight = BlockOperator(op, 0, 2)
+        >>> weight.matmat(torch.eye(2)).tolist(), weight.hvps
+        ([[1.0, 0.0], [0.0, 4.0]], 2)
+    """
 
     def __init__(self, op: Operator, start: int, stop: int):
         self.op, self.start, self.stop = op, start, stop
         self.size, self.dtype, self.device, self.hvps = stop - start, op.dtype, op.device, 0
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
-        """The block times each row of `vectors` (b, size) -> (b, size)."""
+        """The block times each row of `vectors`.
+
+        Args:
+            vectors: (b, size) vectors over the block's entries.
+
+        Returns:
+            (b, size): the block times each row.
+        """
         padded = torch.zeros(len(vectors), self.op.size, dtype=self.dtype, device=self.device)
         padded[:, self.start : self.stop] = vectors
         self.hvps += len(vectors)
@@ -49,8 +74,18 @@ class BlockOperator:
 
 
 def parameter_blocks(model: nn.Module) -> list[tuple[str, int, int]]:
-    """(name, start, stop) of every trainable parameter in the flat vector of `model.parameters()`
-    order.
+    """(name, start, stop) of every trainable parameter in the flat vector of `model.parameters()`.
+
+    Args:
+        model: the model.
+
+    Returns:
+        One (name, start, stop) per trainable parameter, in `model.parameters()` order.
+
+    Examples:
+        >>> import torch
+        >>> parameter_blocks(torch.nn.Linear(3, 2))
+        [('weight', 0, 6), ('bias', 6, 8)]
     """
     blocks, start = [], 0
     for name, p in model.named_parameters():
@@ -72,13 +107,39 @@ def block_eigenvalues(
     criterion: Criterion = "ce",
     curvature: str = "hessian",
 ) -> BlockEigenResult:
-    """The top eigenvalue of each parameter block's diagonal block of the curvature of the mean loss
-    of `model` on `data` (as in `eigen.top_eigenvalues`), by Lanczos with at most `max_hvps`
-    products per block.
+    """The top eigenvalue of each parameter block's diagonal block of the curvature.
+
+    The curvature is that of the mean loss of `model` on `data`, as in `eigen.top_eigenvalues`;
+    each block's top eigenvalue is Lanczos' (`eigen.lanczos_top`) on its `BlockOperator`, with at
+    most `max_hvps` products per block. Bad models or data, and an unknown `which` or
+    `curvature`, are refused by the checks this calls.
+
+    Args:
+        model: the model measured.
+        data: a `Split` or any re-iterable of batches.
+        batch_size: examples per batch of a `Split`.
+        tol: the stopping rule's relative tolerance (`eigen.lanczos_top`).
+        max_hvps: the most products per block.
+        seed: seeds the Lanczos start vectors.
+        which: "algebraic" (largest) or "magnitude" (largest in absolute value).
+        cache: keep the product graphs (True), never (False), or when they fit (None).
+        criterion: "ce" (default), "nll", "lm" or a loss callable (`landscape.loss`).
+        curvature: "hessian", "ggn" or "fisher" (`ggn.py`).
+
+    Returns:
+        The block names, sizes, eigenvalues, residuals, error bounds and whether each converged,
+        with the run's cost.
 
     Raises:
-        LandscapeError: for a bad `which`, `tol` or `max_hvps`, an unknown curvature, or a bad model
-        or data.
+        LandscapeError: `tol` not positive or `max_hvps` below 1.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1)
+        >>> data = [(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1))]
+        >>> r = block_eigenvalues(model, data, criterion=torch.nn.MSELoss())
+        >>> r.blocks, r.eigenvalues.round(4).tolist()  # weight block diag(1, 4), bias block 2
+        (['weight', 'bias'], [4.0, 2.0])
     """
     check_choice(which, WHICH, "`which`")
     if tol <= 0 or max_hvps < 1:
@@ -117,7 +178,11 @@ def block_eigenvalues(
 
 
 def _exact_trace(op: Operator, block: int) -> float:
-    """The trace as the sum of e_i^T A e_i over the unit vectors, `block` of them per product."""
+    """The trace as the sum of e_i^T A e_i over the unit vectors, `block` of them per product.
+
+    Returns:
+        The trace.
+    """
     total = 0.0
     for lo in range(0, op.size, block):
         rows = torch.arange(lo, min(op.size, lo + block), device=op.device)
@@ -138,13 +203,38 @@ def block_traces(
     criterion: Criterion = "ce",
     curvature: str = "hessian",
 ) -> BlockTraceResult:
-    """The trace of each parameter block's diagonal block of the curvature of the mean loss of
-    `model` on `data`: exact for blocks of at most `max_hvps` parameters, else Hutch++ within
-    `max_hvps` products.
+    """The trace of each parameter block's diagonal block of the curvature of the mean loss.
+
+    The trace of a block of at most `max_hvps` parameters is summed exactly over its unit vectors;
+    a larger block's is estimated by Hutch++ (`trace.hutch_plus_plus`) within `max_hvps` products.
+    The block traces add up to the whole trace. Bad models or data, and an unknown `curvature`, are
+    refused by the checks this calls.
+
+    Args:
+        model: the model measured.
+        data: a `Split` or any re-iterable of batches.
+        batch_size: examples per batch of a `Split`.
+        max_hvps: the most products per block.
+        seed: seeds the Hutch++ probes.
+        block: vectors per product.
+        cache: keep the product graphs (True), never (False), or when they fit (None).
+        criterion: "ce" (default), "nll", "lm" or a loss callable (`landscape.loss`).
+        curvature: "hessian", "ggn" or "fisher" (`ggn.py`).
+
+    Returns:
+        The block names, sizes, traces, standard errors (0 where exact) and which were exact, with
+        the run's cost.
 
     Raises:
-        LandscapeError: for `max_hvps` below 4 (Hutch++'s least), `block` below 1, an unknown
-            curvature, or a bad model or data.
+        LandscapeError: `max_hvps` below 4 (Hutch++'s least) or `block` below 1.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1)
+        >>> data = [(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1))]
+        >>> r = block_traces(model, data, criterion=torch.nn.MSELoss())
+        >>> r.trace.tolist(), r.exact.tolist()  # weight: 1 + 4; bias: 2
+        ([5.0, 2.0], [True, True])
     """
     if max_hvps < 4 or block < 1:
         raise LandscapeError(

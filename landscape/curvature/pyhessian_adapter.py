@@ -1,14 +1,14 @@
-"""Run PyHessian 0.1's own eigenvalue and trace routines on a model and its data (`--backend
-pyhessian`).
+"""PyHessian 0.1's own eigenvalue and trace routines on a model and its data (backend pyhessian).
 
-This reproduces numbers computed the way the seed study did (power iteration and Hutchinson, one
-double backward over the whole loader per product). PyHessian 0.1 runs unchanged on torch 2.x for
-these two routines; only its `density()` is broken there (it calls the removed `torch.eig`), which
-is why the ESD has no PyHessian backend. The adapter only builds PyHessian's loader from the same
-batches as landscape (unsharded), seeds the global RNG it draws from, counts its products, and
-clears the `.grad` tensors PyHessian leaves behind. Its trace loop keeps its original stopping rule,
-which ends at the next probe whenever the running mean is negative (after two probes if the first is
-negative); the result says so in `note`.
+PyHessian: Yao, Gholami, Keutzer & Mahoney, "PyHessian: Neural networks through the lens of the
+Hessian", IEEE BigData 2020. This reproduces numbers computed the way the seed study did (power
+iteration and Hutchinson, one double backward over the whole loader per product). PyHessian 0.1
+runs unchanged on torch 2.x for these two routines; only its `density()` is broken there (it
+calls the removed `torch.eig`), which is why the ESD has no PyHessian backend. The adapter only
+builds PyHessian's loader from the same batches as landscape (unsharded), seeds the global RNG
+it draws from, counts its products, and clears the `.grad` tensors PyHessian leaves behind. Its
+trace loop keeps its original stopping rule, which ends at the next probe whenever the running
+mean is negative (after two probes if the first is negative); the result says so in `note`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ PYHESSIAN_PATH = "pyhessian: forward, backward and second backward per batch and
 
 
 def _hessian_class() -> type:
+    """PyHessian's `hessian` class, subclassed to count its Hessian-vector products.
+
+    Returns:
+        The subclass.
+
+    Raises:
+        LandscapeError: pyhessian is not installed.
+    """
     try:
         from pyhessian import hessian
     except ImportError:
@@ -62,8 +70,13 @@ def _session(
     seed: int,
     criterion: Criterion,
 ) -> Iterator:
-    """A PyHessian `hessian` object over `data`; the model's mode, grads and the global RNG are
-    restored after.
+    """A PyHessian `hessian` object over `data`; model mode, grads and global RNG restored after.
+
+    Yields:
+        The `hessian` object, seeded with `seed`.
+
+    Raises:
+        LandscapeError: under torchrun, or for batches whose inputs are not one tensor.
     """
     check_model(model)
     data_batches(model, data, batch_size)
@@ -107,8 +120,10 @@ def _session(
 
 
 def _mean_criterion(criterion: Criterion) -> nn.Module:
-    """The criterion as PyHessian expects it: a batch mean (it weights batches by their size
-    itself).
+    """The criterion as PyHessian expects it: a batch mean (it weights batches by their size).
+
+    Returns:
+        The loss module or callable.
     """
     if criterion == "ce":
         return nn.CrossEntropyLoss()
@@ -128,8 +143,34 @@ def pyhessian_eigenvalues(
     eigenvectors: bool = False,
     criterion: Criterion = "ce",
 ) -> EigenResult:
-    """PyHessian's `eigenvalues(maxIter=max_hvps // k, tol, top_n=k)`; residuals are checked
-    afterwards with landscape's operator (k extra products, not counted in `hvps` or `seconds`).
+    """PyHessian's `eigenvalues(maxIter=max_hvps // k, tol, top_n=k)` on `model` and `data`.
+
+    Residuals are checked afterwards with landscape's operator (k extra products, not counted in
+    `hvps` or `seconds`). Models and data that landscape refuses are refused here too, before
+    PyHessian is imported; without the pyhessian package, or under torchrun, the call is refused.
+
+    Args:
+        model: the model measured.
+        data: a `Split` or a re-iterable of batches whose inputs are one tensor.
+        k: how many eigenvalues.
+        batch_size: examples per batch of a `Split`.
+        tol: PyHessian's tolerance on the relative change of an eigenvalue.
+        max_hvps: the products' budget, split evenly across the k eigenvalues [100 k].
+        seed: seeds the global RNG PyHessian draws its start vectors from.
+        eigenvectors: keep the unit eigenvectors in the result.
+        criterion: "ce", "nll" or a loss callable.
+
+    Returns:
+        The eigenvalues with residuals (as bounds too), rule "change" and `converged` None.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+        >>> data = [(torch.ones(1, 2), torch.zeros(1, dtype=torch.long))]
+        >>> pyhessian_eigenvalues(model, data)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: the model is in train mode with Dropout: ...
     """
     max_hvps = 100 * k if max_hvps is None else max_hvps
     start = time.perf_counter()
@@ -179,8 +220,33 @@ def pyhessian_trace(
     seed: int = 0,
     criterion: Criterion = "ce",
 ) -> TraceResult:
-    """PyHessian's `trace(maxIter=max_hvps, tol)`, tol = target_rse or its default 1e-3 (its own
-    rule: the relative change of the running mean, not a standard error).
+    """PyHessian's `trace(maxIter=max_hvps, tol)` on `model` and `data`.
+
+    `tol` is `target_rse` or PyHessian's default 1e-3, used by its own rule: the relative change of
+    the running mean, not a standard error. Models and data that landscape refuses are refused here
+    too, before PyHessian is imported; without the pyhessian package, or under torchrun, the call
+    is refused.
+
+    Args:
+        model: the model measured.
+        data: a `Split` or a re-iterable of batches whose inputs are one tensor.
+        batch_size: examples per batch of a `Split`.
+        max_hvps: the most probes (one product each).
+        target_rse: PyHessian's tolerance [1e-3].
+        seed: seeds the global RNG PyHessian draws its probes from.
+        criterion: "ce", "nll" or a loss callable.
+
+    Returns:
+        The trace of PyHessian's estimates, with a `note` when its rule stopped at a negative mean.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 2).requires_grad_(False)
+        >>> data = [(torch.ones(1, 2), torch.zeros(1, dtype=torch.long))]
+        >>> pyhessian_trace(model, data)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: the model has no trainable parameters: ...
     """
     tol = 1e-3 if target_rse is None else target_rse
     start = time.perf_counter()

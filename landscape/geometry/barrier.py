@@ -1,15 +1,8 @@
-"""Linear mode connectivity: loss and accuracy along the straight line between two models, and its
-barrier.
+"""Linear mode connectivity: loss and accuracy along the line between two models, and its barrier.
 
-The point at `a` is `θ(a) = (1 - a) θ_A + a θ_B` (parameters and BatchNorm buffers alike), so `a =
-0` is A and `a = 1` is B. The barrier is the seed study's (section 2; Frankle et al. 2020, Entezari
-et al. 2022): `B = max_a [L(θ(a)) - ((1 - a) L(θ_A) + a L(θ_B))]` over an evenly spaced grid of `a`
-including both ends, computed on train and on test loss (docs/conventions.md, with θ_1 = B and θ_2 =
-A), and the same for the error `1 - accuracy` (Frankle et al., "Linear Mode Connectivity and the
-Lottery Ticket Hypothesis", ICML 2020, report error barriers). Since the excess is 0 at both ends,
-that maximum is never negative: the signed barrier is the maximum over the interior points only,
-negative where the line runs below the chord (a fused or repaired midpoint better than its parents),
-and each barrier's position is where that interior maximum lies.
+The point at `a` is `θ(a) = (1 - a) θ_A + a θ_B` (parameters and BatchNorm buffers alike), so
+`a = 0` is A and `a = 1` is B. `interpolation_curve` measures the line, `curve_from_values` reads
+the barriers off it, and `signed_barrier` has their definition and papers.
 """
 
 from __future__ import annotations
@@ -32,8 +25,42 @@ from .repaired import evaluate_repaired
 
 @dataclass
 class Curve:
-    """Loss and accuracy along the line from A to B, with the train and test barriers and where they
-    peak.
+    """Loss and accuracy along the line from A to B, with the train and test barriers.
+
+    The barriers are those of `signed_barrier`: clamped at 0 (`barrier_*`, the conventions' B) and
+    signed (`signed_*`), for the loss and for the error 1 - accuracy. Without a test split the test
+    arrays are empty and the test barriers NaN.
+
+    Attributes:
+        alphas: the points a, from 0 (A) to 1 (B) (for `curve.measure_curve`, the curve's t).
+        train_loss: the mean train loss at each a.
+        train_acc: the train accuracy at each a.
+        test_loss: the mean test loss at each a.
+        test_acc: the test accuracy at each a.
+        barrier_train: the train loss barrier, clamped at 0.
+        barrier_test: the test loss barrier, clamped at 0.
+        argmax_train: where the train loss barrier's interior maximum lies.
+        argmax_test: where the test loss barrier's interior maximum lies.
+        reset_bn: whether BatchNorm statistics were recomputed at every point.
+        points: the number of points.
+        repair: whether every interior point was REPAIRed.
+        signed_barrier_train: the interior maximum itself (negative: below the chord).
+        signed_barrier_test: the same on the test split.
+        error_barrier_train: the train error barrier, clamped at 0 (a fraction).
+        error_barrier_test: the test error barrier, clamped at 0.
+        signed_error_barrier_train: the train error's interior maximum.
+        signed_error_barrier_test: the test error's interior maximum.
+        argmax_error_train: where the train error barrier's interior maximum lies.
+        argmax_error_test: where the test error barrier's interior maximum lies.
+
+    Examples:
+        >>> import numpy as np
+        >>> train = np.array([[1.0, 0.9], [3.0, 0.5], [2.0, 0.8]])  # (loss, accuracy) per point
+        >>> curve = curve_from_values(np.array([0.0, 0.5, 1.0]), train, np.zeros((0, 2)))
+        >>> curve.barrier_train, curve.argmax_train, round(curve.error_barrier_train, 4)
+        (1.5, 0.5, 0.35)
+        >>> curve.barrier_test
+        nan
     """
 
     alphas: np.ndarray
@@ -61,15 +88,31 @@ class Curve:
 
 
 def signed_barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, float]:
-    """`max_a [V(a) - ((1 - a) V(0) + a V(1))]` over the interior points of a curve sampled at
-    `alphas` (both ends included; with only the two ends, over those: 0), and the `a` where it lies.
+    """The excess over the chord, maximised over the interior points of a curve, and where it lies.
+
+    The barrier is the seed study's (section 2; Frankle, Dziugaite, Roy & Carbin, "Linear mode
+    connectivity and the lottery ticket hypothesis", ICML 2020; Entezari, Sedghi, Saukh &
+    Neyshabur, "The role of permutation invariance in linear mode connectivity of neural networks",
+    ICLR 2022): `B = max_a [V(a) - ((1 - a) V(0) + a V(1))]` over an evenly spaced grid of `a`
+    including both ends, computed on train and on test loss (docs/conventions.md, with θ_1 = B and
+    θ_2 = A), and the same for the error `1 - accuracy` (Frankle et al. report error barriers).
+    Since the excess is 0 at both ends, that maximum is never negative (`barrier`); the signed
+    barrier is the maximum over the interior points only, negative where the line runs below the
+    chord (a fused or repaired midpoint better than its parents). With only the two ends, it is
+    taken over those: 0.
 
     Args:
         alphas: the grid of a, from 0 to 1.
         values: the loss (or error) at each a.
 
     Returns:
-        (the signed barrier, its argmax).
+        (the signed barrier, the a where it lies).
+
+    Examples:
+        >>> signed_barrier([0.0, 0.5, 1.0], [1.0, 3.0, 2.0])  # 3 - (1 + 2) / 2
+        (1.5, 0.5)
+        >>> signed_barrier([0.0, 0.5, 1.0], [1.0, 1.0, 2.0])  # below the chord
+        (-0.5, 0.5)
     """
     alphas, values = np.asarray(alphas, dtype=np.float64), np.asarray(values, dtype=np.float64)
     excess = values - ((1 - alphas) * values[0] + alphas * values[-1])
@@ -79,8 +122,18 @@ def signed_barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, float
 
 
 def barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, float]:
-    """The barrier `max_a [V(a) - ((1 - a) V(0) + a V(1))]` over all of `alphas` (never negative),
-    and the `a` of the interior maximum (`signed_barrier`).
+    """The barrier of `signed_barrier` clamped at 0, and where the interior maximum lies.
+
+    Args:
+        alphas: the grid of a, from 0 to 1.
+        values: the loss (or error) at each a.
+
+    Returns:
+        (max(signed barrier, 0), the a of the interior maximum).
+
+    Examples:
+        >>> barrier([0.0, 0.5, 1.0], [1.0, 1.0, 2.0])
+        (0.0, 0.5)
     """
     signed, at = signed_barrier(alphas, values)
     return max(signed, 0.0), at
@@ -89,8 +142,10 @@ def barrier(alphas: np.ndarray, values: np.ndarray) -> tuple[float, float]:
 def _barriers(
     alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, split: str
 ) -> dict[str, float]:
-    """The Curve fields of one split: loss and error barriers, clamped and signed, with their
-    positions.
+    """The Curve fields of one split: loss and error barriers, clamped and signed, and positions.
+
+    Returns:
+        The fields by name (NaN for an empty split).
     """
     if not len(loss):
         return {
@@ -130,16 +185,48 @@ def interpolation_curve(
     output: Output = None,
     repair_on: Data | None = None,
 ) -> Curve:
-    """Loss and accuracy on `splits["train"]` and `splits["test"]` at `points` values of a from A
-    (0) to B (1).
+    """Loss and accuracy on the train and test splits at `points` values of a from A (0) to B (1).
 
-    Each split is a `Split` or any re-iterable of batches (`landscape.data.batches`); a single one
-    instead of the mapping is the train split, and without a test split the test fields are empty
-    (barrier NaN). `criterion` is "ce" (default), "nll", "lm" or a loss callable; `output` says
-    which tensor of the models' outputs is the prediction (`landscape.models.outputs`). `reset_bn`:
-    recompute BatchNorm statistics on the train split at every point instead of interpolating them.
-    `repair_on`: REPAIR every interior point on these examples (`landscape.geometry.repaired`;
-    models without BatchNorm, tensor outputs), each point then evaluated on its own.
+    The barriers are those of `signed_barrier`. Non-finite models and models of different layouts
+    are refused by the checks this calls.
+
+    Args:
+        a: model A.
+        b: model B, of A's architecture and widths.
+        splits: `{"train": ..., "test": ...}`, each a `Split` or any re-iterable of batches
+            (`landscape.data.batches`); a single dataset instead of the mapping is the train split,
+            and without a test split the test fields are empty (barrier NaN).
+        points: the number of values of a, both ends included.
+        batch_size: examples per batch of a `Split`.
+        reset_bn: recompute BatchNorm statistics on the train split at every point instead of
+            interpolating them.
+        batching: how points are evaluated (`points.evaluate_points`).
+        parallel: how points are shared under torchrun (`points.evaluate_points`).
+        criterion: "ce" (default), "nll", "lm" or a loss callable.
+        output: which tensor of the models' outputs is the prediction (`landscape.models.outputs`).
+        repair_on: REPAIR every interior point on these examples (`landscape.geometry.repaired`;
+            models without BatchNorm, tensor outputs), each point then evaluated on its own.
+
+    Returns:
+        The curve with every barrier.
+
+    Raises:
+        LandscapeError: splits other than train and test, models of different layouts, `points`
+            below 2, or both `repair_on` and `reset_bn`.
+
+    Examples:
+        From W = 0 to W = I for logits x W^T: the midpoint W = I / 2 lies below the chord.
+
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> a, b = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False)
+        >>> _ = torch.nn.init.zeros_(a.weight), torch.nn.init.eye_(b.weight)
+        >>> data = Split(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
+        >>> curve = interpolation_curve(a, b, data, points=3)
+        >>> curve.train_loss.round(4).tolist()  # log 2, (log(1 + e^-1/2) + log(1 + e^-1)) / 2
+        [0.6931, 0.3937, 0.2201]
+        >>> round(curve.signed_barrier_train, 4), curve.barrier_train
+        (-0.063, 0.0)
     """
     splits = dict(splits) if isinstance(splits, Mapping) else {"train": splits}
     if "train" not in splits or set(splits) - {"train", "test"}:
@@ -208,8 +295,7 @@ def interpolation_curve(
 def curve_from_values(
     alphas: np.ndarray, train: np.ndarray, test: np.ndarray, reset_bn: bool = False
 ) -> Curve:
-    """A `Curve` from (loss, accuracy) rows per point of `alphas` on the train and test splits (test
-    may be empty).
+    """A `Curve` from (loss, accuracy) rows per point of `alphas` on the train and test splits.
 
     Args:
         alphas: the grid of a, from 0 to 1.
@@ -219,6 +305,13 @@ def curve_from_values(
 
     Returns:
         The curve with every barrier.
+
+    Examples:
+        >>> import numpy as np
+        >>> values = np.array([[1.0, 1.0], [1.2, 0.5], [1.0, 1.0]])
+        >>> curve = curve_from_values(np.array([0.0, 0.5, 1.0]), values, values)
+        >>> round(curve.barrier_test, 4), curve.error_barrier_test, curve.points
+        (0.2, 0.5, 3)
     """
     fields = {
         **_barriers(alphas, train[:, 0], train[:, 1], "train"),

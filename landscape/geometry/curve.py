@@ -1,17 +1,7 @@
-"""Mode-connecting curves: a path of low loss between two models through a trained bend (Garipov,
-Izmailov, Podoprikhin, Vetrov & Wilson, "Loss Surfaces, Mode Connectivity, and Fast Ensembling of
-DNNs", NeurIPS 2018; Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially No Barriers in Neural
-Network Energy Landscape", ICML 2018).
+"""Mode-connecting curves: a path of low loss between two models through a trained bend.
 
-With the endpoints A and B fixed and one bend θ, a point of the curve at t in [0, 1] is
-- `bezier`: the quadratic Bezier curve (1 - t)^2 A + 2 t (1 - t) θ + t^2 B;
-- `polychain`: the broken line A -> θ -> B, θ reached at t = 1/2.
-The bend starts at the midpoint of A and B and is trained by SGD on E_t[L(curve(t))], one t drawn
-uniformly per batch (Garipov et al., eq. 3), the model in train mode (BatchNorm normalises with
-batch statistics). Every point is a linear combination of the three states, so the curve is measured
-like the straight line (`evaluate_points`): loss and accuracy at evenly spaced t, BatchNorm
-statistics recomputed at each point for models that have them, and the barriers of
-`landscape.geometry.barrier` (the excess over the chord between the endpoints' values).
+`curve_coefficients` defines the curves (with their papers), `train_curve` trains the bend and
+`measure_curve` measures loss, accuracy and barriers along the curve.
 """
 
 from __future__ import annotations
@@ -36,10 +26,31 @@ from .points import Data, evaluate_points, same_layout
 
 
 def curve_coefficients(kind: str, t: np.ndarray) -> np.ndarray:
-    """Weights (len(t), 3) of A, the bend and B at each t of a `kind` curve.
+    """Weights (len(t), 3) of A, the bend θ and B at each t of a `kind` curve.
+
+    With the endpoints A and B fixed and one bend θ, a point of the curve at t in [0, 1] is
+    (Garipov, Izmailov, Podoprikhin, Vetrov & Wilson, "Loss surfaces, mode connectivity, and fast
+    ensembling of DNNs", NeurIPS 2018; Draxler, Veschgini, Salmhofer & Hamprecht, "Essentially no
+    barriers in neural network energy landscape", ICML 2018):
+
+    - `bezier`: the quadratic Bezier curve (1 - t)^2 A + 2 t (1 - t) θ + t^2 B;
+    - `polychain`: the broken line A -> θ -> B, θ reached at t = 1/2.
+
+    Args:
+        kind: "bezier" or "polychain".
+        t: the curve's parameter values.
+
+    Returns:
+        The weights, one row per t.
 
     Raises:
         LandscapeError: an unknown kind.
+
+    Examples:
+        >>> curve_coefficients("bezier", [0.0, 0.5, 1.0]).tolist()
+        [[1.0, 0.0, 0.0], [0.25, 0.5, 0.25], [0.0, 0.0, 1.0]]
+        >>> curve_coefficients("polychain", [0.25, 0.5]).tolist()
+        [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]
     """
     t = np.asarray(t, dtype=np.float64)
     if kind == "bezier":
@@ -58,6 +69,11 @@ def curve_coefficients(kind: str, t: np.ndarray) -> np.ndarray:
 
 
 def _check(a: nn.Module, b: nn.Module) -> None:
+    """Refuse endpoints that are not finite or not of one layout.
+
+    Raises:
+        LandscapeError: models of different architectures or widths.
+    """
     check_finite(a, "model A")
     check_finite(b, "model B")
     if not same_layout([a.state_dict(), b.state_dict()]):
@@ -82,20 +98,43 @@ def train_curve(
 ) -> nn.Module:
     """Train the bend of a `kind` curve from A to B (endpoints fixed) on `data`.
 
+    The bend starts at the midpoint of A and B and is trained by SGD on E_t[L(curve(t))], one t
+    drawn uniformly per batch (Garipov et al., eq. 3), the model in train mode (BatchNorm normalises
+    with batch statistics). Non-finite endpoints, endpoints of different layouts and an unknown
+    kind are refused by the checks this calls.
+
     Args:
-        a, b: the endpoints, aligned to each other if wanted (same architecture and widths).
+        a: endpoint A, aligned to B if wanted.
+        b: endpoint B, of A's architecture and widths.
         data: a `Split` (shuffled each epoch with `seed`) or a re-iterable of `(inputs, targets)`
-        batches. kind: "bezier" or "polychain". epochs: passes over `data`. lr, momentum,
-        weight_decay: SGD on the bend's parameters. batch_size: examples per step (a `Split` only).
-        seed: the seed of the t drawn per batch and of the shuffling. criterion: "ce", "nll" or a
-        loss callable.
+            batches.
+        kind: "bezier" or "polychain".
+        epochs: passes over `data`.
+        lr: SGD's learning rate on the bend's parameters.
+        momentum: SGD's momentum.
+        weight_decay: SGD's weight decay.
+        batch_size: examples per step (a `Split` only).
+        seed: the seed of the t drawn per batch and of the shuffling.
+        criterion: "ce", "nll" or a loss callable.
 
     Returns:
         The bend: a copy of A's architecture holding θ (parameters trained; buffers those of the
         midpoint), in eval mode.
 
     Raises:
-        LandscapeError: models of different layouts, an unknown kind, epochs < 1.
+        LandscapeError: `epochs` below 1.
+
+    Examples:
+        With a learning rate of 0 the bend stays at the midpoint of A and B:
+
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        >>> data = Split(torch.randn(4, 2, generator=torch.Generator().manual_seed(0)),
+        ...              torch.tensor([0, 1, 0, 1]))
+        >>> bend = train_curve(a, b, data, epochs=1, lr=0.0, batch_size=2)
+        >>> torch.allclose(bend.weight, (a.weight + b.weight) / 2), bend.training
+        (True, False)
     """
     _check(a, b)
     curve_coefficients(kind, np.zeros(1))
@@ -149,15 +188,45 @@ def measure_curve(
     criterion: Criterion = "ce",
     reset_bn: bool | None = None,
 ) -> Curve:
-    """Loss and accuracy along the `kind` curve through `bend` at `points` evenly spaced t (0 = A, 1
-    = B) on `splits["train"]` (and `splits["test"]`), with its barriers.
+    """Loss and accuracy along the `kind` curve through `bend` at `points` evenly spaced t.
+
+    t = 0 is A and t = 1 is B; the barriers are those of `landscape.geometry.barrier` (the excess
+    over the chord between the endpoints' values). Every point is a linear combination of the three
+    states, so the curve is measured like the straight line (`evaluate_points`). Non-finite
+    endpoints, endpoints of different layouts and an unknown kind are refused by the checks this
+    calls.
 
     Args:
+        a: endpoint A.
+        bend: the bend (`train_curve`).
+        b: endpoint B.
+        kind: "bezier" or "polychain".
+        splits: `{"train": ..., "test": ...}` (the test split optional).
+        points: values of t, both ends included.
+        batch_size: examples per batch of a `Split`.
+        criterion: "ce", "nll" or a loss callable.
         reset_bn: recompute BatchNorm statistics on the train split at every point [whenever the
             model has BatchNorm: the bend's interpolated statistics mean nothing].
 
     Returns:
         A `Curve` whose `alphas` are the t values.
+
+    Raises:
+        LandscapeError: a bend of another architecture, or `points` below 2.
+
+    Examples:
+        A Bezier curve whose bend is the midpoint is the straight line (W = 0 to W = I):
+
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> a, b = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False)
+        >>> _ = torch.nn.init.zeros_(a.weight), torch.nn.init.eye_(b.weight)
+        >>> bend = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = bend.load_state_dict({"weight": torch.eye(2) / 2})
+        >>> data = Split(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
+        >>> curve = measure_curve(a, bend, b, "bezier", {"train": data}, points=3)
+        >>> curve.train_loss.round(4).tolist()  # as `interpolation_curve` gives
+        [0.6931, 0.3937, 0.2201]
     """
     _check(a, b)
     if not same_layout([a.state_dict(), bend.state_dict()]):

@@ -1,5 +1,4 @@
-"""Loss and accuracy at many points of parameter space, each point a linear combination of a few
-states.
+"""Loss and accuracy at many points of parameter space, each a linear combination of a few states.
 
 A barrier path is `(1-a) A + a B`, a random-direction contour `θ + x d1 + y d2`, the plane through
 three models an affine combination of them: every geometry measurement evaluates `Σ_k c[p, k] S_k`
@@ -68,8 +67,19 @@ HELD_OUTPUTS = 1 << 22  # network outputs (numbers) the walk holds before reduci
 
 
 def same_layout(states: Sequence[State]) -> bool:
-    """Whether the states have the same keys and shapes, so that they can be combined point by
-    point.
+    """Whether the states have the same keys and shapes, so that they combine point by point.
+
+    Args:
+        states: state dicts (at least one).
+
+    Returns:
+        True when every state has the first one's keys, with the same shapes.
+
+    Examples:
+        >>> import torch
+        >>> a, b = torch.nn.Linear(2, 1).state_dict(), torch.nn.Linear(2, 1).state_dict()
+        >>> same_layout([a, b]), same_layout([a, torch.nn.Linear(3, 1).state_dict()])
+        (True, False)
     """
     first = states[0]
     return all(
@@ -79,9 +89,25 @@ def same_layout(states: Sequence[State]) -> bool:
 
 
 def layout_difference(states: Sequence[State], align: str) -> str | None:
-    """Why the states cannot be combined point by point (None when they can): different layers
-    (tensor names), which no alignment changes, or different widths (shapes of the same tensors),
-    which `align` (how the caller aligns models, e.g. "--align ot") resolves.
+    """Why the states cannot be combined point by point (None when they can).
+
+    Different layers (tensor names) no alignment changes; different widths (shapes of the same
+    tensors) an alignment resolves, and the message says how (`align`).
+
+    Args:
+        states: state dicts, model 1 first.
+        align: how the caller aligns models, as the message should name it (e.g. "`align` ot").
+
+    Returns:
+        A one-line message naming the first difference, or None.
+
+    Examples:
+        >>> import torch
+        >>> a, b = torch.nn.Linear(2, 1).state_dict(), torch.nn.Linear(3, 1).state_dict()
+        >>> print(layout_difference([a, a], "`align` ot"))
+        None
+        >>> print(layout_difference([a, b], "`align` ot"))
+        models 1 and 2 have different widths (weight is (1, 2) and (1, 3)): align them first ...
     """
     first = states[0]
     for i, s in enumerate(states[1:], 2):
@@ -104,14 +130,34 @@ def layout_difference(states: Sequence[State], align: str) -> str | None:
 
 
 def _is_variance(key: str) -> bool:
+    """Whether the state key is a BatchNorm running variance.
+
+    Returns:
+        True for `...running_var`.
+    """
     return key.endswith("running_var")
 
 
 def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Stacked states `(P, ...)` with `Σ_k coeffs[p, k] anchors[k]`; integer buffers come from the
-    first anchor.
+    """Stacked states `(P, ...)` with `Σ_k coeffs[p, k] anchors[k]` at every point p.
 
-    A `running_var` that an extrapolating combination would make negative is clamped at 0.
+    Integer buffers come from the first anchor. A `running_var` that an extrapolating combination
+    would make negative is clamped at 0.
+
+    Args:
+        anchors: K state dicts of one layout.
+        coeffs: (P, K) coefficients.
+
+    Returns:
+        Each key's P combinations, stacked along a new first dimension.
+
+    Examples:
+        >>> import torch
+        >>> a = {"w": torch.tensor([0.0, 0.0]), "bn.running_var": torch.tensor([1.0])}
+        >>> b = {"w": torch.tensor([2.0, 4.0]), "bn.running_var": torch.tensor([3.0])}
+        >>> points = combine([a, b], torch.tensor([[0.5, 0.5], [2.0, -1.0]]))
+        >>> points["w"].tolist(), points["bn.running_var"].tolist()  # 2 * 1 - 3 clamped at 0
+        ([[1.0, 2.0], [-2.0, -4.0]], [[2.0], [0.0]])
     """
     out = {}
     for key, first in anchors[0].items():
@@ -125,8 +171,7 @@ def combine(anchors: Sequence[State], coeffs: torch.Tensor) -> dict[str, torch.T
 
 
 class _Flat:
-    """The floating tensors of one dtype of a model, made views into one flat vector `raw` that the
-    walk moves.
+    """The floating tensors of one dtype of a model, made views into one flat vector the walk moves.
 
     `anchors` is `(K, N)`, the same entries of every anchor state; `start` is the point a run of
     steps started from. Running variances come last in `raw`; the model reads them from `var_live`,
@@ -164,8 +209,9 @@ class _Flat:
         self._clamp()
 
     def move(self, alpha: float, from_start: bool, u: np.ndarray, key: tuple) -> None:
-        """Move to `start + alpha * (u @ anchors)`, or by `alpha * (u @ anchors)` in place: one axpy
-        either way; the direction is cached under `key` (u rounded).
+        """Move to `start + alpha * (u @ anchors)`, or by `alpha * (u @ anchors)` in place.
+
+        One axpy either way; the direction is cached under `key` (u rounded).
         """
         direction = self.directions.get(key)
         if direction is None:
@@ -177,6 +223,11 @@ class _Flat:
         self._clamp()
 
     def _direction(self, u: np.ndarray, key: tuple) -> torch.Tensor:
+        """The step direction `u @ anchors`, cached under `key` (an anchor itself for one entry).
+
+        Returns:
+            The flat direction.
+        """
         nonzero = np.flatnonzero(u)
         if len(nonzero) == 1:  # along one anchor (a random direction): the anchor itself, no copy
             direction = self.anchors[int(nonzero[0])]
@@ -190,13 +241,13 @@ class _Flat:
         return direction
 
     def _clamp(self) -> None:
+        """Refresh the running variances the model reads: their walked values clamped at 0."""
         if self.var_live is not None:
             torch.clamp(self.var_raw, min=0, out=self.var_live)
 
 
 class _Walk:
-    """A private copy of `model` (eval mode) whose floating state moves in place from point to
-    point.
+    """A private copy of `model` (eval mode) whose floating state moves from point to point.
 
     Consecutive steps along one direction form a run: its first point is built afresh from the
     anchors, and later points step along the direction from the point before or from the start
@@ -217,8 +268,10 @@ class _Walk:
         self.flats = [_Flat(live, keys, anchors) for keys in by_dtype.values()]
 
     def visit(self, coeffs: np.ndarray) -> Iterator[None]:
-        """Move the model to each row of `coeffs` (points x anchors) in turn, yielding at each
-        point.
+        """Move the model to each row of `coeffs` (points x anchors) in turn, yielding at each.
+
+        Yields:
+            None, with the model at the point.
         """
         for row, move in zip(coeffs, _plan(coeffs)):
             for flat in self.flats:
@@ -233,8 +286,7 @@ Move = tuple[float, bool, np.ndarray, tuple] | None
 
 
 def _plan(coeffs: np.ndarray) -> list[Move]:
-    """How the walk reaches each point: None where it is built afresh, else the arguments of
-    `_Flat.move`.
+    """How the walk reaches each point: None where built afresh, else `_Flat.move`'s arguments.
 
     A step `c[p+1] - c[p]` is a multiple of `u`, the step over its largest entry (so opposite steps
     share it), and `u` rounded to 1e-12 is its key; a run is a stretch of steps with one key. The
@@ -242,6 +294,9 @@ def _plan(coeffs: np.ndarray) -> list[Move]:
     grid's step to the next row lands on the start of that row's run, built once). Within a run,
     every `EXACT_EVERY`-th point is the run's start plus `t u @ anchors`, and the others step in
     place from the point before, so that at most `EXACT_EVERY - 1` roundings pile up.
+
+    Returns:
+        One move per point.
     """
     d = np.diff(coeffs, axis=0)
     j = np.abs(d).argmax(1) if len(d) else np.zeros(0, dtype=int)
@@ -267,17 +322,22 @@ def _plan(coeffs: np.ndarray) -> list[Move]:
 
 
 def _pair(out: torch.Tensor, y: torch.Tensor, loss: LossSum) -> torch.Tensor:
+    """The summed loss and the number of correct predictions of one batch's outputs.
+
+    Returns:
+        (2,): loss sum, correct.
+    """
     return torch.stack([loss(out, y), correct(out, y)])
 
 
 class _Outputs:
-    """Sums `(S, P, 2)` of the loss and of correct predictions for a chunk of walked points, given
-    their outputs point after point (`add` for each batch, then `next_point`).
+    """Sums `(S, P, 2)` of the loss and of correct predictions for a chunk of walked points.
 
-    With `batched`, the outputs are held per (split, batch) and reduced for many points at once
-    under `vmap` (a dozen small operations per chunk rather than per point, which small models
-    feel), at most about `HELD_OUTPUTS` numbers at a time; otherwise (a user's criterion, which need
-    not be vmappable) each output is reduced as it comes.
+    Their outputs come point after point (`add` for each batch, then `next_point`). With `batched`,
+    the outputs are held per (split, batch) and reduced for many points at once under `vmap` (a
+    dozen small operations per chunk rather than per point, which small models feel), at most about
+    `HELD_OUTPUTS` numbers at a time; otherwise (a user's criterion, which need not be vmappable)
+    each output is reduced as it comes.
     """
 
     def __init__(
@@ -291,6 +351,7 @@ class _Outputs:
         )
 
     def add(self, split: int, batch: int, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Take one batch's outputs at the current point."""
         if not self.batched:
             self.sums[split, self.point] += _pair(out, y, self.loss)
             return
@@ -304,11 +365,13 @@ class _Outputs:
         self.size += out.numel()
 
     def next_point(self) -> None:
+        """Move on to the next point, reducing the held outputs when there are many."""
         self.point += 1
         if self.size >= HELD_OUTPUTS:
             self.flush()
 
     def flush(self) -> None:
+        """Reduce every held output into `sums`."""
         for (split, _), (y, outs) in self.held.items():
             pairs = _batched_pair(torch.stack(outs), y, self.loss)
             self.sums[split, self.first : self.first + len(outs)] += pairs
@@ -329,9 +392,13 @@ def _sums_walk(
     device: torch.device,
     output: Output = None,
 ) -> torch.Tensor:
-    """(S, P, 2) sums per split, walking the points (BatchNorm statistics recomputed once per point,
-    for all splits; the reset overwrites the walked running statistics, which is harmless since
-    every point resets).
+    """(S, P, 2) sums per split, walking the points.
+
+    BatchNorm statistics are recomputed once per point, for all splits; the reset overwrites the
+    walked running statistics, which is harmless since every point resets.
+
+    Returns:
+        The loss and correct sums per split and point.
     """
     outputs = _Outputs(len(splits), len(coeffs), loss, batched, device)
     for _ in walk.visit(coeffs):
@@ -346,8 +413,10 @@ def _sums_walk(
 
 
 def _functional(model: nn.Module, state: dict[str, torch.Tensor], x: Inputs) -> object:
-    """`model` with parameters and buffers `state` called on `x` (`landscape.models.outputs.call`'s
-    forms).
+    """`model` with parameters and buffers `state` called on `x` (as `models.outputs.call` does).
+
+    Returns:
+        The model's output.
     """
     if isinstance(x, torch.Tensor):
         return functional_call(model, state, (x,))
@@ -364,8 +433,10 @@ def _sums_vmap(
     device: torch.device,
     output: Output = None,
 ) -> torch.Tensor:
-    """(S, P, 2) sums of the loss and of correct predictions per split, all points of `states`
-    batched.
+    """(S, P, 2) sums of the loss and of correct predictions per split, all points batched.
+
+    Returns:
+        The loss and correct sums per split and point.
     """
     n_points = next(iter(states.values())).shape[0]
     sums = torch.zeros(len(splits), n_points, 2, dtype=torch.float64, device=device)
@@ -381,8 +452,10 @@ def _sums_vmap(
 
 
 def _seconds(fn: Callable[[], torch.Tensor]) -> float:
-    """Wall time of `fn` after one warm-up call (results copied to the host, so that the device is
-    done).
+    """Wall time of `fn` after one warm-up call (results copied to the host, so the device is done).
+
+    Returns:
+        Seconds.
     """
     fn().cpu()
     start = time.perf_counter()
@@ -399,11 +472,13 @@ def _vmap_pays(
     device: torch.device,
     output: Output = None,
 ) -> bool:
-    """Whether vmap over the first `TIMED_POINTS` points costs less per point than walking, timed on
-    one batch.
+    """Whether vmap over the first `TIMED_POINTS` points costs less per point than walking.
 
-    A collective: the timings of all ranks are summed, so every rank takes the same way. A rank
-    without examples times nothing.
+    Timed on one batch. A collective: the timings of all ranks are summed, so every rank takes the
+    same way. A rank without examples times nothing.
+
+    Returns:
+        True when vmap is faster.
     """
     times = torch.zeros(2, dtype=torch.float64, device=device)
     if batch is not None:
@@ -421,8 +496,12 @@ def _vmap_pays(
 
 
 def _in_memory(batches: Batches) -> Iterable[Batch]:
-    """The batches as a list when they are views of tensors already on their device (sliced once,
-    not once per point), else as they are.
+    """The batches as a list when they are views of tensors already on their device, else as given.
+
+    Sliced once, not once per point.
+
+    Returns:
+        The batches.
     """
     source = batches.source
     if isinstance(source, Split) and (batches.device is None or source.x.device == batches.device):
@@ -445,18 +524,43 @@ def evaluate_points(
     criterion: Criterion = "ce",
     output: Output = None,
 ) -> torch.Tensor:
-    """Mean loss and accuracy `(S, P, 2)` of `model`'s architecture at the points `coeffs @ anchors`
-    on each of the `splits`; every point is built (and its BatchNorm statistics recomputed) once for
-    all splits.
+    """Mean loss and accuracy of `model`'s architecture at the points `coeffs @ anchors`, per split.
 
-    `reset_on`: recompute BatchNorm statistics on these examples at every point (always walked).
-    `batching`: "loop" walks the points in the order given (pass neighbours consecutively), "vmap"
-    batches them, "auto" walks on the CPU and times both elsewhere. `chunk`: points walked between
-    `on_chunk` calls [EXAMPLES_PER_PASS / examples per point, at most WALK_CHUNK], or per batched
-    pass [EXAMPLES_PER_PASS / batch_size]. `on_chunk(rows, values)` is called after every chunk with
-    the finished rows `(S, len(rows), 2)` (for progress and resumable stores). `criterion` and
-    `output`: the loss (`landscape.loss`, means over what it counts) and the model's prediction
-    (`landscape.models.outputs`). `model` is never modified: the points live in a private copy.
+    Every point is built (and its BatchNorm statistics recomputed) once for all splits; the walk and
+    vmap are described in the module docstring. `model` is never modified: the points live in a
+    private copy. An unknown `parallel` or `batching` is refused by `check_choice`.
+
+    Args:
+        model: a model of the anchors' architecture (its device is used).
+        anchors: K state dicts.
+        coeffs: (P, K) coefficients, one row per point.
+        splits: S datasets, each a `Split` or any re-iterable of batches.
+        batch_size: examples per batch of a `Split`.
+        reset_on: recompute BatchNorm statistics on these examples at every point (always walked).
+        batching: "loop" walks the points in the order given (pass neighbours consecutively),
+            "vmap" batches them, "auto" walks on the CPU and times both elsewhere.
+        parallel: under torchrun, "data" shards the examples, "points" the points.
+        chunk: points walked between `on_chunk` calls [EXAMPLES_PER_PASS / examples per point, at
+            most WALK_CHUNK], or per batched pass [EXAMPLES_PER_PASS / batch_size].
+        on_chunk: called as `on_chunk(rows, values)` after every chunk with the finished rows
+            `(S, len(rows), 2)` (for progress and resumable stores).
+        criterion: the loss (`landscape.loss`), a mean over what it counts.
+        output: which tensor of the model's output is the prediction (`landscape.models.outputs`).
+
+    Returns:
+        (S, P, 2): the mean loss and the accuracy per split and point, float64.
+
+    Examples:
+        Logits x W^T at W = 0 (loss log 2, the first class predicted) and at W = I:
+
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> model = torch.nn.Linear(2, 2, bias=False)
+        >>> zero, eye = {"weight": torch.zeros(2, 2)}, {"weight": torch.eye(2)}
+        >>> data = Split(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
+        >>> values = evaluate_points(model, [zero, eye], torch.eye(2), [data])
+        >>> values.shape, values.round(decimals=4).tolist()
+        (torch.Size([1, 2, 2]), [[[0.6931, 0.5], [0.2201, 1.0]]])
     """
     check_choice(parallel, PARALLEL, "`parallel`")
     check_choice(batching, BATCHING, "`batching`")

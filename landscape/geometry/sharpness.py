@@ -1,26 +1,7 @@
 """Worst-case and average-case sharpness, standard or adaptive, in an L2 or L-infinity ball.
 
-With θ the trainable parameters, L the mean loss over the chosen examples (docs/conventions.md) and
-c a scale per parameter, perturbations are δ = c ⊙ e with e in the ball ||e||_p <= rho:
-- worst-case sharpness  S_max = max_{||e||_p <= rho} L(θ + c ⊙ e) - L(θ);
-- average-case sharpness S_avg = E_{e ~ N(0, rho^2 I)} L(θ + c ⊙ e) - L(θ);
-with c = 1 ("standard") or c = |θ| ("adaptive"; Kwon, Kim, Park & Choi, "ASAM: Adaptive
-sharpness-aware minimization for scale-invariant learning of deep neural networks", ICML 2021;
-Andriushchenko, Croce, Müller, Hein & Flammarion, "A modern look at the relationship between
-sharpness and generalization", ICML 2023). Adaptive sharpness is invariant under rescalings that
-leave the function unchanged (a ReLU neuron's incoming weights times a, its outgoing ones divided by
-a): L(θ + |θ| ⊙ e) is then the same function of e. The Hessian's top eigenvalue and standard
-sharpness are not.
-
-The maximum is sought by projected gradient ascent on e (Madry, Makelov, Schmidt, Tsipras & Vladu,
-"Towards deep learning models resistant to adversarial attacks", ICLR 2018), from `restarts` random
-starts (e uniform in the L-infinity ball, or a uniformly random direction at a uniform radius in the
-L2 ball), `steps` steps each of size `step_size` (default 2.5 rho / steps): e <- P(e + s g /
-||g||_2) for L2, e <- clip(e + s sign(g), -rho, rho) for L-infinity, g = c ⊙ ∇L(θ + c ⊙ e). The
-largest loss met at any iterate is kept, so S_max is a lower bound on the true maximum that more
-steps or restarts can only raise. Both are measured on the whole set of examples given
-(Andriushchenko et al. average over mini-batches of m examples; pass m examples to match their
-m-sharpness).
+`measure_sharpness` measures both around a model (its docstring has the definitions and their
+papers); `SharpnessResult` holds what it finds.
 """
 
 from __future__ import annotations
@@ -47,10 +28,40 @@ from ..loss import Criterion, loss_name, loss_sum
 
 @dataclass
 class SharpnessResult:
-    """Worst-case (`worst`) and average-case (`average`, with its standard error) sharpness around a
-    model whose loss is `loss`; `restart_worst` is each restart's largest increase and
-    `random_increase` each random draw's. `passes` counts loss evaluations over the data (forward
-    passes; all but the last of each restart with a backward pass).
+    """Worst-case and average-case sharpness around a model, with what each restart and draw found.
+
+    Attributes:
+        kind: "adaptive" or "standard".
+        norm: "l2" or "linf".
+        rho: the radius.
+        loss: the mean loss at the model, L(θ).
+        worst: the worst-case sharpness S_max (a lower bound on the true maximum).
+        average: the average-case sharpness S_avg (NaN without draws).
+        average_stderr: its standard error (NaN with fewer than two draws).
+        restart_worst: each restart's largest increase.
+        random_increase: each random draw's increase.
+        steps: ascent steps per restart.
+        restarts: random restarts.
+        random_draws: Gaussian perturbations drawn.
+        step_size: the ascent step.
+        seed: the seed of the starts and draws.
+        passes: loss evaluations over the data (forward passes; all but the last of each restart
+            with a backward pass).
+        seconds: wall time of the run.
+        n_params: trainable parameters.
+        n_examples: examples.
+        batch_size: examples per batch.
+        criterion: the loss's name.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> data = [(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1))]
+        >>> r = measure_sharpness(model, data, "standard", 0.1, steps=2, restarts=2, random_draws=3,
+        ...                       criterion=torch.nn.MSELoss())
+        >>> r.loss, len(r.restart_worst), len(r.random_increase), r.passes  # 1 + 2 * 3 + 3
+        (0.0, 2, 3, 10)
     """
 
     kind: str
@@ -76,9 +87,7 @@ class SharpnessResult:
 
 
 class _Loss:
-    """The mean loss over fixed batches and its gradient with respect to the model's trainable
-    parameters.
-    """
+    """The mean loss over fixed batches and its gradient w.r.t. the trainable parameters."""
 
     def __init__(
         self, model: nn.Module, data: Split | Iterable[Batch], batch_size: int, criterion: Criterion
@@ -121,8 +130,12 @@ class _Loss:
 def _moved(
     params: list[torch.Tensor],
 ) -> Iterator[tuple[torch.Tensor, Callable[[torch.Tensor], None]]]:
-    """(the flat original parameters, a function that sets them to original + delta); restores them
-    on exit.
+    """The flat original parameters and a function that sets them to original + delta.
+
+    The parameters are restored on exit.
+
+    Yields:
+        (the flat original parameters, `place(delta)`).
     """
     original = torch.cat([p.detach().reshape(-1) for p in params]).clone()
 
@@ -138,6 +151,11 @@ def _moved(
 
 
 def _project(gamma: torch.Tensor, rho: float, norm: str) -> torch.Tensor:
+    """`gamma` projected onto the ball of radius `rho` in `norm`.
+
+    Returns:
+        The projection.
+    """
     if norm == "linf":
         return gamma.clamp(-rho, rho)
     size = float(gamma.norm())
@@ -145,7 +163,11 @@ def _project(gamma: torch.Tensor, rho: float, norm: str) -> torch.Tensor:
 
 
 def _start(size: int, rho: float, norm: str, generator: torch.Generator) -> torch.Tensor:
-    """A random start in the ball (on CPU, float64, from `generator`)."""
+    """A random start in the ball (on CPU, float64, from `generator`).
+
+    Returns:
+        The start.
+    """
     if norm == "linf":
         return (torch.rand(size, generator=generator, dtype=torch.float64) * 2 - 1) * rho
     direction = torch.randn(size, generator=generator, dtype=torch.float64)
@@ -168,7 +190,11 @@ def _ascent(
     step_size: float,
     bar: Any,
 ) -> float:
-    """The largest loss at the iterates of `steps` projected gradient ascent steps from `e`."""
+    """The largest loss at the iterates of `steps` projected gradient ascent steps from `e`.
+
+    Returns:
+        The largest loss met.
+    """
     best = -math.inf
     for step in range(steps + 1):
         place(scale * e)
@@ -197,26 +223,71 @@ def measure_sharpness(
     batch_size: int = 256,
     criterion: Criterion = "ce",
 ) -> SharpnessResult:
-    """Worst-case and average-case sharpness of the mean loss of `model` (eval mode) on `data` (a
-    `Split` or a re-iterable of batches) within radius `rho` (see the module docstring). The model
-    is left as it was.
+    """Worst-case and average-case sharpness of the mean loss of `model` on `data` within `rho`.
+
+    With θ the trainable parameters, L the mean loss over the chosen examples (docs/conventions.md)
+    and c a scale per parameter, perturbations are δ = c ⊙ e with e in the ball ||e||_p <= rho:
+
+    - worst-case sharpness  S_max = max_{||e||_p <= rho} L(θ + c ⊙ e) - L(θ);
+    - average-case sharpness S_avg = E_{e ~ N(0, rho^2 I)} L(θ + c ⊙ e) - L(θ);
+
+    with c = 1 ("standard") or c = |θ| ("adaptive"; Kwon, Kim, Park & Choi, "ASAM: Adaptive
+    sharpness-aware minimization for scale-invariant learning of deep neural networks", ICML 2021;
+    Andriushchenko, Croce, Müller, Hein & Flammarion, "A modern look at the relationship between
+    sharpness and generalization", ICML 2023). Adaptive sharpness is invariant under rescalings
+    that leave the function unchanged (a ReLU neuron's incoming weights times a, its outgoing ones
+    divided by a): L(θ + |θ| ⊙ e) is then the same function of e. The Hessian's top eigenvalue and
+    standard sharpness are not.
+
+    The maximum is sought by projected gradient ascent on e (Madry, Makelov, Schmidt, Tsipras &
+    Vladu, "Towards deep learning models resistant to adversarial attacks", ICLR 2018), from
+    `restarts` random starts (e uniform in the L-infinity ball, or a uniformly random direction at
+    a uniform radius in the L2 ball), `steps` steps each of size `step_size`: e <- P(e + s g /
+    ||g||_2) for L2, e <- clip(e + s sign(g), -rho, rho) for L-infinity, g = c ⊙ ∇L(θ + c ⊙ e).
+    The largest loss met at any iterate is kept, so S_max is a lower bound on the true maximum that
+    more steps or restarts can only raise. Both are measured on the whole set of examples given
+    (Andriushchenko et al. average over mini-batches of m examples; pass m examples to match their
+    m-sharpness). The model (eval mode) is left as it was; a model in train mode with dropout or
+    BatchNorm, or without trainable parameters or finite values, is refused by the checks this
+    calls.
 
     Args:
+        model: the model measured.
+        data: a `Split` or a re-iterable of batches.
         kind: "adaptive" (perturbations scaled by |θ|) or "standard".
+        rho: the radius.
         norm: "l2" or "linf", the ball of the worst case.
-        steps, restarts: projected gradient ascent steps per restart, and random restarts.
+        steps: projected gradient ascent steps per restart.
+        restarts: random restarts.
         random_draws: Gaussian perturbations averaged for the average case (0: none).
         step_size: the ascent step s [2.5 rho / steps].
         seed: seeds the random starts and draws (drawn on the CPU, so every device gives the same
-        ones).
+            ones).
+        batch_size: examples per batch of a `Split`.
+        criterion: "ce", "nll" or a loss callable.
 
     Returns:
-        A `SharpnessResult`.
+        The worst and average sharpness, with each restart's and draw's increase.
 
     Raises:
-        LandscapeError: for an unknown kind or norm, a negative radius, fewer than one step or
-            restart, a model in train mode with dropout or BatchNorm, no trainable parameters, or no
-            examples.
+        LandscapeError: an unknown kind or norm, a radius or step size that is not positive, fewer
+            than one step or restart, negative `random_draws`, or no examples.
+
+    Examples:
+        Least squares with Hessian diag(1, 4) at its minimum: L(e) = e^T H e / 2, whose maximum on
+        the L-infinity ball of radius 0.1 is at a corner, (1 + 4) 0.1^2 / 2:
+
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> data = [(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.zeros(2, 1))]
+        >>> mse = torch.nn.MSELoss()
+        >>> r = measure_sharpness(model, data, "standard", 0.1, "linf", criterion=mse)
+        >>> round(r.worst, 4)
+        0.025
+        >>> r = measure_sharpness(model, data, "standard", 0.1, "l2", criterion=mse)
+        >>> round(r.worst, 2), r.worst <= 0.02  # at most 4 * 0.1^2 / 2, along the top eigenvector
+        (0.02, True)
     """
     if kind not in SHARPNESS_KINDS:
         raise LandscapeError(

@@ -1,13 +1,15 @@
-"""Loss surfaces: 1-D and 2-D random-direction contours, the plane of a training trajectory's
-principal directions, the plane through three models and paths through models, computed in chunks
-and stored in a resumable HDF5 group `/surfaces/<name>/<kind>`.
+"""Loss surfaces: contours, planes and paths, computed in chunks and stored resumably in HDF5.
 
-The group holds `x` (and `y`), `loss` and `acc` with axis order (x, y) (attribute `axes`), a `done`
-mask, and `model_x`/`model_y` with the coordinates of the models to mark (attribute `models`); a PCA
-surface also the trajectory's coordinates `path_x`/`path_y` and the variance share `explained` of
-each direction. After every chunk the finished points are written (atomically, at most every
-`save_every` seconds); a rerun with the same `key` evaluates only the points not yet done, so a
-killed run continues where it stopped.
+1-D and 2-D random-direction contours, the plane of a training trajectory's principal
+directions, the plane through three models and paths through models are each a `Surface`;
+`compute_surface` evaluates one and stores it in the group `/surfaces/<name>/<kind>`.
+
+The group holds `x` (and `y`), `loss` and `acc` with axis order (x, y) (attribute `axes`), a
+`done` mask, and `model_x`/`model_y` with the coordinates of the models to mark (attribute
+`models`); a PCA surface also the trajectory's coordinates `path_x`/`path_y` and the variance
+share `explained` of each direction. After every chunk the finished points are written
+(atomically, at most every `save_every` seconds); a rerun with the same `key` evaluates only the
+points not yet done, so a killed run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -43,7 +45,28 @@ from .repaired import evaluate_repaired
 
 @dataclass
 class Surface:
-    """Where to evaluate: anchor states, coefficients per point, axes and the models to mark."""
+    """Where to evaluate: anchor states, coefficients per point, axes and the models to mark.
+
+    Attributes:
+        kind: "1d", "2d", "pca", "plane" or "path".
+        anchors: the K states the points combine.
+        coeffs: (points, K) coefficients, row-major over (x, y).
+        x: the x values.
+        y: the y values, or None for a line.
+        model_x: the x coordinates of the models to mark.
+        model_y: their y coordinates.
+        models: their names.
+        path_x: a training trajectory's x coordinates (PCA directions), drawn as a line.
+        path_y: its y coordinates.
+        explained: the share of the trajectory's variance along each PCA direction.
+
+    Examples:
+        >>> import torch
+        >>> models = [torch.nn.Linear(2, 1) for _ in range(3)]
+        >>> s = path_surface(models, 3, ["A", "B", "C"])
+        >>> s.kind, s.shape, s.x.tolist(), s.model_x.tolist()
+        ('path', (5,), [0.0, 0.5, 1.0, 1.5, 2.0], [0.0, 1.0, 2.0])
+    """
 
     kind: str
     anchors: list[State]
@@ -78,8 +101,30 @@ def random_surface(
     name: str = "model",
     norm: str = "filter",
 ) -> Surface:
-    """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, random directions
-    normalised as `norm` says (filter-wise by default, `directions.filter_normalised_direction`).
+    """`θ + x d1 (+ y d2)` over a `steps`-point grid of [lo, hi] per axis, random directions.
+
+    The directions are normalised as `norm` says (filter-wise by default,
+    `directions.filter_normalised_direction`). A non-finite model is refused by `check_finite`.
+
+    Args:
+        model: the model θ at the origin.
+        dims: 1 or 2 directions.
+        lo: the grid's first value on each axis.
+        hi: its last value.
+        steps: points per axis.
+        seed: seeds the directions.
+        include_1d: move one-dimensional parameters too.
+        name: the model's name, marked at the origin.
+        norm: "filter", "layer", "weight" or "none".
+
+    Returns:
+        The surface; its anchors are the model's state and the directions.
+
+    Examples:
+        >>> import torch
+        >>> s = random_surface(torch.nn.Linear(2, 1), dims=2, lo=-1.0, hi=1.0, steps=3, seed=0)
+        >>> s.kind, s.shape, len(s.anchors), s.coeffs[:2].tolist()  # 1 θ + x d1 + y d2
+        ('2d', (3, 3), 3, [[1.0, -1.0, -1.0], [1.0, -1.0, 0.0]])
     """
     check_finite(model, name)
     gen = torch.Generator().manual_seed(seed)
@@ -107,10 +152,33 @@ def pca_surface(
     include_1d: bool = False,
     name: str = "model",
 ) -> Surface:
-    """`θ + x d1 + y d2` with d1, d2 the principal directions of the `trajectory` around the model θ
-    (Li et al. 2018, section 7; `directions.pca_directions`), over the trajectory's extent padded by
-    `margin` of it; the trajectory's coordinates are kept to be drawn. One-dimensional parameters
-    stay fixed unless `include_1d`.
+    """`θ + x d1 + y d2` with d1, d2 the principal directions of the `trajectory` around θ.
+
+    Li et al. 2018, section 7 (`directions.pca_directions`). The grid covers the trajectory's extent
+    and the origin, padded by `margin` of it; the trajectory's coordinates are kept to be drawn.
+    One-dimensional parameters stay fixed unless `include_1d`. A non-finite model is refused by
+    `check_finite`.
+
+    Args:
+        model: the model θ at the origin (the trajectory's final point).
+        trajectory: state dicts along training (at least three).
+        steps: points per axis.
+        margin: the padding, as a fraction of the larger extent.
+        include_1d: move one-dimensional parameters too.
+        name: the model's name, marked at the origin.
+
+    Returns:
+        The surface, with the trajectory's coordinates and the variance share of each direction.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(3, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> rows = ([2.0, 0, 0], [0, 1.0, 0], [-2.0, 0, 0])
+        >>> path = [{"weight": torch.tensor([r])} for r in rows]
+        >>> s = pca_surface(model, path, steps=5, margin=0.1)
+        >>> s.kind, s.shape, s.explained.round(4).tolist(), abs(s.path_x).round(4).tolist()
+        ('pca', (5, 5), [0.9231, 0.0769], [2.0, 0.0, 2.0])
     """
     check_finite(model, name)
     state = model.state_dict()
@@ -136,8 +204,28 @@ def pca_surface(
 def plane_surface(
     models: Sequence[nn.Module], steps: int, margin: float, names: Sequence[str]
 ) -> Surface:
-    """The plane through three models (A at the origin, B on the x axis), padded by `margin` of the
-    extent.
+    """The plane through three models (A at the origin, B on the x axis), padded by `margin` of it.
+
+    Non-finite models, and three models that do not span a plane, are refused by the checks this
+    calls.
+
+    Args:
+        models: A, B and C.
+        steps: points per axis.
+        margin: the padding, as a fraction of the larger extent (`directions.plane_ranges`).
+        names: the models' names, marked at their coordinates.
+
+    Returns:
+        The surface; its anchors are the three states.
+
+    Examples:
+        >>> import torch
+        >>> models = [torch.nn.Linear(2, 1, bias=False) for _ in range(3)]
+        >>> for m, w in zip(models, ([0.0, 0.0], [2.0, 0.0], [1.0, 1.0])):
+        ...     _ = m.load_state_dict({"weight": torch.tensor([w])})
+        >>> s = plane_surface(models, steps=5, margin=0.5, names=["A", "B", "C"])
+        >>> s.model_x.tolist(), s.model_y.tolist(), s.x.tolist()
+        ([0.0, 2.0, 1.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 1.0, 2.0, 3.0])
     """
     for model, name in zip(models, names):
         check_finite(model, name)
@@ -158,7 +246,24 @@ def plane_surface(
 
 
 def path_surface(models: Sequence[nn.Module], steps: int, names: Sequence[str]) -> Surface:
-    """The piecewise-linear path through the models, `steps` points per segment."""
+    """The piecewise-linear path through the models, `steps` points per segment.
+
+    Non-finite models are refused by `check_finite`.
+
+    Args:
+        models: the models, in the path's order.
+        steps: points per segment, both ends included.
+        names: the models' names, marked at t = 0, 1, ...
+
+    Returns:
+        The surface; its anchors are the models' states.
+
+    Examples:
+        >>> import torch
+        >>> s = path_surface([torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)], 3, ["A", "B"])
+        >>> s.coeffs.tolist()
+        [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    """
     for model, name in zip(models, names):
         check_finite(model, name)
     t, coeffs = path_coefficients(len(models), steps)
@@ -175,6 +280,11 @@ def path_surface(models: Sequence[nn.Module], steps: int, names: Sequence[str]) 
 
 
 def _arrays(s: Surface, values: np.ndarray, done: np.ndarray) -> dict[str, np.ndarray]:
+    """The surface's arrays as stored: values and done mask in the grid's shape, axes and marks.
+
+    Returns:
+        The arrays by name.
+    """
     arrays = {
         "x": s.x,
         "loss": values[:, 0].reshape(s.shape),
@@ -191,7 +301,11 @@ def _arrays(s: Surface, values: np.ndarray, done: np.ndarray) -> dict[str, np.nd
 
 
 def _resume(out: Path | None, group: str, key: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Values and done mask stored by an earlier run with the same key (nothing done otherwise)."""
+    """Values and done mask stored by an earlier run with the same key (nothing done otherwise).
+
+    Returns:
+        ((n, 2) values, (n,) done mask).
+    """
     values, done = np.full((n, 2), np.nan), np.zeros(n, dtype=bool)
     if out is None or not out.exists():
         return values, done
@@ -223,13 +337,54 @@ def compute_surface(
     output: Output = None,
     repair_on: Data | None = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Evaluate the surface's points not yet stored under `group` in `out`; return its arrays and
-    attributes.
+    """Evaluate the surface's points not yet stored under `group` in `out`, and store them.
 
-    `data` is a `Split` or any re-iterable of batches (`landscape.data.batches`); `criterion` "ce",
-    "nll", "lm" or a loss callable; `output` the prediction's tensor (`landscape.models.outputs`);
-    `settings` are stored as attributes and hashed into the group's `key`. `repair_on`: REPAIR every
-    point between models on these examples first (a path; `landscape.geometry.repaired`).
+    Points already done by a run with the same `key` are read back, the others evaluated in
+    serpentine order (`points.evaluate_points`, or `repaired.evaluate_repaired` with `repair_on`)
+    and written after every chunk (at most every `save_every` seconds, and at the end).
+
+    Args:
+        model: a model of the anchors' architecture.
+        surface: where to evaluate.
+        data: a `Split` or any re-iterable of batches (`landscape.data.batches`).
+        batch_size: examples per batch of a `Split`.
+        settings: stored as attributes and hashed into the group's `key`.
+        out: the HDF5 store (None: nothing stored).
+        group: the group in `out`.
+        batching: how points are evaluated (`points.evaluate_points`).
+        parallel: how points are shared under torchrun.
+        chunk: points between saves (`points.evaluate_points`).
+        save_every: the least seconds between two writes.
+        criterion: "ce", "nll", "lm" or a loss callable.
+        output: which tensor of the model's output is the prediction (`landscape.models.outputs`).
+        repair_on: REPAIR every point between models on these examples first (a path only;
+            `landscape.geometry.repaired`).
+
+    Returns:
+        (the arrays, the attributes) as stored.
+
+    Raises:
+        LandscapeError: `repair_on` with a surface that is not a path.
+
+    Examples:
+        The path from W = 0 to W = I, stored and read back by a rerun:
+
+        >>> import tempfile
+        >>> import torch
+        >>> from pathlib import Path
+        >>> from landscape.data.split import Split
+        >>> a, b = torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False)
+        >>> _ = torch.nn.init.zeros_(a.weight), torch.nn.init.eye_(b.weight)
+        >>> data = Split(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
+        >>> s = path_surface([a, b], 3, ["A", "B"])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = Path(tmp) / "surfaces.h5"
+        ...     arrays, attrs = compute_surface(a, s, data, 256, {}, out=out, group="s/path")
+        ...     again, _ = compute_surface(a, s, data, 256, {}, out=out, group="s/path")
+        >>> arrays["loss"].round(4).tolist(), attrs["complete"]
+        ([0.6931, 0.3937, 0.2201], True)
+        >>> bool((again["loss"] == arrays["loss"]).all())
+        True
     """
     if repair_on is not None and surface.kind != "path":
         raise LandscapeError(
