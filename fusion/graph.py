@@ -115,8 +115,9 @@ class Feature:
         >>> import torch
         >>> from torch import nn
         >>> layers = [nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)]
-        >>> build_graph(nn.Sequential(*layers), torch.randn(2, 1, 4, 4)).groups[1].features
-        (Feature(module='1', call=0, axis=1, start=0, stop=4, rank=4),)
+        >>> graph = build_graph(nn.Sequential(*layers), torch.randn(2, 1, 4, 4))
+        >>> [(f.module, f.call, f.axis, f.start, f.stop, f.rank) for f in graph.groups[1].features]
+        [('1', 0, 1, 0, 4, 4)]
     """
 
     module: str
