@@ -1,5 +1,4 @@
-"""The numeric equivariance test: how an operation the walk does not know acts on the units reaching
-it.
+"""The numeric equivariance test: how an unknown operation acts on the units reaching it.
 
 The operation is re-run on random data with its inputs' channels permuted (two permutations per
 segment that together generate every permutation of its units; parameters that may be per-channel
@@ -22,6 +21,7 @@ from .record import Fixed, NodeState, Param, Record
 
 
 def _mutates(target) -> bool:
+    """Return whether the operator writes to one of its arguments (per its schema)."""
     schema = getattr(target, "_schema", None)
     return schema is not None and any(
         a.alias_info is not None and a.alias_info.is_write for a in schema.arguments
@@ -29,6 +29,25 @@ def _mutates(target) -> bool:
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two results of an operation agree to float rounding.
+
+    Shapes and dtypes must match; integer and boolean tensors must be equal; floating-point ones
+    agree within a relative tolerance of 1e-4 and an absolute one of 1e-5 times the largest finite
+    magnitude of `a` (at least 1e-5), NaN matching NaN. A result that is NaN everywhere agrees with
+    nothing.
+
+    Args:
+        a: the expected tensor.
+        b: the tensor compared with it.
+
+    Returns:
+        True if they agree.
+
+    Examples:
+        >>> import torch
+        >>> close(torch.ones(3), torch.ones(3) + 1e-7), close(torch.ones(3), torch.zeros(3))
+        (True, False)
+    """
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
     if not a.is_floating_point() and not a.is_complex():
@@ -40,8 +59,31 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def random_like(rec: Record, v: torch.Tensor, data: bool) -> torch.Tensor:
-    """Random values shaped like `v`: normal for data, in [0.5, 1.5) for parameters and constants
-    (valid variances and divisors); integer and boolean tensors keep their recorded values.
+    """Random values shaped like `v`, drawn from the walk's generator.
+
+    Standard normal for data, uniform in [0.5, 1.5) for parameters and constants (valid variances
+    and divisors); integer and boolean tensors keep their recorded values.
+
+    Args:
+        rec: the walk's record (its generator).
+        v: the recorded value.
+        data: whether `v` is data (a tensor that carries units) rather than a parameter or
+            constant.
+
+    Returns:
+        A new tensor with `v`'s shape, dtype and device.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.record import Record
+        >>> rec = Record(trace(nn.Linear(3, 4), torch.randn(2, 3)))
+        >>> r = random_like(rec, torch.zeros(2, 3), data=False)
+        >>> r.shape, bool(((r >= 0.5) & (r < 1.5)).all())
+        (torch.Size([2, 3]), True)
+        >>> random_like(rec, torch.arange(3), data=True)
+        tensor([0, 1, 2])
     """
     if not v.is_floating_point():
         return v.clone()
@@ -54,10 +96,34 @@ def random_like(rec: Record, v: torch.Tensor, data: bool) -> torch.Tensor:
 
 
 def unit_perms(rec: Record, layout: Layout, device) -> list[torch.Tensor]:
-    """Two element permutations of the layout's axis that permute units within each segment: a
-    random cycle through all units, and the transposition of two units adjacent on that cycle
-    (together they generate every permutation of the segment). Segments of the same units get the
-    same permutation.
+    """Two permutations of the layout's elements that permute units within each segment.
+
+    A random cycle through all units, and the transposition of two units adjacent on that cycle:
+    together they generate every permutation of the segment. A unit's block of elements moves
+    whole; segments of the same units get the same permutation.
+
+    Args:
+        rec: the walk's record (its generator).
+        layout: the units along the axis.
+        device: where the index tensors go.
+
+    Returns:
+        The cycle and the transposition, as index tensors over the layout's elements.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.record import Record
+        >>> rec = Record(trace(nn.Linear(3, 4), torch.randn(2, 3)))
+        >>> from fusion.layout import Layout, Seg
+        >>> unit_perms(rec, Layout(0, (Seg(0, 0, 3),)), "cpu")
+        [tensor([1, 2, 0]), tensor([2, 1, 0])]
+
+        Units of two elements, then a single unit of another group (which stays):
+
+        >>> unit_perms(rec, Layout(0, (Seg(0, 0, 2, inner=2), Seg(1, 0, 1))), "cpu")
+        [tensor([2, 3, 0, 1, 4]), tensor([2, 3, 0, 1, 4])]
     """
     cycle, swap, off, memo = [], [], 0, {}
     for s in layout.segs:
@@ -80,6 +146,30 @@ def unit_perms(rec: Record, layout: Layout, device) -> list[torch.Tensor]:
 
 
 def run_node(rec: Record, node: fx.Node, env: dict[fx.Node, object]):
+    """Run one node's operation on other inputs.
+
+    Arguments missing from `env` take their recorded values; an operation that writes to its
+    inputs gets copies.
+
+    Args:
+        rec: the walk's record (the recorded values).
+        node: the node to run.
+        env: replacement values of some of its argument nodes.
+
+    Returns:
+        The operation's result, or None if it raises (an operation that cannot run on permuted
+        inputs is not equivariant).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.record import Record
+        >>> rec = Record(trace(nn.Sequential(nn.Linear(3, 2), nn.ReLU()), torch.randn(2, 3)))
+        >>> relu = next(n for n in rec.tr.graph.nodes if n.name == "relu")
+        >>> run_node(rec, relu, {relu.args[0]: torch.tensor([[-1.0, 2.0]])})
+        tensor([[0., 2.]])
+    """
     args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: env.get(n, rec.values[n]))
     if _mutates(node.target):
         args, kwargs = pytree.tree_map(
@@ -94,8 +184,9 @@ def run_node(rec: Record, node: fx.Node, env: dict[fx.Node, object]):
 
 
 def _param_axis(shape: tuple[int, ...], rank: int, axis: int, size: int) -> int | None:
-    """The axis of a parameter that would index channels: the broadcast-aligned one, else the first
-    of that size (a norm's 1-D parameters).
+    """Return the axis of a parameter that would index channels, or None.
+
+    The broadcast-aligned one, else the first of that size (a norm's 1-D parameters).
     """
     a = axis - (rank - len(shape))
     if 0 <= a < len(shape) and shape[a] == size:
@@ -104,6 +195,38 @@ def _param_axis(shape: tuple[int, ...], rank: int, axis: int, size: int) -> int 
 
 
 def generic(rec: Record, node: fx.Node, leaves: list[fx.Node], layouts: list[fx.Node]) -> NodeState:
+    """The state of an operation's output, decided by the numeric equivariance test.
+
+    The operation is re-run on random inputs, then with the channels of the inputs that carry
+    units permuted by `unit_perms` of the first one. Hypotheses are tried in order: the
+    per-channel parameters permuted too (they are then bound to the units, as a norm's weight),
+    then only the data permuted, then tensors fusion cannot move (constants, computed parameters)
+    permuted as well (the units are then fixed). If some hypothesis makes every output either the
+    same permutation of the original along some axis (the layout passes through; several inputs
+    are merged) or unchanged (no units), that is the result; otherwise the units reaching the
+    operation are frozen.
+
+    Args:
+        rec: the walk's record (updated: pairs, bindings, fixes and freeze events).
+        node: the operation.
+        leaves: its tensor inputs.
+        layouts: those inputs whose state is a `Layout`, at least one not fixed from birth.
+
+    Returns:
+        The state of the node's output: a `Layout`, `Fixed`, or a tuple of them for several outputs.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.walk import Walk
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> walk = Walk(trace(model, torch.randn(2, 3)))
+        >>> walk.run()
+        >>> relu = next(n for n in walk.tr.graph.nodes if n.name == "relu")
+        >>> generic(walk, relu, [relu.args[0]], [relu.args[0]]) == walk.state[relu.args[0]]
+        True
+    """
     live = [n for n in layouts if not rec.units.known_fixed(rec.state[n])]
     ref_node = live[0]
     ref = rec.state[ref_node]
@@ -170,8 +293,10 @@ def generic(rec: Record, node: fx.Node, leaves: list[fx.Node], layouts: list[fx.
 
 
 def _test(rec: Record, node, layouts, base, extra, perms, size, axes, rank):
-    """Per output tensor: ("equi", k) if permuting the inputs' channels permutes output axes k the
-    same way, ("inv",) if it leaves the output unchanged; None if neither holds.
+    """Return how permuting the inputs' channels acts on each output tensor, or None.
+
+    ("equi", k) if it permutes output axes k the same way, ("inv",) if it leaves the output
+    unchanged; None if neither holds for some output.
     """
     out_b = run_node(rec, node, base)
     if out_b is None:
@@ -180,7 +305,7 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axes, rank):
     for perm in perms:
         moved = dict(base)
         for n in layouts:
-            moved[n] = permuted(base[n], rec.state[n].axes, perm)
+            moved[n] = _permuted(base[n], rec.state[n].axes, perm)
         for n, ax in extra.items():
             moved[n] = base[n].index_select(ax, perm)
         out_m = run_node(rec, node, moved)
@@ -210,7 +335,7 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axes, rank):
                 (
                     ("equi", k)
                     for k in cands
-                    if b.shape == m.shape and close(m, permuted(b, k, perm))
+                    if b.shape == m.shape and close(m, _permuted(b, k, perm))
                 ),
                 None,
             )
@@ -225,8 +350,8 @@ def _test(rec: Record, node, layouts, base, extra, perms, size, axes, rank):
     return result
 
 
-def permuted(t: torch.Tensor, axes: tuple[int, ...], perm: torch.Tensor) -> torch.Tensor:
-    """`t` with the elements of its axes `axes` (row-major, outermost first) reordered by `perm`."""
+def _permuted(t: torch.Tensor, axes: tuple[int, ...], perm: torch.Tensor) -> torch.Tensor:
+    """Return `t` with the elements of axes `axes` (row-major, outermost first) reordered."""
     if len(axes) == 1:
         return t.index_select(axes[0], perm)
     last = tuple(range(t.ndim - len(axes), t.ndim))
@@ -236,6 +361,7 @@ def permuted(t: torch.Tensor, axes: tuple[int, ...], perm: torch.Tensor) -> torc
 
 
 def _outputs(value, outcome, ref: Layout) -> NodeState:
+    """Return the states of the outputs the test found: layouts of `ref`'s units, or `Fixed`."""
     kinds = iter(
         [
             Layout(o[1][-1], ref.segs, o[1][:-1])

@@ -25,20 +25,27 @@ from landscape.errors import LandscapeError
 
 @dataclass
 class Trace:
-    """An exported graph with every node's value on the example."""
+    """An exported graph with every node's value on the example.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> tr = trace(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), torch.randn(2, 3))
+        >>> sorted(tr.state.values()), tr.calls
+        (['0.bias', '0.weight'], {'': 1, '0': 1, '1': 1})
+        >>> sorted(tr.module_output.values())
+        [('0', 0), ('1', 0)]
+    """
 
     graph: fx.Graph
     values: dict[fx.Node, object]  # each node's value on the example (eval mode)
     state: dict[fx.Node, str]  # placeholders of parameters and persistent buffers -> state key
     inputs: list[fx.Node]  # placeholders of the model's inputs
-    module_output: dict[
-        fx.Node, tuple[str, int]
-    ]  # node -> (module path, call index) it is the output of
+    module_output: dict[fx.Node, tuple[str, int]]  # node -> (module path, call index) it outputs
     where: dict[fx.Node, tuple[str, str]]  # node -> innermost (module path, class name) it runs in
     calls: dict[str, int]  # module path -> number of calls on the example
-    aliases: dict[str, tuple[str, ...]] = field(
-        default_factory=dict
-    )  # state key -> every key of that tensor
+    # state key -> every key of that tensor (tied weights)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -47,8 +54,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def call_arguments(example: object) -> tuple[tuple, dict]:
-    """The positional and keyword arguments a model is called with on `example`: a tensor is the one
-    positional argument, a tuple or list the positional arguments, a dict the keyword arguments.
+    """The positional and keyword arguments a model is called with on `example`.
+
+    Args:
+        example: a tensor (the one positional argument), a tuple or list (the positional
+            arguments) or a dict (the keyword arguments).
+
+    Returns:
+        The positional arguments and the keyword arguments.
+
+    Examples:
+        >>> call_arguments({"input_ids": 1}), call_arguments([1, 2]), call_arguments(3)
+        (((), {'input_ids': 1}), ((1, 2), {}), ((3,), {}))
     """
     if isinstance(example, dict):
         return (), dict(example)
@@ -58,7 +75,7 @@ def call_arguments(example: object) -> tuple[tuple, dict]:
 
 
 def _known_failure(exc: BaseException) -> str | None:
-    """A one-line error saying what to pass instead, for export failures with a known cause."""
+    """Return a one-line error saying what to pass instead, for export failures of known cause."""
     found = re.search(r"<class '[\w.]*?(\w*Cache)'> in output", str(exc))
     if found:
         return (
@@ -70,9 +87,7 @@ def _known_failure(exc: BaseException) -> str | None:
 
 
 def _aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
-    """State keys that name one tensor (tied weights): each key -> all keys of its tensor, first key
-    first.
-    """
+    """Return each key of a tensor with several keys (tied weights) -> all its keys, in order."""
     names: dict[int, list[str]] = {}
     for key, value in model.state_dict(keep_vars=True).items():
         names.setdefault(id(value), []).append(key)
@@ -80,18 +95,33 @@ def _aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
 
 
 def trace(model: nn.Module, example: object) -> Trace:
-    """Export `model` (in eval mode) on `example` (see `call_arguments`) and record every node's
-    value.
+    """Export `model` (in eval mode) on `example` and record every node's value.
+
+    The model is exported with `torch.export` (non-strict), then its graph is run once on the
+    example; the model's training mode is restored afterwards.
 
     Args:
         model: the user's module.
-        example: a tensor, a tuple of positional arguments or a dict of keyword arguments.
+        example: a tensor, a tuple of positional arguments or a dict of keyword arguments (see
+            `call_arguments`).
 
     Returns:
         The exported graph with each node's value, module calls and tied state keys.
 
     Raises:
-        LandscapeError: the model cannot be exported or does not run on the example.
+        LandscapeError: the model cannot be exported, does not run on the example, or takes an
+            input export cannot give it.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> tr = trace(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), torch.randn(2, 3))
+        >>> [(n.name, tuple(tr.values[n].shape)) for n in tr.graph.nodes if n.op == "call_function"]
+        [('linear', (2, 4)), ('relu', (2, 4))]
+        >>> trace(nn.Linear(3, 4), torch.randn(2, 5))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: cannot trace the model with torch.export (...)
     """
     args, kwargs = call_arguments(example)
     was = model.training
@@ -150,8 +180,10 @@ def trace(model: nn.Module, example: object) -> Trace:
 def _module_calls(
     graph: fx.Graph,
 ) -> tuple[dict[fx.Node, tuple[str, int]], dict[fx.Node, tuple[str, str]], dict[str, int]]:
-    """Which nodes are the (single tensor) output of a module call, from export's `nn_module_stack`;
-    the innermost module of every node; how many times each module is called.
+    """Return module calls from export's `nn_module_stack`: outputs, innermost modules, counts.
+
+    That is: which nodes are the (single tensor) output of a module call, the innermost module of
+    every node, and how many times each module is called.
     """
     members: dict[str, set[fx.Node]] = {}
     info: dict[str, tuple[str, int, int]] = {}  # stack key -> (path, call index, depth)

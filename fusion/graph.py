@@ -1,5 +1,4 @@
-"""The alignment graph: which axis of which parameter is indexed by which units, read off the
-model's ATen graph.
+"""The alignment graph: which parameter axes which units index, read off the model's ATen graph.
 
 The model is exported once on an example batch (`fusion/export.py`). Walking the graph in order
 (`fusion/walk.py`), every tensor gets the layout of its channel axis (`fusion/layout.py`): segments
@@ -39,15 +38,41 @@ from .walk import Walk
 
 
 class FrozenUnitsWarning(LandscapeWarning):
-    """Units that fusion cannot follow through an operation: they stay in place (vanilla
-    averaging).
+    """Units that fusion cannot follow through an operation: they stay in place (vanilla averaging).
+
+    Examples:
+        A channel shuffle mixes the first layer's units; they stay in place:
+
+        >>> import warnings
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ChannelShuffle(2), nn.Conv2d(4, 2, 1))
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     graph = build_graph(model, torch.randn(2, 1, 3, 3))
+        >>> [w.category.__name__ for w in caught]
+        ['FrozenUnitsWarning']
+        >>> print(caught[0].message)
+        fusion: aten.channel_shuffle (node 'channel_shuffle') in module '1' (ChannelShuffle): ...
     """
 
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of one group's units along an axis: each unit covers `inner` consecutive elements; the
-    run of all the group's units repeats `outer` times.
+    """A run of all of one group's units along an axis.
+
+    Each unit covers `inner` consecutive elements; the run repeats `outer` times.
+
+    Examples:
+        After a flatten of (4, 2, 2) feature maps, the linear layer reads each of the convolution's
+        4 units as a block of 4 features:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 2))
+        >>> graph = build_graph(model, torch.randn(2, 1, 4, 4))
+        >>> graph.layers[1].ins
+        (Segment(group=1, inner=4, outer=1),)
     """
 
     group: int
@@ -57,8 +82,18 @@ class Segment:
 
 @dataclass(frozen=True)
 class Binding:
-    """One axis of one parameter or buffer (a state_dict key), indexed by units: "out" or "in" (see
-    module doc).
+    """One axis of one parameter or buffer (a state_dict key), indexed by units.
+
+    `role` is "out" (one value per unit) or "in" (the units are consumed); `segments` are the units
+    along `axis`, in order.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_graph(model, torch.randn(2, 3))
+        >>> [(b.name, b.axis, b.role) for b in graph.bindings if b.name.startswith("2.")]
+        [('2.weight', 0, 'out'), ('2.weight', 1, 'in'), ('2.bias', 0, 'out')]
     """
 
     name: str
@@ -69,8 +104,20 @@ class Binding:
 
 @dataclass(frozen=True)
 class Feature:
-    """Where a group's pre-activations are read: channels [start, stop) along `axis` of the output
-    of call number `call` of module `module` (a tensor of `rank` dimensions).
+    """Where a group's pre-activations are read, for the activation-based ground metric.
+
+    Channels [start, stop) along `axis` of the output of call number `call` of module `module` (a
+    tensor of `rank` dimensions).
+
+    Examples:
+        A convolution followed by BatchNorm: its units are read after the norm.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> layers = [nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1)]
+        >>> graph = build_graph(nn.Sequential(*layers), torch.randn(2, 1, 4, 4))
+        >>> [(f.module, f.call, f.axis, f.start, f.stop, f.rank) for f in graph.groups[1].features]
+        [('1', 0, 1, 0, 4, 4)]
     """
 
     module: str
@@ -83,7 +130,16 @@ class Feature:
 
 @dataclass(frozen=True)
 class Layer:
-    """A call of a linear or convolution layer (a producer of units), in forward order."""
+    """A call of a linear or convolution layer (a producer of units), in forward order.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_graph(model, torch.randn(2, 3))
+        >>> [(lay.name, lay.kind, lay.weight, lay.out_axis, lay.in_axis) for lay in graph.layers]
+        [('0', 'linear', '0.weight', 0, 1), ('2', 'linear', '2.weight', 0, 1)]
+    """
 
     name: str  # module path of its weight
     kind: str  # "linear", "conv" or "conv_transpose"
@@ -95,25 +151,19 @@ class Layer:
     ins: tuple[Segment, ...]  # the input units along in_axis (empty: fixed or not followed)
     detail: tuple = ()  # operation and hyper-parameters two models must share
 
-    @property
-    def group(self) -> int:
-        """The group of its output units (the first one if GroupNorm or slicing cut them into
-        several).
-        """
-        return self.out[0].group
-
-    @property
-    def in_group(self) -> int:
-        return self.ins[0].group if self.ins else -1
-
-    @property
-    def in_block(self) -> int:
-        return self.ins[0].inner if self.ins else 1
-
 
 @dataclass(frozen=True)
 class Group:
-    """Units that share one transport map."""
+    """Units that share one transport map.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_graph(model, torch.randn(2, 3))
+        >>> [(g.size, g.fixed, g.producers, g.reason) for g in graph.groups]
+        [(3, True, (), 'input'), (4, False, ('0',), ''), (2, True, ('2',), 'output')]
+    """
 
     size: int
     fixed: bool  # never transported (network input or output, frozen)
@@ -124,7 +174,21 @@ class Group:
 
 @dataclass(frozen=True)
 class AlignmentGraph:
-    """Producers in forward order, the unit groups, and every parameter axis they index."""
+    """Producers in forward order, the unit groups, and every parameter axis they index.
+
+    `input_group` and `output_group` are the groups of the network's input and output channels (-1
+    if none), `frozen` the message of each operation whose units were frozen, `calls` the number of
+    calls on the example of each module that holds parameters, and `heads` each attention's heads
+    as groups (queries and keys, then values), where heads can trade places.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_graph(model, torch.randn(2, 3))
+        >>> graph.input_group, graph.output_group, graph.frozen, graph.calls
+        (0, 2, (), (('0', 1), ('2', 1)))
+    """
 
     layers: tuple[Layer, ...]
     groups: tuple[Group, ...]
@@ -132,20 +196,19 @@ class AlignmentGraph:
     input_group: int
     output_group: int
     frozen: tuple[str, ...] = ()  # one message per operation whose units were frozen
-    calls: tuple[
-        tuple[str, int], ...
-    ] = ()  # modules holding parameters: calls per forward on the example
-    heads: tuple[
-        tuple[tuple[int, ...], ...], ...
-    ] = ()  # per attention: each head's groups (Q/K, then V)
-
-    def layer(self, name: str) -> Layer:
-        """The (first call of the) layer called `name`."""
-        return next(lay for lay in self.layers if lay.name == name)
+    # modules holding parameters: calls per forward on the example
+    calls: tuple[tuple[str, int], ...] = ()
+    # per attention: each head's groups (Q/K, then V)
+    heads: tuple[tuple[tuple[int, ...], ...], ...] = ()
 
     def spans(self, segments: tuple[Segment, ...]) -> list[tuple[Segment, int, int]]:
-        """(segment, first element, number of elements) of each segment, with this model's group
-        sizes.
+        """Where each segment lies along its axis, with this model's group sizes.
+
+        Args:
+            segments: the segments along one axis, in order (a binding's or a layer's).
+
+        Returns:
+            (segment, first element, number of elements) of each segment.
         """
         out, off = [], 0
         for seg in segments:
@@ -155,8 +218,11 @@ class AlignmentGraph:
         return out
 
     def signature(self) -> tuple:
-        """Everything two models must share to be aligned: layers, wiring, bindings and fixed group
-        sizes.
+        """Everything two models must share to be aligned.
+
+        Returns:
+            The layers, wiring, bindings, fixed group sizes and attention heads, comparable with
+            `==`.
         """
         return (
             tuple((lay.name, lay.kind, lay.out, lay.ins, lay.detail) for lay in self.layers),
@@ -169,7 +235,7 @@ class AlignmentGraph:
 # ------------------------------------------------------------------------------------------------
 # finishing
 def _terminal(rec: Record) -> set[fx.Node]:
-    """Nodes whose every use leads to the output without another layer: units there never move."""
+    """Return the nodes whose every use leads to the output without another layer."""
     terminal: set[fx.Node] = set()
     for node in reversed(list(rec.tr.graph.nodes)):
         if node.op == "output":
@@ -180,6 +246,7 @@ def _terminal(rec: Record) -> set[fx.Node]:
 
 
 def _weighted(rec: Record, node: fx.Node) -> bool:
+    """Return whether the node is a layer, or an operation with a weight matrix among its inputs."""
     if node in rec.producer_nodes:
         return True
     return (
@@ -193,6 +260,21 @@ def _weighted(rec: Record, node: fx.Node) -> bool:
 
 
 def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
+    """Resolve a finished walk's provisional groups into the alignment graph.
+
+    Freeze events after the output layer are dropped (their units are fixed anyway).
+
+    Args:
+        rec: the walk's record.
+        strict: raise on the first frozen operation instead of listing it.
+        owners: paths of the modules that hold parameters themselves.
+
+    Returns:
+        The alignment graph.
+
+    Raises:
+        LandscapeError: `strict` is set and some operation's units were frozen.
+    """
     terminal = _terminal(rec)
     silent = {e for e, (node, _) in enumerate(rec.events) if node in terminal}
     for f in rec.units.fixes:
@@ -288,9 +370,10 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
 def _heads(
     rec: Record, res: Resolved, groups: tuple[Group, ...]
 ) -> tuple[tuple[tuple[int, ...], ...], ...]:
-    """Each attention call's heads as final groups, kept where the heads can trade places: every
-    head made of movable groups of the same sizes, no group in two heads (one entry per attention
-    module).
+    """Return each attention call's heads as final groups, where the heads can trade places.
+
+    That is: every head made of movable groups of the same sizes, no group in two heads (one entry
+    per attention module).
     """
     out = []
     for heads in rec.heads:
@@ -308,7 +391,7 @@ def _heads(
 
 
 def _owners(model: nn.Module) -> list[str]:
-    """Paths of the modules that hold parameters themselves (each registered under one name)."""
+    """Return the paths of the modules that hold parameters themselves (registered once)."""
     seen: dict[int, list[str]] = {}
     for path, m in model.named_modules(remove_duplicate=False):
         if path and next(m.parameters(recurse=False), None) is not None:
@@ -319,12 +402,42 @@ def _owners(model: nn.Module) -> list[str]:
 def build_graph(
     model: nn.Module, example: torch.Tensor, *, strict: bool = False, warn: bool = True
 ) -> AlignmentGraph:
-    """The alignment graph of `model`, traced on `example` (a batch of at least one input, eval
-    mode).
+    """The alignment graph of `model`, traced on `example` in eval mode.
 
     Operations whose units cannot be followed freeze those units (they stay in place) with one
     `FrozenUnitsWarning` per operation (`warn=False`: only listed in `graph.frozen`); `strict=True`
-    raises a one-line `LandscapeError` instead.
+    raises a one-line `LandscapeError` instead. A model `torch.export` cannot trace, or that does
+    not run on `example`, is a one-line `LandscapeError` too.
+
+    Args:
+        model: the model (its training mode is kept).
+        example: a batch of at least one input: a tensor, a tuple of positional arguments or a
+            dict of keyword arguments.
+        strict: raise instead of freezing units.
+        warn: warn once per frozen operation.
+
+    Returns:
+        The layers, unit groups and bindings of the model.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> graph = build_graph(model, torch.randn(2, 3))
+        >>> [g.size for g in graph.groups], [lay.name for lay in graph.layers]
+        ([3, 4, 2], ['0', '2'])
+
+        With an operation fusion cannot follow:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 1), nn.ChannelShuffle(2), nn.Conv2d(4, 2, 1))
+        >>> build_graph(model, torch.randn(2, 1, 3, 3), warn=False).frozen
+        ("aten.channel_shuffle (node 'channel_shuffle') in module '1' (ChannelShuffle): ...",)
+        >>> build_graph(model, torch.randn(2, 1, 3, 3), strict=True)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: strict fusion: aten.channel_shuffle ...
     """
     walk = Walk(trace(model, example))
     walk.run()

@@ -1,6 +1,8 @@
-"""Parameter provenance: which parameter axes a tensor computed from parameters alone follows (a
-transposed or reshaped weight, a scaled bias), and operations whose output units only parameters
-define (embeddings read by index, recurrent layers), which fusion cannot follow.
+"""Parameter provenance, and operations whose output units only parameters define.
+
+A tensor computed from parameters alone (a transposed or reshaped weight, a scaled bias) follows
+parameter axes, which producers and bindings use. Operations whose output units only parameters
+define (embeddings read by index, recurrent layers) cannot be followed: their units stay in place.
 """
 
 from __future__ import annotations
@@ -18,10 +20,30 @@ aten = torch.ops.aten
 
 
 def parameter_units(rec: Record, node: fx.Node, leaves: list[fx.Node]) -> None:
-    """An operation on data that carries no units, with parameters whose sizes appear in its output
-    but in none of its data inputs (an embedding, a recurrent layer, a matmul with a weight): its
-    output has units that only those parameters define, which fusion cannot follow. They stay in
-    place, with a warning.
+    """Record a freeze event where an operation's output units are defined by parameters alone.
+
+    The operation reads data that carries no movable units and parameters whose sizes appear in
+    its output but in none of its data inputs (an embedding, a recurrent layer, a matmul with a
+    weight): its output has units that only those parameters define, which fusion cannot follow.
+    They stay in place, with a warning.
+
+    Args:
+        rec: the walk's record (a freeze event is added to it).
+        node: the operation.
+        leaves: its tensor inputs.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.walk import Walk
+        >>> walk = Walk(trace(nn.Sequential(nn.RNN(3, 4)), torch.randn(5, 2, 3)))
+        >>> walk.run()
+        >>> rnn = next(n for n in walk.tr.graph.nodes if n.name == "rnn_tanh")
+        >>> walk.events.clear()
+        >>> parameter_units(walk, rnn, walk.tensor_inputs(rnn))
+        >>> [why for _, why in walk.events]
+        ['its output units are defined by parameters that fusion does not know how to move']
     """
     params = [rec.shape(n) for n in leaves if isinstance(rec.state[n], Param)]
     data = {
@@ -42,6 +64,43 @@ def parameter_units(rec: Record, node: fx.Node, leaves: list[fx.Node]) -> None:
 # ---------------------------------------------------------------------------------- parameter-only
 # ops
 def param_op(rec: Record, node: fx.Node, packet, leaves: list[fx.Node]) -> NodeState:
+    """The provenance of the output of an operation on parameters alone.
+
+    Views, axis moves, slices, expands and copies carry the provenance of each input axis to the
+    output axis it becomes, where its size is kept; for any other operation, an output axis follows
+    the input axes of its size (broadcast-aligned) when permuting all of them permutes the output
+    along it.
+
+    Args:
+        rec: the walk's record.
+        node: the operation.
+        packet: its ATen operator overload packet (e.g. `torch.ops.aten.t`).
+        leaves: its tensor inputs, all `Param`.
+
+    Returns:
+        A `Param` with the (state key, axis) pairs each output axis follows (empty where none),
+        or `Fixed` states if the output is not a tensor.
+
+    Examples:
+        A weight transposed in `forward`: its axes swap.
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> from fusion.walk import Walk
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.w = nn.Parameter(torch.randn(4, 3))
+        ...
+        ...     def forward(self, x):
+        ...         return x @ self.w.t()
+        >>> walk = Walk(trace(Net(), torch.randn(2, 3)))
+        >>> walk.run()
+        >>> t = next(n for n in walk.tr.graph.nodes if n.name == "t")
+        >>> param_op(walk, t, torch.ops.aten.t, walk.tensor_inputs(t))
+        Param(prov=((('w', 1),), (('w', 0),)))
+    """
     out = rec.values[node]
     if not isinstance(out, torch.Tensor):
         return rec.fixed_like(out)

@@ -1,9 +1,10 @@
-"""Operations that move a layout without computing on its channels: reshapes and flattens,
-concatenation, slices, zero padding, splits, and GroupNorm (which cuts the channels into its
-groups).
+"""Operations that move a layout without computing on its channels.
 
-Each handler takes the walk's record and a node whose input carries units; it returns the node's
-state, or `NotImplemented` to leave the node to the numeric equivariance test
+Reshapes and flattens, concatenation, slices, zero padding, splits, axis moves and selections of
+channels split into heads, attention, and GroupNorm (which cuts the channels into its groups).
+
+Each handler of `STRUCTURAL` takes the walk's record and a node whose input carries units; it
+returns the node's state, or `NotImplemented` to leave the node to the numeric equivariance test
 (`fusion/equivariance.py`).
 """
 
@@ -44,7 +45,22 @@ SAME_SHAPE = {
 
 
 def named(node: fx.Node) -> dict:
-    """The node's arguments by schema name, defaults filled in."""
+    """The node's arguments by schema name, defaults filled in.
+
+    Args:
+        node: a node calling an ATen operator.
+
+    Returns:
+        Its arguments by name, or an empty dict if its schema does not match them.
+
+    Examples:
+        >>> import torch
+        >>> from torch import fx
+        >>> graph = fx.Graph()
+        >>> x = graph.placeholder("x")
+        >>> named(graph.call_function(torch.ops.aten.sum.dim_IntList, (x, [1])))
+        {'input': x, 'dim': [1], 'keepdim': False, 'dtype': None}
+    """
     pair = normalize_function(
         node.target, tuple(node.args), dict(node.kwargs), normalize_to_only_use_kwargs=True
     )
@@ -52,6 +68,7 @@ def named(node: fx.Node) -> dict:
 
 
 def _prefix(shape: tuple[int, ...]) -> list[int]:
+    """Return the products of the first 0, 1, ..., len(shape) sizes."""
     out = [1]
     for s in shape:
         out.append(out[-1] * s)
@@ -59,13 +76,41 @@ def _prefix(shape: tuple[int, ...]) -> list[int]:
 
 
 def reshape(layout: Layout, before: tuple[int, ...], after: tuple[int, ...]) -> Layout | None:
-    """The layout after a reshape from `before` to `after` (row-major), or None if units cannot be
-    followed.
+    """The layout after a reshape from `before` to `after` (row-major), if units can be followed.
 
     A channel axis kept whole (merged with neighbours, or split with its units' blocks) stays one
     axis; one split into several axes (attention heads: (..., C) to (..., H, C / H)) becomes a
     layout over those axes, its segments cut at every index of the outer axes (one head each), and
     merges back the same way.
+
+    Args:
+        layout: the units along the input's axes.
+        before: the input's shape.
+        after: the output's shape.
+
+    Returns:
+        The units along the output's axes, or None if the reshape splits units.
+
+    Examples:
+        Flattening (4, 3, 3) feature maps makes each channel a block of 9 features; channels-last,
+        the run of 4 channels repeats 9 times:
+
+        >>> channels = Layout(1, (Seg(0, 0, 4),))
+        >>> reshape(channels, (2, 4, 3, 3), (2, 36)).segs
+        (Seg(group=0, start=0, n=4, inner=9, outer=1),)
+        >>> reshape(Layout(3, channels.segs), (2, 3, 3, 4), (2, 36)).segs
+        (Seg(group=0, start=0, n=4, inner=1, outer=9),)
+
+        Splitting 8 channels into 2 heads of 4: one segment per head, over axes (2, 3):
+
+        >>> heads = reshape(Layout(2, (Seg(0, 0, 8),)), (2, 5, 8), (2, 5, 2, 4))
+        >>> heads.axes, [(s.start, s.n) for s in heads.segs]
+        ((2, 3), [(0, 4), (4, 4)])
+
+        A reshape that cuts channels in two is not followed:
+
+        >>> reshape(channels, (2, 4, 3, 3), (2, 2, 18)) is None
+        True
     """
     if not layout.outer_axes:
         moved = _reshape_axis(layout, before, after)
@@ -75,6 +120,7 @@ def reshape(layout: Layout, before: tuple[int, ...], after: tuple[int, ...]) -> 
 
 
 def _reshape_axis(layout: Layout, before: tuple[int, ...], after: tuple[int, ...]) -> Layout | None:
+    """Return the layout of one axis after a reshape that keeps each unit's block whole, or None."""
     a = layout.axis
     if 0 in before or 0 in after or not 0 <= a < len(before):
         return None
@@ -115,9 +161,10 @@ def _reshape_axis(layout: Layout, before: tuple[int, ...], after: tuple[int, ...
 def _reshape_elements(
     layout: Layout, before: tuple[int, ...], after: tuple[int, ...]
 ) -> Layout | None:
-    """A reshape followed element by element: each element of the layout gets a code, the codes are
-    broadcast over the other axes and reshaped; the output axes along which the codes vary carry the
-    layout.
+    """Return the layout after a reshape followed element by element, or None.
+
+    Each element of the layout gets a code, the codes are broadcast over the other axes and
+    reshaped; the output axes along which the codes vary carry the layout.
     """
     axes = layout.axes
     if (
@@ -161,9 +208,10 @@ def _reshape_elements(
 def _parse(
     elements: list[tuple[int, int, int, int]], block: int, repeat: int
 ) -> tuple[Seg, ...] | None:
-    """Segments covering a sequence of (group, unit, position in unit, elements per unit), a new
-    segment at least every `block` elements; None if a unit's elements are not consecutive and in
-    order.
+    """Return segments covering a sequence of (group, unit, position in unit, elements per unit).
+
+    A new segment starts at least every `block` elements; None if a unit's elements are not
+    consecutive and in order.
     """
     segs: list[Seg] = []
     i = 0
@@ -188,10 +236,8 @@ def _parse(
     return tuple(segs)
 
 
-def view(rec: Record, node: fx.Node) -> NodeState:
-    """view, reshape, flatten, unflatten, squeeze, unsqueeze: the layout after the reshape
-    (`reshape`).
-    """
+def _view(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after view, reshape, flatten, unflatten, squeeze or unsqueeze."""
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout):
         return NotImplemented
@@ -203,9 +249,10 @@ def view(rec: Record, node: fx.Node) -> NodeState:
     return moved
 
 
-def move_axes(rec: Record, node: fx.Node) -> NodeState:
-    """transpose, permute and t of a layout split into heads: its axes follow (single axes: the
-    equivariance test).
+def _move_axes(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after transpose, permute or t of a layout split into heads.
+
+    Its axes follow; a layout of a single axis is left to the equivariance test.
     """
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout) or not layout.outer_axes:
@@ -224,9 +271,11 @@ def move_axes(rec: Record, node: fx.Node) -> NodeState:
     return Layout(where[layout.axis], layout.segs, tuple(where[a] for a in layout.outer_axes))
 
 
-def select(rec: Record, node: fx.Node) -> NodeState:
-    """Select and unbind: along an axis the layout does not run over, the layout stays; along its
-    outermost axis, each index holds one block of its elements.
+def _select(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layouts after select or unbind of a layout split into heads.
+
+    Along an axis the layout does not run over, the layout stays; along its outermost axis, each
+    index holds one block of its elements.
     """
     layout = rec.state.get(node.args[0])
     if not isinstance(layout, Layout) or not layout.outer_axes:
@@ -237,6 +286,7 @@ def select(rec: Record, node: fx.Node) -> NodeState:
     indices = range(shape[dim]) if unbind else [node.args[2] % shape[dim]]
 
     def drop(a: int) -> int:
+        """Return axis `a`'s index once `dim` is gone."""
         return a - (a > dim)
 
     if dim not in layout.axes:
@@ -258,10 +308,11 @@ def select(rec: Record, node: fx.Node) -> NodeState:
     return tuple(parts) if unbind else parts[0]
 
 
-def attention(rec: Record, node: fx.Node) -> NodeState:
-    """scaled_dot_product_attention: queries and keys are contracted over their last axis, so their
-    units pair (Q and K of a head move together); the output carries the values' units (V moves with
-    what reads it).
+def _attention(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after scaled_dot_product_attention: the values' units.
+
+    Queries and keys are contracted over their last axis, so their units pair (Q and K of a head
+    move together); the output carries the values' units (V moves with what reads it).
     """
     a = named(node)
     q, k, v = (rec.state.get(a[name]) for name in ("query", "key", "value"))
@@ -287,9 +338,10 @@ def attention(rec: Record, node: fx.Node) -> NodeState:
 
 
 def _heads(layout: Layout, width: int) -> list[tuple[Seg, ...]] | None:
-    """The segments of each head of a layout split into heads (`width` elements each), in order;
-    heads merged with the batch axis repeat and are counted once. None if a segment crosses a head's
-    boundary.
+    """Return the segments of each head of a layout split into heads (`width` elements each).
+
+    Heads come in order; heads merged with the batch axis repeat and are counted once. None if a
+    segment crosses a head's boundary.
     """
     blocks, block, filled = [], [], 0
     for s in expand(layout.segs):
@@ -303,8 +355,11 @@ def _heads(layout: Layout, width: int) -> list[tuple[Seg, ...]] | None:
     return list(dict.fromkeys(blocks)) if not block else None
 
 
-def cat(rec: Record, node: fx.Node) -> NodeState:
-    """Concatenation along the channel axis: the inputs' segments in order (other tensors fixed)."""
+def _cat(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after concatenation along the channels: the inputs' segments in order.
+
+    Inputs that carry no units get new fixed groups.
+    """
     a = named(node)
     out = rec.values[node]
     dim = a.get("dim", 0) % out.ndim
@@ -327,8 +382,8 @@ def cat(rec: Record, node: fx.Node) -> NodeState:
     return Layout(dim, tuple(segs))
 
 
-def slice_(rec: Record, node: fx.Node) -> NodeState:
-    """A contiguous slice of the channels: the units it keeps (they must be whole units)."""
+def _slice(rec: Record, node: fx.Node) -> NodeState:
+    """Return the units a contiguous slice of the channels keeps (they must be whole units)."""
     a = named(node)
     x = a["input"]
     layout = rec.state.get(x)
@@ -347,8 +402,8 @@ def slice_(rec: Record, node: fx.Node) -> NodeState:
     )
 
 
-def pad(rec: Record, node: fx.Node) -> NodeState:
-    """Zero padding of the channels: new fixed units around the layout."""
+def _pad(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after zero padding of the channels: new groups around the layout."""
     a = named(node)
     layout = rec.state.get(a["input"])
     if not isinstance(layout, Layout) or layout.outer_axes:
@@ -368,10 +423,8 @@ def pad(rec: Record, node: fx.Node) -> NodeState:
     return Layout(layout.axis, tuple(segs))
 
 
-def split(rec: Record, node: fx.Node) -> NodeState:
-    """Split and chunk: along the channels, each part's units; along another axis, the same
-    layout.
-    """
+def _split(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layouts after split or chunk: each part's units (or, along another axis, all)."""
     x = node.args[0]
     layout = rec.state.get(x)
     if not isinstance(layout, Layout) or layout.outer_axes:
@@ -390,8 +443,8 @@ def split(rec: Record, node: fx.Node) -> NodeState:
     return tuple(parts)
 
 
-def group_norm(rec: Record, node: fx.Node) -> NodeState:
-    """GroupNorm: the channels cut at its groups, its affine parameters bound to them."""
+def _group_norm(rec: Record, node: fx.Node) -> NodeState:
+    """Return the layout after GroupNorm: channels cut at its groups, its parameters bound."""
     a = named(node)
     layout = rec.state.get(a["input"])
     params = [p for p in (a.get("weight"), a.get("bias")) if p is not None]
@@ -412,19 +465,19 @@ def group_norm(rec: Record, node: fx.Node) -> NodeState:
 
 
 STRUCTURAL = {
-    **dict.fromkeys(VIEWS, view),
-    aten.cat: cat,
-    aten.slice: slice_,
-    aten.pad: pad,
-    aten.constant_pad_nd: pad,
-    aten.split: split,
-    aten.split_with_sizes: split,
-    aten.chunk: split,
-    aten.group_norm: group_norm,
-    aten.transpose: move_axes,
-    aten.permute: move_axes,
-    aten.t: move_axes,
-    aten.select: select,
-    aten.unbind: select,
-    aten.scaled_dot_product_attention: attention,
+    **dict.fromkeys(VIEWS, _view),
+    aten.cat: _cat,
+    aten.slice: _slice,
+    aten.pad: _pad,
+    aten.constant_pad_nd: _pad,
+    aten.split: _split,
+    aten.split_with_sizes: _split,
+    aten.chunk: _split,
+    aten.group_norm: _group_norm,
+    aten.transpose: _move_axes,
+    aten.permute: _move_axes,
+    aten.t: _move_axes,
+    aten.select: _select,
+    aten.unbind: _select,
+    aten.scaled_dot_product_attention: _attention,
 }

@@ -36,21 +36,42 @@ PRODUCERS = {
     aten.conv_transpose2d,
     aten.conv_transpose3d,
 }
-MATMULS = {
-    aten.addmm,
-    aten.mm,
-}  # x @ W (+ b) with W a parameter stored (in, out): Hugging Face's Conv1D
+# x @ W (+ b) with W a parameter stored (in, out): Hugging Face's Conv1D
+MATMULS = {aten.addmm, aten.mm}
 NORMS = {aten.batch_norm, aten.group_norm, aten.layer_norm, aten.instance_norm}
 
 
 def _is_tensor_value(v) -> bool:
+    """Return whether `v` is a tensor or holds one."""
     return any(isinstance(x, torch.Tensor) for x in pytree.tree_leaves(v))
 
 
 class Walk(Record):
-    """Walks the exported graph once, recording layouts, bindings, producers and constraints."""
+    """Walks the exported graph once, recording layouts, bindings, producers and constraints.
+
+    Args:
+        tr: the exported graph with every node's value on the example.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.export import trace
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> walk = Walk(trace(model, torch.randn(2, 3)))
+        >>> walk.run()
+        >>> [(p.name, p.ins.length, p.out.length) for p in walk.producers]
+        [('0', 3, 4), ('2', 4, 2)]
+        >>> [(key, axis, role) for (key, axis), (role, _) in walk.bindings.items() if key[0] == "0"]
+        [('0.weight', 0, 'out'), ('0.weight', 1, 'in'), ('0.bias', 0, 'out')]
+    """
 
     def run(self) -> None:
+        """Give every node of the graph its state, in order, recording what the walk finds.
+
+        Raises:
+            LandscapeError: the graph holds a node that is neither an input, an operator call nor
+                the output.
+        """
         for node in self.tr.graph.nodes:
             if node.op == "placeholder":
                 self.state[node] = self._placeholder(node)
@@ -124,9 +145,7 @@ class Walk(Record):
     # -------------------------------------------------------------------------------------------
     # producers
     def _weight_product(self, node: fx.Node) -> bool:
-        """Whether an addmm/mm multiplies data by a parameter matrix (plus a bias vector,
-        unscaled).
-        """
+        """Return whether an addmm/mm multiplies data by a parameter matrix (plus a bias vector)."""
         a = named(node)
         x, w = (a["mat1"], a["mat2"]) if "mat1" in a else (a["input"], a["mat2"])
         bias = a["input"] if "mat1" in a else None
@@ -142,9 +161,7 @@ class Walk(Record):
         )
 
     def _embedding(self, node: fx.Node) -> NodeState:
-        """A table read by index (token, position embeddings): its output units are the table's
-        columns.
-        """
+        """Return the layout of a table read by index (token embeddings): the table's columns."""
         a = named(node)
         key = self.state[a["weight"]].prov[1]
         n_out = self.values[node].shape[-1]
@@ -303,8 +320,9 @@ class Walk(Record):
         return layout
 
     def _feature(self, node: fx.Node, layout: Layout) -> None:
-        """A producer's pre-activations: its output, or the output of the norm that alone reads
-        it.
+        """Record where a producer's pre-activations are read.
+
+        Its output, or the output of the norm that alone reads it.
         """
         spot, axis = node, layout.axis
         if len(node.users) == 1:

@@ -15,6 +15,7 @@ import torch
 
 import fusion
 from landscape import LandscapeError
+from tests.graph_lookup import group, layer
 from tests.model_corpus import CORPUS, MlpNet, build, inputs, permute, randomize
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
 
@@ -111,39 +112,39 @@ def _graph(name, **kw):
 
 def test_graph_of_concatenation_and_zero_padding():
     g = _graph("densenet")
-    trans = g.layer("trans1.conv")  # reads the stem's 8 channels and two 4-channel dense outputs
+    trans = layer(g, "trans1.conv")  # reads the stem's 8 channels and two 4-channel dense outputs
     assert [g.groups[s.group].size for s in trans.ins] == [8, 4, 4]
     assert [s.group for s in trans.ins] == [
-        g.layer("conv1").group,
-        g.layer("dense1.0.conv2").group,
-        g.layer("dense1.1.conv2").group,
+        group(g, "conv1"),
+        group(g, "dense1.0.conv2"),
+        group(g, "dense1.1.conv2"),
     ]
     norm = next(b for b in g.bindings if b.name == "trans1.bn.running_var")
     assert norm.role == "out" and norm.segments == trans.ins
     g = _graph("resnet-option-a")  # stage 2: zero channels | the incoming stream | zero channels
-    out = g.layer("layer2.0.conv2").out
+    out = layer(g, "layer2.0.conv2").out
     assert [g.groups[s.group].size for s in out] == [4, 8, 4]
-    assert out[1].group == g.layer("conv1").group
-    assert g.layer("linear").ins == out
+    assert out[1].group == group(g, "conv1")
+    assert layer(g, "linear").ins == out
 
 
 def test_graph_of_depthwise_groupnorm_and_frozen_groups():
     g = _graph("separable-multiplier")
     dw = next(b for b in g.bindings if b.name == "dw.weight")
-    assert dw.role == "out" and dw.segments == (fusion.graph.Segment(g.layer("conv1").group, 2, 1),)
-    assert g.layer("pw").ins == dw.segments and not any(lay.name == "dw" for lay in g.layers)
+    assert dw.role == "out" and dw.segments == (fusion.graph.Segment(group(g, "conv1"), 2, 1),)
+    assert layer(g, "pw").ins == dw.segments and not any(lay.name == "dw" for lay in g.layers)
     g = _graph(
         "groupnorm-g"
     )  # GroupNorm(4, 8): four groups of two units, each its own transport problem
-    assert [g.groups[s.group].size for s in g.layer("conv1").out] == [2, 2, 2, 2]
-    assert [g.groups[s.group].size for s in g.layer("conv2").out] == [4, 4, 4]
+    assert [g.groups[s.group].size for s in layer(g, "conv1").out] == [2, 2, 2, 2]
+    assert [g.groups[s.group].size for s in layer(g, "conv2").out] == [4, 4, 4]
     g1 = _graph("groupnorm-1")
-    assert [g1.groups[s.group].size for s in g1.layer("conv1").out] == [8]
+    assert [g1.groups[s.group].size for s in layer(g1, "conv1").out] == [8]
     g = _graph("softmax-temperature")
     assert g.groups[g.output_group].fixed and g.groups[g.output_group].reason == "output"
     g = _graph("channel-flip", warn=False)
-    assert g.groups[g.layer("conv1").group].reason.startswith("frozen at aten.flip (node 'flip')")
-    assert not g.groups[g.layer("conv2").group].fixed
+    assert g.groups[group(g, "conv1")].reason.startswith("frozen at aten.flip (node 'flip')")
+    assert not g.groups[group(g, "conv2")].fixed
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import fusion
 from fusion.graph import Segment
 from fusion.transport import Map, move_axis, plan
 from landscape import LandscapeError, build_model
+from tests.graph_lookup import group, layer
 
 # one_thread is an autouse fixture.
 from tests.test_fusion_permutation import _model, _permute, one_thread  # noqa: F401
@@ -41,8 +42,8 @@ def test_resnet18_residual_streams_share_one_group():
         "layer1.0.bn2",
         "layer1.1.bn2",
     )  # after BatchNorm
-    assert g.layer("linear").in_group == g.layer("layer4.1.conv2").group
-    assert g.layer("layer2.0.shortcut.0").in_group == g.layer("conv1").group
+    assert layer(g, "linear").ins[0].group == group(g, "layer4.1.conv2")
+    assert layer(g, "layer2.0.shortcut.0").ins[0].group == group(g, "conv1")
 
 
 def test_flatten_from_conv_to_linear_is_a_block_per_channel():
@@ -51,11 +52,11 @@ def test_flatten_from_conv_to_linear_is_a_block_per_channel():
             "tests.factories:tiny_cnn", {"input_shape": SHAPE, "num_classes": 10, "channels": 5}
         )
     )
-    assert g.layer("3").in_block == 64 and g.layer("3").in_group == g.layer("0").group
+    assert layer(g, "3").ins[0].inner == 64 and layer(g, "3").ins[0].group == group(g, "0")
     mlp = _graph(build_model("mlp", {"input_shape": SHAPE, "num_classes": 10, "hidden": [7]}))
     assert (
-        mlp.layer("features.0").in_group == mlp.input_group
-        and mlp.layer("features.0").in_block == 64
+        layer(mlp, "features.0").ins[0].group == mlp.input_group
+        and layer(mlp, "features.0").ins[0].inner == 64
     )
 
 
@@ -354,11 +355,11 @@ class FixedData(nn.Module):
 def test_units_combined_with_fixed_data_stay_in_place():
     with pytest.warns(fusion.FrozenUnitsWarning, match=r"aten\.mul .*a tensor fusion cannot move"):
         g = fusion.build_graph(FixedData(True), X[:2])
-    assert g.groups[g.layer("fc").group].fixed and not g.groups[g.layer("mid").group].fixed
+    assert g.groups[group(g, "fc")].fixed and not g.groups[group(g, "mid")].fixed
     with warnings.catch_warnings():
         warnings.simplefilter(
             "error"
         )  # a residual from the network input: fixed by construction, no warning
         g = fusion.build_graph(FixedData(False), X[:2])
-    assert g.groups[g.layer("fc").group].reason == "combined with the network input"
-    assert not g.groups[g.layer("mid").group].fixed
+    assert g.groups[group(g, "fc")].reason == "combined with the network input"
+    assert not g.groups[group(g, "mid")].fixed

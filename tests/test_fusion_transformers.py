@@ -25,6 +25,7 @@ from fusion.alignment import aligned_state, prepare, with_state
 from fusion.layout import Layout, Seg
 from fusion.structural import reshape
 from landscape import LandscapeError
+from tests import graph_lookup
 from tests.library_models import LIBRARY_MODELS, LibraryUnavailable, hf_gpt2, load, logits
 from tests.model_corpus import CORPUS, TimmAttention, TimmVit, TinyBert, build, inputs, permute
 from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixture)
@@ -37,7 +38,7 @@ def _groups(graph, producers):
 def test_heads_are_unit_groups_and_the_stream_runs_through_the_embeddings():
     graph = fusion.build_graph(build("bert-style"), inputs("bert-style")[:2])
     assert [g.reason for g in graph.groups if g.fixed] == ["output"]  # token ids are not channels
-    stream = graph.groups[graph.layer("word").group]
+    stream = graph.groups[graph_lookup.group(graph, "word")]
     assert stream.size == 8 and stream.producers[:3] == ("word", "position", "segment")
     for i in range(2):
         a = f"layers.{i}.attention"
@@ -46,7 +47,7 @@ def test_heads_are_unit_groups_and_the_stream_runs_through_the_embeddings():
             4,
         ]  # one group per head
         assert [g.size for g in _groups(graph, (f"{a}.value",))] == [4, 4]
-        dense = graph.layer(f"{a}.dense")
+        dense = graph_lookup.layer(graph, f"{a}.dense")
         assert [graph.groups[s.group].producers for s in dense.ins] == [(f"{a}.value",)] * 2
 
 
