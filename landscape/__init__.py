@@ -1,8 +1,8 @@
-"""landscape: measure the geometry of neural-network loss landscapes (curvature, barriers,
-contours).
+"""landscape: measure the geometry of neural-network loss landscapes.
 
-The curated public API is importable from here; each name is loaded on first use, so `import
-landscape` is cheap. The module layout is described once, in docs/conventions.md ("Layout").
+Curvature (Hessian spectra and traces), barriers between models, and loss contours. The curated
+public API is importable from here; each name is loaded on first use, so `import landscape` is
+cheap. The module layout is described once, in docs/conventions.md ("Layout").
 """
 
 from ._lazy import exporter

@@ -43,6 +43,9 @@ def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     register (16 floats with AVX-512) is scalar, 4-7x slower for 10 classes than over the first
     dimension (measured on 359 x 10 logits), a visible share of a small network's evaluation. Same
     value up to float rounding.
+
+    Returns:
+        The summed cross-entropy, a scalar tensor.
     """
     if (
         out.ndim == 2
@@ -57,9 +60,14 @@ def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _nll() -> LossSum:
-    """Summed negative log-likelihood of log-probabilities `out` (N, C); the first batch it sees is
-    checked to be log-probabilities (each row's log-sum-exp 0), since NLL of logits is a number
-    without meaning.
+    """Summed negative log-likelihood of log-probabilities `out` (N, C), checked on a first batch.
+
+    The first batch it sees is checked to be log-probabilities (each row's log-sum-exp 0), since NLL
+    of logits is a number without meaning.
+
+    Returns:
+        The summed NLL as a function `(outputs, targets) -> loss`; it raises `LandscapeError` when
+        its first batch is not log-probabilities.
     """
     checked = False
 
@@ -88,6 +96,18 @@ class NextTokenLoss:
     against `labels[:, t + 1]`, so the labels are the input ids themselves, shifted here (as Hugging
     Face's causal LM heads do). Tokens labelled `ignore_index` (padding, prompts) count neither in
     the sum nor in `count`, so a measurement's mean is the mean over predicted tokens.
+
+    Args:
+        ignore_index: the label of tokens that are not predicted.
+
+    Examples:
+        >>> import torch
+        >>> loss = NextTokenLoss()
+        >>> labels = torch.tensor([[0, 1, -100]])  # one predicted token: the 1 after the 0
+        >>> round(float(loss(torch.zeros(1, 3, 2), labels)), 4)  # uniform over 2 tokens: log 2
+        0.6931
+        >>> loss.count(labels)
+        1
     """
 
     def __init__(self, ignore_index: int = IGNORE_INDEX):
@@ -95,6 +115,13 @@ class NextTokenLoss:
 
     def __call__(self, out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Summed loss of logits `out` (B, T, V) against token ids `labels` (B, T).
+
+        Args:
+            out: the logits, one row of the vocabulary per position.
+            labels: the token ids, usually the model's input ids.
+
+        Returns:
+            The summed cross-entropy of every position's logits against the next token's id.
 
         Raises:
             LandscapeError: the shapes are not those of a language model's logits and labels.
@@ -112,15 +139,33 @@ class NextTokenLoss:
         )
 
     def count(self, labels: torch.Tensor) -> int:
-        """The predicted tokens of a batch: every label after the first of its row, less the ignored
-        ones.
+        """The predicted tokens of a batch: every label after its row's first, less the ignored.
+
+        Args:
+            labels: the token ids (B, T).
+
+        Returns:
+            How many terms the batch adds to the sum.
         """
         return int((labels[:, 1:] != self.ignore_index).sum())
 
 
 def counter(criterion: Criterion = "ce") -> Callable[[torch.Tensor], int]:
-    """How many terms a batch's targets add to the mean: its examples, or what the criterion's
-    `count` says.
+    """How many terms a batch's targets add to the mean: its examples, or the criterion's `count`.
+
+    Args:
+        criterion: `"ce"`, `"nll"`, `"lm"` or a callable (one with a `count` method is asked).
+
+    Returns:
+        A function of a batch's targets giving its number of terms (`len` unless the criterion
+        counts them itself).
+
+    Examples:
+        >>> import torch
+        >>> counter("ce")(torch.tensor([0, 1, 1]))
+        3
+        >>> counter("lm")(torch.tensor([[5, 6, -100]]))
+        1
     """
     if criterion == "lm":
         return NextTokenLoss().count
@@ -129,7 +174,32 @@ def counter(criterion: Criterion = "ce") -> Callable[[torch.Tensor], int]:
 
 
 def loss_sum(criterion: Criterion = "ce") -> LossSum:
-    """The criterion as a function returning the SUM of the loss over a batch."""
+    """The criterion as a function returning the SUM of the loss over a batch.
+
+    Args:
+        criterion: `"ce"` (cross-entropy of logits), `"nll"` (of log-probabilities, checked on
+            the first batch), `"lm"` (`NextTokenLoss`), an `nn.Module` loss with a `reduction`
+            (used with `reduction="sum"`), a callable with a `count` method (returns sums
+            already), or any callable returning a batch mean (multiplied by the batch size).
+
+    Returns:
+        A function `(outputs, targets) -> summed loss`.
+
+    Raises:
+        LandscapeError: an unknown name, or a criterion that is not callable.
+
+    Examples:
+        >>> import torch
+        >>> out, y = torch.zeros(2, 2), torch.tensor([0, 1])
+        >>> round(float(loss_sum("ce")(out, y)), 4)  # 2 log 2
+        1.3863
+        >>> round(float(loss_sum(torch.nn.CrossEntropyLoss())(out, y)), 4)
+        1.3863
+        >>> loss_sum("mse")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: unknown loss 'mse'; choose one of ce, nll, lm, ...
+    """
     if criterion == "ce":
         return _ce
     if criterion == "nll":
@@ -160,7 +230,19 @@ def loss_sum(criterion: Criterion = "ce") -> LossSum:
 
 
 def loss_name(criterion: Criterion) -> str:
-    """How results record the criterion."""
+    """How results record the criterion.
+
+    Args:
+        criterion: a name or a callable.
+
+    Returns:
+        The name, or the callable's class name.
+
+    Examples:
+        >>> import torch
+        >>> loss_name("ce"), loss_name(torch.nn.MSELoss())
+        ('ce', 'MSELoss')
+    """
     return criterion if isinstance(criterion, str) else type(criterion).__name__
 
 
@@ -169,6 +251,21 @@ def correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
     The prediction is `argmax` (the first of equal maxima, NaN above all), taken from `max(1)`,
     which gives the same indices and is a quarter faster over many rows of few classes on the CPU.
+
+    Args:
+        out: the predictions (N, C).
+        y: the targets: class indices (N,) for an accuracy.
+
+    Returns:
+        A scalar tensor of `out`'s dtype: the count, or NaN.
+
+    Examples:
+        >>> import torch
+        >>> out = torch.tensor([[2.0, 1.0], [0.0, 3.0]])
+        >>> correct(out, torch.tensor([0, 0]))
+        tensor(1.)
+        >>> correct(out, torch.tensor([0.5, 0.5]))
+        tensor(nan)
     """
     if out.ndim == 2 and y.ndim == 1 and not y.is_floating_point():
         return (out.max(1).indices == y).sum().to(out.dtype)

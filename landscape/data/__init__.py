@@ -1,5 +1,6 @@
-"""Data: readers for the formats `--data` names, in-memory splits, and the batches every measurement
-sums over.
+"""Data: readers for the formats `--data` names, in-memory splits, the batches measurements sum.
+
+The public names load lazily (docs/conventions.md, "Layout").
 """
 
 from .._lazy import exporter

@@ -1,6 +1,4 @@
-"""Standard CIFAR training augmentation, drawn from an explicit generator (so a data seed fixes
-it).
-"""
+"""Standard CIFAR training augmentation, drawn from an explicit generator (a data seed fixes it)."""
 
 from __future__ import annotations
 
@@ -8,7 +6,29 @@ import torch
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after zero padding and random horizontal flip, per example."""
+    """Random crop after zero padding and random horizontal flip, per example.
+
+    The augmentation of He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 (their
+    CIFAR-10 experiments): pad by `pad` pixels on each side, crop back to the original size at a
+    random offset, and mirror half of the images.
+
+    Args:
+        x: images (N, C, H, W).
+        generator: the CPU generator every random draw is taken from.
+        pad: the zero padding on each side, the largest shift.
+
+    Returns:
+        The augmented images, shaped like `x`, on `x`'s device.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+        >>> augment(x, torch.Generator().manual_seed(0)).shape
+        torch.Size([1, 1, 4, 4])
+        >>> y = augment(x, torch.Generator().manual_seed(0), pad=0)  # no room to shift
+        >>> torch.equal(y, x) or torch.equal(y, x.flip(-1))
+        True
+    """
     n, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)

@@ -1,5 +1,4 @@
-"""The examples a measurement sums over: a fixed, re-iterable sequence of `(inputs, targets)`
-batches.
+"""The examples a measurement sums over: a fixed, re-iterable sequence of `(inputs, targets)`.
 
 Every loss, gradient, Hessian-vector product, BatchNorm reset and grid point loops over a `Batches`,
 built by `as_batches` from
@@ -34,8 +33,21 @@ Count = Callable[
 
 
 def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:
-    """`fn` applied to every tensor of `inputs` (a tensor, a tuple or a mapping; other entries kept
-    as they are).
+    """`fn` applied to every tensor of `inputs`; other entries are kept as they are.
+
+    Args:
+        fn: what is done to each tensor (e.g. a move to a device).
+        inputs: a tensor, a tuple of entries or a mapping of entries.
+
+    Returns:
+        The inputs in the same form: a tensor, a tuple or a dict.
+
+    Examples:
+        >>> import torch
+        >>> map_inputs(lambda t: 2 * t, {"ids": torch.tensor([1, 2]), "name": "x"})
+        {'ids': tensor([2, 4]), 'name': 'x'}
+        >>> map_inputs(lambda t: t + 1, (torch.tensor(1), None))
+        (tensor(2), None)
     """
     if isinstance(inputs, torch.Tensor):
         return fn(inputs)
@@ -45,7 +57,19 @@ def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> In
 
 
 def input_tensors(inputs: Inputs) -> list[torch.Tensor]:
-    """The tensors of `inputs`, in order."""
+    """The tensors of `inputs`, in order.
+
+    Args:
+        inputs: a tensor, a tuple of entries or a mapping of entries.
+
+    Returns:
+        The tensors among them (other entries are left out).
+
+    Examples:
+        >>> import torch
+        >>> input_tensors({"ids": torch.tensor([1]), "mask": None, "pos": torch.tensor([0])})
+        [tensor([1]), tensor([0])]
+    """
     if isinstance(inputs, torch.Tensor):
         return [inputs]
     values = inputs.values() if isinstance(inputs, Mapping) else inputs
@@ -53,7 +77,11 @@ def input_tensors(inputs: Inputs) -> list[torch.Tensor]:
 
 
 def _fingerprint(x: Inputs, y: torch.Tensor) -> tuple:
-    """A cheap summary that changes when a batch's examples or their order change."""
+    """A cheap summary that changes when a batch's examples or their order change.
+
+    Returns:
+        Each input tensor's shape, sum and sum of squares, and a position-weighted sum of `y`.
+    """
     summary = []
     for t in input_tensors(x):
         td = t.detach().double()
@@ -64,8 +92,30 @@ def _fingerprint(x: Inputs, y: torch.Tensor) -> tuple:
 
 
 class Batches:
-    """This rank's share of a fixed sequence of `(inputs, targets)` batches (see the module
-    docstring).
+    """This rank's share of a fixed sequence of `(inputs, targets)` batches (see the module text).
+
+    Iterating gives the batches, each `(inputs, targets)`, moved to `device` when one is given.
+
+    Args:
+        source: a `Split`, cut into consecutive slices, or a re-iterable of batches (a
+            `DataLoader` without shuffling, a list of pairs), checked on two passes.
+        batch_size: the examples per slice of a `Split` (a loader keeps its own batches).
+        device: where batches are moved (None: where they are).
+        sharded: under torchrun, each rank takes its share; False: every rank takes all.
+
+    Raises:
+        LandscapeError: a `batch_size` below 1, or a loader that is a one-shot iterator, yields
+            nothing, yields something other than batches, or changes between passes.
+
+    Examples:
+        >>> import torch
+        >>> split = Split(torch.zeros(5, 2), torch.tensor([0, 1, 0, 1, 1]))
+        >>> batches = Batches(split, batch_size=2)
+        >>> [len(y) for _, y in batches], batches.examples()
+        ([2, 2, 1], 5)
+        >>> loader = [(torch.zeros(3, 2), torch.tensor([0, 1, 1]))]
+        >>> Batches(loader).first()[1]
+        tensor([0, 1, 1])
     """
 
     def __init__(
@@ -97,9 +147,19 @@ class Batches:
                 )
 
     def _move(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` on the batches' device.
+
+        Returns:
+            The moved tensor.
+        """
         return t.to(self.device)
 
     def _slices(self, split: Split) -> Iterator[Batch]:
+        """This rank's consecutive slices of `split`.
+
+        Yields:
+            `(inputs, targets)` of at most `batch_size` examples.
+        """
         rows = dist.shard(len(split)) if self.sharded else range(len(split))
         for start in range(rows.start, rows.stop, self.batch_size):
             stop = min(start + self.batch_size, rows.stop)
@@ -107,8 +167,13 @@ class Batches:
             yield (x, y) if self.device is None else (x.to(self.device), y.to(self.device))
 
     def local_examples(self, count: Count = len) -> int:
-        """Examples on this rank (or the terms `count(targets)` of each batch, e.g. predicted
-        tokens).
+        """Examples on this rank, or the terms `count(targets)` of its batches (predicted tokens).
+
+        Args:
+            count: how many terms a batch's targets add (`len`: its examples).
+
+        Returns:
+            The sum over this rank's batches.
         """
         if isinstance(self.source, Split) and count is len:
             rows = dist.shard(len(self.source)) if self.sharded else range(len(self.source))
@@ -116,8 +181,15 @@ class Batches:
         return sum(int(count(y)) for _, y in self)
 
     def examples(self, count: Count = len) -> int:
-        """Examples (or terms, see `local_examples`) on all ranks together (a collective under
-        torchrun: every rank must call it).
+        """Examples (or terms, see `local_examples`) on all ranks together.
+
+        A collective under torchrun: every rank must call it.
+
+        Args:
+            count: how many terms a batch's targets add (`len`: its examples).
+
+        Returns:
+            The sum over all ranks (this rank's alone when not `sharded`).
         """
         total = torch.tensor(
             float(self.local_examples(count)), dtype=torch.float64, device=self._device()
@@ -125,10 +197,19 @@ class Batches:
         return int(dist.all_reduce_sum(total)) if self.sharded else int(total)
 
     def first(self) -> Batch | None:
-        """This rank's first batch (None when it has none)."""
+        """This rank's first batch.
+
+        Returns:
+            The batch, or None when this rank has none.
+        """
         return next(iter(self), None)
 
     def _device(self) -> torch.device:
+        """Where the batches' targets are (a collective's tensor goes there).
+
+        Returns:
+            `device` if given, else the targets' device (the CPU for no batches).
+        """
         if self.device is not None:
             return self.device
         if isinstance(self.source, Split):
@@ -137,6 +218,11 @@ class Batches:
         return batch[1].device if batch is not None else torch.device("cpu")
 
     def _check_loader(self) -> None:
+        """Refuse a loader that cannot be iterated twice, is empty, or changes between passes.
+
+        Raises:
+            LandscapeError: the loader is one of those.
+        """
         if isinstance(self.source, Iterator):
             raise LandscapeError(
                 "the data is a one-shot iterator: pass something that can be iterated again "
@@ -154,6 +240,11 @@ class Batches:
 
 
 def _is_inputs(x: object) -> bool:
+    """Whether `x` is a batch's inputs: a tensor, or a tuple, list or mapping holding one.
+
+    Returns:
+        True for inputs.
+    """
     if isinstance(x, torch.Tensor):
         return True
     values = (
@@ -163,7 +254,14 @@ def _is_inputs(x: object) -> bool:
 
 
 def _pair(batch: object, index: int) -> Batch:
-    """`(inputs, targets)` of one batch of a user's loader (the forms of the module docstring)."""
+    """`(inputs, targets)` of one batch of a user's loader (the forms of the module docstring).
+
+    Returns:
+        The inputs (a tuple where the batch held a list) and the targets.
+
+    Raises:
+        LandscapeError: the batch has none of those forms.
+    """
     if isinstance(batch, Mapping):
         if "labels" not in batch:
             raise LandscapeError(
@@ -195,8 +293,24 @@ def as_batches(
     device: torch.device | str | None = None,
     sharded: bool = True,
 ) -> Batches:
-    """`data` as `Batches` (a `Batches` is returned as it is; `batch_size` applies to a `Split`
-    only).
+    """`data` as `Batches`; a `Batches` is returned as it is.
+
+    Args:
+        data: a `Split`, a `Batches` or a re-iterable of batches.
+        batch_size: the examples per batch of a `Split` (not used otherwise).
+        device: where batches are moved (None: where they are).
+        sharded: under torchrun, each rank takes its share; False: every rank takes all.
+
+    Returns:
+        The `Batches`.
+
+    Examples:
+        >>> import torch
+        >>> batches = as_batches(Split(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])), 3)
+        >>> [len(y) for _, y in batches]
+        [3, 1]
+        >>> as_batches(batches) is batches
+        True
     """
     if isinstance(data, Batches):
         return data

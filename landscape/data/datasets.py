@@ -26,7 +26,26 @@ from .split import Split
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train / validation / test splits plus what a model needs to know about them."""
+    """Train / validation / test splits plus what a model needs to know about them.
+
+    Attributes:
+        name: the data set as `load_data` was given it.
+        train: the training split.
+        val: the validation split.
+        test: the test split.
+        num_classes: the number of classes.
+        input_shape: one example's shape (C, H, W).
+        augment: whether training augments the inputs (CIFAR).
+        normalize: the (mean, std) per channel applied to the inputs; () for none.
+        selection: the training and validation examples kept.
+
+    Examples:
+        >>> import torch
+        >>> split = Split(torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 0, 1]))
+        >>> data = Dataset("toy", split, split, split, num_classes=2, input_shape=(1, 2, 2))
+        >>> len(data.split("val")), data.reshaped((4,)).train.x.shape
+        (4, torch.Size([4, 4]))
+    """
 
     name: str
     train: Split
@@ -43,12 +62,26 @@ class Dataset:
     )  # the training and validation examples kept
 
     def split(self, which: str) -> Split:
-        """The split called `which` (train, val or test)."""
+        """The split called `which`.
+
+        Args:
+            which: train, val or test (`check_choice` raises `LandscapeError` for others).
+
+        Returns:
+            That split.
+        """
         return getattr(self, check_choice(which, SPLITS, "split"))
 
     def reshaped(self, shape: Sequence[int]) -> Dataset:
-        """The same examples with inputs of `shape` (as many values per example), e.g. (N, 784) rows
-        for a model that flattens (1, 28, 28) images.
+        """The same examples with inputs of `shape` (as many values per example).
+
+        E.g. (N, 784) rows for a model that flattens (1, 28, 28) images.
+
+        Args:
+            shape: one example's new shape.
+
+        Returns:
+            A new `Dataset` with every split reshaped and `input_shape` set to `shape`.
         """
         shape = tuple(int(d) for d in shape)
         splits = {
@@ -58,13 +91,28 @@ class Dataset:
         return replace(self, input_shape=shape, **splits)
 
     def to(self, device: torch.device | str) -> Dataset:
-        """The same dataset on `device`."""
+        """The same dataset on `device`.
+
+        Args:
+            device: where every split's tensors go.
+
+        Returns:
+            A new `Dataset`.
+        """
         return replace(
             self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
         )
 
 
 def _as_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    """Inputs as (N, C, H, W): rows as (N, 1, 1, D), images (N, H, W) with one channel, NHWC moved.
+
+    Returns:
+        The inputs as (N, C, H, W) (a view).
+
+    Raises:
+        LandscapeError: inputs of fewer than 2 or more than 4 dimensions.
+    """
     if x.ndim == 2:
         return x[:, None, None, :]
     if x.ndim == 3:
@@ -80,8 +128,29 @@ Normalize = str | Sequence[Sequence[float]]
 
 
 def parse_normalize(value: Normalize, channels: int) -> str | list[tuple[float, float]]:
-    """ "auto", "none", or one (mean, std) pair per channel from `value` (see the module
-    docstring).
+    """The normalisation `value` asks for: "auto", "none", or one (mean, std) pair per channel.
+
+    Args:
+        value: "auto", "none", "MEAN,STD" (every channel), "M1,S1;M2,S2;..." (per channel), or a
+            sequence of (mean, std) pairs.
+        channels: the inputs' number of channels.
+
+    Returns:
+        "auto", "none", or `channels` (mean, std) pairs.
+
+    Raises:
+        LandscapeError: text of another form, a count of pairs that is neither 1 nor `channels`,
+            or a std that is not positive.
+
+    Examples:
+        >>> parse_normalize("0.5,0.25", 3)
+        [(0.5, 0.25), (0.5, 0.25), (0.5, 0.25)]
+        >>> parse_normalize([(0, 1), (1, 2)], 2)
+        [(0.0, 1.0), (1.0, 2.0)]
+        >>> parse_normalize("1,0", 1)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: `normalize`: every std must be positive, got '1,0'
     """
     if isinstance(value, str):
         if value in ("auto", "none"):
@@ -112,14 +181,31 @@ def parse_normalize(value: Normalize, channels: int) -> str | list[tuple[float, 
 
 
 def normalize_label(pairs: Sequence[Sequence[float]]) -> str:
-    """How results record the normalisation: "none", or "MEAN,STD;..." per channel."""
+    """How results record the normalisation: "none", or "MEAN,STD;..." per channel.
+
+    Args:
+        pairs: the (mean, std) per channel as applied; empty for none.
+
+    Returns:
+        The label, each number with 6 significant digits.
+
+    Examples:
+        >>> normalize_label([(0.5, 0.25), (0.1307, 0.3081)])
+        '0.5,0.25;0.1307,0.3081'
+        >>> normalize_label(())
+        'none'
+    """
     return ";".join(f"{m:.6g},{s:.6g}" for m, s in pairs) if pairs else "none"
 
 
 def _examples(
     source: str, raw_x: np.ndarray, raw_y: np.ndarray, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Checked inputs (float32, NCHW) and class labels (int64) of one split as read."""
+    """Checked inputs (float32, NCHW) and class labels (int64) of one split as read.
+
+    Returns:
+        The inputs and the labels.
+    """
     x = float_inputs(source, f"x_{split}", np.asarray(raw_x))
     return _as_nchw(x, source), class_labels(source, f"y_{split}", np.asarray(raw_y), len(x))
 
@@ -127,8 +213,16 @@ def _examples(
 def _splits(
     source: str, raw: Raw, classes: int | None, val_fraction: float
 ) -> tuple[tuple, tuple, tuple, int]:
-    """(train, test, validation) arrays and the number of classes: checked, the test split held out
-    when the source has none, every split non-empty and every label below the number of classes.
+    """(train, test, validation) arrays and the number of classes, checked.
+
+    The test split is held out when the source has none; every split is non-empty and every label
+    below the number of classes.
+
+    Returns:
+        `((x, y) train, (x, y) test, (x, y) validation, classes)`.
+
+    Raises:
+        LandscapeError: train and test inputs of different shapes, or labels out of range.
     """
     xtr, ytr = _examples(source, raw.x_train, raw.y_train, "train")
     if raw.x_test is None:
@@ -159,11 +253,44 @@ def load_data(
     normalize: Normalize = "auto",
     selection: Selection | None = None,
 ) -> Dataset:
-    """Load `digits`, a `.npz` path, or `mnist:DIR` / `cifar10:DIR` / `cifar100:DIR` (nothing is
-    downloaded), normalised as `normalize` says (see the module docstring); `selection` keeps part
-    of the training and validation examples (after the statistics of `normalize="auto"` are taken
-    from the whole training split; the test split stays whole, see `landscape/data/selection.py`); a
-    `DataSpec` carries its own selection.
+    """Load a data set as checked, normalised train / validation / test splits.
+
+    Nothing is downloaded. The test split is the source's own, or 20% held out of its training
+    data; the validation split is `val_fraction` of what remains, both with a fixed permutation.
+
+    Args:
+        spec: `digits`, a `.npz` path, `mnist:DIR`, `cifar10:DIR` or `cifar100:DIR`, or a
+            `DataSpec` (a source with its own selection).
+        val_fraction: the share of the training data held out for validation.
+        device: where the splits' tensors go.
+        normalize: "auto", "none" or (mean, std) statistics (see the module docstring and
+            `parse_normalize`).
+        selection: which training and validation examples to keep, chosen after the statistics
+            of `normalize="auto"` are taken from the whole training split; the test split stays
+            whole (`landscape/data/selection.py`).
+
+    Returns:
+        The `Dataset`.
+
+    Raises:
+        LandscapeError: a selection given twice, a missing data directory, or an unknown `spec`
+            (bad files and arrays are refused by the readers and the checks).
+
+    Examples:
+        >>> import tempfile
+        >>> import numpy as np
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     x = np.arange(40.0).reshape(20, 2)
+        ...     np.savez(f"{d}/toy.npz", x_train=x, y_train=np.arange(20) % 2)
+        ...     data = load_data(f"{d}/toy.npz", normalize="0,2")
+        >>> len(data.train), len(data.val), len(data.test), data.input_shape, data.normalize
+        (14, 2, 4, (1, 1, 2), ((0.0, 2.0),))
+        >>> float(sum(data.split(s).x.sum() for s in ("train", "val", "test")))  # (0 + .. + 39) / 2
+        390.0
+        >>> load_data("imagenet")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: unknown dataset 'imagenet'; use digits, a .npz file, ...
     """
     if isinstance(spec, DataSpec):
         if selection is not None:
@@ -202,6 +329,11 @@ def load_data(
         std = np.array([s for _, s in how], np.float32).reshape(1, -1, 1, 1)
 
     def norm(a: np.ndarray) -> torch.Tensor:
+        """`a` standardised, as a float32 tensor.
+
+        Returns:
+            The tensor.
+        """
         return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
 
     applied = (
@@ -230,8 +362,17 @@ def load_data(
 
 @dataclass(frozen=True)
 class DataShape:
-    """What planning needs of a data set: input shape, classes, and examples per split (train, val,
-    test).
+    """What planning needs of a data set: input shape, classes, and examples per split.
+
+    Attributes:
+        input_shape: one example's shape (C, H, W).
+        num_classes: the number of classes.
+        sizes: the examples of each split (train, val, test).
+
+    Examples:
+        >>> shape = data_shape("mnist:/data/mnist")  # a known data set: nothing is read
+        >>> shape.input_shape, shape.num_classes, shape.sizes["val"]
+        ((1, 28, 28), 10, 6000)
     """
 
     input_shape: tuple[int, ...]
@@ -249,8 +390,9 @@ KNOWN_SHAPES = {
 
 
 def data_shape(spec: str) -> DataShape:
-    """The shape of data set `spec` without reading it (digits, mnist:DIR, cifar10:DIR,
-    cifar100:DIR); a `.npz` file is read.
+    """The shape of data set `spec`, without reading digits, mnist, cifar10 or cifar100.
+
+    A `.npz` file is read (`load_data`, which raises `LandscapeError` for a bad file).
 
     Args:
         spec: the data set as `load_data` names it.
@@ -258,8 +400,11 @@ def data_shape(spec: str) -> DataShape:
     Returns:
         Its input shape, classes and split sizes.
 
-    Raises:
-        LandscapeError: for a .npz file that cannot be read.
+    Examples:
+        >>> data_shape("digits").sizes
+        {'train': 1294, 'val': 144, 'test': 359}
+        >>> data_shape("cifar100:/data/cifar").num_classes
+        100
     """
     kind = spec.partition(":")[0]
     if kind in KNOWN_SHAPES:

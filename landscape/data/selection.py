@@ -1,6 +1,7 @@
-"""Which training examples a run uses: restrict the labels, take a seeded fraction, and the
-skill-transfer split of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020), Section
-5.1.
+"""Which training examples a run uses: labels, a seeded fraction, the skill-transfer split.
+
+The skill-transfer split is that of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS
+2020), Section 5.1.
 
 A `Selection` is applied to the training and validation splits after the whole data set has been
 read and standardised, so models trained on different selections expect the same inputs (the
@@ -30,7 +31,30 @@ SKILL_PARTS = ("A", "B")
 
 @dataclass(frozen=True)
 class Selection:
-    """The examples kept of a split (see the module docstring); the default keeps them all."""
+    """The examples kept of a split (see the module docstring); the default keeps them all.
+
+    Attributes:
+        labels: the labels kept (None: all).
+        exclude_labels: labels dropped.
+        fraction: the share of the remaining examples drawn, in (0, 1].
+        seed: the seed of the draw.
+        rest: keep the examples the drawn fraction leaves out instead.
+        plus_labels: labels whose every example is added at the end.
+
+    Raises:
+        LandscapeError: a fraction outside (0, 1], `rest` with the whole fraction, or labels that
+            are not class indices.
+
+    Examples:
+        >>> Selection().whole, Selection().record()
+        (True, {})
+        >>> Selection(labels=(0, 1), fraction=0.5).record()["labels"]
+        [0, 1]
+        >>> Selection(fraction=0)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: fraction must be in (0, 1], got 0
+    """
 
     labels: tuple[int, ...] | None = None
     exclude_labels: tuple[int, ...] = ()
@@ -59,7 +83,11 @@ class Selection:
         return self == Selection()
 
     def record(self) -> dict:
-        """The selection as results and checkpoints record it ({} when every example is kept)."""
+        """The selection as results and checkpoints record it.
+
+        Returns:
+            Every field (labels as lists), or {} when every example is kept.
+        """
         if self.whole:
             return {}
         return {
@@ -74,8 +102,19 @@ class Selection:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A data set as `load_data` names it (`source`: digits, a .npz path, mnist:DIR, ...) and the
-    examples kept of it.
+    """A data set as `load_data` names it and the examples kept of it.
+
+    Attributes:
+        source: digits, a .npz path, mnist:DIR, ...; None for the data the checkpoints record (the
+            command line's default).
+        selection: the training and validation examples kept.
+
+    Examples:
+        >>> spec = DataSpec(None, skill_transfer("A"))
+        >>> str(spec.with_default("digits")), spec.with_default("digits").selection.fraction
+        ('digits', 0.1)
+        >>> DataSpec("mnist:/data").with_default("digits").source
+        'mnist:/data'
     """
 
     source: str | None  # None: the data the checkpoints record (the command line's default)
@@ -85,7 +124,14 @@ class DataSpec:
         return str(self.source)
 
     def with_default(self, source: str) -> DataSpec:
-        """This spec, with `source` where it names none (the command line's default)."""
+        """This spec, with `source` where it names none (the command line's default).
+
+        Args:
+            source: the data set to use when the spec names none.
+
+        Returns:
+            This spec, or a copy with `source`.
+        """
         return self if self.source is not None else replace(self, source=source)
 
 
@@ -101,6 +147,15 @@ def parse_skill_transfer(text: str, seed: int = 0) -> Selection:
 
     Raises:
         LandscapeError: when `text` is not of that form.
+
+    Examples:
+        >>> s = parse_skill_transfer("b:6:0.05", seed=1)
+        >>> s.exclude_labels, s.fraction, s.seed, s.rest
+        ((6,), 0.05, 1, True)
+        >>> parse_skill_transfer("A:four")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: skill transfer: expected PART[:LABEL[:SHARE]] such as ...
     """
     part, *rest = text.split(":")
     try:
@@ -116,9 +171,10 @@ def parse_skill_transfer(text: str, seed: int = 0) -> Selection:
 
 
 def skill_transfer(part: str, special: int = 4, share: float = 0.1, seed: int = 0) -> Selection:
-    """Model A's or model B's training examples in the skill-transfer split: A has every example of
-    the `special` label plus a `share` of the other labels' examples, B the other labels' remaining
-    examples.
+    """Model A's or model B's training examples in the skill-transfer split.
+
+    A has every example of the `special` label plus a `share` of the other labels' examples, B the
+    other labels' remaining examples (Singh & Jaggi, NeurIPS 2020, Section 5.1).
 
     Args:
         part: "A" (the specialist) or "B" (the generalist).
@@ -131,6 +187,13 @@ def skill_transfer(part: str, special: int = 4, share: float = 0.1, seed: int = 
 
     Raises:
         LandscapeError: for an unknown part or a share outside (0, 1).
+
+    Examples:
+        >>> a = skill_transfer("A", special=4, share=0.1)
+        >>> a.exclude_labels, a.plus_labels, a.rest
+        ((4,), (4,), False)
+        >>> skill_transfer("B").rest
+        True
     """
     if part not in SKILL_PARTS:
         raise LandscapeError(
@@ -157,6 +220,18 @@ def select(split: Split, selection: Selection) -> Split:
 
     Raises:
         LandscapeError: when nothing is left.
+
+    Examples:
+        >>> import torch
+        >>> split = Split(torch.arange(10.0)[:, None], torch.arange(10) % 5)
+        >>> select(split, Selection(labels=(2,))).y.tolist()
+        [2, 2]
+        >>> a = select(split, skill_transfer("A", special=4, share=0.5))
+        >>> b = select(split, skill_transfer("B", special=4, share=0.5))
+        >>> len(a), len(b)  # A: both 4s and half of the other 8; B: the other half
+        (6, 4)
+        >>> sorted(a.x.flatten().tolist() + b.x.flatten().tolist()) == list(range(10))
+        True
     """
     if selection.whole:
         return split
@@ -185,4 +260,9 @@ def select(split: Split, selection: Selection) -> Split:
 
 
 def _isin(y: torch.Tensor, labels: Sequence[int]) -> torch.Tensor:
+    """Which entries of `y` are among `labels`.
+
+    Returns:
+        A boolean mask shaped like `y`.
+    """
     return torch.isin(y, torch.tensor(list(labels), dtype=y.dtype))

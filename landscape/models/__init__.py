@@ -1,6 +1,8 @@
-"""Models: the zoo (MLP, VGG11, ResNet18 in CIFAR forms), users' own `package.module:factory`
-architectures and torchvision/timm/transformers models (`libraries`), and how a model is called and
-its prediction found (`outputs`).
+"""Models: the zoo, the model libraries, and how a model is called and its prediction found.
+
+The zoo holds MLP, VGG11 and ResNet18 in CIFAR forms and users' own `package.module:factory`
+architectures; `libraries` builds torchvision, timm and transformers models; `outputs` calls a
+model and finds its prediction. The public names load lazily (docs/conventions.md, "Layout").
 """
 
 from .._lazy import exporter

@@ -1,6 +1,7 @@
-"""The model libraries researchers use (torchvision, timm, Hugging Face transformers): importing
-them on a CPU torch, and building their models from configs with random weights (`landscape wrap
---arch torchvision:NAME`).
+"""The model libraries researchers use (torchvision, timm, Hugging Face transformers).
+
+Importing them on a CPU torch, and building their models from configs with random weights
+(`landscape wrap --arch torchvision:NAME`).
 
 torchvision's registry wheels for Linux are CUDA builds: beside the CPU torch their compiled
 operators (`torchvision/_C`) do not load, and `import torchvision` then stops at its fake-tensor
@@ -43,7 +44,11 @@ INSTALL_HINT = (
 
 
 def _compiled_ops_load(package_dir: str) -> bool:
-    """Whether torchvision's compiled operator library loads beside this torch."""
+    """Whether torchvision's compiled operator library loads beside this torch.
+
+    Returns:
+        True when `package_dir` holds a `_C` extension that loads.
+    """
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = os.path.join(package_dir, "_C" + suffix)
         if os.path.exists(path):
@@ -60,6 +65,15 @@ def prepare_torchvision() -> None:
 
     Idempotent and cheap. Does nothing when torchvision is not installed, is already imported, or
     its compiled operators load; otherwise declares the operator schemas torchvision's import needs.
+    Nothing is imported.
+
+    Examples:
+        >>> import sys
+        >>> imported = "torchvision" in sys.modules
+        >>> prepare_torchvision()
+        >>> prepare_torchvision()  # a second call does nothing
+        >>> ("torchvision" in sys.modules) == imported
+        True
     """
     if _declared or "torchvision" in sys.modules:
         return
@@ -84,8 +98,16 @@ def import_library(name: str) -> ModuleType:
         The imported module.
 
     Raises:
-        LandscapeError: the library is not installed or fails to import (one line, with the install
-        hint).
+        LandscapeError: the library is not installed or fails to import (one line, with the
+            install hint).
+
+    Examples:
+        >>> import_library("json").__name__  # any module; the libraries are imported the same way
+        'json'
+        >>> import_library("no_such_library")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: cannot import no_such_library (No module named ...
     """
     prepare_torchvision()
     try:
@@ -101,16 +123,32 @@ LIBRARY_PREFIXES = ("torchvision:", "timm:", "hf:")
 
 
 def is_library_arch(arch: str) -> bool:
-    """Whether `arch` names a model of torchvision, timm or transformers (`torchvision:NAME`,
-    `timm:NAME`, `hf:DIR` or `hf:CLASS`).
+    """Whether `arch` names a model of torchvision, timm or transformers.
+
+    Args:
+        arch: an architecture name, as checkpoints record it.
+
+    Returns:
+        True for `torchvision:NAME`, `timm:NAME`, `hf:DIR` and `hf:CLASS`.
+
+    Examples:
+        >>> is_library_arch("timm:resnet18"), is_library_arch("resnet18")
+        (True, False)
     """
     return arch.startswith(LIBRARY_PREFIXES)
 
 
 def _hf_config(transformers: ModuleType, where: str, kwargs: dict):
-    """The transformers config of `hf:WHERE`: a directory holding config.json or the file itself
-    (overridden by `kwargs`), or, in a checkpoint, the class name with the whole config in
-    `kwargs["config"]`.
+    """The transformers config of `hf:WHERE`.
+
+    `where` is a directory holding config.json or the file itself (overridden by `kwargs`), or, in a
+    checkpoint, the class name with the whole config in `kwargs["config"]`.
+
+    Returns:
+        The config object.
+
+    Raises:
+        LandscapeError: no config.json there, or one transformers cannot read.
     """
     if "config" in kwargs:
         config = dict(kwargs["config"])
@@ -131,8 +169,10 @@ def _hf_config(transformers: ModuleType, where: str, kwargs: dict):
 
 
 def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, dict]:
-    """A model of torchvision, timm or transformers built from its configuration with random
-    weights.
+    """A model of torchvision, timm or transformers built from its configuration, random weights.
+
+    Nothing is downloaded: torchvision's `weights=None`, timm's `pretrained=False`, and
+    transformers' models built from a config.
 
     Args:
         arch: `torchvision:NAME` (`torchvision.models.get_model`), `timm:NAME`
@@ -140,7 +180,7 @@ def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, 
             class is the config's first `architectures` entry, else `AutoModel`'s) or `hf:CLASS`
             with the config in `arch_kwargs["config"]`.
         arch_kwargs: the factory's keyword arguments (for `hf:`, config fields that override the
-        file's).
+            file's).
 
     Returns:
         The model and the spec that rebuilds it (`{"arch", "arch_kwargs"}`; for `hf:` the class name
@@ -148,6 +188,28 @@ def build_library_model(arch: str, arch_kwargs: dict) -> tuple[torch.nn.Module, 
 
     Raises:
         LandscapeError: the library is missing, the name unknown or the arguments refused.
+
+    Examples:
+        The library's own factory is called; here a stand-in for timm shows how (the examples
+        import no model library):
+
+        >>> import sys
+        >>> import types
+        >>> from unittest import mock
+        >>> import torch
+        >>> timm = types.ModuleType("timm")
+        >>> def create_model(name, pretrained, num_classes):
+        ...     assert name == "tiny" and not pretrained
+        ...     return torch.nn.Linear(4, num_classes)
+        >>> timm.create_model = create_model
+        >>> with mock.patch.dict(sys.modules, {"timm": timm}):
+        ...     model, spec = build_library_model("timm:tiny", {"num_classes": 3})
+        ...     build_library_model("timm:tiny", {"depth": 3})
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: cannot build timm:tiny with arguments {"depth": 3}: ...
+        >>> model.out_features, spec
+        (3, {'arch': 'timm:tiny', 'arch_kwargs': {'num_classes': 3}})
     """
     library, _, name = arch.partition(":")
     try:

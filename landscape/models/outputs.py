@@ -1,5 +1,6 @@
-"""How a model is called on a batch's inputs, and which of its outputs is the prediction every
-measurement uses.
+"""How a model is called on a batch's inputs, and which of its outputs is the prediction.
+
+The prediction is what every measurement uses.
 
 Inputs (`landscape.data.batches`): a tensor is passed as `model(x)`, a tuple of tensors as
 `model(*x)`, a mapping as `model(**x)` (Hugging Face style: `input_ids`, `attention_mask`, ...).
@@ -27,7 +28,24 @@ Output = str | int | Callable[[Any], torch.Tensor] | None
 
 
 def call(model: nn.Module, inputs: Inputs) -> Any:
-    """`model(inputs)`, `model(*inputs)` for a tuple or `model(**inputs)` for a mapping."""
+    """`model(inputs)`, `model(*inputs)` for a tuple or `model(**inputs)` for a mapping.
+
+    Args:
+        model: the model.
+        inputs: a batch's inputs: a tensor, a tuple of tensors or a mapping of them.
+
+    Returns:
+        What the model returns.
+
+    Examples:
+        >>> import torch
+        >>> class Add(torch.nn.Module):
+        ...     def forward(self, a, b):
+        ...         return a + b
+        >>> one, two = torch.tensor(1), torch.tensor(2)
+        >>> call(Add(), (one, two)), call(Add(), {"a": one, "b": two})
+        (tensor(3), tensor(3))
+    """
     if isinstance(inputs, torch.Tensor):
         return model(inputs)
     if isinstance(inputs, Mapping):
@@ -36,6 +54,11 @@ def call(model: nn.Module, inputs: Inputs) -> Any:
 
 
 def _describe(out: Any) -> str:
+    """What a model returned, in words (its type, and its keys or length).
+
+    Returns:
+        The description.
+    """
     if isinstance(out, Mapping):
         return f"a {type(out).__name__} with keys {', '.join(map(str, out)) or 'none'}"
     if isinstance(out, (tuple, list)):
@@ -44,8 +67,10 @@ def _describe(out: Any) -> str:
 
 
 def _select(out: Any, name: str | int) -> Any:
-    """`out`'s entry `name`: a tuple index, a mapping key or an attribute (None when it has
-    none).
+    """`out`'s entry `name`: a tuple index, a mapping key or an attribute.
+
+    Returns:
+        The entry, or None when `out` has none of that name.
     """
     if isinstance(name, int):
         return (
@@ -62,13 +87,27 @@ def prediction(out: Any, output: Output = None) -> torch.Tensor:
     Args:
         out: what the model returned.
         output: None for the rule, a name (attribute, key or tuple index) or a callable taking
-        `out`.
+            `out`.
 
     Returns:
         The prediction tensor (logits, or log-probabilities for `criterion="nll"`).
 
     Raises:
         LandscapeError: the rule or `output` finds no tensor.
+
+    Examples:
+        >>> import torch
+        >>> logits = torch.tensor([[1.0, 2.0]])
+        >>> prediction({"loss": torch.tensor(0.5), "logits": logits}) is logits
+        True
+        >>> prediction((logits, torch.zeros(1, 2))) is logits  # the first entry of a tuple
+        True
+        >>> prediction({"scores": logits}, output="scores") is logits
+        True
+        >>> prediction({"scores": logits})
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: the model returned a dict with keys scores, and no ...
     """
     if output is None:
         found = out if isinstance(out, torch.Tensor) else _select(out, "logits")
@@ -89,9 +128,27 @@ def prediction(out: Any, output: Output = None) -> torch.Tensor:
 def predict(model: nn.Module, inputs: Inputs, output: Output = None) -> torch.Tensor:
     """The prediction tensor of `model` on `inputs` (`call`, then `prediction`).
 
+    Args:
+        model: the model.
+        inputs: a batch's inputs: a tensor, a tuple of tensors or a mapping of them.
+        output: which output is the prediction (`prediction`'s rule when None).
+
+    Returns:
+        The prediction tensor.
+
     Raises:
         LandscapeError: the model's output holds no prediction tensor, or the model refuses the
             inputs (a `TypeError` from its forward, e.g. a keyword it does not take), in one line.
+
+    Examples:
+        >>> import torch
+        >>> model = torch.nn.Linear(2, 3)
+        >>> predict(model, torch.zeros(4, 2)).shape
+        torch.Size([4, 3])
+        >>> predict(model, {"x": torch.zeros(4, 2)})
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: the model does not accept the batch's keyword ...
     """
     try:
         out = call(model, inputs)

@@ -1,5 +1,6 @@
-"""Training: SGD with separate init and data seeds, fine-tuning, evaluation and BatchNorm statistics
-resets.
+"""Training: SGD with separate init and data seeds, fine-tuning, evaluation, BatchNorm resets.
+
+The public names load lazily (docs/conventions.md, "Layout").
 """
 
 from .._lazy import exporter

@@ -32,7 +32,34 @@ from .metrics import evaluate
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run; stored in the checkpoint's meta."""
+    """Everything that decides a training run; stored in the checkpoint's meta.
+
+    Attributes:
+        batch_size: examples per SGD step.
+        lr: the initial learning rate.
+        momentum: SGD's momentum.
+        weight_decay: SGD's L2 penalty.
+        epochs: the most epochs run.
+        schedule: none, step, cosine (annealed to 0 over `epochs`) or plateau.
+        step_size: the step schedule's epochs between decays.
+        gamma: the step schedule's decay factor.
+        plateau_factor: the plateau schedule's decay factor.
+        plateau_patience: the plateau schedule's epochs without improvement before a decay.
+        patience: early stopping's epochs without a better `monitor` value; 0 turns it off.
+        min_epochs: early stopping never stops before this many epochs.
+        monitor: what the plateau schedule and early stopping watch: val_acc or val_loss.
+        data_seed: the seed of the data order (and of the augmentation).
+        augment: augment the inputs where the data set supports it (CIFAR).
+        keep: the weights returned: those of the last epoch run, or of the best validation
+            accuracy.
+
+    Examples:
+        >>> TrainConfig(epochs=2, schedule="step").validate()
+        >>> TrainConfig(lr=0).validate()
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: batch size, epochs and learning rate must be positive
+    """
 
     batch_size: int = 128
     lr: float = 0.05
@@ -55,7 +82,12 @@ class TrainConfig:
     keep: str = "last"
 
     def validate(self) -> None:
-        """Raise a one-line error for impossible settings."""
+        """Raise a one-line error for impossible settings.
+
+        Raises:
+            LandscapeError: a batch size, epoch count or learning rate that is not positive, or
+                an unknown schedule, monitor or `keep` (`check_choice`).
+        """
         if self.batch_size <= 0 or self.epochs <= 0 or self.lr <= 0:
             raise LandscapeError("batch size, epochs and learning rate must be positive")
         check_choice(self.schedule, SCHEDULES, "schedule")
@@ -65,7 +97,22 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """The kept model and the run's record; epochs count from 1."""
+    """The kept model and the run's record; epochs count from 1.
+
+    Attributes:
+        model: the trained module, holding the kept weights.
+        kept_epoch: the epoch whose weights `model` holds.
+        best_epoch: the epoch of the best validation accuracy.
+        best_val_acc: that accuracy.
+        history: per epoch: train_loss, val_loss, val_acc and lr (epoch e at index e - 1).
+        seconds: the run's wall-clock time.
+
+    Examples:
+        >>> from torch import nn
+        >>> result = TrainResult(nn.Linear(2, 2), kept_epoch=3, best_epoch=2, best_val_acc=0.9)
+        >>> result.history, result.seconds
+        ({}, 0.0)
+    """
 
     model: nn.Module
     kept_epoch: int  # the epoch whose weights `model` holds
@@ -76,13 +123,41 @@ class TrainResult:
 
 
 def init_model(arch: str, arch_kwargs: dict, init_seed: int) -> nn.Module:
-    """Build a freshly initialised model; the same seed gives the same weights."""
+    """Build a freshly initialised model; the same seed gives the same weights.
+
+    The seed is used in a forked random state: torch's global generator is left as it was.
+
+    Args:
+        arch: the architecture (`landscape.models.zoo.build_model`).
+        arch_kwargs: its keyword arguments.
+        init_seed: the seed of the initial weights.
+
+    Returns:
+        The model.
+
+    Examples:
+        >>> import torch
+        >>> spec = {"input_shape": [2], "num_classes": 2, "hidden": [3]}
+        >>> before = torch.random.get_rng_state()
+        >>> a, b, c = (init_model("mlp", spec, seed) for seed in (0, 0, 1))
+        >>> torch.equal(a.classifier.weight, b.classifier.weight)
+        True
+        >>> torch.equal(a.classifier.weight, c.classifier.weight)
+        False
+        >>> torch.equal(torch.random.get_rng_state(), before)
+        True
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         return build_model(arch, arch_kwargs)
 
 
 def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    """The learning-rate scheduler `cfg.schedule` names.
+
+    Returns:
+        The scheduler, or None for the schedule "none".
+    """
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     if cfg.schedule == "cosine":
@@ -116,8 +191,28 @@ def train(
         The model holding the kept weights (in eval mode) and the run's record.
 
     Raises:
-        LandscapeError: impossible settings, non-finite weights, labels out of range or a diverged
-        run.
+        LandscapeError: a diverged run (non-finite training loss). Impossible settings, non-finite
+            weights and labels out of range raise it too (the checks this calls).
+
+    Examples:
+        >>> import torch
+        >>> from landscape.data.datasets import Dataset
+        >>> from landscape.data.split import Split
+        >>> x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
+        >>> split = Split(x, (x[:, 0] > 0).long())
+        >>> data = Dataset("toy", split, split, split, num_classes=2, input_shape=(2,))
+        >>> spec = {"input_shape": [2], "num_classes": 2, "hidden": [8]}
+        >>> cfg = TrainConfig(batch_size=4, epochs=3, lr=0.1)
+        >>> a = train(init_model("mlp", spec, 0), data, cfg)
+        >>> a.kept_epoch, [round(lr, 4) for lr in a.history["lr"]]  # 0.1 (1 + cos(pi e / 3)) / 2
+        (3, [0.1, 0.075, 0.025])
+        >>> b = train(init_model("mlp", spec, 0), data, cfg)  # the same seeds: the same weights
+        >>> all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+        True
+        >>> cfg = TrainConfig(batch_size=4, epochs=3, lr=0.1, keep="best")
+        >>> best = train(init_model("mlp", spec, 0), data, cfg)
+        >>> best.history["val_acc"][best.kept_epoch - 1] == max(best.history["val_acc"])
+        True
     """
     cfg.validate()
     check_finite(model)
@@ -187,12 +282,42 @@ def train(
 
 
 def _num_classes(model: nn.Module, data: Dataset) -> int:
+    """The classes the model predicts: its spec's, else the data's.
+
+    Returns:
+        The number of classes.
+    """
     spec = spec_of(model)
     return data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
 
 
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
-    """The checkpoint meta of a training run."""
+    """The checkpoint meta of a training run.
+
+    Args:
+        cfg: the run's settings (every field is recorded).
+        result: the run.
+        data: the data it was trained on (`landscape.data.record.data_record`, normalisation,
+            selection).
+        **extra: more entries (e.g. `arch`, `init_seed`), added last.
+
+    Returns:
+        The meta: the data record, the settings, the kept and best epochs, the history and the
+        time.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.data.datasets import Dataset
+        >>> from landscape.data.split import Split
+        >>> split = Split(torch.zeros(2, 2), torch.tensor([0, 1]))
+        >>> data = Dataset("toy", split, split, split, num_classes=2, input_shape=(2,))
+        >>> history = {"train_loss": [0.7, 0.6], "val_loss": [0.7, 0.5], "val_acc": [0.5, 1.0]}
+        >>> result = TrainResult(nn.Linear(2, 2), 2, 2, 1.0, history)
+        >>> meta = train_meta(TrainConfig(epochs=2), result, data, init_seed=7)
+        >>> meta["dataset"], meta["epochs_run"], meta["kept_val_acc"], meta["lr"], meta["init_seed"]
+        ('toy', 2, 1.0, 0.05, 7)
+    """
     return {
         **data_record(data),
         "normalize": [list(pair) for pair in data.normalize],

@@ -1,5 +1,7 @@
-"""REPAIR (Jordan, Sedghi, Saukh, Entezari & Neyshabur, "REPAIR: REnormalizing Permuted Activations
-for Interpolation Repair", ICLR 2023) for models without BatchNorm.
+"""REPAIR for models without BatchNorm: each unit's statistics set to the parents' combination.
+
+The method of Jordan, Sedghi, Saukh, Entezari & Neyshabur, "REPAIR: REnormalizing Permuted
+Activations for Interpolation Repair", ICLR 2023.
 
 Interpolating two aligned networks shrinks the variance of their units' pre-activations ("variance
 collapse"). REPAIR rescales every unit of the interpolated model so that its pre-activation mean and
@@ -35,21 +37,46 @@ LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def _channel_axis(module: nn.Module) -> int:
+    """The axis of a layer's output that holds its units.
+
+    Returns:
+        -1 for a linear layer, 1 for a convolution.
+    """
     return -1 if isinstance(module, nn.Linear) else 1
 
 
 def repaired_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Names of the linear and convolution modules REPAIR corrects: called once on `x`, in call
-    order, the last one (the output layer) left out.
+    """Names of the linear and convolution modules REPAIR corrects, in call order.
+
+    Those called exactly once on `x` (the model in eval mode), the last one called (the output
+    layer) left out.
+
+    Args:
+        model: the model.
+        x: example inputs (a tensor) for one forward pass.
+
+    Returns:
+        The modules' names.
 
     Raises:
         LandscapeError: a corrected layer without a bias (there is nothing to shift).
+
+    Examples:
+        >>> import torch
+        >>> from landscape.models.zoo import MLP
+        >>> repaired_layers(MLP((2,), 2, hidden=(3, 3)), torch.zeros(1, 2))
+        ['features.0', 'features.2']
+        >>> repaired_layers(MLP((2,), 2, hidden=(3,), bias=False), torch.zeros(1, 2))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: REPAIR shifts each unit through its layer's bias, and ...
     """
     order: list[str] = []
     counts: dict[str, int] = {}
     names = {m: name for name, m in model.named_modules() if isinstance(m, LAYERS)}
 
     def hook(module: nn.Module, _inputs, _output) -> None:
+        """Count the call and note the layer's first one."""
         name = names[module]
         counts[name] = counts.get(name, 0) + 1
         if counts[name] == 1:
@@ -77,17 +104,43 @@ def repaired_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 def unit_statistics(
     model: nn.Module, data: Split | Iterable[Batch], layers: Sequence[str], batch_size: int = 256
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Mean and standard deviation (population) of each unit's outputs of the named layers over all
-    examples (and positions) of `data`, the model in eval mode.
+    """Mean and (population) standard deviation of each unit's outputs of the named layers.
+
+    Over all examples (and positions, for a convolution) of `data`, the model in eval mode; its
+    train/eval mode is restored afterwards.
+
+    Args:
+        model: the model.
+        data: a `Split` or re-iterable of `(inputs, targets)` batches.
+        layers: the names of the linear and convolution modules measured.
+        batch_size: examples per forward pass (a `Split` only).
 
     Returns:
         {layer name: (mean, std)}, float64 tensors with one value per output unit.
+
+    Examples:
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> net = torch.nn.Sequential(torch.nn.Linear(1, 2))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.copy_(torch.tensor([[1.0], [2.0]])), net[0].bias.zero_()
+        >>> split = Split(torch.arange(4.0)[:, None], torch.zeros(4, dtype=torch.long))
+        >>> mean, std = unit_statistics(net, split, ["0"])["0"]
+        >>> mean.tolist(), [round(s, 4) for s in std.tolist()]  # std of 0..3: sqrt(1.25)
+        ([1.5, 3.0], [1.118, 2.2361])
     """
     modules = dict(model.named_modules())
     sums: dict[str, list[torch.Tensor | float]] = {}
 
     def hook(name: str):
+        """The forward hook that adds layer `name`'s outputs to its sums.
+
+        Returns:
+            The hook.
+        """
+
         def record(module: nn.Module, _inputs, output: torch.Tensor) -> None:
+            """Add the units' sums, sums of squares and counts of one output."""
             values = (
                 output.detach()
                 .movedim(_channel_axis(module), 0)
@@ -127,8 +180,10 @@ def repair(
     data: Split | Iterable[Batch],
     batch_size: int = 256,
 ) -> nn.Module:
-    """A copy of `model` (the point `sum_k weights[k] parents[k]`) with every corrected layer's unit
-    statistics on `data` set to the same combination of the parents' (see the module docstring).
+    """A copy of `model` whose corrected layers' unit statistics are the parents' combination.
+
+    `model` is the point `sum_k weights[k] parents[k]`; the statistics of its corrected layers'
+    units on `data` are set to the same combination of the parents' (see the module docstring).
 
     Args:
         model: the interpolated or fused model (the parents' architecture).
@@ -141,7 +196,22 @@ def repair(
         The corrected copy, in eval mode; `model` is not modified.
 
     Raises:
-        LandscapeError: no examples, or a corrected layer without a bias.
+        LandscapeError: parents and weights of different lengths. A loader without batches and a
+            corrected layer without a bias raise it too (the functions this calls).
+
+    Examples:
+        >>> import torch
+        >>> from landscape.data.split import Split
+        >>> from landscape.models.zoo import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> a, b, mid = (MLP((2,), 2, hidden=(4,)) for _ in range(3))
+        >>> state_b = b.state_dict()
+        >>> _ = mid.load_state_dict({k: (v + state_b[k]) / 2 for k, v in a.state_dict().items()})
+        >>> split = Split(torch.randn(32, 2), torch.zeros(32, dtype=torch.long))
+        >>> fixed = repair(mid, [a, b], [0.5, 0.5], split)
+        >>> stats = [unit_statistics(m, split, ["features.0"])["features.0"] for m in (fixed, a, b)]
+        >>> [torch.allclose(s, (sa + sb) / 2) for s, sa, sb in zip(*stats)]  # means, stds
+        [True, True]
     """
     first = next(iter(as_batches(data, batch_size, next(model.parameters()).device)))
     out = copy.deepcopy(model).eval()
