@@ -118,7 +118,8 @@ def plot_file(
         The files written.
 
     Raises:
-        LandscapeError: The file holds nothing to draw.
+        LandscapeError: The file holds nothing to draw (an impossible colour scale is refused by
+            `surface.loss_levels`).
 
     Examples:
         >>> import tempfile

@@ -67,7 +67,8 @@ class Figures:
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     write_results(Path(tmp) / "s.h5", groups)
         ...     with open_store(Path(tmp) / "s.h5") as store:
-        ...         figures = Figures(StudyView(store, Path(tmp)), Path(tmp), ("svg",), 100)
+        ...         view = StudyView(store, Path(tmp) / "s.h5")
+        ...         figures = Figures(view, Path(tmp), ("svg",), 100)
         ...         drawn = figures.barriers()
         ...         print(drawn.stem, (Path(tmp) / "barrier_vs_batch_size.svg").exists())
         ...         print(figures.sharpness(), figures.spectra(), figures.contours())
