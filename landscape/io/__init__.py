@@ -1,6 +1,4 @@
-"""Input and output: atomic file writes, the HDF5 result store (the only HDF5 door), checkpoints and
-wrapping.
-"""
+"""I/O: atomic file writes, the HDF5 result store (the only HDF5 door), checkpoints, wrapping."""
 
 from .._lazy import exporter
 

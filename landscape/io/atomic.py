@@ -1,11 +1,10 @@
-"""Atomic file writes (checkpoints, figures, reports): write beside the target, then rename, so no
-partial file is ever left behind.
+"""Atomic file writes (checkpoints, figures, reports): write beside the target, then rename.
 
-The temporary file is `.<name>.<host>.<pid>.<random>.tmp`, so it names its writer: a writer killed
-before the rename (`kill -9`) leaves it behind, and the next write to the same target removes it
-once that process is gone (a writer on another host is presumed gone after a day). Files get the
-mode the umask allows (0666 & ~umask), as any file a program creates, so results on a shared file
-system are readable as usual.
+So no partial file is ever left behind. The temporary file is `.<name>.<host>.<pid>.<random>.tmp`,
+so it names its writer: a writer killed before the rename (`kill -9`) leaves it behind, and the next
+write to the same target removes it once that process is gone (a writer on another host is presumed
+gone after a day). Files get the mode the umask allows (0666 & ~umask), as any file a program
+creates, so results on a shared file system are readable as usual.
 """
 
 from __future__ import annotations
@@ -24,8 +23,21 @@ FOREIGN_AGE = 86400.0  # seconds after which another host's temporary file is ta
 
 
 def make_parent(path: str | os.PathLike) -> None:
-    """Create the folders above `path`; a file in the way or a folder without write access is a
-    one-line error.
+    """Create the folders above `path`.
+
+    Args:
+        path: The file about to be written.
+
+    Raises:
+        LandscapeError: A file stands where a folder is needed, or the folder is not writable.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     make_parent(Path(tmp) / "a" / "b" / "file.txt")
+        ...     print((Path(tmp) / "a" / "b").is_dir())
+        True
     """
     folder = Path(path).parent
     try:
@@ -38,9 +50,30 @@ def make_parent(path: str | os.PathLike) -> None:
 
 
 def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
-    """Raise now, before any work, if `path` (a file, or a folder with `folder`) could not be
-    written later: a file where a folder is needed, a folder where the file would go, or no
-    permission; creates nothing.
+    """Raise now, before any work, if `path` could not be written later; create nothing.
+
+    What refuses a write: a file where a folder is needed, a folder where the file would go, no
+    permission in the nearest existing folder, or a read-only file.
+
+    Args:
+        path: The file (or, with `folder`, the folder) to be written later.
+        folder: Whether `path` is a folder to write into rather than a file.
+
+    Raises:
+        LandscapeError: The path could not be written, with the reason.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_writable(Path(tmp) / "new" / "file.txt")  # fine: nothing is created
+        ...     print((Path(tmp) / "new").exists())
+        ...     try:
+        ...         check_writable(tmp)
+        ...     except LandscapeError as e:
+        ...         print(str(e).endswith("it is a folder"))
+        False
+        True
     """
     path = Path(path).expanduser()
     if not folder and path.is_dir():
@@ -58,6 +91,11 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether a process with id `pid` exists on this host.
+
+    Returns:
+        False when no such process exists, else True.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,8 +106,26 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale(target: Path) -> list[Path]:
-    """Remove the temporary files of writers of `target` that died before renaming them; return
-    them.
+    """Remove the temporary files of writers of `target` that died before renaming them.
+
+    A temporary file of this host is stale once its writer's process is gone; one of another host
+    once it is older than `FOREIGN_AGE` seconds.
+
+    Args:
+        target: The file whose writers' temporary files are looked for (in its folder).
+
+    Returns:
+        The temporary files removed.
+
+    Examples:
+        >>> import socket, tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     target = Path(tmp) / "r.h5"
+        ...     left = Path(tmp) / f".r.h5.{socket.gethostname()}.999999999.abcd1234.tmp"
+        ...     left.touch()  # a writer with no such process id left it
+        ...     print([p.name == left.name for p in remove_stale(target)], left.exists())
+        [True] False
     """
     host, prefix, removed = socket.gethostname(), f".{target.name}.", []
     for tmp in target.parent.iterdir():
@@ -91,8 +147,28 @@ def remove_stale(target: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success rename it onto `path`, else delete
-    it.
+    """Yield a temporary path in the target's folder; on success rename it onto `path`.
+
+    The temporary file is created empty (its mode is what the umask allows), synced and renamed
+    onto `path` when the block ends; an exception inside the block deletes it and leaves `path` as
+    it was.
+
+    Args:
+        path: The file to write.
+
+    Yields:
+        The temporary path to write to.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with atomic_path(Path(tmp) / "out.txt") as t:
+        ...         _ = t.write_text("done")
+        ...     print(sorted(p.name for p in Path(tmp).iterdir()))
+        ...     print((Path(tmp) / "out.txt").read_text())
+        ['out.txt']
+        done
     """
     target = Path(path)
     make_parent(target)

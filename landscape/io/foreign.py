@@ -1,5 +1,4 @@
-"""Checkpoints written elsewhere, wrapped into `landscape-checkpoint/1` files for a given
-architecture.
+"""Checkpoints written elsewhere, wrapped into `landscape-checkpoint/1` files for an architecture.
 
 Accepted: a plain state_dict, `{"state_dict" | "model_state_dict" | "model": ...}` (the OT-fusion
 reference code, many training scripts) and Lightning `.ckpt` files. The source's tensor names are
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -32,10 +31,20 @@ COUNTER = "num_batches_tracked"
 
 
 def _all_tensors(d: dict) -> bool:
+    """Whether `d` is a non-empty dict of tensors.
+
+    Returns:
+        True when every value is a tensor and there is at least one.
+    """
     return bool(d) and all(isinstance(v, torch.Tensor) for v in d.values())
 
 
 def _candidate_states(obj: Any) -> list[dict[str, torch.Tensor]]:
+    """The state_dicts a loaded file may hold, the conventional keys first.
+
+    Returns:
+        The candidates, each reduced to its tensors.
+    """
     if not isinstance(obj, dict):
         return []
     named = ("state_dict", "model_state_dict", "model")
@@ -51,8 +60,10 @@ def _candidate_states(obj: Any) -> list[dict[str, torch.Tensor]]:
 def _renamed(
     state: dict[str, torch.Tensor], strip_prefix: str | None, key_map: dict[str, str] | None
 ) -> dict[str, torch.Tensor]:
-    """The user's own renaming: a prefix removed, then exact names or prefixes (keys ending in ".")
-    replaced.
+    """The user's own renaming: a prefix removed, then exact names or prefixes (ending in ".").
+
+    Returns:
+        `state` under the new names.
     """
     out = {}
     for key, value in state.items():
@@ -67,8 +78,10 @@ def _renamed(
 
 
 def _strip_to_fit(state: dict[str, torch.Tensor], keys: set[str]) -> dict[str, torch.Tensor] | None:
-    """`state` itself, or without the common key prefix (e.g. Lightning's `model.`), when its names
-    are `keys`.
+    """`state` itself, or without the common key prefix (e.g. Lightning's `model.`).
+
+    Returns:
+        The state whose names are exactly `keys`, or None when neither is.
     """
     if set(state) == keys:
         return state
@@ -85,8 +98,10 @@ def _strip_to_fit(state: dict[str, torch.Tensor], keys: set[str]) -> dict[str, t
 def _by_order(
     state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
 ) -> dict[str, str] | None:
-    """`{source name: own name}` pairing the tensors by position, when their shapes agree one to
-    one.
+    """`{source name: own name}` pairing the tensors by position.
+
+    Returns:
+        The pairing, or None unless the shapes agree one to one.
     """
     theirs = [k for k in state if not k.endswith(COUNTER)]
     mine = [k for k in own if not k.endswith(COUNTER)]
@@ -97,9 +112,14 @@ def _by_order(
     return dict(zip(theirs, mine))
 
 
-def _mismatch(
+def _refuse_mismatch(
     source: Path, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
-) -> LandscapeError:
+) -> NoReturn:
+    """Refuse a state that does not fit, naming the counts and the first different shapes.
+
+    Raises:
+        LandscapeError: Always.
+    """
     theirs = [k for k in state if not k.endswith(COUNTER)]
     mine = [k for k in own if not k.endswith(COUNTER)]
     pairs = [(a, b) for a, b in zip(theirs, mine) if state[a].shape != own[b].shape][:3]
@@ -108,17 +128,21 @@ def _mismatch(
     detail = ", ".join(
         part for part in (count, f"first different shapes: {shown}" if shown else "") if part
     )
-    return LandscapeError(
+    raise LandscapeError(
         f"{source}: state_dict does not fit the architecture ({detail}); "
         "give `key_map` or `strip_prefix`, or check `arch` and `arch_kwargs`"
     )
 
 
-def fit_state(
+def _fit_state(
     state: dict[str, torch.Tensor], model: nn.Module, source: Path
 ) -> tuple[dict, dict[str, str]]:
-    """`state` renamed to `model`'s names, and the renaming by order (empty when the names already
-    fit).
+    """`state` renamed to `model`'s names (the module docstring's steps 2 and 3).
+
+    A state that fits in no way is refused with a `LandscapeError` (`_refuse_mismatch`).
+
+    Returns:
+        The fitted state and the renaming by order (empty when the names already fit).
     """
     own = model.state_dict()
     fitted = _strip_to_fit(state, set(own))
@@ -129,7 +153,7 @@ def fit_state(
         return {**{k: v for k, v in own.items() if k.endswith(COUNTER)}, **fitted}, {}
     mapping = _by_order(state, own)
     if mapping is None:
-        raise _mismatch(source, state, own)
+        _refuse_mismatch(source, state, own)
     renamed = {mine: state[theirs] for theirs, mine in mapping.items()}
     counters = {k: v for k, v in own.items() if k.endswith(COUNTER)}
     return {**counters, **renamed}, {a: b for a, b in mapping.items() if a != b}
@@ -144,8 +168,38 @@ def wrap(
     key_map: dict[str, str] | None = None,
     strip_prefix: str | None = None,
 ) -> tuple[nn.Module, dict[str, str]]:
-    """Write `source`'s weights as a checkpoint of `arch`; return the model and the names mapped by
-    order.
+    """Write `source`'s weights as a checkpoint of `arch` (see the module docstring).
+
+    A file that weights_only loading refuses (Lightning's pickled hyper-parameters) is loaded in
+    full: wrapping a file means trusting it. The checkpoint's meta records the source
+    (`wrapped_from`) and any renaming by order (`key_map`), then `meta`.
+
+    Args:
+        source: The foreign torch file.
+        out: The checkpoint to write.
+        arch: The architecture the weights belong to (a zoo name or `package.module:factory`).
+        arch_kwargs: Its keyword arguments.
+        meta: Extra metadata for the checkpoint.
+        key_map: Names to replace, `{old: new}`: exact names, or prefixes when `old` ends in ".".
+        strip_prefix: A prefix removed from every name first.
+
+    Returns:
+        The model with the weights loaded, and the names mapped by order (`{source: own}`).
+
+    Raises:
+        LandscapeError: The file holds no state_dict, or none fits the architecture.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> kwargs = {"input_shape": [1, 2, 2], "num_classes": 3, "hidden": [5]}
+        >>> theirs = {"fc1.weight": torch.ones(5, 4), "fc1.bias": torch.zeros(5),
+        ...           "fc2.weight": torch.ones(3, 5), "fc2.bias": torch.zeros(3)}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     torch.save({"model_state_dict": theirs}, Path(tmp) / "theirs.pt")
+        ...     model, mapping = wrap(Path(tmp) / "theirs.pt", Path(tmp) / "m.pt", "mlp", kwargs)
+        >>> mapping["fc2.weight"], model(torch.ones(1, 1, 2, 2)).tolist()
+        ('classifier.weight', [[20.0, 20.0, 20.0]])
     """
     source = Path(source)
     try:
@@ -169,7 +223,7 @@ def wrap(
     error: LandscapeError | None = None
     for state in states:
         try:
-            fitted, mapping = fit_state(_renamed(state, strip_prefix, key_map), model, source)
+            fitted, mapping = _fit_state(_renamed(state, strip_prefix, key_map), model, source)
         except LandscapeError as exc:
             error = error or exc
             continue

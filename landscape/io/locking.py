@@ -32,6 +32,11 @@ _warned: set[str] = set()
 
 
 def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd`.
+
+    Returns:
+        True when both have the same device and inode.
+    """
     try:
         now = os.stat(path)
     except FileNotFoundError:
@@ -55,6 +60,12 @@ def _wait(fd: int, kind: int, path: Path) -> None:
 
 
 def _flock(fd: int, exclusive: bool, path: Path) -> None:
+    """Lock `fd`, refusing a lock that would wait for this process; warn once where unsupported.
+
+    Raises:
+        RuntimeError: This process already holds a lock on the file that this one would wait for.
+        OSError: `flock` failed for a reason other than missing support.
+    """
     key = (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
     if key in _held and (exclusive or any(_held[key])):
         raise RuntimeError(f"{path} is already open in this process: close it before writing to it")
@@ -76,9 +87,32 @@ def _flock(fd: int, exclusive: bool, path: Path) -> None:
 def file_lock(
     path: str | os.PathLike, exclusive: bool, create: bool = False
 ) -> Iterator[int | None]:
-    """Hold a shared or exclusive lock on the file at `path`; yield a descriptor of it (read-write
-    when `exclusive`). With `create` a missing file is created empty (mode 0666 less the umask);
-    without it a missing file yields None.
+    """Hold a shared or exclusive lock on the file at `path` (see the module docstring).
+
+    Args:
+        path: The file to lock.
+        exclusive: An exclusive lock (for a writer) rather than a shared one (for readers).
+        create: Create a missing file empty (mode 0666 less the umask) instead of yielding None.
+
+    Yields:
+        A descriptor of the locked file (read-write when `exclusive`), or None for a missing file
+        without `create`.
+
+    Raises:
+        FileNotFoundError: With `create`, the file's folder is missing.
+
+    Examples:
+        >>> import os, tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with file_lock(Path(tmp) / "r.h5", exclusive=False) as fd:
+        ...         print(fd)
+        ...     with file_lock(Path(tmp) / "r.h5", exclusive=True, create=True) as fd:
+        ...         print(os.write(fd, b"abc"))
+        ...     print((Path(tmp) / "r.h5").read_bytes())
+        None
+        3
+        b'abc'
     """
     path = Path(path)
     flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if exclusive else os.O_RDONLY

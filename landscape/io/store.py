@@ -1,10 +1,10 @@
-"""The HDF5 result store, the only module that opens HDF5 files (docs/conventions.md, "HDF5
-results").
+"""The HDF5 result store, the only module that opens HDF5 files.
 
-One file holds many results; each result is a group named after what it measured, its arrays
-datasets, its scalars and settings attributes. Results are dataclasses or dicts, split into arrays
-and attributes by `result_arrays`; a result's `key` attribute (`content_key`) identifies what it was
-computed from, so reruns can skip or resume it. Only rank 0 writes.
+See docs/conventions.md, "HDF5 results". One file holds many results; each result is a group named
+after what it measured, its arrays datasets, its scalars and settings attributes. Results are
+dataclasses or dicts, split into arrays and attributes by `result_arrays`; a result's `key`
+attribute (`content_key`) identifies what it was computed from, so reruns can skip or resume it.
+Only rank 0 writes.
 
 Safe under concurrency and kills (`journal.py`): a write locks the file exclusively (readers take a
 shared lock) and changes it in place through a rollback journal, so a kill at any moment leaves
@@ -51,14 +51,37 @@ LONG_TEXT = (
 
 
 def content_key(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts: the `key` of a stored result or a cached
-    checkpoint.
+    """A short stable hash of JSON-serialisable parts: the `key` of a stored result or checkpoint.
+
+    The parts are written as JSON with sorted keys (anything else as its `str`), so equal settings
+    give equal keys whatever the order of a dict.
+
+    Args:
+        *parts: What the result was computed from.
+
+    Returns:
+        The first 16 hex digits of the SHA-256 of the JSON.
+
+    Examples:
+        >>> content_key({"a": 1, "b": 2}) == content_key({"b": 2, "a": 1})
+        True
+        >>> len(content_key("eigen", 3)), content_key("eigen", 3) == content_key("eigen", 4)
+        (16, False)
     """
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that produced a result."""
+    """Versions of the packages that produced a result.
+
+    Returns:
+        The versions of torch, numpy, scipy, h5py and landscape, by name.
+
+    Examples:
+        >>> import torch
+        >>> sorted(versions()), versions()["torch"] == torch.__version__
+        (['h5py', 'landscape', 'numpy', 'scipy', 'torch'], True)
+    """
     import scipy
     import torch
 
@@ -74,8 +97,24 @@ def versions() -> dict[str, str]:
 
 
 def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
-    """Split a result (dataclass or dict) into array fields (datasets) and scalar fields
-    (attributes).
+    """Split a result (dataclass or dict) into arrays (datasets) and other fields (attributes).
+
+    Tensors, arrays and lists or tuples of numbers become arrays; strings, lists of strings and
+    other values become attributes; None and callables are dropped.
+
+    Args:
+        result: A dataclass instance or a mapping.
+
+    Returns:
+        The arrays and the attributes, by field name.
+
+    Examples:
+        >>> import torch
+        >>> arrays, attrs = result_arrays(
+        ...     {"values": torch.tensor([2.0, 1.0]), "k": 2, "names": ["a", "b"], "x": None}
+        ... )
+        >>> arrays, attrs
+        ({'values': array([2., 1.], dtype=float32)}, {'k': 2, 'names': ['a', 'b']})
     """
     import torch
 
@@ -94,7 +133,11 @@ def result_arrays(result: Any) -> tuple[Arrays, Attrs]:
 
 
 def _text(value: str) -> Any:
-    """A string as a fixed-length UTF-8 attribute value."""
+    """A string as a fixed-length UTF-8 attribute value.
+
+    Returns:
+        A fixed-length string array, or the string itself beyond `LONG_TEXT` bytes.
+    """
     data = value.encode()
     return (
         np.array(data, dtype=h5py.string_dtype("utf-8", max(1, len(data))))
@@ -104,6 +147,11 @@ def _text(value: str) -> Any:
 
 
 def _attr(value: Any) -> Any:
+    """`value` as HDF5 stores it in an attribute.
+
+    Returns:
+        None as "None", strings fixed-length, dicts as JSON, other values as they are.
+    """
     if value is None:
         return _text("None")
     if isinstance(value, str):
@@ -119,9 +167,7 @@ def _attr(value: Any) -> Any:
 
 
 def _put(f: h5py.File, group: str, arrays: Mapping[str, Any], attrs: Mapping[str, Any]) -> None:
-    """Make `group` hold exactly `arrays` and `attrs`, rewriting datasets of unchanged shape and
-    type in place.
-    """
+    """Make `group` hold exactly `arrays` and `attrs`, rewriting unchanged datasets in place."""
     g = f.require_group(group)
     for name in [n for n in g if n not in arrays]:
         del g[name]
@@ -146,7 +192,25 @@ def write_result(
     arrays: Mapping[str, Any],
     attrs: Mapping[str, Any] | None = None,
 ) -> None:
-    """Replace `group` in the HDF5 file at `path` with `arrays` and `attrs`, atomically."""
+    """Replace `group` in the HDF5 file at `path` with `arrays` and `attrs`, atomically.
+
+    One group of `write_results`: the attributes get the same stamp (time, threads, versions).
+
+    Args:
+        path: The result file (created when missing).
+        group: The group's name; its parents are created.
+        arrays: The datasets.
+        attrs: The attributes.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_result(Path(tmp) / "r.h5", "eigen/top", {"values": [3.0, 1.0]}, {"k": 2})
+        ...     arrays, attrs = read_result(Path(tmp) / "r.h5", "eigen/top")
+        >>> arrays["values"].tolist(), int(attrs["k"]), "written_at" in attrs
+        ([3.0, 1.0], 2, True)
+    """
     write_results(path, {group: (arrays, attrs or {})})
 
 
@@ -155,9 +219,28 @@ def write_results(
     groups: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]],
     clear: str | None = None,
 ) -> None:
-    """Replace several groups `{group: (arrays, attrs)}` in one atomic update of the file; rank 0
-    only. `clear` names a group removed with everything under it first (a description rewritten
-    whole).
+    """Replace several groups in one atomic update of the file; rank 0 only.
+
+    Each group is made to hold exactly its arrays and attributes (see the module docstring), the
+    attributes stamped with `written_at`, `threads` and `version_<package>`.
+
+    Args:
+        path: The result file (created when missing).
+        groups: `{group: (arrays, attrs)}`.
+        clear: A group removed with everything under it first (a description rewritten whole).
+
+    Raises:
+        LandscapeError: The file exists but is not an HDF5 file.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "r.h5"
+        ...     write_results(path, {"a/x": ({"v": [1]}, {}), "a/y": ({"v": [2]}, {})})
+        ...     write_results(path, {"a/z": ({"v": [3]}, {})}, clear="a")
+        ...     print(list_results(path))
+        ['a/z']
     """
     if not dist.is_main():
         return
@@ -181,6 +264,11 @@ def write_results(
 
 
 def _decoded(value: Any) -> Any:
+    """An attribute value as read from HDF5, with its bytes decoded.
+
+    Returns:
+        Strings as `str`, arrays of strings as lists of `str`, other values as they are.
+    """
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
@@ -189,30 +277,77 @@ def _decoded(value: Any) -> Any:
 
 
 class StoreReader:
-    """Read-only view of a result file: groups, their attributes and arrays."""
+    """Read-only view of a result file: groups, their attributes and arrays.
+
+    `open_store` yields one, with the file locked for reading.
+
+    Args:
+        f: The open HDF5 file.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_result(Path(tmp) / "r.h5", "run/loss", {"v": [0.5]}, {"key": "abc"})
+        ...     with open_store(Path(tmp) / "r.h5") as store:
+        ...         print(store.has("run"), store.children("run"), store.results(), store.keys())
+        True ['loss'] ['run/loss'] {'/run/loss': 'abc'}
+    """
 
     def __init__(self, f: h5py.File):
         self.f = f
 
     def has(self, group: str) -> bool:
-        """Whether `group` exists."""
+        """Whether `group` exists.
+
+        Args:
+            group: A group's name.
+
+        Returns:
+            True when the file has it.
+        """
         return group in self.f
 
     def children(self, group: str) -> list[str]:
-        """Names of the members of `group` (empty when it does not exist)."""
+        """Names of the members of `group`.
+
+        Args:
+            group: A group's name.
+
+        Returns:
+            The names of its groups and datasets; empty when it does not exist.
+        """
         return list(self.f[group]) if group in self.f else []
 
     def attrs(self, group: str) -> Attrs:
-        """Attributes of `group`, strings decoded (arrays of strings as lists of str)."""
+        """Attributes of `group`, strings decoded.
+
+        Args:
+            group: A group's name.
+
+        Returns:
+            The attributes by name (arrays of strings as lists of str).
+        """
         return {k: _decoded(v) for k, v in self.f[group].attrs.items()}
 
     def arrays(self, group: str) -> Arrays:
-        """Every dataset of `group`, read into memory."""
+        """Every dataset of `group`, read into memory.
+
+        Args:
+            group: A group's name.
+
+        Returns:
+            The arrays by name.
+        """
         g = self.f[group]
         return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
 
     def results(self) -> list[str]:
-        """Every group that holds at least one dataset."""
+        """Every group that holds at least one dataset.
+
+        Returns:
+            Their names (without a leading "/").
+        """
         found: list[str] = []
 
         def visit(name: str, obj: Any) -> None:
@@ -223,7 +358,11 @@ class StoreReader:
         return found
 
     def keys(self) -> dict[str, str]:
-        """The `key` attribute of every group that has one, by absolute group name."""
+        """The `key` attribute of every group that has one.
+
+        Returns:
+            The keys by absolute group name.
+        """
         keys: dict[str, str] = {}
 
         def visit(name: str, obj: Any) -> None:
@@ -236,8 +375,31 @@ class StoreReader:
 
 @contextmanager
 def open_store(path: str | os.PathLike) -> Iterator[StoreReader]:
-    """Open a result file for reading, under a shared lock (no writer changes it meanwhile); a
-    missing or non-HDF5 file is a one-line error.
+    """Open a result file for reading, under a shared lock (no writer changes it meanwhile).
+
+    Args:
+        path: The result file.
+
+    Yields:
+        A `StoreReader` of the file.
+
+    Raises:
+        LandscapeError: The file is missing or not an HDF5 file.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_result(Path(tmp) / "r.h5", "g", {"v": [1.0, 2.0]})
+        ...     with open_store(Path(tmp) / "r.h5") as store:
+        ...         print(store.arrays("g")["v"].sum())
+        ...     try:
+        ...         with open_store(Path(tmp) / "none.h5"):
+        ...             pass
+        ...     except LandscapeError as e:
+        ...         print(str(e).startswith("result file not found"))
+        3.0
+        True
     """
     path = Path(path)
     if not path.is_file():
@@ -256,7 +418,27 @@ def open_store(path: str | os.PathLike) -> Iterator[StoreReader]:
 
 
 def read_result(path: str | os.PathLike, group: str) -> tuple[Arrays, Attrs]:
-    """Arrays and attributes of `group` (KeyError when it does not exist)."""
+    """Arrays and attributes of `group`.
+
+    Args:
+        path: The result file.
+        group: The group's name.
+
+    Returns:
+        Its datasets and its attributes (strings decoded).
+
+    Raises:
+        KeyError: The group does not exist.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_result(Path(tmp) / "r.h5", "g", {"v": [1, 2]}, {"note": "two"})
+        ...     arrays, attrs = read_result(Path(tmp) / "r.h5", "g")
+        >>> arrays["v"].tolist(), attrs["note"]
+        ([1, 2], 'two')
+    """
     with open_store(path) as store:
         if not store.has(group):
             raise KeyError(group)
@@ -264,13 +446,49 @@ def read_result(path: str | os.PathLike, group: str) -> tuple[Arrays, Attrs]:
 
 
 def list_results(path: str | os.PathLike) -> list[str]:
-    """Every group in the file that holds at least one dataset."""
+    """Every group in the file that holds at least one dataset.
+
+    Args:
+        path: The result file.
+
+    Returns:
+        Their names (without a leading "/").
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_results(Path(tmp) / "r.h5", {"a": ({}, {"k": 1}), "b/c": ({"v": [1]}, {})})
+        ...     print(list_results(Path(tmp) / "r.h5"))
+        ['b/c']
+    """
     with open_store(path) as store:
         return store.results()
 
 
 def group_keys(path: str | os.PathLike) -> dict[str, str]:
-    """The `key` attribute of every group in the file (empty when the file does not exist yet)."""
+    """The `key` attribute of every group in the file.
+
+    Args:
+        path: The result file.
+
+    Returns:
+        The keys by absolute group name; empty when the file does not exist yet (or is only the
+        empty file of a killed first write).
+
+    Raises:
+        LandscapeError: The file exists but cannot be read as a result file.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     print(group_keys(Path(tmp) / "r.h5"))
+        ...     write_result(Path(tmp) / "r.h5", "g", {"v": [1]}, {"key": content_key("g")})
+        ...     print(group_keys(Path(tmp) / "r.h5") == {"/g": content_key("g")})
+        {}
+        True
+    """
     try:
         with open_store(path) as store:
             return store.keys()

@@ -1,6 +1,4 @@
-"""Figures drawn from stored HDF5 results alone: spectral densities, interpolation curves, loss
-surfaces.
-"""
+"""Figures drawn from stored HDF5 results alone: spectral densities, interpolations, surfaces."""
 
 from .._lazy import exporter
 

@@ -1,6 +1,7 @@
-"""Quantities against a linear x (a proportion, a fraction pruned): one line per series with a
-shaded band of ± its spread, and horizontal reference lines (a parent model's accuracy); panels side
-by side, one legend.
+"""Quantities against a linear x (a proportion, a fraction pruned), with bands of their spread.
+
+One line per series with a shaded band of ± its spread, and horizontal reference lines (a parent
+model's accuracy); panels side by side, one legend.
 """
 
 from __future__ import annotations
@@ -18,7 +19,20 @@ from .path import legend_below
 
 @dataclass(frozen=True)
 class Band:
-    """One line: values at `x` and their spread (NaN: none); a horizontal line when `x` is empty."""
+    """One line: values at `x` and their spread (NaN: none); a horizontal line when `x` is empty.
+
+    Attributes:
+        label: The legend label (lines of one label share a colour).
+        x: The positions; empty for a horizontal line at `mean[0]`.
+        mean: The values at `x`.
+        spread: The half-width of the band at each `x` (NaN for no band).
+        linestyle: A matplotlib line style.
+
+    Examples:
+        >>> band = Band("fused", x=(0.0, 0.5), mean=(0.9, 0.8), spread=(0.01, 0.02))
+        >>> band.linestyle, len(band.x) == len(band.mean) == len(band.spread)
+        ('-', True)
+    """
 
     label: str
     x: tuple[float, ...]
@@ -29,8 +43,18 @@ class Band:
 
 @dataclass(frozen=True)
 class BandPanel:
-    """One axes: title, axis labels and its lines (colours assigned by label, the same in every
-    panel).
+    """One axes: title, axis labels and its lines (colours by label, the same in every panel).
+
+    Attributes:
+        title: The panel's title.
+        xlabel: The x axis label.
+        ylabel: The y axis label.
+        lines: The lines drawn.
+
+    Examples:
+        >>> panel = BandPanel("test", "proportion", "accuracy", (Band("A", (), (0.9,), (0.0,)),))
+        >>> [line.label for line in panel.lines]
+        ['A']
     """
 
     title: str
@@ -46,8 +70,28 @@ def plot_bands(
     formats: Sequence[str] = ("png",),
     dpi: int = DPI,
 ) -> list[Path]:
-    """Draw `panels` in one row and save them as `out_path` in `formats`; return the files
-    written.
+    """Draw `panels` in one row and save them as `out_path` in `formats`.
+
+    Args:
+        panels: The panels, left to right.
+        out_path: The figure's path (`save_figure`).
+        title: The figure's title.
+        formats: The formats to write.
+        dpi: The resolution of raster formats.
+
+    Returns:
+        The files written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> fused = Band("fused", (0.0, 0.5, 1.0), (0.9, 0.8, 0.9), (0.01, 0.02, 0.01))
+        >>> parent = Band("parent A", (), (0.95,), (float("nan"),), linestyle="--")
+        >>> panel = BandPanel("test", "proportion of B", "accuracy", (fused, parent))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = plot_bands([panel], Path(tmp) / "bands", "fusion", formats=("svg",))
+        ...     print([f.name for f in files], files[0].stat().st_size > 0)
+        ['bands.svg'] True
     """
     labels = list(dict.fromkeys(line.label for p in panels for line in p.lines))
     with style():

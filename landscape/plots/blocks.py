@@ -1,6 +1,8 @@
-"""Per-layer curvature figures: one horizontal bar per parameter block (its diagonal block's top
-eigenvalue or trace, with the standard error where estimated), drawn from a stored
-`block_eigenvalues` or `block_trace` group alone (`curvature.blocks`).
+"""Per-layer curvature figures: one horizontal bar per parameter block.
+
+Each bar is the block's diagonal block's top eigenvalue or trace (with the standard error where
+estimated), drawn from a stored `block_eigenvalues` or `block_trace` group alone
+(`curvature.blocks`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,30 @@ def plot_blocks(
     formats: Sequence[str] = ("png",),
     dpi: int = DPI,
 ) -> list[Path]:
-    """Bars of each block's top eigenvalue (`eigenvalues`) or trace (`trace`, `stderr`), blocks top
-    to bottom in the model's order, on a symmetric-log axis when the values span decades; returns
-    the files written.
+    """Bars of each block's top eigenvalue or trace, blocks top to bottom in the model's order.
+
+    The axis is symmetric-log when the values span more than two decades.
+
+    Args:
+        arrays: The stored arrays: `eigenvalues`, or `trace` and `stderr`.
+        attrs: The stored attributes: `blocks` (the names) and `curvature`.
+        out_path: The figure's path (`save_figure`).
+        title: The figure's title.
+        formats: The formats to write.
+        dpi: The resolution of raster formats.
+
+    Returns:
+        The files written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> arrays = {"eigenvalues": np.array([3.0, 0.5])}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = plot_blocks(arrays, {"blocks": ["fc1", "fc2"]}, Path(tmp) / "b", "blocks",
+        ...                         formats=("svg",))
+        ...     print([f.name for f in files])
+        ['b.svg']
     """
     names = list(np.atleast_1d(attrs.get("blocks", [])))
     trace = "trace" in arrays

@@ -1,7 +1,8 @@
-"""The curvature figure of a result file: per model, its top Hessian eigenvalue (with the Ritz error
-bound) and its trace (± the estimator's standard error), drawn from stored
-`/models/<name>/eigenvalues` and `/trace` groups alone; models measured far from a stationary point
-(docs/results.md, "Stationarity") are hatched.
+"""The curvature figure of a result file: per model, its top Hessian eigenvalue and its trace.
+
+The eigenvalue comes with its Ritz error bound, the trace with ± the estimator's standard error,
+drawn from stored `/models/<name>/eigenvalues` and `/trace` groups alone; models measured far from
+a stationary point (docs/results.md, "Stationarity") are hatched.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def _bars(
     colour: str,
     label: str,
 ) -> None:
+    """Draw one panel's bars into `ax`, those of models far from a stationary point hatched."""
     x = np.arange(len(names))
     ax.bar(
         x, values, yerr=errors, color=colour, edgecolor="0.2", capsize=4, error_kw={"elinewidth": 1}
@@ -47,19 +49,33 @@ def plot_curvature(
     formats: Sequence[str] = ("png",),
     dpi: int = DPI,
 ) -> list[Path]:
-    """Top eigenvalue (error bar: its bound) and trace (error bar: its standard error) of every
-    model that has them, one panel each, models in name order.
+    """Top eigenvalue and trace of every model that has them, one panel each, models in name order.
+
+    The eigenvalue's error bar is its Ritz bound, the trace's its standard error.
 
     Args:
-        eigen: the stored eigenvalue results by model name.
-        trace: the stored trace results by model name.
-        out_path: the figure's path without suffix.
-        title: the figure's title.
-        formats: file formats to write.
-        dpi: resolution of raster formats.
+        eigen: The stored eigenvalue results by model name: (arrays, attrs), the arrays with
+            `eigenvalues` (and `bounds`).
+        trace: The stored trace results by model name: (arrays, attrs), the attributes with
+            `trace` (and `stderr`).
+        out_path: The figure's path without suffix.
+        title: The figure's title.
+        formats: The formats to write.
+        dpi: The resolution of raster formats.
 
     Returns:
         The files written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> arrays = {"eigenvalues": np.array([2.0, 5.0]), "bounds": np.array([0.1, 0.2])}
+        >>> eigen = {"A": (arrays, {})}
+        >>> trace = {"A": ({}, {"trace": 10.0, "stderr": 0.5, "point_far_from_stationary": True})}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = plot_curvature(eigen, trace, Path(tmp) / "c", "curvature", formats=("svg",))
+        ...     print([f.name for f in files])
+        ['c.svg']
     """
     panels = []
     if eigen:

@@ -1,8 +1,9 @@
-"""The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure (log-scale
-density against eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots): every density
-of a comparison overlaid on one axis, each recomputed from its stored SLQ nodes and weights
-(`/models/<name>/esd` or `/models/<name>/<curvature>/esd`) with one kernel width chosen from the
-runs (`kernel_sigma2`).
+"""The Hessian (or Gauss-Newton, empirical Fisher) eigenvalue spectral density figure.
+
+Log-scale density against eigenvalue, as in the seed study's figures 3-5 and PyHessian's plots:
+every density of a comparison overlaid on one axis, each recomputed from its stored SLQ nodes and
+weights (`/models/<name>/esd` or `/models/<name>/<curvature>/esd`) with one kernel width chosen from
+the runs (`kernel_sigma2`).
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:
     single nodes), and one width for all curves keeps them comparable.
 
     Args:
-        node_sets: the `nodes` arrays (runs, steps) of the densities.
+        node_sets: The `nodes` arrays (runs, steps) of the densities.
 
     Returns:
         sigma^2.
+
+    Examples:
+        >>> # distinct nodes 0, 1, 2, 4: median gap 1, so sigma = 2 x 1 (more than 1e-3 x 4)
+        >>> kernel_sigma2([np.array([[0.0, 1.0, 2.0]]), np.array([[4.0, 2.0]])])
+        4.0
+        >>> round(kernel_sigma2([np.array([[3.0, 3.0]])]), 12)  # all equal: (1e-3 x 3)^2
+        9e-06
     """
     pooled = np.unique(np.concatenate([np.ravel(n) for n in node_sets]))
     if pooled.size < 2:
@@ -57,9 +65,24 @@ def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:
 def overlay_curves(
     curves: Sequence[Curve],
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], float | None]:
-    """The (grid, density) of each curve, recomputed from its `nodes` and `weights` with the shared
-    `kernel_sigma2` of all curves that have them (stored `grid`, `density` otherwise), and that
-    variance (None when no curve has nodes).
+    """The (grid, density) of each curve, drawn with one shared kernel.
+
+    A curve with stored `nodes` and `weights` is recomputed with the `kernel_sigma2` of all such
+    curves; one without them keeps its stored `grid` and `density`.
+
+    Args:
+        curves: (label, arrays, attrs) per density.
+
+    Returns:
+        The (grid, density) pairs in the order of `curves`, and the kernel variance (None when no
+        curve has nodes).
+
+    Examples:
+        >>> nodes = {"nodes": np.array([[0.0, 1.0, 2.0, 4.0]]), "weights": np.full((1, 4), 0.25)}
+        >>> stored = {"grid": np.array([0.0, 1.0]), "density": np.array([0.5, 0.5])}
+        >>> drawn, sigma2 = overlay_curves([("A", nodes, {}), ("B", stored, {})])
+        >>> sigma2, drawn[0][0].shape == drawn[0][1].shape, drawn[1][1].tolist()
+        (4.0, True, [0.5, 0.5])
     """
     with_nodes = [arrays["nodes"] for _, arrays, _ in curves if "nodes" in arrays]
     sigma2 = kernel_sigma2(with_nodes) if with_nodes else None
@@ -83,17 +106,32 @@ def plot_esd_overlay(
     dpi: int = DPI,
     styles: Sequence[str] | None = None,
 ) -> list[Path]:
-    """Every density of `curves` as a line on one log-scale axis over the span of them all (one
-    legend under it, the zero eigenvalue dashed, the kernel width noted), written to `out_path` in
-    `formats`.
+    """Every density of `curves` as a line on one log-scale axis over the span of them all.
+
+    One legend goes under the axis, the zero eigenvalue is dashed and the kernel width noted.
 
     Args:
-        curves: (label, arrays, attrs) per density; arrays hold `nodes` and `weights` (or `grid`,
-        `density`). out_path: the figure's path without suffix. title: the figure's title. formats,
-        dpi: as `save_figure`. styles: a matplotlib line style per curve (solid by default).
+        curves: (label, arrays, attrs) per density; the arrays hold `nodes` and `weights` (or
+            `grid` and `density`), the first curve's `curvature` attribute names the axis.
+        out_path: The figure's path without suffix.
+        title: The figure's title.
+        formats: The formats to write.
+        dpi: The resolution of raster formats.
+        styles: A matplotlib line style per curve (solid by default).
 
     Returns:
         The files written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> a = {"nodes": np.array([[0.0, 1.0, 4.0]]), "weights": np.array([[0.5, 0.3, 0.2]])}
+        >>> b = {"nodes": np.array([[0.0, 2.0, 6.0]]), "weights": np.array([[0.6, 0.3, 0.1]])}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = plot_esd_overlay([("A", a, {}), ("B", b, {})], Path(tmp) / "esd", "ESD",
+        ...                              formats=("svg",), styles=["-", "--"])
+        ...     print([f.name for f in files])
+        ['esd.svg']
     """
     drawn, sigma2 = overlay_curves(curves)
     colours = palette()
@@ -145,5 +183,26 @@ def plot_esd(
     formats: Sequence[str] = ("png",),
     dpi: int = DPI,
 ) -> list[Path]:
-    """One ESD alone: `plot_esd_overlay` with one curve, labelled `title`."""
+    """One ESD alone: `plot_esd_overlay` with one curve, labelled `title`.
+
+    Args:
+        arrays: The stored arrays: `nodes` and `weights` (or `grid` and `density`).
+        attrs: The stored attributes (`curvature` names the axis).
+        out_path: The figure's path without suffix.
+        title: The figure's title and the curve's label.
+        formats: The formats to write.
+        dpi: The resolution of raster formats.
+
+    Returns:
+        The files written.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> a = {"nodes": np.array([[0.0, 1.0, 4.0]]), "weights": np.array([[0.5, 0.3, 0.2]])}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     files = plot_esd(a, {"curvature": "ggn"}, Path(tmp) / "esd", "A", formats=("svg",))
+        ...     print([f.name for f in files])
+        ['esd.svg']
+    """
     return plot_esd_overlay([(title, arrays, attrs)], out_path, title, formats, dpi)

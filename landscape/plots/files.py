@@ -22,11 +22,20 @@ from .vtk import write_vts
 
 
 def _slug(group: str) -> str:
+    """A group's name as part of a file name.
+
+    Returns:
+        The name without its outer slashes, "/" as "_" and "~" as "-".
+    """
     return group.strip("/").replace("/", "_").replace("~", "-")
 
 
 def _model(parts: list[str], attrs: dict) -> str:
-    """The model of a `/models/<name>[/<curvature>]/<what>` group's parts."""
+    """The model of a `/models/<name>[/<curvature>]/<what>` group's parts.
+
+    Returns:
+        The model's name.
+    """
     inner = parts[1:-1]
     return "/".join(inner[:-1] if len(inner) > 1 and inner[-1] == attrs.get("curvature") else inner)
 
@@ -41,8 +50,13 @@ def _surface(
     dpi: int,
     scale: np.ndarray | None,
 ) -> list[Path]:
-    """A surface's figures in the `figures` formats (2-D contours on the shared colour `scale`),
-    plus its 3-D figure and, with `vtk`, its `.vts` (2-D only).
+    """A surface's figures in the `figures` formats, its 3-D figure and, with `vtk`, its `.vts`.
+
+    2-D contours are drawn on the shared colour `scale`; the 3-D figure and the `.vts` are for 2-D
+    surfaces only.
+
+    Returns:
+        The files written.
     """
     written = plot_surface(arrays, attrs, path, title, figures, dpi, scale) if figures else []
     if "y" not in arrays:
@@ -76,10 +90,12 @@ def plot_file(
     vmin: float | None = None,
     vmax: float | None = None,
 ) -> list[Path]:
-    """Draw every eigenvalue and trace (one figure), spectral density, per-block curvature,
-    interpolation curve and surface stored in `path` into `out_dir`, each figure in every one of
-    `formats`. All 2-D surfaces share one colour scale of `levels` log-spaced levels (from `vmin` to
-    `vmax` where given: fix them to compare figures of several files).
+    """Draw every figure of what the result file at `path` holds into `out_dir`.
+
+    Its eigenvalues and traces (one figure), spectral densities, per-block curvature, interpolation
+    curves and surfaces are drawn, each figure in every one of `formats`. All 2-D surfaces share one
+    colour scale of `levels` log-spaced levels (from `vmin` to `vmax` where given: fix them to
+    compare figures of several files).
 
     `formats` may include "vtk": every complete 2-D surface is then also written as a VTK structured
     grid (`vtk.py`). Each 2-D surface is drawn as a contour and as a 3-D figure (`<name>_3d`).
@@ -89,8 +105,36 @@ def plot_file(
     `esd.plot_esd_overlay`). Every file name starts with the stem of `path` (`<stem>_curvature.png`,
     ...), so the figures of several files written into one `out_dir` never overwrite each other.
 
+    Args:
+        path: The result file.
+        out_dir: The folder the figures go to (created when missing).
+        formats: The figure formats, and "vtk" for the `.vts` grids.
+        dpi: The resolution of raster formats.
+        levels: The number of contour levels.
+        vmin: The lowest loss of the colour scale; None for the surfaces' smallest.
+        vmax: The highest loss of the colour scale; None for the surfaces' largest.
+
+    Returns:
+        The files written.
+
     Raises:
-        LandscapeError: nothing to draw, or an impossible colour scale.
+        LandscapeError: The file holds nothing to draw (an impossible colour scale is refused by
+            `surface.loss_levels`).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from landscape.io.store import write_results
+        >>> curve = {"alphas": [0.0, 0.5, 1.0], "train_loss": [0.1, 2.0, 0.1],
+        ...          "test_loss": [0.2, 2.1, 0.2], "train_acc": [1.0, 0.4, 1.0],
+        ...          "test_acc": [0.9, 0.4, 0.9]}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = Path(tmp) / "run.h5"
+        ...     write_results(store, {"models/A/eigenvalues": ({"eigenvalues": [4.0, 1.0]}, {}),
+        ...                           "barriers/A~B/none": (curve, {})})
+        ...     files = plot_file(store, Path(tmp) / "figures", formats=("svg",))
+        ...     print(sorted(f.name for f in files))
+        ['run_curvature.svg', 'run_interpolation_A-B.svg']
     """
     out_dir, stem = Path(out_dir), Path(path).stem
     esds: dict[str, list] = defaultdict(list)

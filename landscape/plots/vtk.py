@@ -1,13 +1,13 @@
-"""A 2-D loss surface as a VTK XML structured grid (`.vts`), the file ParaView, VisIt and VTK's
-readers open.
+"""A 2-D loss surface as a VTK XML structured grid (`.vts`).
 
-The format is Kitware's XML StructuredGrid ("VTK File Formats", The VTK User's Guide, 11th ed.,
-Kitware 2010): a `<VTKFile type="StructuredGrid">` whose `<Piece Extent="0 nx-1 0 ny-1 0 0">` holds
-the points `(x_i, y_j, loss_ij)`, i varying fastest, and one `<PointData>` array per stored quantity
-(loss, accuracy), written as ASCII so the file reads in any text editor. The third coordinate is the
-loss itself, so the grid opens as the surface (only complete surfaces are written:
-`files.plot_file`). No library is needed: meshio, the maintained pure-Python mesh writer, writes
-unstructured grids (`.vtu`) only, and VTK's own Python wheels are far heavier than this format.
+It is the file ParaView, VisIt and VTK's readers open. The format is Kitware's XML StructuredGrid
+("VTK File Formats", The VTK User's Guide, 11th ed., Kitware 2010): a
+`<VTKFile type="StructuredGrid">` whose `<Piece Extent="0 nx-1 0 ny-1 0 0">` holds the points
+`(x_i, y_j, loss_ij)`, i varying fastest, and one `<PointData>` array per stored quantity (loss,
+accuracy), written as ASCII so the file reads in any text editor. The third coordinate is the loss
+itself, so the grid opens as the surface (only complete surfaces are written: `files.plot_file`). No
+library is needed: meshio, the maintained pure-Python mesh writer, writes unstructured grids
+(`.vtu`) only, and VTK's own Python wheels are far heavier than this format.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from ..io.atomic import atomic_path
 
 
 def _values(a: np.ndarray) -> str:
+    """The values of `a`, flattened, as ASCII.
+
+    Returns:
+        The values' reprs as float64, separated by spaces.
+    """
     return " ".join(repr(float(v)) for v in np.asarray(a, dtype=np.float64).ravel())
 
 
@@ -32,21 +37,35 @@ def write_vts(
     height: np.ndarray,
     fields: Mapping[str, np.ndarray],
 ) -> Path:
-    """Write the grid of points (x[i], y[j], height[i, j]) with the point arrays `fields` (each
-    (len(x), len(y)), value [i, j] at point (i, j)) to `path` (suffix `.vts` added when missing),
-    atomically.
+    """Write the grid of points (x[i], y[j], height[i, j]) and the point arrays `fields`.
+
+    The file is written atomically.
 
     Args:
-        path: the file to write.
-        x, y: the grid's axes.
-        height: the third coordinate of each point (the loss).
-        fields: named point arrays, e.g. {"loss": ..., "acc": ...}.
+        path: The file to write (suffix `.vts` added when missing).
+        x: The grid's first axis.
+        y: The grid's second axis.
+        height: The third coordinate of each point (the loss), shape (len(x), len(y)).
+        fields: Named point arrays, e.g. {"loss": ..., "acc": ...}, each (len(x), len(y)) with value
+            [i, j] at point (i, j).
 
     Returns:
         The file written.
 
     Raises:
-        LandscapeError: when an array's shape is not (len(x), len(y)).
+        LandscapeError: An array's shape is not (len(x), len(y)).
+
+    Examples:
+        >>> import tempfile
+        >>> loss = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = write_vts(Path(tmp) / "surface", [0.0, 1.0], [0.0, 1.0, 2.0], loss,
+        ...                     {"loss": loss})
+        ...     text = out.read_text()
+        >>> out.name, 'Extent="0 1 0 2 0 0"' in text
+        ('surface.vts', True)
+        >>> "1.0 4.0 2.0 5.0 3.0 6.0</DataArray>" in text  # x varies fastest
+        True
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     shape = (len(x), len(y))

@@ -1,5 +1,6 @@
-"""The report's figures, drawn from the store alone, each with the caption the report prints under
-it: the barrier and sharpness trends against the batch size (mean ± standard deviation over
+"""The report's figures, drawn from the store alone, each with the caption printed under it.
+
+The barrier and sharpness trends against the batch size (mean ± standard deviation over
 replicates), the interpolation curves (seed study figures 1-2), the spectral densities of the fused
 models (figures 3-5) and the train-loss contours around the fine-tuned OT fusions (figure 6).
 """
@@ -25,14 +26,55 @@ INIT_NAME = {"same": "same init", "diff": "different init"}
 
 @dataclass(frozen=True)
 class Drawn:
-    """A figure of the report: its file stem (one file per format) and its caption."""
+    """A figure of the report: its file stem (one file per format) and its caption.
+
+    Attributes:
+        stem: The file name without suffix, in the report's folder.
+        caption: The caption the report prints under it.
+
+    Examples:
+        >>> Drawn("contours", "Training loss around the fused model.").stem
+        'contours'
+    """
 
     stem: str
     caption: str
 
 
 class Figures:
-    """Draws the report's figures into `out_dir` in `formats` at `dpi`."""
+    """Draws the report's figures into `out_dir` in `formats` at `dpi`.
+
+    Each method draws one kind of figure when the store has its data and returns what it drew.
+
+    Args:
+        view: The study.
+        out_dir: The folder the figures go to.
+        formats: The figure formats.
+        dpi: The resolution of raster formats.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.io.store import open_store, write_results
+        >>> def cell(name, bs, pre, post):  # a same-init pair and its train-loss barriers
+        ...     pair = {"name": name, "a": name + "A", "b": name + "B", "cell": name,
+        ...             "init": "same", "batches": "corresponding", "bs_a": bs, "bs_b": bs,
+        ...             "replicate": 0}
+        ...     return {f"study/pairs/{name}": ({}, pair),
+        ...             f"barriers/{name}A~{name}B/none": ({}, {"barrier_train": pre}),
+        ...             f"barriers/{name}A~{name}B/ot": ({}, {"barrier_train": post})}
+        >>> groups = {"study/config": ({}, {"config": "{}"}), **cell("bs32", 32, 0.5, 0.1),
+        ...           **cell("bs128", 128, 0.9, 0.2)}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_results(Path(tmp) / "s.h5", groups)
+        ...     with open_store(Path(tmp) / "s.h5") as store:
+        ...         view = StudyView(store, Path(tmp) / "s.h5")
+        ...         figures = Figures(view, Path(tmp), ("svg",), 100)
+        ...         drawn = figures.barriers()
+        ...         print(drawn.stem, (Path(tmp) / "barrier_vs_batch_size.svg").exists())
+        ...         print(figures.sharpness(), figures.spectra(), figures.contours())
+        barrier_vs_batch_size True
+        None [] None
+    """
 
     def __init__(self, view: StudyView, out_dir: Path, formats: Sequence[str], dpi: int):
         self.view, self.out_dir, self.formats, self.dpi = view, out_dir, tuple(formats), dpi
@@ -44,7 +86,11 @@ class Figures:
         )
 
     def all(self) -> list[Drawn]:
-        """Every figure the store has the data for, in the report's order."""
+        """Every figure the store has the data for, in the report's order.
+
+        Returns:
+            The figures drawn.
+        """
         drawn = [self.barriers(), self.sharpness()]
         drawn += [self.interpolation(cells) for cells in self._by_batches()]
         drawn += [*self.spectra(), self.contours()]
@@ -53,6 +99,11 @@ class Figures:
     # ---- trends
     # ----------------------------------------------------------------------------------------------
     def _series(self, cells: list[Cell], label: str, color, init: str, values) -> Series:
+        """One trend line: the cells' estimates (`values` of a cell) against A's batch size.
+
+        Returns:
+            The series, NaN where a cell has no value.
+        """
         marker, ls = INIT_STYLE[init]
         estimates = [values(c) for c in cells]
         return Series(
@@ -66,8 +117,12 @@ class Figures:
         )
 
     def barriers(self) -> Drawn | None:
-        """Train and test LMC barriers against the batch size, pre and post alignment, same and
-        different init.
+        """Train and test LMC barriers against the batch size, pre and post alignment.
+
+        Same and different init are drawn in each panel.
+
+        Returns:
+            The figure, or None when no barrier is stored.
         """
         colours = palette()
         panels = []
@@ -108,8 +163,12 @@ class Figures:
         caption: str,
         styles: dict[tuple[str, str], str] | None = None,
     ) -> Drawn | None:
-        """Draw trend panels (when any holds a value) as `stem`, a row's panels on one y-scale;
+        """Draw trend panels (when any holds a value) as `stem`, a row's panels on one y-scale.
+
         `styles` names the (marker, line style) pairs when the series' labels do not.
+
+        Returns:
+            The figure, or None when no panel holds a value.
         """
         if not any(np.isfinite(s.mean).any() for p in panels for s in p.series):
             return None
@@ -125,7 +184,11 @@ class Figures:
         return Drawn(stem, caption)
 
     def sharpness(self) -> Drawn | None:
-        """Top eigenvalue and trace against the batch size for the parents and the fused models."""
+        """Top eigenvalue and trace against the batch size for the parents and the fused models.
+
+        Returns:
+            The figure, or None when no curvature is stored.
+        """
         colours = palette()
         panels = []
         for metric, what in (("top_eig", "top Hessian eigenvalue"), ("trace", "Hessian trace")):
@@ -159,14 +222,26 @@ class Figures:
     # ---- interpolation curves
     # ------------------------------------------------------------------------------------
     def _by_batches(self) -> list[list[Cell]]:
+        """The cells grouped by (A batch, B batch).
+
+        Returns:
+            The groups, equal batch sizes first.
+        """
         groups: dict[tuple[int, int], list[Cell]] = {}
         for cell in self.view.cells_of():
             groups.setdefault((cell.bs_a, cell.bs_b), []).append(cell)
         return [groups[k] for k in sorted(groups, key=lambda k: (k[0] != k[1], k))]
 
     def interpolation(self, cells: list[Cell]) -> Drawn | None:
-        """Loss and accuracy on the line from A to B for one (A batch, B batch), same and different
-        init side by side (seed study figures 1-2).
+        """Loss and accuracy on the line from A to B for one (A batch, B batch).
+
+        Same and different init are drawn side by side (seed study figures 1-2).
+
+        Args:
+            cells: The cells of one (A batch, B batch).
+
+        Returns:
+            The figure, or None when no interpolation curve is stored.
         """
         from matplotlib.figure import Figure
 
@@ -221,8 +296,10 @@ class Figures:
     # ---- spectra and contours
     # ------------------------------------------------------------------------------------
     def spectra(self) -> list[Drawn]:
-        """ESDs of the vanilla and OT fused models (replicate 0), corresponding and mixed batch
-        sizes.
+        """ESDs of the vanilla and OT fused models (replicate 0), equal and mixed batch sizes.
+
+        Returns:
+            The figures drawn (none without stored densities).
         """
         drawn = []
         for row, what, batches, stem in (
@@ -261,8 +338,10 @@ class Figures:
         return drawn
 
     def contours(self) -> Drawn | None:
-        """Train-loss contours around the fine-tuned OT fusions of the different-init pairs (figure
-        6).
+        """Train-loss contours around the fine-tuned OT fusions of different-init pairs (figure 6).
+
+        Returns:
+            The figure, or None when no surface is stored.
         """
         panels = []
         for cell in self.view.cells_of("diff", "corresponding"):
@@ -296,8 +375,10 @@ class Figures:
 
 
 def _sharpness_rows(cells: list[Cell]) -> list[tuple[Callable[[Cell], str], str]]:
-    """(row key of a cell, label) of the models the sharpness figure draws; the fine-tuned OT fusion
-    (at B's batch size) when every cell has one.
+    """The models the sharpness figure draws; the fine-tuned OT fusion when every cell has one.
+
+    Returns:
+        (row key of a cell, label) per model.
     """
     rows = [
         (lambda c, k=key: k, label)
@@ -314,6 +395,11 @@ def _sharpness_rows(cells: list[Cell]) -> list[tuple[Callable[[Cell], str], str]
 
 
 def _label(cell: Cell) -> str:
+    """A cell's legend label: its batch sizes and init.
+
+    Returns:
+        The label.
+    """
     batch = (
         f"batch {cell.bs_a}"
         if cell.bs_a == cell.bs_b

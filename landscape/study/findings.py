@@ -1,8 +1,9 @@
-"""The report's "What the numbers say": the seed study's claims tested on the study's own numbers,
-each as one sentence that says whether the effect exceeds its uncertainty (two-sided tests: least
-squares against log2 of the batch size for trends, paired t-tests for two numbers of the same pairs,
-Welch's t-test otherwise; p adjusted by Holm over every test of the report, and no verdict from
-fewer than MIN_N values). Nothing here is written by hand: the sentences follow from the store.
+"""The report's "What the numbers say": the seed study's claims tested on the study's own numbers.
+
+Each claim is one sentence that says whether the effect exceeds its uncertainty (two-sided tests:
+least squares against log2 of the batch size for trends, paired t-tests for two numbers of the same
+pairs, Welch's t-test otherwise; p adjusted by Holm over every test of the report, and no verdict
+from fewer than MIN_N values). Nothing here is written by hand: the sentences follow from the store.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from .view import Cell, StudyView
 INIT_NAME = {"same": "same initialisation", "diff": "different initialisation"}
 
 
-def direction_of(test: Test, up: str, down: str) -> str:
-    """`up` for a positive effect, else `down`."""
+def _direction_of(test: Test, up: str, down: str) -> str:
+    """`up` for a positive effect, else `down`.
+
+    Returns:
+        One of the two words.
+    """
     return up if test.effect > 0 else down
 
 
 @dataclass(frozen=True)
 class _Verdict:
-    """One claim: its test (None when too few values), what it says, the words for either sign and
-    the unit.
-    """
+    """One claim: its test (None: too few values), what it says, the words for each sign, a unit."""
 
     test: Test | None
     what: str
@@ -36,17 +39,22 @@ class _Verdict:
     unit: str = ""
 
     def sentence(self, test: Test | None) -> str:
-        """The claim's sentence, given its test (Holm-adjusted)."""
+        """The claim's sentence, given its test (Holm-adjusted).
+
+        Returns:
+            The sentence: not testable, exact, no verdict, exceeds its uncertainty, or within the
+            noise.
+        """
         if test is None:
             return f"{self.what}: not testable (too few values)."
         if test.exact:
             exact = (
                 "none, exactly zero"
                 if test.effect == 0
-                else f"{direction_of(test, self.up, self.down)}, {test.effect:+.3g}"
+                else f"{_direction_of(test, self.up, self.down)}, {test.effect:+.3g}"
             )
             return f"{self.what}: {exact} ({test.n} values without any spread)."
-        direction = direction_of(test, self.up, self.down)
+        direction = _direction_of(test, self.up, self.down)
         if not test.testable:
             return (
                 f"{self.what}: {direction}, {test.text(self.unit)}: no verdict from fewer than "
@@ -61,7 +69,11 @@ class _Verdict:
 def _over(
     cells: list[Cell], values: Callable[[Cell], list[float]]
 ) -> tuple[list[int], list[float]]:
-    """(batch size, value) of every replicate of every cell, flattened for a trend."""
+    """(batch size, value) of every replicate of every cell, flattened for a trend.
+
+    Returns:
+        The batch sizes and the values.
+    """
     xs, ys = [], []
     for cell in cells:
         for v in values(cell):
@@ -71,29 +83,92 @@ def _over(
 
 
 def _flat(cells: list[Cell], values: Callable[[Cell], list[float]]) -> list[float]:
+    """The values of every replicate of every cell, in order.
+
+    Returns:
+        The values.
+    """
     return [v for cell in cells for v in values(cell)]
 
 
 def findings(view: StudyView) -> list[str]:
-    """The sentences, in the seed study's order: barriers, alignment, sharpness, fusion,
-    fine-tuning, mixed; the p-values of all of them adjusted together by Holm's method.
+    """The sentences, in the seed study's order, their p-values adjusted together by Holm's method.
+
+    The order: barriers, alignment, sharpness, fusion, fine-tuning, mixed batch sizes (`stats.holm`
+    adjusts the p-values).
 
     Args:
-        view: the study store, read.
+        view: The study store, read.
 
     Returns:
         One Markdown sentence per claim.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from landscape.io.store import open_store, write_results
+        >>> def cell(name, bs, pre, post):  # a same-init pair and its train-loss barriers
+        ...     pair = {"name": name, "a": name + "A", "b": name + "B", "cell": name,
+        ...             "init": "same", "batches": "corresponding", "bs_a": bs, "bs_b": bs,
+        ...             "replicate": 0}
+        ...     return {f"study/pairs/{name}": ({}, pair),
+        ...             f"barriers/{name}A~{name}B/none": ({}, {"barrier_train": pre}),
+        ...             f"barriers/{name}A~{name}B/ot": ({}, {"barrier_train": post})}
+        >>> groups = {"study/config": ({}, {"config": "{}"}), **cell("bs32", 32, 0.5, 0.1),
+        ...           **cell("bs128", 128, 0.9, 0.2)}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_results(Path(tmp) / "s.h5", groups)
+        ...     with open_store(Path(tmp) / "s.h5") as store:
+        ...         view = StudyView(store, Path(tmp) / "s.h5")
+        ...         said = findings(view)
+        >>> print(said[2])  # doctest: +NORMALIZE_WHITESPACE
+        OT alignment and the train-loss barrier, pre minus post (same initialisation, all pairs):
+        alignment lowers the barrier, +0.55, 95% CI [-1.36, +2.46] (p = 0.170, Holm-adjusted
+        p = 0.170, n = 2): no verdict from fewer than 6 values (the t-test would rest on under 4
+        degrees of freedom).
     """
     claims = _claims(view)
     return [c.sentence(t) for c, t in zip(claims, holm([c.test for c in claims]))]
 
 
 def family_size(view: StudyView) -> int:
-    """How many tests the report's Holm correction is over."""
+    """How many tests the report's Holm correction is over.
+
+    Args:
+        view: The study store, read.
+
+    Returns:
+        The number of claims with a test that has a spread.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from landscape.io.store import open_store, write_results
+        >>> def cell(name, bs, pre, post):  # a same-init pair and its train-loss barriers
+        ...     pair = {"name": name, "a": name + "A", "b": name + "B", "cell": name,
+        ...             "init": "same", "batches": "corresponding", "bs_a": bs, "bs_b": bs,
+        ...             "replicate": 0}
+        ...     return {f"study/pairs/{name}": ({}, pair),
+        ...             f"barriers/{name}A~{name}B/none": ({}, {"barrier_train": pre}),
+        ...             f"barriers/{name}A~{name}B/ot": ({}, {"barrier_train": post})}
+        >>> groups = {"study/config": ({}, {"config": "{}"}), **cell("bs32", 32, 0.5, 0.1),
+        ...           **cell("bs128", 128, 0.9, 0.2)}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_results(Path(tmp) / "s.h5", groups)
+        ...     with open_store(Path(tmp) / "s.h5") as store:
+        ...         view = StudyView(store, Path(tmp) / "s.h5")
+        ...         print(family_size(view))  # pre minus post barrier, over the two pairs
+        1
+    """
     return sum(1 for c in _claims(view) if c.test is not None and not c.test.exact)
 
 
 def _claims(view: StudyView) -> list[_Verdict]:
+    """The claims whose numbers the store has, each with its test.
+
+    Returns:
+        The claims, in the report's order.
+    """
     out: list[_Verdict] = []
     per = " per doubling of the batch size"
     for init in ("same", "diff"):
@@ -165,7 +240,11 @@ def _claims(view: StudyView) -> list[_Verdict]:
 def _parent_values(
     view: StudyView, cells: list[Cell], metric: str
 ) -> tuple[list[int], list[float]]:
-    """Every distinct parent's value once (a parent can belong to several pairs)."""
+    """Every distinct parent's value once (a parent can belong to several pairs).
+
+    Returns:
+        The parents' batch sizes and values.
+    """
     seen: dict[str, tuple[int, float]] = {}
     for cell in cells:
         for pair in cell.pairs:
@@ -177,6 +256,11 @@ def _parent_values(
 
 
 def _ft_at_b(view: StudyView, cell: Cell, metric: str) -> list[float]:
+    """The replicates' values of the OT fusion fine-tuned at B's batch size.
+
+    Returns:
+        The values; empty when the cell has no such run.
+    """
     return (
         view.values(cell, StudyView.ft_row("ot", cell.bs_b), metric)
         if ("ot", cell.bs_b) in cell.finetunes
@@ -185,6 +269,11 @@ def _ft_at_b(view: StudyView, cell: Cell, metric: str) -> list[float]:
 
 
 def _finetuned(view: StudyView) -> list[_Verdict]:
+    """The claims on the fine-tuned OT fusions of different-init pairs.
+
+    Returns:
+        The claims: sharpness trends and the accuracy against the better parent.
+    """
     out = []
     cells = [c for c in view.cells_of("diff", "corresponding") if ("ot", c.bs_b) in c.finetunes]
     if len({c.bs_a for c in cells}) >= 2:
@@ -222,9 +311,13 @@ def _finetuned(view: StudyView) -> list[_Verdict]:
 
 
 def _mixed(view: StudyView) -> list[_Verdict]:
-    """Mixed batch sizes: which alignment direction gives the lower barrier (seed Table 7), and
-    whether the fine-tuned fusion of a small- and a large-batch parent is flatter than that of two
-    large-batch parents.
+    """The claims on mixed batch sizes.
+
+    Which alignment direction gives the lower barrier (seed Table 7), and whether the fine-tuned
+    fusion of a small- and a large-batch parent is flatter than that of two large-batch parents.
+
+    Returns:
+        The claims.
     """
     out = []
     for init in ("same", "diff"):

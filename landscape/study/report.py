@@ -1,6 +1,8 @@
-"""The study report: settings, "what the numbers say", the seed study's tables (numbered and
-captioned as in the paper when the study compares with it, with its published values beside ours)
-and captioned figures in PNG and PDF, rebuilt from the HDF5 store alone.
+"""The study report, rebuilt from the HDF5 store alone.
+
+Settings, "what the numbers say", the seed study's tables (numbered and captioned as in the paper
+when the study compares with it, with its published values beside ours) and captioned figures in
+PNG and PDF.
 """
 
 from __future__ import annotations
@@ -81,8 +83,39 @@ def write_report(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = DPI,
 ) -> Path:
-    """Write `report.md` and its figures (each in every one of `formats`; none for no formats) into
-    `out_dir` from the study store; return the report's path.
+    """Write `report.md` and its figures into `out_dir` from the study store.
+
+    Args:
+        store: The study's result store.
+        out_dir: The report's folder (created when missing).
+        formats: The figure formats, each figure in every one; none for no figures.
+        dpi: The resolution of raster formats.
+
+    Returns:
+        The report's path.
+
+    Examples:
+        >>> import json, tempfile
+        >>> from landscape.io.store import write_results
+        >>> cfg = {"name": "tiny", "arch": "mlp", "arch_kwargs": {}, "data": "digits",
+        ...        "batch_sizes": [32], "lrs": [0.05], "train": {"epochs": 10}, "finetune": {},
+        ...        "fusion": {"mode": "acts", "align_samples": 200, "solver": "emd",
+        ...        "iterations": 1, "reset_bn_samples": 0},
+        ...        "measure": {"samples": 1024, "batch_size": 256, "esd_steps": 80, "esd_runs": 2,
+        ...        "eig_k": 1, "eig_tol": 1e-3, "trace_hvps": 120, "barrier_points": 21}}
+        >>> pair = {"name": "bs32", "a": "A", "b": "B", "cell": "bs32", "init": "same",
+        ...         "batches": "corresponding", "bs_a": 32, "bs_b": 32, "replicate": 0,
+        ...         "seeds_a": [42, 42], "seeds_b": [42, 43]}
+        >>> groups = {"study/config": ({}, {"config": json.dumps(cfg)}),
+        ...           "study/pairs/bs32": ({}, pair),
+        ...           "barriers/A~B/none": ({}, {"barrier_train": 0.5}),
+        ...           "barriers/A~B/ot": ({}, {"barrier_train": 0.1})}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_results(Path(tmp) / "study.h5", groups)
+        ...     report = write_report(Path(tmp) / "study.h5", Path(tmp) / "report", formats=())
+        ...     lines = report.read_text().splitlines()
+        >>> lines[0], [line[:35] for line in lines if line.startswith("| 32 |")]
+        ('# Study report: tiny', ['| 32 | same | 1 | 0.5000 | 0.1000 |'])
     """
     with open_store(store) as reader:
         view = StudyView(reader, Path(store))
@@ -96,10 +129,14 @@ def write_report(
     return report
 
 
-def tables(view: StudyView) -> list[Table]:
-    """The tables the store has cells for, numbered as in the seed study when the study compares
-    with it (tables without a counterpart there follow as A1, A2, ...), else 1, 2, ... in the seed
-    study's order.
+def _tables(view: StudyView) -> list[Table]:
+    """The tables the store has cells for, numbered.
+
+    Numbered as in the seed study when the study compares with it (tables without a counterpart
+    there follow as A1, A2, ...), else 1, 2, ... in the seed study's order.
+
+    Returns:
+        The tables, barrier tables first.
     """
     seeds = seed_tables(view.compare) if view.compare else []
     out, extra = [], 0
@@ -117,6 +154,11 @@ def tables(view: StudyView) -> list[Table]:
 
 
 def _uncertainty(view: StudyView) -> str:
+    """What ± means throughout the report, said in its introduction.
+
+    Returns:
+        The sentence.
+    """
     if view.replicates > 1:
         return (
             f"± is the standard deviation over the {view.replicates} replicates of a cell (n: how "
@@ -133,7 +175,11 @@ def _uncertainty(view: StudyView) -> str:
 
 
 def _pm(view: StudyView) -> str:
-    """What ± means in a table, said under each table."""
+    """What ± means in a table, said under each table.
+
+    Returns:
+        The sentence.
+    """
     if view.replicates > 1:
         return f"±: standard deviation over the {view.replicates} replicates of a cell."
     return (
@@ -143,8 +189,10 @@ def _pm(view: StudyView) -> str:
 
 
 def _aligned_note(view: StudyView) -> str:
-    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A with its units
-    permuted.
+    """Rows equal by construction: with exact EMD matchings, "A aligned to B" is A permuted.
+
+    Returns:
+        The note (with a leading space), or "" for other solvers.
     """
     if view.config["fusion"]["solver"] != "emd":
         return ""
@@ -157,6 +205,11 @@ def _aligned_note(view: StudyView) -> str:
 
 
 def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str, ...]) -> str:
+    """The report's Markdown.
+
+    Returns:
+        The report's text.
+    """
     cfg = view.config
     store = Path(os.path.relpath(view.path.resolve(), out_dir.resolve())).as_posix()
     intro = (
@@ -216,7 +269,7 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
     ]
     lines += [f"- {sentence}" for sentence in findings(view)] + [""]
     sections = {"barrier": "## Linear mode connectivity", "model": "## Accuracy and sharpness"}
-    for table in tables(view):
+    for table in _tables(view):
         if table.kind in sections:
             lines += [sections.pop(table.kind), ""]
         header, rows = (barrier_rows if table.kind == "barrier" else model_rows)(view, table)
