@@ -705,9 +705,8 @@ def suite_section(case: Case) -> None:
     lanczos_hvps, lanczos_s, probes, total_s = (statistics.median(v) for v in zip(*split))
     print(
         f"suite's products (median over seeds): {lanczos_hvps:.0f} in the block Lanczos run "
-        f"({lanczos_s:.2f} s), {probes:.0f} trace probes; the rest of its {total_s:.2f} s "
-        "(operator set-up and probes) "
-        f"{total_s - lanczos_s:.2f} s"
+        f"({lanczos_s:.2f} s); {probes:.0f} trace probes and the operator's set-up in the other "
+        f"{total_s - lanczos_s:.2f} s of its {total_s:.2f} s"
     )
 
 
