@@ -1,5 +1,4 @@
-"""Top-k Hessian eigenvalues: Lanczos with full reorthogonalisation (default) and PyHessian's power
-iteration.
+"""Top-k Hessian eigenvalues: Lanczos with full reorthogonalisation, or PyHessian's power iteration.
 
 "Top" means largest algebraic by default (`which="algebraic"`): the most positive curvature. Power
 iteration converges to the eigenvalues of largest magnitude, which is what PyHessian-based papers
@@ -38,8 +37,20 @@ from .ritz import Step, confirmed, meets
 
 
 class Ritz(NamedTuple):
-    """k eigenvalue estimates, best first, with their residual norms, error bounds, (optionally)
-    eigenvectors (k, size) and whether the stopping rule was met.
+    """k eigenvalue estimates, best first, with their residual norms and error bounds.
+
+    Attributes:
+        values: the estimates (k,).
+        residuals: their residual norms ||H v - theta v|| (k,).
+        bounds: their error bounds (k,).
+        vectors: the eigenvectors (k, size), or None.
+        converged: whether the stopping rule was met.
+
+    Examples:
+        >>> import numpy as np
+        >>> r = Ritz(np.array([4.0]), np.array([0.0]), np.array([1e-5]), None, True)
+        >>> float(r.values[0] - r.bounds[0]) <= 4.0 <= float(r.values[0] + r.bounds[0])
+        True
     """
 
     values: np.ndarray
@@ -50,14 +61,33 @@ class Ritz(NamedTuple):
 
 
 class TopRule:
-    """The stopping rule of `lanczos_top`, asked after every Lanczos step (a `lanczos` `stop`): it
-    records the first run's Ritz values, residuals and bounds (`ritz.Step`) and says whether the k
-    wanted ones are certified.
+    """The stopping rule of `lanczos_top`, asked after every Lanczos step (a `lanczos` `stop`).
 
-    Default: every wanted error bound (`ritz.error_bounds`) is at most tol * |theta| at two
-    consecutive steps that agree (`ritz.confirmed`); `strict`: every residual is at most tol *
-    |theta| (the bounds reported are then the residuals). A Krylov space as large as the operator
-    certifies everything.
+    It records the first run's Ritz values, residuals and bounds (`ritz.Step`) and says whether the
+    k wanted ones are certified. Default: every wanted error bound (`ritz.error_bounds`) is at most
+    tol * |theta| at two consecutive steps that agree (`ritz.confirmed`); `strict`: every residual
+    is at most tol * |theta| (the bounds reported are then the residuals). A Krylov space as large
+    as the operator certifies everything.
+
+    Args:
+        op: the operator whose Krylov space is built.
+        k: eigenvalues wanted.
+        tol: the relative tolerance.
+        which: "algebraic" or "magnitude" (`ritz.WHICH_KEYS`).
+        strict: stop on the residuals instead of the bounds.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> from landscape.curvature.lanczos import lanczos
+        >>> rule = TopRule(op, 1, 1e-3)
+        >>> krylov = lanczos(op, torch.ones(1, 2), 2, torch.Generator().manual_seed(0), rule)
+        >>> r = rule.ritz(krylov)
+        >>> round(float(r.values[0]), 5), r.converged
+        (4.0, True)
     """
 
     def __init__(
@@ -68,6 +98,15 @@ class TopRule:
         self.converged = False
 
     def __call__(self, krylov: Krylov, j: int) -> bool:
+        """Record the step and say whether the k wanted Ritz values are certified.
+
+        Args:
+            krylov: the Lanczos run after step j.
+            j: the step (0-based; the step is read off `krylov`).
+
+        Returns:
+            Whether the rule is met (the iteration stops).
+        """
         theta, _, residuals = krylov.ritz()
         step = Step.of(theta[0], residuals[0], torch.finfo(self.op.dtype).eps)
         self.steps.append(step)
@@ -85,7 +124,14 @@ class TopRule:
         return self.converged
 
     def ritz(self, krylov: Krylov, vectors: bool = False) -> Ritz:
-        """The k wanted Ritz pairs of the last step (eigenvectors (k, size) with `vectors`).
+        """The k wanted Ritz pairs of the last step.
+
+        Args:
+            krylov: the Lanczos run the rule was asked about.
+            vectors: also compute the eigenvectors (k, size).
+
+        Returns:
+            The Ritz pairs (`Ritz`).
 
         Raises:
             LandscapeError: the Krylov space has fewer than k vectors.
@@ -125,7 +171,29 @@ def lanczos_top(
 ) -> Ritz:
     """Top-k Ritz pairs of `op` by (block) Lanczos within `max_hvps` products, stopped by `TopRule`.
 
-    `block` vectors go through each product together.
+    Args:
+        op: the symmetric operator.
+        k: eigenvalues wanted.
+        tol: the relative tolerance (`TopRule`).
+        max_hvps: products at most.
+        generator: the source of the start block and of any random vector.
+        which: "algebraic" or "magnitude".
+        vectors: also return the eigenvectors.
+        block: vectors that go through each product together.
+        strict: stop on the residuals instead of the bounds.
+
+    Returns:
+        The Ritz pairs (`Ritz`).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> r = lanczos_top(op, 1, 1e-3, 10, torch.Generator().manual_seed(0))
+        >>> round(float(r.values[0]), 5), op.hvps
+        (4.0, 2)
     """
     rule = TopRule(op, k, tol, which, strict)
     krylov = lanczos(
@@ -142,9 +210,32 @@ def power_top(
     generator: torch.Generator,
     vectors: bool = False,
 ) -> Ritz:
-    """PyHessian's power iteration with deflation: for each of k eigenvalues at most max_hvps // k
-    products, stopping when the Rayleigh quotient changes by less than tol (relative) between two
-    iterations. The bounds are the residuals (no gap is known).
+    """PyHessian's power iteration with deflation.
+
+    For each of k eigenvalues at most max_hvps // k products, stopping when the Rayleigh quotient
+    changes by less than tol (relative) between two iterations. The bounds are the residuals (no gap
+    is known).
+
+    Args:
+        op: the symmetric operator.
+        k: eigenvalues wanted.
+        tol: the relative change that stops each iteration.
+        max_hvps: products at most.
+        generator: the source of the start vectors.
+        vectors: also return the eigenvectors.
+
+    Returns:
+        The eigenvalue estimates of largest magnitude (`Ritz`).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> r = power_top(op, 1, 1e-6, 50, torch.Generator().manual_seed(0))
+        >>> round(float(r.values[0]), 3), r.converged
+        (4.0, True)
     """
     found: list[torch.Tensor] = []
     values, residuals, converged = [], [], True
@@ -171,8 +262,21 @@ def power_top(
 
 
 def check_k_fits(k: int, model: nn.Module) -> None:
-    """Raise unless the curvature matrix of `model`'s trainable parameters has at least `k`
-    eigenvalues.
+    """Raise unless the curvature matrix of `model`'s trainable parameters has `k` eigenvalues.
+
+    Args:
+        k: eigenvalues asked for.
+        model: the model measured.
+
+    Raises:
+        LandscapeError: the model has fewer than `k` trainable parameters.
+
+    Examples:
+        >>> from torch import nn
+        >>> check_k_fits(3, nn.Linear(2, 1, bias=False))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: `k` 3 is more than the 2 trainable parameters ...
     """
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if 0 < size < k:
@@ -201,17 +305,49 @@ def top_eigenvalues(
     output: Output = None,
     curvature: str = "hessian",
 ) -> EigenResult:
-    """Top-k eigenvalues of the Hessian of the mean loss of `model` (eval mode) on `data`: a `Split`
-    or any re-iterable of batches (`landscape.data.batches`); `criterion` "ce" (default), "nll",
-    "lm" or a callable; `output` which tensor of the model's output is the prediction
-    (`landscape.models.outputs`).
+    """Top-k eigenvalues of the Hessian of the mean loss of `model` (eval mode) on `data`.
 
-    Lanczos stops when every eigenvalue's error bound is at most `tol` relative (`strict`: every
-    residual); `block` start vectors go through each product together (block Lanczos; a block at
-    least as large as a cluster of eigenvalues resolves it). `max_hvps` (default 100 per eigenvalue,
-    PyHessian's maxIter) caps the Hessian-vector products; `backend="pyhessian"` runs PyHessian
-    0.1's own power iteration instead. `curvature`: the matrix, "hessian" (default), "ggn"
-    (Gauss-Newton) or "fisher" (empirical Fisher), `ggn.py`.
+    Lanczos (Lanczos 1950; with full reorthogonalisation, `lanczos.py`) stops when every
+    eigenvalue's error bound (`ritz.py`) is at most `tol` relative (`strict`: every residual); a
+    block of start vectors at least as large as a cluster of eigenvalues resolves it.
+
+    Args:
+        model: any module, in eval mode (or without dropout and BatchNorm).
+        data: a `Split` or any re-iterable of batches (`landscape.data.batches`).
+        k: eigenvalues wanted.
+        batch_size: examples per forward pass of a `Split` (memory only).
+        method: "lanczos" (default) or "power" (PyHessian's power iteration, `power_top`).
+        tol: each eigenvalue's relative error bound (Lanczos), or the relative change that stops
+            power iteration.
+        max_hvps: the cap on Hessian-vector products [100 per eigenvalue, PyHessian's maxIter].
+        seed: the seed of every random vector.
+        which: "algebraic" (Lanczos default) or "magnitude" (what power iteration finds).
+        eigenvectors: also return the eigenvectors (k, size).
+        backend: "landscape", or "pyhessian" for PyHessian 0.1's own power iteration.
+        cache: keep the gradient graphs between products (`HessianOperator`; None: when they fit).
+        criterion: "ce" (default), "nll", "lm" or a loss callable.
+        block: start vectors that go through each product together (block Lanczos).
+        strict: Lanczos stops on the residuals instead of the bounds (costlier).
+        output: which tensor of the model's output is the prediction (`landscape.models.outputs`).
+        curvature: the matrix, "hessian" (default), "ggn" (Gauss-Newton) or "fisher" (empirical
+            Fisher), `ggn.py`.
+
+    Returns:
+        The eigenvalues, their residuals and bounds, and the run's settings and cost
+        (`EigenResult`).
+
+    Raises:
+        LandscapeError: a bad choice or setting, a `k` larger than the parameters, or a budget
+            smaller than `k` or the block.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> model = nn.Linear(2, 1, bias=False)
+        >>> r = top_eigenvalues(model, [(x, y)], k=2, criterion=nn.MSELoss())
+        >>> r.eigenvalues.round(5).tolist(), bool((r.bounds < 1e-3 * r.eigenvalues).all())
+        ([4.0, 1.0], True)
     """
     check_backend(backend, criterion, output)
     check_curvature(curvature, backend)

@@ -1,5 +1,4 @@
-"""The trace of H from a Krylov basis already built: the part the basis captures exactly, the rest
-by Hutchinson.
+"""The trace of H from a Krylov basis: the part the basis captures exactly, the rest by Hutchinson.
 
 Let Q (n x M, orthonormal columns) be the basis of a (block) Lanczos run and P = I - Q Q^T. Then
 
@@ -34,7 +33,26 @@ from .trace import hutchinson
 
 
 def projected_trace(krylov: Krylov) -> float:
-    """tr(Q^T H Q) of the first run: the trace of its projected matrix T_M."""
+    """tr(Q^T H Q) of the first run: the trace of its projected matrix T_M.
+
+    Args:
+        krylov: a `lanczos` result.
+
+    Returns:
+        The trace of the first run's T_M.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.lanczos import lanczos
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> g = torch.Generator().manual_seed(0)
+        >>> krylov = lanczos(op, torch.tensor([[1.0, 0.0]]), 1, g)  # H = diag(4, 1), Q = e_1
+        >>> projected_trace(krylov)
+        4.0
+    """
     return float(torch.diagonal(krylov.matrix()[0]).sum())
 
 
@@ -46,19 +64,33 @@ def krylov_aware_trace(
     target_rse: float | None = None,
     block: int = 8,
 ) -> np.ndarray:
-    """Per-probe estimates tr(Q^T H Q) + g^T P H P g of tr(H) (module docstring) from the first
-    run's basis Q.
+    """Per-probe estimates tr(Q^T H Q) + g^T P H P g of tr(H) from the first run's basis Q.
+
+    See the module docstring.
 
     Args:
         op: the operator whose Krylov space `krylov` is.
         krylov: a `lanczos` result; its first run's basis is deflated.
         budget: most probes (products) to spend.
         generator: the source of the Rademacher probes.
-        target_rse: stop once at least `trace.MIN_PROBES` probes give a standard error at most this
-        times |trace|. block: probes per product.
+        target_rse: stop once at least `trace.MIN_PROBES` probes give a standard error at most
+            this times |trace|; None spends the budget.
+        block: probes per product.
 
     Returns:
         The per-probe estimates (their mean is the trace).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.lanczos import lanczos
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> g = torch.Generator().manual_seed(0)
+        >>> krylov = lanczos(op, torch.tensor([[1.0, 0.0]]), 1, g)  # H = diag(4, 1), Q = e_1
+        >>> krylov_aware_trace(op, krylov, 3, g).tolist()  # 4 + g^T diag(0, 1) g, g_2^2 = 1
+        [5.0, 5.0, 5.0]
     """
     return hutchinson(
         op,

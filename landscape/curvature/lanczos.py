@@ -22,10 +22,19 @@ from .operator import Operator, probes
 
 @dataclass
 class Krylov:
-    """The output of `lanczos` for `runs` starts of `block` vectors after m steps: the projected
-    matrices T_m (runs, m*block, m*block), float64 on CPU; the last coupling B_m (runs, block,
-    block), which links T_m to the next block; and the bases Q_m (runs, m*block, size) on the
-    operator's device.
+    """The output of `lanczos` for `runs` starts of `block` vectors after m steps.
+
+    Attributes:
+        projected: the projected matrices T_m (runs, m*block, m*block), float64 on CPU.
+        coupling: the last coupling B_m (runs, block, block), which links T_m to the next block.
+        basis: the bases Q_m (runs, m*block, size) on the operator's device.
+
+    Examples:
+        >>> import torch
+        >>> t = torch.tensor([[[2.0, 1.0], [1.0, 2.0]]], dtype=torch.float64)
+        >>> k = Krylov(t, torch.zeros(1, 1, 1, dtype=torch.float64), torch.eye(2)[None])
+        >>> k.block, k.ritz()[0].tolist()
+        (1, [[1.0, 3.0]])
     """
 
     projected: torch.Tensor
@@ -38,13 +47,22 @@ class Krylov:
         return self.coupling.shape[-1]
 
     def matrix(self) -> torch.Tensor:
-        """T_m (runs, m*block, m*block)."""
+        """T_m.
+
+        Returns:
+            The projected matrices (runs, m*block, m*block).
+        """
         return self.projected
 
     def ritz(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Ritz values (runs, M) ascending, eigenvectors S of T_m (runs, M, M; columns) and the
-        residual norms ||H Q s - theta Q s|| = ||B_m s_last|| (runs, M) of the Ritz pairs (theta, Q
-        s).
+        """The Ritz pairs (theta, Q s) of every run and their residual norms.
+
+        The residual of a Ritz pair is ||H Q s - theta Q s|| = ||B_m s_last||, s_last the last
+        block's rows of s (Parlett, The Symmetric Eigenvalue Problem, SIAM 1998, sec. 13.1).
+
+        Returns:
+            The Ritz values (runs, M) ascending, the eigenvectors S of T_m (runs, M, M; columns)
+            and the residual norms (runs, M).
         """
         theta, s = torch.linalg.eigh(self.projected)
         residuals = torch.linalg.vector_norm(self.coupling @ s[:, -self.block :, :], dim=1)
@@ -52,8 +70,10 @@ class Krylov:
 
 
 def _orthogonalise(w: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Remove from each row of w (r, b, n) its components along the rows of basis (r, j, n),
-    twice.
+    """Each row of w (r, b, n) less its components along the rows of basis (r, j, n), twice.
+
+    Returns:
+        The orthogonalised rows (r, b, n).
     """
     for _ in range(2):
         w = w - torch.einsum("rbj,rjn->rbn", torch.einsum("rjn,rbn->rbj", basis, w), basis)
@@ -72,6 +92,9 @@ def _next_block(
     Directions that w lacks (breakdown: an invariant subspace was found; a diagonal entry of B at
     most `threshold` (r,)) are filled with random vectors orthogonal to the basis, with zero
     coupling, so that T stays exact and the iteration can go on.
+
+    Returns:
+        The next block V and the coupling B.
     """
     q, b = torch.linalg.qr(w.transpose(1, 2))  # w^T = q b, q (r, n, b)
     signs = torch.where(torch.diagonal(b, dim1=1, dim2=2) < 0, -1.0, 1.0).to(b.dtype)
@@ -97,11 +120,30 @@ def lanczos(
 ) -> Krylov:
     """`steps` block Lanczos steps with full reorthogonalisation from each start, run in lockstep.
 
-    `start`: (runs, size) for one vector per run (plain Lanczos), or (runs, block, size) for block
-    Lanczos (the rows of each block are orthonormalised first). Each step multiplies H with runs *
-    block vectors in one `op.matmat`. `stop(K, j)` is asked after step j (0-based) and may end the
-    iteration early; the result is truncated to the steps done. Steps beyond size / block are not
-    taken.
+    Each step multiplies H with runs * block vectors in one `op.matmat`. Steps beyond size / block
+    are not taken.
+
+    Args:
+        op: the symmetric operator H (`operator.Operator`).
+        start: (runs, size) for one vector per run (plain Lanczos), or (runs, block, size) for block
+            Lanczos (the rows of each block are orthonormalised first).
+        steps: block steps at most.
+        generator: the source of the random vectors that replace lost directions (breakdown).
+        stop: asked `stop(K, j)` after step j (0-based) with the Krylov run so far; True ends the
+            iteration early.
+
+    Returns:
+        The run (`Krylov`), truncated to the steps done.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> k = lanczos(op, torch.ones(1, 2), 2, torch.Generator().manual_seed(0))
+        >>> k.ritz()[0].round(decimals=6).tolist()  # H = 2 X^T X / 2 = diag(4, 1)
+        [[1.0, 4.0]]
     """
     if start.ndim == 2:
         start = start[:, None, :]

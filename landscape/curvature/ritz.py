@@ -1,5 +1,4 @@
-"""A-posteriori error bounds of Ritz values, which Ritz values are wanted, and when a bound is
-trusted.
+"""A-posteriori error bounds of Ritz values, the wanted Ritz values, and when a bound is trusted.
 
 For a Ritz pair (theta, y) of the symmetric H (||y|| = 1) with residual r = ||H y - theta y||:
 
@@ -41,9 +40,25 @@ WHICH_KEYS = {"algebraic": lambda theta: theta, "magnitude": lambda theta: theta
 def error_bounds(
     theta: torch.Tensor, residuals: torch.Tensor, resolution: float = 0.0
 ) -> torch.Tensor:
-    """min(r, r^2 / delta) for each Ritz value (theta ascending, one run), r where delta is unknown,
-    and never below `resolution` (the arithmetic's: T_m's entries carry rounding errors of that
-    size).
+    """The error bound min(r, r^2 / delta) of each Ritz value of one run (module docstring).
+
+    The bound is r where delta is unknown, and never below `resolution`.
+
+    Args:
+        theta: the Ritz values, ascending (M,).
+        residuals: their residual norms r (M,).
+        resolution: the arithmetic's resolution: T_m's entries carry rounding errors of that size.
+
+    Returns:
+        The bounds (M,).
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([1.0, 4.0], dtype=torch.float64)
+        >>> r = torch.tensor([0.1, 0.01], dtype=torch.float64)
+        >>> b = error_bounds(theta, r)  # top: delta = (4 - (1 + 0.1)) / 2, bound r^2 / delta
+        >>> bool(torch.isclose(b[1], torch.tensor(0.01**2 / 1.45, dtype=torch.float64)))
+        True
     """
     inf = torch.full((1,), torch.inf, dtype=theta.dtype)
     above = torch.cat([(theta[1:] - residuals[1:]) - theta[:-1], inf])
@@ -58,7 +73,21 @@ def error_bounds(
 
 @dataclass
 class Step:
-    """The Ritz values (ascending), residuals and error bounds of one Lanczos step (one run)."""
+    """The Ritz values (ascending), residuals and error bounds of one Lanczos step (one run).
+
+    Attributes:
+        theta: the Ritz values, ascending.
+        residuals: their residual norms.
+        bounds: their error bounds (`error_bounds`).
+        resolution: the smallest bound the arithmetic allows.
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([1.0, 4.0], dtype=torch.float64)
+        >>> step = Step.of(theta, torch.tensor([0.1, 0.01], dtype=torch.float64), 2**-52)
+        >>> step.wanted(1, "algebraic").tolist(), step.first_order().tolist()
+        ([1], [0.1, 0.01])
+    """
 
     theta: torch.Tensor
     residuals: torch.Tensor
@@ -67,27 +96,52 @@ class Step:
 
     @classmethod
     def of(cls, theta: torch.Tensor, residuals: torch.Tensor, eps: float) -> Step:
-        """The step with the bounds of `error_bounds`, at a resolution of RESOLUTION * eps * max
-        |theta| for products computed with machine epsilon `eps`.
+        """The step with the bounds of `error_bounds` at a resolution of RESOLUTION eps max |theta|.
+
+        Args:
+            theta: the Ritz values, ascending.
+            residuals: their residual norms.
+            eps: the machine epsilon of the products.
+
+        Returns:
+            The step.
         """
         resolution = RESOLUTION * eps * float(theta.abs().max())
         return cls(theta, residuals, error_bounds(theta, residuals, resolution), resolution)
 
     def first_order(self) -> torch.Tensor:
-        """The residual bounds (at the step's resolution), which need no gap."""
+        """The residual bounds (at the step's resolution), which need no gap.
+
+        Returns:
+            The residuals, at least the resolution.
+        """
         return self.residuals.clamp_min(self.resolution)
 
     def wanted(self, k: int, which: str) -> torch.Tensor:
-        """Indices of the k wanted Ritz values, best first (largest algebraic or largest
-        magnitude).
+        """Indices of the k wanted Ritz values, best first.
+
+        Args:
+            k: how many.
+            which: "algebraic" (largest algebraic) or "magnitude" (largest magnitude).
+
+        Returns:
+            The indices into `theta` (k,).
         """
         return torch.argsort(WHICH_KEYS[which](self.theta), descending=True, stable=True)[:k]
 
     def positions(self, indices: torch.Tensor, which: str) -> list[tuple[bool, int]]:
-        """(from the top, offset from that end) of each index, so that the same position names the
-        approximation of the same eigenvalue at every step: largest algebraic ones count from the
-        top; of the largest magnitude ones, the positive count from the top and the negative from
-        the bottom.
+        """The position (from the top, offset from that end) of each index.
+
+        The same position names the approximation of the same eigenvalue at every step: largest
+        algebraic ones count from the top; of the largest magnitude ones, the positive count from
+        the top and the negative from the bottom.
+
+        Args:
+            indices: indices into `theta`.
+            which: "algebraic" or "magnitude".
+
+        Returns:
+            One (from the top, offset) pair per index.
         """
         m = len(self.theta)
         return [
@@ -96,7 +150,15 @@ class Step:
         ]
 
     def at(self, top: bool, offset: int) -> int | None:
-        """The index at `offset` from one end, None when the step has no Ritz value there."""
+        """The index at `offset` from one end.
+
+        Args:
+            top: count from the top (True) or from the bottom.
+            offset: Ritz values skipped from that end.
+
+        Returns:
+            The index into `theta`, None when the step has no Ritz value there.
+        """
         m = len(self.theta)
         if offset >= m:
             return None
@@ -104,14 +166,53 @@ class Step:
 
 
 def meets(step: Step, indices: torch.Tensor, tol: float, strict: bool = False) -> bool:
-    """Whether every wanted bound (residual with `strict`) is at most tol * |theta|."""
+    """Whether every wanted bound (residual with `strict`) is at most tol * |theta|.
+
+    Args:
+        step: the Lanczos step.
+        indices: the wanted Ritz values' indices.
+        tol: the relative tolerance.
+        strict: compare the residuals instead of the bounds.
+
+    Returns:
+        Whether all meet it.
+
+    Examples:
+        >>> import torch
+        >>> theta = torch.tensor([1.0, 4.0], dtype=torch.float64)
+        >>> step = Step.of(theta, torch.tensor([0.1, 0.01], dtype=torch.float64), 2**-52)
+        >>> meets(step, torch.tensor([1]), 1e-3), meets(step, torch.tensor([1]), 1e-3, strict=True)
+        (True, False)
+    """
     bound = step.first_order() if strict else step.bounds
     return bool((bound[indices] <= tol * step.theta[indices].abs()).all())
 
 
 def confirmed(previous: Step, current: Step, indices: torch.Tensor, which: str, tol: float) -> bool:
-    """Whether the bounds of the wanted Ritz values meet `tol` at two consecutive steps without the
-    second refuting the first (see the module docstring).
+    """Whether the wanted Ritz values' bounds meet `tol` at two consecutive steps that agree.
+
+    The second step must not refute the first (module docstring): no wanted Ritz value moves by
+    more than its previous bound, and no neighbour rises above the limit its previous delta used.
+
+    Args:
+        previous: the step before.
+        current: the step now.
+        indices: the wanted Ritz values' indices in `current`.
+        which: "algebraic" or "magnitude" (`Step.positions`).
+        tol: the relative tolerance.
+
+    Returns:
+        Whether the stop is confirmed.
+
+    Examples:
+        >>> import torch
+        >>> def step(top, r):
+        ...     theta = torch.tensor([1.0, top], dtype=torch.float64)
+        ...     return Step.of(theta, torch.tensor([0.1, r], dtype=torch.float64), 2**-52)
+        >>> confirmed(step(3.99995, 0.02), step(4.0, 0.01), torch.tensor([1]), "algebraic", 1e-3)
+        True
+        >>> confirmed(step(3.9, 0.02), step(4.0, 0.01), torch.tensor([1]), "algebraic", 1e-3)
+        False
     """
     if not meets(current, indices, tol):
         return False

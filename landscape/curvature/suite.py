@@ -54,9 +54,26 @@ TRACE_BLOCK = 8  # trace probes per product
 
 @dataclass
 class Run:
-    """What `krylov_suite` computed on an operator: the Krylov run, its top-k Ritz pairs, the
-    trace's per-probe estimates, and the products and seconds of the Lanczos run and of the trace
-    probes.
+    """What `krylov_suite` computed on an operator.
+
+    Attributes:
+        krylov: the block Lanczos run.
+        ritz: its top-k Ritz pairs (`eigen.Ritz`).
+        estimates: the trace's per-probe estimates.
+        lanczos_hvps: the products of the Lanczos run.
+        trace_hvps: the products of the trace probes.
+        lanczos_seconds: the seconds of the Lanczos run.
+        trace_seconds: the seconds of the trace probes.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> run = krylov_suite(op, 1, 1e-3, 2, 1, None, 12, torch.Generator().manual_seed(0))
+        >>> run.lanczos_hvps, run.trace_hvps
+        (2, 10)
     """
 
     krylov: Krylov
@@ -79,9 +96,10 @@ def krylov_suite(
     generator: torch.Generator,
     which: str = "algebraic",
 ) -> Run:
-    """One block Lanczos run of at least `steps` steps that goes on until `TopRule` certifies the
-    top k, then the Krylov-aware trace probes, all within `max_hvps` products (MIN_PROBES of them
-    kept for the trace).
+    """One block Lanczos run that certifies the top k, then the Krylov-aware trace probes.
+
+    The run takes at least `steps` steps and goes on until `TopRule` certifies the top k; all of it
+    within `max_hvps` products, MIN_PROBES of them kept for the trace.
 
     Args:
         op: a symmetric operator (`operator.Operator`).
@@ -100,6 +118,16 @@ def krylov_suite(
     Raises:
         LandscapeError: the budget cannot hold `steps` blocks and MIN_PROBES probes, or the space
             has fewer than k vectors when the budget ends.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> from landscape.curvature.operator import HessianOperator
+        >>> op = HessianOperator(nn.Linear(2, 1, bias=False), [(x, y)], criterion=nn.MSELoss())
+        >>> run = krylov_suite(op, 1, 1e-3, 2, 1, None, 12, torch.Generator().manual_seed(0))
+        >>> round(float(run.ritz.values[0]), 4), round(float(run.estimates.mean()), 4)
+        (4.0, 5.0)
     """
     lanczos_budget = max_hvps - MIN_PROBES
     if lanczos_budget < steps * block:
@@ -130,6 +158,12 @@ def krylov_suite(
 
 
 def _check(k: int, tol: float, steps: int, block: int, trace_rse: float | None, which: str) -> None:
+    """Refuse settings `curvature_suite` cannot run with.
+
+    Raises:
+        LandscapeError: `which` unknown, `k`, `steps` or `block` below 1, `tol` or `trace_rse` not
+            positive.
+    """
     check_choice(which, WHICH, "`which`")
     if k < 1 or steps < 1 or block < 1:
         raise LandscapeError(
@@ -158,8 +192,11 @@ def curvature_suite(
     output: Output = None,
     curvature: str = "hessian",
 ) -> SuiteResult:
-    """Top-k eigenvalues, trace and spectral density of the Hessian of the mean loss of `model`
-    (eval mode) on `data` from one block Lanczos run (module docstring).
+    """Top-k eigenvalues, trace and spectral density of the Hessian from one block Lanczos run.
+
+    The Hessian is that of the mean loss of `model` (eval mode) on `data` (module docstring). Bad
+    arguments, a budget too small, or a model or data the operator refuses raise a
+    `LandscapeError`.
 
     Args:
         model: any module, in eval mode (or without dropout and BatchNorm).
@@ -167,20 +204,36 @@ def curvature_suite(
         k: eigenvalues wanted (largest algebraic, or largest magnitude with `which="magnitude"`).
         tol: each eigenvalue's relative error bound (as `top_eigenvalues`).
         steps: block Lanczos steps at least; the density is exact for moments of degree below 2 *
-        steps. block: start vectors in the block. trace_rse: the trace's relative standard error
-        target; None spends the whole budget. max_hvps: products in all [steps * block + 100 * k +
-        100]. batch_size: examples per forward pass (memory only). seed: seed of every random
-        vector. which: "algebraic" or "magnitude". sigma2, grid_points: the density's smoothing
-        (`density.smooth`). cache: keep the gradient graphs (`HessianOperator`). criterion: "ce",
-        "nll", "lm" or a loss callable. output: which tensor of the model's output is the prediction
-        (`landscape.models.outputs`). curvature: the matrix, "hessian", "ggn" (Gauss-Newton) or
-        "fisher" (empirical Fisher), `ggn.py`.
+            steps.
+        block: start vectors in the block.
+        trace_rse: the trace's relative standard error target; None spends the whole budget.
+        max_hvps: products in all [steps * block + 100 * k + 100].
+        batch_size: examples per forward pass (memory only).
+        seed: seed of every random vector.
+        which: "algebraic" or "magnitude".
+        sigma2: the variance of the density's Gaussian smoothing (`density.smooth`).
+        grid_points: the points of the density's grid (`density.smooth`).
+        cache: keep the gradient graphs (`HessianOperator`).
+        criterion: "ce", "nll", "lm" or a loss callable.
+        output: which tensor of the model's output is the prediction (`landscape.models.outputs`).
+        curvature: the matrix, "hessian", "ggn" (Gauss-Newton) or "fisher" (empirical Fisher),
+            `ggn.py`.
 
     Returns:
         The three results and their shared settings (`SuiteResult`).
 
-    Raises:
-        LandscapeError: bad arguments, a budget too small, or a model or data the operator refuses.
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.zeros(2, 1)  # H = diag(4, 1)
+        >>> r = curvature_suite(
+        ...     nn.Linear(2, 1, bias=False), [(x, y)], steps=2, block=1, max_hvps=12,
+        ...     criterion=nn.MSELoss(),
+        ... )
+        >>> round(float(r.eigenvalues.eigenvalues[0]), 4), round(r.trace.trace, 4), r.hvps
+        (4.0, 5.0, 12)
+        >>> r.esd.nodes.round(4).tolist()
+        [[1.0, 4.0]]
     """
     _check(k, tol, steps, block, trace_rse, which)
     check_k_fits(k, model)
