@@ -248,3 +248,23 @@ def test_curvature_bad_input_is_one_error_line(ckpt, tmp_path, run_cli, args, me
     code, stdout, err = run_cli("curvature", ckpt, "--samples", "100", "--out", out, *args)
     assert code == 2 and err.startswith("error:") and message in err and stdout == "", err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_block_larger_than_the_space_is_reduced():
+    """A block of more start vectors than trainable parameters (the default 4 on a 3-parameter
+    model) runs with one vector per parameter and says so, and the figures are the exact ones."""
+    torch.manual_seed(0)
+    model, x, y = torch.nn.Linear(2, 1), torch.randn(16, 2), torch.randn(16, 1)
+    criterion = torch.nn.MSELoss(reduction="sum")
+
+    def loss(w: torch.Tensor) -> torch.Tensor:  # float64: the Hessian is 2 [X 1]^T [X 1] / n
+        return ((x.double() @ w[:2] + w[2] - y.double().squeeze(1)) ** 2).sum() / len(x)
+
+    exact = torch.linalg.eigvalsh(
+        torch.autograd.functional.hessian(loss, torch.zeros(3, dtype=torch.float64))
+    )
+    with pytest.warns(UserWarning, match=r"`block` 4 is more than the 3 trainable parameters"):
+        r = curvature_suite(model, [(x, y)], k=3, criterion=criterion)
+    assert r.block == 3
+    assert np.allclose(r.eigenvalues.eigenvalues, exact.flip(0).numpy(), rtol=1e-5)  # float32
+    assert math.isclose(r.trace.trace, float(exact.sum()), rel_tol=1e-5)

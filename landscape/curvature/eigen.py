@@ -25,7 +25,7 @@ from torch import nn
 from ..choices import EIG_METHODS, WHICH
 from ..data.batches import Batch
 from ..data.split import Split
-from ..errors import LandscapeError, check_choice
+from ..errors import LandscapeError, check_choice, warn
 from ..loss import Criterion
 from ..models.outputs import Output
 from .ggn import check_curvature, curvature_operator
@@ -286,6 +286,39 @@ def check_k_fits(k: int, model: nn.Module) -> None:
         )
 
 
+def fit_block(block: int, model: nn.Module) -> int:
+    """The block of start vectors Lanczos can use on `model`: at most its trainable parameters.
+
+    A block larger than the space would start from linearly dependent vectors; it is reduced to the
+    space's dimension with a warning.
+
+    Args:
+        block: start vectors asked for.
+        model: the model measured.
+
+    Returns:
+        `block`, or the number of trainable parameters when that is smaller.
+
+    Examples:
+        >>> import warnings
+        >>> from torch import nn
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     fit_block(4, nn.Linear(2, 1))
+        3
+        >>> str(caught[0].message)
+        '`block` 4 is more than the 3 trainable parameters: 3 start vectors used'
+    """
+    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if 0 < size < block:
+        warn(
+            f"`block` {block} is more than the {size} trainable parameters: {size} start "
+            "vectors used"
+        )
+        return size
+    return block
+
+
 def top_eigenvalues(
     model: nn.Module,
     data: Split | Iterable[Batch],
@@ -365,6 +398,7 @@ def top_eigenvalues(
             f"tol={tol}"
         )
     check_k_fits(k, model)
+    block = fit_block(block, model)
     max_hvps = 100 * k if max_hvps is None else max_hvps
     if max_hvps < max(k, block):
         raise LandscapeError(

@@ -38,7 +38,7 @@ from ..errors import LandscapeError, check_choice
 from ..loss import Criterion
 from ..models.outputs import Output
 from .density import quadrature, smooth
-from .eigen import Ritz, TopRule, check_k_fits
+from .eigen import Ritz, TopRule, check_k_fits, fit_block
 from .ggn import curvature_operator
 from .krylov_trace import krylov_aware_trace
 from .lanczos import Krylov, lanczos
@@ -237,6 +237,7 @@ def curvature_suite(
     """
     _check(k, tol, steps, block, trace_rse, which)
     check_k_fits(k, model)
+    block = fit_block(block, model)
     max_hvps = steps * block + 100 * k + 100 if max_hvps is None else max_hvps
     began = time.perf_counter()
     op = curvature_operator(
