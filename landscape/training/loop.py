@@ -191,12 +191,21 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
     return data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
 
 
-def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
-    """The checkpoint meta of a training run."""
+def data_meta(data: Dataset) -> dict:
+    """What a checkpoint's meta records of the data a model was trained on: the data record, the
+    input normalisation and the selection of training examples (when not all of them).
+    """
     return {
         **data_record(data),
         "normalize": [list(pair) for pair in data.normalize],
         **({"selection": data.selection.record()} if not data.selection.whole else {}),
+    }
+
+
+def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
+    """The checkpoint meta of a training run."""
+    return {
+        **data_meta(data),
         **asdict(cfg),
         "kept_epoch": result.kept_epoch,
         "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],

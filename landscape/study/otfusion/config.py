@@ -23,6 +23,7 @@ OT_KINDS = EXPERIMENTS[1:]
 Kind = Literal["batch-size", "skill-transfer", "widths", "ensemble", "ablation"]
 Mode = Literal["acts", "wts"]  # fusion's alignment modes (fusion/choices.py)
 Solver = Literal["emd", "sinkhorn"]  # fusion's OT solvers
+Aligner = Literal["ot", "rebasin"]  # fusion's alignment methods: OT or Git Re-Basin
 Init = Literal["diff", "same"]
 PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -96,15 +97,26 @@ class Ensemble:
 
 @dataclass(frozen=True)
 class Ablation:
-    """`[ablation]` (App. S2, Tables S2-S4): two models of different initialisation fused with every
-    mode, solver (Sinkhorn at every regularisation of `regs`) and number of activation samples of
-    `samples`.
+    """`[ablation]` (App. S2): two models of different initialisation, fused in three tables.
+
+    Tables S2-S4: every mode, solver (Sinkhorn at every regularisation of `regs`) and number of
+    activation samples of `samples`. Table S1: the same two models saved after each of `epochs`
+    (one training run to the last; none: no table), fused by exact OT on `epoch_samples`
+    activation samples. Alignment methods: vanilla averaging against each of `methods` (OT, Git
+    Re-Basin) in each of `modes` (exact OT; activations on the largest of `samples`).
+
+    Examples:
+        >>> Ablation(epochs=(1, 5)).methods
+        ('ot', 'rebasin')
     """
 
     samples: tuple[int, ...] = (2, 10, 25, 50, 100, 200)
     solvers: tuple[Solver, ...] = ("emd", "sinkhorn")
     regs: tuple[float, ...] = (0.05, 0.1)
     modes: tuple[Mode, ...] = ("acts", "wts")
+    epochs: tuple[int, ...] = ()
+    epoch_samples: int = 50
+    methods: tuple[Aligner, ...] = ("ot", "rebasin")
     compare: str | None = None
 
 
@@ -230,6 +242,19 @@ def _check(cfg: OTStudyConfig, where: str) -> None:
         problems += [
             ("ablation", "samples must be positive", any(m < 1 for m in a.samples)),
             ("ablation", "regs must be positive", any(r <= 0 for r in a.regs)),
+            (
+                "ablation",
+                "samples must list at least one m for acts alignment",
+                "acts" in a.modes and not a.samples,
+            ),
+            ("ablation", "epochs must be positive", any(e < 1 for e in a.epochs)),
+            ("ablation", "epochs must be increasing", list(a.epochs) != sorted(set(a.epochs))),
+            ("ablation", "epoch_samples must be positive", a.epoch_samples < 1),
+            (
+                "ablation",
+                "epochs need [train] patience 0 (early stopping could end training before them)",
+                bool(a.epochs) and cfg.train.patience > 0,
+            ),
         ]
     from .published import settings
 

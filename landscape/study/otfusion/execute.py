@@ -19,12 +19,13 @@ from ... import progress
 from ...data.datasets import Dataset, load_data
 from ...data.selection import DataSpec, Selection
 from ...data.split import Split, subsample
+from ...geometry.barrier import signed_barrier
 from ...io.checkpoint import load_checkpoint, save_checkpoint
 from ...io.store import content_key, group_keys, write_result, write_results
-from ...training.loop import TrainConfig, init_model, train, train_meta
+from ...training.loop import TrainConfig, data_meta, init_model, train, train_meta
 from ...training.metrics import evaluate, evaluate_ensemble
 from ..settings import SEED_SHIFT
-from .plan import WHOLE, Plan, Task
+from .plan import WHOLE, Plan, Task, snapshot_key
 
 
 class Fuser(Protocol):
@@ -42,7 +43,9 @@ def todo(p: Plan) -> list[tuple[str, list[Task], list[Task]]]:
     done = group_keys(p.store) if p.store.exists() else {}
 
     def finished(t: Task) -> bool:
-        return t.checkpoint.exists() if t.checkpoint is not None else done.get(t.group) == t.key
+        if t.checkpoint is not None:
+            return t.checkpoint.exists() and all(path.exists() for _, path in t.snapshots)
+        return done.get(t.group) == t.key
 
     return [(stage, tasks, [t for t in tasks if not finished(t)]) for stage, tasks in p.stages()]
 
@@ -60,6 +63,8 @@ class Runner:
             "widths": self._widths,
             "ensemble": self._ensemble,
             "ablation": self._ablation,
+            "ablation_epochs": self._ablation_epochs,
+            "ablation_methods": self._ablation_methods,
         }
         self.data = cache(self._data)
 
@@ -116,7 +121,15 @@ class Runner:
         model = init_model(
             self.plan.cfg.study.arch, self.plan.arch_kwargs, task.params["init_seed"]
         ).to(self.device)
-        result = train(model, data, cfg, desc=task.name)
+        snapshots = dict(task.snapshots)
+
+        def snapshot(epoch: int, model: nn.Module) -> None:
+            if epoch in snapshots:
+                meta = {**data_meta(data), **asdict(cfg), "init_seed": task.params["init_seed"]}
+                meta.update(epoch=epoch, snapshot_of=task.key, key=snapshot_key(task.key, epoch))
+                save_checkpoint(model, snapshots[epoch], meta=meta)
+
+        result = train(model, data, cfg, desc=task.name, on_epoch=snapshot)
         save_checkpoint(
             result.model,
             task.checkpoint,
@@ -251,6 +264,74 @@ class Runner:
             "ensemble_acc": evaluate_ensemble([a, b], test).acc,
             "vanilla_acc": self._acc(self.fuser.fuse([a, b], method="vanilla"), test),
             "rows": json.dumps(rows, sort_keys=True),
+            "test_n": len(test),
+        }
+        return {}, attrs
+
+    def _ablation_epochs(self, task: Task) -> tuple[dict, dict]:
+        """Table S1: A, B, their prediction ensemble, vanilla and OT average (acts, exact OT) after
+        each epoch.
+        """
+        s = task.params
+        test = self.data().test
+        x = subsample(self.data().train, s["samples"], s["seed"], "epoch_samples").x
+        curves: dict[str, list[float]] = {
+            k: [] for k in ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc", "ot_acc")
+        }
+        for _, key_a, key_b in s["snapshots"]:
+            a, b = self._load(key_a), self._load(key_b)
+            fused = {
+                "vanilla_acc": self.fuser.fuse([a, b], method="vanilla"),
+                "ot_acc": self.fuser.fuse([a, b], method="ot", mode="acts", x=x),
+            }
+            curves["a_acc"].append(self._acc(a, test))
+            curves["b_acc"].append(self._acc(b, test))
+            curves["ensemble_acc"].append(evaluate_ensemble([a, b], test).acc)
+            for name, model in fused.items():
+                curves[name].append(self._acc(model, test))
+        return {"epochs": [e for e, _, _ in s["snapshots"]], **curves}, {"test_n": len(test)}
+
+    def _ablation_methods(self, task: Task) -> tuple[dict, dict]:
+        """Vanilla averaging and each alignment method in each mode: accuracy of the fused model
+        (the midpoint of A aligned and B) and of A aligned, and the signed test loss and error
+        barriers of the line from A aligned to B at its midpoint.
+        """
+        s = task.params
+        a, b = (self._load(k) for k in s["models"])
+        test = self.data().test
+        x = subsample(self.data().train, s["samples"], s["seed"], "ablation samples").x
+        b_eval = evaluate(b, test)
+        rows = []
+        for row in s["rows"]:
+            if row["method"] == "vanilla":
+                aligned, fused = a, self.fuser.fuse([a, b], method="vanilla")
+            else:
+                options = {
+                    "method": row["method"],
+                    "mode": row["mode"],
+                    "x": x if row["mode"] == "acts" else None,
+                    "seed": s["seed"],
+                }
+                aligned = self.fuser.align(a, b, **options)
+                fused = self.fuser.fuse([a, b], **options)
+            line = [evaluate(aligned, test), evaluate(fused, test), b_eval]
+            alphas = [0.0, 0.5, 1.0]
+            loss, _ = signed_barrier(alphas, [e.loss for e in line])
+            error, _ = signed_barrier(alphas, [1 - e.acc for e in line])
+            rows.append(
+                {
+                    **row,
+                    "fused_acc": line[1].acc,
+                    "aligned_acc": line[0].acc,
+                    "loss_barrier": loss,
+                    "error_barrier": error,
+                }
+            )
+        attrs = {
+            "a_acc": self._acc(a, test),
+            "b_acc": b_eval.acc,
+            "rows": json.dumps(rows, sort_keys=True),
+            "samples": s["samples"],
             "test_n": len(test),
         }
         return {}, attrs

@@ -11,7 +11,7 @@ A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Task:
     checkpoint: Path | None = None
     group: str | None = None
     cost: tuple[tuple[str, int, int], ...] = ()
+    snapshots: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass
@@ -126,11 +127,20 @@ def _check_layers(arch: str, kwargs: dict, layers: tuple[str, ...]) -> None:
 
 
 def _model(
-    p: Plan, k: int, r: int, selection: Selection | None = None, init: int | None = None
+    p: Plan,
+    k: int,
+    r: int,
+    selection: Selection | None = None,
+    init: int | None = None,
+    epochs: int | None = None,
 ) -> str:
-    """The checkpoint key of model k of replicate r (init seed `init` instead of k when given)."""
+    """The checkpoint key of model k of replicate r (init seed `init` instead of k, and `epochs`
+    instead of [train] epochs, when given).
+    """
     cfg, selection = p.cfg, selection or WHOLE
-    train = TrainConfig(**{**asdict(cfg.train), "data_seed": shifted(k, r)})
+    train = TrainConfig(
+        **{**asdict(cfg.train), "data_seed": shifted(k, r), "epochs": epochs or cfg.train.epochs}
+    )
     init_seed = shifted(k if init is None else init, r)
     key = content_key(
         "model",
@@ -166,6 +176,39 @@ def _model(
             )
         )
     return key
+
+
+def snapshot_key(key: str, epoch: int) -> str:
+    """The name of model `key`'s checkpoint after epoch `epoch` of its training.
+
+    Args:
+        key: the trained model's key.
+        epoch: the epoch (from 1).
+
+    Returns:
+        The snapshot's key (also its checkpoint's file name).
+
+    Examples:
+        >>> snapshot_key("model-3f2a", 5)
+        'model-3f2a-epoch5'
+    """
+    return f"{key}-epoch{epoch}"
+
+
+def _snapshots(p: Plan, key: str, epochs: tuple[int, ...]) -> dict[int, str]:
+    """Have model `key`'s training also save it after each of `epochs`; their keys by epoch."""
+    i = next(i for i, t in enumerate(p.tasks) if t.key == key)
+    saved = dict(p.tasks[i].snapshots)
+    for e in epochs:
+        saved[e] = p.workdir / "checkpoints" / f"{snapshot_key(key, e)}.pt"
+        p.models[snapshot_key(key, e)] = {
+            "checkpoint": str(saved[e]),
+            "epoch": e,
+            "snapshot_of": key,
+            "replicate": p.models[key]["replicate"],
+        }
+    p.tasks[i] = replace(p.tasks[i], snapshots=tuple(sorted(saved.items())))
+    return {e: snapshot_key(key, e) for e in epochs}
 
 
 def _tag(s: Selection) -> str:
@@ -347,6 +390,65 @@ def _ablation(p: Plan, r: int) -> None:
         f"/ablation/r{r}",
         params,
         (4 + 2 * len(rows)) * p.sizes["test"],
+        keys,
+        r,
+    )
+    if a.epochs:
+        _epochs(p, r)
+    if a.methods:
+        _methods(p, r, keys)
+
+
+def _epochs(p: Plan, r: int) -> None:
+    """Table S1: models 1 and 2 saved after each listed epoch of one training run (as long as
+    [train] epochs when the list ends earlier, so that the run is the ablation's own pair), fused at
+    each.
+    """
+    a = p.cfg.ablation
+    length = max(a.epochs[-1], p.cfg.train.epochs)
+    trained = [_model(p, k, r, epochs=length) for k in (1, 2)]
+    saved = [_snapshots(p, key, a.epochs) for key in trained]
+    snapshots = [[e, saved[0][e], saved[1][e]] for e in a.epochs]
+    params = {
+        "snapshots": snapshots,
+        "samples": a.epoch_samples,
+        "seed": shifted(0, r),
+    }
+    _result(
+        p,
+        "measure",
+        f"fusion after each epoch r{r}",
+        "ablation_epochs",
+        f"/ablation/epochs-r{r}",
+        params,
+        len(a.epochs) * (5 * p.sizes["test"] + 2 * a.epoch_samples),
+        trained,
+        r,
+    )
+
+
+def _methods(p: Plan, r: int, keys: list[str]) -> None:
+    """Vanilla averaging, and each alignment method in each mode: fused accuracy and the barrier
+    at the midpoint of the aligned line.
+    """
+    a = p.cfg.ablation
+    rows = [{"method": "vanilla", "mode": None}] + [
+        {"method": method, "mode": mode} for method in a.methods for mode in a.modes
+    ]
+    params = {
+        "models": keys,
+        "rows": rows,
+        "samples": max(a.samples, default=None),
+        "seed": shifted(0, r),
+    }
+    _result(
+        p,
+        "measure",
+        f"alignment methods r{r}",
+        "ablation_methods",
+        f"/ablation/methods-r{r}",
+        params,
+        (2 + 2 * len(rows)) * p.sizes["test"],
         keys,
         r,
     )

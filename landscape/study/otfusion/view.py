@@ -34,10 +34,26 @@ class Stat:
     sd: float | None
 
     def pct(self) -> str:
-        """As the report prints it: a percentage, with ± sd when there are replicates."""
+        """As the report prints an accuracy: a percentage, with ± sd when there are replicates.
+
+        Returns:
+            The text, two decimals.
+        """
+        return self.text(100, 2)
+
+    def text(self, scale: float = 1.0, digits: int = 4) -> str:
+        """The mean (± sd when there are replicates) times `scale`, with `digits` decimals.
+
+        Args:
+            scale: the factor (100: a percentage of a fraction).
+            digits: decimals printed.
+
+        Returns:
+            The text.
+        """
         if self.sd is None:
-            return f"{100 * self.mean:.2f}"
-        return f"{100 * self.mean:.2f} ± {100 * self.sd:.2f}"
+            return f"{scale * self.mean:.{digits}f}"
+        return f"{scale * self.mean:.{digits}f} ± {scale * self.sd:.{digits}f}"
 
 
 def stat(values: Any) -> Stat:
