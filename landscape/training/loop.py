@@ -192,8 +192,24 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
 
 
 def data_meta(data: Dataset) -> dict:
-    """What a checkpoint's meta records of the data a model was trained on: the data record, the
-    input normalisation and the selection of training examples (when not all of them).
+    """What a checkpoint's meta records of the data a model was trained on.
+
+    The data record (`landscape.data.record`), the input normalisation and the selection of
+    training examples (when not all of them).
+
+    Args:
+        data: the training data.
+
+    Returns:
+        The meta's data fields.
+
+    Examples:
+        >>> from landscape.data.datasets import Dataset
+        >>> from landscape.data.split import Split
+        >>> split = Split(torch.arange(8.0).reshape(4, 2), torch.tensor([0, 1, 0, 1]))
+        >>> meta = data_meta(Dataset("toy", split, split, split, 2, (2,), normalize=((0.0, 1.0),)))
+        >>> meta["data_shape"], meta["normalize"], "selection" in meta
+        ([2], [[0.0, 1.0]], False)
     """
     return {
         **data_record(data),

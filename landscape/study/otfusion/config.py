@@ -1,6 +1,7 @@
-"""The settings of an OT-fusion study: a TOML file whose `[study] experiments` names the kinds it
-runs, one section per kind, each a frozen dataclass checked against its type hints
-(`landscape/study/settings.py`).
+"""The settings of an OT-fusion study, read from a TOML file.
+
+`[study] experiments` names the kinds the study runs, with one section per kind, each a frozen
+dataclass checked against its type hints (`landscape/study/settings.py`).
 
 Sections: `[study]` (name, architecture, data, replicates), `[train]` (every `TrainConfig` field,
 shared by all models trained), `[skill-transfer]`, `[widths]`, `[ensemble]`, `[ablation]` (the kinds
@@ -30,8 +31,13 @@ PROPORTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 @dataclass(frozen=True)
 class StudySettings:
-    """`[study]`: what is trained on what, and how often (replicate r shifts every seed by
-    1000·r).
+    """`[study]`: what is trained on what, and how often.
+
+    Replicate r shifts every seed by 1000·r.
+
+    Examples:
+        >>> StudySettings("demo", "mlp").data, StudySettings("demo", "mlp").replicates
+        ('digits', 1)
     """
 
     name: str
@@ -44,9 +50,14 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class SkillTransfer:
-    """`[skill-transfer]` (Sec. 5.1, Fig. 2): A sees the special label plus `share` of the others, B
-    the rest of the others; fused in proportions w_B (`proportions`) by vanilla and OT averaging,
-    for each of `inits`.
+    """`[skill-transfer]` (Sec. 5.1, Fig. 2): two specialists fused in proportions w_B.
+
+    A sees the special label plus `share` of the others, B the rest of the others; they are fused in
+    proportions w_B (`proportions`) by vanilla and OT averaging, for each of `inits`.
+
+    Examples:
+        >>> SkillTransfer().special_label, SkillTransfer().inits
+        (4, ('diff', 'same'))
     """
 
     special_label: int = 4
@@ -62,9 +73,14 @@ class SkillTransfer:
 
 @dataclass(frozen=True)
 class Widths:
-    """`[widths]` (Sec. 5.2, Fig. 3): each of `layers` pruned by `fractions` of its units (smallest
-    L1 norm), then the dense model OT-fused into the pruned one with the pruned model's weight
-    `weight`.
+    """`[widths]` (Sec. 5.2, Fig. 3): structured pruning, then OT fusion of the dense model.
+
+    Each of `layers` loses `fractions` of its units (smallest L1 norm), then the dense model is
+    OT-fused into the pruned one with the pruned model's weight `weight`.
+
+    Examples:
+        >>> Widths(layers=("features.2",)).mode
+        'wts'
     """
 
     layers: tuple[str, ...]
@@ -79,10 +95,15 @@ class Widths:
 
 @dataclass(frozen=True)
 class Ensemble:
-    """`[ensemble]` (Sec. 5.3, Tables 1-3): for each K of `models`, the first K of max(K) models
-    trained from different initialisations: individuals, prediction ensemble, vanilla and OT
-    averages, each fine-tuned for `finetune_epochs` (0: not fine-tuned) at `finetune_lr` (None:
-    [train] lr).
+    """`[ensemble]` (Sec. 5.3, Tables 1-3): K models replaced by one fused model.
+
+    For each K of `models`, the first K of max(K) models trained from different initialisations:
+    individuals, prediction ensemble, vanilla and OT averages, each fine-tuned for
+    `finetune_epochs` (0: not fine-tuned) at `finetune_lr` (None: [train] lr).
+
+    Examples:
+        >>> Ensemble(models=(2, 4)).finetune_epochs
+        0
     """
 
     models: tuple[int, ...] = (2, 4)
@@ -130,7 +151,17 @@ SECTIONS = {
 
 @dataclass(frozen=True)
 class OTStudyConfig:
-    """Every setting of an OT-fusion study."""
+    """Every setting of an OT-fusion study: `[study]`, `[train]` and one section per kind run.
+
+    Examples:
+        >>> cfg = OTStudyConfig(
+        ...     StudySettings("demo", "mlp", experiments=("ablation",)),
+        ...     TrainConfig(epochs=1),
+        ...     ablation=Ablation(),
+        ... )
+        >>> cfg.name, cfg.kind("ablation").samples[-1], cfg.kind("skill-transfer")
+        ('demo', 200, None)
+    """
 
     study: StudySettings
     train: TrainConfig
@@ -141,15 +172,41 @@ class OTStudyConfig:
 
     @property
     def name(self) -> str:
+        """The study's name (`[study] name`)."""
         return self.study.name
 
     def kind(self, name: str) -> SkillTransfer | Widths | Ensemble | Ablation | None:
-        """The settings of experiment `name` (None when the study does not run it)."""
+        """The settings of one experiment kind.
+
+        Args:
+            name: the kind, as `[study] experiments` names it ("skill-transfer", "ablation", ...).
+
+        Returns:
+            Its section's settings, or None when the study does not run it.
+        """
         return getattr(self, name.replace("-", "_"))
 
 
 def read_toml(path: str | Path) -> dict:
-    """The TOML file at `path` as a dict; a one-line error when it is missing or invalid."""
+    """The TOML file at `path` as a dict.
+
+    Args:
+        path: the file.
+
+    Returns:
+        Its tables.
+
+    Raises:
+        LandscapeError: the file is missing or not valid TOML (one line).
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "s.toml"
+        ...     _ = path.write_text('study = { name = "x" }')
+        ...     read_toml(path)
+        {'study': {'name': 'x'}}
+    """
     path = Path(path)
     if not path.is_file():
         raise LandscapeError(f"config file not found: {path}")
@@ -160,7 +217,20 @@ def read_toml(path: str | Path) -> dict:
 
 
 def experiments_of(raw: dict) -> tuple[str, ...]:
-    """The experiment kinds a config names (batch-size when it names none)."""
+    """The experiment kinds a config names.
+
+    Args:
+        raw: the config's tables (`read_toml`).
+
+    Returns:
+        `[study] experiments` as a tuple ("batch-size" when it names none).
+
+    Examples:
+        >>> experiments_of({"study": {"experiments": ["widths", "ablation"]}})
+        ('widths', 'ablation')
+        >>> experiments_of({})
+        ('batch-size',)
+    """
     study = raw.get("study", {})
     kinds = study.get("experiments", ["batch-size"]) if isinstance(study, dict) else ["batch-size"]
     return tuple(kinds) if isinstance(kinds, list) else (kinds,)
@@ -178,7 +248,14 @@ def load_ot_config(path: str | Path, data: str | None = None) -> OTStudyConfig:
 
     Raises:
         LandscapeError: for a missing or invalid file, an unknown section or setting, a value of the
-        wrong type, a kind listed without its section or a section not listed, or impossible values.
+            wrong type, a kind listed without its section or a section not listed, or impossible
+            values.
+
+    Examples:
+        >>> from landscape.study import presets
+        >>> cfg = load_ot_config(presets.path("otfusion-sinkhorn"), data="digits")
+        >>> cfg.study.data, cfg.ablation.epochs
+        ('digits', (1, 2, 5, 7, 10, 15, 20))
     """
     where = str(path)
     raw = read_toml(path)
@@ -210,7 +287,11 @@ def load_ot_config(path: str | Path, data: str | None = None) -> OTStudyConfig:
 
 
 def _check(cfg: OTStudyConfig, where: str) -> None:
-    """Values the types allow but the experiments cannot use."""
+    """Reject values the types allow but the experiments cannot use.
+
+    Raises:
+        LandscapeError: naming the file, section and problem.
+    """
     cfg.train.validate()
     problems = [("study", "replicates must be at least 1", cfg.study.replicates < 1)]
     if cfg.skill_transfer:

@@ -1,7 +1,8 @@
-"""Running a planned OT-fusion study: every task not done yet (a checkpoint that exists, or a stored
-group whose `key` matches, is done), stage by stage, in one process; the store ends with the study's
-description under `/study`. `landscape` never imports `fusion`: the caller passes the fusion
-functions in (`Fuser`).
+"""Running a planned OT-fusion study, stage by stage, in one process.
+
+Every task not done yet runs (a checkpoint that exists with its snapshots, or a stored group whose
+`key` matches, is done); the store ends with the study's description under `/study`. `landscape`
+never imports `fusion`: the caller passes the fusion functions in (`Fuser`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,77 @@ from .plan import WHOLE, Plan, Task, snapshot_key
 
 
 class Fuser(Protocol):
-    """The fusion functions an OT-fusion study needs (the `fusion` package provides them)."""
+    """The fusion functions an OT-fusion study needs (the `fusion` package provides them).
 
-    def align(self, model: nn.Module, anchor: nn.Module, **kw: Any) -> nn.Module: ...
+    Examples:
+        >>> from types import SimpleNamespace
+        >>> keep = SimpleNamespace(
+        ...     align=lambda model, anchor, **kw: model,
+        ...     fuse=lambda models, **kw: models[-1],
+        ...     prune_units=lambda model, layer, fraction: model,
+        ... )
+        >>> keep.fuse([1, 2], method="vanilla")  # any object with these three functions
+        2
+    """
 
-    def fuse(self, models: list[nn.Module], **kw: Any) -> nn.Module: ...
+    def align(self, model: nn.Module, anchor: nn.Module, **kw: Any) -> nn.Module:
+        """Move `model`'s units onto `anchor`'s (`fusion.align`).
 
-    def prune_units(self, model: nn.Module, layer: str, fraction: float) -> nn.Module: ...
+        Args:
+            model: the model to align.
+            anchor: the model it is aligned to.
+            **kw: the alignment's settings (method, mode, x, solver, reg, seed).
+
+        Returns:
+            The aligned model.
+        """
+        ...
+
+    def fuse(self, models: list[nn.Module], **kw: Any) -> nn.Module:
+        """Fuse `models` into one (`fusion.fuse`).
+
+        Args:
+            models: the models; the last is the anchor.
+            **kw: the fusion's settings (method, weights, mode, x, solver, reg, seed).
+
+        Returns:
+            The fused model.
+        """
+        ...
+
+    def prune_units(self, model: nn.Module, layer: str, fraction: float) -> nn.Module:
+        """Remove a fraction of one layer's units (`fusion.prune_units`).
+
+        Args:
+            model: the dense model.
+            layer: the linear or convolution layer's module name.
+            fraction: the share of its units removed, those of smallest L1 norm.
+
+        Returns:
+            The pruned model.
+        """
+        ...
 
 
 def todo(p: Plan) -> list[tuple[str, list[Task], list[Task]]]:
-    """Every stage as (name, all its tasks, the tasks not done yet)."""
+    """The tasks of a plan by stage, with those not done yet.
+
+    Args:
+        p: the plan.
+
+    Returns:
+        Every stage as (name, all its tasks, the tasks not done yet).
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> from landscape.study.otfusion.plan import plan
+        >>> study = StudySettings("demo", "mlp", experiments=("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=1), ablation=Ablation(methods=()))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     [(stage, len(tasks), len(left)) for stage, tasks, left in todo(plan(cfg, tmp))]
+        [('train', 2, 2), ('measure', 1, 1)]
+    """
     done = group_keys(p.store) if p.store.exists() else {}
 
     def finished(t: Task) -> bool:
@@ -51,7 +112,23 @@ def todo(p: Plan) -> list[tuple[str, list[Task], list[Task]]]:
 
 
 class Runner:
-    """Runs the tasks of a plan with `fuser` on `device`; data is read on first use."""
+    """Runs the tasks of a plan with `fuser` on `device`; data is read on first use.
+
+    Args:
+        p: the plan.
+        fuser: the fusion functions (the `fusion` package).
+        device: where models are trained and evaluated.
+
+    Examples:
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> from landscape.study.otfusion.plan import plan
+        >>> study = StudySettings("demo", "mlp", ("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=2), ablation=Ablation(epochs=(1, 2)))
+        >>> p = plan(cfg, "runs/demo")
+        >>> runner = Runner(p, fuser=None)  # reads no data until a task needs it
+        >>> sorted({t.action for t in p.tasks} - set(runner.actions))  # every task has its action
+        []
+    """
 
     def __init__(self, p: Plan, fuser: Fuser, device: torch.device | str = "cpu"):
         self.plan, self.fuser, self.device = p, fuser, torch.device(device)
@@ -69,7 +146,11 @@ class Runner:
         self.data = cache(self._data)
 
     def run(self) -> None:
-        """Run every task not done yet; then describe the study in the store."""
+        """Run every task not done yet; then describe the study in the store.
+
+        A task's `LandscapeError` (bad data, a diverged training run, an impossible fusion) stops
+        the run; what finished before it stays done.
+        """
         stages = todo(self.plan)
         for i, (stage, _, tasks) in enumerate(stages):
             bar = progress.bar(
@@ -155,7 +236,9 @@ class Runner:
         )
 
     def _skill(self, task: Task) -> tuple[dict, dict]:
-        """Global and special-label test accuracy of A, B, and their vanilla, OT and prediction
+        """Return skill transfer's result: accuracies of A, B and their averages at every w_B.
+
+        Global and special-label test accuracy of A, B, and their vanilla, OT and prediction
         averages at every proportion w_B; activations from A's own training examples (the paper's
         footnote 3).
         """
@@ -192,7 +275,9 @@ class Runner:
         return arrays, attrs
 
     def _widths(self, task: Task) -> tuple[dict, dict]:
-        """Test accuracy of the model with `layer` pruned by every fraction, before and after
+        """Return the widths result: accuracy after pruning `layer`, without and with fusion.
+
+        Test accuracy of the model with `layer` pruned by every fraction, before and after
         OT-fusing the dense model into it (the pruned model is the anchor, so the fusion has its
         widths).
         """
@@ -239,7 +324,7 @@ class Runner:
         return {"individual_acc": [self._acc(m, test) for m in models]}, attrs
 
     def _ablation(self, task: Task) -> tuple[dict, dict]:
-        """OT average and A aligned to B for every (mode, solver, regularisation, samples) row."""
+        """Return the OT average and A aligned to B for every (mode, solver, reg, m) row."""
         s = task.params
         a, b = (self._load(k) for k in s["models"])
         test = self.data().test
@@ -269,8 +354,9 @@ class Runner:
         return {}, attrs
 
     def _ablation_epochs(self, task: Task) -> tuple[dict, dict]:
-        """Table S1: A, B, their prediction ensemble, vanilla and OT average (acts, exact OT) after
-        each epoch.
+        """Return Table S1: A, B, their prediction ensemble, vanilla and OT average by epoch.
+
+        OT fusion aligns activations on `samples` training examples, by exact OT.
         """
         s = task.params
         test = self.data().test
@@ -292,9 +378,11 @@ class Runner:
         return {"epochs": [e for e, _, _ in s["snapshots"]], **curves}, {"test_n": len(test)}
 
     def _ablation_methods(self, task: Task) -> tuple[dict, dict]:
-        """Vanilla averaging and each alignment method in each mode: accuracy of the fused model
-        (the midpoint of A aligned and B) and of A aligned, and the signed test loss and error
-        barriers of the line from A aligned to B at its midpoint.
+        """Return vanilla averaging and each alignment method in each mode, a row each.
+
+        Each row: accuracy of the fused model (the midpoint of A aligned and B) and of A aligned,
+        and the signed test loss and error barriers of the line from A aligned to B at its midpoint
+        (`landscape.geometry.barrier.signed_barrier` over a = 0, 1/2, 1).
         """
         s = task.params
         a, b = (self._load(k) for k in s["models"])

@@ -1,12 +1,15 @@
-"""The jobs of an OT-fusion study, planned from its settings alone (no data is read): every model to
-train and every result to store, with the key hashed from everything it depends on and the work it
-costs at most.
+"""The jobs of an OT-fusion study, planned from its settings alone (no data is read).
+
+Every model to train and every result to store, with the key hashed from everything it depends on
+and the work it costs at most.
 
 Models are numbered: model k of replicate r starts from init seed k and draws its data order with
 data seed k, both shifted by 1000·r. A checkpoint is named by its key only, so a model two
 experiments share (the first models of the ensemble are the ablation's pair and the dense model of
 the widths experiment) is trained once. Skill transfer: A is model 1 (its "same init" B starts from
-A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r.
+A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r. A training task can
+also save its model after some epochs (`Task.snapshots`, the ablation's Table S1), each under its
+own key (`snapshot_key`).
 """
 
 from __future__ import annotations
@@ -30,9 +33,16 @@ EVAL_BATCH = 1024  # the batch size of evaluations (forward passes only)
 
 @dataclass(frozen=True)
 class Task:
-    """One job: a checkpoint to write or a result group to store; `action` names what does it,
-    `params` holds everything it needs; `cost` lists (unit, batch size, examples) with unit train,
-    forward or hvp.
+    """One job: a checkpoint to write or a result group to store.
+
+    `action` names what does it, `params` holds everything it needs; `cost` lists (unit, batch
+    size, examples) with unit train, forward or hvp; `snapshots` lists (epoch, checkpoint) where a
+    training task also saves its model after that epoch.
+
+    Examples:
+        >>> task = Task("measure", "ablation r0", "k1", "ablation", group="/ablation/r0")
+        >>> task.checkpoint is None, task.snapshots
+        (True, ())
     """
 
     stage: str
@@ -48,8 +58,15 @@ class Task:
 
 @dataclass
 class Plan:
-    """Every task of the study in stage order, and the models (name -> checkpoint) the report
-    names.
+    """Every task of the study in stage order, and the models (key -> checkpoint and seeds).
+
+    Examples:
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> study = StudySettings("demo", "mlp", experiments=("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=1), ablation=Ablation(methods=()))
+        >>> p = plan(cfg, "runs/demo")
+        >>> [stage for stage, _ in p.stages()], p.store.as_posix()
+        (['train', 'measure'], 'runs/demo/study.h5')
     """
 
     cfg: OTStudyConfig
@@ -61,16 +78,21 @@ class Plan:
 
     @property
     def store(self) -> Path:
+        """The study's result store, `study.h5` in the work folder."""
         return self.workdir / "study.h5"
 
     def stages(self) -> list[tuple[str, list[Task]]]:
-        """(stage, its tasks) in the order they run."""
+        """The tasks grouped by stage.
+
+        Returns:
+            (stage, its tasks) in the order they run.
+        """
         order = list(dict.fromkeys(t.stage for t in self.tasks))
         return [(s, [t for t in self.tasks if t.stage == s]) for s in order]
 
 
 def _kept(n: int, classes: int, s: Selection) -> int:
-    """Expected examples a selection keeps of `n` (classes taken as balanced)."""
+    """Return the examples a selection is expected to keep of `n` (classes taken as balanced)."""
     pool = (len(s.labels) if s.labels is not None else classes) - len(set(s.exclude_labels))
     return max(1, round(n * (pool * s.fraction + len(s.plus_labels)) / classes))
 
@@ -83,7 +105,17 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
         workdir: where checkpoints and `study.h5` go.
 
     Returns:
-        The plan.
+        The plan. A layer to prune that the model does not have is a `LandscapeError`.
+
+    Examples:
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> study = StudySettings("demo", "mlp", experiments=("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=2), ablation=Ablation(epochs=(1, 2)))
+        >>> p = plan(cfg, "runs/demo")
+        >>> [t.action for t in p.tasks]
+        ['train', 'train', 'ablation', 'ablation_epochs', 'ablation_methods']
+        >>> [e for e, _ in p.tasks[0].snapshots]
+        [1, 2]
     """
     shape = data_shape(cfg.study.data)
     kwargs = arch_kwargs_for(
@@ -108,8 +140,10 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
 
 
 def _check_layers(arch: str, kwargs: dict, layers: tuple[str, ...]) -> None:
-    """Raise unless every layer to prune is a linear or convolution layer of the model (built, not
-    trained).
+    """Check that every layer to prune is a linear or convolution layer of the (untrained) model.
+
+    Raises:
+        LandscapeError: naming the first layer the model does not have.
     """
     from torch import nn
 
@@ -134,8 +168,10 @@ def _model(
     init: int | None = None,
     epochs: int | None = None,
 ) -> str:
-    """The checkpoint key of model k of replicate r (init seed `init` instead of k, and `epochs`
-    instead of [train] epochs, when given).
+    """Return the checkpoint key of model k of replicate r, planning its training once.
+
+    The init seed is `init` instead of k, and the length `epochs` instead of [train] epochs, when
+    given.
     """
     cfg, selection = p.cfg, selection or WHOLE
     train = TrainConfig(
@@ -196,7 +232,7 @@ def snapshot_key(key: str, epoch: int) -> str:
 
 
 def _snapshots(p: Plan, key: str, epochs: tuple[int, ...]) -> dict[int, str]:
-    """Have model `key`'s training also save it after each of `epochs`; their keys by epoch."""
+    """Return the snapshots' keys by epoch, having model `key`'s training save them."""
     i = next(i for i, t in enumerate(p.tasks) if t.key == key)
     saved = dict(p.tasks[i].snapshots)
     for e in epochs:
@@ -212,6 +248,7 @@ def _snapshots(p: Plan, key: str, epochs: tuple[int, ...]) -> dict[int, str]:
 
 
 def _tag(s: Selection) -> str:
+    """Return the model's part of the skill-transfer split, for its task's name."""
     if s.whole:
         return ""
     return " (skill-transfer A)" if s.plus_labels else " (skill-transfer B)"
@@ -227,6 +264,7 @@ def _result(
     forwards: int,
     *depends: Any,
 ) -> None:
+    """Add the task that stores result group `group`, keyed by `depends` and `params`."""
     key = content_key(action, group, depends, {k: v for k, v in params.items() if k != "selection"})
     p.tasks.append(
         Task(
@@ -236,6 +274,7 @@ def _result(
 
 
 def _fusion(settings: Any, seed: int) -> dict[str, Any]:
+    """Return the fusion settings of an experiment's section, with `seed`."""
     return {
         "mode": settings.mode,
         "align_samples": settings.align_samples,
@@ -246,6 +285,7 @@ def _fusion(settings: Any, seed: int) -> dict[str, Any]:
 
 
 def _skill(p: Plan, r: int) -> None:
+    """Skill transfer: A and B of replicate r, and a result per initialisation."""
     s = p.cfg.skill_transfer
     split_seed = shifted(0, r)
     sel_a, sel_b = (
@@ -281,6 +321,7 @@ def _skill(p: Plan, r: int) -> None:
 
 
 def _widths(p: Plan, r: int) -> None:
+    """Different widths: the dense model of replicate r, and a result per layer pruned."""
     w = p.cfg.widths
     dense = _model(p, 1, r)
     for layer in w.layers:
@@ -305,6 +346,7 @@ def _widths(p: Plan, r: int) -> None:
 
 
 def _ensemble(p: Plan, r: int) -> None:
+    """Ensemble replacement: max(K) models, their fusions and fine-tunings, a result per K."""
     e = p.cfg.ensemble
     keys = [_model(p, k, r) for k in range(1, max(e.models) + 1)]
     for k in e.models:
@@ -371,6 +413,7 @@ def _ensemble(p: Plan, r: int) -> None:
 
 
 def _ablation(p: Plan, r: int) -> None:
+    """Ablations: models 1 and 2 of replicate r, and the results of each table."""
     a = p.cfg.ablation
     keys = [_model(p, k, r) for k in (1, 2)]
     rows = []
@@ -400,9 +443,9 @@ def _ablation(p: Plan, r: int) -> None:
 
 
 def _epochs(p: Plan, r: int) -> None:
-    """Table S1: models 1 and 2 saved after each listed epoch of one training run (as long as
-    [train] epochs when the list ends earlier, so that the run is the ablation's own pair), fused at
-    each.
+    """Table S1: models 1 and 2 saved after each listed epoch of one training run, fused at each.
+
+    The run lasts [train] epochs when the list ends earlier, so that it is the ablation's own pair.
     """
     a = p.cfg.ablation
     length = max(a.epochs[-1], p.cfg.train.epochs)
@@ -428,9 +471,7 @@ def _epochs(p: Plan, r: int) -> None:
 
 
 def _methods(p: Plan, r: int, keys: list[str]) -> None:
-    """Vanilla averaging, and each alignment method in each mode: fused accuracy and the barrier
-    at the midpoint of the aligned line.
-    """
+    """Vanilla averaging and each alignment method in each mode, as one result."""
     a = p.cfg.ablation
     rows = [{"method": "vanilla", "mode": None}] + [
         {"method": method, "mode": mode} for method in a.methods for mode in a.modes

@@ -1,7 +1,8 @@
-"""The report of an OT-fusion study, rebuilt from its store alone: settings, then one section per
-experiment with its tables (ours as mean ± sd over replicates, the paper's values as printed beside
-them, their setting named) and figures (accuracy against w_B with bands; accuracy against the
-fraction pruned).
+"""The report of an OT-fusion study, rebuilt from its store alone.
+
+Settings, then one section per experiment with its tables (ours as mean ± sd over replicates, the
+paper's values as printed beside them, their setting named) and figures (accuracy against w_B with
+bands; accuracy against the fraction pruned).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ def write_ot_report(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = DPI,
 ) -> Path:
-    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store; return its
-    path.
+    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store.
 
     Args:
         store: the study's `study.h5`.
@@ -42,12 +42,38 @@ def write_ot_report(
 
     Returns:
         The report's path.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.io.store import write_result
+        >>> config = {
+        ...     "study": {"name": "demo", "data": "digits", "arch": "mlp", "arch_kwargs": {}},
+        ...     "train": {"epochs": 2, "batch_size": 16, "lr": 0.05, "momentum": 0.5},
+        ...     "ablation": {"epoch_samples": 50},
+        ... }
+        >>> config["study"]["replicates"] = 1
+        >>> config["train"].update(weight_decay=0.0, schedule="none")
+        >>> described = {
+        ...     "config": json.dumps(config),
+        ...     "experiments": '["ablation"]',
+        ...     "replicates": 1,
+        ...     "data_sizes": '{"train": 1294, "val": 144, "test": 359}',
+        ... }
+        >>> names = ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc", "ot_acc")
+        >>> epochs = {"epochs": [1, 2], **{name: [0.5, 0.9] for name in names}}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = Path(tmp) / "study.h5"
+        ...     write_result(store, "/study/config", {}, described)
+        ...     write_result(store, "/ablation/epochs-r0", epochs, {})
+        ...     text = write_ot_report(store, Path(tmp) / "report", formats=()).read_text()
+        >>> [line for line in text.splitlines() if line.startswith("| 2 |")]
+        ['| 2 | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 | - | - | - | - | - |']
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_store(store) as reader:
         view = OTView(reader, Path(store))
-        report = Report(view, out_dir, tuple(formats), dpi)
+        report = _Report(view, out_dir, tuple(formats), dpi)
         text = report.text()
     path = out_dir / "report.md"
     with atomic_path(path) as tmp:
@@ -59,8 +85,8 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-class Report:
-    """The report's sections and figures (numbered in order)."""
+class _Report:
+    """Build the report's sections and figures (numbered in order)."""
 
     def __init__(self, view: OTView, out_dir: Path, formats: tuple[str, ...], dpi: int):
         self.view, self.out_dir, self.formats, self.dpi = view, out_dir, formats, dpi
@@ -437,7 +463,7 @@ class Report:
         return lines + self._epochs(paper) + self._methods()
 
     def _ablation_grid(self, runs: list[tuple[dict, dict]], paper: dict | None) -> list[str]:
-        """Tables S2-S4: the baselines, then a row per mode, solver, regularisation and m."""
+        """Return Tables S2-S4: the baselines, then a row per mode, solver, reg and m."""
         lines = []
         base = {
             k: stat([r[1][k] for r in runs])
@@ -501,7 +527,7 @@ class Report:
         return lines
 
     def _epochs(self, paper: dict | None) -> list[str]:
-        """Table S1: a row per epoch, ours beside the paper's."""
+        """Return Table S1's section: a row per epoch, ours beside the paper's."""
         runs = self.view.groups("ablation", "epochs")
         if not runs:
             return []
@@ -533,7 +559,7 @@ class Report:
         ]
 
     def _methods(self) -> list[str]:
-        """OT against Git Re-Basin: fused accuracy and midpoint barriers, vanilla as baseline."""
+        """Return the section of OT against Git Re-Basin, vanilla averaging as the baseline."""
         runs = self.view.groups("ablation", "methods")
         if not runs:
             return []
