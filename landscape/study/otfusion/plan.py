@@ -200,7 +200,8 @@ def _model(
         p.tasks.append(
             Task(
                 "train",
-                f"train model {k}{_tag(selection)} r{r}",
+                f"train model {k}{_tag(selection)} r{r}"
+                + (f" ({train.epochs} epochs)" if train.epochs != cfg.train.epochs else ""),
                 key,
                 "train",
                 {"init_seed": init_seed, "train": asdict(train), "selection": selection},
