@@ -379,7 +379,9 @@ def test_epoch_snapshots_are_a_fresh_training_stopped_there(tiny_study):
 def test_rebasin_rows_are_fusion_rebasin_on_the_same_inputs(tiny_study):
     """The method table's Re-Basin rows hold what `fusion.fuse(..., method="rebasin")` gives on
     the same models, samples and seed; aligning by a permutation keeps A's accuracy, and the
-    barrier is the fused model's excess over its ends."""
+    barrier is the excess of the fused model, the midpoint of A aligned and B, over its ends."""
+    import torch
+
     import fusion
     from landscape.data.datasets import load_data
     from landscape.data.split import subsample
@@ -404,8 +406,11 @@ def test_rebasin_rows_are_fusion_rebasin_on_the_same_inputs(tiny_study):
     b_eval = evaluate(b, data.test)
     for row in rows[3:]:
         options = {"mode": row["mode"], "x": x if row["mode"] == "acts" else None, "seed": 0}
-        fused = evaluate(fusion.fuse([a, b], method="rebasin", **options), data.test)
-        aligned = evaluate(fusion.align(a, b, method="rebasin", **options), data.test)
+        fused_model = fusion.fuse([a, b], method="rebasin", **options)
+        aligned_model = fusion.align(a, b, method="rebasin", **options)
+        middle = {k: (v + b.state_dict()[k]) / 2 for k, v in aligned_model.state_dict().items()}
+        assert all(torch.allclose(v, middle[k]) for k, v in fused_model.state_dict().items())
+        fused, aligned = evaluate(fused_model, data.test), evaluate(aligned_model, data.test)
         assert row["fused_acc"] == fused.acc and row["aligned_acc"] == aligned.acc
         assert aligned.acc == pytest.approx(attrs["a_acc"])
         excess = fused.loss - (aligned.loss + b_eval.loss) / 2

@@ -419,7 +419,7 @@ class Runner:
             "a_acc": self._acc(a, test),
             "b_acc": b_eval.acc,
             "rows": json.dumps(rows, sort_keys=True),
-            "samples": s["samples"],
+            **({"samples": s["samples"]} if s["samples"] else {}),
             "test_n": len(test),
         }
         return {}, attrs

@@ -100,12 +100,15 @@ def _kept(n: int, classes: int, s: Selection) -> int:
 def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
     """Every task of the study `cfg` in `workdir` (pure: nothing is read or written).
 
+    A `[widths]` layer that the model does not have is a `LandscapeError`, checked on the model
+    built (not trained).
+
     Args:
         cfg: the study's settings.
         workdir: where checkpoints and `study.h5` go.
 
     Returns:
-        The plan. A layer to prune that the model does not have is a `LandscapeError`.
+        The plan.
 
     Examples:
         >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings

@@ -588,7 +588,8 @@ class _Report:
             "The same two models aligned to B by OT (exact; Singh & Jaggi) or by Git Re-Basin "
             '(Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation '
             'Symmetries", ICLR 2023: weight matching, or activation matching by correlation), '
-            f"activations on m = {samples} training examples, then averaged with B; vanilla "
+            + (f"activations on m = {samples} training examples, " if samples else "")
+            + "then averaged with B; vanilla "
             "averaging aligns nothing. Barriers: test loss and error (percentage points) of the "
             "midpoint of the line from A aligned to B above the mean of its ends, signed "
             "(negative: below). Source: `/ablation/methods-r<r>`.",
