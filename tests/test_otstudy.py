@@ -374,6 +374,7 @@ def test_epoch_snapshots_are_a_fresh_training_stopped_there(tiny_study):
     section = report.split("### Fusion after different training epochs")[1].split("###")[0]
     rows = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2 and "92.03" in rows[0] and "87.10" in rows[0] and "94.39" in rows[1]
+    assert (tiny_study / "run" / "report" / "epochs.png").is_file()
 
 
 def test_rebasin_rows_are_fusion_rebasin_on_the_same_inputs(tiny_study):

@@ -2,7 +2,7 @@
 
 Settings, then one section per experiment with its tables (ours as mean ± sd over replicates, the
 paper's values as printed beside them, their setting named) and figures (accuracy against w_B with
-bands; accuracy against the fraction pruned).
+bands; accuracy against the fraction pruned; accuracy against the epochs trained).
 """
 
 from __future__ import annotations
@@ -546,6 +546,23 @@ class _Report:
                 ]
             )
         columns = ["A", "B", "Prediction avg.", "Vanilla avg.", "OT avg."]
+        epochs = tuple(float(e) for e in runs[0][0]["epochs"])
+        bands = tuple(
+            Band(
+                label,
+                epochs,
+                tuple(100 * c.mean for c in ours[k]),
+                tuple(100 * (c.sd or np.nan) for c in ours[k]),
+                style,
+            )
+            for label, k, style in (
+                ("OT average", "ot_acc", "-"),
+                ("vanilla average", "vanilla_acc", "-"),
+                ("prediction ensemble", "ensemble_acc", "-"),
+                ("model A", "a_acc", "--"),
+                ("model B", "b_acc", ":"),
+            )
+        )
         return [
             f"### Fusion after different training epochs (Table S1, n = {len(runs)})",
             "",
@@ -556,6 +573,14 @@ class _Report:
             "",
             *markdown(["Epoch", *columns, *(f"Paper {c}" for c in columns)], out),
             "",
+            *self._figure(
+                "epochs",
+                [BandPanel("", "epochs trained", "test accuracy (%)", bands)],
+                "Fusion after different training epochs",
+                "Test accuracy of A, B and their fusions against the epochs the two models were "
+                f"trained (the paper's Figure S2); bands: ± sd over {self.view.replicates} "
+                "replicates.",
+            ),
         ]
 
     def _methods(self) -> list[str]:
