@@ -187,6 +187,19 @@ def test_epochs_save_snapshots_of_one_training_run(tmp_path):
     assert {t.params["init_seed"] for t in saved} == {1, 2}
 
 
+def test_a_training_run_is_done_only_with_all_its_snapshots(tmp_path):
+    from landscape.study.otfusion.execute import todo
+
+    p = plan(load_ot_config(_write(tmp_path, TINY)), tmp_path)
+    task = next(t for t in p.tasks if t.snapshots)
+    task.checkpoint.parent.mkdir(parents=True)
+    task.checkpoint.touch()
+    assert task in todo(p)[0][2]  # the trained model alone is not enough
+    for _, path in task.snapshots:
+        path.touch()
+    assert task not in todo(p)[0][2]
+
+
 def test_widths_layers_are_checked_when_planning(tmp_path):
     with pytest.raises(LandscapeError, match=r"no linear or convolution layer 'features\.1'"):
         plan(
