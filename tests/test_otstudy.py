@@ -48,6 +48,8 @@ align_samples = 50
 samples = [20]
 solvers = ["emd"]
 modes = ["acts", "wts"]
+epochs = [1, 2]
+epoch_samples = 20
 compare = "mnist-mlpnet"
 """
 
@@ -87,6 +89,14 @@ def _write(tmp_path: Path, text: str) -> Path:
             "compare must be one of mnist-mlpnet",
         ),
         ("share = 0.1", "", None),
+        ("epochs = [1, 2]", "epochs = [2, 1]", "[ablation] epochs must be increasing"),
+        ("epochs = [1, 2]", "epochs = [0, 2]", "[ablation] epochs must be positive"),
+        ("epochs = [1, 2]", 'epochs = [1, 2]\nmethods = ["ot", "git"]', "[ablation] methods"),
+        (
+            'schedule = "none"',
+            'schedule = "none"\npatience = 3',
+            "[ablation] epochs need [train] patience 0",
+        ),
     ],
 )
 def test_each_bad_setting_is_one_error_naming_it(tmp_path, old, new, message):
@@ -157,6 +167,37 @@ def test_shared_models_are_trained_once(tmp_path):
     assert [t.stage for t in p.tasks] == sorted(
         (t.stage for t in p.tasks), key=["train", "fuse", "fine-tune", "measure"].index
     )
+
+
+def test_epochs_save_snapshots_of_one_training_run(tmp_path):
+    """Table S1's models are the ablation's pair saved along the way, or one longer run each when
+    the listed epochs go past [train] epochs."""
+    p = plan(load_ot_config(_write(tmp_path, TINY)), tmp_path)
+    trains = [t for t in p.tasks if t.action == "train"]
+    assert len(trains) == 4 and [[e for e, _ in t.snapshots] for t in trains].count([1, 2]) == 2
+    longer = plan(
+        load_ot_config(_write(tmp_path, TINY.replace("epochs = [1, 2]", "epochs = [1, 3]"))),
+        tmp_path,
+    )
+    trains = [t for t in longer.tasks if t.action == "train"]
+    saved = [t for t in trains if t.snapshots]
+    assert len(trains) == 6 and len(saved) == 2
+    assert all(t.params["train"]["epochs"] == 3 for t in saved)
+    assert all([e for e, _ in t.snapshots] == [1, 3] for t in saved)
+    assert {t.params["init_seed"] for t in saved} == {1, 2}
+
+
+def test_a_training_run_is_done_only_with_all_its_snapshots(tmp_path):
+    from landscape.study.otfusion.execute import todo
+
+    p = plan(load_ot_config(_write(tmp_path, TINY)), tmp_path)
+    task = next(t for t in p.tasks if t.snapshots)
+    task.checkpoint.parent.mkdir(parents=True)
+    task.checkpoint.touch()
+    assert task in todo(p)[0][2]  # the trained model alone is not enough
+    for _, path in task.snapshots:
+        path.touch()
+    assert task not in todo(p)[0][2]
 
 
 def test_widths_layers_are_checked_when_planning(tmp_path):
@@ -304,3 +345,113 @@ def test_batch_size_planning_reads_no_data(tmp_path):
     assert parent.cost[0][2] == 100 * 54000  # epochs x MNIST's training split
     with pytest.raises(LandscapeError, match="data directory not found"):
         run.run()  # the first job reads the data
+
+
+def _pair(tmp: Path):
+    """The planned study of the tiny fixture and its ablation's models 1 and 2 (keys)."""
+    p = plan(load_ot_config(tmp / "study.toml"), tmp / "run")
+    keys = [t.key for t in p.tasks if t.action == "train" and t.snapshots]
+    return p, keys
+
+
+def test_epoch_snapshots_are_a_fresh_training_stopped_there(tiny_study):
+    """The checkpoint after epoch 1 of the 2-epoch run is a 1-epoch training from the same seeds
+    (constant learning rate), the one after epoch 2 is the trained model; one table row per
+    epoch."""
+    import torch
+
+    from landscape.data.datasets import load_data
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.study.otfusion.plan import snapshot_key
+    from landscape.training.loop import TrainConfig, init_model, train
+
+    p, keys = _pair(tiny_study)
+    for key in keys:
+        task = next(t for t in p.tasks if t.key == key)
+        fresh = init_model("mlp", p.arch_kwargs, task.params["init_seed"])
+        cfg = TrainConfig(**{**task.params["train"], "epochs": 1})
+        fresh = train(fresh, load_data("digits"), cfg).model.state_dict()
+        first = load_checkpoint(p.models[snapshot_key(key, 1)]["checkpoint"])[0].state_dict()
+        last = load_checkpoint(p.models[snapshot_key(key, 2)]["checkpoint"])[0].state_dict()
+        final = load_checkpoint(task.checkpoint)[0].state_dict()
+        assert all(torch.equal(fresh[k], first[k]) for k in fresh)
+        assert all(torch.equal(final[k], last[k]) for k in final)
+        assert not torch.equal(first["features.0.weight"], last["features.0.weight"])
+    arrays, _ = _group(tiny_study, "/ablation/epochs-r0")
+    _, ablation = _group(tiny_study, "/ablation/r0")
+    assert list(arrays["epochs"]) == [1, 2]
+    assert arrays["a_acc"][1] == ablation["a_acc"] and arrays["b_acc"][1] == ablation["b_acc"]
+    assert arrays["vanilla_acc"][1] == pytest.approx(ablation["vanilla_acc"])
+    report = (tiny_study / "run" / "report" / "report.md").read_text()
+    assert "### Fusion after different training epochs (Table S1, n = 1)" in report
+    section = report.split("### Fusion after different training epochs")[1].split("###")[0]
+    rows = [line for line in section.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and "92.03" in rows[0] and "87.10" in rows[0] and "94.39" in rows[1]
+    assert (tiny_study / "run" / "report" / "epochs.png").is_file()
+
+
+def test_rebasin_rows_are_fusion_rebasin_on_the_same_inputs(tiny_study):
+    """The method table's Re-Basin rows hold what `fusion.fuse(..., method="rebasin")` gives on
+    the same models, samples and seed; aligning by a permutation keeps A's accuracy, and the
+    barrier is the excess of the fused model, the midpoint of A aligned and B, over its ends."""
+    import torch
+
+    import fusion
+    from landscape.data.datasets import load_data
+    from landscape.data.split import subsample
+    from landscape.io.checkpoint import load_checkpoint
+    from landscape.training.metrics import evaluate
+
+    p, keys = _pair(tiny_study)
+    a, b = (load_checkpoint(p.models[k]["checkpoint"])[0] for k in keys)
+    data = load_data("digits")
+    x = subsample(data.train, 20, 0).x
+    _, attrs = _group(tiny_study, "/ablation/methods-r0")
+    rows = json.loads(attrs["rows"])
+    assert [(r["method"], r["mode"]) for r in rows] == [
+        ("vanilla", None),
+        ("ot", "acts"),
+        ("ot", "wts"),
+        ("rebasin", "acts"),
+        ("rebasin", "wts"),
+    ]
+    _, ablation = _group(tiny_study, "/ablation/r0")
+    assert rows[0]["fused_acc"] == pytest.approx(ablation["vanilla_acc"])
+    b_eval = evaluate(b, data.test)
+    for row in rows[3:]:
+        options = {"mode": row["mode"], "x": x if row["mode"] == "acts" else None, "seed": 0}
+        fused_model = fusion.fuse([a, b], method="rebasin", **options)
+        aligned_model = fusion.align(a, b, method="rebasin", **options)
+        middle = {k: (v + b.state_dict()[k]) / 2 for k, v in aligned_model.state_dict().items()}
+        assert all(torch.allclose(v, middle[k]) for k, v in fused_model.state_dict().items())
+        fused, aligned = evaluate(fused_model, data.test), evaluate(aligned_model, data.test)
+        assert row["fused_acc"] == fused.acc and row["aligned_acc"] == aligned.acc
+        assert aligned.acc == pytest.approx(attrs["a_acc"])
+        excess = fused.loss - (aligned.loss + b_eval.loss) / 2
+        assert row["loss_barrier"] == pytest.approx(excess, abs=1e-9)
+        assert row["error_barrier"] == pytest.approx(
+            aligned.acc / 2 + b_eval.acc / 2 - fused.acc, abs=1e-9
+        )
+    report = (tiny_study / "run" / "report" / "report.md").read_text()
+    assert "### OT fusion against Git Re-Basin (n = 1)" in report
+    assert "| Git Re-Basin | wts |" in report and "| vanilla averaging | - |" in report
+
+
+def test_published_table_s1_spot_values():
+    table = published("ablation", "mnist-mlpnet")
+    rows = {r["epoch"]: r for r in table["epoch_rows"]}
+    assert sorted(rows) == [1, 2, 5, 7, 10, 15, 20]
+    first = rows[1]
+    assert (
+        first["a_acc"],
+        first["b_acc"],
+        first["ensemble_acc"],
+        first["vanilla_acc"],
+        first["ot_acc"],
+    ) == ("92.03", "92.40", "92.50", "47.39", "87.10")
+    assert (rows[7]["vanilla_acc"], rows[15]["ot_acc"], rows[20]["ot_acc"]) == (
+        "68.76",
+        "95.60",
+        "95.31",
+    )
+    assert (rows[10]["a_acc"], rows[10]["vanilla_acc"]) == (table["a_acc"], table["vanilla_acc"])

@@ -291,6 +291,33 @@ def _num_classes(model: nn.Module, data: Dataset) -> int:
     return data.num_classes if spec is None or spec.num_classes is None else spec.num_classes
 
 
+def data_meta(data: Dataset) -> dict:
+    """What a checkpoint's meta records of the data a model was trained on.
+
+    The data record (`landscape.data.record`), the input normalisation and the selection of
+    training examples (when not all of them).
+
+    Args:
+        data: the training data.
+
+    Returns:
+        The meta's data fields.
+
+    Examples:
+        >>> from landscape.data.datasets import Dataset
+        >>> from landscape.data.split import Split
+        >>> split = Split(torch.arange(8.0).reshape(4, 2), torch.tensor([0, 1, 0, 1]))
+        >>> meta = data_meta(Dataset("toy", split, split, split, 2, (2,), normalize=((0.0, 1.0),)))
+        >>> meta["data_shape"], meta["normalize"], "selection" in meta
+        ([2], [[0.0, 1.0]], False)
+    """
+    return {
+        **data_record(data),
+        "normalize": [list(pair) for pair in data.normalize],
+        **({"selection": data.selection.record()} if not data.selection.whole else {}),
+    }
+
+
 def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) -> dict:
     """The checkpoint meta of a training run.
 
@@ -319,9 +346,7 @@ def train_meta(cfg: TrainConfig, result: TrainResult, data: Dataset, **extra) ->
         ('toy', 2, 1.0, 0.05, 7)
     """
     return {
-        **data_record(data),
-        "normalize": [list(pair) for pair in data.normalize],
-        **({"selection": data.selection.record()} if not data.selection.whole else {}),
+        **data_meta(data),
         **asdict(cfg),
         "kept_epoch": result.kept_epoch,
         "kept_val_acc": result.history["val_acc"][result.kept_epoch - 1],

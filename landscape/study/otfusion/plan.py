@@ -1,17 +1,20 @@
-"""The jobs of an OT-fusion study, planned from its settings alone (no data is read): every model to
-train and every result to store, with the key hashed from everything it depends on and the work it
-costs at most.
+"""The jobs of an OT-fusion study, planned from its settings alone (no data is read).
+
+Every model to train and every result to store, with the key hashed from everything it depends on
+and the work it costs at most.
 
 Models are numbered: model k of replicate r starts from init seed k and draws its data order with
 data seed k, both shifted by 1000·r. A checkpoint is named by its key only, so a model two
 experiments share (the first models of the ensemble are the ablation's pair and the dense model of
 the widths experiment) is trained once. Skill transfer: A is model 1 (its "same init" B starts from
-A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r.
+A's init seed), B model 2; the split is drawn with seed 0 shifted by 1000·r. A training task can
+also save its model after some epochs (`Task.snapshots`, the ablation's Table S1), each under its
+own key (`snapshot_key`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,16 @@ EVAL_BATCH = 1024  # the batch size of evaluations (forward passes only)
 
 @dataclass(frozen=True)
 class Task:
-    """One job: a checkpoint to write or a result group to store; `action` names what does it,
-    `params` holds everything it needs; `cost` lists (unit, batch size, examples) with unit train,
-    forward or hvp.
+    """One job: a checkpoint to write or a result group to store.
+
+    `action` names what does it, `params` holds everything it needs; `cost` lists (unit, batch
+    size, examples) with unit train, forward or hvp; `snapshots` lists (epoch, checkpoint) where a
+    training task also saves its model after that epoch.
+
+    Examples:
+        >>> task = Task("measure", "ablation r0", "k1", "ablation", group="/ablation/r0")
+        >>> task.checkpoint is None, task.snapshots
+        (True, ())
     """
 
     stage: str
@@ -43,12 +53,20 @@ class Task:
     checkpoint: Path | None = None
     group: str | None = None
     cost: tuple[tuple[str, int, int], ...] = ()
+    snapshots: tuple[tuple[int, Path], ...] = ()
 
 
 @dataclass
 class Plan:
-    """Every task of the study in stage order, and the models (name -> checkpoint) the report
-    names.
+    """Every task of the study in stage order, and the models (key -> checkpoint and seeds).
+
+    Examples:
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> study = StudySettings("demo", "mlp", experiments=("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=1), ablation=Ablation(methods=()))
+        >>> p = plan(cfg, "runs/demo")
+        >>> [stage for stage, _ in p.stages()], p.store.as_posix()
+        (['train', 'measure'], 'runs/demo/study.h5')
     """
 
     cfg: OTStudyConfig
@@ -60,16 +78,21 @@ class Plan:
 
     @property
     def store(self) -> Path:
+        """The study's result store, `study.h5` in the work folder."""
         return self.workdir / "study.h5"
 
     def stages(self) -> list[tuple[str, list[Task]]]:
-        """(stage, its tasks) in the order they run."""
+        """The tasks grouped by stage.
+
+        Returns:
+            (stage, its tasks) in the order they run.
+        """
         order = list(dict.fromkeys(t.stage for t in self.tasks))
         return [(s, [t for t in self.tasks if t.stage == s]) for s in order]
 
 
 def _kept(n: int, classes: int, s: Selection) -> int:
-    """Expected examples a selection keeps of `n` (classes taken as balanced)."""
+    """Return the examples a selection is expected to keep of `n` (classes taken as balanced)."""
     pool = (len(s.labels) if s.labels is not None else classes) - len(set(s.exclude_labels))
     return max(1, round(n * (pool * s.fraction + len(s.plus_labels)) / classes))
 
@@ -77,12 +100,25 @@ def _kept(n: int, classes: int, s: Selection) -> int:
 def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
     """Every task of the study `cfg` in `workdir` (pure: nothing is read or written).
 
+    A `[widths]` layer that the model does not have is a `LandscapeError`, checked on the model
+    built (not trained).
+
     Args:
         cfg: the study's settings.
         workdir: where checkpoints and `study.h5` go.
 
     Returns:
         The plan.
+
+    Examples:
+        >>> from landscape.study.otfusion.config import Ablation, OTStudyConfig, StudySettings
+        >>> study = StudySettings("demo", "mlp", experiments=("ablation",))
+        >>> cfg = OTStudyConfig(study, TrainConfig(epochs=2), ablation=Ablation(epochs=(1, 2)))
+        >>> p = plan(cfg, "runs/demo")
+        >>> [t.action for t in p.tasks]
+        ['train', 'train', 'ablation', 'ablation_epochs', 'ablation_methods']
+        >>> [e for e, _ in p.tasks[0].snapshots]
+        [1, 2]
     """
     shape = data_shape(cfg.study.data)
     kwargs = arch_kwargs_for(
@@ -107,8 +143,10 @@ def plan(cfg: OTStudyConfig, workdir: str | Path) -> Plan:
 
 
 def _check_layers(arch: str, kwargs: dict, layers: tuple[str, ...]) -> None:
-    """Raise unless every layer to prune is a linear or convolution layer of the model (built, not
-    trained).
+    """Check that every layer to prune is a linear or convolution layer of the (untrained) model.
+
+    Raises:
+        LandscapeError: naming the first layer the model does not have.
     """
     from torch import nn
 
@@ -126,11 +164,22 @@ def _check_layers(arch: str, kwargs: dict, layers: tuple[str, ...]) -> None:
 
 
 def _model(
-    p: Plan, k: int, r: int, selection: Selection | None = None, init: int | None = None
+    p: Plan,
+    k: int,
+    r: int,
+    selection: Selection | None = None,
+    init: int | None = None,
+    epochs: int | None = None,
 ) -> str:
-    """The checkpoint key of model k of replicate r (init seed `init` instead of k when given)."""
+    """Return the checkpoint key of model k of replicate r, planning its training once.
+
+    The init seed is `init` instead of k, and the length `epochs` instead of [train] epochs, when
+    given.
+    """
     cfg, selection = p.cfg, selection or WHOLE
-    train = TrainConfig(**{**asdict(cfg.train), "data_seed": shifted(k, r)})
+    train = TrainConfig(
+        **{**asdict(cfg.train), "data_seed": shifted(k, r), "epochs": epochs or cfg.train.epochs}
+    )
     init_seed = shifted(k if init is None else init, r)
     key = content_key(
         "model",
@@ -154,7 +203,8 @@ def _model(
         p.tasks.append(
             Task(
                 "train",
-                f"train model {k}{_tag(selection)} r{r}",
+                f"train model {k}{_tag(selection)} r{r}"
+                + (f" ({train.epochs} epochs)" if train.epochs != cfg.train.epochs else ""),
                 key,
                 "train",
                 {"init_seed": init_seed, "train": asdict(train), "selection": selection},
@@ -168,7 +218,41 @@ def _model(
     return key
 
 
+def snapshot_key(key: str, epoch: int) -> str:
+    """The name of model `key`'s checkpoint after epoch `epoch` of its training.
+
+    Args:
+        key: the trained model's key.
+        epoch: the epoch (from 1).
+
+    Returns:
+        The snapshot's key (also its checkpoint's file name).
+
+    Examples:
+        >>> snapshot_key("model-3f2a", 5)
+        'model-3f2a-epoch5'
+    """
+    return f"{key}-epoch{epoch}"
+
+
+def _snapshots(p: Plan, key: str, epochs: tuple[int, ...]) -> dict[int, str]:
+    """Return the snapshots' keys by epoch, having model `key`'s training save them."""
+    i = next(i for i, t in enumerate(p.tasks) if t.key == key)
+    saved = dict(p.tasks[i].snapshots)
+    for e in epochs:
+        saved[e] = p.workdir / "checkpoints" / f"{snapshot_key(key, e)}.pt"
+        p.models[snapshot_key(key, e)] = {
+            "checkpoint": str(saved[e]),
+            "epoch": e,
+            "snapshot_of": key,
+            "replicate": p.models[key]["replicate"],
+        }
+    p.tasks[i] = replace(p.tasks[i], snapshots=tuple(sorted(saved.items())))
+    return {e: snapshot_key(key, e) for e in epochs}
+
+
 def _tag(s: Selection) -> str:
+    """Return the model's part of the skill-transfer split, for its task's name."""
     if s.whole:
         return ""
     return " (skill-transfer A)" if s.plus_labels else " (skill-transfer B)"
@@ -184,6 +268,7 @@ def _result(
     forwards: int,
     *depends: Any,
 ) -> None:
+    """Add the task that stores result group `group`, keyed by `depends` and `params`."""
     key = content_key(action, group, depends, {k: v for k, v in params.items() if k != "selection"})
     p.tasks.append(
         Task(
@@ -193,6 +278,7 @@ def _result(
 
 
 def _fusion(settings: Any, seed: int) -> dict[str, Any]:
+    """Return the fusion settings of an experiment's section, with `seed`."""
     return {
         "mode": settings.mode,
         "align_samples": settings.align_samples,
@@ -203,6 +289,7 @@ def _fusion(settings: Any, seed: int) -> dict[str, Any]:
 
 
 def _skill(p: Plan, r: int) -> None:
+    """Skill transfer: A and B of replicate r, and a result per initialisation."""
     s = p.cfg.skill_transfer
     split_seed = shifted(0, r)
     sel_a, sel_b = (
@@ -238,6 +325,7 @@ def _skill(p: Plan, r: int) -> None:
 
 
 def _widths(p: Plan, r: int) -> None:
+    """Different widths: the dense model of replicate r, and a result per layer pruned."""
     w = p.cfg.widths
     dense = _model(p, 1, r)
     for layer in w.layers:
@@ -262,6 +350,7 @@ def _widths(p: Plan, r: int) -> None:
 
 
 def _ensemble(p: Plan, r: int) -> None:
+    """Ensemble replacement: max(K) models, their fusions and fine-tunings, a result per K."""
     e = p.cfg.ensemble
     keys = [_model(p, k, r) for k in range(1, max(e.models) + 1)]
     for k in e.models:
@@ -328,6 +417,7 @@ def _ensemble(p: Plan, r: int) -> None:
 
 
 def _ablation(p: Plan, r: int) -> None:
+    """Ablations: models 1 and 2 of replicate r, and the results of each table."""
     a = p.cfg.ablation
     keys = [_model(p, k, r) for k in (1, 2)]
     rows = []
@@ -347,6 +437,63 @@ def _ablation(p: Plan, r: int) -> None:
         f"/ablation/r{r}",
         params,
         (4 + 2 * len(rows)) * p.sizes["test"],
+        keys,
+        r,
+    )
+    if a.epochs:
+        _epochs(p, r)
+    if a.methods:
+        _methods(p, r, keys)
+
+
+def _epochs(p: Plan, r: int) -> None:
+    """Table S1: models 1 and 2 saved after each listed epoch of one training run, fused at each.
+
+    The run lasts [train] epochs when the list ends earlier, so that it is the ablation's own pair.
+    """
+    a = p.cfg.ablation
+    length = max(a.epochs[-1], p.cfg.train.epochs)
+    trained = [_model(p, k, r, epochs=length) for k in (1, 2)]
+    saved = [_snapshots(p, key, a.epochs) for key in trained]
+    snapshots = [[e, saved[0][e], saved[1][e]] for e in a.epochs]
+    params = {
+        "snapshots": snapshots,
+        "samples": a.epoch_samples,
+        "seed": shifted(0, r),
+    }
+    _result(
+        p,
+        "measure",
+        f"fusion after each epoch r{r}",
+        "ablation_epochs",
+        f"/ablation/epochs-r{r}",
+        params,
+        len(a.epochs) * (5 * p.sizes["test"] + 2 * a.epoch_samples),
+        trained,
+        r,
+    )
+
+
+def _methods(p: Plan, r: int, keys: list[str]) -> None:
+    """Vanilla averaging and each alignment method in each mode, as one result."""
+    a = p.cfg.ablation
+    rows = [{"method": "vanilla", "mode": None}] + [
+        {"method": method, "mode": mode} for method in a.methods for mode in a.modes
+    ]
+    params = {
+        "models": keys,
+        "rows": rows,
+        "samples": max(a.samples, default=None),
+        "seed": shifted(0, r),
+    }
+    _result(
+        p,
+        "measure",
+        f"alignment methods r{r}",
+        "ablation_methods",
+        f"/ablation/methods-r{r}",
+        params,
+        (2 + 2 * len(rows)) * p.sizes["test"],
         keys,
         r,
     )

@@ -1,7 +1,8 @@
-"""The report of an OT-fusion study, rebuilt from its store alone: settings, then one section per
-experiment with its tables (ours as mean ± sd over replicates, the paper's values as printed beside
-them, their setting named) and figures (accuracy against w_B with bands; accuracy against the
-fraction pruned).
+"""The report of an OT-fusion study, rebuilt from its store alone.
+
+Settings, then one section per experiment with its tables (ours as mean ± sd over replicates, the
+paper's values as printed beside them, their setting named) and figures (accuracy against w_B with
+bands; accuracy against the fraction pruned; accuracy against the epochs trained).
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ def write_ot_report(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = DPI,
 ) -> Path:
-    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store; return its
-    path.
+    """Write `report.md` and its figures into `out_dir` from an OT-fusion study's store.
 
     Args:
         store: the study's `study.h5`.
@@ -42,12 +42,38 @@ def write_ot_report(
 
     Returns:
         The report's path.
+
+    Examples:
+        >>> import tempfile
+        >>> from landscape.io.store import write_result
+        >>> config = {
+        ...     "study": {"name": "demo", "data": "digits", "arch": "mlp", "arch_kwargs": {}},
+        ...     "train": {"epochs": 2, "batch_size": 16, "lr": 0.05, "momentum": 0.5},
+        ...     "ablation": {"epoch_samples": 50},
+        ... }
+        >>> config["study"]["replicates"] = 1
+        >>> config["train"].update(weight_decay=0.0, schedule="none")
+        >>> described = {
+        ...     "config": json.dumps(config),
+        ...     "experiments": '["ablation"]',
+        ...     "replicates": 1,
+        ...     "data_sizes": '{"train": 1294, "val": 144, "test": 359}',
+        ... }
+        >>> names = ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc", "ot_acc")
+        >>> epochs = {"epochs": [1, 2], **{name: [0.5, 0.9] for name in names}}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store = Path(tmp) / "study.h5"
+        ...     write_result(store, "/study/config", {}, described)
+        ...     write_result(store, "/ablation/epochs-r0", epochs, {})
+        ...     text = write_ot_report(store, Path(tmp) / "report", formats=()).read_text()
+        >>> [line for line in text.splitlines() if line.startswith("| 2 |")]
+        ['| 2 | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 | - | - | - | - | - |']
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open_store(store) as reader:
         view = OTView(reader, Path(store))
-        report = Report(view, out_dir, tuple(formats), dpi)
+        report = _Report(view, out_dir, tuple(formats), dpi)
         text = report.text()
     path = out_dir / "report.md"
     with atomic_path(path) as tmp:
@@ -59,8 +85,8 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
-class Report:
-    """The report's sections and figures (numbered in order)."""
+class _Report:
+    """Build the report's sections and figures (numbered in order)."""
 
     def __init__(self, view: OTView, out_dir: Path, formats: tuple[str, ...], dpi: int):
         self.view, self.out_dir, self.formats, self.dpi = view, out_dir, formats, dpi
@@ -419,7 +445,8 @@ class Report:
         paper, intro = self._paper("ablation")
         runs = self.view.groups("ablation", "")
         lines = [
-            "## Ablations: activation samples, exact vs Sinkhorn, acts vs wts (App. S2)",
+            "## Ablations (App. S2): activation samples, exact vs Sinkhorn, acts vs wts, epochs, "
+            "Git Re-Basin",
             "",
             "Two models from different initialisations fused by OT with every alignment mode, "
             "solver "
@@ -431,8 +458,13 @@ class Report:
             "",
             *intro,
         ]
-        if not runs:
-            return lines
+        if runs:
+            lines += self._ablation_grid(runs, paper)
+        return lines + self._epochs(paper) + self._methods()
+
+    def _ablation_grid(self, runs: list[tuple[dict, dict]], paper: dict | None) -> list[str]:
+        """Return Tables S2-S4: the baselines, then a row per mode, solver, reg and m."""
+        lines = []
         base = {
             k: stat([r[1][k] for r in runs])
             for k in ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc")
@@ -493,3 +525,102 @@ class Report:
             "",
         ]
         return lines
+
+    def _epochs(self, paper: dict | None) -> list[str]:
+        """Return Table S1's section: a row per epoch, ours beside the paper's."""
+        runs = self.view.groups("ablation", "epochs")
+        if not runs:
+            return []
+        s = self.view.settings("ablation")
+        published_rows = {r["epoch"]: r for r in (paper or {}).get("epoch_rows", [])}
+        names = ("a_acc", "b_acc", "ensemble_acc", "vanilla_acc", "ot_acc")
+        ours = {k: stats([r[0][k] for r in runs]) for k in names}
+        out = []
+        for i, epoch in enumerate(int(e) for e in runs[0][0]["epochs"]):
+            theirs = published_rows.get(epoch, {})
+            out.append(
+                [
+                    str(epoch),
+                    *(ours[k][i].pct() for k in names),
+                    *(theirs.get(k, MISSING) for k in names),
+                ]
+            )
+        columns = ["A", "B", "Prediction avg.", "Vanilla avg.", "OT avg."]
+        epochs = tuple(float(e) for e in runs[0][0]["epochs"])
+        bands = tuple(
+            Band(
+                label,
+                epochs,
+                tuple(100 * c.mean for c in ours[k]),
+                tuple(100 * (c.sd or np.nan) for c in ours[k]),
+                style,
+            )
+            for label, k, style in (
+                ("OT average", "ot_acc", "-"),
+                ("vanilla average", "vanilla_acc", "-"),
+                ("prediction ensemble", "ensemble_acc", "-"),
+                ("model A", "a_acc", "--"),
+                ("model B", "b_acc", ":"),
+            )
+        )
+        return [
+            f"### Fusion after different training epochs (Table S1, n = {len(runs)})",
+            "",
+            "Models A and B saved after each epoch of one training run and fused there: "
+            f"activation alignment on m = {s['epoch_samples']} training examples, exact OT. "
+            "Source: `/ablation/epochs-r<r>`."
+            + (f" Paper: {paper['epochs_source']}." if paper else ""),
+            "",
+            *markdown(["Epoch", *columns, *(f"Paper {c}" for c in columns)], out),
+            "",
+            *self._figure(
+                "epochs",
+                [BandPanel("", "epochs trained", "test accuracy (%)", bands)],
+                "Fusion after different training epochs",
+                "Test accuracy of A, B and their fusions against the epochs the two models were "
+                f"trained (the paper's Figure S2); bands: ± sd over {self.view.replicates} "
+                "replicates.",
+            ),
+        ]
+
+    def _methods(self) -> list[str]:
+        """Return the section of OT against Git Re-Basin, vanilla averaging as the baseline."""
+        runs = self.view.groups("ablation", "methods")
+        if not runs:
+            return []
+        rows_by_run = [json.loads(r[1]["rows"]) for r in runs]
+        samples = runs[0][1].get("samples")
+        method_name = {"vanilla": "vanilla averaging", "ot": "OT", "rebasin": "Git Re-Basin"}
+        out = []
+        for i, row in enumerate(rows_by_run[0]):
+            values = {
+                k: stat([rr[i][k] for rr in rows_by_run])
+                for k in ("fused_acc", "aligned_acc", "loss_barrier", "error_barrier")
+            }
+            out.append(
+                [
+                    method_name[row["method"]],
+                    row["mode"] or MISSING,
+                    values["fused_acc"].pct(),
+                    values["aligned_acc"].pct() if row["mode"] else MISSING,
+                    values["loss_barrier"].text(1, 4),
+                    values["error_barrier"].pct(),
+                ]
+            )
+        return [
+            f"### OT fusion against Git Re-Basin (n = {len(runs)})",
+            "",
+            "The same two models aligned to B by OT (exact; Singh & Jaggi) or by Git Re-Basin "
+            '(Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation '
+            'Symmetries", ICLR 2023: weight matching, or activation matching by correlation), '
+            + (f"activations on m = {samples} training examples, " if samples else "")
+            + "then averaged with B; vanilla "
+            "averaging aligns nothing. Barriers: test loss and error (percentage points) of the "
+            "midpoint of the line from A aligned to B above the mean of its ends, signed "
+            "(negative: below). Source: `/ablation/methods-r<r>`.",
+            "",
+            *markdown(
+                ["Method", "Mode", "Fused", "A aligned", "Loss barrier", "Error barrier"], out
+            ),
+            "",
+        ]
