@@ -44,7 +44,7 @@ from landscape.spec import spec_of
 
 from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_all_finite, check_same_graph, check_specs
-from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, HEADS, MARGINALS, MODES, SOLVERS
+from .choices import ACTS_AT, ALIGNERS, COST_NORMS, GROUND_METRICS, HEADS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .heads import interchangeable, permute_heads
 from .metrics import Moments, activation_moments, normalise_cost, weight_cost, weight_rows
@@ -61,6 +61,7 @@ def check_options(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> None:
     """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric, cost
     normalisation or head handling, or missing inputs.
@@ -83,6 +84,12 @@ def check_options(
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")
     check_choice(marginals, MARGINALS, "marginals")
+    check_choice(acts_at, ACTS_AT, "`acts_at`")
+    if acts_at != "pre" and mode != "acts" and marginals != "importance":
+        raise LandscapeError(
+            f"`acts_at` {acts_at!r} has no effect: no activations are read (they are with `mode` "
+            "acts or `marginals` importance)"
+        )
     if x is None and (mode == "acts" or marginals == "importance"):
         raise LandscapeError(
             "activation-based alignment and importance marginals need x, a batch of inputs"
@@ -357,6 +364,7 @@ def align(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> nn.Module:
     """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's
     widths. Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an
@@ -381,7 +389,7 @@ def align(
     Raises:
         LandscapeError: unknown options, models that cannot be aligned, missing `x`.
     """
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads, acts_at)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
@@ -392,6 +400,7 @@ def align(
             anchor_graph,
             to_device(x, next(anchor.parameters()).device),
             batch_size,
+            acts_at,
         )[0]
     state = aligned_state(
         model,

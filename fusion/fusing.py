@@ -59,6 +59,7 @@ def fuse(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> nn.Module:
     """One model from `models`: their weighted average after aligning each to the anchor (method
     "ot", or "rebasin": Git Re-Basin permutations, `seed` ordering its weight matching), or without
@@ -84,7 +85,7 @@ def fuse(
         states = [{k: v.detach() for k, v in m.state_dict().items()} for m in models]
         return with_state(template, average_states(states, w, states[anchor % len(models)]))
     check_choice(method, METHODS, "fusion method")
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads, acts_at)
     graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
     estimate_graph = graphs[anchor]  # every estimate is the anchor's architecture and widths
     estimate = template
@@ -100,6 +101,7 @@ def fuse(
                 estimate_graph,
                 xs,
                 batch_size,
+                acts_at,
             )
             moments = dict(zip((id(m) for m, _ in moving), found))
         states = [

@@ -31,6 +31,7 @@ from torch import nn
 from landscape.errors import LandscapeError
 
 from .batches import batch_length, chunks, run
+from .elementwise import apply
 from .graph import AlignmentGraph, Feature, Layer
 from .transport import Map, move_axis
 
@@ -112,7 +113,10 @@ def normalise_cost(cost: np.ndarray, how: str = "none") -> np.ndarray:
 
 @contextlib.contextmanager
 def _captured(
-    model: nn.Module, graph: AlignmentGraph, wanted: dict[tuple[str, int], Feature]
+    model: nn.Module,
+    graph: AlignmentGraph,
+    wanted: dict[tuple[str, int], Feature],
+    acts_at: str = "pre",
 ) -> Iterator[dict[tuple[str, int], torch.Tensor]]:
     """Record the outputs of the wanted module calls ((module path, call index) -> feature) as
     (channels, values) matrices while the model runs once (forward hooks on the user's own modules).
@@ -140,9 +144,10 @@ def _captured(
                 return
             if not isinstance(output, torch.Tensor) or output.ndim != f.rank:
                 raise mismatch(path, "returns a tensor of another rank")
-            out[(path, call)] = (
-                output.detach().movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
-            )
+            value = output.detach()
+            if acts_at == "post" and f.after:
+                value = apply(f.after, value.clone())
+            out[(path, call)] = value.movedim(f.axis, 0).reshape(output.shape[f.axis], -1).clone()
 
         return record
 
@@ -225,6 +230,7 @@ def activation_moments(
     estimate_graph: AlignmentGraph,
     x: object,
     batch_size: int = 100,
+    acts_at: str = "pre",
 ) -> list[dict[int, Moments]]:
     """Per model, per movable group with features: the moments of its pre-activations against the
     estimate's on inputs `x` (a tensor, tuple or dict batch: `fusion/batches.py`; `graphs`: each
@@ -240,7 +246,8 @@ def activation_moments(
     total = batch_length(x)
     try:
         for chunk in chunks(x, batch_size):
-            with _captured(estimate, estimate_graph, _wanted(estimate_graph, gids)) as captured:
+            wanted = _wanted(estimate_graph, gids)
+            with _captured(estimate, estimate_graph, wanted, acts_at) as captured:
                 run(estimate, chunk)
             ref = {gid: _features(estimate_graph, gid, captured) for gid in gids}
             for gid in gids:
@@ -248,7 +255,7 @@ def activation_moments(
                     values.setdefault((gid, i), float(total) * f.shape[1] / batch_length(chunk))
                     accs[-1].update(gid, (gid, i), f, None, values[(gid, i)])
             for model, graph, acc in zip(models, graphs, accs):
-                with _captured(model, graph, _wanted(graph, gids)) as captured:
+                with _captured(model, graph, _wanted(graph, gids), acts_at) as captured:
                     run(model, chunk)
                 for gid in gids:
                     for i, f in enumerate(_features(graph, gid, captured)):
