@@ -8,13 +8,13 @@ read by the hook, so no hook on the nonlinearity is needed (it may be a `torch.r
 than a module).
 
 Which operations count is decided numerically, not from a list of names: an operation whose only
-tensor argument is the node's value (first), whose output has its shape, and which on random data
-(1) commutes with a random permutation of all elements and (2) changes only the element whose input
-changed, applies the same scalar function to every element. The chain of such operations that
-alone read the node, one after another (ReLU, GELU, a clamp, a dropout in eval mode, a scale by a
-constant), is recorded as `Steps`; it ends at the first operation that reads another tensor (a
-residual add, PReLU's slope) or mixes elements (pooling, a norm, the next layer), or where a value
-has several readers.
+tensor argument is the node's value (first), whose output has its input's shape, and which on small
+random data (at most 3 along every axis: a view to the example's shape fails) (1) commutes with a
+random permutation of all elements and (2) changes only the element whose input changed, applies
+the same scalar function to every element. The chain of such operations that alone read the node,
+one after another (ReLU, GELU, a clamp, a dropout in eval mode, a scale by a constant), is recorded
+as `Steps`; it ends at the first operation that reads another tensor (a residual add, PReLU's
+slope) or mixes elements (pooling, a norm, the next layer), or where a value has several readers.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def apply(steps: Steps, value: torch.Tensor) -> torch.Tensor:
 
 def _elementwise(step: Step, example: torch.Tensor, gen: torch.Generator) -> bool:
     """Return whether `step` applies one scalar function to every element of a tensor like it."""
-    x = torch.randn(example.shape, generator=gen).to(example.dtype)
+    # at most 3 along every axis: cheap, and an operation specialised on the example's shape (a
+    # view to it) fails, as it would on the batches activations are read on
+    x = torch.randn([min(n, 3) for n in example.shape], generator=gen).to(example.dtype)
     try:
         y = apply((step,), x.clone())
     except (RuntimeError, TypeError, ValueError):

@@ -64,8 +64,9 @@ def test_hidden_cost_is_the_rms_distance_of_pre_or_post_relu_activations_by_hand
 
 
 class _Mixed(nn.Module):
-    """Three ways of writing the nonlinearity: a module, in place with a dropout after it, a
-    function; and a layer whose output is added to another (not followed by a nonlinearity).
+    """Three ways of writing the nonlinearity: a module, in place with a dropout after it (then a
+    view specialised on the traced batch), a function; and a layer whose output is added to another
+    (not followed by a nonlinearity).
     """
 
     def __init__(self) -> None:
@@ -76,7 +77,7 @@ class _Mixed(nn.Module):
         self.out = nn.Linear(5, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop(self.inplace(self.a(x)))
+        h = self.drop(self.inplace(self.a(x))).view(x.shape[0], 6)  # traced as view(h, [2, 6])
         h = self.b(h) + self.skip(x)
         return self.out(F.leaky_relu(self.c(self.act(h)), 0.1))
 
@@ -97,6 +98,9 @@ def test_the_graph_records_the_elementwise_functions_after_each_layer():
         "c": ["leaky_relu"],
         "out": [],
     }
+    # the view to the traced shape is not a step: activations are read on batches of other sizes
+    aligned = fusion.align(model, model, x=torch.randn(5, 4), acts_at="post")
+    assert all(torch.equal(aligned.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def _dead_units(model: nn.Module, x: torch.Tensor) -> int:
