@@ -15,6 +15,7 @@ from fusion.graph import build_graph
 from fusion.metrics import activation_moments
 from landscape import LandscapeError
 from landscape.io.checkpoint import load_checkpoint, save_checkpoint
+from landscape.io.store import read_result
 from landscape.models.zoo import build_model
 from tests.test_fusion_permutation import (
     CASES,
@@ -193,12 +194,14 @@ def test_fuse_align_and_barrier_record_acts_at(ckpts, run_cli):
         "fuse", a, b, "--mode", "wts", "--no-eval", "--json", "--out", ckpts / "w.pt"
     )
     assert code == 0 and json.loads(stdout)["acts_at"] is None  # no activations read
+    store = ckpts / "lmc.h5"
     code, stdout, err = run_cli(
         "barrier", a, b, "--align", "ot", "--acts-at", "post", "--points", "3", "--samples", "50",
-        "--json",
+        "--json", "--out", store,
     )  # fmt: skip
     assert code == 0, err
     assert json.loads(stdout)["ot"]["acts_at"] == "post"
+    assert read_result(store, "/barriers/m0~m1/ot")[1]["acts_at"] == "post"
 
 
 @pytest.mark.parametrize(
