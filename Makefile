@@ -68,6 +68,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/distributed_hvp.py | tee results/distributed_hvp.txt
 	$(PY) benchmarks/store_reliability.py | tee results/store_reliability.txt
 	$(PY) benchmarks/study_cost.py | tee results/study_cost.txt
+	$(PY) benchmarks/acts_at.py | tee results/acts_at.txt
 
 docs: $(VENV)/.installed
 	$(PY) -m cli.docs cli > docs/.cli.md.tmp && mv docs/.cli.md.tmp docs/cli.md

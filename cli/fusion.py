@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import click
 
-from fusion.choices import ALIGNERS, COST_NORMS, GROUND_METRICS, MARGINALS, METHODS, MODES, SOLVERS
+from fusion.choices import (
+    ACTS_AT,
+    ALIGNERS,
+    COST_NORMS,
+    GROUND_METRICS,
+    MARGINALS,
+    METHODS,
+    MODES,
+    SOLVERS,
+)
 from landscape.spec import spec_of
 
 from .options import CHECKPOINT_OUT, DATA, DEVICE, JSON, NORMALIZE, QUIET, batch_size, compose
@@ -43,6 +52,14 @@ SOLVER = compose(
         default="none",
         show_default=True,
         help="Rescale each layer's OT cost before solving: by its max or median, or log(1 + cost).",
+    ),
+    click.option(
+        "--acts-at",
+        type=click.Choice(ACTS_AT),
+        default="pre",
+        show_default=True,
+        help="Read activations before the nonlinearity (a layer's output, after the norm that "
+        "alone reads it) or after the elementwise nonlinearity that follows it.",
     ),
     click.option(
         "--strict",
@@ -137,6 +154,7 @@ def _settings(session, data, o: dict, need_x: bool, method: str = "ot") -> dict:
 
     solver, reg = resolve_solver(o["solver"], o["reg"])
     metric = {"ground_metric": o["ground_metric"], "cost_norm": o["cost_norm"]}
+    acts_at = o["acts_at"] if need_x else None
     if method == "rebasin":
         solver, reg, metric = "assignment", None, {"ground_metric": None, "cost_norm": None}
     return {
@@ -146,6 +164,7 @@ def _settings(session, data, o: dict, need_x: bool, method: str = "ot") -> dict:
         "reg": reg,
         **metric,
         "marginals": o["marginals"],
+        "acts_at": acts_at,
         "align_samples": o["samples"] if need_x else None,
         "seed": o["seed"],
         "data": data.name if data is not None else None,
@@ -303,6 +322,7 @@ def fuse_cmd(
         "marginals": o["marginals"],
         "ground_metric": o["ground_metric"],
         "cost_norm": o["cost_norm"],
+        "acts_at": o["acts_at"],
         **dict(zip(("solver", "reg"), resolve_solver(o["solver"], o["reg"]))),
     }
     fused = fusion.fuse(
@@ -395,6 +415,7 @@ def align_cmd(model, anchor, method, device, quiet, as_json, out, **o):
         seed=o["seed"],
         ground_metric=o["ground_metric"],
         cost_norm=o["cost_norm"],
+        acts_at=o["acts_at"],
     )
     seconds = time.perf_counter() - start_time
     inputs, labels, where = (

@@ -106,6 +106,7 @@ def barrier_cmd(
     reg,
     ground_metric,
     cost_norm,
+    acts_at,
     strict,
     repair,
     repair_samples,
@@ -165,7 +166,14 @@ def barrier_cmd(
             }
             options = ot if which == "ot" else {"seed": o["seed"]}
             source = fusion.align(
-                model_a, model_b, method=which, mode=mode, x=x, strict=strict, **options
+                model_a,
+                model_b,
+                method=which,
+                mode=mode,
+                x=x,
+                strict=strict,
+                acts_at=acts_at,
+                **options,
             )
             extra = {
                 "mode": mode,
@@ -174,6 +182,7 @@ def barrier_cmd(
                 "reg": reg if which == "ot" and solver == "sinkhorn" else None,
                 "ground_metric": ground_metric if which == "ot" else None,
                 "cost_norm": cost_norm if which == "ot" else None,
+                "acts_at": acts_at if mode == "acts" else None,
                 **check_function(
                     model_a,
                     source,

@@ -1,6 +1,7 @@
-"""Align a model to an estimate of the fused model: one transport map per unit group, applied to
-every parameter that is indexed by the group's units (Algorithm 1, lines 8-14, of the OT-fusion
-paper).
+"""Align a model to an estimate of the fused model: one transport map per unit group.
+
+Each map is applied to every parameter that is indexed by the group's units (Singh & Jaggi, "Model
+Fusion via Optimal Transport", NeurIPS 2020, Algorithm 1, lines 8-14).
 
 Every parameter axis the alignment graph binds to units is moved by its groups' maps: "out" axes
 (one value per unit) by the barycentric rows, "in" axes (consumed units) by the columns (see
@@ -11,8 +12,8 @@ before computing its own. In the graph a group is solved just before the first l
 from its producers seen so far (their inputs are aligned by then). For plain networks that is every
 producer; a residual stream is solved from the layers that open it (the stem, or a block's second
 conv and projection shortcut), because the later blocks that add into it read the stream themselves.
-In activation mode every group is solved independently, from the pre-activations of all its
-producers.
+In activation mode every group is solved independently, from the activations of all its producers
+(before the nonlinearity, or after it with `acts_at="post"`: `fusion/metrics.py`).
 
 With `method="rebasin"` the maps are Git Re-Basin's permutations instead (`fusion/rebasin.py`):
 weight matching by coordinate descent over all groups, or activation matching by correlation.
@@ -44,7 +45,7 @@ from landscape.spec import spec_of
 
 from .batches import batch_length, repeat_first, take, to_device
 from .checks import check_all_finite, check_same_graph, check_specs
-from .choices import ALIGNERS, COST_NORMS, GROUND_METRICS, HEADS, MARGINALS, MODES, SOLVERS
+from .choices import ACTS_AT, ALIGNERS, COST_NORMS, GROUND_METRICS, HEADS, MARGINALS, MODES, SOLVERS
 from .graph import AlignmentGraph, FrozenUnitsWarning, build_graph
 from .heads import interchangeable, permute_heads
 from .metrics import Moments, activation_moments, normalise_cost, weight_cost, weight_rows
@@ -61,9 +62,31 @@ def check_options(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> None:
-    """Raise a one-line error for an unknown method, mode, solver, marginal, ground metric, cost
-    normalisation or head handling, or missing inputs.
+    """Raise a one-line error for an unknown or inapplicable option, or missing inputs.
+
+    Args:
+        mode: "acts" or "wts".
+        x: the inputs, or None.
+        solver: "emd" or "sinkhorn".
+        marginals: "uniform" or "importance".
+        method: "ot" or "rebasin" (which takes none of the OT options but their defaults).
+        ground_metric: "euclidean", "sqeuclidean" or "cosine".
+        cost_norm: "none", "max", "median" or "log".
+        heads: "permute" or "fixed".
+        acts_at: "pre" or "post"; "post" only where activations are read.
+
+    Raises:
+        LandscapeError: the first unknown option, OT options given to Re-Basin, `acts_at` "post"
+            where no activations are read, or no `x` where they are.
+
+    Examples:
+        >>> check_options("acts", [0.0], "emd", "uniform", acts_at="post")
+        >>> check_options("wts", None, "emd", "uniform", acts_at="post")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: `acts_at` 'post' has no effect: no activations are read ...
     """
     check_choice(ground_metric, GROUND_METRICS, "ground metric")
     check_choice(cost_norm, COST_NORMS, "cost normalisation")
@@ -83,6 +106,12 @@ def check_options(
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")
     check_choice(marginals, MARGINALS, "marginals")
+    check_choice(acts_at, ACTS_AT, "`acts_at`")
+    if acts_at != "pre" and mode != "acts" and marginals != "importance":
+        raise LandscapeError(
+            f"`acts_at` {acts_at!r} has no effect: no activations are read (they are with `mode` "
+            "acts or `marginals` importance)"
+        )
     if x is None and (mode == "acts" or marginals == "importance"):
         raise LandscapeError(
             "activation-based alignment and importance marginals need x, a batch of inputs"
@@ -90,8 +119,10 @@ def check_options(
 
 
 def _example(models: Sequence[nn.Module], x: object | None, mode: str) -> object:
-    """Two inputs to trace with: from `x` (repeated if it holds one), else zeros of the spec's input
-    shape.
+    """Return two inputs to trace with: from `x` (repeated if one), else zeros of the spec's shape.
+
+    Raises:
+        LandscapeError: no `x`, and the first model's spec records no input shape.
     """
     device = next(models[0].parameters()).device
     if x is not None:
@@ -116,10 +147,28 @@ def prepare(
     mode: str = "wts",
     reference: int = -1,
 ) -> list[AlignmentGraph]:
-    """Check that the models can be aligned to each other and return each one's alignment graph
-    (same structure, each with its own widths; heads listed only where every model keeps its
-    function when they trade places). Frozen units are warned about once, for the `reference`
-    model.
+    """Check that the models can be aligned to each other and return each one's alignment graph.
+
+    The graphs have the same structure, each with its own widths; heads are listed only where every
+    model keeps its function when they trade places. Frozen units are warned about once
+    (`FrozenUnitsWarning`), for the `reference` model.
+
+    Args:
+        models: the models.
+        x: inputs to trace with (two are used), or None: zeros of the spec's input shape.
+        strict: raise instead of freezing units the graph cannot follow.
+        mode: the alignment mode, for the message when there is nothing to trace with.
+        reference: the index of the model whose frozen units are warned about.
+
+    Returns:
+        One alignment graph per model.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> graphs = prepare([nn.Linear(3, 4), nn.Linear(3, 4)], torch.zeros(2, 3))
+        >>> [g.groups[g.output_group].size for g in graphs]
+        [4, 4]
     """
     check_all_finite(models)
     check_specs(models)
@@ -136,6 +185,7 @@ def prepare(
 def _marginals(
     cost: np.ndarray, mom: Moments | None, marginals: str
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Return the masses of the model's and the estimate's units: uniform or by importance."""
     if marginals == "importance" and mom is not None:
         return normalised(mom.importance_model.cpu().numpy()), normalised(
             mom.importance_estimate.cpu().numpy()
@@ -157,10 +207,46 @@ def transport_maps(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
 ) -> dict[int, Map]:
-    """One transport map per movable group, from a model's units (`state`, `graph`) to the
-    estimate's. In activation mode, groups whose activations no module returns are aligned by their
-    incoming weights (after every other group); groups with nothing to compare keep their units in
-    place. `ground_metric` and `cost_norm`: the OT reference code's options (`fusion.metrics`).
+    """One transport map per movable group, from a model's units to the estimate's.
+
+    In activation mode, groups whose activations no module returns are aligned by their incoming
+    weights (after every other group); groups with nothing to compare keep their units in place. In
+    weight mode the groups are solved in the order of the module docstring.
+
+    Args:
+        state: the model's state dict.
+        estimate_state: the estimate's.
+        graph: the model's alignment graph.
+        estimate_graph: the estimate's.
+        mode: "acts" or "wts".
+        moments: per group, the activation statistics (`fusion.metrics.activation_moments`); needed
+            for "acts" and importance marginals.
+        solver: "emd" or "sinkhorn".
+        reg: Sinkhorn's regularisation, relative to the largest cost of a layer.
+        marginals: "uniform" or "importance".
+        ground_metric: the OT reference code's cost between units (`fusion.metrics.ground_cost`).
+        cost_norm: its rescaling of the cost (`fusion.metrics.normalise_cost`).
+
+    Returns:
+        Group index -> `Map`.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(anchor[0].weight[order])
+        ...     _ = model[0].bias.copy_(anchor[0].bias[order])
+        ...     _ = model[2].weight.copy_(anchor[2].weight[:, order])
+        ...     _ = model[2].bias.copy_(anchor[2].bias)
+        >>> graph = build_graph(anchor, torch.zeros(2, 3))
+        >>> model_state, anchor_state = model.state_dict(), anchor.state_dict()
+        >>> maps = transport_maps(model_state, anchor_state, graph, graph, mode="wts")
+        >>> maps[1].index.tolist()
+        [1, 3, 0, 2]
     """
     device = next(iter(estimate_state.values())).device
     maps: dict[int, Map] = {}
@@ -220,7 +306,7 @@ def transport_maps(
 
 
 def _producer_calls(graph: AlignmentGraph, gid: int) -> list[int]:
-    """Indices of the first call of each layer that produces units of group `gid`."""
+    """Return the indices of the first call of each layer that produces units of group `gid`."""
     seen: dict[str, int] = {}
     for i, layer in enumerate(graph.layers):
         if any(seg.group == gid for seg in layer.out):
@@ -235,10 +321,33 @@ def head_orders(
     estimate_graph: AlignmentGraph,
     maps: dict[int, Map],
 ) -> list[list[int]]:
-    """For each attention of `graph.heads`, which of the model's heads goes to each of the
-    estimate's heads (`order[j] = i`: head j of the result is the model's head i), by linear
-    assignment on the within-head OT cost (see the module docstring); `maps` align the heads'
-    inputs.
+    """For each attention of `graph.heads`, which of the model's heads goes to each estimate head.
+
+    `order[j] = i`: head j of the result is the model's head i, by linear assignment on the
+    within-head OT cost (see the module docstring).
+
+    Args:
+        state: the model's state dict.
+        estimate_state: the estimate's.
+        graph: the model's alignment graph.
+        estimate_graph: the estimate's.
+        maps: the maps that align the heads' inputs.
+
+    Returns:
+        One order per attention.
+
+    Examples:
+        One layer whose two heads of two units each are swapped in the model:
+
+        >>> import torch
+        >>> from fusion.graph import AlignmentGraph, Group, Layer, Segment
+        >>> groups = (Group(2, False, ("q",), ()), Group(2, False, ("q",), ()))
+        >>> q = Layer("q", "linear", "q.weight", None, 0, 1, (Segment(0), Segment(1)), ())
+        >>> graph = AlignmentGraph((q,), groups, (), -1, -1, heads=(((0,), (1,)),))
+        >>> w = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+        >>> swapped = torch.cat([w[2:], w[:2]])
+        >>> head_orders({"q.weight": swapped}, {"q.weight": w}, graph, graph, {})
+        [[1, 0]]
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -266,8 +375,32 @@ def head_orders(
 def apply_maps(
     state: dict[str, torch.Tensor], graph: AlignmentGraph, maps: dict[int, Map]
 ) -> dict[str, torch.Tensor]:
-    """A copy of `state` with every unit-indexed axis of every parameter and buffer moved into the
-    estimate's basis (`graph`: the model's own alignment graph).
+    """A copy of `state` with every unit-indexed axis moved into the estimate's basis.
+
+    Args:
+        state: the model's parameters and buffers.
+        graph: the model's own alignment graph.
+        maps: the transport map of each group that moves.
+
+    Returns:
+        The moved state, in the original dtypes.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(anchor[0].weight[order])
+        ...     _ = model[0].bias.copy_(anchor[0].bias[order])
+        ...     _ = model[2].weight.copy_(anchor[2].weight[:, order])
+        ...     _ = model[2].bias.copy_(anchor[2].bias)
+        >>> graph = build_graph(anchor, torch.zeros(2, 3))
+        >>> moved = apply_maps(model.state_dict(), graph, {1: Map.from_index([1, 3, 0, 2])})
+        >>> torch.equal(moved["0.weight"], anchor[0].weight)
+        True
     """
     sizes = [g.size for g in graph.groups]
     out = dict(state)
@@ -278,7 +411,22 @@ def apply_maps(
 
 
 def with_state(template: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A deep copy of `template` (its class and landscape_spec) holding `state`, in eval mode."""
+    """A deep copy of `template` (its class and landscape_spec) holding `state`, in eval mode.
+
+    Args:
+        template: the model copied.
+        state: the state dict the copy loads.
+
+    Returns:
+        The copy.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> state = {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}
+        >>> with_state(nn.Linear(2, 1), state)(torch.tensor([[1.0, 2.0]])).item()
+        3.0
+    """
     model = copy.deepcopy(template)
     model.load_state_dict(state)
     return model.eval()
@@ -301,10 +449,47 @@ def aligned_state(
     cost_norm: str = "none",
     heads: str = "permute",
 ) -> dict[str, torch.Tensor]:
-    """`model`'s state moved into `estimate`'s basis (the estimate itself is returned unchanged): by
-    transport maps (`method="ot"`; with `heads="permute"` whole attention heads are assigned first,
-    see the module docstring) or Git Re-Basin permutations (`"rebasin"`, `seed`: the order of weight
-    matching).
+    """`model`'s state moved into `estimate`'s basis (the estimate's own state is returned as is).
+
+    By transport maps (`method="ot"`; with `heads="permute"` whole attention heads are assigned
+    first, see the module docstring) or Git Re-Basin permutations (`"rebasin"`).
+
+    Args:
+        model: the model to align.
+        estimate: the estimate of the fused model.
+        graph: the model's alignment graph.
+        estimate_graph: the estimate's.
+        mode: "acts" or "wts".
+        moments: the model's activation statistics against the estimate's, or None.
+        solver: "emd" or "sinkhorn".
+        reg: Sinkhorn's regularisation, relative to the largest cost of a layer.
+        marginals: "uniform" or "importance".
+        method: "ot" or "rebasin".
+        seed: the random group order of Re-Basin's weight matching.
+        ground_metric: OT's cost between units.
+        cost_norm: OT's rescaling of the cost.
+        heads: "permute" or "fixed".
+
+    Returns:
+        The aligned state dict.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(anchor[0].weight[order])
+        ...     _ = model[0].bias.copy_(anchor[0].bias[order])
+        ...     _ = model[2].weight.copy_(anchor[2].weight[:, order])
+        ...     _ = model[2].bias.copy_(anchor[2].bias)
+        >>> graph = build_graph(anchor, torch.zeros(2, 3))
+        >>> state = aligned_state(model, anchor, graph, graph, mode="wts", moments=None,
+        ...                       solver="emd", reg=0.01, marginals="uniform")
+        >>> torch.equal(state["2.weight"], anchor[2].weight)
+        True
     """
     state = {k: v.detach() for k, v in model.state_dict().items()}
     if model is estimate:
@@ -357,31 +542,66 @@ def align(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> nn.Module:
-    """`model` with its units transported onto `anchor`'s ("A aligned to B"); it has the anchor's
-    widths. Units the alignment graph cannot follow stay in place with a warning (`strict=True`: an
-    error). `heads="permute"` lets whole attention heads trade places before the units within heads
-    are matched; `"fixed"` keeps every head in its place.
+    """`model` with its units transported onto `anchor`'s ("A aligned to B").
 
-    `x` is a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword
-    arguments (e.g. `input_ids` and `attention_mask`). Activation alignment (`mode="acts"`) and
-    importance marginals read activations on all of it; weight alignment needs it only to read the
-    graph (two examples are used).
+    The result has the anchor's widths. Units the alignment graph cannot follow stay in place with a
+    warning (`strict=True`: an error). With exact EMD, uniform marginals and equal widths (or with
+    Re-Basin) the maps are permutations and the result computes `model`'s function.
+
+    Activation alignment compares units by their activations on `x`: with `acts_at="pre"` the
+    output of each linear or convolution layer (or of the norm that alone reads it), with
+    `acts_at="post"` the value after the elementwise functions that follow it (the nonlinearity;
+    layers not followed by one, such as those adding into a residual stream, use their output
+    either way). Units that are zero on every example after a ReLU cannot be told apart.
 
     Args:
+        model: the model to align (A).
+        anchor: the model aligned to (B).
+        mode: "acts" (activations on `x`) or "wts" (incoming weights; `x` only traces a model
+            without an input shape).
+        x: a batch of inputs: a tensor, a tuple of positional arguments or a dict of keyword
+            arguments (e.g. `input_ids` and `attention_mask`). Activation alignment and importance
+            marginals read activations on all of it; weight alignment only traces the graph on two
+            examples.
+        solver: "emd" (exact) or "sinkhorn".
+        reg: Sinkhorn's regularisation, relative to the largest cost of a layer.
+        marginals: "uniform" or "importance" (|mean| x std of each unit's activations).
+        batch_size: examples per forward pass when reading activations.
+        strict: raise instead of leaving units the graph cannot follow in place.
         method: "ot" (transport maps, Singh & Jaggi) or "rebasin" (Git Re-Basin permutations; equal
-        widths). mode: "acts" (activations on `x`) or "wts" (weights; `x` only traces a model
-        without an input shape). seed: the random group order of Re-Basin's weight matching.
-        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine". cost_norm:
-        OT's cost rescaled before the solve: "none", "max", "median" or "log" (log(1 + cost)).
+            widths).
+        seed: the random group order of Re-Basin's weight matching.
+        ground_metric: OT's cost between units: "euclidean", "sqeuclidean" or "cosine".
+        cost_norm: OT's cost rescaled before the solve: "none", "max", "median" or "log"
+            (log(1 + cost)).
         heads: "permute" (whole attention heads may trade places, then units within heads are
-        matched) or
-            "fixed" (every head stays in its place).
+            matched) or "fixed" (every head stays in its place).
+        acts_at: "pre" or "post": activations before or after the nonlinearity (see above).
 
-    Raises:
-        LandscapeError: unknown options, models that cannot be aligned, missing `x`.
+    Returns:
+        A new model in eval mode: `model`'s class with the anchor's widths.
+
+    Examples:
+        A permuted copy is put back in the anchor's order, from activations after the ReLU:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(anchor[0].weight[order])
+        ...     _ = model[0].bias.copy_(anchor[0].bias[order])
+        ...     _ = model[2].weight.copy_(anchor[2].weight[:, order])
+        ...     _ = model[2].bias.copy_(anchor[2].bias)
+        >>> aligned = align(model, anchor, x=torch.randn(32, 3), acts_at="post")
+        >>> all(torch.equal(aligned.state_dict()[k], v) for k, v in anchor.state_dict().items())
+        True
     """
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads, acts_at)
     graph, anchor_graph = prepare([model, anchor], x, strict=strict, mode=mode)
     moments = None
     if mode == "acts" or marginals == "importance":
@@ -392,6 +612,7 @@ def align(
             anchor_graph,
             to_device(x, next(anchor.parameters()).device),
             batch_size,
+            acts_at,
         )[0]
     state = aligned_state(
         model,

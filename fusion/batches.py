@@ -1,7 +1,9 @@
-"""Example inputs of any kind: a tensor (the one positional argument), a tuple or list (the
-positional arguments) or a dict (keyword arguments, e.g. `input_ids` and `attention_mask`). Every
-tensor whose first axis has the batch's length is split along it; other values (flags, masks shared
-by all examples) are passed unchanged to every call.
+"""Example inputs of any kind, split into batches and moved between devices.
+
+An input is a tensor (the one positional argument), a tuple or list (the positional arguments) or a
+dict (keyword arguments, e.g. `input_ids` and `attention_mask`). Every tensor whose first axis has
+the batch's length is split along it; other values (flags, masks shared by all examples) are passed
+unchanged to every call.
 """
 
 from __future__ import annotations
@@ -20,8 +22,19 @@ from .export import call_arguments
 def batch_length(x: object) -> int:
     """The number of examples in `x`: the first axis of its first tensor.
 
+    Args:
+        x: a tensor, or a tuple, list or dict holding tensors.
+
+    Returns:
+        The length of the first axis of the first tensor (of at least one dimension) in `x`.
+
     Raises:
         LandscapeError: `x` holds no tensor with a batch axis.
+
+    Examples:
+        >>> import torch
+        >>> batch_length({"input_ids": torch.zeros(5, 12), "flag": True})
+        5
     """
     for leaf in pytree.tree_leaves(x):
         if isinstance(leaf, torch.Tensor) and leaf.ndim >= 1:
@@ -33,7 +46,22 @@ def batch_length(x: object) -> int:
 
 
 def take(x: object, start: int, stop: int) -> object:
-    """Examples [start, stop) of `x` (tensors with the batch's length sliced, other values kept)."""
+    """Examples [start, stop) of `x`: tensors with the batch's length sliced, other values kept.
+
+    Args:
+        x: the batch (a tensor, tuple, list or dict).
+        start: the first example taken.
+        stop: one past the last example taken.
+
+    Returns:
+        `x` of the same structure holding those examples.
+
+    Examples:
+        >>> import torch
+        >>> part = take((torch.arange(6).reshape(3, 2), torch.ones(4)), 1, 3)
+        >>> part[0].tolist(), part[1].shape
+        ([[2, 3], [4, 5]], torch.Size([4]))
+    """
     n = batch_length(x)
     return pytree.tree_map(
         lambda v: (
@@ -44,7 +72,20 @@ def take(x: object, start: int, stop: int) -> object:
 
 
 def repeat_first(x: object, k: int) -> object:
-    """`k` copies of the first example of `x`."""
+    """`k` copies of the first example of `x`.
+
+    Args:
+        x: the batch (a tensor, tuple, list or dict).
+        k: the number of copies.
+
+    Returns:
+        `x` of the same structure with `k` examples, each the first one.
+
+    Examples:
+        >>> import torch
+        >>> repeat_first(torch.tensor([[1, 2], [3, 4]]), 3).tolist()
+        [[1, 2], [1, 2], [1, 2]]
+    """
     n = batch_length(x)
     return pytree.tree_map(
         lambda v: (
@@ -57,13 +98,40 @@ def repeat_first(x: object, k: int) -> object:
 
 
 def to_device(x: object, device: torch.device | str) -> object:
-    """`x` with every tensor on `device`."""
+    """`x` with every tensor on `device`.
+
+    Args:
+        x: the batch (a tensor, tuple, list or dict).
+        device: where its tensors go.
+
+    Returns:
+        `x` of the same structure, its tensors on `device`.
+
+    Examples:
+        >>> import torch
+        >>> to_device({"x": torch.ones(1)}, "cpu")["x"].device
+        device(type='cpu')
+    """
     return pytree.tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, x)
 
 
 def chunks(x: object, size: int) -> list[object]:
-    """`x` in consecutive pieces of at most `size` examples, never a last piece of one example (code
-    such as `.squeeze()` would drop its batch axis).
+    """`x` in consecutive pieces of at most `size` examples, never a last piece of one example.
+
+    A last piece of one example is joined to the one before it: code such as `.squeeze()` would drop
+    its batch axis.
+
+    Args:
+        x: the batch (a tensor, tuple, list or dict).
+        size: the most examples in a piece (the piece before a lone last example has one more).
+
+    Returns:
+        The pieces, in order.
+
+    Examples:
+        >>> import torch
+        >>> [len(piece) for piece in chunks(torch.zeros(7), 3)]
+        [3, 4]
     """
     n = batch_length(x)
     bounds = [*range(0, n, size), n]
@@ -73,6 +141,20 @@ def chunks(x: object, size: int) -> list[object]:
 
 
 def run(model: nn.Module, x: object) -> object:
-    """`model` called on `x` (positional or keyword arguments as `x` says)."""
+    """`model` called on `x`, with positional or keyword arguments as `x` says.
+
+    Args:
+        model: the model.
+        x: a tensor (the one positional argument), a tuple or list (the positional arguments) or a
+            dict (keyword arguments).
+
+    Returns:
+        Whatever the model returns.
+
+    Examples:
+        >>> import torch
+        >>> run(torch.nn.Linear(2, 1), torch.zeros(4, 2)).shape
+        torch.Size([4, 1])
+    """
     args, kwargs = call_arguments(x)
     return model(*args, **kwargs)

@@ -1,4 +1,6 @@
-"""One-line errors for models that cannot be fused (non-finite weights, other architectures, other
+"""Checks before fusion and after alignment.
+
+One-line errors for models that cannot be fused (non-finite weights, other architectures, other
 classes), and the check that an aligned model still computes the original's function (a warning when
 it does not).
 """
@@ -17,16 +19,53 @@ from .graph import AlignmentGraph
 
 
 def check_all_finite(models: Sequence[nn.Module]) -> None:
-    """Raise if a parameter or buffer of any model holds NaN or infinity, naming the model by its
-    position.
+    """Raise a one-line error if a parameter or buffer of any model holds NaN or infinity.
+
+    The error (a `LandscapeError` from `landscape.errors.check_finite`) names the model by its
+    position, counted from 1.
+
+    Args:
+        models: the models.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+        >>> check_all_finite([a, b])
+        >>> with torch.no_grad():
+        ...     b.bias.fill_(float("nan"))
+        Parameter containing:
+        tensor([nan], requires_grad=True)
+        >>> check_all_finite([a, b])
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: model 2 ...
     """
     for i, model in enumerate(models, 1):
         check_finite(model, f"model {i}")
 
 
 def check_same_graph(graphs: Sequence[AlignmentGraph]) -> None:
-    """Raise unless every graph has the first one's layers, wiring, inputs and classes (widths may
-    differ).
+    """Raise a one-line error unless every graph has the first one's layers, wiring and sizes.
+
+    The layers, their wiring, the number of inputs and of classes must agree; widths may differ.
+
+    Args:
+        graphs: the models' alignment graphs.
+
+    Raises:
+        LandscapeError: naming the first difference: depth, classes, inputs, a layer, the wiring.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.graph import build_graph
+        >>> graphs = [build_graph(nn.Linear(2, n), torch.zeros(2, 2)) for n in (3, 3, 4)]
+        >>> check_same_graph(graphs[:2])
+        >>> check_same_graph(graphs)
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: models have different numbers of classes: model 1 has 3...
     """
     ref = graphs[0]
     for i, g in enumerate(graphs[1:], 2):
@@ -64,8 +103,23 @@ def check_same_graph(graphs: Sequence[AlignmentGraph]) -> None:
 
 
 def check_same_shapes(models: Sequence[nn.Module]) -> None:
-    """Raise unless all models have the same parameter and buffer names and shapes (vanilla
-    averaging).
+    """Raise a one-line error unless all models have the same state names and shapes.
+
+    Vanilla averaging needs this: every parameter and buffer is averaged with its namesake.
+
+    Args:
+        models: the models.
+
+    Raises:
+        LandscapeError: a model has other state names, or a tensor of another shape.
+
+    Examples:
+        >>> from torch import nn
+        >>> check_same_shapes([nn.Linear(2, 3), nn.Linear(2, 3)])
+        >>> check_same_shapes([nn.Linear(2, 3), nn.Linear(2, 4)])
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: vanilla averaging needs models of equal shapes: ...
     """
     ref = models[0].state_dict()
     for i, model in enumerate(models[1:], 2):
@@ -88,7 +142,24 @@ def check_same_shapes(models: Sequence[nn.Module]) -> None:
 
 
 def fusion_weights(weights: Sequence[float] | None, k: int) -> list[float]:
-    """The weights of k models, normalised to sum to one (uniform by default)."""
+    """The weights of `k` models, normalised to sum to one (uniform by default).
+
+    Args:
+        weights: one non-negative weight per model, with a positive sum; None: uniform.
+        k: the number of models.
+
+    Returns:
+        The `k` weights divided by their sum.
+
+    Raises:
+        LandscapeError: a wrong number of weights, a negative or NaN weight, or a zero sum.
+
+    Examples:
+        >>> fusion_weights([1, 3], 2)
+        [0.25, 0.75]
+        >>> fusion_weights(None, 4)
+        [0.25, 0.25, 0.25, 0.25]
+    """
     if weights is None:
         return [1.0 / k] * k
     weights = [float(w) for w in weights]
@@ -101,8 +172,26 @@ def fusion_weights(weights: Sequence[float] | None, k: int) -> list[float]:
 
 
 def check_specs(models: Sequence[nn.Module]) -> None:
-    """Raise if the models' specs (where they have one) name different numbers of classes or input
-    shapes.
+    """Raise a one-line error if the models' specs name different numbers of classes or inputs.
+
+    Models without a `landscape_spec`, or whose spec lacks a field, are not compared on it.
+
+    Args:
+        models: the models.
+
+    Raises:
+        LandscapeError: two specs record different `num_classes` or `input_shape`.
+
+    Examples:
+        >>> from torch import nn
+        >>> from landscape.spec import attach_spec
+        >>> a, b = nn.Linear(4, 3), nn.Linear(4, 2)
+        >>> attach_spec(a, "mlp", {"num_classes": 3})
+        >>> attach_spec(b, "mlp", {"num_classes": 2})
+        >>> check_specs([a, b])
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: models have different numbers of classes: model 1 has 3...
     """
     specs = [spec_of(m) for m in models]
     for key, what in (
@@ -126,9 +215,35 @@ def check_specs(models: Sequence[nn.Module]) -> None:
 def compare_outputs(
     a: nn.Module, b: nn.Module, x: torch.Tensor, batch_size: int = 1024, rtol: float = 1e-4
 ) -> tuple[bool, float]:
-    """Whether `a` and `b` (eval mode) compute the same function on the inputs `x`: every output
-    within `rtol` of the largest output magnitude (float rounding of reordered sums stays far
-    below); and the fraction of inputs on which they predict the same class.
+    """Whether `a` and `b` compute the same function on `x`, and how often they predict alike.
+
+    The models run in eval mode (their modes are restored). They compute the same function when
+    every output is within `rtol` of the largest output magnitude: float rounding of reordered sums
+    stays far below.
+
+    Args:
+        a: one model.
+        b: the other.
+        x: the inputs.
+        batch_size: inputs per forward pass.
+        rtol: the tolerance, relative to the largest output magnitude of `a`.
+
+    Returns:
+        Whether the outputs agree, and the fraction of inputs with the same predicted class.
+
+    Examples:
+        A permutation of the hidden units keeps the function:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> _ = torch.manual_seed(0)
+        >>> a = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> b = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> _ = b.load_state_dict({"0.weight": a[0].weight[order], "0.bias": a[0].bias[order],
+        ...                        "2.weight": a[2].weight[:, order], "2.bias": a[2].bias})
+        >>> compare_outputs(a, b, torch.randn(8, 3))
+        (True, 1.0)
     """
     states = [a.training, b.training]
     a.eval()
@@ -146,7 +261,7 @@ def compare_outputs(
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """The fraction of `x` whose predicted class is `y` (the model in eval mode)."""
+    """Return the fraction of `x` whose predicted class is `y`."""
     hits = sum(
         int((model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
         for i in range(0, len(x), batch_size)
@@ -164,8 +279,7 @@ def check_function(
     name: str = "the aligned model",
     where: str = "examples",
 ) -> dict:
-    """Whether `aligned` still computes `original`'s function, with a `warning:` line when it does
-    not.
+    """Whether `aligned` still computes `original`'s function; a `warning:` line when it does not.
 
     Only a permutation keeps the function exactly (exact EMD, uniform marginals, equal widths): the
     outputs then agree to float rounding (`compare_outputs`).
@@ -174,9 +288,11 @@ def check_function(
         original: the model before alignment (eval mode).
         aligned: the same model aligned to another.
         x: the inputs to compare on; None: 256 random inputs of the shape the original's spec
-        records. y: the labels of `x`, if any: the warning then gives both models' accuracy on them.
-        batch_size: inputs per forward pass. name: how the warning names the aligned model ("a.pt
-        aligned to b.pt"). where: how the warning names the inputs ("test examples").
+            records.
+        y: the labels of `x`, if any: the warning then gives both models' accuracy on them.
+        batch_size: inputs per forward pass.
+        name: how the warning names the aligned model ("a.pt aligned to b.pt").
+        where: how the warning names the inputs ("test examples").
 
     Returns:
         What results record: `function_kept` and `agreement` (the fraction of inputs with the same
@@ -184,6 +300,13 @@ def check_function(
 
     Raises:
         LandscapeError: `x` is None and the original's spec records no input shape.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Linear(3, 2)
+        >>> check_function(model, model, torch.randn(4, 3))
+        {'function_kept': True, 'agreement': 1.0}
     """
     if x is None:
         spec = spec_of(original)

@@ -11,6 +11,7 @@ METHODS = (
 )  # fuse: align (OT or Git Re-Basin) then average, or plain averaging
 ALIGNERS = ("ot", "rebasin")  # align: optimal transport or Git Re-Basin permutations
 MODES = ("acts", "wts")  # ground metric: activations or incoming weights
+ACTS_AT = ("pre", "post")  # activations read before or after the elementwise nonlinearity
 SOLVERS = ("emd", "sinkhorn")  # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
 GROUND_METRICS = ("euclidean", "sqeuclidean", "cosine")  # distance between two units' supports

@@ -1,5 +1,6 @@
-"""Fuse K >= 2 models into one: vanilla (weighted) averaging, or OT fusion (Algorithm 1 of the
-OT-fusion paper).
+"""Fuse K >= 2 models into one: vanilla (weighted) averaging, or OT fusion.
+
+OT fusion is Algorithm 1 of Singh & Jaggi, "Model Fusion via Optimal Transport" (NeurIPS 2020).
 
 OT fusion starts from an estimate of the fused model (the anchor, by default the last model), aligns
 every model to it, and returns the weighted average of the aligned parameters and BatchNorm
@@ -28,8 +29,24 @@ def average_states(
     weights: Sequence[float],
     template: dict[str, torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """Weighted average of floating-point entries; integer buffers (BatchNorm's batch count) from
-    `template`.
+    """Weighted average of the floating-point entries of `states`, computed in float64.
+
+    Args:
+        states: the models' states (equal keys and shapes).
+        weights: one weight per state.
+        template: a state with the same keys: the result's dtypes, and its integer buffers
+            (BatchNorm's batch count), which are copied rather than averaged.
+
+    Returns:
+        The averaged state.
+
+    Examples:
+        >>> import torch
+        >>> states = [{"w": torch.tensor([1.0]), "n": torch.tensor(3)},
+        ...           {"w": torch.tensor([3.0]), "n": torch.tensor(5)}]
+        >>> out = average_states(states, [0.75, 0.25], states[1])
+        >>> out["w"].item(), out["n"].item()
+        (1.5, 5)
     """
     out = {}
     for key, ref in template.items():
@@ -59,14 +76,67 @@ def fuse(
     ground_metric: str = "euclidean",
     cost_norm: str = "none",
     heads: str = "permute",
+    acts_at: str = "pre",
 ) -> nn.Module:
-    """One model from `models`: their weighted average after aligning each to the anchor (method
-    "ot", or "rebasin": Git Re-Basin permutations, `seed` ordering its weight matching), or without
-    alignment (method "vanilla", equal shapes only). Returns a new model in eval mode.
-    `ground_metric`, `cost_norm` and `heads`: as in `fusion.align`. Units the alignment graph cannot
-    follow stay in place (averaged as in vanilla averaging) with a warning; `strict=True` makes that
-    an error. `x` is a batch of inputs as `fusion.align` takes it (a tensor, a tuple of positional
-    arguments or a dict of keyword arguments).
+    """One model from `models`: their weighted average, each first aligned to the anchor.
+
+    OT fusion (Singh & Jaggi, "Model Fusion via Optimal Transport", NeurIPS 2020, Algorithm 1)
+    starts from the anchor as the estimate of the fused model, aligns every model to it
+    (`fusion.align`), and averages the aligned parameters and BatchNorm statistics with `weights`;
+    with `iterations > 1` the result is the next estimate. Method "rebasin" aligns with Git Re-Basin
+    permutations instead, and "vanilla" averages without aligning (equal shapes only). Units the
+    alignment graph cannot follow stay in place (averaged as in vanilla averaging) with a warning.
+
+    Args:
+        models: two or more models of one architecture (widths may differ for "ot").
+        method: "ot", "rebasin" or "vanilla".
+        weights: one weight per model, normalised to sum to one; None: uniform.
+        mode: "acts" (activations on `x`) or "wts" (incoming weights).
+        x: a batch of inputs as `fusion.align` takes it (a tensor, a tuple of positional arguments
+            or a dict of keyword arguments); needed for "acts" and importance marginals.
+        anchor: the index of the model that is the first estimate (negative: from the end); the
+            result has its architecture and widths.
+        iterations: how many times the fused model is fed back as the estimate, in all.
+        solver: "emd" (exact) or "sinkhorn".
+        reg: Sinkhorn's regularisation, relative to the largest cost of a layer.
+        marginals: "uniform" or "importance".
+        batch_size: examples per forward pass when reading activations.
+        strict: raise instead of leaving units the graph cannot follow in place.
+        seed: the random group order of Re-Basin's weight matching.
+        ground_metric: as in `fusion.align`.
+        cost_norm: as in `fusion.align`.
+        heads: as in `fusion.align`.
+        acts_at: as in `fusion.align`: activations before ("pre") or after ("post") the
+            nonlinearity.
+
+    Returns:
+        A new model in eval mode (the inputs are not modified).
+
+    Raises:
+        LandscapeError: fewer than two models, an anchor out of range, fewer than one iteration, an
+            unknown method (and, from the checks, bad options or models that cannot be fused).
+
+    Examples:
+        Vanilla averaging of two linear layers, and OT fusion of a model with a permuted copy of
+        itself, which gives the model back:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> a, b = nn.Linear(1, 1), nn.Linear(1, 1)
+        >>> with torch.no_grad():
+        ...     _ = a.weight.fill_(1.0), b.weight.fill_(3.0), a.bias.zero_(), b.bias.zero_()
+        >>> fuse([a, b], method="vanilla", weights=[3, 1]).weight.item()
+        1.5
+        >>> _ = torch.manual_seed(0)
+        >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> copy = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> state = {"0.weight": net[0].weight[order], "0.bias": net[0].bias[order],
+        ...          "2.weight": net[2].weight[:, order], "2.bias": net[2].bias}
+        >>> _ = copy.load_state_dict(state)
+        >>> fused = fuse([copy, net], mode="wts", x=torch.randn(2, 3))
+        >>> torch.equal(fused[0].weight, net[0].weight)
+        True
     """
     models = list(models)
     if len(models) < 2:
@@ -84,7 +154,7 @@ def fuse(
         states = [{k: v.detach() for k, v in m.state_dict().items()} for m in models]
         return with_state(template, average_states(states, w, states[anchor % len(models)]))
     check_choice(method, METHODS, "fusion method")
-    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads)
+    check_options(mode, x, solver, marginals, method, ground_metric, cost_norm, heads, acts_at)
     graphs = prepare(models, x, strict=strict, mode=mode, reference=anchor)
     estimate_graph = graphs[anchor]  # every estimate is the anchor's architecture and widths
     estimate = template
@@ -100,6 +170,7 @@ def fuse(
                 estimate_graph,
                 xs,
                 batch_size,
+                acts_at,
             )
             moments = dict(zip((id(m) for m, _ in moving), found))
         states = [

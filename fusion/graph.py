@@ -126,6 +126,8 @@ class Feature:
     start: int
     stop: int
     rank: int = 0
+    # the elementwise functions that follow that output (`fusion.elementwise.chain`)
+    after: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -325,7 +327,7 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
         for a, b in res.pieces[seg.group]:
             if hook is not None and seg.start <= a and b <= seg.start + seg.n:
                 features.setdefault(res.klass[(seg.group, a)], []).append(
-                    Feature(hook[0], hook[1], axis, a - seg.start, b - seg.start, hook[2])
+                    Feature(hook[0], hook[1], axis, a - seg.start, b - seg.start, *hook[2:])
                 )
     groups = tuple(
         Group(

@@ -1,5 +1,4 @@
-"""Whole attention heads trading places: moving every axis a head's units index, and checking that
-the model's function allows it.
+"""Whole attention heads trading places, and the check that a model's function allows it.
 
 The alignment graph lists the heads of each `F.scaled_dot_product_attention` call
 (`AlignmentGraph.heads`): each head's query/key groups and value groups. Attention never mixes two
@@ -29,9 +28,35 @@ from .graph import AlignmentGraph
 def permute_heads(
     state: dict[str, torch.Tensor], graph: AlignmentGraph, orders: list[list[int]]
 ) -> dict[str, torch.Tensor]:
-    """A copy of `state` with whole heads moved: head j of each attention takes the units of head
-    `order[j]` on every axis they index (the function is kept). A group's k-th run on an axis takes
-    the k-th run of its source group there.
+    """A copy of `state` with whole heads moved, keeping the function.
+
+    Head j of each attention takes the units of head `order[j]` on every axis they index. A group's
+    k-th run on an axis takes the k-th run of its source group there.
+
+    Args:
+        state: the model's parameters and buffers by state_dict key.
+        graph: its alignment graph (its `heads`: per attention, each head's groups).
+        orders: per attention of `graph.heads`, the source head of each head.
+
+    Returns:
+        The moved copy (entries no head indexes are the same tensors).
+
+    Raises:
+        LandscapeError: a head's runs on an axis differ in length from its source's (an internal
+            error: the graph's heads are of equal sizes).
+
+    Examples:
+        Two heads of two units each, on the rows of one weight:
+
+        >>> import torch
+        >>> from fusion.graph import AlignmentGraph, Binding, Group, Segment
+        >>> heads = (((0,), (1,)),)
+        >>> groups = (Group(2, False, (), ()), Group(2, False, (), ()))
+        >>> rows = Binding("w", 0, "out", (Segment(0), Segment(1)))
+        >>> graph = AlignmentGraph((), groups, (rows,), -1, -1, heads=heads)
+        >>> state = {"w": torch.arange(4.0)[:, None]}
+        >>> permute_heads(state, graph, [[1, 0]])["w"].flatten().tolist()
+        [2.0, 3.0, 0.0, 1.0]
     """
     source = {
         g: src
@@ -68,9 +93,7 @@ def permute_heads(
 def _outputs(
     model: nn.Module, state: dict[str, torch.Tensor], example: object
 ) -> list[torch.Tensor]:
-    """The floating-point tensors `model` returns on `example` with `state` as its parameters and
-    buffers.
-    """
+    """Return the floating-point tensors `model` returns on `example` with `state` as its state."""
     args, kwargs = call_arguments(example)
     with torch.no_grad():
         out = functional_call(
@@ -84,9 +107,41 @@ def _outputs(
 def interchangeable(
     models: Sequence[nn.Module], graphs: list[AlignmentGraph], example: object
 ) -> list[AlignmentGraph]:
-    """`graphs` (one per model, same structure) listing only the attentions whose heads every model
-    allows to trade places: its output on `example` is unchanged by a cyclic shift of the heads and
+    """`graphs` listing only the attentions whose heads every model allows to trade places.
+
+    A model allows it when its output on `example` is unchanged by a cyclic shift of the heads and
     by a swap of the first two (see the module docstring).
+
+    Args:
+        models: the models.
+        graphs: their alignment graphs (one per model, same structure).
+        example: a batch of inputs (a tensor, a tuple of positional arguments or a dict of keyword
+            arguments).
+
+    Returns:
+        The graphs with `heads` reduced to those attentions.
+
+    Examples:
+        Two "heads" of a hidden layer that the next layer reads: swapping them, rows and columns
+        together, keeps the function; moving the rows alone does not:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.graph import AlignmentGraph, Binding, Group, Segment
+        >>> _ = torch.manual_seed(0)
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 1))
+        >>> segments = (Segment(0), Segment(1))
+        >>> rows = (Binding("0.weight", 0, "out", segments), Binding("0.bias", 0, "out", segments))
+        >>> columns = Binding("1.weight", 1, "in", segments)
+        >>> groups = (Group(2, False, (), ()), Group(2, False, (), ()))
+        >>> heads = (((0,), (1,)),)
+        >>> whole = AlignmentGraph((), groups, (*rows, columns), -1, -1, heads=heads)
+        >>> half = AlignmentGraph((), groups, rows, -1, -1, heads=heads)
+        >>> x = torch.randn(5, 3)
+        >>> [len(g.heads) for g in interchangeable([model], [whole], x)]
+        [1]
+        >>> [len(g.heads) for g in interchangeable([model], [half], x)]
+        [0]
     """
     if not graphs or not graphs[0].heads:
         return graphs
@@ -108,6 +163,7 @@ def interchangeable(
 
 
 def _close(out: list[torch.Tensor], reference: list[torch.Tensor]) -> bool:
+    """Return whether the outputs agree with the reference ones to float rounding."""
     return len(out) == len(reference) and all(
         torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(float(b.abs().max()), 1.0))
         for a, b in zip(out, reference)

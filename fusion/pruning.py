@@ -1,8 +1,9 @@
-"""Structured pruning by norm: remove the units (neurons or filters) of one layer whose incoming
-weights have the smallest L1 norm (Li, Kadav, Durdanovic, Samet, Graf, "Pruning Filters for
-Efficient ConvNets", ICLR 2017), giving a narrower model. OT fusion of the dense model into the
-pruned one is the data-free post-processing of Singh & Jaggi, "Model Fusion via Optimal Transport"
-(NeurIPS 2020), Section 5.2.
+"""Structured pruning by norm: a narrower model without one layer's weakest units.
+
+The units (neurons or filters) removed are those whose incoming weights have the smallest L1 norm
+(Li, Kadav, Durdanovic, Samet, Graf, "Pruning Filters for Efficient ConvNets", ICLR 2017). OT fusion
+of the dense model into the pruned one is the data-free post-processing of Singh & Jaggi, "Model
+Fusion via Optimal Transport" (NeurIPS 2020), Section 5.2.
 
 The pruned layer's units are read by the next linear or convolution layer in the model's
 registration order (a plain chain, as in MLPs and VGG); a BatchNorm right after the layer loses the
@@ -35,8 +36,20 @@ def prune_units(model: nn.Module, layer: str, fraction: float) -> nn.Module:
 
     Raises:
         LandscapeError: for an unknown layer, a layer that is not linear/convolution, the last such
-        layer (its units are the classes), a fraction outside [0, 1), or a next layer that does not
-        read the units.
+            layer (its units are the classes), a fraction outside [0, 1).
+
+    Examples:
+        The hidden unit with the smallest incoming weights goes, with its column of the next layer:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(torch.tensor([[1.0, 1.0], [0.1, 0.0], [2.0, -2.0]]))
+        ...     _ = model[2].weight.copy_(torch.tensor([[1.0, 2.0, 3.0]]))
+        >>> pruned = prune_units(model, "0", 1 / 3)
+        >>> pruned[0].weight.tolist(), pruned[2].weight.tolist()
+        ([[1.0, 1.0], [2.0, -2.0]], [[1.0, 3.0]])
     """
     if not 0 <= fraction < 1:
         raise LandscapeError(f"pruning fraction must be in [0, 1), got {fraction}")
@@ -70,13 +83,14 @@ def prune_units(model: nn.Module, layer: str, fraction: float) -> nn.Module:
 
 
 def _kept(weight: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices (ascending) of the `n` units of largest L1 norm; ties go to the lower index."""
+    """Return the indices (ascending) of the `n` units of largest L1 norm; ties: the lower index."""
     norms = weight.detach().abs().reshape(weight.shape[0], -1).sum(1)
     order = sorted(range(len(norms)), key=lambda i: (-float(norms[i]), i))
     return torch.tensor(sorted(order[:n]))
 
 
 def _cut_out(module: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """Return a copy of the layer with only the output units `keep`."""
     new = copy.deepcopy(module)
     new.weight = nn.Parameter(module.weight.detach()[keep].clone())
     if module.bias is not None:
@@ -89,6 +103,7 @@ def _cut_out(module: nn.Module, keep: torch.Tensor) -> nn.Module:
 
 
 def _cut_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
+    """Return a copy of the BatchNorm with only the channels `keep`."""
     new = copy.deepcopy(norm)
     for name in ("weight", "bias"):
         if getattr(norm, name) is not None:
@@ -101,8 +116,10 @@ def _cut_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
 
 
 def _cut_in(module: nn.Module, keep: torch.Tensor, units: int, name: str) -> nn.Module:
-    """The consumer without the inputs of the removed units (a flattened feature map: every
-    position).
+    """Return the consumer without the inputs of the removed units (after a flatten: all positions).
+
+    Raises:
+        LandscapeError: the consumer does not read a whole number of inputs per unit.
     """
     fan_in = module.weight.shape[1]
     if fan_in % units:
@@ -121,6 +138,7 @@ def _cut_in(module: nn.Module, keep: torch.Tensor, units: int, name: str) -> nn.
 
 
 def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put `module` in `model` under the dotted `name`."""
     parent, _, leaf = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, leaf, module)
 

@@ -1,6 +1,7 @@
-"""Git Re-Basin (Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation
-Symmetries", ICLR 2023) on the alignment graph: one permutation per movable unit group, found by
-linear assignment.
+"""Git Re-Basin on the alignment graph: one permutation per movable unit group, by assignment.
+
+Ainsworth, Hayase & Srinivasa, "Git Re-Basin: Merging Models modulo Permutation Symmetries", ICLR
+2023.
 
 - Weight matching (their Algorithm 1): maximise `sum over parameters <W_B, P W_A>`, where `P W_A` is
   A's parameter with every unit-indexed axis permuted by its group's permutation. Coordinate
@@ -10,8 +11,8 @@ linear assignment.
   are visited in a random order (seeded) each sweep, and sweeps repeat until no group's permutation
   improves the objective.
 - Activation matching (their section 3.1): per group, the permutation that maximises the summed
-  Pearson correlation between A's and B's pre-activations on the given examples; one assignment per
-  group.
+  Pearson correlation between A's and B's activations on the given examples (before the
+  nonlinearity, or after it with `acts_at="post"`); one assignment per group.
 
 Every axis the alignment graph binds to units (weight rows and columns, biases, norms, residual
 streams through adds and concatenations) enters the objective, so Re-Basin works on every model OT
@@ -36,8 +37,33 @@ MAX_SWEEPS = 100
 
 
 def check_widths(graph: AlignmentGraph, anchor_graph: AlignmentGraph) -> list[int]:
-    """The movable groups, after checking that both models have the same width in each (a
-    permutation needs it).
+    """The movable groups, after checking that both models have the same width in each.
+
+    A permutation needs equal widths.
+
+    Args:
+        graph: the model's alignment graph.
+        anchor_graph: the anchor's (same structure).
+
+    Returns:
+        The indices of the groups that are not fixed.
+
+    Raises:
+        LandscapeError: a group has different widths in the two graphs.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.graph import build_graph
+        >>> example = torch.zeros(2, 3)
+        >>> graphs = [build_graph(nn.Sequential(nn.Linear(3, n), nn.ReLU(), nn.Linear(n, 2)),
+        ...                       example) for n in (4, 4, 5)]
+        >>> check_widths(graphs[0], graphs[1])
+        [1]
+        >>> check_widths(graphs[0], graphs[2])
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: Re-Basin permutes units, so the models need equal ...
     """
     movable = []
     for gid, (g, h) in enumerate(zip(graph.groups, anchor_graph.groups)):
@@ -55,9 +81,7 @@ def check_widths(graph: AlignmentGraph, anchor_graph: AlignmentGraph) -> list[in
 def _unit_rows(
     value: torch.Tensor, binding: Binding, graph: AlignmentGraph, gid: int
 ) -> torch.Tensor | None:
-    """The slices of `value` along the binding's axis that belong to group `gid`, one row per unit
-    (n, -1).
-    """
+    """Return the slices of `value` along the axis that belong to group `gid`, one row per unit."""
     v = value.movedim(binding.axis, 0)
     rows = []
     for seg, off, length in graph.spans(binding.segments):
@@ -78,22 +102,41 @@ def weight_matching(
     seed: int = 0,
     max_sweeps: int = MAX_SWEEPS,
 ) -> tuple[dict[int, Map], int]:
-    """Permutations of the model's units (`state`, `graph`) that match its parameters `names` to the
-    anchor's.
+    """Permutations of the model's units that match its parameters `names` to the anchor's.
+
+    Weight matching (the module docstring): coordinate descent over the groups, one linear
+    assignment per group and visit, until a sweep changes nothing.
 
     Args:
-        state, anchor_state: the two models' state dicts.
-        graph, anchor_graph: their alignment graphs (same structure, equal widths).
+        state: the model's state dict.
+        anchor_state: the anchor's state dict.
+        graph: the model's alignment graph.
+        anchor_graph: the anchor's (same structure, equal widths).
         names: the state keys that enter the objective (the parameters; buffers are moved but not
-        matched). seed: the random order in which each sweep visits the groups. max_sweeps: the most
-        sweeps over all groups.
+            matched).
+        seed: the random order in which each sweep visits the groups.
+        max_sweeps: the most sweeps over all groups.
 
     Returns:
         One permutation `Map` per movable group, and the number of sweeps (the last changed nothing,
         unless `max_sweeps` stopped the descent first).
 
-    Raises:
-        LandscapeError: a group of different widths in the two models.
+    Examples:
+        A permuted copy's hidden units are put back in the anchor's order:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.graph import build_graph
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> a = {k: v.detach() for k, v in anchor.state_dict().items()}
+        >>> model = {"0.weight": a["0.weight"][order], "0.bias": a["0.bias"][order],
+        ...          "2.weight": a["2.weight"][:, order], "2.bias": a["2.bias"]}
+        >>> graph = build_graph(anchor, torch.zeros(2, 3))
+        >>> maps, sweeps = weight_matching(model, a, graph, graph, set(a))
+        >>> maps[1].index.tolist(), sweeps
+        ([1, 3, 0, 2], 2)
     """
     movable = check_widths(graph, anchor_graph)
     sizes = [g.size for g in graph.groups]
@@ -144,19 +187,38 @@ def activation_matching(
     anchor_graph: AlignmentGraph,
     device: torch.device | str = "cpu",
 ) -> dict[int, Map]:
-    """Per movable group with readable activations, the permutation maximising the summed
-    correlation of the model's pre-activations with the anchor's.
+    """Per movable group, the permutation maximising the summed correlation of the activations.
+
+    The model's activations are correlated with the anchor's (Pearson, `Moments.correlation`); one
+    linear assignment per group with readable activations.
 
     Args:
-        moments: per group, the statistics of both models' pre-activations
-        (`fusion.metrics.activation_moments`). graph, anchor_graph: the two models' alignment
-        graphs. device: where the maps live.
+        moments: per group, the statistics of both models' activations
+            (`fusion.metrics.activation_moments`).
+        graph: the model's alignment graph.
+        anchor_graph: the anchor's (same structure, equal widths).
+        device: where the maps live.
 
     Returns:
         One permutation `Map` per group in `moments` that moves.
 
-    Raises:
-        LandscapeError: a group of different widths in the two models.
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from fusion.graph import build_graph
+        >>> from fusion.metrics import activation_moments
+        >>> _ = torch.manual_seed(0)
+        >>> anchor = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> order = torch.tensor([2, 0, 3, 1])
+        >>> with torch.no_grad():
+        ...     _ = model[0].weight.copy_(anchor[0].weight[order])
+        ...     _ = model[0].bias.copy_(anchor[0].bias[order])
+        >>> x = torch.randn(32, 3)
+        >>> graph = build_graph(anchor, x[:2])
+        >>> moments = activation_moments([model], anchor, [graph], graph, x)[0]
+        >>> activation_matching(moments, graph, graph)[1].index.tolist()
+        [1, 3, 0, 2]
     """
     movable = set(check_widths(graph, anchor_graph))
     return {

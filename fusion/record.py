@@ -103,7 +103,7 @@ class Record:
         self.bindings: dict[tuple[str, int], tuple[str, Layout]] = {}
         self.producers: list[Producer] = []
         self.producer_nodes: set[fx.Node] = set()
-        self.features: list[tuple[tuple[str, int, int] | None, int, object]] = []
+        self.features: list[tuple[tuple[str, int, int, tuple] | None, int, object]] = []
         self.param_group: dict[tuple, int] = {}
         self.events: list[tuple[fx.Node, str]] = []
         # per attention call: each head's Q/K then V segments

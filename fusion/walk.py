@@ -17,6 +17,7 @@ from torch.utils import _pytree as pytree
 
 from landscape.errors import LandscapeError
 
+from .elementwise import chain
 from .equivariance import generic
 from .layout import Layout, Seg
 from .provenance import param_op, parameter_units
@@ -341,5 +342,5 @@ class Walk(Record):
         axis = axis if spot is not node else layout.axis
         hook = self.tr.module_output.get(spot)
         if hook is not None:
-            hook = (*hook, self.values[spot].ndim)
+            hook = (*hook, self.values[spot].ndim, chain(spot, self.values))
         self.features.append((hook, axis, layout.segs[0]))
