@@ -104,10 +104,12 @@ class Binding:
 
 @dataclass(frozen=True)
 class Feature:
-    """Where a group's pre-activations are read, for the activation-based ground metric.
+    """Where a group's activations are read, for the activation-based ground metric.
 
     Channels [start, stop) along `axis` of the output of call number `call` of module `module` (a
-    tensor of `rank` dimensions).
+    tensor of `rank` dimensions); `after` holds the elementwise functions that alone read that
+    output (a ReLU, GELU, ...), applied to it when activations are read after the nonlinearity
+    (`acts_at="post"`).
 
     Examples:
         A convolution followed by BatchNorm: its units are read after the norm.
