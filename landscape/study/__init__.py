@@ -8,7 +8,8 @@ from .._lazy import exporter
 _EXPORTS = {
     "StudyConfig": ".config",
     "load_config": ".config",
-    "StudyRun": ".run",
+    "plan_study": ".plan",
+    "StudyRunner": ".execute",
     "write_report": ".report",
     "seed_tables": ".published",
     "plan_text": ".cost",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..curvature.operator import HessianOperator
 from ..data.split import Split
 from ..models.zoo import build_model
-from .run import Job
+from .tasks import Task
 
 UNITS = {"train": "trained", "forward": "forward", "hvp": "HVP"}
 Rates = dict[tuple[str, int], float]  # (unit, batch size) -> seconds per example
@@ -48,7 +48,7 @@ def clock(seconds: float) -> str:
     return f"{days} d {h} h" if days else f"{h} h {m} min"
 
 
-def work(jobs: Sequence[Job]) -> dict[tuple[str, int], int]:
+def work(jobs: Sequence[Task]) -> dict[tuple[str, int], int]:
     """Examples per (unit, batch size) over `jobs`."""
     total: dict[tuple[str, int], int] = defaultdict(int)
     for job in jobs:
@@ -73,7 +73,7 @@ def seconds(work_done: dict[tuple[str, int], int], rates: Rates) -> float:
 
 
 def plan_text(
-    stages: Sequence[tuple[str, Sequence[Job], Sequence[Job]]],
+    stages: Sequence[tuple[str, Sequence[Task], Sequence[Task]]],
     rates: Rates | None = None,
     device: str = "",
     list_jobs: bool = True,
