@@ -1,22 +1,23 @@
 """A batch-size study's settings, read from a TOML file (or a bundled preset) and checked.
 
-Sections (`sections.py`): `[study]` (architecture, data, replicates, the seed-study tables to compare
-with), `[train]` (batch sizes, their learning rates, any training setting), `[pairs]` (seeds of A
-and B: same-init and different-init pairs for every batch size, and mixed batch-size pairs),
-`[fusion]`, `[finetune]` (defaults and per-pair runs, as the seed study's Table 6), `[measure]`.
-`load_config` turns them into one frozen `StudyConfig`.
+Sections (`sections.py`): `[study]` (architecture, data, replicates, the seed-study tables to
+compare with), `[train]` (batch sizes, their learning rates, any training setting), `[pairs]` (seeds
+of A and B: same-init and different-init pairs for every batch size, and mixed batch-size pairs,
+`pairs.py`), `[fusion]`, `[finetune]` (defaults and per-pair runs, as the seed study's Table 6),
+`[measure]`. `load_config` turns them into one frozen `StudyConfig`.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..choices import CURVATURES, SHARPNESS_KINDS, SHARPNESS_NORMS
 from ..errors import LandscapeError
 from ..training.loop import TrainConfig
+from .pairs import PairSpec, read_pairs
 from .sections import (
     CONTOUR_KINDS,
     FUSED,
@@ -36,54 +37,6 @@ SECTIONS = ("study", "train", "pairs", "fusion", "finetune", "measure")
 
 
 @dataclass(frozen=True)
-class Parent:
-    """A parent model: its batch size and (init seed, data seed) before the replicate shift.
-
-    Examples:
-        >>> Parent(32, 42, 43).data_seed
-        43
-    """
-
-    batch_size: int
-    init_seed: int
-    data_seed: int
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    """A pair of parents, A aligned to B.
-
-    Examples:
-        >>> pair = PairSpec(Parent(32, 42, 42), Parent(512, 43, 42))
-        >>> pair.init, pair.batches, pair.name
-        ('diff', 'mixed', 'diff-bs32-bs512')
-    """
-
-    a: Parent
-    b: Parent
-
-    @property
-    def init(self) -> str:
-        """`same` when A and B share the initial weights (their init seeds agree), else `diff`."""
-        return "same" if self.a.init_seed == self.b.init_seed else "diff"
-
-    @property
-    def batches(self) -> str:
-        """`corresponding` when A and B were trained with the same batch size, else `mixed`."""
-        return "corresponding" if self.a.batch_size == self.b.batch_size else "mixed"
-
-    @property
-    def name(self) -> str:
-        """The pair's name: `diff-bs32`, or `same-bs32-bs512` for mixed batch sizes."""
-        sizes = (
-            f"bs{self.a.batch_size}"
-            if self.batches == "corresponding"
-            else f"bs{self.a.batch_size}-bs{self.b.batch_size}"
-        )
-        return f"{self.init}-{sizes}"
-
-
-@dataclass(frozen=True)
 class FinetuneRun:
     """One fine-tuning of fused `models` of the pairs trained with `batches` (None: every pair).
 
@@ -91,6 +44,7 @@ class FinetuneRun:
     factor of B's, and training settings (None: not set).
 
     Examples:
+        >>> from landscape.study.pairs import Parent
         >>> run = FinetuneRun(("ot",), (32, 512), RunSection(batch_size=256))
         >>> run.matches(PairSpec(Parent(32, 42, 42), Parent(512, 42, 42)), "ot")
         True
@@ -138,10 +92,10 @@ class StudyConfig:
     data: str
     train: TrainSection
     pairs: tuple[PairSpec, ...] = ()
-    fusion: FusionSection = FusionSection()
-    finetune: FinetuneSection = FinetuneSection()
+    fusion: FusionSection = field(default_factory=FusionSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
     finetune_runs: tuple[FinetuneRun, ...] = ()
-    measure: MeasureSection = MeasureSection()
+    measure: MeasureSection = field(default_factory=MeasureSection)
     replicates: int = 1
     compare: str | None = None  # "resnet18/cifar10": show the seed study's values beside ours
 
@@ -250,58 +204,16 @@ class StudyConfig:
 _RUN_SCOPE = frozenset({"batches", "models"})  # which pairs and models a run fine-tunes
 
 
-def _parent(value: Any, where: str) -> Parent:
-    """A mixed pair's parent from its `[batch size, init seed, data seed]`."""
-    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) for v in value)):
-        raise LandscapeError(
-            f"{where}: a parent is [batch size, init seed, data seed], got {value!r}"
-        )
-    return Parent(*value)
-
-
-def _pairs(raw: PairsSection, batch_sizes: tuple[int, ...], where: str) -> tuple[PairSpec, ...]:
-    """Same- and different-init pairs for every batch size, then the mixed pairs as listed."""
-    pairs = []
-    for key in ("same_init", "diff_init"):
-        seeds = getattr(raw, key)
-        if seeds is None:
-            continue
-        if len(seeds) != 2:
-            raise LandscapeError(f"{where}: [pairs] {key} is [[init_a, data_a], [init_b, data_b]]")
-        (ia, da), (ib, db) = seeds
-        if (ia == ib) != (key == "same_init"):
-            raise LandscapeError(
-                f"{where}: [pairs] {key} needs {'equal' if key == 'same_init' else 'different'} "
-                "init seeds for A and B"
-            )
-        pairs += [PairSpec(Parent(bs, ia, da), Parent(bs, ib, db)) for bs in batch_sizes]
-    for i, entry in enumerate(raw.mixed):
-        if set(entry) != {"a", "b"}:
-            raise LandscapeError(
-                f"{where}: [pairs] mixed entries are {{ a = [batch, init seed, data seed], b = "
-                "[...] }}"
-            )
-        pair = PairSpec(
-            _parent(entry["a"], f"{where}: mixed pair {i + 1}"),
-            _parent(entry["b"], f"{where}: mixed pair {i + 1}"),
-        )
-        if pair.batches != "mixed" or {pair.a.batch_size, pair.b.batch_size} - set(batch_sizes):
-            raise LandscapeError(
-                f"{where}: mixed pair {i + 1} needs two different batch sizes of [train] "
-                "batch_sizes"
-            )
-        pairs.append(pair)
-    names = [p.name for p in pairs]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise LandscapeError(
-            f"{where}: two pairs are both {duplicate!r}; each (init, A batch, B batch) once"
-        )
-    return tuple(pairs)
-
-
 def _runs(section: FinetuneSection, where: str) -> tuple[FinetuneRun, ...]:
-    """The `[[finetune.runs]]` of `[finetune]`, checked."""
+    """The `[[finetune.runs]]` of `[finetune]`, checked.
+
+    Returns:
+        The runs, each with the fused models it fine-tunes (default `[finetune] models`).
+
+    Raises:
+        LandscapeError: for an unknown init or model, a run's setting of the wrong type, both lr
+            and lr_factor, or batches that are not [A batch, B batch].
+    """
     if set(section.init) - {"same", "diff"} or set(section.models) - set(FUSED):
         raise LandscapeError(
             f"{where}: [finetune] init is a list of same/diff, models a list of vanilla/ot"
@@ -368,7 +280,7 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
         arch_kwargs=dict(study.arch_kwargs),
         data=data or study.data,
         train=train,
-        pairs=_pairs(pairs, train.batch_sizes, where),
+        pairs=read_pairs(pairs, train.batch_sizes, where),
         fusion=fusion,
         finetune=finetune,
         finetune_runs=runs,
@@ -381,7 +293,13 @@ def load_config(path: str | Path, data: str | None = None) -> StudyConfig:
 
 
 def _check(cfg: StudyConfig, where: str) -> None:
-    """Raise for settings that contradict each other or name unknown choices."""
+    """Check the settings that no single field's type can.
+
+    Raises:
+        LandscapeError: for replicates below 1, an unknown comparison, curvature or sharpness
+            choice or contour kind, plane contours without a fine-tuned OT fusion to draw them
+            around, or two fine-tuning runs of one model at the same batch size.
+    """
     from .published import COMPARABLE
 
     m = cfg.measure

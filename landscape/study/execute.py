@@ -1,8 +1,9 @@
-"""Running a planned batch-size study: every task not done yet (a checkpoint that exists, or a
-stored group whose `key` matches, is done), stage by stage; under torchrun the independent tasks of
-each stage are spread over the ranks and rank 0 writes the store, which ends with the study's
-description under `/study`. `landscape` never imports `fusion`: the caller passes the fusion
-functions in (`Fuser`).
+"""Running a planned batch-size study: every task not done yet, stage by stage.
+
+A task is done when its checkpoint exists or the store holds its group with its key. Under torchrun
+the independent tasks of each stage are spread over the ranks and rank 0 writes the store, which
+ends with the study's description under `/study`. `landscape` never imports `fusion`: the caller
+passes the fusion functions in (`Fuser`); the measurements are `measuring.py`'s.
 """
 
 from __future__ import annotations
@@ -18,21 +19,13 @@ import torch.distributed as tdist
 from torch import nn
 
 from .. import dist, progress
-from ..curvature.eigen import top_eigenvalues
-from ..curvature.results import SuiteResult
-from ..curvature.stationarity import point_state
-from ..curvature.suite import curvature_suite
-from ..curvature.trace import hessian_trace
 from ..data.datasets import Dataset, load_data
-from ..data.split import Split, subsample
-from ..geometry.barrier import interpolation_curve
-from ..geometry.sharpness import measure_sharpness
-from ..geometry.surface import compute_surface, plane_surface, random_surface
-from ..io.checkpoint import file_hash, load_checkpoint, save_checkpoint
-from ..io.store import content_key, group_keys, result_arrays, write_result, write_results
+from ..data.split import subsample
+from ..io.checkpoint import save_checkpoint
+from ..io.store import content_key, group_keys, write_result, write_results
 from ..training.bn import reset_bn
 from ..training.loop import TrainConfig, init_model, train, train_meta
-from ..training.metrics import evaluate, evaluate_ensemble
+from .measuring import Measurer
 from .settings import SEED_SHIFT
 from .tasks import StudyPlan, Task
 
@@ -51,11 +44,28 @@ class Fuser(Protocol):
     """
 
     def align(self, model: nn.Module, anchor: nn.Module, **kw: Any) -> nn.Module:
-        """`model` with its units permuted to match `anchor`'s."""
+        """`model` with its units permuted to match `anchor`'s.
+
+        Args:
+            model: the model to align (A).
+            anchor: the model it is aligned to (B).
+            **kw: the alignment's settings (method, mode, activations, solver, ...).
+
+        Returns:
+            A aligned to B.
+        """
         ...
 
     def fuse(self, models: list[nn.Module], **kw: Any) -> nn.Module:
-        """One model fusing `models`."""
+        """One model fusing `models`.
+
+        Args:
+            models: the models, the last one the anchor.
+            **kw: the fusion's settings (method, iterations, mode, activations, ...).
+
+        Returns:
+            The fused model.
+        """
         ...
 
 
@@ -108,19 +118,12 @@ class StudyRunner:
     def __init__(self, plan: StudyPlan, fuser: Fuser, device: torch.device | str = "cpu"):
         self.plan, self.fuser, self.device = plan, fuser, torch.device(device)
         self.cfg = plan.cfg
-        self._suites: dict[tuple[str, str], SuiteResult] = {}  # (model, settings key) -> run
+        self._measurer = Measurer(plan, self.device, lambda: self.data)
         self._actions: dict[str, Callable[[Task], Any]] = {
             "train": self._train,
             "fuse": self._fuse,
             "finetune": self._finetune,
-            "metrics": self._metrics,
-            "suite": self._suite,
-            "eigenvalues": self._eigenvalues,
-            "trace": self._trace,
-            "sharpness": self._sharpness,
-            "ensemble": self._ensemble,
-            "barrier": self._barrier,
-            "contour": self._contour,
+            **self._measurer.actions(),
         }
 
     @cached_property
@@ -170,10 +173,6 @@ class StudyRunner:
                     write_result(self.plan.store, task.group, arrays, {**attrs, "key": task.key})
                 bar.update(1)
 
-    def _load(self, name: str) -> nn.Module:
-        """Model `name` from its checkpoint."""
-        return load_checkpoint(self.plan.models[name].checkpoint, self.device)[0]
-
     # ---- checkpoints
     # ---------------------------------------------------------------------------------------------
     def _train(self, task: Task) -> None:
@@ -189,7 +188,7 @@ class StudyRunner:
     def _fuse(self, task: Task) -> None:
         """The vanilla average, A aligned to B, or the OT (or Re-Basin) fusion of a pair."""
         kind, settings, (a_name, b_name) = (task.params[k] for k in ("kind", "settings", "parents"))
-        a, b = self._load(a_name), self._load(b_name)
+        a, b = self._measurer.load(a_name), self._measurer.load(b_name)
         seed = settings["seed"]
         x = subsample(self.data.train, settings["align_samples"], seed, "[fusion] align_samples").x
         ot_kw = {
@@ -226,178 +225,19 @@ class StudyRunner:
     def _finetune(self, task: Task) -> None:
         """Fine-tune a fused model."""
         source, cfg = task.params["source"], TrainConfig(**task.params["train"])
-        result = train(self._load(source), self.data, cfg, desc=task.params["model"])
+        result = train(self._measurer.load(source), self.data, cfg, desc=task.params["model"])
         meta = train_meta(
             cfg, result, self.data, role="finetuned", finetuned_from=source, key=task.key
         )
         save_checkpoint(result.model, task.checkpoint, meta=meta)
 
-    # ---- measurements of one model
-    # ---------------------------------------------------------------------------------------------
-    def _measured(
-        self, task: Task, compute: Callable[[nn.Module, Split], Any], at: bool = True
-    ) -> tuple[dict, dict]:
-        """The result of `compute` on the task's model and curvature examples; with `at`, also the
-        loss, accuracy and gradient norm there (`point_*` attributes).
-        """
-        settings = task.params["settings"]
-        path = self.plan.models[task.params["model"]].checkpoint
-        model = load_checkpoint(path, self.device)[0]
-        split = (
-            subsample(self.data.train, settings["samples"], settings["seed"], "[measure] samples")
-            if "seed" in settings
-            else None
-        )
-        arrays, attrs = result_arrays(compute(model, split))
-        batch = self.cfg.measure.batch_size
-        point = point_state(model, split, batch).attrs() if at else {}
-        return arrays, {
-            **attrs,
-            **point,
-            **settings,
-            "checkpoint": path.name,
-            "sha256": file_hash(path),
-        }
-
-    def _metrics(self, task: Task) -> tuple[dict, dict]:
-        """Loss and accuracy on the training and test splits."""
-
-        def compute(model: nn.Module, _: Any) -> dict:
-            return {
-                f"{s}_{k}": v
-                for s in ("train", "test")
-                for k, v in asdict(evaluate(model, self.data.split(s))).items()
-            }
-
-        return self._measured(task, compute, at=False)
-
-    def _suite(self, task: Task) -> tuple[dict, dict]:
-        """One group (eigenvalues, trace or ESD) of the model's curvature suite run, which the
-        model's three groups share.
-        """
-        s = task.params["settings"]
-        run = (task.params["model"], content_key(s))
-
-        def compute(model: nn.Module, split: Split) -> dict:
-            if run not in self._suites:
-                self._suites[run] = curvature_suite(
-                    model,
-                    split,
-                    k=s["k"],
-                    tol=s["tol"],
-                    steps=s["min_steps"],
-                    block=s["block"],
-                    trace_rse=s["trace_rse"],
-                    max_hvps=task.params["max_hvps"],
-                    batch_size=s["batch_size"],
-                    seed=s["seed"],
-                )
-            done = self._suites[run]
-            return {**asdict(done.parts()[task.params["part"]]), **done.shared()}
-
-        return self._measured(task, compute)
-
-    def _eigenvalues(self, task: Task) -> tuple[dict, dict]:
-        """Top eigenvalues of another curvature matrix (`ggn`, `fisher`)."""
-        s = task.params["settings"]
-        return self._measured(
-            task,
-            lambda model, split: top_eigenvalues(
-                model,
-                split,
-                k=s["k"],
-                batch_size=s["batch_size"],
-                tol=s["tol"],
-                seed=s["seed"],
-                curvature=task.params["curvature"],
-            ),
-        )
-
-    def _trace(self, task: Task) -> tuple[dict, dict]:
-        """Trace of another curvature matrix (`ggn`, `fisher`)."""
-        s = task.params["settings"]
-        return self._measured(
-            task,
-            lambda model, split: hessian_trace(
-                model,
-                split,
-                batch_size=s["batch_size"],
-                max_hvps=s["hvps"],
-                seed=s["seed"],
-                curvature=task.params["curvature"],
-            ),
-        )
-
-    def _sharpness(self, task: Task) -> tuple[dict, dict]:
-        """Worst-case and random sharpness."""
-        s = task.params["settings"]
-        return self._measured(
-            task,
-            lambda model, split: measure_sharpness(
-                model,
-                split,
-                s["kind"],
-                s["rho"],
-                s["norm"],
-                s["steps"],
-                s["restarts"],
-                s["draws"],
-                seed=s["seed"],
-                batch_size=s["batch_size"],
-            ),
-            at=False,
-        )
-
-    # ---- measurements of a pair
-    # ---------------------------------------------------------------------------------------------
-    def _ensemble(self, task: Task) -> tuple[dict, dict]:
-        """Loss and accuracy of the averaged predictions of A and B."""
-        models = [self._load(n) for n in task.params["models"]]
-        return {}, {
-            f"{s}_{k}": v
-            for s in ("train", "test")
-            for k, v in asdict(evaluate_ensemble(models, self.data.split(s))).items()
-        }
-
-    def _barrier(self, task: Task) -> tuple[dict, dict]:
-        """The interpolation curve from A (or A aligned to B) to B and its barriers."""
-        m, settings = self.cfg.measure, task.params["settings"]
-        a, b = self._load(task.params["a"]), self._load(task.params["b"])
-        splits = {
-            s: subsample(
-                self.data.split(s),
-                m.barrier_samples,
-                settings["seed"],
-                "[measure] barrier_samples",
-                f"of the {s} split",
-            )
-            for s in ("train", "test")
-        }
-        curve = interpolation_curve(a, b, splits, points=m.barrier_points, batch_size=m.batch_size)
-        arrays, attrs = result_arrays(curve)
-        return arrays, {**attrs, **settings, "a": task.params["a"], "b": task.params["b"]}
-
-    def _contour(self, task: Task) -> tuple[dict, dict]:
-        """Train-loss contours around the (fine-tuned) OT fusion."""
-        m, s = self.cfg.measure, task.params["settings"]
-        kind, label = task.params["kind"], task.params["label"]
-        split = subsample(
-            self.data.train, m.barrier_samples, s["seed"], "[measure] barrier_samples"
-        )
-        models = [self._load(n) for n in task.params["models"]]
-        if kind == "plane":
-            surface = plane_surface(models, s["steps"], s["margin"], ["A aligned", "B", label])
-        else:
-            r = s["range"]
-            surface = random_surface(models[0], 2, -r, r, s["steps"], s["seed"], False, label)
-        return compute_surface(models[0], surface, split, m.batch_size, {**s, "kind": kind})
-
     # ---- the description
     # ---------------------------------------------------------------------------------------------
     def _describe(self) -> None:
-        """Record the study in the store under /study (docs/conventions.md), so that the report
-        needs nothing else: its config, every model (role, replicate, seeds, fine-tuning settings)
-        and every pair.
+        """Record the study in the store under /study, so that the report needs nothing else.
+
+        The record (docs/conventions.md) holds its config, every model (role, replicate, seeds,
+        fine-tuning settings) and every pair.
         """
         if dist.launched_rank() != 0:
             return

@@ -1,6 +1,8 @@
-"""The measurement tasks of a planned batch-size study: per model its metrics and curvature (and
-optionally other curvature matrices and sharpness), per pair its prediction ensemble, barriers pre
-and post alignment and the loss contours around the fine-tuned OT fusion.
+"""The measurement tasks of a planned batch-size study, per model and per pair.
+
+Per model its metrics and curvature (and optionally other curvature matrices and sharpness), per
+pair its prediction ensemble, barriers pre and post alignment and the loss contours around the
+fine-tuned OT fusion.
 
 Each task records the settings it was measured with; its key hashes them with the keys of the
 models it reads, so changing one measurement setting recomputes only what depends on it.
@@ -26,7 +28,11 @@ def _measure(
     cost: Cost,
     **params: Any,
 ) -> Task:
-    """A task measuring `what` of model `name` with `action`; the group records `settings`."""
+    """Measure `what` of model `name` with `action`.
+
+    Returns:
+        The task; its group records `settings`, its key hashes them with the model's key.
+    """
     return Task(
         f"{what} {name}",
         content_key(what, p.models[name].key, settings),
@@ -38,8 +44,10 @@ def _measure(
 
 
 def model_measures(p: StudyPlan, name: str) -> list[Task]:
-    """The measurements of model `name`: metrics, the curvature suite's groups, and the optional
-    other curvature matrices and sharpness of `[measure]`.
+    """The measurements of model `name`.
+
+    They are its metrics, the curvature suite's groups, and the optional other curvature matrices
+    and sharpness of `[measure]`.
 
     Args:
         p: the plan, with the model planned.
@@ -137,8 +145,10 @@ def model_measures(p: StudyPlan, name: str) -> list[Task]:
 
 
 def pair_measures(p: StudyPlan, pair: Pair) -> list[Task]:
-    """The measurements of `pair`: its prediction ensemble, its barriers before and after
-    alignment, and (replicate 0 of different-init pairs, when `[measure] contours`) its contours.
+    """The measurements of `pair`.
+
+    They are its prediction ensemble, its barriers before and after alignment, and (replicate 0 of
+    different-init pairs, when `[measure] contours`) its contours.
 
     Args:
         p: the plan, with the pair's models planned.
@@ -197,8 +207,11 @@ def pair_measures(p: StudyPlan, pair: Pair) -> list[Task]:
 
 
 def _contour_fused(pair: Pair) -> str:
-    """The OT fusion the contours are drawn around: fine-tuned at B's batch size if it was, else
-    the first fine-tuned one, else the fusion itself.
+    """The OT fusion the contours are drawn around.
+
+    Returns:
+        The fusion fine-tuned at B's batch size if it was, else the first fine-tuned one, else the
+        fusion itself.
     """
     tuned = [f for f in pair.finetuned if f["source"] == "ot"]
     best = [f for f in tuned if f["settings"]["batch_size"] == pair.bs_b] or tuned
@@ -206,8 +219,11 @@ def _contour_fused(pair: Pair) -> str:
 
 
 def _contour_task(p: StudyPlan, pair: Pair) -> Task:
-    """Train-loss contours of the seed study's figure 6: on the plane through A aligned to B, B and
-    the (fine-tuned) OT fusion, or along two random filter-normalised directions around the latter.
+    """Train-loss contours of the seed study's figure 6.
+
+    Returns:
+        The task: the plane through A aligned to B, B and the (fine-tuned) OT fusion, or two random
+        filter-normalised directions around the latter.
     """
     m = p.cfg.measure
     kind, steps = m.contour_kind, m.contour_steps

@@ -18,8 +18,9 @@ from ..data.datasets import DataShape
 from ..io.store import content_key
 from ..models.zoo import arch_kwargs_for
 from ..training.loop import TrainConfig
-from .config import PairSpec, StudyConfig
+from .config import StudyConfig
 from .measures import model_measures, pair_measures
+from .pairs import PairSpec
 from .sections import FUSED
 from .settings import shifted
 from .tasks import EVAL_BATCH, Cost, Model, Pair, StudyPlan, Task
@@ -43,7 +44,7 @@ def plan_study(cfg: StudyConfig, workdir: str | Path, shape: DataShape) -> Study
         >>> cfg = load_config(presets.path("quick"))
         >>> plan = plan_study(cfg, "runs/quick", data_shape(cfg.data))
         >>> [(stage, len(tasks)) for stage, tasks in plan.stages]
-        [('train parents', 36), ('fuse', 120), ('fine-tune', 40), ('measure', 1064)]
+        [('train parents', 36), ('fuse', 120), ('fine-tune', 48), ('measure', 755)]
     """
     kwargs = arch_kwargs_for(cfg.arch, shape.input_shape, shape.num_classes, **cfg.arch_kwargs)
     p = StudyPlan(cfg, Path(workdir), kwargs, dict(shape.sizes))
@@ -62,12 +63,20 @@ def plan_study(cfg: StudyConfig, workdir: str | Path, shape: DataShape) -> Study
 
 
 def _checkpoint(p: StudyPlan, name: str, key: str) -> Path:
-    """Where model `name` with key `key` is saved."""
+    """Where model `name` with key `key` is saved.
+
+    Returns:
+        `workdir/checkpoints/<name>-<key>.pt`.
+    """
     return p.workdir / "checkpoints" / f"{name}-{key}.pt"
 
 
 def _pair(p: StudyPlan, spec: PairSpec, replicate: int) -> Pair:
-    """Pair `spec` in replicate `replicate`: its parents (planned) and fine-tuning runs."""
+    """Pair `spec` in replicate `replicate`, its parents planned.
+
+    Returns:
+        The pair, its seeds shifted, with the settings of its fine-tuning runs.
+    """
     seeds = [
         [shifted(q.init_seed, replicate), shifted(q.data_seed, replicate)] for q in (spec.a, spec.b)
     ]
@@ -95,7 +104,11 @@ def _pair(p: StudyPlan, spec: PairSpec, replicate: int) -> Pair:
 
 
 def _parent(p: StudyPlan, bs: int, init_seed: int, data_seed: int, replicate: int) -> str:
-    """The name of the parent trained with batch size `bs` from these (shifted) seeds."""
+    """Plan the parent trained with batch size `bs` from these (shifted) seeds.
+
+    Returns:
+        The parent's name.
+    """
     cfg = p.cfg
     name = f"bs{bs}-i{init_seed}-d{data_seed}"
     train = cfg.train_config(bs, data_seed)
@@ -114,14 +127,22 @@ def _parent(p: StudyPlan, bs: int, init_seed: int, data_seed: int, replicate: in
 
 
 def _derived(p: StudyPlan, name: str, info: dict[str, Any], *parts: Any) -> Model:
-    """Plan model `name`, derived from other models: its key hashes `name` and `parts`."""
+    """Plan model `name`, derived from other models.
+
+    Returns:
+        The model; its key hashes `name` and `parts`.
+    """
     key = content_key(name, *parts)
     p.models[name] = Model(_checkpoint(p, name, key), key, info)
     return p.models[name]
 
 
 def _epoch_cost(p: StudyPlan, train: TrainConfig) -> Cost:
-    """The most that training with `train` costs: every epoch, each with a validation pass."""
+    """The most that training with `train` costs.
+
+    Returns:
+        Every epoch's training examples and validation forward passes.
+    """
     return (
         ("train", train.batch_size, train.epochs * p.sizes["train"]),
         ("forward", EVAL_BATCH, train.epochs * p.sizes["val"]),
@@ -129,7 +150,11 @@ def _epoch_cost(p: StudyPlan, train: TrainConfig) -> Cost:
 
 
 def _train_task(p: StudyPlan, name: str) -> Task:
-    """Train parent `name`."""
+    """Train parent `name`.
+
+    Returns:
+        The task.
+    """
     model = p.models[name]
     train = p.cfg.train_config(model.info["batch_size"], model.info["data_seed"])
     return Task(
@@ -143,7 +168,11 @@ def _train_task(p: StudyPlan, name: str) -> Task:
 
 
 def _fusion_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
-    """The vanilla average, A aligned to B, and the OT fusion of `pair`."""
+    """Fuse `pair`.
+
+    Returns:
+        The tasks of its vanilla average, A aligned to B, and its OT fusion.
+    """
     settings = {**asdict(p.cfg.fusion), "seed": shifted(p.cfg.fusion.seed, pair.replicate)}
     parents = [p.models[pair.a].key, p.models[pair.b].key]
     forwards = 2 * settings["align_samples"] + settings["reset_bn_samples"]
@@ -172,8 +201,12 @@ def _fusion_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
 
 
 def _finetune_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
-    """One task per fine-tuning run of each fused model of `pair` (the seed study's Table 6: per
-    pair and model, possibly several fine-tuning batch sizes).
+    """Fine-tune the fused models of `pair`.
+
+    The seed study's Table 6 fine-tunes per pair and model, possibly at several batch sizes.
+
+    Returns:
+        One task per fine-tuning run of each fused model.
     """
     tasks = []
     for ft in pair.finetuned:

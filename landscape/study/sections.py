@@ -1,6 +1,7 @@
-"""The sections of a batch-size study's TOML file as frozen dataclasses, each field typed so that
-`settings.from_table` checks it: `[study]`, `[train]`, `[pairs]`, `[fusion]`, `[finetune]` (and
-each of its `runs`), `[measure]`.
+"""The sections of a batch-size study's TOML file as frozen dataclasses with typed fields.
+
+`settings.from_table` checks every field against its type: `[study]`, `[train]`, `[pairs]`,
+`[fusion]`, `[finetune]` (and each of its `runs`), `[measure]`.
 
 `[train]`, `[finetune]` and its runs take any `landscape train` setting (a field of `TrainConfig`
 but the batch size, learning rate and data seed, which the study sets per parent); those fields are
@@ -114,7 +115,11 @@ class PairsSection:
 
 
 def _loop_fields(name: str, doc: str, *extra: tuple) -> type:
-    """A dataclass of the optional `TrainConfig` fields of LOOP_FIELDS, after `extra` fields."""
+    """A frozen dataclass of `extra` fields, then the `TrainConfig` fields of LOOP_FIELDS.
+
+    Returns:
+        The class; its LOOP_FIELDS are optional, None meaning not set.
+    """
     hints = get_type_hints(TrainConfig)
     loop = [(f, hints[f] | None, field(default=None)) for f in sorted(LOOP_FIELDS)]
     cls = make_dataclass(name, [*extra, *loop], frozen=True)

@@ -1,5 +1,6 @@
-"""What a planned batch-size study holds: its tasks (a checkpoint to write or a result group to
-store, with its key and its cost), its models and its pairs, stage by stage.
+"""What a planned batch-size study holds: its tasks, its models and its pairs, stage by stage.
+
+A task is a checkpoint to write or a result group to store, with its key and its cost.
 
 A task names the action that does it and carries the parameters the action needs; `plan.py` builds
 the tasks from the settings alone, `execute.py` runs them.
@@ -86,7 +87,8 @@ class StudyPlan:
 
     Examples:
         >>> from landscape.study.sections import TrainSection
-        >>> cfg = StudyConfig("tiny", "mlp", {}, "digits", TrainSection(batch_sizes=(32,), lrs=(0.1,)))
+        >>> train = TrainSection(batch_sizes=(32,), lrs=(0.1,))
+        >>> cfg = StudyConfig("tiny", "mlp", {}, "digits", train)
         >>> plan = StudyPlan(cfg, Path("runs/tiny"), {}, {"train": 10, "val": 2, "test": 3})
         >>> plan.store.as_posix()
         'runs/tiny/study.h5'
