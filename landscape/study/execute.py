@@ -24,7 +24,7 @@ from ..data.split import subsample
 from ..io.checkpoint import save_checkpoint
 from ..io.store import content_key, group_keys, write_result, write_results
 from ..training.bn import reset_bn
-from ..training.loop import TrainConfig, init_model, train, train_meta
+from ..training.loop import init_model, train, train_meta
 from .measuring import Measurer
 from .settings import SEED_SHIFT
 from .tasks import StudyPlan, Task
@@ -177,7 +177,7 @@ class StudyRunner:
     # ---------------------------------------------------------------------------------------------
     def _train(self, task: Task) -> None:
         """Train a parent from its init seed."""
-        s, cfg = task.params, TrainConfig(**task.params["train"])
+        s, cfg = task.params, task.params["train"]
         model = init_model(self.cfg.arch, self.plan.arch_kwargs, s["init_seed"]).to(self.device)
         result = train(model, self.data, cfg, desc=s["model"])
         meta = train_meta(
@@ -187,44 +187,34 @@ class StudyRunner:
 
     def _fuse(self, task: Task) -> None:
         """The vanilla average, A aligned to B, or the OT (or Re-Basin) fusion of a pair."""
-        kind, settings, (a_name, b_name) = (task.params[k] for k in ("kind", "settings", "parents"))
+        kind, f, (a_name, b_name) = (task.params[k] for k in ("kind", "fusion", "parents"))
         a, b = self._measurer.load(a_name), self._measurer.load(b_name)
-        seed = settings["seed"]
-        x = subsample(self.data.train, settings["align_samples"], seed, "[fusion] align_samples").x
-        ot_kw = {
-            "mode": settings["mode"],
-            "x": x,
-            "solver": settings["solver"],
-            "reg": settings["reg"],
-        }
-        if settings["method"] == "rebasin":  # Git Re-Basin: assignment, seeded group order
-            ot_kw = {"mode": settings["mode"], "x": x, "seed": seed}
+        x = subsample(self.data.train, f.align_samples, f.seed, "[fusion] align_samples").x
+        ot_kw = {"mode": f.mode, "x": x, "solver": f.solver, "reg": f.reg}
+        if f.method == "rebasin":  # Git Re-Basin: assignment, seeded group order
+            ot_kw = {"mode": f.mode, "x": x, "seed": f.seed}
         if kind == "vanilla":
             model = self.fuser.fuse([a, b], method="vanilla")
         elif kind == "aligned":
-            model = self.fuser.align(a, b, method=settings["method"], **ot_kw)
+            model = self.fuser.align(a, b, method=f.method, **ot_kw)
         else:
-            model = self.fuser.fuse(
-                [a, b], method=settings["method"], iterations=settings["iterations"], **ot_kw
-            )
-        if settings["reset_bn_samples"] and kind != "aligned":
+            model = self.fuser.fuse([a, b], method=f.method, iterations=f.iterations, **ot_kw)
+        if f.reset_bn_samples and kind != "aligned":
             reset_bn(
                 model,
-                subsample(
-                    self.data.train,
-                    settings["reset_bn_samples"],
-                    seed,
-                    "[fusion] reset_bn_samples",
-                ),
+                subsample(self.data.train, f.reset_bn_samples, f.seed, "[fusion] reset_bn_samples"),
             )
-        meta = {"role": kind, "pair": task.params["pair"], "key": task.key}
-        save_checkpoint(
-            model, task.checkpoint, meta={**meta, "parents": [a_name, b_name], **settings}
-        )
+        meta = {
+            "role": kind,
+            "pair": task.params["pair"],
+            "key": task.key,
+            "parents": [a_name, b_name],
+        }
+        save_checkpoint(model, task.checkpoint, meta={**meta, **asdict(f)})
 
     def _finetune(self, task: Task) -> None:
         """Fine-tune a fused model."""
-        source, cfg = task.params["source"], TrainConfig(**task.params["train"])
+        source, cfg = task.params["source"], task.params["train"]
         result = train(self._measurer.load(source), self.data, cfg, desc=task.params["model"])
         meta = train_meta(
             cfg, result, self.data, role="finetuned", finetuned_from=source, key=task.key

@@ -10,7 +10,7 @@ seeds); replicate 0 is unshifted, so adding replicates adds tasks and reuses the
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ def _train_task(p: StudyPlan, name: str) -> Task:
         f"train {name}",
         model.key,
         "train",
-        {"model": name, "init_seed": model.info["init_seed"], "train": asdict(train)},
+        {"model": name, "init_seed": model.info["init_seed"], "train": train},
         checkpoint=model.checkpoint,
         cost=_epoch_cost(p, train),
     )
@@ -173,9 +173,10 @@ def _fusion_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
     Returns:
         The tasks of its vanilla average, A aligned to B, and its OT fusion.
     """
-    settings = {**asdict(p.cfg.fusion), "seed": shifted(p.cfg.fusion.seed, pair.replicate)}
+    fusion = replace(p.cfg.fusion, seed=shifted(p.cfg.fusion.seed, pair.replicate))
+    settings = asdict(fusion)
     parents = [p.models[pair.a].key, p.models[pair.b].key]
-    forwards = 2 * settings["align_samples"] + settings["reset_bn_samples"]
+    forwards = 2 * fusion.align_samples + fusion.reset_bn_samples
     tasks = []
     for kind in ("vanilla", "aligned", "ot"):
         name = f"{pair.name}.{kind}"
@@ -191,7 +192,7 @@ def _fusion_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
                     "kind": kind,
                     "pair": pair.name,
                     "parents": [pair.a, pair.b],
-                    "settings": settings,
+                    "fusion": fusion,
                 },
                 checkpoint=model.checkpoint,
                 cost=() if kind == "vanilla" else (("forward", EVAL_BATCH, forwards),),
@@ -211,6 +212,7 @@ def _finetune_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
     tasks = []
     for ft in pair.finetuned:
         source, name = f"{pair.name}.{ft['source']}", ft["name"]
+        train = TrainConfig(**ft["settings"])
         info = {
             "role": "finetuned",
             "pair": pair.name,
@@ -224,9 +226,9 @@ def _finetune_tasks(p: StudyPlan, pair: Pair) -> list[Task]:
                 f"fine-tune {name}",
                 model.key,
                 "finetune",
-                {"model": name, "source": source, "train": ft["settings"]},
+                {"model": name, "source": source, "train": train},
                 checkpoint=model.checkpoint,
-                cost=_epoch_cost(p, TrainConfig(**ft["settings"])),
+                cost=_epoch_cost(p, train),
             )
         )
     return tasks
