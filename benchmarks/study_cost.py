@@ -16,17 +16,19 @@ import argparse
 import gzip
 import pickle
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import fusion
 from landscape import progress
+from landscape.data.datasets import data_shape
 from landscape.study import presets
 from landscape.study.config import load_config
 from landscape.study.cost import calibrate, clock, describe, plan_text, seconds, work
-from landscape.study.run import StudyRun
+from landscape.study.execute import todo
+from landscape.study.plan import plan_study
 
 # Assumed throughput of one A100/H100-class GPU training ResNet-18 on CIFAR-10 in fp32 at batch 128
 # (forward, backward and SGD step), in examples per second: an assumption (an epoch of 50k images in
@@ -105,17 +107,17 @@ def main() -> None:
         }
         for name in args.presets.split(","):
             cfg = load_config(presets.path(name))
-            cfg.data = data[cfg.data.split(":")[0]]
-            run = StudyRun(cfg, Path(tmp) / "runs" / name, fusion)
-            stages = run.todo()
-            keys = sorted({key for _, _, todo in stages for key in work(todo)})
-            rates = calibrate(cfg.arch, run.kwargs, keys, "cpu", repeats=args.repeats)
+            cfg = replace(cfg, data=data[cfg.data.split(":")[0]])
+            planned = plan_study(cfg, Path(tmp) / "runs" / name, data_shape(cfg.data))
+            stages = todo(planned)
+            keys = sorted({key for _, _, left in stages for key in work(left)})
+            rates = calibrate(cfg.arch, planned.arch_kwargs, keys, "cpu", repeats=args.repeats)
             print(
                 f"\n== {name}: {cfg.arch} {cfg.arch_kwargs} on {cfg.data.split(':')[0]} (stand-in "
                 "data)"
             )
             print(plan_text(stages, rates, "this CPU", list_jobs=False))
-            total = work([j for _, _, todo in stages for j in todo])
+            total = work([j for _, _, left in stages for j in left])
             print(f"work: {describe(total)}")
             cpu = seconds(total, rates)
             print(

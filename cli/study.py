@@ -79,12 +79,14 @@ def study_cmd(
 
     import fusion
     from landscape import dist
+    from landscape.data.datasets import data_shape
     from landscape.errors import LandscapeError
     from landscape.plots.figure import parse_formats
     from landscape.study.config import load_config
+    from landscape.study.execute import StudyRunner, todo
     from landscape.study.otfusion.config import experiments_of, read_toml
+    from landscape.study.plan import plan_study
     from landscape.study.report import write_report
-    from landscape.study.run import StudyRun
 
     from .session import Session
 
@@ -114,24 +116,25 @@ def study_cmd(
         )
         return
     cfg = load_config(path, data=data_spec)
-    if cfg.fusion["method"] not in fusion.ALIGNERS:
+    if cfg.fusion.method not in fusion.ALIGNERS:
         raise LandscapeError(
             f"config [fusion] method must be one of {', '.join(fusion.ALIGNERS)}, got "
-            f"{cfg.fusion['method']!r}"
+            f"{cfg.fusion.method!r}"
         )
     if replicates is not None:
         cfg = replace(cfg, replicates=replicates)
     workdir = Path(workdir or Path("runs") / cfg.name)
-    run = StudyRun(cfg, workdir, fusion, session.device)
+    planned = plan_study(cfg, workdir, data_shape(cfg.data))
     if dry_run:
-        _dry_run(session, run.todo(), cfg.arch, run.kwargs, calibrate)
+        _dry_run(session, todo(planned), cfg.arch, planned.arch_kwargs, calibrate)
         return
-    run.run()
+    StudyRunner(planned, fusion, session.device).run()
     report = None
     if dist.launched_rank() == 0:
-        report = write_report(run.store, report_dir or workdir / "report", formats, dpi)
+        report = write_report(planned.store, report_dir or workdir / "report", formats, dpi)
     session.emit(
-        {"store": str(run.store), "report": str(report)}, f"store {run.store}\nreport {report}"
+        {"store": str(planned.store), "report": str(report)},
+        f"store {planned.store}\nreport {report}",
     )
 
 

@@ -59,7 +59,8 @@ _EXPORTS = {
     "measure_sharpness": ".geometry.sharpness",
     # study and figures
     "load_config": ".study.config",
-    "StudyRun": ".study.run",
+    "plan_study": ".study.plan",
+    "StudyRunner": ".study.execute",
     "write_report": ".study.report",
     "plot_file": ".plots",
 }

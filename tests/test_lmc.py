@@ -366,9 +366,9 @@ def test_study_config_chooses_the_alignment_method(tmp_path, run_cli):
     assert "[fusion]\n" in text
     path = tmp_path / "rb.toml"
     path.write_text(text.replace("[fusion]\n", '[fusion]\nmethod = "rebasin"\n'))
-    assert load_config(path).fusion["method"] == "rebasin"
+    assert load_config(path).fusion.method == "rebasin"
     (tmp_path / "ot.toml").write_text(text)
-    assert load_config(tmp_path / "ot.toml").fusion["method"] == "ot"
+    assert load_config(tmp_path / "ot.toml").fusion.method == "ot"
     path.write_text(text.replace("[fusion]\n", '[fusion]\nmethod = "greedy"\n'))
     code, _, err = run_cli(
         "study", path, "--workdir", tmp_path / "runs", "--report-dir", tmp_path / "report"

@@ -336,15 +336,17 @@ def test_batch_size_planning_reads_no_data(tmp_path):
     """The batch-size study plans (and sizes) its jobs without its data on disk, as the OT-fusion
     kinds do."""
     import fusion
+    from landscape.data.datasets import data_shape
     from landscape.study.config import load_config
-    from landscape.study.run import StudyRun
+    from landscape.study.execute import StudyRunner
+    from landscape.study.plan import plan_study
 
-    run = StudyRun(load_config(presets.path("mnist-resnet18")), tmp_path, fusion)
-    stages = {stage: jobs for stage, jobs, _ in run.todo()}
-    parent = stages["train parents"][0]
+    cfg = load_config(presets.path("mnist-resnet18"))
+    planned = plan_study(cfg, tmp_path, data_shape(cfg.data))
+    parent = dict(planned.stages)["train parents"][0]
     assert parent.cost[0][2] == 100 * 54000  # epochs x MNIST's training split
     with pytest.raises(LandscapeError, match="data directory not found"):
-        run.run()  # the first job reads the data
+        StudyRunner(planned, fusion).run()  # the first job reads the data
 
 
 def _pair(tmp: Path):

@@ -7,18 +7,22 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import h5py
 import pytest
 
 import fusion
+from landscape.data.datasets import data_shape
 from landscape.errors import LandscapeError
-from landscape.study import run as study_mod
+from landscape.io.store import content_key
+from landscape.study import execute, presets
 from landscape.study.config import load_config
+from landscape.study.execute import StudyRunner, todo
+from landscape.study.plan import plan_study
 from landscape.study.published import find, seed_tables
 from landscape.study.report import write_report
-from landscape.study.run import StudyRun
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """
@@ -66,6 +70,10 @@ def _config(tmp_path: Path, hvps: int = 20, extra: str = ""):
     return load_config(path)
 
 
+def _plan(cfg, workdir: Path):
+    return plan_study(cfg, workdir, data_shape(cfg.data))
+
+
 def _values(store: Path) -> dict:
     out = {}
     with h5py.File(store, "r") as f:
@@ -89,9 +97,9 @@ def _values(store: Path) -> dict:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
-    run = StudyRun(_config(tmp), tmp / "work", fusion)
-    run.run()
-    return run
+    planned = _plan(_config(tmp), tmp / "work")
+    StudyRunner(planned, fusion).run()
+    return planned
 
 
 @pytest.fixture(scope="module")
@@ -158,39 +166,83 @@ def test_tiny_study_end_to_end(finished, report):
 
 
 def test_killed_study_resumes_with_same_numbers(finished, tmp_path, monkeypatch):
-    original = StudyRun.stages
+    original = StudyRunner.execute
     calls = {"n": 0}
 
-    def dying(self):
-        stages = original(self)
-        for _, jobs in stages:
-            for job in jobs:
-                inner = job.run
-
-                def run(inner=inner):
-                    calls["n"] += 1
-                    if calls["n"] > 12:
-                        raise KeyboardInterrupt("killed")
-                    return inner()
-
-                job.run = run
-        return stages
+    def dying(self, task):
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise KeyboardInterrupt("killed")
+        return original(self, task)
 
     cfg = _config(tmp_path)
-    monkeypatch.setattr(StudyRun, "stages", dying)
+    monkeypatch.setattr(StudyRunner, "execute", dying)
     with pytest.raises(KeyboardInterrupt):
-        StudyRun(cfg, tmp_path / "work", fusion).run()
-    monkeypatch.setattr(StudyRun, "stages", original)
-    resumed = StudyRun(cfg, tmp_path / "work", fusion)
-    resumed.run()
+        StudyRunner(_plan(cfg, tmp_path / "work"), fusion).run()
+    monkeypatch.setattr(StudyRunner, "execute", original)
+    resumed = _plan(cfg, tmp_path / "work")
+    StudyRunner(resumed, fusion).run()
     assert _values(resumed.store) == _values(finished.store)
+
+
+def test_finished_study_reruns_nothing(finished, tmp_path, monkeypatch):
+    """Over a finished workdir every task is done: the run only rewrites the description."""
+
+    def refuse(self, task):
+        raise AssertionError(f"{task.name} ran again")
+
+    shutil.copytree(finished.workdir, tmp_path / "work")
+    monkeypatch.setattr(StudyRunner, "execute", refuse)
+    planned = _plan(_config(tmp_path), tmp_path / "work")
+    assert all(not left for _, _, left in todo(planned))
+    StudyRunner(planned, fusion).run()
+    assert _values(planned.store) == _values(finished.store)
+
+
+def test_quick_plan_keeps_the_cache_keys():
+    """The keys (hashes of every setting a job depends on) of the quick preset's jobs are those of
+    the planner before the settings were typed: a workdir filled by it is reused, nothing reruns.
+    The listed keys were computed by that planner."""
+    cfg = load_config(presets.path("quick"))
+    planned = _plan(cfg, Path("runs/quick"))
+    tasks = [t for _, stage in planned.stages for t in stage]
+    keys = {t.name: t.key for t in tasks}
+    assert {
+        "train bs32-i42-d42": "669a4abb43086e9d",
+        "ot diff-bs512": "a434f1076f06b677",
+        "fine-tune diff-bs32-bs512-r3.ot-ft128": "f22cbca119bbcecf",
+        "esd diff-bs32.vanilla": "e063e111a8209e08",
+        "eigenvalues diff-bs128.ot-ft128": "b232c083ef28fbf7",
+        "contour diff-bs32": "c4532a80f7fd3a9a",
+        "ensemble diff-bs512-r1": "fbc86ed54cd4b3ba",
+        "barrier ot same-bs32-bs512-r2": "20d712cac8a27032",
+    }.items() <= keys.items()
+    every = sorted((t.checkpoint.name if t.checkpoint else t.group, t.key) for t in tasks)
+    assert len(every) == 959 and content_key(every) == "d8fffdfb5382e932"
+    assert content_key(cfg.record()) == "64c360482c3b280e"  # the stored config's key
+
+
+def test_config_is_typed_and_frozen(tmp_path):
+    cfg = _config(tmp_path)
+    assert cfg.measure.trace_hvps == 20 and cfg.fusion.align_samples == 100
+    assert cfg.train.batch_sizes == (32, 128) and cfg.train.epochs == 3
+    assert [r.settings.batch_size for r in cfg.finetune_runs] == [32, 128, 64]
+    with pytest.raises(FrozenInstanceError):
+        cfg.replicates = 2
+    pair = next(p for p in cfg.pairs if p.name == "diff-bs32-bs128")
+    # [train] epochs, then [finetune] epochs; batch 64 with B's training lr (lr_factor 1)
+    tuned = cfg.finetunes(pair, "ot", replicate=2)
+    assert [(t.batch_size, t.lr, t.epochs, t.data_seed) for t in tuned] == [
+        (128, 0.05, 1, 2000),
+        (64, 0.1, 1, 2000),
+    ]
 
 
 def _no_training(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("a model was trained or fused again")
 
-    monkeypatch.setattr(study_mod, "train", refuse)
+    monkeypatch.setattr(execute, "train", refuse)
     monkeypatch.setattr(fusion, "fuse", refuse)
 
 
@@ -198,9 +250,9 @@ def test_changed_measurement_setting_does_not_retrain(finished, tmp_path, monkey
     _no_training(monkeypatch)
     shutil.copytree(finished.workdir, tmp_path / "work")
     before = _values(finished.store)
-    run = StudyRun(_config(tmp_path, hvps=24), tmp_path / "work", fusion)
-    run.run()
-    after = _values(run.store)
+    planned = _plan(_config(tmp_path, hvps=24), tmp_path / "work")
+    StudyRunner(planned, fusion).run()
+    after = _values(planned.store)
     assert after["models/bs32-i1-d1/trace@trace_hvps"] == 24
     assert (
         after["models/bs32-i1-d1/eigenvalues/eigenvalues"]
@@ -222,20 +274,18 @@ def test_replicates_are_aggregated(finished, tmp_path):
     """A second replicate shifts every seed by 1000 and reuses replicate 0; the report shows mean ±
     sd over the replicates, so values edited in the store show up in both."""
     shutil.copytree(finished.workdir, tmp_path / "work")
-    cfg = _config(tmp_path, extra="")
-    cfg.replicates = 2
-    run = StudyRun(cfg, tmp_path / "work", fusion)
-    todo = {stage: len(jobs) for stage, _, jobs in run.todo()}
-    assert todo["train parents"] == 6 and todo["fuse"] == 18  # replicate 1 only
-    run.run()
-    with h5py.File(run.store, "a") as f:
+    planned = _plan(replace(_config(tmp_path), replicates=2), tmp_path / "work")
+    left = {stage: len(tasks) for stage, _, tasks in todo(planned)}
+    assert left["train parents"] == 6 and left["fuse"] == 18  # replicate 1 only
+    StudyRunner(planned, fusion).run()
+    with h5py.File(planned.store, "a") as f:
         assert f["study/pairs/diff-bs32-r1"].attrs["seeds_b"].tolist() == [1002, 1001]
         assert f["study/pairs/diff-bs32-r1"].attrs["a"].decode() == "bs32-i1001-d1001"
         f["models/diff-bs32.ot/metrics"].attrs["test_acc"] = 0.5
         f["models/diff-bs32-r1.ot/metrics"].attrs["test_acc"] = 0.7
         f["barriers/bs128-i1-d1~bs128-i2-d1/ot"].attrs["barrier_train"] = 1.0
         f["barriers/bs128-i1001-d1001~bs128-i1002-d1001/ot"].attrs["barrier_train"] = 3.0
-    text = write_report(run.store, tmp_path / "r", formats=()).read_text()
+    text = write_report(planned.store, tmp_path / "r", formats=()).read_text()
     assert "| OTFusion | 60.00 ± 14.14 |" in text  # mean and sample standard deviation of 50 and 70
     assert "| 128 | different | 2 | " in text and "| 2.0000 ± 1.4142 |" in text
     assert "standard deviation over the 2 replicates" in text

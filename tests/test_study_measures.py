@@ -5,10 +5,12 @@ groups."""
 import pytest
 
 import fusion
+from landscape.data.datasets import data_shape
 from landscape.errors import LandscapeError
 from landscape.io.checkpoint import save_checkpoint
 from landscape.study.config import load_config
-from landscape.study.run import StudyRun
+from landscape.study.execute import StudyRunner
+from landscape.study.plan import plan_study
 from landscape.training.loop import init_model
 from tests.test_study import TINY, _config
 
@@ -23,8 +25,10 @@ sharpness_draws = 2
 
 
 def test_study_measures_curvatures_and_sharpness(tmp_path):
-    run = StudyRun(_config(tmp_path, extra=EXTRA), tmp_path / "work", fusion)
-    stages = dict(run.stages())
+    cfg = _config(tmp_path, extra=EXTRA)
+    planned = plan_study(cfg, tmp_path / "work", data_shape(cfg.data))
+    runner = StudyRunner(planned, fusion)
+    stages = dict(planned.stages)
     parent = stages["train parents"][0]
     groups = {
         j.group: j for j in stages["measure"] if j.name.endswith(" " + parent.name.split()[1])
@@ -35,11 +39,11 @@ def test_study_measures_curvatures_and_sharpness(tmp_path):
         f"/models/{name}/fisher/trace",
         f"/models/{name}/sharpness/standard-l2-0.02",
     } <= set(groups)
-    model = init_model(run.cfg.arch, run.kwargs, 0)  # an untrained parent is enough to measure
+    model = init_model(cfg.arch, planned.arch_kwargs, 0)  # an untrained parent is enough to measure
     save_checkpoint(model, parent.checkpoint)
-    arrays, attrs = groups[f"/models/{name}/ggn/eigenvalues"].run()
+    arrays, attrs = runner.execute(groups[f"/models/{name}/ggn/eigenvalues"])
     assert attrs["curvature"] == "ggn" and arrays["eigenvalues"][0] > 0
-    arrays, attrs = groups[f"/models/{name}/sharpness/standard-l2-0.02"].run()
+    arrays, attrs = runner.execute(groups[f"/models/{name}/sharpness/standard-l2-0.02"])
     assert attrs["worst"] == max(arrays["restart_worst"]) and attrs["steps"] == 2
     assert len(arrays["random_increase"]) == 2
 

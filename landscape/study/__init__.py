@@ -1,6 +1,8 @@
-"""Studies: the batch-size study of the seed paper and the OT-fusion paper's experiments
-(`otfusion`): configs with typed settings and bundled presets, the cached pipelines, the reports,
-the published values, and the cost of a study before it runs.
+"""Studies: the batch-size study of the seed paper and the OT-fusion paper's experiments.
+
+Each study (the batch-size study here, the OT-fusion paper's experiments in `otfusion`) has a
+config with typed settings and bundled presets, a pure plan of its cached jobs and the code that
+runs them, a report, the published values, and the cost of a study before it runs.
 """
 
 from .._lazy import exporter
@@ -8,7 +10,8 @@ from .._lazy import exporter
 _EXPORTS = {
     "StudyConfig": ".config",
     "load_config": ".config",
-    "StudyRun": ".run",
+    "plan_study": ".plan",
+    "StudyRunner": ".execute",
     "write_report": ".report",
     "seed_tables": ".published",
     "plan_text": ".cost",

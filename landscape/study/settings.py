@@ -1,5 +1,6 @@
-"""Study settings as frozen dataclasses, read from a TOML table and checked against their type
-hints: every field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`,
+"""Study settings as frozen dataclasses, read from a TOML table and checked against their hints.
+
+Every field's value must be of its annotated type (`int`, `float`, `str`, `bool`, `dict`,
 `tuple[T, ...]` or a fixed-length tuple, a `Literal` of choices, `X | None`, or any of these
 `Annotated` with the words messages use for it), and a bad value is a one-line error naming its
 file, section and field (`<file>: [section] name must be an integer, got 'x'`). Lists become tuples,
@@ -24,18 +25,51 @@ T = TypeVar("T")
 
 
 def shifted(seed: int, replicate: int) -> int:
-    """`seed` as replicate `replicate` uses it."""
+    """`seed` as replicate `replicate` uses it: shifted by `SEED_SHIFT * replicate`.
+
+    Args:
+        seed: a seed of the study's settings.
+        replicate: the replicate (0 for the unshifted study).
+
+    Returns:
+        The shifted seed.
+
+    Examples:
+        >>> shifted(42, 0), shifted(42, 3)
+        (42, 3042)
+    """
     return seed + SEED_SHIFT * replicate
 
 
 def described(hint: Any, words: str) -> Any:
-    """`hint` with the words its messages use for it (e.g. "a list of [a, b] integer pairs")."""
+    """`hint` with the words its messages use for it (e.g. "a list of [a, b] integer pairs").
+
+    Args:
+        hint: a type hint.
+        words: what a value of that type is, in words.
+
+    Returns:
+        The hint, annotated with the words.
+
+    Examples:
+        >>> describe(described(tuple[int, int], "an [a, b] pair"))
+        'an [a, b] pair'
+    """
     return Annotated[hint, words]
 
 
 def describe(hint: Any) -> str:
-    """What a value of type `hint` is, in words ("an integer", "a list of numbers", "one of acts,
-    wts").
+    """What a value of type `hint` is, in words, for messages.
+
+    Args:
+        hint: a type hint of the kinds the module docstring lists.
+
+    Returns:
+        The words ("an integer", "a list of numbers", "one of acts, wts").
+
+    Examples:
+        >>> describe(tuple[float, ...]), describe(Literal["acts", "wts"]), describe(int | None)
+        ('a list of numbers', 'one of acts, wts', 'an integer')
     """
     origin, args = get_origin(hint), get_args(hint)
     if origin is Annotated:
@@ -64,7 +98,11 @@ def describe(hint: Any) -> str:
 
 
 def _optional(hint: Any) -> Any:
-    """The type of `X | None`, else None."""
+    """The type X of `X | None`.
+
+    Returns:
+        X, or None when `hint` is not of that form.
+    """
     if get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in get_args(hint) if a is not type(None)]
         if len(args) == 1 and len(get_args(hint)) == 2:
@@ -73,7 +111,21 @@ def _optional(hint: Any) -> Any:
 
 
 def convert(value: Any, hint: Any) -> tuple[bool, Any]:
-    """(whether `value` is of type `hint`, the value as the field holds it)."""
+    """Check `value` against type `hint` and convert it to what the field holds.
+
+    Lists become tuples and integers given for numbers become floats.
+
+    Args:
+        value: a value as TOML gives it.
+        hint: the field's type hint.
+
+    Returns:
+        (whether `value` is of type `hint`, the value as the field holds it).
+
+    Examples:
+        >>> convert([1, 2], tuple[float, ...]), convert(True, int)
+        ((True, (1.0, 2.0)), (False, True))
+    """
     inner = _optional(hint)
     if inner is not None:
         return (True, None) if value is None else convert(value, inner)
@@ -113,7 +165,20 @@ def from_table(cls: type[T], values: Any, where: str, section: str) -> T:
 
     Raises:
         LandscapeError: for a value that is not a table, an unknown or missing setting, or a value
-        of the wrong type; one line naming the setting.
+            of the wrong type; one line naming the setting.
+
+    Examples:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class Section:
+        ...     steps: int = 10
+        ...     rates: tuple[float, ...] = ()
+        >>> from_table(Section, {"rates": [1, 0.5]}, "my.toml", "train")
+        Section(steps=10, rates=(1.0, 0.5))
+        >>> from_table(Section, {"steps": "ten"}, "my.toml", "train")
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: my.toml: [train] steps must be an integer, got 'ten'
     """
     if not isinstance(values, dict):
         raise LandscapeError(f"{where}: [{section}] must be a table of settings, got {values!r}")
