@@ -31,7 +31,11 @@ class LandscapeError(ValueError):
 
 
 class LandscapeWarning(UserWarning):
-    """Input that was used, but not quite as given (e.g. `samples` above the data size, clamped)."""
+    """Input that was used, but not quite as given (e.g. `samples` above the data size, clamped).
+
+    >>> issubclass(LandscapeWarning, UserWarning)
+    True
+    """
 
 
 def warn(message: str) -> None:
@@ -41,6 +45,14 @@ def warn(message: str) -> None:
 
     Args:
         message: one line saying what was used instead of what was given.
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn("`samples` 5000 is more than the 1797 examples: all of them used")
+        >>> caught[0].category.__name__, str(caught[0].message)
+        ('LandscapeWarning', '`samples` 5000 is more than the 1797 examples: all of them used')
     """
     warnings.warn(message, LandscapeWarning, stacklevel=3)
 

@@ -82,6 +82,13 @@ def require_spec(model: Any) -> ModelSpec:
 
     Raises:
         LandscapeError: the model carries no spec.
+
+    Examples:
+        >>> from torch import nn
+        >>> require_spec(nn.Linear(2, 1))
+        Traceback (most recent call last):
+        ...
+        landscape.errors.LandscapeError: model has no architecture spec; build it with ...
     """
     spec = spec_of(model)
     if spec is None:
@@ -96,5 +103,12 @@ def attach_spec(model: Any, arch: str, arch_kwargs: dict[str, Any]) -> None:
         model: the module just built.
         arch: its architecture name.
         arch_kwargs: the keyword arguments it was built with (copied).
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Linear(2, 1)
+        >>> attach_spec(model, "linear", {"in_features": 2})
+        >>> spec_of(model).arch, spec_of(model).arch_kwargs
+        ('linear', {'in_features': 2})
     """
     setattr(model, ATTRIBUTE, {"arch": arch, "arch_kwargs": dict(arch_kwargs)})
