@@ -139,6 +139,7 @@ def trained(name: str, data, device: torch.device) -> Case:
 def curvlinops_operator(case: Case):
     from curvlinops import HessianLinearOperator
 
+    # its cheapest settings
     op = HessianLinearOperator(
         case.model,
         nn.CrossEntropyLoss(),
@@ -147,7 +148,7 @@ def curvlinops_operator(case: Case):
         progressbar=False,
         check_deterministic=False,
         num_data=case.n,
-    )  # its cheapest settings
+    )
     op.products = 0
     inner = op._matmat
 

@@ -132,9 +132,8 @@ def _prepare(session, paths, o: dict, need_x: bool, need_data: bool):
     from landscape.data.split import subsample
 
     models = [session.load(p)[0] for p in paths]
-    check_specs(
-        models
-    )  # a clearer message than the data's label check for models with other classes
+    # a clearer message than the data's label check for models with other classes
+    check_specs(models)
     shapeless = any(spec is None or spec.input_shape is None for spec in map(spec_of, models))
     data = (
         session.data(o["data_spec"], models, o["normalize"])

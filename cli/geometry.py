@@ -154,9 +154,8 @@ def barrier_cmd(
     for which in aligns:
         source, extra = model_a, {}
         if which != "none":
-            count = (
-                align_samples if mode == "acts" else 2
-            )  # weight mode: two examples to trace the models
+            # weight mode: two examples to trace the models
+            count = align_samples if mode == "acts" else 2
             x = subsample(data.train, count, o["seed"], "--align-samples").x
             ot = {
                 "solver": solver,

@@ -4,11 +4,12 @@ Shared by the library (which validates them) and the command line (which offers 
 imports so that `landscape --help` stays instant.
 """
 
+# fuse: align (OT or Git Re-Basin) then average, or plain averaging
 METHODS = (
     "ot",
     "rebasin",
     "vanilla",
-)  # fuse: align (OT or Git Re-Basin) then average, or plain averaging
+)
 ALIGNERS = ("ot", "rebasin")  # align: optimal transport or Git Re-Basin permutations
 MODES = ("acts", "wts")  # ground metric: activations or incoming weights
 ACTS_AT = ("pre", "post")  # activations read before or after the elementwise nonlinearity
@@ -16,7 +17,8 @@ SOLVERS = ("emd", "sinkhorn")  # exact OT or entropic regularisation
 MARGINALS = ("uniform", "importance")  # unit masses
 GROUND_METRICS = ("euclidean", "sqeuclidean", "cosine")  # distance between two units' supports
 COST_NORMS = ("none", "max", "median", "log")  # rescaling of a layer's cost before the OT solve
+# attention heads: whole heads may trade places, or stay where they are
 HEADS = (
     "permute",
     "fixed",
-)  # attention heads: whole heads may trade places, or stay where they are
+)

@@ -300,11 +300,12 @@ def _finish(rec: Record, strict: bool, owners: list[str]) -> AlignmentGraph:
             return ()
         return tuple(Segment(*run) for s in layout.segs for run in res.segments(s))
 
+    # tied weights: every name moves alike
     bindings = tuple(
         Binding(alias, ax, role, segments(lay))
         for (key, ax), (role, lay) in rec.bindings.items()
         for alias in rec.tr.aliases.get(key, (key,))
-    )  # tied weights: every name moves alike
+    )
     layers = tuple(
         Layer(
             p.name,

@@ -96,9 +96,8 @@ def _outputs(
     """Return the floating-point tensors `model` returns on `example` with `state` as its state."""
     args, kwargs = call_arguments(example)
     with torch.no_grad():
-        out = functional_call(
-            model, state, args, kwargs, tie_weights=False
-        )  # tied names: one value each
+        # tied names: one value each
+        out = functional_call(model, state, args, kwargs, tie_weights=False)
     return [
         v for v in pytree.tree_leaves(out) if isinstance(v, torch.Tensor) and v.is_floating_point()
     ]

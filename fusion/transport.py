@@ -134,9 +134,8 @@ def plan(
         return ot.emd(a, b, cost, numItermax=max(100_000, 50 * cost.size))
     if reg <= 0:
         raise LandscapeError(f"`reg` must be positive for Sinkhorn, got {reg}")
-    scale = (
-        float(cost.max()) or 1.0
-    )  # reg is relative to the largest cost, so one value fits every layer
+    # reg is relative to the largest cost, so one value fits every layer
+    scale = float(cost.max()) or 1.0
     with (
         warnings.catch_warnings()
     ):  # a plan short of full convergence is still rescaled by its own marginals

@@ -25,9 +25,8 @@ from .errors import LandscapeError, check_choice
 
 Criterion = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LossSum = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-IGNORE_INDEX = (
-    -100
-)  # the label that marks a token without a loss (PyTorch's and Hugging Face's convention)
+# the label that marks a token without a loss (PyTorch's and Hugging Face's convention)
+IGNORE_INDEX = -100
 
 
 LOG_PROB_TOL = 1e-3  # |log-sum-exp| of a row of float32 log-probabilities is about 1e-7

@@ -238,9 +238,8 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(files, run_cli, what, ar
     assert code == 2, err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and message in err, err
     assert "Traceback" not in err and out == ""
-    assert (
-        _listing(files) == before
-    )  # no output, temporary, journal or empty _plots folder left behind
+    # no output, temporary, journal or empty _plots folder left behind
+    assert _listing(files) == before
 
 
 @pytest.mark.parametrize("what,args,message,recorded", WARNINGS, ids=[w[0] for w in WARNINGS])

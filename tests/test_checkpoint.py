@@ -30,10 +30,11 @@ def test_round_trip_preserves_outputs_exactly(tmp_path, arch):
     loaded, meta = load_checkpoint(tmp_path / "m.pt")
     x = torch.randn(4, 3, 8, 8)
     assert torch.equal(model(x), loaded(x))
+    # the thread count is always recorded
     assert meta == {
         "lr": 0.1,
         "threads": torch.get_num_threads(),
-    }  # the thread count is always recorded
+    }
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     assert payload["format"] == FORMAT and payload["arch"] == arch and payload["arch_kwargs"] == kw
     assert not list(tmp_path.glob("*.tmp"))
@@ -45,10 +46,11 @@ def test_wrap_plain_and_reference_state_dicts(tmp_path):
     x = torch.randn(2, 3, 8, 8)
     torch.save(model.state_dict(), tmp_path / "plain.pt")
     torch.save({"model_state_dict": model.state_dict(), "test_accuracy": 0.9}, tmp_path / "ref.pt")
+    # a training script's own key
     torch.save(
         {"net": model.state_dict(), "optimizer": {"state": {}, "param_groups": []}, "epoch": 9},
         tmp_path / "net.pt",
-    )  # a training script's own key
+    )
     for name in ("plain.pt", "ref.pt", "net.pt"):
         wrap(tmp_path / name, tmp_path / f"w_{name}", "vgg11", KW)
         assert torch.equal(load_checkpoint(tmp_path / f"w_{name}")[0](x), model(x))
@@ -140,11 +142,12 @@ def test_reference_checkpoint_wraps_into_the_zoo_mlp_by_order(tmp_path):
 def test_key_map_and_strip_prefix(tmp_path):
     model = build_model("vgg11", KW).eval()
     _randomise_bn(model)
+    # old files lack the BatchNorm counters
     prefixed = {
         f"net.{k.replace('features.', 'body.')}": v
         for k, v in model.state_dict().items()
         if not k.endswith("num_batches_tracked")
-    }  # old files lack the BatchNorm counters
+    }
     prefixed["net.extra_counter"] = torch.zeros(3)  # a tensor the architecture has no place for
     torch.save(prefixed, tmp_path / "p.pt")
     with pytest.raises(LandscapeError, match=r"does not fit.*tensors"):

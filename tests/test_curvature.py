@@ -106,9 +106,8 @@ def case(request, digits):
 @pytest.mark.parametrize("cache", [True, False])
 def test_products_equal_exact_hessian(case, cache):
     model, split, h = case
-    op = HessianOperator(
-        model, split, batch_size=48, cache=cache
-    )  # batches of 48, 48, 32: weighting matters
+    # batches of 48, 48, 32: weighting matters
+    op = HessianOperator(model, split, batch_size=48, cache=cache)
     v = torch.randn(5, op.size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     assert op.size == h.shape[0] and op.n_examples == 128
     torch.testing.assert_close(op.matmat(v), v @ h, rtol=1e-9, atol=1e-11)
@@ -226,9 +225,8 @@ def test_lanczos_bounds_hold_on_exact_hessian(case, k):
     assert (r.bounds <= 1e-3 * np.abs(r.eigenvalues)).all() and _within(
         r.eigenvalues, r.bounds, exact
     )
-    assert (
-        r.bounds[0] < r.residuals[0]
-    )  # the gap is known: the second-order bound is the smaller one
+    # the gap is known: the second-order bound is the smaller one
+    assert r.bounds[0] < r.residuals[0]
     hvps = {False: 0, True: 0}
     for tol in (1e-3, 1e-4, 1e-6):
         for seed in range(5):
@@ -328,19 +326,16 @@ def test_error_bounds_by_hand():
     # halved
     expected = [0.1**2 / 0.4, 0.2**2 / 0.45, 0.5**2 / 1.9]
     np.testing.assert_allclose(error_bounds(theta, residuals).numpy(), expected, rtol=1e-12)
-    wide = torch.tensor(
-        [0.1, 0.95, 0.5], dtype=torch.float64
-    )  # 1: 0.95^2 / 0.45 > 0.95; 5 -> 5 - 1.95 = 3.05
+    # 1: 0.95^2 / 0.45 > 0.95; 5 -> 5 - 1.95 = 3.05
+    wide = torch.tensor([0.1, 0.95, 0.5], dtype=torch.float64)
     np.testing.assert_allclose(
         error_bounds(theta, wide)[1:].numpy(), [0.95, 0.5**2 / 1.525], rtol=1e-12
     )
-    overlapping = torch.tensor(
-        [0.1, 4.5, 0.5], dtype=torch.float64
-    )  # 1's interval reaches 5: no gap, r
+    # 1's interval reaches 5: no gap, r
+    overlapping = torch.tensor([0.1, 4.5, 0.5], dtype=torch.float64)
     np.testing.assert_allclose(error_bounds(theta, overlapping)[1:].numpy(), [4.5, 0.5], rtol=1e-12)
-    np.testing.assert_allclose(
-        error_bounds(theta[:1], residuals[:1]).numpy(), [0.1]
-    )  # no neighbour: r
+    # no neighbour: r
+    np.testing.assert_allclose(error_bounds(theta[:1], residuals[:1]).numpy(), [0.1])
     assert error_bounds(theta, torch.zeros(3, dtype=torch.float64), resolution=1e-9).min() == 1e-9
 
 
@@ -446,9 +441,8 @@ def test_target_rse_stops_early_but_never_on_a_negative_trace():
     psd = torch.diag(torch.linspace(1.0, 2.0, 200, dtype=torch.float64))
     est = hutchinson(Dense(psd), 500, torch.Generator().manual_seed(0), target_rse=0.05)
     assert MIN_PROBES <= len(est) < 500
-    negative = -_clustered(200) - 0.05 * torch.eye(
-        200, dtype=torch.float64
-    )  # trace about -10.5, noisy probes
+    # trace about -10.5, noisy probes
+    negative = -_clustered(200) - 0.05 * torch.eye(200, dtype=torch.float64)
     op = Dense(negative)
     est = hutchinson(op, 120, torch.Generator().manual_seed(0), target_rse=0.01)
     assert len(est) == 120 and op.hvps == 120

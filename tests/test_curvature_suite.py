@@ -25,9 +25,8 @@ from tests import test_curvature
 from tests.conftest import train_mlp
 from tests.test_curvature import Dense, _clustered
 
-case = (
-    test_curvature.case
-)  # the trained MLP and CNN with their exact Hessians (a module-scoped fixture)
+# the trained MLP and CNN with their exact Hessians (a module-scoped fixture)
+case = test_curvature.case
 
 
 def _within(values: np.ndarray, bounds: np.ndarray, exact: np.ndarray) -> bool:

@@ -60,9 +60,8 @@ def test_data_defaults_to_the_recorded_source(files, tmp_path, run_cli):
 
 def test_rows_for_an_mlp_and_other_data_warns(files, tmp_path, run_cli):
     ckpt = tmp_path / "images.pt"
-    assert (
-        run_cli("train", "--hidden", "16", "--epochs", "2", "--out", ckpt, "--quiet")[0] == 0
-    )  # (1, 8, 8)
+    # (1, 8, 8)
+    assert run_cli("train", "--hidden", "16", "--epochs", "2", "--out", ckpt, "--quiet")[0] == 0
     code, same, err = run_cli("eval", ckpt, "--json")
     assert code == 0 and err == ""
     code, rows, err = run_cli("eval", ckpt, "--data", files["rows"], "--json")

@@ -8,9 +8,8 @@ from landscape.curvature.density import smooth
 from landscape.io.store import write_result
 from landscape.plots import esd, plot_file
 
-INTERLEAVED = np.array(
-    [[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]]
-)  # two runs, pooled gaps all 0.5
+# two runs, pooled gaps all 0.5
+INTERLEAVED = np.array([[0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]])
 
 
 def test_kernel_width_follows_the_median_gap_rule():

@@ -238,9 +238,8 @@ def test_the_reference_mlpnet_as_written_wraps_fuses_and_is_measured(tmp_path, r
         )
         assert code == 0, err
         fused = load_checkpoint(tmp_path / f"f_{mode}.pt")[0]
-        assert torch.allclose(
-            fused(x), b(x), atol=1e-5
-        )  # OT undoes the permutation: the fusion is B itself
+        # OT undoes the permutation: the fusion is B itself
+        assert torch.allclose(fused(x), b(x), atol=1e-5)
     code, out, err = run_cli(
         "barrier",
         tmp_path / "a.pt",
@@ -268,9 +267,8 @@ def test_the_reference_mlpnet_as_written_wraps_fuses_and_is_measured(tmp_path, r
         )
         assert code == 0, err
         eig[name] = json.loads(out)["eigenvalues"][0]
-    assert eig["a"] == pytest.approx(
-        eig["b"], rel=1e-4
-    )  # permuted units: the same Hessian spectrum
+    # permuted units: the same Hessian spectrum
+    assert eig["a"] == pytest.approx(eig["b"], rel=1e-4)
     code, out, err = run_cli(
         "trace", tmp_path / "b.pt", "--loss", "nll", "--samples", "300", "--max-hvps", "12"
     )

@@ -51,9 +51,8 @@ def test_permuted_copy_is_recovered(name):
             aligned = fusion.align(a, b, mode=mode, x=x)
             _assert_same_state(aligned, b, f"align {mode}")
             assert torch.allclose(aligned(x), a(x), atol=1e-4)
-        fused = fusion.fuse(
-            [a, b], mode="acts", x=x
-        )  # fuse shares align's maps; wts fusion: tests below
+        # fuse shares align's maps; wts fusion: tests below
+        fused = fusion.fuse([a, b], mode="acts", x=x)
         assert torch.allclose(fused(x), b(x), atol=1e-5)
     frozen = _frozen_warnings(caught)
     if case.frozen:
@@ -91,9 +90,8 @@ def test_reference_mlpnet_fuses_as_written():
     torch.manual_seed(0)
     b = MlpNet().eval()
     a = permute(b, CORPUS["mlpnet-reference"].units(b))
-    x = inputs(
-        "mlpnet-reference", n=37
-    )  # not a multiple of the batch size: the trace's view(2, -1) never runs
+    # not a multiple of the batch size: the trace's view(2, -1) never runs
+    x = inputs("mlpnet-reference", n=37)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for mode in ("acts", "wts"):
@@ -133,9 +131,8 @@ def test_graph_of_depthwise_groupnorm_and_frozen_groups():
     dw = next(b for b in g.bindings if b.name == "dw.weight")
     assert dw.role == "out" and dw.segments == (fusion.graph.Segment(group(g, "conv1"), 2, 1),)
     assert layer(g, "pw").ins == dw.segments and not any(lay.name == "dw" for lay in g.layers)
-    g = _graph(
-        "groupnorm-g"
-    )  # GroupNorm(4, 8): four groups of two units, each its own transport problem
+    # GroupNorm(4, 8): four groups of two units, each its own transport problem
+    g = _graph("groupnorm-g")
     assert [g.groups[s.group].size for s in layer(g, "conv1").out] == [2, 2, 2, 2]
     assert [g.groups[s.group].size for s in layer(g, "conv2").out] == [4, 4, 4]
     g1 = _graph("groupnorm-1")

@@ -26,9 +26,8 @@ def test_assignment_gives_the_network_simplex_plan_on_uniform_equal_widths(seed)
     x = rng.standard_normal((n, 7))
     d = np.sqrt(((x[:, None] - x[perm][None]) ** 2).sum(-1))
     assert np.array_equal(plan(d, u, u), ot.emd(u, u, d))
-    assert torch.equal(
-        Map.from_plan(plan(d, u, u)).index, torch.as_tensor(perm)
-    )  # unit j is x[perm[j]]
+    # unit j is x[perm[j]]
+    assert torch.equal(Map.from_plan(plan(d, u, u)).index, torch.as_tensor(perm))
 
 
 def test_plans_that_are_not_permutations_still_use_the_simplex():
@@ -42,19 +41,19 @@ def test_float32_weight_cost_matches_float64_including_nearly_equal_rows():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(64, 5000, generator=g)
     b = torch.randn(64, 5000, generator=g)
-    b[:16] = a[:16] + 1e-4 * torch.randn(
-        16, 5000, generator=g
-    )  # nearly equal rows: the Gram form cancels
+    # nearly equal rows: the Gram form cancels
+    b[:16] = a[:16] + 1e-4 * torch.randn(16, 5000, generator=g)
     b[16] = a[17]  # an exact copy of another row
     exact = torch.cdist(a.double(), b.double()).numpy()
     cost = weight_cost(a, b)
     assert cost.dtype == np.float64
     np.testing.assert_allclose(cost, exact, rtol=1e-5, atol=0)
     assert cost[17, 16] == 0.0
+    # the plain float32 Gram form is mostly rounding there
     sq_a, sq_b = (
         (a * a).sum(1),
         (b * b).sum(1),
-    )  # the plain float32 Gram form is mostly rounding there
+    )
     naive = (sq_a[:, None] + sq_b[None] - 2 * a @ b.T).clamp_min(0).sqrt().numpy()
     assert np.abs(naive[:16, :16].diagonal() / exact[:16, :16].diagonal() - 1).max() > 0.1
     assert np.array_equal(weight_cost(a.double(), b.double()) > 0, exact > 0)

@@ -37,11 +37,12 @@ def test_resnet18_residual_streams_share_one_group():
     assert groups == {frozenset(s) for s in streams + inner}
     assert g.groups[g.output_group].producers == ("linear",) and g.groups[g.output_group].fixed
     stem = next(grp for grp in g.groups if "conv1" in grp.producers)
+    # after BatchNorm
     assert tuple(f.module for f in stem.features) == (
         "bn1",
         "layer1.0.bn2",
         "layer1.1.bn2",
-    )  # after BatchNorm
+    )
     assert layer(g, "linear").ins[0].group == group(g, "layer4.1.conv2")
     assert layer(g, "layer2.0.shortcut.0").ins[0].group == group(g, "conv1")
 
@@ -222,9 +223,8 @@ def test_map_from_a_plan_is_barycentric_and_keeps_functions_across_widths():
         move_axis(blocks, 1, (Segment(0, inner=2),), "in", maps, sizes),
         torch.tensor([[0.0 + 2, 1 + 3, 4 + 6, 5 + 7]], dtype=torch.float64),
     )
-    units = torch.tensor(
-        [[1.0, 1], [3, 3], [5, 5], [7, 7]]
-    )  # producer rows: merged units are averaged
+    # producer rows: merged units are averaged
+    units = torch.tensor([[1.0, 1], [3, 3], [5, 5], [7, 7]])
     assert torch.equal(
         move_axis(units, 0, (Segment(0),), "out", maps, sizes),
         torch.tensor([[2.0, 2], [6, 6]], dtype=torch.float64),
@@ -357,9 +357,8 @@ def test_units_combined_with_fixed_data_stay_in_place():
         g = fusion.build_graph(FixedData(True), X[:2])
     assert g.groups[group(g, "fc")].fixed and not g.groups[group(g, "mid")].fixed
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "error"
-        )  # a residual from the network input: fixed by construction, no warning
+        # a residual from the network input: fixed by construction, no warning
+        warnings.simplefilter("error")
         g = fusion.build_graph(FixedData(False), X[:2])
     assert g.groups[group(g, "fc")].reason == "combined with the network input"
     assert not g.groups[group(g, "mid")].fixed

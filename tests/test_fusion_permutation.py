@@ -165,9 +165,8 @@ def test_align_undoes_a_permutation(case, mode, inputs):
     build, units = CASES[case]
     b = build()
     a = _permute(b, units(b))
-    assert any(
-        not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items()
-    )  # other weights...
+    # other weights...
+    assert any(not torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
     assert torch.allclose(a(inputs), b(inputs), atol=1e-4)  # ...but not the function
     aligned = fusion.align(a, b, mode=mode, x=inputs)
     for key, value in b.state_dict().items():

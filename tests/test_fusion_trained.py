@@ -93,9 +93,8 @@ def _duplicated(model):
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     g = torch.Generator().manual_seed(0)
     perms = [torch.randperm(2 * lin.out_features, generator=g) for lin in linears[:-1]]
-    src = [
-        torch.arange(lin.out_features).repeat(2) for lin in linears[:-1]
-    ]  # wide unit -> narrow unit
+    # wide unit -> narrow unit
+    src = [torch.arange(lin.out_features).repeat(2) for lin in linears[:-1]]
     for i, (lin, wlin) in enumerate(
         zip(linears, [m for m in wide.modules() if isinstance(m, torch.nn.Linear)])
     ):
@@ -135,6 +134,5 @@ def test_iterations_converge_at_once_for_plain_networks_but_not_for_resnets(pair
     twice = fusion.fuse([r1, r2], mode="acts", x=inputs, iterations=2)
     assert not torch.allclose(once(inputs), twice(inputs), atol=1e-3)
     again = fusion.fuse([copy.deepcopy(r1), copy.deepcopy(r2)], mode="acts", x=inputs, iterations=2)
-    assert all(
-        torch.equal(v, twice.state_dict()[k]) for k, v in again.state_dict().items()
-    )  # deterministic
+    # deterministic
+    assert all(torch.equal(v, twice.state_dict()[k]) for k, v in again.state_dict().items())

@@ -42,10 +42,11 @@ def test_heads_are_unit_groups_and_the_stream_runs_through_the_embeddings():
     assert stream.size == 8 and stream.producers[:3] == ("word", "position", "segment")
     for i in range(2):
         a = f"layers.{i}.attention"
+        # one group per head
         assert [g.size for g in _groups(graph, (f"{a}.query", f"{a}.key"))] == [
             4,
             4,
-        ]  # one group per head
+        ]
         assert [g.size for g in _groups(graph, (f"{a}.value",))] == [4, 4]
         dense = graph_lookup.layer(graph, f"{a}.dense")
         assert [graph.groups[s.group].producers for s in dense.ins] == [(f"{a}.value",)] * 2
@@ -59,9 +60,8 @@ def test_fused_qkv_projections_are_split_into_heads(name):
     for lay in qkv:
         sizes = [graph.groups[s.group].size for s in lay.out]
         assert sizes == [4] * 6  # (Q, K, V) x 2 heads of 4 units, in the weight's order
-        assert [s.group for s in lay.out[:2]] == [
-            s.group for s in lay.out[2:4]
-        ]  # Q and K of a head share one
+        # Q and K of a head share one
+        assert [s.group for s in lay.out[:2]] == [s.group for s in lay.out[2:4]]
         assert not {s.group for s in lay.out[4:]} & {s.group for s in lay.out[:4]}
     assert not graph.frozen and [g.reason for g in graph.groups if g.fixed] in (
         ["input", "output"],
@@ -203,9 +203,8 @@ def test_examples_as_keyword_or_positional_arguments(kind):
     ids = inputs("bert-style", n=33)
     mask = (torch.arange(6) < torch.randint(3, 7, (33, 1))).long()
     x = {"input_ids": ids, "attention_mask": mask} if kind == "dict" else (ids, mask)
-    aligned = fusion.align(
-        a, b, mode="acts", x=x, batch_size=16, strict=True
-    )  # chunks of 16 and 17 examples
+    # chunks of 16 and 17 examples
+    aligned = fusion.align(a, b, mode="acts", x=x, batch_size=16, strict=True)
     assert all(torch.equal(aligned.state_dict()[k], v) for k, v in b.state_dict().items())
 
 
@@ -275,9 +274,8 @@ def test_documented_examples_run(code):
                 pytest.skip(str(exc))
     with warnings.catch_warnings():
         warnings.simplefilter("error", fusion.FrozenUnitsWarning)
-        exec(
-            compile(code, "docs/transformers.md", "exec"), {}
-        )  # the documentation's own example, as written
+        # the documentation's own example, as written
+        exec(compile(code, "docs/transformers.md", "exec"), {})
 
 
 def test_head_reshapes_by_hand():
@@ -285,16 +283,13 @@ def test_head_reshapes_by_hand():
     d = Layout(2, (Seg(0, 0, 8),))
     heads = reshape(d, (2, 5, 8), (2, 5, 2, 4))  # (B, T, C) -> (B, T, H, C / H)
     assert heads == Layout(3, (Seg(0, 0, 4), Seg(0, 4, 4)), (2,))
-    assert (
-        reshape(heads, (2, 5, 2, 4), (2, 5, 8)) == d
-    )  # merged back: one run of the group's 8 units
-    merged = reshape(
-        Layout(2, (Seg(0, 0, 8),)), (5, 2, 8), (5, 4, 4)
-    )  # (T, B, C) -> (T, B * H, C / H)
+    # merged back: one run of the group's 8 units
+    assert reshape(heads, (2, 5, 2, 4), (2, 5, 8)) == d
+    # (T, B, C) -> (T, B * H, C / H)
+    merged = reshape(Layout(2, (Seg(0, 0, 8),)), (5, 2, 8), (5, 4, 4))
     assert merged == Layout(2, (Seg(0, 0, 4), Seg(0, 4, 4)) * 2, (1,))
-    qkv = reshape(
-        Layout(2, (Seg(1, 0, 6),)), (2, 5, 6), (2, 5, 3, 2)
-    )  # fused Q, K, V of one head each
+    # fused Q, K, V of one head each
+    qkv = reshape(Layout(2, (Seg(1, 0, 6),)), (2, 5, 6), (2, 5, 3, 2))
     assert qkv == Layout(3, (Seg(1, 0, 2), Seg(1, 2, 2), Seg(1, 4, 2)), (2,))
     flipped = Layout(1, heads.segs, (3,))  # heads after the units: not a row-major order
     assert reshape(flipped, (2, 4, 5, 2), (2, 8, 5)) is None

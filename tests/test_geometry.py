@@ -142,15 +142,13 @@ def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
     a, b = mlp_pair if which == "mlp" else bn_cnn
     before = {k: v.clone() for k, v in a.state_dict().items()}
     batched = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="vmap")
-    loop = interpolation_curve(
-        a, b, splits, points=21, batch_size=128, batching="loop"
-    )  # several loop chunks
+    # several loop chunks
+    loop = interpolation_curve(a, b, splits, points=21, batch_size=128, batching="loop")
     for field in ("train_loss", "train_acc", "test_loss", "test_acc"):
         assert np.allclose(getattr(batched, field), getattr(loop, field), rtol=0, atol=1e-6), field
     assert batched.barrier_train == pytest.approx(loop.barrier_train, abs=1e-6)
-    assert all(
-        torch.equal(v, before[k]) for k, v in a.state_dict().items()
-    )  # the anchor model never moves
+    # the anchor model never moves
+    assert all(torch.equal(v, before[k]) for k, v in a.state_dict().items())
 
 
 def test_batched_contour_equals_the_loop(bn_cnn, splits):
@@ -169,9 +167,8 @@ def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
         reset = reset_bn(copy.deepcopy(model), splits["train"])
         assert curve.train_loss[i] == pytest.approx(evaluate(reset, splits["train"]).loss, abs=1e-6)
     plain = interpolation_curve(a, b, splits, points=3)
-    assert not np.allclose(
-        curve.train_loss[1], plain.train_loss[1], atol=1e-4
-    )  # the midpoint really changed
+    # the midpoint really changed
+    assert not np.allclose(curve.train_loss[1], plain.train_loss[1], atol=1e-4)
 
 
 # ---- the walk: points moved in place
@@ -222,16 +219,16 @@ def _walk_vs_combine_bounds(
     def size(weights: torch.Tensor) -> dict[str, torch.Tensor]:
         return {key: torch.tensordot(weights.abs(), magnitudes[key], dims=1) for key in keys}
 
+    # the run's first point, and the walk's error bounds there and at p
     first, start, here = (
         0,
         {},
         {},
-    )  # the run's first point, and the walk's error bounds there and at p
+    )
     for p, move in enumerate(_plan(coeffs.numpy())):
         point = size(c[p])
-        built = {
-            key: gamma(k + 1) * m for key, m in point.items()
-        }  # combine's error, or a walk built afresh
+        # combine's error, or a walk built afresh
+        built = {key: gamma(k + 1) * m for key, m in point.items()}
         if move is None:
             first, start, here = p, built, built
         else:
@@ -276,9 +273,8 @@ def test_walk_builds_the_points_combine_builds(bn_cnn):
                 else:
                     assert torch.equal(value, expected), key
     clamped = combine([a.state_dict(), b.state_dict()], _extrapolated_line(30))
-    assert any(
-        (v == 0).any() for k, v in clamped.items() if k.endswith("running_var")
-    )  # the clamp is exercised
+    # the clamp is exercised
+    assert any((v == 0).any() for k, v in clamped.items() if k.endswith("running_var"))
 
 
 def test_walk_does_not_drift_over_hundreds_of_steps(bn_cnn, splits):
@@ -372,9 +368,8 @@ def test_walk_reduces_outputs_in_rounds_or_one_by_one_to_the_same_sums(
     anchors, coeffs = [a.state_dict(), b.state_dict()], _extrapolated_line(9)
     data = [splits["train"], splits["test"]]
     whole = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
-    monkeypatch.setattr(
-        points_module, "HELD_OUTPUTS", 20000
-    )  # 7590 logits per point: a flush every third point
+    # 7590 logits per point: a flush every third point
+    monkeypatch.setattr(points_module, "HELD_OUTPUTS", 20000)
     rounds = evaluate_points(a, anchors, coeffs, data, 64, batching="loop")
     one_by_one = evaluate_points(
         a, anchors, coeffs, data, 64, batching="loop", criterion=torch.nn.CrossEntropyLoss()
@@ -409,9 +404,8 @@ def test_fast_cross_entropy_equals_torch():
         expected = F.cross_entropy(out.double(), y, reduction="sum").item()
         with torch.inference_mode():
             assert ce(out, y).item() == pytest.approx(expected, rel=1e-6), n_classes
-        assert (
-            ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()
-        )  # with gradients: torch's
+        # with gradients: torch's
+        assert ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()
 
 
 # ---- directions and surfaces
@@ -427,9 +421,8 @@ def test_filter_normalisation_per_filter(bn_cnn):
                 d[key].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5
             ), key
         elif w.is_floating_point():
-            assert torch.count_nonzero(d[key]) == 0, (
-                key
-            )  # biases, BN parameters and buffers stay put
+            # biases, BN parameters and buffers stay put
+            assert torch.count_nonzero(d[key]) == 0, key
     with_1d = filter_normalised_direction(model, torch.Generator().manual_seed(0), include_1d=True)
     bias = next(k for k in params if state[k].dim() == 1)
     assert torch.equal(with_1d[bias], state[bias])
@@ -602,10 +595,11 @@ def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
         "--json",
     )
     assert code == 0, err
+    # as align
     assert (json.loads(stdout)["ot"]["solver"], json.loads(stdout)["ot"]["reg"]) == (
         "sinkhorn",
         0.05,
-    )  # as align
+    )
     code, stdout, err = run_cli(
         "contour", tmp_path / "a.pt", "--steps", "3", "--samples", "100", "--out", out, "--quiet"
     )

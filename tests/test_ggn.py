@@ -70,9 +70,8 @@ def test_ggn_and_fisher_products_equal_dense_matrices(setting, matrices, cache):
     m = matrices
     v = torch.randn(4, len(theta), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     for kind in ("ggn", "fisher"):
-        op = GaussNewtonOperator(
-            model, split, batch_size=16, cache=cache, kind=kind
-        )  # batches 16, 16, 8
+        # batches 16, 16, 8
+        op = GaussNewtonOperator(model, split, batch_size=16, cache=cache, kind=kind)
         torch.testing.assert_close(op.matmat(v), v @ m[kind], rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(op.matvec(v[0]), m[kind] @ v[0], rtol=1e-9, atol=1e-12)
         assert op.hvps == 5
@@ -97,9 +96,8 @@ def test_ggn_and_fisher_eigenvalues_are_the_dense_ones_and_non_negative(setting,
             model, split, max_hvps=2 * len(theta) + 2, sketch=len(theta), block=64, curvature=kind
         )
         assert t.trace == pytest.approx(float(m[kind].trace()), rel=1e-9) and t.curvature == kind
-    assert (
-        float(torch.linalg.eigvalsh(m["hessian"]).min()) < -1e-6
-    )  # the Hessian itself is indefinite here
+    # the Hessian itself is indefinite here
+    assert float(torch.linalg.eigvalsh(m["hessian"]).min()) < -1e-6
 
 
 def test_ggn_equals_hessian_for_a_linear_model(digits):
@@ -145,9 +143,8 @@ def test_block_eigenvalues_and_traces_are_the_dense_blocks(setting, matrices, cu
         2
     ] == len(theta)
     eig = block_eigenvalues(model, split, tol=1e-9, max_hvps=400, curvature=curvature)
-    tr = block_traces(
-        model, split, max_hvps=70, curvature=curvature
-    )  # the 384-weight block by Hutch++
+    # the 384-weight block by Hutch++
+    tr = block_traces(model, split, max_hvps=70, curvature=curvature)
     for i, (name, a, b) in enumerate(blocks):
         dense_block = m[a:b, a:b]
         assert eig.eigenvalues[i] == pytest.approx(

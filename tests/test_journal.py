@@ -46,9 +46,8 @@ def test_a_killed_writers_journal_is_played_back_by_the_next_reader(tmp_path):
 def _die_after_journal(self: PagedFile, path) -> None:
     journal._write_journal(path, self.original, self._saved())
     first = min(self.pages)
-    os.pwrite(
-        self.fd, bytes(self.pages[first]), first * journal.PAGE
-    )  # one page of many, then the kill
+    # one page of many, then the kill
+    os.pwrite(self.fd, bytes(self.pages[first]), first * journal.PAGE)
     os.ftruncate(self.fd, self.size)
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -111,9 +110,8 @@ def test_paged_file_commits_and_its_journal_restores_the_old_bytes(tmp_path):
 
 def test_the_empty_file_of_a_killed_first_write_is_removed_or_filled(tmp_path):
     path = tmp_path / "r.h5"
-    path.write_bytes(
-        b""
-    )  # what a writer killed between creating the file and its first commit leaves
+    # what a writer killed between creating the file and its first commit leaves
+    path.write_bytes(b"")
     assert group_keys(path) == {} and not path.exists()  # a reader removes it
     path.write_bytes(b"")
     write_result(path, "/a", {"x": np.arange(2)})  # a writer fills it

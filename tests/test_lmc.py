@@ -21,9 +21,8 @@ from tests.test_fusion_permutation import one_thread  # noqa: F401 (autouse fixt
 def test_error_and_signed_barriers_by_hand():
     alphas = np.array([0.0, 0.5, 1.0])
     train = np.array([[1.0, 0.9], [3.0, 0.6], [2.0, 0.8]])  # (loss, accuracy) per point
-    test = np.array(
-        [[1.0, 0.9], [1.2, 0.95], [2.0, 0.8]]
-    )  # below the chord: negative signed barriers
+    # below the chord: negative signed barriers
+    test = np.array([[1.0, 0.9], [1.2, 0.95], [2.0, 0.8]])
     c = curve_from_values(alphas, train, test)
     assert (c.barrier_train, c.signed_barrier_train, c.argmax_train) == (1.5, 1.5, 0.5)
     assert c.error_barrier_train == pytest.approx(0.4 - 0.15) and c.argmax_error_train == 0.5
@@ -98,17 +97,14 @@ def test_repair_gives_each_unit_the_interpolated_statistics():
     (ma, sa), (mb, sb), (mm, sm) = stats(a), stats(b), stats(fixed)
     assert torch.allclose(mm, (1 - alpha) * ma + alpha * mb, atol=1e-5)
     assert torch.allclose(sm, (1 - alpha) * sa + alpha * sb, atol=1e-5)
-    assert not torch.allclose(
-        stats(mid)[1], sm, atol=1e-3
-    )  # the plain midpoint had other statistics
-    assert torch.equal(fixed[2].weight, mid[2].weight) and torch.equal(
-        fixed[2].bias, mid[2].bias
-    )  # logits kept
+    # the plain midpoint had other statistics
+    assert not torch.allclose(stats(mid)[1], sm, atol=1e-3)
+    # logits kept
+    assert torch.equal(fixed[2].weight, mid[2].weight) and torch.equal(fixed[2].bias, mid[2].bias)
     measured = unit_statistics(fixed, data, ["0"])["0"]
     assert torch.allclose(measured[0], mm, atol=1e-6) and torch.allclose(measured[1], sm, atol=1e-6)
-    assert torch.equal(
-        mid[0].weight, ((1 - alpha) * a[0].weight + alpha * b[0].weight)
-    )  # the input is kept
+    # the input is kept
+    assert torch.equal(mid[0].weight, ((1 - alpha) * a[0].weight + alpha * b[0].weight))
 
 
 def test_repair_needs_biases_and_examples():
@@ -134,9 +130,8 @@ def test_repair_lowers_the_midpoint_loss_of_aligned_mlps(aligned_pair, digits):
     plain = interpolation_curve(a, b, splits, points=3)
     fixed = interpolation_curve(a, b, splits, points=3, repair_on=subsample(digits.train, 300, 1))
     assert fixed.repair and not plain.repair
-    assert np.allclose(
-        fixed.train_loss[[0, 2]], plain.train_loss[[0, 2]]
-    )  # the ends are the models
+    # the ends are the models
+    assert np.allclose(fixed.train_loss[[0, 2]], plain.train_loss[[0, 2]])
     assert fixed.train_loss[1] < plain.train_loss[1] - 0.005
     with pytest.raises(LandscapeError, match="choose one"):
         interpolation_curve(a, b, splits, points=3, reset_bn=True, repair_on=splits["train"])
@@ -266,9 +261,8 @@ def test_trained_bezier_curve_has_a_lower_barrier_than_the_straight_line(mlp_pai
     bend = train_curve(a, b, digits.train, kind="bezier", epochs=20, seed=0)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), mlp_pair[0].parameters()))
     curve = measure_curve(a, bend, b, "bezier", splits, points=7)
-    np.testing.assert_allclose(
-        curve.train_loss[[0, -1]], line.train_loss[[0, -1]], rtol=1e-5
-    )  # the same ends
+    # the same ends
+    np.testing.assert_allclose(curve.train_loss[[0, -1]], line.train_loss[[0, -1]], rtol=1e-5)
     assert curve.barrier_train < line.barrier_train / 4
     assert curve.error_barrier_test < line.error_barrier_test
 

@@ -117,13 +117,11 @@ def test_bert_dict_batches_loss_eigenvalues_and_trace_equal_hand_computation():
     exact = np.linalg.eigvalsh(hessian.numpy())
     result = top_eigenvalues(model, batches, k=2, tol=1e-8, max_hvps=99)
     np.testing.assert_allclose(result.eigenvalues, exact[::-1][:2], rtol=1e-6)
-    trace = hessian_trace(
-        model, batches, max_hvps=99 * 3 + 2, sketch=99
-    )  # the sketch spans the space: exact
+    # the sketch spans the space: exact
+    trace = hessian_trace(model, batches, max_hvps=99 * 3 + 2, sketch=99)
     assert trace.trace == pytest.approx(float(hessian.trace()), rel=1e-8)
-    density = spectral_density(
-        model, batches, steps=99, runs=1
-    )  # Lanczos over the whole space: the spectrum
+    # Lanczos over the whole space: the spectrum
+    density = spectral_density(model, batches, steps=99, runs=1)
     nodes = np.sort(density.nodes.reshape(-1)[density.weights.reshape(-1) > 1e-8])
     np.testing.assert_allclose([nodes[0], nodes[-1]], [exact[0], exact[-1]], rtol=1e-6, atol=1e-9)
     assert float(density.weights.sum()) == pytest.approx(1.0)
@@ -212,9 +210,8 @@ def test_products_select_the_math_attention_kernel_and_restore_the_selection():
         torch.backends.cuda.flash_sdp_enabled(),
         torch.backends.cuda.math_sdp_enabled(),
     ) == before
-    assert (
-        before[0] and False in model.flash_seen and True in model.flash_seen
-    )  # graphs math-only, plain not
+    # graphs math-only, plain not
+    assert before[0] and False in model.flash_seen and True in model.flash_seen
     torch.testing.assert_close(got, hand_hvp(model, lambda: model(x), y, F.cross_entropy, v))
 
 
@@ -246,17 +243,15 @@ def test_gpt2_language_model_loss_is_the_mean_over_predicted_tokens():
     metrics = evaluate(model, batches, criterion="lm")
     assert metrics.n == 16 and np.isnan(metrics.acc)
     assert metrics.loss == pytest.approx(sum(terms) / 16, rel=1e-12)
-    assert metrics.loss == pytest.approx(
-        hf_loss, rel=1e-6
-    )  # transformers casts the logits to float32 first
+    # transformers casts the logits to float32 first
+    assert metrics.loss == pytest.approx(hf_loss, rel=1e-6)
     assert evaluate(
         model, batches, criterion=NextTokenLoss(ignore_index=-100)
     ).loss == pytest.approx(metrics.loss)
     torch.manual_seed(1)
     other = transformers.GPT2LMHeadModel(config).double().eval()
-    curve = interpolation_curve(
-        model, other, batches, points=2, criterion="lm"
-    )  # outputs reduced under vmap
+    # outputs reduced under vmap
+    curve = interpolation_curve(model, other, batches, points=2, criterion="lm")
     np.testing.assert_allclose(
         curve.train_loss, [metrics.loss, evaluate(other, batches, criterion="lm").loss], rtol=1e-12
     )
@@ -411,9 +406,8 @@ def test_wrap_builds_library_models_and_the_checkpoint_rebuilds_them(
     model = build_model(arch, kwargs).eval()
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     images = not arch.startswith("hf:")
-    normalize = (
-        ["--normalize", "0.5,0.2;0.4,0.2;0.3,0.2"] if images else []
-    )  # channels: those given
+    # channels: those given
+    normalize = ["--normalize", "0.5,0.2;0.4,0.2;0.3,0.2"] if images else []
     code, _, err = run_cli(
         "wrap",
         tmp_path / "weights.pt",

@@ -158,9 +158,8 @@ def test_groups_replace_exactly_and_strings_round_trip(tmp_path):
         {"x": np.arange(4), "old": np.zeros(2)},
         {"gone": 1, "s": "é", "l": ["", "ab"], "d": {"k": 1}, "n": None},
     )
-    write_result(
-        path, "/a", {"x": np.arange(6.0)}, {"s": "x" * 40000, "l": ["c"]}
-    )  # new shape, long text
+    # new shape, long text
+    write_result(path, "/a", {"x": np.arange(6.0)}, {"s": "x" * 40000, "l": ["c"]})
     arrays, attrs = read_result(path, "/a")
     assert list(arrays) == ["x"] and arrays["x"].dtype == np.float64 and len(arrays["x"]) == 6
     assert attrs["s"] == "x" * 40000 and attrs["l"] == ["c"] and "gone" not in attrs

@@ -438,10 +438,11 @@ def test_dry_run_lists_jobs_and_writes_nothing(finished, tmp_path):
         for w in stages["train parents"]["work"]
         if w["unit"] == "train"
     }
+    # 3 parents per batch size, 3 epochs of 1294 examples
     assert trained == {
         32: 3 * 3 * 1294,
         128: 3 * 3 * 1294,
-    }  # 3 parents per batch size, 3 epochs of 1294 examples
+    }
     assert all(s["seconds"] > 0 for s in plan["stages"])
     assert not (tmp_path / "w").exists()
     shutil.copytree(finished.workdir, tmp_path / "done")
@@ -475,8 +476,7 @@ def test_curvature_records_where_it_was_measured(finished, tmp_path):
     ]
     vanilla = next(line for line in table.splitlines() if line.startswith("|  |  | Vanilla avg |"))
     ot = next(line for line in table.splitlines() if line.startswith("|  |  | OTFusion |"))
-    assert (
-        vanilla.endswith("| 0.250 †1/1 |") and vanilla.count("†") == 3
-    )  # top λ, trace and the ratio
+    # top λ, trace and the ratio
+    assert vanilla.endswith("| 0.250 †1/1 |") and vanilla.count("†") == 3
     assert ot.endswith("| 0.013 |") and "†" not in ot
     assert "‖∇L‖/‖θ‖" in table and "kept weights: the last epoch's" in text

@@ -15,9 +15,8 @@ from landscape.study.stats import estimate, fmt, holm, paired, trend, unpaired
 def test_estimate_and_format():
     assert fmt(estimate([1.0, 3.0]), 4) == "2.0000 ± 1.4142"  # sample sd of 1 and 3 is sqrt(2)
     assert fmt(estimate([50.0, 70.0, None]), 2, expected_n=3) == "60.00 ± 14.14 (n=2)"
-    assert (
-        fmt(estimate([21.1], own_se=0.42)) == "21.10 ± 0.42"
-    )  # one replicate: the measurement's own s.e.
+    # one replicate: the measurement's own s.e.
+    assert fmt(estimate([21.1], own_se=0.42)) == "21.10 ± 0.42"
     assert fmt(estimate([0.5]), 4) == "0.5000"  # one barrier: no ±
     assert fmt(estimate([None, math.nan])) == "–"  # noqa: RUF001
 
@@ -42,9 +41,8 @@ def test_trend_is_the_slope_per_doubling():
 def test_paired_and_welch():
     t = paired([1.0, 2.0, 3.0], [0.5, 1.7, 2.0])  # differences 0.5, 0.3, 1.0
     assert t.effect == pytest.approx(0.6) and t.se == pytest.approx(math.sqrt(0.13 / 3))
-    assert (
-        t.p == pytest.approx(0.1022, abs=1e-3) and not t.significant
-    )  # t = 2.88 on 2 degrees of freedom
+    # t = 2.88 on 2 degrees of freedom
+    assert t.p == pytest.approx(0.1022, abs=1e-3) and not t.significant
     assert paired([0.1, 0.2], [0.1 + 1e-10, 0.2]).effect == 0.0  # float rounding is no difference
     w = unpaired([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0])
     assert w.effect == pytest.approx(-3.5) and w.se == pytest.approx(math.sqrt(1 / 3 + (5 / 3) / 4))
@@ -68,9 +66,8 @@ def test_holm_adjusts_over_the_family():
         False,
         True,
     ]
-    assert (
-        tests[1].significant and not adjusted[2].significant
-    )  # p = 0.04 alone, 0.06 in the family
+    # p = 0.04 alone, 0.06 in the family
+    assert tests[1].significant and not adjusted[2].significant
 
 
 def test_interval_and_minimum_n():
@@ -182,9 +179,8 @@ def test_plot_formats_and_a_bad_format(tmp_path, run_cli):
 def test_colorbar_labels_span_the_whole_scale():
     from landscape.plots.surface import colorbar_ticks
 
-    assert colorbar_ticks(0.07, 1.88) == pytest.approx(
-        [0.07, 0.1, 0.2, 0.5, 1.0, 1.88]
-    )  # not up to 1 only
+    # not up to 1 only
+    assert colorbar_ticks(0.07, 1.88) == pytest.approx([0.07, 0.1, 0.2, 0.5, 1.0, 1.88])
     assert colorbar_ticks(0.0015, 0.67) == pytest.approx(
         [0.0015, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.67]
     )

@@ -185,16 +185,14 @@ def test_keep_last_or_best_weights(digits):
         and meta["kept_epoch"] == 5
         and meta["keep"] == "last"
     )
-    assert (
-        last.best_epoch == best.best_epoch == best.kept_epoch == accs.index(max(accs)) + 1
-    )  # counted from 1
+    # counted from 1
+    assert last.best_epoch == best.best_epoch == best.kept_epoch == accs.index(max(accs)) + 1
     assert meta["kept_val_acc"] == accs[4] and meta["best_val_acc"] == max(accs)
     stopped = run(best.best_epoch)[1]
     assert torch.equal(_flat(best.model), _flat(stopped.model))
     assert torch.equal(_flat(last.model), _flat(run(5, "last")[1].model))
-    assert best.best_epoch < 5 and not torch.equal(
-        _flat(last.model), _flat(best.model)
-    )  # validation fell after it
+    # validation fell after it
+    assert best.best_epoch < 5 and not torch.equal(_flat(last.model), _flat(best.model))
 
 
 def test_train_prints_the_epochs_meta_records(tmp_path, run_cli):

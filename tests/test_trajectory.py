@@ -108,9 +108,8 @@ def test_direction_normalisations():
         if w.dim() == 1:
             assert all(torch.count_nonzero(d[key]) == 0 for d in (raw, layer, weight, filt))
             continue
-        torch.testing.assert_close(
-            layer[key], raw[key] * w.norm() / raw[key].norm()
-        )  # same draw, rescaled
+        # same draw, rescaled
+        torch.testing.assert_close(layer[key], raw[key] * w.norm() / raw[key].norm())
         torch.testing.assert_close(weight[key], raw[key] * w)
         torch.testing.assert_close(filt[key].norm(dim=1), w.norm(dim=1))
         assert not torch.allclose(raw[key].norm(), w.norm())

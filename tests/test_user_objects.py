@@ -34,9 +34,8 @@ def setup(digits):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.Tanh(), nn.Linear(12, 10)).eval()
     split = subsample(digits.train, 150, seed=1)
-    loader = DataLoader(
-        TensorDataset(split.x, split.y), batch_size=40, shuffle=False
-    )  # 40, 40, 40, 30
+    # 40, 40, 40, 30
+    loader = DataLoader(TensorDataset(split.x, split.y), batch_size=40, shuffle=False)
     return model, split, loader
 
 
@@ -122,9 +121,8 @@ def test_normalize_none_given_and_auto(digits):
     given = load_data("digits", normalize="0.5,0.25")
     torch.testing.assert_close(given.train.x, (raw.train.x - 0.5) / 0.25)
     assert given.normalize == ((0.5, 0.25),)
-    assert (
-        digits.normalize and abs(float(digits.train.x.mean())) < 1e-5
-    )  # auto: the training split's statistics
+    # auto: the training split's statistics
+    assert digits.normalize and abs(float(digits.train.x.mean())) < 1e-5
     for bad, message in (
         ("0.5", "expected auto"),
         ("0.5,0;0.1,0.1", "gives 2"),
@@ -138,9 +136,8 @@ def test_cli_loss_and_normalize_are_used_and_recorded(tmp_path, run_cli, digits)
     model = build_model(
         "tests.factories:log_softmax_mlp", {"input_shape": [1, 8, 8], "num_classes": 10}
     )
-    save_checkpoint(
-        model.eval(), tmp_path / "nll.pt", meta={"normalize": [[0.0, 1.0]]}
-    )  # trained on raw pixels
+    # trained on raw pixels
+    save_checkpoint(model.eval(), tmp_path / "nll.pt", meta={"normalize": [[0.0, 1.0]]})
     out = tmp_path / "r.h5"
     code, stdout, err = run_cli(
         "eig", tmp_path / "nll.pt", "--loss", "nll", "--samples", "200", "--json", "--out", out
@@ -156,9 +153,8 @@ def test_cli_loss_and_normalize_are_used_and_recorded(tmp_path, run_cli, digits)
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "auto", "--json")
     auto = json.loads(stdout)["models"][0]["test"]["loss"]
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "none", "--json")
-    assert (
-        json.loads(stdout)["models"][0]["test"]["loss"] == auto
-    )  # auto used the recorded statistics
+    # auto used the recorded statistics
+    assert json.loads(stdout)["models"][0]["test"]["loss"] == auto
     code, stdout, _ = run_cli("eval", tmp_path / "nll.pt", "--normalize", "0.3,0.4", "--json")
     assert json.loads(stdout)["models"][0]["test"]["loss"] != auto
 

@@ -98,9 +98,8 @@ def _next_block(
     """
     q, b = torch.linalg.qr(w.transpose(1, 2))  # w^T = q b, q (r, n, b)
     signs = torch.where(torch.diagonal(b, dim1=1, dim2=2) < 0, -1.0, 1.0).to(b.dtype)
-    v = (
-        (q * signs[:, None, :]).transpose(1, 2).contiguous()
-    )  # non-negative diagonal: b = 1 gives beta = ||w||
+    # non-negative diagonal: b = 1 gives beta = ||w||
+    v = (q * signs[:, None, :]).transpose(1, 2).contiguous()
     weak = torch.diagonal(b, dim1=1, dim2=2).abs() <= threshold.to(b.device, b.dtype)[:, None]
     for r, i in torch.nonzero(weak).tolist():
         others = torch.cat([basis[r], v[r, :i], v[r, i + 1 :]])[None]
@@ -152,14 +151,12 @@ def lanczos(
     tiny = 100 * torch.finfo(op.dtype).eps
     start = start.to(device=op.device, dtype=op.dtype)
     first = torch.linalg.qr(start.transpose(1, 2)).Q.transpose(1, 2)
-    basis = torch.zeros(
-        runs, min(steps, 32) * block, size, dtype=op.dtype, device=op.device
-    )  # grows by doubling
+    # grows by doubling
+    basis = torch.zeros(runs, min(steps, 32) * block, size, dtype=op.dtype, device=op.device)
     basis[:, :block] = first
     t = torch.zeros(runs, steps * block, steps * block, dtype=torch.float64)
-    norms = torch.zeros(
-        runs, dtype=torch.float64
-    )  # the largest coupling so far: with T, the scale of H
+    # the largest coupling so far: with T, the scale of H
+    norms = torch.zeros(runs, dtype=torch.float64)
     j = 0
     while True:
         lo, hi = j * block, (j + 1) * block

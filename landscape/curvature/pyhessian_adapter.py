@@ -106,9 +106,8 @@ def _session(
             warnings.catch_warnings(),
             sdpa_kernel(SDPBackend.MATH),
         ):
-            warnings.simplefilter(
-                "ignore", UserWarning
-            )  # backward(create_graph=True) reference-cycle warning
+            # backward(create_graph=True) reference-cycle warning
+            warnings.simplefilter("ignore", UserWarning)
             torch.manual_seed(seed)
             yield cls(
                 model, _mean_criterion(criterion), dataloader=loader, cuda=device.type == "cuda"

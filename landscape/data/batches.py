@@ -27,9 +27,8 @@ from .split import Split
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, torch.Tensor]
 Batch = tuple[Inputs, torch.Tensor]
-Count = Callable[
-    [torch.Tensor], int
-]  # how many terms a batch's targets add to a mean (`landscape.loss.counter`)
+# how many terms a batch's targets add to a mean (`landscape.loss.counter`)
+Count = Callable[[torch.Tensor], int]
 
 
 def map_inputs(fn: Callable[[torch.Tensor], torch.Tensor], inputs: Inputs) -> Inputs:

@@ -57,9 +57,8 @@ class Dataset:
     normalize: tuple[
         tuple[float, float], ...
     ] = ()  # (mean, std) per channel as applied; () for none
-    selection: Selection = field(
-        default_factory=Selection
-    )  # the training and validation examples kept
+    # the training and validation examples kept
+    selection: Selection = field(default_factory=Selection)
 
     def split(self, which: str) -> Split:
         """The split called `which`.
@@ -336,13 +335,14 @@ def load_data(
         """
         return torch.from_numpy(np.ascontiguousarray((a - mean) / std, dtype=np.float32))
 
+    # as given, not their float32 copy
     applied = (
         ()
         if how == "none"
         else tuple(tuple(pair) for pair in how)
         if how != "auto"
         else tuple(zip(mean.ravel().tolist(), std.ravel().tolist()))
-    )  # as given, not their float32 copy
+    )
     selection = selection or Selection()
     train = select(Split(norm(xtr), torch.from_numpy(ytr)), selection)
     val = select(Split(norm(xva), torch.from_numpy(yva)), selection)

@@ -81,9 +81,8 @@ def data_record(data: Dataset) -> dict[str, Any]:
     raw = _raw(data)
     stats = torch.stack([raw.mean(1), raw.std(1), raw.min(1).values, raw.max(1).values], 1)
     scale = stats[:, 2:].abs().amax(1, keepdim=True).clamp_min(1e-30)
-    stats = (
-        torch.round(stats / scale, decimals=6) * scale
-    )  # float32 inputs: digits beyond these are rounding
+    # float32 inputs: digits beyond these are rounding
+    stats = torch.round(stats / scale, decimals=6) * scale
     return {
         "dataset": data.name,
         "data_shape": list(data.input_shape),

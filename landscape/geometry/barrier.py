@@ -75,9 +75,8 @@ class Curve:
     reset_bn: bool
     points: int
     repair: bool = False
-    signed_barrier_train: float = (
-        math.nan
-    )  # the interior maximum itself (negative: below the chord)
+    # the interior maximum itself (negative: below the chord)
+    signed_barrier_train: float = math.nan
     signed_barrier_test: float = math.nan
     error_barrier_train: float = math.nan  # the same for the error 1 - accuracy (a fraction)
     error_barrier_test: float = math.nan
@@ -242,9 +241,8 @@ def interpolation_curve(
         raise LandscapeError(difference)
     if points < 2:
         raise LandscapeError(f"`points` must be at least 2 (both ends), got {points}")
-    alphas, coeffs = path_coefficients(
-        2, points
-    )  # a from 0 to 1, coefficients (1 - a, a) on (A, B)
+    # a from 0 to 1, coefficients (1 - a, a) on (A, B)
+    alphas, coeffs = path_coefficients(2, points)
     order = [splits[name] for name in ("train", "test") if name in splits]
     if repair_on is not None and reset_bn:
         raise LandscapeError(

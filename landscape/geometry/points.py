@@ -485,9 +485,8 @@ def _vmap_pays(
         first = coeffs[:TIMED_POINTS]
         next(walk.visit(first[:1]))
         states = combine(anchors, torch.from_numpy(first).to(device))
-        times[0] = _seconds(
-            lambda: predict(walk.model, batch[0], output)
-        )  # a walked point's reduction: ~free
+        # a walked point's reduction: ~free
+        times[0] = _seconds(lambda: predict(walk.model, batch[0], output))
         times[1] = _seconds(
             lambda: _sums_vmap(walk.model, states, [[batch]], loss, device, output)
         ) / len(first)

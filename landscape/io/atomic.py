@@ -176,9 +176,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = target.with_name(
         f".{target.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     )
-    os.close(
-        os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    )  # the umask decides its mode
+    # the umask decides its mode
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

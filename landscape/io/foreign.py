@@ -49,9 +49,10 @@ def _candidate_states(obj: Any) -> list[dict[str, torch.Tensor]]:
         return []
     named = ("state_dict", "model_state_dict", "model")
     found = [obj[key] for key in named if isinstance(obj.get(key), dict)]
+    # {"net": ...}
     found += [
         v for k, v in obj.items() if k not in named and isinstance(v, dict) and _all_tensors(v)
-    ]  # {"net": ...}
+    ]
     if _all_tensors(obj):
         found.append(obj)
     return [{k: v for k, v in s.items() if isinstance(v, torch.Tensor)} for s in found]

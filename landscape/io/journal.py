@@ -93,9 +93,8 @@ class PagedFile(io.RawIOBase):
         super().__init__()
         self.fd = fd
         self.original = self.size = os.fstat(fd).st_size
-        self.floor = (
-            self.original
-        )  # bytes below this are as on disk unless a page says otherwise, above it zeros
+        # bytes below this are as on disk unless a page says otherwise, above it zeros
+        self.floor = self.original
         self.pos = 0
         self.pages: dict[int, bytearray] = {}
 
@@ -258,9 +257,8 @@ class PagedFile(io.RawIOBase):
         if not self.changed():
             return
         _write_journal(path, self.original, self._saved())
-        os.ftruncate(
-            self.fd, self.floor
-        )  # bytes cut off by a truncation read as zeros from here on
+        # bytes cut off by a truncation read as zeros from here on
+        os.ftruncate(self.fd, self.floor)
         for page in sorted(self.pages):
             os.pwrite(self.fd, self.pages[page][: max(0, self.size - page * PAGE)], page * PAGE)
         os.ftruncate(self.fd, self.size)
@@ -368,9 +366,8 @@ def update(path: str | os.PathLike) -> Iterator[PagedFile]:
             yield view
         except BaseException:
             if view.original == 0:
-                os.unlink(
-                    path
-                )  # a file this block created (or a killed writer's empty one): leave nothing
+                # a file this block created (or a killed writer's empty one): leave nothing
+                os.unlink(path)
             raise
         if view.original == 0 and view.size == 0:
             os.unlink(path)

@@ -39,11 +39,12 @@ from .journal import consistent, update
 
 Arrays = dict[str, np.ndarray]
 Attrs = dict[str, Any]
+# HDF5 1.10 or later reads it
 NEW_FILE = {
     "libver": ("v110", "v110"),
     "fs_strategy": "fsm",
     "fs_persist": True,
-}  # HDF5 1.10 or later reads it
+}
 LONG_TEXT = (
     32768  # longer strings are stored variable-length: a fixed-length attribute that big needs the
 )
@@ -155,9 +156,8 @@ def _attr(value: Any) -> Any:
     if value is None:
         return _text("None")
     if isinstance(value, str):
-        return _text(
-            str(value)
-        )  # plain str: h5py cannot store str subclasses such as torch.__version__
+        # plain str: h5py cannot store str subclasses such as torch.__version__
+        return _text(str(value))
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
         data = [v.encode() for v in value]
         return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, *map(len, data))))

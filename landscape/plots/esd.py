@@ -26,9 +26,8 @@ FLOOR = 1e-7
 KERNEL_GAPS = 2.0  # kernel standard deviation in median gaps between neighbouring Ritz values
 MIN_WIDTH = 1e-3  # ... and at least this fraction of the nodes' range
 
-Curve = tuple[
-    str, dict[str, np.ndarray], dict[str, Any]
-]  # (legend label, stored arrays, stored attributes)
+# (legend label, stored arrays, stored attributes)
+Curve = tuple[str, dict[str, np.ndarray], dict[str, Any]]
 
 
 def kernel_sigma2(node_sets: Sequence[np.ndarray]) -> float:

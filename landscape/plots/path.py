@@ -17,9 +17,8 @@ from matplotlib.figure import Figure
 
 from .figure import DPI, palette, save_figure, style
 
-Curves = Mapping[
-    str, Sequence[dict[str, np.ndarray]]
-]  # align ("none" | "ot") -> one curve per replicate
+# align ("none" | "ot") -> one curve per replicate
+Curves = Mapping[str, Sequence[dict[str, np.ndarray]]]
 LABELS = {
     "none": ("pre-alignment", "vanilla avg"),
     "ot": ("post OT alignment", "OT fusion"),

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 PUBLISHED = Path(__file__).with_name("published.toml")
+# [study] compare: model/dataset
 COMPARABLE = (
     "resnet18/cifar10",
     "resnet18/mnist",
     "vgg11/cifar10",
-)  # [study] compare: model/dataset
+)
 CITATION = (
     "Cabodi, Rambelli, Stella, Udris: Exploring the Impact of Batch Size on Model Fusion (ETH "
     "Zurich, 2024)"
