@@ -61,6 +61,7 @@ test-all: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(BENCH_PEERS)
 	$(PY) benchmarks/curvature_vs_peers.py | tee results/curvature_vs_peers.txt
+	PYTHONPATH=. $(PY) benchmarks/curvature_vs_peers.py --suite | tee results/curvature_suite.txt
 	$(PY) benchmarks/eigen_bounds.py | tee results/eigen_bounds.txt
 	$(PY) benchmarks/fusion_speed.py | tee results/fusion_speed.txt
 	PYTHONPATH=. $(PY) benchmarks/fusion_coverage.py | tee results/fusion_coverage.txt

@@ -21,8 +21,8 @@ from .main import cli
 
 HEADER = """# Command-line reference
 
-Generated from the commands' own help by `python -m cli.docs cli > docs/cli.md`; do not edit by '
-    'hand.
+Generated from the commands' own help by `python -m cli.docs cli > docs/cli.md`; do not edit by
+hand.
 Every command also prints this with `landscape <command> --help`. Bad input ends a command with one
 `error: ...` line and exit code 2 ([errors](errors.md)).
 """

@@ -312,7 +312,7 @@ def plane_axes(states: Sequence[State], names: Sequence[str]) -> tuple[np.ndarra
 def plane_ranges(
     coords: np.ndarray, margin: float
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """X and y ranges covering the models' coordinates, padded by `margin` of the larger extent.
+    """The x and y ranges covering the models' coordinates, padded by `margin` of the larger extent.
 
     The padding is the same on each side of both axes, so a third model close to the line through
     the first two still gets a readable plane.
