@@ -127,8 +127,7 @@ def main() -> None:
     split = subsample(data.train, EXAMPLES, seed=0)
     print(
         f"torch {torch.__version__}, curvlinops {version('curvlinops-for-pytorch')}, "
-        f"{args.threads} thread(s), "
-        f"{EXAMPLES} digits examples in batches of {BATCH}"
+        f"{args.threads} thread(s), {EXAMPLES} digits examples in batches of {BATCH}"
     )
     for name, model in models(data).items():
         size = sum(p.numel() for p in model.parameters())
@@ -137,8 +136,7 @@ def main() -> None:
         base = ms["hessian, 1 vector per pass"]
         print(
             f"\n{name} ({size} parameters): largest relative difference to curvlinops: GGN "
-            f"{diff['ggn']:.1e}, "
-            f"empirical Fisher {diff['fisher']:.1e}"
+            f"{diff['ggn']:.1e}, empirical Fisher {diff['fisher']:.1e}"
         )
         print(f"  {'product':<36} {'ms per vector':>13} {'x one HVP':>10}")
         for label, t in ms.items():

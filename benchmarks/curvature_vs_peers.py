@@ -342,8 +342,7 @@ def eig_section(case: Case) -> None:
         f"\n== {case.name}: top eigenvalues; float64 reference {np.round(exact[:5], 6).tolist()}; "
         "the smallest "
         f"eigenvalue's magnitude is at most {smallest:.3g} (so the largest-magnitude ones that "
-        "PyHessian finds are "
-        "these)"
+        "PyHessian finds are these)"
     )
     assert smallest < exact[4]
     runs: dict[tuple, list] = {}  # (library, k, knob) -> [error, products, [seconds...]]
@@ -394,8 +393,7 @@ def eig_section(case: Case) -> None:
         tp, tl = statistics.median(py[2]), statistics.median(ours[2])
         print(
             f"defaults, top-{k}: PyHessian (maxIter 100, tol 1e-3) {py[1]} HVPs {tp:.2f} s, rel. "
-            "error "
-            f"{py[0]:.1e} | landscape (tol 1e-3) {ours[1]} HVPs {tl:.2f} s, rel. error "
+            f"error {py[0]:.1e} | landscape (tol 1e-3) {ours[1]} HVPs {tl:.2f} s, rel. error "
             f"{ours[0]:.1e} | "
             f"{tp / tl:.1f}x faster, error {'at most' if ours[0] <= py[0] else 'ABOVE'} PyHessian's"
         )
@@ -512,8 +510,7 @@ def trace_section(case: Case) -> None:
     }
     print(
         f"\n== {case.name}: trace at {m} products; exact trace {exact:.6g} (float64, all unit "
-        "vectors); "
-        f"relative error over {SEEDS} seeds"
+        f"vectors); relative error over {SEEDS} seeds"
     )
     results = {name: [] for name in estimators}
     for s in range(SEEDS):
@@ -690,8 +687,7 @@ def suite_section(case: Case) -> None:
         f"\n== {case.name}: curvature suite vs PyHessian's three calls at their defaults; top-5 "
         "reference "
         f"{np.round(exact[:5], 6).tolist()}, {reference_text}; seconds: median over seeds "
-        f"{list(SUITE_SEEDS)}, "
-        "errors: root mean square over them"
+        f"{list(SUITE_SEEDS)}, errors: root mean square over them"
     )
 
     def rms(values: list) -> str:
@@ -739,8 +735,7 @@ def main() -> None:
         f"landscape curvature vs {peers} | torch {torch.__version__}, {torch.get_num_threads()} "
         "thread(s), "
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, device {device}, "
-        "python "
-        f"{platform.python_version()}"
+        f"python {platform.python_version()}"
     )
     print(f"load average at the start (1, 5, 15 min): {os.getloadavg()}")
     start = time.perf_counter()
@@ -750,8 +745,7 @@ def main() -> None:
         n = sum(p.numel() for p in case.params)
         print(
             f"{case.name}: {n} parameters, {case.n} training examples in batches of {BATCH}, "
-            "float32; products "
-            f"by {HessianOperator(case.model, case.split, BATCH).path}"
+            f"float32; products by {HessianOperator(case.model, case.split, BATCH).path}"
         )
     if not args.suite:
         for case in cases:

@@ -117,13 +117,11 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPUs; VGG11 width {args.width} with BN "
         f"({first['params']} parameters), full digits train split ({first['examples']} examples), "
-        "batch 256, "
-        f"no graph cache; medians of {args.repeats} HVPs after one warm-up, gloo backend"
+        f"batch 256, no graph cache; medians of {args.repeats} HVPs after one warm-up, gloo backend"
     )
     print(
         f"\n{'processes x threads':<20} {'s / HVP':>9} {'speed-up':>9} {'all_reduce s':>13} "
-        f"{'comm share':>11} "
-        f"{'max |Hv - Hv_1|':>16}"
+        f"{'comm share':>11} {'max |Hv - Hv_1|':>16}"
     )
     base = torch.tensor(first["hv"])
     for (procs, threads), r in runs.items():
@@ -131,8 +129,7 @@ def main() -> None:
         comm = r["allreduce"] if procs > 1 else 0.0
         print(
             f"{f'{procs} x {threads}':<20} {r['hvp']:>9.3f} {first['hvp'] / r['hvp']:>8.2f}x "
-            f"{comm:>13.5f} "
-            f"{comm / r['hvp']:>10.1%} {diff:>16.1e}"
+            f"{comm:>13.5f} {comm / r['hvp']:>10.1%} {diff:>16.1e}"
         )
     print(
         "\nspeed-up: over 1 process x 1 thread, measured in this run; comm share: one all_reduce "

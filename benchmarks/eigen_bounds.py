@@ -51,8 +51,7 @@ def tally(matrices: dict[str, torch.Tensor], k: int, block: int, strict: bool) -
                 products, runs = products + op.hvps, runs + 1
         print(
             f"  k={k} block={block} tol={tol:<6g}: bound exceeded {exceeded:>3}/{runs}, error "
-            "above tol "
-            f"{above:>3}/{runs}, mean products {products / runs:5.1f}"
+            f"above tol {above:>3}/{runs}, mean products {products / runs:5.1f}"
         )
 
 
@@ -77,8 +76,7 @@ def main() -> None:
         rule = "residual (--strict)" if strict else "error bound (default)"
         print(
             f"\n{len(spread)} matrices with separated outliers (exact MLP and CNN Hessians, "
-            "synthetic), "
-            f"{START_VECTORS} start vectors each; stop on {rule}"
+            f"synthetic), {START_VECTORS} start vectors each; stop on {rule}"
         )
         for k in (1, 2, 4):
             tally(spread, k, 1, strict)

@@ -59,13 +59,11 @@ def main() -> None:
     torch.set_num_threads(parser.parse_args().threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); {len(CORPUS)} corpus "
-        "models; "
-        "times: median of 3 warm runs of fuse([A, B]) on 64 inputs, tracing included\n"
+        "models; times: median of 3 warm runs of fuse([A, B]) on 64 inputs, tracing included\n"
     )
     header = (
         f"{'model':<24} {'exact':>5} {'err acts':>9} {'err wts':>9} {'frozen':>6} "
-        f"{'fuse acts s':>11} "
-        f"{'fuse wts s':>10}  frozen by"
+        f"{'fuse acts s':>11} {'fuse wts s':>10}  frozen by"
     )
     print(header)
     print("-" * len(header))
@@ -91,13 +89,11 @@ def main() -> None:
             frozen_models.append(name)
         print(
             f"{name:<24} {'yes' if exact else 'NO':>5} {errors[0]:>9.1e} {errors[1]:>9.1e} "
-            f"{frozen:>6} "
-            f"{times[0]:>11.3f} {times[1]:>10.3f}  {nodes}"
+            f"{frozen:>6} {times[0]:>11.3f} {times[1]:>10.3f}  {nodes}"
         )
     print(
         f"\n{exact_count}/{len(CORPUS)} models recover the hidden permutation exactly with both "
-        "metrics "
-        f"(where groups are frozen, the hidden permutation leaves them in place); "
+        f"metrics (where groups are frozen, the hidden permutation leaves them in place); "
         f"{len(frozen_models)} freeze "
         f"unit groups, each with one warning line: {', '.join(frozen_models)}."
     )
@@ -133,8 +129,7 @@ def _library_models() -> None:
         frozen = sum(g.reason.startswith("frozen") for g in graph.groups)
         print(
             f"{name:<24} {sum(not g.fixed for g in graph.groups):>7} {frozen:>6} "
-            f"{change[0]:>17.1e} "
-            f"{change[1]:>8.1e} {times[0]:>11.3f} {times[1]:>10.3f}"
+            f"{change[0]:>17.1e} {change[1]:>8.1e} {times[0]:>11.3f} {times[1]:>10.3f}"
         )
 
 

@@ -126,8 +126,7 @@ def main() -> None:
     )
     print(
         f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures "
-        "are comparable "
-        "on a quiet machine only)"
+        "are comparable on a quiet machine only)"
     )
     gen = torch.Generator().manual_seed(0)
     cases = [
@@ -154,14 +153,12 @@ def main() -> None:
         rows.append((name, vanilla, wts, wts_solve, acts, acts_solve, wts_trace))
     print(
         f"\n{'case':<30} {'vanilla s':>10} {'OT wts s':>9} {'OT acts s':>10} {'wts/van':>8} "
-        f"{'acts/wts':>9} "
-        f"{'EMD share wts':>14} {'EMD share acts':>15} {'tracing s':>10}"
+        f"{'acts/wts':>9} {'EMD share wts':>14} {'EMD share acts':>15} {'tracing s':>10}"
     )
     for name, vanilla, wts, wts_solve, acts, acts_solve, trace in rows:
         print(
             f"{name:<30} {vanilla:>10.4f} {wts:>9.4f} {acts:>10.4f} {wts / vanilla:>8.1f} "
-            f"{acts / wts:>9.2f} "
-            f"{wts_solve / wts:>14.0%} {acts_solve / acts:>15.0%} {trace:>10.4f}"
+            f"{acts / wts:>9.2f} {wts_solve / wts:>14.0%} {acts_solve / acts:>15.0%} {trace:>10.4f}"
         )
     _wide(gen)
     mlp_wts = rows[0][2]
@@ -199,8 +196,7 @@ def _wide(gen: torch.Generator) -> None:
         print(f"{'  ' + mode:<40} {seconds:>8.2f} {solving[0]:>12.2f} {tracing[0]:>10.2f}")
     print(
         "target: align under 5 s. wts: the Gram matrix of the first classifier layer alone is 4096 "
-        "x 4096 dot "
-        "products of 25089-wide rows (8.4e11 flops)."
+        "x 4096 dot products of 25089-wide rows (8.4e11 flops)."
     )
 
 

@@ -43,18 +43,15 @@ def main() -> None:
     torch.set_num_threads(parser.parse_args().threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; one timed run after a "
-        "warm-up on the "
-        "first case"
+        "warm-up on the first case"
     )
     print(
         f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures "
-        "are comparable "
-        "on a quiet machine only)"
+        "are comparable on a quiet machine only)"
     )
     print(
         f"\n{'case':<30} {'OT wts s':>9} {'Re-Basin s':>11} {'sweeps':>7} {'ratio':>6} "
-        f"{'objective OT':>13} "
-        f"{'objective RB':>13} {'unaligned':>10}"
+        f"{'objective OT':>13} {'objective RB':>13} {'unaligned':>10}"
     )
     warm = True
     for name, arch, shape, kw in CASES:
@@ -78,15 +75,13 @@ def main() -> None:
         )
         print(
             f"{name:<30} {t_ot:>9.3f} {t_rb:>11.3f} {sweeps:>7d} {t_rb / t_ot:>6.1f} "
-            f"{_objective(ot, b):>13.2f} "
-            f"{_objective(rb, b):>13.2f} {_objective(a, b):>10.2f}"
+            f"{_objective(ot, b):>13.2f} {_objective(rb, b):>13.2f} {_objective(a, b):>10.2f}"
         )
     print(
         "OT wts: exact OT with uniform masses (a linear assignment per layer, in forward order, "
         "once); Re-Basin: "
         "weight matching, random group order (seed 0) until a sweep changes nothing. Both include "
-        "tracing the "
-        "models; the sweeps column is counted in a separate call."
+        "tracing the models; the sweeps column is counted in a separate call."
     )
 
 

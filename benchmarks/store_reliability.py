@@ -64,8 +64,7 @@ def _contour(folder: Path, steps: int, chunk: int) -> None:
         write_result(out, group, arrays, attrs)
     print(
         f"  one more rewrite of the group: {(time.perf_counter() - start) * 10:.1f} ms (mean of "
-        "100); "
-        f"file then {os.path.getsize(out)} bytes"
+        f"100); file then {os.path.getsize(out)} bytes"
     )
 
 

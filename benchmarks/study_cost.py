@@ -97,8 +97,7 @@ def main() -> None:
         f"of {args.repeats} timed calls after a warm-up, random inputs). Reference: ResNet-18 on "
         "32x32 trains at "
         f"{1 / reference:.0f} examples/s at batch 128 here; assuming {args.gpu_rate:.0f}/s on one "
-        "GPU, the GPU is "
-        f"{speedup:.0f}x this CPU for all work (an assumption, not a measurement)"
+        f"GPU, the GPU is {speedup:.0f}x this CPU for all work (an assumption, not a measurement)"
     )
     with tempfile.TemporaryDirectory() as tmp:
         data = {

@@ -171,8 +171,7 @@ def main() -> None:
     )
     print(
         f"{'model':<22} {'params':>7} {'fwd ms':>7} {'walk s':>7} {'vmap s':>7} {'theirs s':>9} "
-        f"{'speed':>6} "
-        f"{'cost walk':>9} {'cost theirs':>11} {'calls':>5} {'|walk-vmap|':>11} "
+        f"{'speed':>6} {'cost walk':>9} {'cost theirs':>11} {'calls':>5} {'|walk-vmap|':>11} "
         f"{'|walk-theirs|':>13}"
     )
     for label, arch, kwargs in CASES:

@@ -134,8 +134,7 @@ def _eig_lines(checkpoint: str, r) -> list[str]:
     lines = [
         (
             f"{checkpoint}: top-{r.k} {CURVATURE_LABELS[r.curvature]} eigenvalues ({r.backend} "
-            f"{r.method}, "
-            f"{kind}) on {r.n_examples} examples, {r.n_params} parameters"
+            f"{r.method}, {kind}) on {r.n_examples} examples, {r.n_params} parameters"
         )
     ]
     lines += [
@@ -424,8 +423,7 @@ def _per_layer_eig(checkpoint: str, which: str, tol: float, max_hvps: int, opts:
         width = max(map(len, r.blocks))
         lines = [
             f"{checkpoint}: top {CURVATURE_LABELS[r.curvature]} eigenvalue of each parameter "
-            "block's diagonal "
-            f"block on {r.n_examples} examples"
+            f"block's diagonal block on {r.n_examples} examples"
         ]
         lines += [
             f"  {name:<{width}}  {size:>9}  {v: .6g}  +- {b:.1e}"

@@ -445,8 +445,7 @@ def align_cmd(model, anchor, method, device, quiet, as_json, out, **o):
     session.emit(
         {"out": out, **record, "test": test},
         f"saved {out}: {model} aligned to {anchor} ({method}, {settings['mode']}, "
-        f"{settings['solver']}) in "
-        f"{seconds:.2f} s{_acc_text(test)}",
+        f"{settings['solver']}) in {seconds:.2f} s{_acc_text(test)}",
     )
 
 

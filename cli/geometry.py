@@ -417,16 +417,14 @@ def curve_cmd(
     default="random",
     show_default=True,
     help="2d: random directions, or the two principal directions of the training trajectory (Li et "
-    "al. "
-    "2018, sec. 7), which is drawn on the contour.",
+    "al. 2018, sec. 7), which is drawn on the contour.",
 )
 @click.option(
     "--trajectory",
     multiple=True,
     type=click.Path(),
     help="With --directions pca: a trajectory checkpoint or a folder of them (repeatable) [the "
-    "folder "
-    "`train --save-every` recorded in the checkpoint].",
+    "folder `train --save-every` recorded in the checkpoint].",
 )
 @click.option(
     "--direction-norm",

@@ -22,8 +22,7 @@ from . import curvature, fusion, geometry, messages, sharpness, study, train
     type=int,
     default=None,
     help="CPU threads torch computes with (results depend on it: it is recorded with every "
-    "checkpoint "
-    "and result) [$LANDSCAPE_THREADS, else torch's default].",
+    "checkpoint and result) [$LANDSCAPE_THREADS, else torch's default].",
 )
 @click.version_option(package_name="landscape")
 @click.pass_context

@@ -110,8 +110,7 @@ DATA = compose(
         "data_spec",
         default=None,
         help="digits, a .npz file, or mnist:DIR / cifar10:DIR / cifar100:DIR [the data the "
-        "checkpoints "
-        "record; digits for a new model].",
+        "checkpoints record; digits for a new model].",
     ),
     click.option(
         "--labels",
@@ -145,8 +144,7 @@ DATA = compose(
         default=None,
         metavar="PART[:LABEL[:SHARE]]",
         help="The skill-transfer split (Singh & Jaggi 2020, Sec. 5.1): A = every example of LABEL "
-        "[4] "
-        "plus SHARE [0.1] of the others, B = the other labels' remaining examples.",
+        "[4] plus SHARE [0.1] of the others, B = the other labels' remaining examples.",
     ),
     _select,
 )

@@ -95,8 +95,7 @@ def sharpness_cmd(checkpoint, kind, rho, norm, steps, restarts, random_draws, st
         write_result(o["out"], group, arrays, {**attrs, **stored(settings)})
     average = (
         f"{r.average:.6g} +- {r.average_stderr:.2g} over {r.random_draws} Gaussian draws (std "
-        f"{rho:g}"
-        f"{' x |w|' if kind == 'adaptive' else ''})"
+        f"{rho:g}{' x |w|' if kind == 'adaptive' else ''})"
         if random_draws
         else "not measured (--random-draws 0)"
     )

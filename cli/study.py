@@ -42,15 +42,13 @@ from .options import DEVICE, JSON, QUIET, figures, writable_folder
     "--dry-run",
     is_flag=True,
     help="Print the job list and its work (examples trained, forward passes, Hessian-vector "
-    "products, "
-    "what is cached already); run nothing.",
+    "products, what is cached already); run nothing.",
 )
 @click.option(
     "--calibrate",
     is_flag=True,
     help="With --dry-run: time a training step, a forward pass and an HVP of the model on --device "
-    "and "
-    "estimate how long the jobs left take.",
+    "and estimate how long the jobs left take.",
 )
 @figures("png,pdf")
 @DEVICE

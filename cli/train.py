@@ -312,8 +312,7 @@ def _flat(row: dict) -> dict:
     "--arch",
     required=True,
     help="mlp, vgg11, resnet18, package.module:factory, or a library model: torchvision:NAME, "
-    "timm:NAME, "
-    "hf:DIR (a transformers config.json); docs/models.md.",
+    "timm:NAME, hf:DIR (a transformers config.json); docs/models.md.",
 )
 @click.option(
     "--arch-kwargs",
@@ -336,8 +335,7 @@ def _flat(row: dict) -> dict:
     "--normalize",
     default=None,
     help="The input statistics the model was trained with (MEAN,STD or MEAN,STD;... per channel, "
-    "or "
-    "none), recorded so that every command uses them.",
+    "or none), recorded so that every command uses them.",
 )
 @CHECKPOINT_OUT
 @JSON

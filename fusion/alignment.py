@@ -100,8 +100,7 @@ def check_options(
     ):
         raise LandscapeError(
             "Git Re-Basin finds permutations by linear assignment: the OT solver, marginals, "
-            "ground "
-            "metric and cost normalisation do not apply (leave them at their defaults)"
+            "ground metric and cost normalisation do not apply (leave them at their defaults)"
         )
     check_choice(mode, MODES, "alignment mode")
     check_choice(solver, SOLVERS, "OT solver")

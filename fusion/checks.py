@@ -331,7 +331,6 @@ def check_function(
             f"{name} does not compute the original model's function{accuracy}, the same prediction "
             "on "
             f"{agreement:.0%} of {len(x)} {where} (only exact EMD with uniform marginals and equal "
-            "widths "
-            "keeps it)"
+            "widths keeps it)"
         )
     return {"function_kept": kept, "agreement": agreement}

@@ -23,8 +23,7 @@ def load(module: str, name: str):
         cause = exc.__cause__ or exc
         raise LibraryUnavailable(
             f"{module}.{name} cannot be imported ({type(cause).__name__}: "
-            f"{str(cause).splitlines()[0][:80]}); `make install` installs the models "
-            "extra"
+            f"{str(cause).splitlines()[0][:80]}); `make install` installs the models extra"
         ) from None
 
 

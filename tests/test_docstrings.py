@@ -81,12 +81,9 @@ def test_the_rule_finds_what_is_missing(tmp_path):
         '    """A class.\n\n    >>> C()\n    """\n'
         "    def g(self, y):\n"
         '        """Args missing."""\n'
-        "    @property\n"
-        "    def p(self):\n"
+        "    @property\n    def p(self):\n"
         '        """A property needs neither."""\n'
-        "def _private(z):\n"
-        "    pass\n"
-        "def h():\n"
+        "def _private(z):\n    pass\ndef h():\n"
         '    """Nothing to pass.\n\n    >>> h()\n    """\n'
     )
     assert _missing(module) == [

@@ -91,8 +91,7 @@ def _session(
     if not all(isinstance(x, torch.Tensor) for x, _ in loader):
         raise LandscapeError(
             "the pyhessian `backend` calls model(inputs) with one tensor: use the landscape "
-            "backend "
-            "for batches whose inputs are tuples or mappings"
+            "backend for batches whose inputs are tuples or mappings"
         )
     loader = [(x.to(dtype), y) for x, y in loader]
     was = model.training
@@ -259,8 +258,7 @@ def pyhessian_trace(
     if 1 < len(estimates) < max_hvps and np.mean(estimates[:-1]) < 0:
         note = (
             f"PyHessian stopped after {len(estimates)} probes because its running mean was "
-            "negative "
-            "(its stopping rule divides by the signed mean)"
+            "negative (its stopping rule divides by the signed mean)"
         )
     return TraceResult(
         trace,

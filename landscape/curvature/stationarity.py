@@ -80,8 +80,7 @@ class PointState:
         """
         line = (
             f"at the measured point: loss {self.loss:.4g}, accuracy {100 * self.acc:.2f}%, "
-            "gradient norm "
-            f"{self.grad_norm:.3g} ({self.rel_grad_norm:.3g} of the weights' norm)"
+            f"gradient norm {self.grad_norm:.3g} ({self.rel_grad_norm:.3g} of the weights' norm)"
         )
         return line + (
             f": FAR FROM A STATIONARY POINT (above {FAR_FROM_STATIONARY:g})" if self.far else ""

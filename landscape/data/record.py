@@ -148,8 +148,7 @@ def data_mismatch(meta: dict, data: Dataset) -> list[str]:
     if len(ours["data_stats"]) != len(stats):
         return [
             f"data {data.name!r} has {len(ours['data_stats'])} input channels, the model was "
-            "trained on "
-            f"{len(stats)} ({trained})"
+            f"trained on {len(stats)} ({trained})"
         ]
     same_examples = ours["data_fingerprint"] == meta.get("data_fingerprint")
     for c, ((m0, s0, lo0, hi0), (m1, s1, lo1, hi1)) in enumerate(zip(stats, ours["data_stats"])):
@@ -160,8 +159,7 @@ def data_mismatch(meta: dict, data: Dataset) -> list[str]:
         if lo1 < lo0 - RANGE_TOL * span or hi1 > hi0 + RANGE_TOL * span:
             out.append(
                 f"data {data.name!r} has inputs in [{_g(lo1)}, {_g(hi1)}] (channel {c}), beyond "
-                "the "
-                f"range [{_g(lo0)}, {_g(hi0)}] the model was trained on ({trained}): check the "
+                f"the range [{_g(lo0)}, {_g(hi0)}] the model was trained on ({trained}): check the "
                 "scaling"
             )
             break
@@ -169,8 +167,7 @@ def data_mismatch(meta: dict, data: Dataset) -> list[str]:
         out.insert(
             0,
             f"data {data.name!r} is not the data the model was trained on ({trained}): other "
-            "labels or "
-            "input statistics in the first training examples",
+            "labels or input statistics in the first training examples",
         )
     return out
 

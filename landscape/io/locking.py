@@ -78,8 +78,7 @@ def _flock(fd: int, exclusive: bool, path: Path) -> None:
             _warned.add(str(path.parent))
             warn(
                 f"the file system of {path.parent} does not support file locks: concurrent writers "
-                "of the same "
-                "result file may overwrite each other"
+                "of the same result file may overwrite each other"
             )
 
 

@@ -38,8 +38,7 @@ _declared: list[
 
 INSTALL_HINT = (
     "`make install` installs them (setup.cfg's `models` extra, installed without dependencies so "
-    "that "
-    "torch stays)"
+    "that torch stays)"
 )
 
 

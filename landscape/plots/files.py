@@ -73,8 +73,7 @@ def _surface(
         else:
             warnings.warn(
                 f"{title}: {int((~done).sum())} of {done.size} points not computed yet, no VTK "
-                "file "
-                "written (finish the contour first)",
+                "file written (finish the contour first)",
                 LandscapeWarning,
                 stacklevel=2,
             )

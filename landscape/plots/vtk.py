@@ -91,10 +91,7 @@ def write_vts(
         "      <Points>\n"
         f'        <DataArray type="Float64" NumberOfComponents="3" '
         f'format="ascii">{_values(points)}</DataArray>\n'
-        "      </Points>\n"
-        "    </Piece>\n"
-        "  </StructuredGrid>\n"
-        "</VTKFile>\n"
+        "      </Points>\n    </Piece>\n  </StructuredGrid>\n</VTKFile>\n"
     )
     path = Path(path)
     path = path if path.suffix == ".vts" else path.with_name(path.name + ".vts")

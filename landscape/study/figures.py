@@ -214,8 +214,7 @@ class Figures:
             "Top Hessian eigenvalue (top row) and Hessian trace (bottom row) of the training "
             "loss for the parents, their vanilla average, the OT fusion (A aligned to B, averaged "
             "with B) and, where fine-tuned, the OT fusion fine-tuned at B's batch size; left "
-            "column "
-            f"same initialisation, right column different initialisation; {self.spread}.",
+            f"column same initialisation, right column different initialisation; {self.spread}.",
             {INIT_STYLE[k]: INIT_NAME[k] for k in INIT_STYLE},
         )
 
@@ -288,8 +287,7 @@ class Figures:
             f"Loss (top) and accuracy (bottom) on the straight line from A (a = 0) to B (a = 1), "
             f"{batches}: before alignment (orange) and after OT alignment of A to B (blue; the two "
             "coincide where alignment leaves A as it is), train solid and test dashed; the stars "
-            "mark "
-            "the vanilla average (a = 0.5 before alignment) and the OT fusion (a = 0.5 after "
+            "mark the vanilla average (a = 0.5 before alignment) and the OT fusion (a = 0.5 after "
             f"alignment); {bands}.",
         )
 
@@ -362,8 +360,7 @@ class Figures:
         )
         where = (
             "on the plane through A aligned to B, B and the fine-tuned OT fusion (axes in "
-            "parameter-space "
-            "distance; x and y are not to the same scale)"
+            "parameter-space distance; x and y are not to the same scale)"
             if kind == "plane"
             else "along two random filter-normalised directions around the fine-tuned OT fusion"
         )

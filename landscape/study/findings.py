@@ -58,8 +58,7 @@ class _Verdict:
         if not test.testable:
             return (
                 f"{self.what}: {direction}, {test.text(self.unit)}: no verdict from fewer than "
-                f"{MIN_N} "
-                "values (the t-test would rest on under 4 degrees of freedom)."
+                f"{MIN_N} values (the t-test would rest on under 4 degrees of freedom)."
             )
         if test.significant:
             return f"{self.what}: **{direction}**, {test.text(self.unit)}: exceeds its uncertainty."

@@ -66,14 +66,12 @@ STATIONARITY = (
     "weights, where the curvature was measured (at a minimum of the loss with weight decay λ it "
     "is λ); "
     f"{FAR_MARK}k/n: above {FAR_FROM_STATIONARY:g} in k of n replicates, far from a stationary "
-    "point, "
-    f"and their curvature ({FAR_MARK}) does not describe a minimum."
+    f"point, and their curvature ({FAR_MARK}) does not describe a minimum."
 )
 SOURCES = {
     "barrier": "`/barriers/<A>~<B>/none` and `/ot`, attributes `barrier_train` and `barrier_test`",
     "model": "`/models/<model>/metrics` (`test_acc`, `test_n`), `/eigenvalues` (`eigenvalues`), "
-    "`/trace` "
-    "(`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)",
+    "`/trace` (`trace`, `stderr`) and `/pairs/<pair>/ensemble` (`test_acc`)",
 }
 
 
@@ -162,15 +160,13 @@ def _uncertainty(view: StudyView) -> str:
     if view.replicates > 1:
         return (
             f"± is the standard deviation over the {view.replicates} replicates of a cell (n: how "
-            "many "
-            "finished; a cell with fewer shows (n=k))."
+            "many finished; a cell with fewer shows (n=k))."
         )
     test = view.sizes.get("test")
     return (
         "One replicate: ± is the measurement's own standard error, binomial over the "
         f"{test or 'test'} test examples for accuracies and over the Hutch++ probes for traces; "
-        "barriers and "
-        "top eigenvalues carry none."
+        "barriers and top eigenvalues carry none."
     )
 
 
@@ -218,8 +214,7 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
         "sizes below, fused by vanilla averaging and by OT fusion (A aligned to B), fine-tuned, "
         "and measured. "
         f"Every number is read from the result store [`{Path(store).name}`]({store}); each table "
-        "names the "
-        f"groups it came from. {_uncertainty(view)}"
+        f"names the groups it came from. {_uncertainty(view)}"
     )
     lines = [f"# Study report: {cfg['name']}", "", intro, ""]
     if view.compare:
@@ -255,8 +250,7 @@ def _text(view: StudyView, out_dir: Path, drawn: list[Drawn], formats: tuple[str
         "",
         "Each claim of the seed study, tested on this study's numbers: the effect, its "
         f"{LEVEL:.0%} confidence interval (not ±: Student's t on the test's degrees of freedom), "
-        "the "
-        "two-sided p of no effect (least squares against log2 of the batch size for trends, "
+        "the two-sided p of no effect (least squares against log2 of the batch size for trends, "
         "paired t-test "
         "for two numbers of the same pairs, Welch's t-test otherwise) and that p adjusted by "
         "Holm's method "

@@ -288,8 +288,7 @@ def settings_rows(view: StudyView) -> list[list[str]]:
     contour = (
         (
             f"{m['contour_kind']} contours, {m['contour_steps']} x {m['contour_steps']} points on "
-            "the training "
-            "loss (replicate 0, different-init pairs)"
+            "the training loss (replicate 0, different-init pairs)"
         )
         if m.get("contours")
         else "no contours"
@@ -299,8 +298,7 @@ def settings_rows(view: StudyView) -> list[list[str]]:
         [
             "Data",
             f"`{cfg['data']}`: {sizes.get('train', '?')} training, {sizes.get('val', '?')} "
-            "validation, "
-            f"{sizes.get('test', '?')} test examples",
+            f"validation, {sizes.get('test', '?')} test examples",
         ],
         ["Batch sizes (learning rate)", lrs],
         [
@@ -327,8 +325,7 @@ def settings_rows(view: StudyView) -> list[list[str]]:
             f"top-{m['eig_k']} eigenvalue (relative error bound {m['eig_tol']:g}), the ESD by "
             "block SLQ "
             "(fused models of replicate 0) and the trace (exact on its basis, Hutchinson on the "
-            "rest, "
-            f"at most {m['trace_hvps']} probes)",
+            f"rest, at most {m['trace_hvps']} probes)",
         ],
         [
             "Barriers",

@@ -111,8 +111,7 @@ class _Report:
             f"({v.sizes['test']} examples); {spread}. The `paper` columns are the values printed "
             "in the "
             "paper for its own setting, named above each table: they show what the experiment "
-            "found there, "
-            "not what this study's data and model should give.",
+            "found there, not what this study's data and model should give.",
             "",
             "## Settings",
             "",
@@ -222,8 +221,7 @@ class _Report:
                 f"Best OT average: {curves['ot_acc'][best].pct()} at w_B = {w[best]:g}."
                 + (
                     f" Paper (different init): A {paper['a_acc']}, B {paper['b_acc']}, best OT "
-                    "average "
-                    f"{paper['ot_best']}."
+                    f"average {paper['ot_best']}."
                     if paper and init == "diff"
                     else ""
                 ),
@@ -286,8 +284,7 @@ class _Report:
             "## Different widths: structured pruning, then OT fusion (Sec. 5.2)",
             "",
             "One layer at a time loses the given fraction of its units (those of smallest L1 norm "
-            "of their "
-            "incoming weights); then the dense model is OT-fused into the pruned one "
+            "of their incoming weights); then the dense model is OT-fused into the pruned one "
             f"({s['mode']} alignment, pruned model's weight {s['weight']:g}), which keeps the "
             "pruned widths. "
             "Sparsity: the share of all parameters removed. Source: `/widths/<layer>-r<r>`.",
@@ -387,10 +384,8 @@ class _Report:
             "## Ensemble replacement with K models (Sec. 5.3)",
             "",
             "K models from different initialisations: each alone, their prediction ensemble (K "
-            "models kept), "
-            f"and one model from vanilla or OT averaging ({s['mode']} alignment, "
-            f"{s['align_samples']} "
-            "training examples)"
+            f"models kept), and one model from vanilla or OT averaging ({s['mode']} alignment, "
+            f"{s['align_samples']} training examples)"
             + (f", each fine-tuned for {ft} epochs" if ft else "")
             + ". Efficiency: how "
             "many times fewer models are evaluated than the ensemble keeps. Source: "
@@ -453,8 +448,7 @@ class _Report:
             '(Sinkhorn at each regularisation) and number m of activation samples; "A aligned" is '
             "model A "
             "after alignment to B, before averaging (an exact OT map is a permutation, so A "
-            "aligned computes "
-            "what A computes). Source: `/ablation/r<r>`.",
+            "aligned computes what A computes). Source: `/ablation/r<r>`.",
             "",
             *intro,
         ]
@@ -475,8 +469,7 @@ class _Report:
             f"ensemble {base['ensemble_acc'].pct()}, vanilla average {base['vanilla_acc'].pct()}."
             + (
                 f" Paper: A {paper['a_acc']}, B {paper['b_acc']}, ensemble "
-                f"{paper['ensemble_acc']}, vanilla "
-                f"{paper['vanilla_acc']}."
+                f"{paper['ensemble_acc']}, vanilla {paper['vanilla_acc']}."
                 if paper
                 else ""
             ),
