@@ -197,7 +197,7 @@ def _eig_text(checkpoint: str) -> Callable[[Any], str]:
     "--max-hvps",
     type=int,
     default=None,
-    help="Budget of Hessian-vector products [100 per eigenvalue].",
+    help="Budget of Hessian-vector products [100 per eigenvalue, or --block if larger].",
 )
 @click.option("--eigenvectors", is_flag=True, help="Store the eigenvectors in --out.")
 @click.option(

@@ -134,6 +134,11 @@ def barrier_cmd(
         for s in ("train", "test")
     }
     aligns = ("none", "ot") if align == "both" else (align,)
+    if acts_at != "pre" and (align == "none" or mode != "acts"):
+        raise LandscapeError(
+            f"--acts-at {acts_at!r} has no effect: no activations are read (they are with --align "
+            "ot, rebasin or both and --mode acts)"
+        )
     solver, reg = resolve_solver(solver, reg)
     if repair and repair_samples < 1:
         raise LandscapeError(f"--repair-samples must be at least 1, got {repair_samples}")

@@ -113,8 +113,9 @@ def fuse(
         A new model in eval mode (the inputs are not modified).
 
     Raises:
-        LandscapeError: fewer than two models, an anchor out of range, fewer than one iteration, an
-            unknown method (and, from the checks, bad options or models that cannot be fused).
+        LandscapeError: fewer than two models, an anchor out of range, fewer than one iteration,
+            `acts_at` "post" with vanilla averaging, an unknown method (and, from the checks, bad
+            options or models that cannot be fused).
 
     Examples:
         Vanilla averaging of two linear layers, and OT fusion of a model with a permuted copy of
@@ -148,6 +149,10 @@ def fuse(
     w = fusion_weights(weights, len(models))
     template = models[anchor]
     if method == "vanilla":
+        if acts_at != "pre":
+            raise LandscapeError(
+                f"`acts_at` {acts_at!r} has no effect: vanilla averaging reads no activations"
+            )
         check_all_finite(models)
         check_specs(models)
         check_same_shapes(models)

@@ -173,6 +173,11 @@ ERRORS = [  # (bad input, command line, words of the message)
         "missing 2 required positional arguments: 'input_shape' and 'num_classes' (pass --data",
     ),
     (
+        "--acts-at post where no activations are read",
+        ["fuse", "ok.pt", "ok2.pt", "--align", "vanilla", "--acts-at", "post", "--out", "o.pt"],
+        "--acts-at 'post' has no effect: vanilla averaging reads no activations",
+    ),
+    (
         "eig --loss nll on logits",
         ["eig", "ok.pt", "--loss", "nll"],
         "--loss nll needs log-probabilities",

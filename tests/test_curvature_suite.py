@@ -5,6 +5,7 @@ output, stored groups and bad input."""
 
 import json
 import math
+import warnings
 
 import h5py
 import numpy as np
@@ -250,8 +251,9 @@ def test_curvature_bad_input_is_one_error_line(ckpt, tmp_path, run_cli, args, me
 
 
 def test_block_larger_than_the_space_is_reduced():
-    """A block of more start vectors than trainable parameters (the default 4 on a 3-parameter
-    model) runs with one vector per parameter and says so, and the figures are the exact ones."""
+    """A block of more start vectors than trainable parameters runs with one vector per parameter:
+    quietly for the default block (4, on a 3-parameter model), with a warning for one given; the
+    figures are the exact ones, the trace without probes."""
     torch.manual_seed(0)
     model, x, y = torch.nn.Linear(2, 1), torch.randn(16, 2), torch.randn(16, 1)
     criterion = torch.nn.MSELoss(reduction="sum")
@@ -262,8 +264,13 @@ def test_block_larger_than_the_space_is_reduced():
     exact = torch.linalg.eigvalsh(
         torch.autograd.functional.hessian(loss, torch.zeros(3, dtype=torch.float64))
     )
-    with pytest.warns(UserWarning, match=r"`block` 4 is more than the 3 trainable parameters"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         r = curvature_suite(model, [(x, y)], k=3, criterion=criterion)
-    assert r.block == 3
+    with pytest.warns(UserWarning, match=r"`block` 5 is more than the 3 trainable parameters"):
+        given = curvature_suite(model, [(x, y)], k=3, block=5, criterion=criterion)
+    assert r.block == given.block == 3
+    # one block step spans the space: the trace is tr(T) exactly, with no probe products
+    assert r.hvps == 3 and r.trace.stderr == 0 and len(r.trace.estimates) == MIN_PROBES
     assert np.allclose(r.eigenvalues.eigenvalues, exact.flip(0).numpy(), rtol=1e-5)  # float32
     assert math.isclose(r.trace.trace, float(exact.sum()), rel_tol=1e-5)

@@ -157,6 +157,8 @@ def test_bad_acts_at_is_an_error_naming_the_parameter():
         fusion.align(a, a, x=x, acts_at="mid")
     with pytest.raises(LandscapeError, match="`acts_at` 'post' has no effect"):
         fusion.fuse([a, a], mode="wts", x=x, acts_at="post")
+    with pytest.raises(LandscapeError, match="`acts_at` 'post' has no effect: vanilla averaging"):
+        fusion.fuse([a, a], method="vanilla", acts_at="post")
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +212,7 @@ def test_fuse_align_and_barrier_record_acts_at(ckpts, run_cli):
         (["fuse", "--acts-at", "mid"], "Invalid value for '--acts-at'"),
         (["align", "--acts-at", "mid"], "Invalid value for '--acts-at'"),
         (["fuse", "--mode", "wts", "--acts-at", "post"], "--acts-at 'post' has no effect"),
+        (["fuse", "--align", "vanilla", "--acts-at", "post"], "--acts-at 'post' has no effect"),
     ],
 )
 def test_bad_acts_at_on_the_command_line_is_one_line_with_exit_2(ckpts, run_cli, args, message):
@@ -218,3 +221,21 @@ def test_bad_acts_at_on_the_command_line_is_one_line_with_exit_2(ckpts, run_cli,
     assert code == 2 and stdout == ""
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--acts-at", "post"], ["--align", "both", "--mode", "wts", "--acts-at", "post"]]
+)
+def test_barrier_refuses_acts_at_where_no_activations_are_read_before_any_work(
+    ckpts, run_cli, args
+):
+    """`barrier` without alignment, or aligning by weights, reads no activations: `--acts-at post`
+    is refused at once (with --align both, before the unaligned curve is computed)."""
+    out = ckpts / "barrier_bad.h5"
+    code, stdout, err = run_cli("barrier", ckpts / "m0.pt", ckpts / "m1.pt", *args, "--out", out)
+    assert code == 2 and stdout == "" and not out.exists()
+    assert err.strip() == (
+        "error: --acts-at 'post' has no effect: no activations are read (they are with --align ot, "
+        "rebasin or both and --mode acts)"
+    ), err
+    assert "progress" not in err

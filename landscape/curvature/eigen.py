@@ -286,22 +286,25 @@ def check_k_fits(k: int, model: nn.Module) -> None:
         )
 
 
-def fit_block(block: int, model: nn.Module) -> int:
+def fit_block(block: int | None, model: nn.Module, default: int = 1) -> int:
     """The block of start vectors Lanczos can use on `model`: at most its trainable parameters.
 
-    A block larger than the space would start from linearly dependent vectors; it is reduced to the
-    space's dimension with a warning.
+    A block larger than the space would start from linearly dependent vectors. A block given
+    explicitly is reduced to the space's dimension with a warning; the default quietly.
 
     Args:
-        block: start vectors asked for.
+        block: start vectors asked for, or None for `default`.
         model: the model measured.
+        default: the block when `block` is None.
 
     Returns:
-        `block`, or the number of trainable parameters when that is smaller.
+        The block, or the number of trainable parameters when that is smaller.
 
     Examples:
         >>> import warnings
         >>> from torch import nn
+        >>> fit_block(None, nn.Linear(2, 1), default=4)
+        3
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
         ...     fit_block(4, nn.Linear(2, 1))
@@ -310,6 +313,8 @@ def fit_block(block: int, model: nn.Module) -> int:
         '`block` 4 is more than the 3 trainable parameters: 3 start vectors used'
     """
     size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if block is None:
+        return min(default, size) if size > 0 else default
     if 0 < size < block:
         warn(
             f"`block` {block} is more than the {size} trainable parameters: {size} start "
@@ -352,7 +357,8 @@ def top_eigenvalues(
         method: "lanczos" (default) or "power" (PyHessian's power iteration, `power_top`).
         tol: each eigenvalue's relative error bound (Lanczos), or the relative change that stops
             power iteration.
-        max_hvps: the cap on Hessian-vector products [100 per eigenvalue, PyHessian's maxIter].
+        max_hvps: the cap on Hessian-vector products [100 per eigenvalue, PyHessian's maxIter,
+            or the block if larger].
         seed: the seed of every random vector.
         which: "algebraic" (Lanczos default) or "magnitude" (what power iteration finds).
         eigenvectors: also return the eigenvectors (k, size).
@@ -399,11 +405,11 @@ def top_eigenvalues(
         )
     check_k_fits(k, model)
     block = fit_block(block, model)
-    max_hvps = 100 * k if max_hvps is None else max_hvps
+    max_hvps = max(100 * k, block) if max_hvps is None else max_hvps
     if max_hvps < max(k, block):
         raise LandscapeError(
             f"`max_hvps` {max_hvps} is fewer than the {k} eigenvalues (or the block of {block}) "
-            "asked for"
+            f"asked for: give at least {max(k, block)}"
         )
     if backend == "pyhessian":
         return pyhessian_eigenvalues(

@@ -29,7 +29,7 @@ import torch
 
 from .lanczos import Krylov
 from .operator import Operator
-from .trace import hutchinson
+from .trace import MIN_PROBES, hutchinson
 
 
 def projected_trace(krylov: Krylov) -> float:
@@ -78,7 +78,9 @@ def krylov_aware_trace(
         block: probes per product.
 
     Returns:
-        The per-probe estimates (their mean is the trace).
+        The per-probe estimates (their mean is the trace). When the basis spans the whole space the
+        remainder is zero and every probe's estimate is tr(Q^T H Q): `trace.MIN_PROBES` copies of
+        it, for no product.
 
     Examples:
         >>> import torch
@@ -92,6 +94,9 @@ def krylov_aware_trace(
         >>> krylov_aware_trace(op, krylov, 3, g).tolist()  # 4 + g^T diag(0, 1) g, g_2^2 = 1
         [5.0, 5.0, 5.0]
     """
+    basis = krylov.basis[0]
+    if basis.shape[0] >= basis.shape[1]:  # the basis spans the space: P = 0, every probe is exact
+        return np.full(MIN_PROBES, projected_trace(krylov))
     return hutchinson(
         op,
         budget,

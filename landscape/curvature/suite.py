@@ -179,7 +179,7 @@ def curvature_suite(
     k: int = 1,
     tol: float = 1e-3,
     steps: int = STEPS,
-    block: int = BLOCK,
+    block: int | None = None,
     trace_rse: float | None = TRACE_RSE,
     max_hvps: int | None = None,
     batch_size: int = 256,
@@ -205,7 +205,7 @@ def curvature_suite(
         tol: each eigenvalue's relative error bound (as `top_eigenvalues`).
         steps: block Lanczos steps at least; the density is exact for moments of degree below 2 *
             steps.
-        block: start vectors in the block.
+        block: start vectors in the block [BLOCK = 4, or the trainable parameters if fewer].
         trace_rse: the trace's relative standard error target; None spends the whole budget.
         max_hvps: products in all [steps * block + 100 * k + 100].
         batch_size: examples per forward pass (memory only).
@@ -235,9 +235,9 @@ def curvature_suite(
         >>> r.esd.nodes.round(4).tolist()
         [[1.0, 4.0]]
     """
+    block = fit_block(block, model, BLOCK)
     _check(k, tol, steps, block, trace_rse, which)
     check_k_fits(k, model)
-    block = fit_block(block, model)
     max_hvps = steps * block + 100 * k + 100 if max_hvps is None else max_hvps
     began = time.perf_counter()
     op = curvature_operator(

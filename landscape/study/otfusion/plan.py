@@ -204,6 +204,7 @@ def _model(
             Task(
                 "train",
                 f"train model {k}{_tag(selection)} r{r}"
+                + (f" (model {init}'s init)" if init is not None and init != k else "")
                 + (f" ({train.epochs} epochs)" if train.epochs != cfg.train.epochs else ""),
                 key,
                 "train",
@@ -247,7 +248,10 @@ def _snapshots(p: Plan, key: str, epochs: tuple[int, ...]) -> dict[int, str]:
             "snapshot_of": key,
             "replicate": p.models[key]["replicate"],
         }
-    p.tasks[i] = replace(p.tasks[i], snapshots=tuple(sorted(saved.items())))
+    snapshots = tuple(sorted(saved.items()))
+    name = p.tasks[i].name.split(", saved after epochs")[0]
+    name += ", saved after epochs " + ", ".join(str(e) for e, _ in snapshots)
+    p.tasks[i] = replace(p.tasks[i], snapshots=snapshots, name=name)
     return {e: snapshot_key(key, e) for e in epochs}
 
 
