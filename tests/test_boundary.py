@@ -94,7 +94,8 @@ def test_the_command_line_error_names_the_flag(run_cli, tmp_path):
     )
     assert (code, err) == (
         2,
-        "error: --max-hvps 1 is fewer than the 2 eigenvalues (or the block of 1) asked for\n",
+        "error: --max-hvps 1 is fewer than the 2 eigenvalues (or the block of 1) asked for: give "
+        "at least 2\n",
     )
 
 
