@@ -132,8 +132,7 @@ def trained(name: str, data, device: torch.device) -> Case:
     return Case(name, model, split, list(Batches(split, BATCH)))
 
 
-# ---- the four libraries, each counting its own products
-# ---------------------------------------------------------
+# ---- the four libraries, each counting its own products ------------------------------------------
 
 
 def curvlinops_operator(case: Case):
@@ -236,8 +235,7 @@ def median_ms(f: Callable, n: int = 5) -> float:
     return 1000 * statistics.median(times)
 
 
-# ---- 1. cost of one product
-# ---------------------------------------------------------------------------------------
+# ---- 1. cost of one product ----------------------------------------------------------------------
 
 
 def cost_section(case: Case) -> None:
@@ -292,8 +290,7 @@ def cost_section(case: Case) -> None:
         print(f"{label:<58} {t:8.1f} ms   {t / gradient:4.2f}")
 
 
-# ---- 2. eigenvalues
-# -------------------------------------------------------------------------------------------------
+# ---- 2. eigenvalues ------------------------------------------------------------------------------
 
 
 class Negated:
@@ -414,8 +411,7 @@ def eig_section(case: Case) -> None:
         )
 
 
-# ---- 3. trace
-# --------------------------------------------------------------------------------------------------
+# ---- 3. trace ------------------------------------------------------------------------------------
 
 
 def cached(case: Case, what: str, compute: Callable[[], list[float]]) -> list[float]:
@@ -526,8 +522,7 @@ def trace_section(case: Case) -> None:
         )
 
 
-# ---- 4. spectral density
-# --------------------------------------------------------------------------------------------
+# ---- 4. spectral density -------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -592,8 +587,7 @@ def esd_section(case: Case) -> None:
         )
 
 
-# ---- 5. the curvature suite
-# ----------------------------------------------------------------------------------------
+# ---- 5. the curvature suite ----------------------------------------------------------------------
 
 
 def reference_trace(case: Case) -> tuple[float, float]:

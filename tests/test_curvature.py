@@ -99,8 +99,7 @@ def case(request, digits):
     return model, split, exact_hessian(model, split)
 
 
-# ---- the Hessian-vector product
-# ---------------------------------------------------------------------------------
+# ---- the Hessian-vector product ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -204,8 +203,7 @@ def test_refuses_random_or_batch_dependent_models(digits):
         HessianOperator(dropout.eval(), shuffled)
 
 
-# ---- eigenvalues
-# ------------------------------------------------------------------------------------------------
+# ---- eigenvalues ---------------------------------------------------------------------------------
 
 
 def _within(values: np.ndarray, bounds: np.ndarray, exact: np.ndarray) -> bool:
@@ -416,8 +414,7 @@ def test_bad_eigen_arguments(case):
             top_eigenvalues(model, split, **kw)
 
 
-# ---- trace
-# --------------------------------------------------------------------------------------------------
+# ---- trace ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
@@ -459,8 +456,7 @@ def test_trace_arguments(case):
         hessian_trace(model, split, method="exact")
 
 
-# ---- spectral density
-# ---------------------------------------------------------------------------------------------
+# ---- spectral density ----------------------------------------------------------------------------
 
 
 def test_quadrature_is_exact_for_low_degree_moments():

@@ -176,8 +176,7 @@ def test_budget_and_arguments(case):
     assert not r.eigenvalues.converged and r.hvps == 4 + MIN_PROBES and r.trace.probes == MIN_PROBES
 
 
-# ---- command line
-# -------------------------------------------------------------------------------------------------
+# ---- command line --------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -64,8 +64,7 @@ def permuted_copy(mlp: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return out
 
 
-# ---- barrier formula
-# --------------------------------------------------------------------------------------------
+# ---- barrier formula -----------------------------------------------------------------------------
 def test_barrier_formula_by_hand():
     assert barrier(np.array([0, 0.5, 1]), np.array([1.0, 3.0, 2.0])) == (1.5, 0.5)
     # the linear part is subtracted: a convex curve under the chord has barrier 0, its signed
@@ -135,8 +134,7 @@ def test_alignment_lowers_the_barrier_of_independently_trained_mlps(mlp_pair, sp
     assert post.barrier_test < pre.barrier_test
 
 
-# ---- batched evaluation equals the loop
-# ------------------------------------------------------------------------
+# ---- batched evaluation equals the loop ----------------------------------------------------------
 @pytest.mark.parametrize("which", ["mlp", "bn_cnn"])
 def test_batched_barrier_equals_the_loop(which, mlp_pair, bn_cnn, splits):
     a, b = mlp_pair if which == "mlp" else bn_cnn
@@ -171,8 +169,7 @@ def test_reset_bn_recomputes_statistics_at_every_point(bn_cnn, splits):
     assert not np.allclose(curve.train_loss[1], plain.train_loss[1], atol=1e-4)
 
 
-# ---- the walk: points moved in place
-# ---------------------------------------------------------------------------
+# ---- the walk: points moved in place -------------------------------------------------------------
 def _extrapolated_line(n: int) -> torch.Tensor:
     """a from -3 to 4 on the line through A (a = 0) and B (a = 1): some running variances go below 0
     there."""
@@ -408,8 +405,7 @@ def test_fast_cross_entropy_equals_torch():
         assert ce(out, y).item() == F.cross_entropy(out, y, reduction="sum").item()
 
 
-# ---- directions and surfaces
-# ------------------------------------------------------------------------------------
+# ---- directions and surfaces ---------------------------------------------------------------------
 def test_filter_normalisation_per_filter(bn_cnn):
     model = bn_cnn[0]
     state = model.state_dict()
@@ -550,8 +546,7 @@ def test_killed_contour_resumes_to_the_same_array(mlp_pair, splits, tmp_path, mo
         assert np.array_equal(f["surfaces/m/2d/loss"][()], resumed["loss"])
 
 
-# ---- command line and plots
-# -------------------------------------------------------------------------------------
+# ---- command line and plots ----------------------------------------------------------------------
 def test_barrier_cli_both_and_plot(mlp_pair, tmp_path, run_cli):
     a = mlp_pair[0]
     save_checkpoint(a, tmp_path / "a.pt")

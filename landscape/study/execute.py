@@ -173,8 +173,7 @@ class StudyRunner:
                     write_result(self.plan.store, task.group, arrays, {**attrs, "key": task.key})
                 bar.update(1)
 
-    # ---- checkpoints
-    # ---------------------------------------------------------------------------------------------
+    # ---- checkpoints -----------------------------------------------------------------------------
     def _train(self, task: Task) -> None:
         """Train a parent from its init seed."""
         s, cfg = task.params, task.params["train"]
@@ -221,8 +220,7 @@ class StudyRunner:
         )
         save_checkpoint(result.model, task.checkpoint, meta=meta)
 
-    # ---- the description
-    # ---------------------------------------------------------------------------------------------
+    # ---- the description -------------------------------------------------------------------------
     def _describe(self) -> None:
         """Record the study in the store under /study, so that the report needs nothing else.
 

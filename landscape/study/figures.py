@@ -96,8 +96,7 @@ class Figures:
         drawn += [*self.spectra(), self.contours()]
         return [d for d in drawn if d is not None]
 
-    # ---- trends
-    # ----------------------------------------------------------------------------------------------
+    # ---- trends ----------------------------------------------------------------------------------
     def _series(self, cells: list[Cell], label: str, color, init: str, values) -> Series:
         """One trend line: the cells' estimates (`values` of a cell) against A's batch size.
 
@@ -218,8 +217,7 @@ class Figures:
             {INIT_STYLE[k]: INIT_NAME[k] for k in INIT_STYLE},
         )
 
-    # ---- interpolation curves
-    # ------------------------------------------------------------------------------------
+    # ---- interpolation curves --------------------------------------------------------------------
     def _by_batches(self) -> list[list[Cell]]:
         """The cells grouped by (A batch, B batch).
 
@@ -291,8 +289,7 @@ class Figures:
             f"alignment); {bands}.",
         )
 
-    # ---- spectra and contours
-    # ------------------------------------------------------------------------------------
+    # ---- spectra and contours --------------------------------------------------------------------
     def spectra(self) -> list[Drawn]:
         """ESDs of the vanilla and OT fused models (replicate 0), equal and mixed batch sizes.
 

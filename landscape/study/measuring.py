@@ -82,8 +82,7 @@ class Measurer:
         """
         return load_checkpoint(self.plan.models[name].checkpoint, self.device)[0]
 
-    # ---- measurements of one model
-    # ---------------------------------------------------------------------------------------------
+    # ---- measurements of one model ---------------------------------------------------------------
     def _measured(
         self, task: Task, compute: Callable[[nn.Module, Split], Any], at: bool = True
     ) -> tuple[dict, dict]:
@@ -225,8 +224,7 @@ class Measurer:
             at=False,
         )
 
-    # ---- measurements of a pair
-    # ---------------------------------------------------------------------------------------------
+    # ---- measurements of a pair ------------------------------------------------------------------
     def _ensemble(self, task: Task) -> tuple[dict, dict]:
         """Loss and accuracy of the averaged predictions of A and B.
 

@@ -176,8 +176,7 @@ class StudyView:
             return None
         return self.store.arrays(group), self.store.attrs(group)
 
-    # ---- one pair
-    # ----------------------------------------------------------------------------------------------
+    # ---- one pair --------------------------------------------------------------------------------
     @staticmethod
     def model_name(pair: dict, row: str) -> str:
         """The stored model behind one row of a pair.
@@ -268,8 +267,7 @@ class StudyView:
             return None if value is None else 100 * value
         return self.attr(f"/barriers/{pair['a']}~{pair['b']}/{align}", f"barrier_{split}")
 
-    # ---- one cell
-    # ----------------------------------------------------------------------------------------------
+    # ---- one cell --------------------------------------------------------------------------------
     def cell_value(self, cell: Cell, row: str, metric: str) -> Estimate | None:
         """A row's `metric` over the cell's replicates.
 

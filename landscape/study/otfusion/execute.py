@@ -169,8 +169,7 @@ class Runner:
                 bar.close()
         self._describe()
 
-    # ---- helpers
-    # ---------------------------------------------------------------------------------------------
+    # ---- helpers ---------------------------------------------------------------------------------
     def _data(self, selection: Selection = WHOLE) -> Dataset:
         return load_data(DataSpec(self.plan.cfg.study.data, selection), device=self.device)
 
@@ -195,8 +194,7 @@ class Runner:
             "x": x if settings["mode"] == "acts" else None,
         }
 
-    # ---- actions
-    # ---------------------------------------------------------------------------------------------
+    # ---- actions ---------------------------------------------------------------------------------
     def _train(self, task: Task) -> None:
         cfg, data = TrainConfig(**task.params["train"]), self.data(task.params["selection"])
         model = init_model(

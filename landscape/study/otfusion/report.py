@@ -177,8 +177,7 @@ class _Report:
         table = published(kind, setting)
         return table, [f"Paper ({table['source']}): {table['setting']}.", ""]
 
-    # ---- skill transfer
-    # ----------------------------------------------------------------------------------------
+    # ---- skill transfer --------------------------------------------------------------------------
     def _skill(self) -> list[str]:
         s = self.view.settings("skill-transfer")
         paper, intro = self._paper("skill-transfer")
@@ -275,8 +274,7 @@ class _Report:
             )
         return lines
 
-    # ---- widths
-    # ----------------------------------------------------------------------------------------------
+    # ---- widths ----------------------------------------------------------------------------------
     def _widths(self) -> list[str]:
         s = self.view.settings("widths")
         paper, intro = self._paper("widths")
@@ -375,8 +373,7 @@ class _Report:
             )
         return lines
 
-    # ---- ensemble
-    # ----------------------------------------------------------------------------------------------
+    # ---- ensemble --------------------------------------------------------------------------------
     def _ensemble(self) -> list[str]:
         s = self.view.settings("ensemble")
         ft = s["finetune_epochs"]
@@ -434,8 +431,7 @@ class _Report:
             lines += [f"Paper {setting} ({table['source']}): {table['setting']}.", ""]
         return lines
 
-    # ---- ablation
-    # ----------------------------------------------------------------------------------------------
+    # ---- ablation --------------------------------------------------------------------------------
     def _ablation(self) -> list[str]:
         paper, intro = self._paper("ablation")
         runs = self.view.groups("ablation", "")
