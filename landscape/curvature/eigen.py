@@ -261,6 +261,11 @@ def power_top(
     return Ritz(np.array(values), np.array(residuals), np.array(residuals), vecs, converged)
 
 
+def _trainable(model: nn.Module) -> int:
+    """Return the number of trainable parameters: the curvature matrix's dimension."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 def check_k_fits(k: int, model: nn.Module) -> None:
     """Raise unless the curvature matrix of `model`'s trainable parameters has `k` eigenvalues.
 
@@ -278,7 +283,7 @@ def check_k_fits(k: int, model: nn.Module) -> None:
         ...
         landscape.errors.LandscapeError: `k` 3 is more than the 2 trainable parameters ...
     """
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    size = _trainable(model)
     if 0 < size < k:
         raise LandscapeError(
             f"`k` {k} is more than the {size} trainable parameters (the Hessian has {size} "
@@ -312,7 +317,7 @@ def fit_block(block: int | None, model: nn.Module, default: int = 1) -> int:
         >>> str(caught[0].message)
         '`block` 4 is more than the 3 trainable parameters: 3 start vectors used'
     """
-    size = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    size = _trainable(model)
     if block is None:
         return min(default, size) if size > 0 else default
     if 0 < size < block:
